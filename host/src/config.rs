@@ -1,0 +1,239 @@
+//! `dohost.toml`: the application's configuration, read like wrangler.toml.
+//!
+//! ```toml
+//! name = "counter"
+//! main = "worker"                      # optional stateless entry worker
+//! [[durable_objects.bindings]]
+//! name = "COUNTER"                     # the binding, as in env.COUNTER
+//! class_name = "Counter"               # the class the component exports
+//! component = "counter"                # a .wasm component or a Rust guest crate dir
+//! [vars]
+//! GREETING = "hello"
+//! ```
+//!
+//! Paths are relative to the file. Every error names the file, the field and
+//! the fix; nothing starts with a configuration that did not validate.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Where a component comes from.
+#[derive(Debug, Clone)]
+pub enum ComponentSource {
+    /// A compiled WebAssembly component file (`.wasm`).
+    File(PathBuf),
+    /// A Rust guest crate directory (with `Cargo.toml`), built by
+    /// [`crate::build`] into a component for `wasm32-wasip2`.
+    RustCrate(PathBuf),
+    /// Component bytes held in memory (embedding).
+    Bytes(Arc<[u8]>),
+}
+
+/// One Durable Object namespace binding (`[[durable_objects.bindings]]`).
+#[derive(Debug, Clone)]
+pub struct BindingConfig {
+    /// The binding name, e.g. `COUNTER` (`env.COUNTER`, and the first path
+    /// segment of the default router).
+    pub name: String,
+    /// The class the component exports for this namespace, e.g. `Counter`.
+    pub class_name: String,
+    /// The component implementing the class.
+    pub component: ComponentSource,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The application name (informational).
+    pub name: Option<String>,
+    /// The stateless entry worker; without one the default router serves
+    /// `/<BINDING>/<object-name>/<rest>`.
+    pub main: Option<ComponentSource>,
+    /// Durable Object namespace bindings.
+    pub bindings: Vec<BindingConfig>,
+    /// `[vars]`, visible to every guest through the `env` interface.
+    pub vars: BTreeMap<String, String>,
+    /// The file this was read from, if any (for messages).
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    name: Option<String>,
+    main: Option<String>,
+    /// Accepted so a wrangler.toml-shaped file reads as is; dohost has no
+    /// compatibility flags yet.
+    #[allow(dead_code)]
+    compatibility_date: Option<String>,
+    durable_objects: Option<RawDurableObjects>,
+    #[serde(default)]
+    vars: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDurableObjects {
+    #[serde(default)]
+    bindings: Vec<RawBinding>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBinding {
+    name: String,
+    class_name: String,
+    component: String,
+}
+
+impl Config {
+    /// Reads and validates a `dohost.toml`.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] naming the file, the field and the fix
+    /// when the file is missing, is not valid TOML, has an unknown or missing
+    /// field, or points at a component that does not exist.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(format!(
+                "{}: cannot read the configuration: {e}; pass --config with the path of a dohost.toml",
+                path.display()
+            ))
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates configuration text as if it were read from `path` (relative
+    /// component paths resolve against `path`'s directory).
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::load`].
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let file = path.display();
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| Error::config(format!("{file}: {}", e.to_string().trim_end())))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+
+        let mut bindings = Vec::new();
+        for (i, b) in raw
+            .durable_objects
+            .map(|d| d.bindings)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let field = format!("durable_objects.bindings[{i}]");
+            if !is_identifier(&b.name) {
+                return Err(Error::config(format!(
+                    "{file}: {field}.name = {:?} is not a valid binding name; use letters, digits and _ (not starting with a digit), e.g. \"COUNTER\"",
+                    b.name
+                )));
+            }
+            if bindings.iter().any(|x: &BindingConfig| x.name == b.name) {
+                return Err(Error::config(format!(
+                    "{file}: {field}.name = {:?} is bound twice; give each binding its own name",
+                    b.name
+                )));
+            }
+            if !is_identifier(&b.class_name) {
+                return Err(Error::config(format!(
+                    "{file}: {field}.class_name = {:?} is not a class name; use the name the component exports, e.g. \"Counter\"",
+                    b.class_name
+                )));
+            }
+            let component = resolve_component(dir, &b.component, &format!("{file}: {field}.component"))?;
+            bindings.push(BindingConfig {
+                name: b.name,
+                class_name: b.class_name,
+                component,
+            });
+        }
+
+        let main = match raw.main {
+            Some(m) => Some(resolve_component(dir, &m, &format!("{file}: main"))?),
+            None => None,
+        };
+        if bindings.is_empty() {
+            return Err(Error::config(format!(
+                "{file}: no Durable Object bindings; add a [[durable_objects.bindings]] table with name, class_name and component"
+            )));
+        }
+
+        let mut vars = BTreeMap::new();
+        for (k, v) in raw.vars {
+            let value = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => serde_json::to_string(&other).map_err(|e| {
+                    Error::config(format!("{file}: vars.{k}: cannot be represented as text: {e}"))
+                })?,
+            };
+            vars.insert(k, value);
+        }
+
+        Ok(Config {
+            name: raw.name,
+            main,
+            bindings,
+            vars,
+            path: Some(path.to_path_buf()),
+        })
+    }
+
+    /// The binding called `name`, if configured.
+    pub fn binding(&self, name: &str) -> Option<&BindingConfig> {
+        self.bindings.iter().find(|b| b.name == name)
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn resolve_component(dir: &Path, value: &str, field: &str) -> Result<ComponentSource> {
+    if value.is_empty() {
+        return Err(Error::config(format!(
+            "{field} is empty; set it to a .wasm component or a Rust guest crate directory"
+        )));
+    }
+    let path = dir.join(value);
+    if path.is_dir() {
+        if path.join("Cargo.toml").is_file() {
+            return Ok(ComponentSource::RustCrate(path));
+        }
+        return Err(Error::config(format!(
+            "{field} = {value:?}: {} is a directory without Cargo.toml; point it at a Rust guest crate or a .wasm file",
+            path.display()
+        )));
+    }
+    if path.extension().is_some_and(|e| e == "wasm") {
+        // A .wasm path need not exist yet: `dohost build` may produce it.
+        return Ok(ComponentSource::File(path));
+    }
+    if path.exists() {
+        return Err(Error::config(format!(
+            "{field} = {value:?} is neither a .wasm component nor a crate directory; point it at one of those"
+        )));
+    }
+    Err(Error::config(format!(
+        "{field} = {value:?}: {} does not exist; point it at a .wasm component or a Rust guest crate directory (with Cargo.toml)",
+        path.display()
+    )))
+}

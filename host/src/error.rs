@@ -1,0 +1,95 @@
+//! The one error type of the `dohost` library.
+//!
+//! Every failure carries an [`ErrorKind`] that says what class of problem it
+//! is (and so which HTTP status a server gives it), plus a message written
+//! for a person: it names the thing that failed and, where there is one, the
+//! fix.
+
+use std::fmt;
+
+/// What class of failure an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The configuration (file or builder) is invalid; nothing was started.
+    Config,
+    /// A name, binding or path that does not exist (HTTP 404).
+    NotFound,
+    /// The client's request is malformed or too large (HTTP 400 / 413).
+    BadRequest,
+    /// The guest component failed to load, compile or instantiate.
+    Component,
+    /// The guest trapped or exceeded a limit; the object was reset (HTTP 500).
+    GuestTrap,
+    /// The guest returned an error from its handler (HTTP 500).
+    GuestError,
+    /// The object's mailbox is full or the host is out of instance slots;
+    /// retry later (HTTP 503).
+    Overloaded,
+    /// The database failed; the event's writes are not durable (HTTP 500).
+    Storage,
+    /// Building a guest component failed.
+    Build,
+    /// An I/O error outside the database.
+    Io,
+}
+
+/// A failure in the `dohost` library: a kind and a readable message.
+#[derive(Debug, Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// What class of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message, without the kind.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The HTTP status a server answers this error with.
+    pub fn http_status(&self) -> u16 {
+        match self.kind {
+            ErrorKind::NotFound => 404,
+            ErrorKind::BadRequest => 400,
+            ErrorKind::Overloaded => 503,
+            _ => 500,
+        }
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Config, message)
+    }
+
+    pub(crate) fn storage(context: &str, err: impl fmt::Display) -> Self {
+        Self::new(ErrorKind::Storage, format!("{context}: {err}"))
+    }
+
+    pub(crate) fn io(context: impl fmt::Display, err: std::io::Error) -> Self {
+        Self::new(ErrorKind::Io, format!("{context}: {err}"))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,370 @@
+//! The host: a set of namespaces over one engine and one database, and the
+//! entry point every request goes through ([`Host::fetch`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::bindings::object::DurableObjectPre;
+use crate::bindings::worker::WorkerPre;
+use crate::config::{BindingConfig, ComponentSource, Config};
+use crate::engine::{EngineLimits, Runtime};
+use crate::error::{Error, ErrorKind, Result};
+use crate::namespace::{Namespace, from_wit_response, to_wit_request};
+use crate::object::{DEFAULT_IDLE_TIMEOUT, ObjectState};
+use crate::storage::{CommitHook, Store};
+use crate::worker::{WorkerPool, WorkerState};
+
+/// The default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = ".dohost";
+
+/// How many objects may be live (in memory) at once by default. Sizes the
+/// instance pool; idle objects leave after the idle timeout.
+pub const DEFAULT_MAX_LIVE_OBJECTS: u32 = 10_000;
+
+/// The most events that may wait in one object's mailbox by default; more
+/// are refused as overloaded (HTTP 503) instead of growing memory.
+pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
+
+/// The most CPU time one event may use by default (Cloudflare's default).
+pub const DEFAULT_CPU_TIME_PER_EVENT: Duration = Duration::from_secs(30);
+
+/// The most linear memory one instance may use by default.
+pub const DEFAULT_MEMORY_PER_OBJECT: usize = 128 << 20;
+
+/// Tunable limits of a host. Every field has a documented default.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Objects live at once ([`DEFAULT_MAX_LIVE_OBJECTS`]).
+    pub max_live_objects: u32,
+    /// Time without events after which an object leaves memory
+    /// ([`DEFAULT_IDLE_TIMEOUT`]).
+    pub idle_timeout: Duration,
+    /// Events waiting per object ([`DEFAULT_MAILBOX_CAPACITY`]).
+    pub mailbox_capacity: usize,
+    /// CPU time per event ([`DEFAULT_CPU_TIME_PER_EVENT`]).
+    pub cpu_time_per_event: Duration,
+    /// Linear memory per instance ([`DEFAULT_MEMORY_PER_OBJECT`]).
+    pub memory_per_object: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_live_objects: DEFAULT_MAX_LIVE_OBJECTS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
+            cpu_time_per_event: DEFAULT_CPU_TIME_PER_EVENT,
+            memory_per_object: DEFAULT_MEMORY_PER_OBJECT,
+        }
+    }
+}
+
+/// What every namespace and worker of a host shares.
+pub(crate) struct HostShared {
+    pub(crate) runtime: Runtime,
+    pub(crate) store: Store,
+    pub(crate) vars: BTreeMap<String, String>,
+    pub(crate) settings: Settings,
+}
+
+impl HostShared {
+    pub(crate) fn vars_list(&self) -> Vec<(String, String)> {
+        self.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// A running set of Durable Object namespaces with their storage.
+///
+/// ```no_run
+/// # async fn run() -> dohost::Result<()> {
+/// let host = dohost::Host::builder()
+///     .data_dir("./.dohost")
+///     .binding("COUNTER", "Counter", "counter.wasm")
+///     .build()?;
+/// let request = http::Request::get("/").body(bytes::Bytes::new()).unwrap();
+/// let response = host.namespace("COUNTER")?.id_from_name("x").get().fetch(request).await?;
+/// println!("{}", String::from_utf8_lossy(response.body()));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+struct HostInner {
+    namespaces: Arc<BTreeMap<String, Namespace>>,
+    worker: Option<WorkerPool>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("namespaces", &self.inner.namespaces.keys().collect::<Vec<_>>())
+            .field("worker", &self.inner.worker.is_some())
+            .finish()
+    }
+}
+
+impl Host {
+    /// Starts building a host.
+    pub fn builder() -> HostBuilder {
+        HostBuilder::default()
+    }
+
+    /// Builds a host from a validated configuration, keeping its data in
+    /// `data_dir`. Rust crate components must be built first
+    /// ([`crate::build::build_config`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`HostBuilder::build`].
+    pub fn from_config(config: &Config, data_dir: impl Into<PathBuf>) -> Result<Host> {
+        HostBuilder::default().config(config).data_dir(data_dir).build()
+    }
+
+    /// The namespace bound as `binding`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] when no binding has that name.
+    pub fn namespace(&self, binding: &str) -> Result<Namespace> {
+        self.inner.namespaces.get(binding).cloned().ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no Durable Object binding named {binding:?}; configured: {}",
+                    self.binding_names()
+                ),
+            )
+        })
+    }
+
+    /// The names of all bindings, comma-separated.
+    fn binding_names(&self) -> String {
+        self.inner.namespaces.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+
+    /// Serves one HTTP request as `dohost serve` does: through the entry
+    /// worker when one is configured, otherwise through the default router,
+    /// which sends `/<BINDING>/<object-name>/<rest>` to the object named
+    /// `<object-name>` (by `id_from_name`) with the path `/<rest>`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] for a path the router cannot place, and every
+    /// error of [`crate::Stub::fetch`].
+    pub async fn fetch(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
+        if let Some(worker) = &self.inner.worker {
+            let response = worker.fetch(to_wit_request(request)).await?;
+            return from_wit_response(response);
+        }
+        let (mut parts, body) = request.into_parts();
+        let path = parts.uri.path().to_owned();
+        let mut segments = path.trim_start_matches('/').splitn(3, '/');
+        let binding = segments.next().unwrap_or_default();
+        let name = segments.next().unwrap_or_default();
+        let rest = segments.next().unwrap_or_default();
+        if binding.is_empty() || name.is_empty() {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no route for {path:?}: request /<BINDING>/<object-name>/<path>, with BINDING one of: {}",
+                    self.binding_names()
+                ),
+            ));
+        }
+        let namespace = self.namespace(binding)?;
+        let name = percent_decode(name).ok_or_else(|| {
+            Error::new(ErrorKind::BadRequest, format!("object name {name:?} is not valid percent-encoded UTF-8"))
+        })?;
+        let mut rewritten = format!("/{rest}");
+        if let Some(query) = parts.uri.query() {
+            rewritten.push('?');
+            rewritten.push_str(query);
+        }
+        let mut uri = parts.uri.clone().into_parts();
+        uri.path_and_query = Some(rewritten.parse().map_err(|e| {
+            Error::new(ErrorKind::BadRequest, format!("invalid path {rewritten:?}: {e}"))
+        })?);
+        parts.uri = http::Uri::from_parts(uri)
+            .map_err(|e| Error::new(ErrorKind::BadRequest, format!("invalid URI: {e}")))?;
+        let request = http::Request::from_parts(parts, body);
+        namespace.id_from_name(&name).get().fetch(request).await
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Builds a [`Host`] from a configuration or piece by piece.
+#[derive(Default)]
+pub struct HostBuilder {
+    data_dir: Option<PathBuf>,
+    bindings: Vec<BindingConfig>,
+    main: Option<ComponentSource>,
+    vars: BTreeMap<String, String>,
+    settings: Settings,
+    commit_hook: Option<CommitHook>,
+}
+
+impl HostBuilder {
+    /// Takes bindings, the entry worker and vars from `config` (replacing any
+    /// set before).
+    pub fn config(mut self, config: &Config) -> Self {
+        self.bindings = config.bindings.clone();
+        self.main = config.main.clone();
+        self.vars = config.vars.clone();
+        self
+    }
+
+    /// Where the database and the compiled-component cache live
+    /// (default [`DEFAULT_DATA_DIR`]).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Adds a namespace `binding` whose objects run `class` from the
+    /// component file at `component`.
+    pub fn binding(self, binding: &str, class: &str, component: impl AsRef<Path>) -> Self {
+        self.binding_source(binding, class, ComponentSource::File(component.as_ref().to_path_buf()))
+    }
+
+    /// Adds a namespace whose component comes from `source` (e.g. bytes).
+    pub fn binding_source(mut self, binding: &str, class: &str, source: ComponentSource) -> Self {
+        self.bindings.push(BindingConfig {
+            name: binding.to_owned(),
+            class_name: class.to_owned(),
+            component: source,
+        });
+        self
+    }
+
+    /// Sets the stateless entry worker.
+    pub fn worker(mut self, source: ComponentSource) -> Self {
+        self.main = Some(source);
+        self
+    }
+
+    /// Sets one `[vars]` variable.
+    pub fn var(mut self, name: &str, value: &str) -> Self {
+        self.vars.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Replaces the limits.
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Calls `hook` from the committer thread before and after each group
+    /// commit. For tests that observe the output gate; a slow hook slows
+    /// every write.
+    #[doc(hidden)]
+    pub fn commit_hook(mut self, hook: CommitHook) -> Self {
+        self.commit_hook = Some(hook);
+        self
+    }
+
+    /// Opens the database, compiles (or loads from cache) every component and
+    /// returns the host. Must be called inside a tokio runtime's context only
+    /// for serving; building itself does not need one.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] for duplicate or missing bindings,
+    /// [`ErrorKind::Storage`] if the database cannot be opened (e.g. another
+    /// process has it open), [`ErrorKind::Component`] if a component cannot
+    /// be read, compiled or linked.
+    pub fn build(self) -> Result<Host> {
+        if self.bindings.is_empty() {
+            return Err(Error::config("the host has no Durable Object bindings; add at least one"));
+        }
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| Error::io(format!("cannot create data directory {}", data_dir.display()), e))?;
+        let store = Store::open(&data_dir.join("dohost.redb"), self.commit_hook)?;
+        let runtime = Runtime::new(
+            &EngineLimits {
+                max_live_objects: self.settings.max_live_objects,
+                memory_per_instance: self.settings.memory_per_object,
+            },
+            data_dir.join("cache"),
+        )?;
+        let mut object_linker = runtime.linker::<ObjectState>()?;
+        crate::bindings::object::DurableObject::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut object_linker,
+            |s| s,
+        )
+        .map_err(|e| Error::new(ErrorKind::Component, format!("linking the object contract: {e:#}")))?;
+
+        let mut pres = Vec::new();
+        for b in &self.bindings {
+            if pres.iter().any(|(name, _, _)| name == &b.name) {
+                return Err(Error::config(format!("binding {} is defined twice", b.name)));
+            }
+            let what = format!("binding {}", b.name);
+            let component = runtime.load(&b.component, &what)?;
+            let instance_pre = object_linker.instantiate_pre(&component).map_err(|e| {
+                Error::new(ErrorKind::Component, format!("{what}: the component does not fit the durable-object world: {e:#}"))
+            })?;
+            let pre = DurableObjectPre::new(instance_pre).map_err(|e| {
+                Error::new(ErrorKind::Component, format!("{what}: the component does not export the handler interface: {e:#}"))
+            })?;
+            pres.push((b.name.clone(), b.class_name.clone(), pre));
+        }
+
+        let worker_pre = match &self.main {
+            None => None,
+            Some(source) => {
+                let component = runtime.load(source, "main worker")?;
+                let mut linker = runtime.linker::<WorkerState>()?;
+                crate::bindings::worker::Worker::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+                    .map_err(|e| Error::new(ErrorKind::Component, format!("linking the worker contract: {e:#}")))?;
+                let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+                    Error::new(ErrorKind::Component, format!("main worker: the component does not fit the worker world: {e:#}"))
+                })?;
+                Some(WorkerPre::new(instance_pre).map_err(|e| {
+                    Error::new(ErrorKind::Component, format!("main worker: the component does not export worker-handler: {e:#}"))
+                })?)
+            }
+        };
+
+        let shared = Arc::new(HostShared {
+            runtime,
+            store,
+            vars: self.vars,
+            settings: self.settings,
+        });
+        let mut namespaces = BTreeMap::new();
+        for (binding, class, pre) in pres {
+            let ids = shared.store.namespace(&binding)?;
+            namespaces.insert(binding.clone(), Namespace::new(binding, class, ids, pre, shared.clone()));
+        }
+        let namespaces = Arc::new(namespaces);
+        let worker = worker_pre.map(|pre| WorkerPool::new(pre, shared.clone(), namespaces.clone()));
+        Ok(Host {
+            inner: Arc::new(HostInner { namespaces, worker }),
+        })
+    }
+}

@@ -1,0 +1,48 @@
+//! # dohost
+//!
+//! A host for Durable Objects: small stateful servers addressed by a stable
+//! id, each running one event at a time, each owning transactional storage.
+//! Every object is an isolated WebAssembly component instance (wasmtime);
+//! every object's state lives in one redb database, written by group commit;
+//! no response leaves before the writes behind it are durable.
+//!
+//! ```no_run
+//! # async fn run() -> dohost::Result<()> {
+//! use bytes::Bytes;
+//!
+//! let host = dohost::Host::builder()
+//!     .data_dir("./.dohost")
+//!     .binding("COUNTER", "Counter", "counter.wasm")
+//!     .build()?;
+//! let request = http::Request::get("/").body(Bytes::new()).unwrap();
+//! let response = host.namespace("COUNTER")?.id_from_name("x").get().fetch(request).await?;
+//! assert_eq!(response.status(), 200);
+//! # Ok(()) }
+//! ```
+//!
+//! The same engine runs as a server: `dohost serve --config dohost.toml`
+//! (see [`server::serve`]).
+
+#![deny(missing_docs)]
+
+mod bindings;
+pub mod build;
+pub mod config;
+mod engine;
+mod error;
+mod host;
+mod namespace;
+mod object;
+pub mod server;
+mod storage;
+mod worker;
+
+pub use config::{BindingConfig, ComponentSource, Config};
+pub use error::{Error, ErrorKind, Result};
+pub use host::{
+    DEFAULT_CPU_TIME_PER_EVENT, DEFAULT_DATA_DIR, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_LIVE_OBJECTS,
+    DEFAULT_MEMORY_PER_OBJECT, Host, HostBuilder, Settings,
+};
+pub use namespace::{Namespace, ObjectId, Stub};
+pub use object::{DEFAULT_IDLE_TIMEOUT, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+pub use storage::{CommitHook, CommitStage};

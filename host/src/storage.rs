@@ -1,0 +1,386 @@
+//! Storage: every object's state in one redb file, written by one committer.
+//!
+//! Layout (all keys are bytes, compared bytewise):
+//! - `kv`: object key (36 bytes: namespace number u32 big-endian, then the
+//!   32-byte object id) followed by the UTF-8 storage key -> value bytes.
+//!   An object's keys are one contiguous range, in UTF-8 byte order.
+//! - `objects`: object key -> JSON record (class, name): the directory of
+//!   objects that have written something.
+//! - `namespaces`: binding name -> namespace number (u32) and the 32-byte
+//!   secret that keys `id-from-name` hashing.
+//!
+//! Writes never go to redb from an event directly. An event's writes collect
+//! in its write set; when the event ends the write set goes to the
+//! *committer*, one thread that owns redb's single writer. It takes every
+//! write set waiting, from every object, commits them in one transaction
+//! (group commit: one fsync for all of them), and only then tells each one's
+//! waiter. Callers hold the event's response until then (the output gate,
+//! see [`crate::object`]).
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+
+const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
+
+/// The largest number of write sets one redb transaction commits. Bounds the
+/// memory and latency of one group commit under a flood of writes.
+const MAX_WRITE_SETS_PER_COMMIT: usize = 4096;
+
+/// Length of an object key: namespace number (4) + object id (32).
+pub(crate) const OBJECT_KEY_LEN: usize = 36;
+
+/// The storage identity of one object: namespace number and object id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ObjectKey([u8; OBJECT_KEY_LEN]);
+
+impl ObjectKey {
+    pub(crate) fn new(namespace: u32, id: &[u8; 32]) -> Self {
+        let mut k = [0u8; OBJECT_KEY_LEN];
+        k[..4].copy_from_slice(&namespace.to_be_bytes());
+        k[4..].copy_from_slice(id);
+        ObjectKey(k)
+    }
+
+    fn kv_key(&self, key: &str) -> Vec<u8> {
+        self.kv_key_bytes(key.as_bytes())
+    }
+
+    fn kv_key_bytes(&self, key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(OBJECT_KEY_LEN + key.len());
+        k.extend_from_slice(&self.0);
+        k.extend_from_slice(key);
+        k
+    }
+
+    /// The first kv key after every key of this object.
+    fn kv_end(&self) -> Vec<u8> {
+        let mut k = self.0.to_vec();
+        increment(&mut k);
+        k
+    }
+}
+
+/// Turns `bytes` into the smallest byte string greater than every string it
+/// prefixes. An all-0xFF input becomes empty (meaning: no upper bound).
+fn increment(bytes: &mut Vec<u8>) {
+    while let Some(last) = bytes.pop() {
+        if last != 0xFF {
+            bytes.push(last + 1);
+            return;
+        }
+    }
+}
+
+/// The directory record of an object.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
+pub(crate) struct ObjectRecord {
+    pub(crate) class: String,
+    pub(crate) name: Option<String>,
+}
+
+/// One object's writes from one event: key -> new value (None = deleted).
+pub(crate) type WriteSet = BTreeMap<String, Option<Bytes>>;
+
+/// The outcome the committer reports for a write set.
+pub(crate) type CommitResult = std::result::Result<(), String>;
+
+struct CommitRequest {
+    object: ObjectKey,
+    writes: WriteSet,
+    record: Option<ObjectRecord>,
+    done: oneshot::Sender<CommitResult>,
+}
+
+/// Called by the committer around each group commit; lets tests hold a
+/// commit back to observe the output gate.
+pub type CommitHook = Arc<dyn Fn(CommitStage) + Send + Sync>;
+
+/// Where the committer is in a group commit, for a [`CommitHook`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitStage {
+    /// About to open the redb write transaction.
+    Before,
+    /// The transaction is durable; waiters are about to be told.
+    After,
+}
+
+/// The shared database and the sending side of the committer.
+pub(crate) struct Store {
+    db: Arc<Database>,
+    commits: mpsc::Sender<CommitRequest>,
+}
+
+/// Options for [`Store::list`], validated.
+#[derive(Default, Clone, Debug)]
+pub(crate) struct ListRange {
+    pub(crate) start: Option<String>,
+    pub(crate) end: Option<String>,
+    pub(crate) prefix: Option<String>,
+    pub(crate) reverse: bool,
+    pub(crate) limit: Option<usize>,
+}
+
+impl ListRange {
+    /// The bounds of the storage keys this range covers: keys `>= lower`
+    /// and, when there is an upper bound, `< upper` (bytewise).
+    pub(crate) fn key_bounds(&self) -> (String, Option<Vec<u8>>) {
+        let mut lower = self.start.clone().unwrap_or_default();
+        let mut upper = self.end.clone().map(String::into_bytes);
+        if let Some(prefix) = &self.prefix {
+            if prefix.as_str() > lower.as_str() {
+                lower = prefix.clone();
+            }
+            let mut p_end = prefix.as_bytes().to_vec();
+            increment(&mut p_end);
+            if !p_end.is_empty() && upper.as_ref().is_none_or(|u| p_end < *u) {
+                upper = Some(p_end);
+            }
+        }
+        (lower, upper)
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path` and starts its committer.
+    pub(crate) fn open(path: &Path, hook: Option<CommitHook>) -> Result<Store> {
+        let db = Database::create(path)
+            .map_err(|e| Error::storage(&format!("cannot open database {}", path.display()), e))?;
+        let db = Arc::new(db);
+        let txn = db.begin_write().map_err(|e| Error::storage("begin", e))?;
+        {
+            txn.open_table(KV).map_err(|e| Error::storage("open kv", e))?;
+            txn.open_table(OBJECTS).map_err(|e| Error::storage("open objects", e))?;
+            txn.open_table(NAMESPACES).map_err(|e| Error::storage("open namespaces", e))?;
+        }
+        txn.commit().map_err(|e| Error::storage("create tables", e))?;
+
+        let (tx, rx) = mpsc::channel();
+        let committer_db = db.clone();
+        std::thread::Builder::new()
+            .name("dohost-committer".into())
+            .spawn(move || run_committer(&committer_db, &rx, hook.as_ref()))
+            .map_err(|e| Error::io("cannot start the committer thread", e))?;
+        Ok(Store { db, commits: tx })
+    }
+
+    /// The number and secret of the namespace bound as `binding`, created on
+    /// first use and kept for the life of the data directory.
+    pub(crate) fn namespace(&self, binding: &str) -> Result<(u32, [u8; 32])> {
+        let txn = self.db.begin_write().map_err(|e| Error::storage("begin", e))?;
+        let found = {
+            let mut table = txn.open_table(NAMESPACES).map_err(|e| Error::storage("namespaces", e))?;
+            let existing = table
+                .get(binding)
+                .map_err(|e| Error::storage("namespaces", e))?
+                .map(|v| v.value().to_vec());
+            match existing {
+                Some(v) if v.len() == 36 => decode_namespace(&v),
+                Some(_) => {
+                    return Err(Error::storage(
+                        "namespaces",
+                        format!("record of {binding} is corrupt"),
+                    ));
+                }
+                None => {
+                    let mut number = 0u32;
+                    for entry in table.iter().map_err(|e| Error::storage("namespaces", e))? {
+                        let (_, v) = entry.map_err(|e| Error::storage("namespaces", e))?;
+                        number = number.max(decode_namespace(v.value()).0 + 1);
+                    }
+                    let secret: [u8; 32] = rand::random();
+                    let mut v = number.to_be_bytes().to_vec();
+                    v.extend_from_slice(&secret);
+                    table
+                        .insert(binding, v.as_slice())
+                        .map_err(|e| Error::storage("namespaces", e))?;
+                    (number, secret)
+                }
+            }
+        };
+        txn.commit().map_err(|e| Error::storage("commit namespace", e))?;
+        Ok(found)
+    }
+
+    /// Reads one committed value.
+    pub(crate) fn get(&self, object: &ObjectKey, key: &str) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read().map_err(|e| Error::storage("read", e))?;
+        let table = txn.open_table(KV).map_err(|e| Error::storage("read", e))?;
+        let value = table
+            .get(object.kv_key(key).as_slice())
+            .map_err(|e| Error::storage("read", e))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// Lists committed entries of `object` in `range`, merged with `overlay`
+    /// (newer state of some keys, `None` = deleted), honouring order and limit.
+    pub(crate) fn list(
+        &self,
+        object: &ObjectKey,
+        range: &ListRange,
+        overlay: &BTreeMap<&str, Option<&[u8]>>,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let (lower, upper) = range.key_bounds();
+        let lo = object.kv_key(&lower);
+        let hi = match &upper {
+            Some(u) => object.kv_key_bytes(u),
+            None => object.kv_end(),
+        };
+        let limit = range.limit.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        if lo >= hi || limit == 0 {
+            return Ok(out);
+        }
+        let txn = self.db.begin_read().map_err(|e| Error::storage("list", e))?;
+        let table = txn.open_table(KV).map_err(|e| Error::storage("list", e))?;
+        let bounds = (Bound::Included(lo.as_slice()), Bound::Excluded(hi.as_slice()));
+        let iter = table.range::<&[u8]>(bounds).map_err(|e| Error::storage("list", e))?;
+        let mut db: Box<dyn Iterator<Item = _>> = if range.reverse {
+            Box::new(iter.rev())
+        } else {
+            Box::new(iter)
+        };
+        let mut ov: Box<dyn Iterator<Item = (&&str, &Option<&[u8]>)>> = if range.reverse {
+            Box::new(overlay.iter().rev())
+        } else {
+            Box::new(overlay.iter())
+        };
+        let mut next_db = || -> Result<Option<(String, Vec<u8>)>> {
+            match db.next() {
+                None => Ok(None),
+                Some(Err(e)) => Err(Error::storage("list", e)),
+                Some(Ok((k, v))) => {
+                    let key = String::from_utf8_lossy(&k.value()[OBJECT_KEY_LEN..]).into_owned();
+                    Ok(Some((key, v.value().to_vec())))
+                }
+            }
+        };
+        let mut d = next_db()?;
+        let mut o = ov.next();
+        while out.len() < limit {
+            let take_overlay = match (&d, &o) {
+                (None, None) => break,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some((dk, _)), Some((ok, _))) => {
+                    let ord = dk.as_str().cmp(**ok);
+                    let ord = if range.reverse { ord.reverse() } else { ord };
+                    match ord {
+                        std::cmp::Ordering::Less => false,
+                        std::cmp::Ordering::Greater => true,
+                        std::cmp::Ordering::Equal => {
+                            // The overlay is newer: drop the committed entry.
+                            d = next_db()?;
+                            true
+                        }
+                    }
+                }
+            };
+            if take_overlay {
+                if let Some((k, Some(v))) = o {
+                    out.push(((*k).to_owned(), v.to_vec()));
+                }
+                o = ov.next();
+            } else if let Some(entry) = d.take() {
+                out.push(entry);
+                d = next_db()?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Hands a write set to the committer. The receiver fires once the write
+    /// set is durable (or its commit failed).
+    pub(crate) fn commit(
+        &self,
+        object: ObjectKey,
+        writes: WriteSet,
+        record: Option<ObjectRecord>,
+    ) -> oneshot::Receiver<CommitResult> {
+        let (done, rx) = oneshot::channel();
+        let request = CommitRequest {
+            object,
+            writes,
+            record,
+            done,
+        };
+        if let Err(mpsc::SendError(request)) = self.commits.send(request) {
+            let _ = request
+                .done
+                .send(Err("the committer has stopped; the write is not durable".into()));
+        }
+        rx
+    }
+
+}
+
+fn decode_namespace(v: &[u8]) -> (u32, [u8; 32]) {
+    let mut number = [0u8; 4];
+    number.copy_from_slice(&v[..4]);
+    let mut secret = [0u8; 32];
+    secret.copy_from_slice(&v[4..36]);
+    (u32::from_be_bytes(number), secret)
+}
+
+fn run_committer(db: &Database, rx: &mpsc::Receiver<CommitRequest>, hook: Option<&CommitHook>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_WRITE_SETS_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        if let Some(hook) = hook {
+            hook(CommitStage::Before);
+        }
+        let result = commit_batch(db, &batch);
+        if let Err(e) = &result {
+            tracing::error!(write_sets = batch.len(), "group commit failed: {e}");
+        } else if let Some(hook) = hook {
+            hook(CommitStage::After);
+        }
+        for request in batch {
+            let _ = request.done.send(result.clone());
+        }
+    }
+}
+
+fn commit_batch(db: &Database, batch: &[CommitRequest]) -> CommitResult {
+    let err = |e: &dyn std::fmt::Display| format!("storage commit failed: {e}");
+    let txn = db.begin_write().map_err(|e| err(&e))?;
+    {
+        let mut kv = txn.open_table(KV).map_err(|e| err(&e))?;
+        let mut objects = txn.open_table(OBJECTS).map_err(|e| err(&e))?;
+        for request in batch {
+            for (key, value) in &request.writes {
+                let k = request.object.kv_key(key);
+                match value {
+                    Some(v) => {
+                        kv.insert(k.as_slice(), v.as_ref()).map_err(|e| err(&e))?;
+                    }
+                    None => {
+                        kv.remove(k.as_slice()).map_err(|e| err(&e))?;
+                    }
+                }
+            }
+            if let Some(record) = &request.record {
+                let json = serde_json::to_vec(record).map_err(|e| err(&e))?;
+                objects
+                    .insert(request.object.0.as_slice(), json.as_slice())
+                    .map_err(|e| err(&e))?;
+            }
+        }
+    }
+    txn.commit().map_err(|e| err(&e))
+}

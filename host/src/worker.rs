@@ -1,0 +1,204 @@
+//! The stateless entry worker (`main` in dohost.toml), like a Cloudflare
+//! Worker's default export: it gets every HTTP request and reaches objects
+//! through the namespaces bound in the configuration.
+//!
+//! Workers hold no state between requests that anything may rely on, so the
+//! host keeps a small pool of warm instances and gives each concurrent request
+//! its own. An instance that trapped is dropped, never reused.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::object::dohost::object::{env, types};
+use crate::bindings::worker::dohost::object::namespace::{self, CallError};
+use crate::bindings::worker::{Worker, WorkerPre};
+use crate::bindings::{WitRequest, WitResponse};
+use crate::engine::{self, GuestOutput};
+use crate::error::{Error, ErrorKind, Result};
+use crate::host::HostShared;
+use crate::namespace::{Namespace, Stub};
+
+/// How many idle worker instances are kept warm for the next requests.
+const MAX_IDLE_WORKERS: usize = 64;
+
+/// The data of a worker's wasmtime store.
+pub(crate) struct WorkerState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    shared: Arc<HostShared>,
+    namespaces: Arc<BTreeMap<String, Namespace>>,
+    output: GuestOutput,
+    cpu_ticks: u64,
+}
+
+impl WasiView for WorkerState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+type WarmWorker = (wasmtime::Store<WorkerState>, Worker);
+
+/// Warm instances of the entry worker.
+pub(crate) struct WorkerPool {
+    pre: WorkerPre<WorkerState>,
+    idle: Mutex<Vec<WarmWorker>>,
+    shared: Arc<HostShared>,
+    namespaces: Arc<BTreeMap<String, Namespace>>,
+}
+
+impl WorkerPool {
+    pub(crate) fn new(
+        pre: WorkerPre<WorkerState>,
+        shared: Arc<HostShared>,
+        namespaces: Arc<BTreeMap<String, Namespace>>,
+    ) -> WorkerPool {
+        WorkerPool {
+            pre,
+            idle: Mutex::new(Vec::new()),
+            shared,
+            namespaces,
+        }
+    }
+
+    async fn instantiate(&self) -> Result<WarmWorker> {
+        let output = GuestOutput::default();
+        let state = WorkerState {
+            wasi: engine::wasi_ctx(&output),
+            table: ResourceTable::new(),
+            shared: self.shared.clone(),
+            namespaces: self.namespaces.clone(),
+            output,
+            cpu_ticks: 0,
+        };
+        let mut store = wasmtime::Store::new(&self.shared.runtime.engine, state);
+        let budget = self.shared.settings.cpu_time_per_event;
+        store.epoch_deadline_callback(move |mut cx| engine::cpu_deadline(&mut cx.data_mut().cpu_ticks, budget));
+        store.set_epoch_deadline(1);
+        let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| {
+            Error::new(ErrorKind::Overloaded, format!("cannot start the worker: {e:#}"))
+        })?;
+        Ok((store, instance))
+    }
+
+    /// Runs one request through a worker instance.
+    pub(crate) async fn fetch(&self, req: WitRequest) -> Result<WitResponse> {
+        let warm = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let (mut store, instance) = match warm {
+            Some(w) => w,
+            None => self.instantiate().await?,
+        };
+        store.data_mut().cpu_ticks = 0;
+        store.data().output.clear();
+        let result = instance
+            .dohost_object_worker_handler()
+            .call_fetch(&mut store, &req)
+            .await;
+        match result {
+            Ok(outcome) => {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                if idle.len() < MAX_IDLE_WORKERS {
+                    idle.push((store, instance));
+                }
+                drop(idle);
+                outcome.map_err(|message| Error::new(ErrorKind::GuestError, message))
+            }
+            Err(trap) => {
+                let message = engine::describe_trap(&trap, &store.data().output);
+                tracing::warn!("the worker trapped: {message}");
+                Err(Error::new(ErrorKind::GuestTrap, format!("the worker trapped: {message}")))
+            }
+        }
+    }
+}
+
+fn call_error(err: &Error) -> CallError {
+    CallError {
+        message: err.message().to_owned(),
+        remote: matches!(err.kind(), ErrorKind::GuestTrap | ErrorKind::GuestError),
+        retryable: matches!(
+            err.kind(),
+            ErrorKind::GuestTrap | ErrorKind::Overloaded | ErrorKind::Storage
+        ),
+        overloaded: err.kind() == ErrorKind::Overloaded,
+    }
+}
+
+impl namespace::Host for WorkerState {}
+
+impl types::Host for WorkerState {}
+
+impl namespace::HostObjectNamespace for WorkerState {
+    fn open(&mut self, binding: String) -> wasmtime::Result<std::result::Result<Resource<Namespace>, CallError>> {
+        let Some(ns) = self.namespaces.get(&binding).cloned() else {
+            let known: Vec<&str> = self.namespaces.keys().map(String::as_str).collect();
+            return Ok(Err(call_error(&Error::new(
+                ErrorKind::NotFound,
+                format!("no Durable Object binding named {binding:?}; configured: {}", known.join(", ")),
+            ))));
+        };
+        Ok(Ok(self.table.push(ns)?))
+    }
+
+    fn id_from_name(&mut self, ns: Resource<Namespace>, name: String) -> wasmtime::Result<String> {
+        Ok(self.table.get(&ns)?.id_from_name(&name).to_string())
+    }
+
+    fn get(
+        &mut self,
+        ns: Resource<Namespace>,
+        id: String,
+    ) -> wasmtime::Result<std::result::Result<Resource<Stub>, CallError>> {
+        let stub = match self.table.get(&ns)?.id_from_string(&id) {
+            Ok(id) => id.get(),
+            Err(e) => return Ok(Err(call_error(&e))),
+        };
+        Ok(Ok(self.table.push(stub)?))
+    }
+
+    fn get_by_name(&mut self, ns: Resource<Namespace>, name: String) -> wasmtime::Result<Resource<Stub>> {
+        let stub = self.table.get(&ns)?.id_from_name(&name).get();
+        Ok(self.table.push(stub)?)
+    }
+
+    fn drop(&mut self, ns: Resource<Namespace>) -> wasmtime::Result<()> {
+        self.table.delete(ns)?;
+        Ok(())
+    }
+}
+
+impl namespace::HostStub for WorkerState {
+    fn id(&mut self, stub: Resource<Stub>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&stub)?.id())
+    }
+
+    async fn fetch(
+        &mut self,
+        stub: Resource<Stub>,
+        req: WitRequest,
+    ) -> wasmtime::Result<std::result::Result<WitResponse, CallError>> {
+        let stub = self.table.get(&stub)?.clone();
+        Ok(stub.fetch_wit(req).await.map_err(|e| call_error(&e)))
+    }
+
+    fn drop(&mut self, stub: Resource<Stub>) -> wasmtime::Result<()> {
+        self.table.delete(stub)?;
+        Ok(())
+    }
+}
+
+impl env::Host for WorkerState {
+    fn vars(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(self.shared.vars_list())
+    }
+
+    fn var(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.shared.vars.get(&name).cloned())
+    }
+}
