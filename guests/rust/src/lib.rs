@@ -1,0 +1,286 @@
+//! # dohost-sdk
+//!
+//! Write Durable Objects for [dohost](https://example.invalid/dohost) in Rust.
+//! A class implements [`DurableObject`]; [`export_objects!`] exports one or
+//! more classes from the component (the host picks one by name per object).
+//! A stateless entry worker implements [`Worker`] and is exported with
+//! [`export_worker!`]. Build with `cargo build --release --target
+//! wasm32-wasip2` (or `dohost build`).
+//!
+//! ```no_run
+//! use dohost_sdk::{DurableObject, Env, Request, Response, Result, State};
+//!
+//! struct Counter {
+//!     state: State,
+//! }
+//!
+//! impl DurableObject for Counter {
+//!     fn new(state: State, _env: Env) -> Self {
+//!         Counter { state }
+//!     }
+//!
+//!     fn fetch(&mut self, _req: Request) -> Result<Response> {
+//!         let storage = self.state.storage();
+//!         let value = storage.get::<u64>("value")?.unwrap_or(0) + 1;
+//!         storage.put("value", &value)?;
+//!         Ok(Response::text(value.to_string()))
+//!     }
+//! }
+//!
+//! dohost_sdk::export_objects!(Counter);
+//! ```
+//!
+//! Calls into the host look synchronous: the host suspends the guest while
+//! it waits, and runs one event per object at a time, so `get` then `put`
+//! needs no locking.
+
+#![deny(missing_docs)]
+
+extern crate self as dohost_sdk;
+
+#[doc(hidden)]
+#[allow(missing_docs, clippy::all)]
+pub mod bindings;
+mod env;
+mod http;
+mod storage;
+
+use std::cell::RefCell;
+use std::fmt;
+
+pub use env::{Env, Namespace, ObjectId, State, Stub};
+pub use http::{Request, Response};
+pub use storage::{ListOptions, Storage};
+
+/// An error from the host or from a guest's own code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    message: String,
+    remote: bool,
+    retryable: bool,
+    overloaded: bool,
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error with `message`.
+    pub fn new(message: impl Into<String>) -> Error {
+        Error {
+            message: message.into(),
+            remote: false,
+            retryable: false,
+            overloaded: false,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether the error came from the called object's own code.
+    pub fn is_remote(&self) -> bool {
+        self.remote
+    }
+
+    /// Whether repeating the call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// Whether the called object was overloaded.
+    pub fn is_overloaded(&self) -> bool {
+        self.overloaded
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A Durable Object class.
+///
+/// The host constructs one value per object when the object is activated
+/// (before its first event) and calls [`DurableObject::fetch`] for each
+/// request, one at a time. Fields are the object's in-memory state: they
+/// last while the object stays live, so anything that must survive goes to
+/// [`State::storage`].
+pub trait DurableObject: 'static {
+    /// Constructs the object. Runs before any event reaches it (Cloudflare's
+    /// constructor with `blockConcurrencyWhile`): storage reads here are
+    /// safe, and nothing else runs until it returns.
+    fn new(state: State, env: Env) -> Self
+    where
+        Self: Sized;
+
+    /// Handles one HTTP request. An `Err` becomes a 500 response with its
+    /// message; writes made before it are kept. A panic resets the object
+    /// and discards this event's writes.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the object wants to report as a failure.
+    fn fetch(&mut self, req: Request) -> Result<Response>;
+}
+
+/// A stateless entry worker (a Cloudflare Worker's default export).
+pub trait Worker: 'static {
+    /// Handles one HTTP request, typically by forwarding it to an object
+    /// through `env.namespace(..)`.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the worker wants to report as a failure (a 500).
+    fn fetch(req: Request, env: &Env) -> Result<Response>;
+}
+
+#[doc(hidden)]
+pub mod __private {
+    //! Support for the export macros. Not part of the API.
+    pub use crate::bindings;
+    pub use wit_bindgen;
+
+    use super::*;
+    use crate::bindings::dohost::object::types;
+
+    /// Constructs the class called `name`, if the component exports it.
+    pub type Construct = fn(name: &str) -> Option<Box<dyn ErasedObject>>;
+
+    /// A [`DurableObject`] behind a vtable.
+    pub trait ErasedObject {
+        fn fetch(&mut self, req: Request) -> Result<Response>;
+    }
+
+    impl<T: DurableObject> ErasedObject for T {
+        fn fetch(&mut self, req: Request) -> Result<Response> {
+            DurableObject::fetch(self, req)
+        }
+    }
+
+    /// Builds a `T` as an erased object.
+    pub fn construct<T: DurableObject>() -> Box<dyn ErasedObject> {
+        Box::new(T::new(State::new(), Env::new()))
+    }
+
+    thread_local! {
+        static OBJECT: RefCell<Option<Box<dyn ErasedObject>>> = const { RefCell::new(None) };
+    }
+
+    pub fn init(class: String, construct: Construct, classes: &[&str]) -> Result<(), String> {
+        match construct(&class) {
+            Some(object) => {
+                OBJECT.with(|o| *o.borrow_mut() = Some(object));
+                Ok(())
+            }
+            None => Err(format!(
+                "this component exports no class {class:?}; it exports: {}",
+                classes.join(", ")
+            )),
+        }
+    }
+
+    pub fn fetch(req: types::Request) -> Result<types::Response, String> {
+        OBJECT.with(|o| {
+            let mut object = o.borrow_mut();
+            let object = object
+                .as_mut()
+                .ok_or_else(|| "fetch before init: the host must call init first".to_owned())?;
+            object.fetch(req.into()).map(Into::into).map_err(|e| e.message)
+        })
+    }
+
+    pub fn worker_fetch<W: Worker>(req: types::Request) -> Result<types::Response, String> {
+        W::fetch(req.into(), &Env::new()).map(Into::into).map_err(|e| e.message)
+    }
+
+    pub fn not_an_object() -> Result<(), String> {
+        Err("this component is a worker (export_worker!), not a Durable Object class".to_owned())
+    }
+
+    pub fn not_a_worker() -> Result<types::Response, String> {
+        Err("this component exports Durable Object classes (export_objects!), not a worker".to_owned())
+    }
+}
+
+/// Exports Durable Object classes from this component. Each class is known
+/// to the host by its type name, which is the `class_name` of a binding.
+///
+/// ```ignore
+/// dohost_sdk::export_objects!(Counter, AdvancedCounter);
+/// ```
+#[macro_export]
+macro_rules! export_objects {
+    ($($class:ident),+ $(,)?) => {
+        #[doc(hidden)]
+        struct __DohostGuest;
+
+        impl $crate::__private::bindings::exports::dohost::object::handler::Guest for __DohostGuest {
+            fn init(class_name: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                fn construct(name: &str) -> ::std::option::Option<::std::boxed::Box<dyn $crate::__private::ErasedObject>> {
+                    match name {
+                        $(stringify!($class) => ::std::option::Option::Some($crate::__private::construct::<$class>()),)+
+                        _ => ::std::option::Option::None,
+                    }
+                }
+                $crate::__private::init(class_name, construct, &[$(stringify!($class)),+])
+            }
+
+            fn fetch(
+                req: $crate::__private::bindings::dohost::object::types::Request,
+            ) -> ::std::result::Result<$crate::__private::bindings::dohost::object::types::Response, ::std::string::String> {
+                $crate::__private::fetch(req)
+            }
+        }
+
+        impl $crate::__private::bindings::exports::dohost::object::worker_handler::Guest for __DohostGuest {
+            fn fetch(
+                _req: $crate::__private::bindings::dohost::object::types::Request,
+            ) -> ::std::result::Result<$crate::__private::bindings::dohost::object::types::Response, ::std::string::String> {
+                $crate::__private::not_a_worker()
+            }
+        }
+
+        $crate::__private::bindings::__export_guest!(__DohostGuest with_types_in $crate::__private::bindings);
+    };
+}
+
+/// Exports a stateless entry worker from this component.
+///
+/// ```ignore
+/// dohost_sdk::export_worker!(Forwarder);
+/// ```
+#[macro_export]
+macro_rules! export_worker {
+    ($worker:ident) => {
+        #[doc(hidden)]
+        struct __DohostGuest;
+
+        impl $crate::__private::bindings::exports::dohost::object::handler::Guest for __DohostGuest {
+            fn init(_class_name: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__private::not_an_object()
+            }
+
+            fn fetch(
+                _req: $crate::__private::bindings::dohost::object::types::Request,
+            ) -> ::std::result::Result<$crate::__private::bindings::dohost::object::types::Response, ::std::string::String> {
+                $crate::__private::not_an_object().map(|()| unreachable!())
+            }
+        }
+
+        impl $crate::__private::bindings::exports::dohost::object::worker_handler::Guest for __DohostGuest {
+            fn fetch(
+                req: $crate::__private::bindings::dohost::object::types::Request,
+            ) -> ::std::result::Result<$crate::__private::bindings::dohost::object::types::Response, ::std::string::String> {
+                $crate::__private::worker_fetch::<$worker>(req)
+            }
+        }
+
+        $crate::__private::bindings::__export_guest!(__DohostGuest with_types_in $crate::__private::bindings);
+    };
+}
