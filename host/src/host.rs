@@ -98,6 +98,17 @@ pub struct Host {
 struct HostInner {
     namespaces: Arc<BTreeMap<String, Namespace>>,
     worker: Option<WorkerPool>,
+    committer_stopped: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+impl Drop for HostInner {
+    /// The last handle is gone: stop every live object, so the engine, the
+    /// committer and the database go away once their events finish.
+    fn drop(&mut self) {
+        for namespace in self.namespaces.values() {
+            namespace.close_live();
+        }
+    }
 }
 
 impl std::fmt::Debug for Host {
@@ -141,6 +152,23 @@ impl Host {
                 ),
             )
         })
+    }
+
+    /// Stops the host: live objects finish their current event, every write
+    /// already made is committed, and the database is closed when this
+    /// returns (so the data directory can be opened again). Other clones of
+    /// this `Host`, and stubs still held, keep it open until they are dropped.
+    pub async fn shutdown(self) {
+        let stopped = self
+            .inner
+            .committer_stopped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(self);
+        if let Some(stopped) = stopped {
+            let _ = stopped.await;
+        }
     }
 
     /// The names of all bindings, comma-separated.
@@ -303,7 +331,7 @@ impl HostBuilder {
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| Error::io(format!("cannot create data directory {}", data_dir.display()), e))?;
-        let store = Store::open(&data_dir.join("dohost.redb"), self.commit_hook)?;
+        let (store, committer_stopped) = Store::open(&data_dir.join("dohost.redb"), self.commit_hook)?;
         let runtime = Runtime::new(
             &EngineLimits {
                 max_live_objects: self.settings.max_live_objects,
@@ -364,7 +392,11 @@ impl HostBuilder {
         let namespaces = Arc::new(namespaces);
         let worker = worker_pre.map(|pre| WorkerPool::new(pre, shared.clone(), namespaces.clone()));
         Ok(Host {
-            inner: Arc::new(HostInner { namespaces, worker }),
+            inner: Arc::new(HostInner {
+                namespaces,
+                worker,
+                committer_stopped: std::sync::Mutex::new(Some(committer_stopped)),
+            }),
         })
     }
 }

@@ -121,6 +121,12 @@ impl Namespace {
         self.0.live.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// Closes every live object's mailbox: each finishes its current event
+    /// and stops. New requests activate objects again.
+    pub(crate) fn close_live(&self) {
+        self.0.live.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Puts `event` in the object's mailbox, activating the object if needed.
     fn deliver(&self, id: &[u8; 32], name: Option<&str>, event: Event) -> Result<()> {
         let key = ObjectKey::new(self.0.number, id);

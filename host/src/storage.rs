@@ -153,7 +153,9 @@ impl ListRange {
 
 impl Store {
     /// Opens (or creates) the database at `path` and starts its committer.
-    pub(crate) fn open(path: &Path, hook: Option<CommitHook>) -> Result<Store> {
+    /// The receiver fires when the committer has committed everything and
+    /// stopped, after the last handle to the store is gone.
+    pub(crate) fn open(path: &Path, hook: Option<CommitHook>) -> Result<(Store, oneshot::Receiver<()>)> {
         let db = Database::create(path)
             .map_err(|e| Error::storage(&format!("cannot open database {}", path.display()), e))?;
         let db = Arc::new(db);
@@ -166,12 +168,17 @@ impl Store {
         txn.commit().map_err(|e| Error::storage("create tables", e))?;
 
         let (tx, rx) = mpsc::channel();
+        let (stopped_tx, stopped) = oneshot::channel();
         let committer_db = db.clone();
         std::thread::Builder::new()
             .name("dohost-committer".into())
-            .spawn(move || run_committer(&committer_db, &rx, hook.as_ref()))
+            .spawn(move || {
+                run_committer(&committer_db, &rx, hook.as_ref());
+                drop(committer_db);
+                let _ = stopped_tx.send(());
+            })
             .map_err(|e| Error::io("cannot start the committer thread", e))?;
-        Ok(Store { db, commits: tx })
+        Ok((Store { db, commits: tx }, stopped))
     }
 
     /// The number and secret of the namespace bound as `binding`, created on

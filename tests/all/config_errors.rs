@@ -1,0 +1,74 @@
+//! Bad configuration refuses to start with one clear error that names the
+//! file, the field and the fix.
+
+use crate::support::{guests, run_dohost, write_config};
+
+fn serve_error(config_text: &str) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), config_text);
+    let data = dir.path().join("data");
+    let (ok, stderr) = run_dohost(&["serve", "--listen", "127.0.0.1:0", "--config", config.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert!(!ok, "dohost serve started with a bad config:\n{config_text}");
+    (config.display().to_string(), stderr)
+}
+
+#[test]
+fn each_bad_config_names_file_field_and_fix() {
+    let counter = format!("{:?}", guests().counter);
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            format!("[[durable_objects.bindings]]\nname = \"COUNTER\"\nclass_name = \"Counter\"\ncomponent = {counter}\ncolor = 1\n"),
+            vec!["unknown field `color`", "expected one of"],
+        ),
+        (
+            "[[durable_objects.bindings]]\nname = \"COUNTER\"\nclass_name = \"Counter\"\ncomponent = \"missing/thing\"\n".into(),
+            vec!["durable_objects.bindings[0].component", "does not exist", "point it at"],
+        ),
+        (
+            format!("[[durable_objects.bindings]]\nname = \"my-counter\"\nclass_name = \"Counter\"\ncomponent = {counter}\n"),
+            vec!["durable_objects.bindings[0].name", "not a valid binding name", "e.g. \"COUNTER\""],
+        ),
+        (
+            format!("[[durable_objects.bindings]]\nname = \"COUNTER\"\ncomponent = {counter}\n"),
+            vec!["missing field `class_name`"],
+        ),
+        ("name = \"empty\"\n".into(), vec!["no Durable Object bindings", "[[durable_objects.bindings]]"]),
+        ("this is not toml".into(), vec!["TOML parse error"]),
+        (
+            format!(
+                "[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"Counter\"\ncomponent = {counter}\n[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"Counter\"\ncomponent = {counter}\n"
+            ),
+            vec!["durable_objects.bindings[1].name", "bound twice"],
+        ),
+    ];
+    for (text, expected) in cases {
+        let (file, stderr) = serve_error(&text);
+        assert!(stderr.contains(&file), "error does not name the file {file}:\n{stderr}");
+        for needle in expected {
+            assert!(stderr.contains(needle), "error lacks {needle:?}:\n{stderr}");
+        }
+    }
+}
+
+#[test]
+fn a_component_of_the_wrong_shape_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // The worker component imports `namespace`, which objects cannot use yet.
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[durable_objects.bindings]]\nname = \"W\"\nclass_name = \"Forwarder\"\ncomponent = {:?}\n",
+            guests().worker
+        ),
+    );
+    std::fs::write(dir.path().join("junk.wasm"), b"not wasm").unwrap();
+    let data = dir.path().join("data");
+    let (ok, stderr) = run_dohost(&["serve", "--listen", "127.0.0.1:0", "--config", config.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("binding W") && stderr.contains("namespace"), "{stderr}");
+
+    let junk = write_config(dir.path(), "[[durable_objects.bindings]]\nname = \"J\"\nclass_name = \"J\"\ncomponent = \"junk.wasm\"\n");
+    let (ok, stderr) = run_dohost(&["serve", "--listen", "127.0.0.1:0", "--config", junk.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("binding J: not a valid component"), "{stderr}");
+}

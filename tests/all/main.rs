@@ -1,0 +1,15 @@
+//! dohost's integration tests: one binary, one module per guarantee. Every
+//! test runs the real `dohost serve` process or the real library against a
+//! redb file in a temp dir, with guest components built from source in this
+//! repository (examples/counter, tests/guests/probe).
+
+mod support;
+
+mod config_errors;
+mod counter_e2e;
+mod crash_recovery;
+mod embedding;
+mod guest_faults;
+mod input_gate_ordering;
+mod isolation;
+mod output_gate;

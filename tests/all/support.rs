@@ -1,0 +1,192 @@
+//! Shared test support: guest components built once from source, a real
+//! `dohost serve` process on loopback, and a small HTTP client.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+}
+
+/// Component files built from the repository's guest crates.
+pub struct Guests {
+    pub counter: PathBuf,
+    pub worker: PathBuf,
+    pub probe: PathBuf,
+}
+
+/// Builds the guests once per test process (cargo decides what is stale).
+pub fn guests() -> &'static Guests {
+    static GUESTS: OnceLock<Guests> = OnceLock::new();
+    GUESTS.get_or_init(|| {
+        dohost::build::ensure_guest_target(&mut |line| eprintln!("{line}")).expect("guest target");
+        let build = |dir: &str| dohost::build::build_rust_guest(&workspace().join(dir)).expect("guest builds");
+        Guests {
+            counter: build("examples/counter/counter"),
+            worker: build("examples/counter/worker"),
+            probe: build("tests/guests/probe"),
+        }
+    })
+}
+
+/// Writes a dohost.toml into `dir` and returns its path.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("dohost.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// A config with the counter (COUNTER) and the probe (PROBE) and no worker.
+pub fn router_config(dir: &Path) -> PathBuf {
+    let g = guests();
+    write_config(
+        dir,
+        &format!(
+            "[[durable_objects.bindings]]\nname = \"COUNTER\"\nclass_name = \"Counter\"\ncomponent = {:?}\n\
+             [[durable_objects.bindings]]\nname = \"PROBE\"\nclass_name = \"Probe\"\ncomponent = {:?}\n\
+             [vars]\nGREETING = \"hello\"\n",
+            g.counter, g.probe
+        ),
+    )
+}
+
+/// A running `dohost serve` process.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `dohost serve` on a free loopback port and waits until it serves.
+    pub fn start(config: &Path, data: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dohost"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .arg("--data")
+            .arg(data)
+            .env("RUST_BACKTRACE", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dohost");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split(" on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let _ = tx.send(addr);
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(300)) {
+            Ok(addr) => Server {
+                child,
+                base: format!("http://{addr}"),
+                log,
+            },
+            Err(_) => {
+                let _ = child.kill();
+                panic!("dohost serve did not start; its log:\n{}", log.lock().unwrap());
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// What the server printed so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Kills the server with SIGKILL (no shutdown work at all).
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `dohost` with `args` to completion: (exit success, stderr).
+pub fn run_dohost(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run dohost");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends one request; returns (status, body text).
+pub async fn send(client: &HttpClient, method: &str, url: &str, body: &str) -> (u16, String) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("request");
+    let resp = client.request(req).await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+pub async fn get(client: &HttpClient, url: &str) -> (u16, String) {
+    send(client, "GET", url, "").await
+}
+
+/// A library host over the counter and probe components, with small limits
+/// so many tests can hold one at once.
+pub fn library_host(data: &Path) -> dohost::HostBuilder {
+    let g = guests();
+    dohost::Host::builder()
+        .data_dir(data)
+        .binding("COUNTER", "Counter", &g.counter)
+        .binding("PROBE", "Probe", &g.probe)
+        .settings(dohost::Settings {
+            max_live_objects: 64,
+            ..dohost::Settings::default()
+        })
+}
+
+/// A GET request for the library API.
+pub fn request(method: &str, path: &str, body: &str) -> http::Request<Bytes> {
+    http::Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Bytes::from(body.to_owned()))
+        .expect("request")
+}
+
+pub fn text(response: &http::Response<Bytes>) -> String {
+    String::from_utf8_lossy(response.body()).into_owned()
+}

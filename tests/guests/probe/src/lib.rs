@@ -1,0 +1,95 @@
+//! The probe: a Durable Object whose routes exercise what the host promises.
+//!
+//! - `GET|PUT|DELETE /kv/<key>`: raw storage of the request body.
+//! - `GET /list?prefix=&start=&end=&reverse=1&limit=`: JSON `[[key, value], ..]`.
+//! - `GET /whoami`: JSON `{id, name, class}`.
+//! - `GET /var/<name>`: a `[vars]` value.
+//! - `GET /count`: an in-memory counter (lost on reset) and a stored one.
+//! - `PUT /put-then-panic/<key>`: writes, then panics (the write must vanish).
+//! - `GET /panic`, `GET /error`, `GET /loop`: a trap, a returned error, a busy loop.
+
+use dohost_sdk::{DurableObject, Env, Error, ListOptions, Request, Response, Result, State};
+
+/// The test object.
+pub struct Probe {
+    state: State,
+    env: Env,
+    in_memory: u64,
+}
+
+fn query_param(req: &Request, name: &str) -> Option<String> {
+    req.query()?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+impl DurableObject for Probe {
+    fn new(state: State, env: Env) -> Self {
+        Probe {
+            state,
+            env,
+            in_memory: 0,
+        }
+    }
+
+    fn fetch(&mut self, req: Request) -> Result<Response> {
+        let storage = self.state.storage();
+        let path = req.path().to_owned();
+        let (route, arg) = path.trim_start_matches('/').split_once('/').unwrap_or((path.trim_start_matches('/'), ""));
+        match (req.method.as_str(), route) {
+            ("GET", "kv") => Ok(match storage.get_bytes(arg)? {
+                Some(v) => Response { status: 200, headers: vec![], body: v },
+                None => Response::text("not found").with_status(404),
+            }),
+            ("PUT", "kv") => {
+                storage.put_bytes(arg, &req.body)?;
+                Ok(Response::text("ok"))
+            }
+            ("DELETE", "kv") => Ok(Response::text(storage.delete(arg)?.to_string())),
+            ("GET", "list") => {
+                let options = ListOptions {
+                    start: query_param(&req, "start"),
+                    end: query_param(&req, "end"),
+                    prefix: query_param(&req, "prefix"),
+                    reverse: query_param(&req, "reverse").is_some(),
+                    limit: query_param(&req, "limit").and_then(|l| l.parse().ok()),
+                };
+                let entries: Vec<(String, String)> = storage
+                    .list_bytes(&options)?
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                    .collect();
+                Response::json(&entries)
+            }
+            ("GET", "whoami") => Response::json(&serde_json::json!({
+                "id": self.state.id(),
+                "name": self.state.name(),
+                "class": self.state.class_name(),
+            })),
+            ("GET", "var") => Ok(Response::text(self.env.var(arg).unwrap_or_default())),
+            ("GET", "count") => {
+                self.in_memory += 1;
+                let stored = storage.get::<u64>("count")?.unwrap_or(0) + 1;
+                storage.put("count", &stored)?;
+                Ok(Response::text(format!("{} {}", self.in_memory, stored)))
+            }
+            ("PUT", "put-then-panic") => {
+                storage.put_bytes(arg, &req.body)?;
+                panic!("probe panic after writing {arg}");
+            }
+            ("GET", "panic") => panic!("probe panic on request"),
+            ("GET", "error") => Err(Error::new("probe error on request")),
+            ("GET", "loop") => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            _ => Ok(Response::text(format!("no route {} {path}", req.method)).with_status(404)),
+        }
+    }
+}
+
+dohost_sdk::export_objects!(Probe);
