@@ -37,7 +37,10 @@ pub fn ensure_guest_target(progress: &mut dyn FnMut(&str)) -> Result<()> {
         .output();
     match installed {
         Ok(out) if out.status.success() => {
-            if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == GUEST_TARGET) {
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == GUEST_TARGET)
+            {
                 return Ok(());
             }
         }
@@ -71,7 +74,14 @@ pub fn ensure_guest_target(progress: &mut dyn FnMut(&str)) -> Result<()> {
 pub fn build_rust_guest(dir: &Path) -> Result<PathBuf> {
     let manifest = dir.join("Cargo.toml");
     let output = Command::new(cargo())
-        .args(["build", "--release", "--target", GUEST_TARGET, "--message-format=json-render-diagnostics", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            GUEST_TARGET,
+            "--message-format=json-render-diagnostics",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -86,12 +96,19 @@ pub fn build_rust_guest(dir: &Path) -> Result<PathBuf> {
     let manifest = std::fs::canonicalize(&manifest).unwrap_or(manifest);
     let mut artifact = None;
     for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        if msg["reason"] != "compiler-artifact" || Path::new(msg["manifest_path"].as_str().unwrap_or("")) != manifest {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact"
+            || Path::new(msg["manifest_path"].as_str().unwrap_or("")) != manifest
+        {
             continue;
         }
         let files = msg["filenames"].as_array().into_iter().flatten();
-        if let Some(wasm) = files.filter_map(|f| f.as_str()).find(|f| f.ends_with(".wasm")) {
+        if let Some(wasm) = files
+            .filter_map(|f| f.as_str())
+            .find(|f| f.ends_with(".wasm"))
+        {
             artifact = Some(PathBuf::from(wasm));
         }
     }
@@ -120,7 +137,9 @@ pub fn build_config(config: &mut Config, progress: &mut dyn FnMut(&str)) -> Resu
     }
     let mut target_checked = false;
     for (what, source) in sources {
-        let ComponentSource::RustCrate(dir) = source else { continue };
+        let ComponentSource::RustCrate(dir) = source else {
+            continue;
+        };
         if !target_checked {
             ensure_guest_target(progress)?;
             target_checked = true;

@@ -154,7 +154,8 @@ impl Config {
                     b.class_name
                 )));
             }
-            let component = resolve_component(dir, &b.component, &format!("{file}: {field}.component"))?;
+            let component =
+                resolve_component(dir, &b.component, &format!("{file}: {field}.component"))?;
             bindings.push(BindingConfig {
                 name: b.name,
                 class_name: b.class_name,
@@ -180,7 +181,9 @@ impl Config {
                 toml::Value::Float(f) => f.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
                 other => serde_json::to_string(&other).map_err(|e| {
-                    Error::config(format!("{file}: vars.{k}: cannot be represented as text: {e}"))
+                    Error::config(format!(
+                        "{file}: vars.{k}: cannot be represented as text: {e}"
+                    ))
                 })?,
             };
             vars.insert(k, value);

@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, UpdateDeadline,
+};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -82,7 +84,10 @@ impl Runtime {
             .memory_reservation(limits.memory_per_instance as u64)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| {
-            Error::new(ErrorKind::Component, format!("cannot create the wasm engine: {e:#}"))
+            Error::new(
+                ErrorKind::Component,
+                format!("cannot create the wasm engine: {e:#}"),
+            )
         })?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -138,11 +143,15 @@ impl Runtime {
             }
         };
         let mut engine_hash = std::hash::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
         let mut hasher = blake3::Hasher::new();
         hasher.update(&engine_hash.finish().to_le_bytes());
         hasher.update(&bytes);
-        let cached = self.cache_dir.join(format!("{}.cwasm", hasher.finalize().to_hex()));
+        let cached = self
+            .cache_dir
+            .join(format!("{}.cwasm", hasher.finalize().to_hex()));
 
         if cached.is_file() {
             // SAFETY: files in the cache directory are written only by
@@ -150,11 +159,17 @@ impl Runtime {
             // configuration (the name includes the compatibility hash).
             match unsafe { Component::deserialize_file(&self.engine, &cached) } {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!("{what}: ignoring unusable cached {}: {e:#}", cached.display()),
+                Err(e) => tracing::warn!(
+                    "{what}: ignoring unusable cached {}: {e:#}",
+                    cached.display()
+                ),
             }
         }
         let component = Component::new(&self.engine, &bytes).map_err(|e| {
-            Error::new(ErrorKind::Component, format!("{what}: not a valid component: {e:#}"))
+            Error::new(
+                ErrorKind::Component,
+                format!("{what}: not a valid component: {e:#}"),
+            )
         })?;
         if let Err(e) = store_cached(&component, &cached) {
             tracing::warn!("{what}: cannot cache the compiled component: {e}");
@@ -188,10 +203,7 @@ pub(crate) fn wasi_ctx(output: &GuestOutput) -> wasmtime_wasi::WasiCtx {
 /// The epoch callback of a store: counts ticks of guest execution in the
 /// current event and traps past `budget`; otherwise yields so other tasks on
 /// the thread run.
-pub(crate) fn cpu_deadline(
-    ticks: &mut u64,
-    budget: Duration,
-) -> wasmtime::Result<UpdateDeadline> {
+pub(crate) fn cpu_deadline(ticks: &mut u64, budget: Duration) -> wasmtime::Result<UpdateDeadline> {
     *ticks += 1;
     let used = EPOCH_TICK.saturating_mul(u32::try_from(*ticks).unwrap_or(u32::MAX));
     if used > budget {

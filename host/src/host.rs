@@ -73,7 +73,10 @@ pub(crate) struct HostShared {
 
 impl HostShared {
     pub(crate) fn vars_list(&self) -> Vec<(String, String)> {
-        self.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -114,7 +117,10 @@ impl Drop for HostInner {
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Host")
-            .field("namespaces", &self.inner.namespaces.keys().collect::<Vec<_>>())
+            .field(
+                "namespaces",
+                &self.inner.namespaces.keys().collect::<Vec<_>>(),
+            )
             .field("worker", &self.inner.worker.is_some())
             .finish()
     }
@@ -134,7 +140,10 @@ impl Host {
     ///
     /// As [`HostBuilder::build`].
     pub fn from_config(config: &Config, data_dir: impl Into<PathBuf>) -> Result<Host> {
-        HostBuilder::default().config(config).data_dir(data_dir).build()
+        HostBuilder::default()
+            .config(config)
+            .data_dir(data_dir)
+            .build()
     }
 
     /// The namespace bound as `binding`.
@@ -173,7 +182,12 @@ impl Host {
 
     /// The names of all bindings, comma-separated.
     fn binding_names(&self) -> String {
-        self.inner.namespaces.keys().cloned().collect::<Vec<_>>().join(", ")
+        self.inner
+            .namespaces
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Serves one HTTP request as `dohost serve` does: through the entry
@@ -207,7 +221,10 @@ impl Host {
         }
         let namespace = self.namespace(binding)?;
         let name = percent_decode(name).ok_or_else(|| {
-            Error::new(ErrorKind::BadRequest, format!("object name {name:?} is not valid percent-encoded UTF-8"))
+            Error::new(
+                ErrorKind::BadRequest,
+                format!("object name {name:?} is not valid percent-encoded UTF-8"),
+            )
         })?;
         let mut rewritten = format!("/{rest}");
         if let Some(query) = parts.uri.query() {
@@ -216,7 +233,10 @@ impl Host {
         }
         let mut uri = parts.uri.clone().into_parts();
         uri.path_and_query = Some(rewritten.parse().map_err(|e| {
-            Error::new(ErrorKind::BadRequest, format!("invalid path {rewritten:?}: {e}"))
+            Error::new(
+                ErrorKind::BadRequest,
+                format!("invalid path {rewritten:?}: {e}"),
+            )
         })?);
         parts.uri = http::Uri::from_parts(uri)
             .map_err(|e| Error::new(ErrorKind::BadRequest, format!("invalid URI: {e}")))?;
@@ -274,7 +294,11 @@ impl HostBuilder {
     /// Adds a namespace `binding` whose objects run `class` from the
     /// component file at `component`.
     pub fn binding(self, binding: &str, class: &str, component: impl AsRef<Path>) -> Self {
-        self.binding_source(binding, class, ComponentSource::File(component.as_ref().to_path_buf()))
+        self.binding_source(
+            binding,
+            class,
+            ComponentSource::File(component.as_ref().to_path_buf()),
+        )
     }
 
     /// Adds a namespace whose component comes from `source` (e.g. bytes).
@@ -326,12 +350,21 @@ impl HostBuilder {
     /// be read, compiled or linked.
     pub fn build(self) -> Result<Host> {
         if self.bindings.is_empty() {
-            return Err(Error::config("the host has no Durable Object bindings; add at least one"));
+            return Err(Error::config(
+                "the host has no Durable Object bindings; add at least one",
+            ));
         }
-        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|e| Error::io(format!("cannot create data directory {}", data_dir.display()), e))?;
-        let (store, committer_stopped) = Store::open(&data_dir.join("dohost.redb"), self.commit_hook)?;
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        std::fs::create_dir_all(&data_dir).map_err(|e| {
+            Error::io(
+                format!("cannot create data directory {}", data_dir.display()),
+                e,
+            )
+        })?;
+        let (store, committer_stopped) =
+            Store::open(&data_dir.join("dohost.redb"), self.commit_hook)?;
         let runtime = Runtime::new(
             &EngineLimits {
                 max_live_objects: self.settings.max_live_objects,
@@ -349,15 +382,24 @@ impl HostBuilder {
         let mut pres = Vec::new();
         for b in &self.bindings {
             if pres.iter().any(|(name, _, _)| name == &b.name) {
-                return Err(Error::config(format!("binding {} is defined twice", b.name)));
+                return Err(Error::config(format!(
+                    "binding {} is defined twice",
+                    b.name
+                )));
             }
             let what = format!("binding {}", b.name);
             let component = runtime.load(&b.component, &what)?;
             let instance_pre = object_linker.instantiate_pre(&component).map_err(|e| {
-                Error::new(ErrorKind::Component, format!("{what}: the component does not fit the durable-object world: {e:#}"))
+                Error::new(
+                    ErrorKind::Component,
+                    format!("{what}: the component does not fit the durable-object world: {e:#}"),
+                )
             })?;
             let pre = DurableObjectPre::new(instance_pre).map_err(|e| {
-                Error::new(ErrorKind::Component, format!("{what}: the component does not export the handler interface: {e:#}"))
+                Error::new(
+                    ErrorKind::Component,
+                    format!("{what}: the component does not export the handler interface: {e:#}"),
+                )
             })?;
             pres.push((b.name.clone(), b.class_name.clone(), pre));
         }
@@ -370,10 +412,16 @@ impl HostBuilder {
                 crate::bindings::worker::Worker::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
                     .map_err(|e| Error::new(ErrorKind::Component, format!("linking the worker contract: {e:#}")))?;
                 let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
-                    Error::new(ErrorKind::Component, format!("main worker: the component does not fit the worker world: {e:#}"))
+                    Error::new(
+                        ErrorKind::Component,
+                        format!("main worker: the component does not fit the worker world: {e:#}"),
+                    )
                 })?;
                 Some(WorkerPre::new(instance_pre).map_err(|e| {
-                    Error::new(ErrorKind::Component, format!("main worker: the component does not export worker-handler: {e:#}"))
+                    Error::new(
+                        ErrorKind::Component,
+                        format!("main worker: the component does not export worker-handler: {e:#}"),
+                    )
                 })?)
             }
         };
@@ -387,7 +435,10 @@ impl HostBuilder {
         let mut namespaces = BTreeMap::new();
         for (binding, class, pre) in pres {
             let ids = shared.store.namespace(&binding)?;
-            namespaces.insert(binding.clone(), Namespace::new(binding, class, ids, pre, shared.clone()));
+            namespaces.insert(
+                binding.clone(),
+                Namespace::new(binding, class, ids, pre, shared.clone()),
+            );
         }
         let namespaces = Arc::new(namespaces);
         let worker = worker_pre.map(|pre| WorkerPool::new(pre, shared.clone(), namespaces.clone()));

@@ -40,8 +40,8 @@ mod worker;
 pub use config::{BindingConfig, ComponentSource, Config};
 pub use error::{Error, ErrorKind, Result};
 pub use host::{
-    DEFAULT_CPU_TIME_PER_EVENT, DEFAULT_DATA_DIR, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_LIVE_OBJECTS,
-    DEFAULT_MEMORY_PER_OBJECT, Host, HostBuilder, Settings,
+    DEFAULT_CPU_TIME_PER_EVENT, DEFAULT_DATA_DIR, DEFAULT_MAILBOX_CAPACITY,
+    DEFAULT_MAX_LIVE_OBJECTS, DEFAULT_MEMORY_PER_OBJECT, Host, HostBuilder, Settings,
 };
 pub use namespace::{Namespace, ObjectId, Stub};
 pub use object::{DEFAULT_IDLE_TIMEOUT, MAX_KEY_BYTES, MAX_VALUE_BYTES};

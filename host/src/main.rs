@@ -12,7 +12,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "dohost", version, about = "A host for Durable Objects as WebAssembly components")]
+#[command(
+    name = "dohost",
+    version,
+    about = "A host for Durable Objects as WebAssembly components"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,11 +71,19 @@ fn load_and_build(config_path: &Path) -> Result<dohost::Config> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Build { dir } => {
-            let path = if dir.is_dir() { dir.join("dohost.toml") } else { dir };
+            let path = if dir.is_dir() {
+                dir.join("dohost.toml")
+            } else {
+                dir
+            };
             load_and_build(&path)?;
             Ok(())
         }
-        Command::Serve { config, listen, data } => {
+        Command::Serve {
+            config,
+            listen,
+            data,
+        } => {
             let config = load_and_build(&config)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -83,10 +95,15 @@ fn run(cli: Cli) -> Result<()> {
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
                 let addr = listener.local_addr()?;
-                eprintln!("dohost: serving {} on http://{addr} (data in {})", describe(&config), data.display());
+                eprintln!(
+                    "dohost: serving {} on http://{addr} (data in {})",
+                    describe(&config),
+                    data.display()
+                );
                 let shutdown = async {
-                    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("installing the SIGTERM handler");
+                    let mut term =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                            .expect("installing the SIGTERM handler");
                     tokio::select! {
                         _ = tokio::signal::ctrl_c() => {},
                         _ = term.recv() => {},
@@ -106,6 +123,10 @@ fn describe(config: &dohost::Config) -> String {
         .iter()
         .map(|b| format!("{} ({})", b.name, b.class_name))
         .collect();
-    let worker = if config.main.is_some() { " behind the main worker" } else { "" };
+    let worker = if config.main.is_some() {
+        " behind the main worker"
+    } else {
+        ""
+    };
     format!("{}{worker}", bindings.join(", "))
 }

@@ -124,7 +124,11 @@ impl Namespace {
     /// Closes every live object's mailbox: each finishes its current event
     /// and stops. New requests activate objects again.
     pub(crate) fn close_live(&self) {
-        self.0.live.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.0
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Puts `event` in the object's mailbox, activating the object if needed.
@@ -133,7 +137,10 @@ impl Namespace {
         let mut live = self.0.live.lock().unwrap_or_else(|p| p.into_inner());
         let mut event = event;
         for _ in 0..2 {
-            let sender = live.entry(key).or_insert_with(|| self.spawn(key, id, name)).clone();
+            let sender = live
+                .entry(key)
+                .or_insert_with(|| self.spawn(key, id, name))
+                .clone();
             match sender.try_send(event) {
                 Ok(()) => return Ok(()),
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -155,7 +162,10 @@ impl Namespace {
                 }
             }
         }
-        Err(Error::new(ErrorKind::Component, "the object could not be started"))
+        Err(Error::new(
+            ErrorKind::Component,
+            "the object could not be started",
+        ))
     }
 
     fn spawn(&self, key: ObjectKey, id: &[u8; 32], name: Option<&str>) -> mpsc::Sender<Event> {
@@ -166,7 +176,12 @@ impl Namespace {
             name: name.map(str::to_owned),
             class: self.0.class.clone(),
         };
-        let actor = Actor::new(identity, self.0.shared.clone(), self.0.pre.clone(), self.0.live.clone());
+        let actor = Actor::new(
+            identity,
+            self.0.shared.clone(),
+            self.0.pre.clone(),
+            self.0.live.clone(),
+        );
         tokio::spawn(actor.run(rx));
         tx
     }
@@ -260,7 +275,10 @@ impl Stub {
             },
         )?;
         let reply = rx.await.map_err(|_| {
-            Error::new(ErrorKind::GuestTrap, "the object stopped before it answered")
+            Error::new(
+                ErrorKind::GuestTrap,
+                "the object stopped before it answered",
+            )
         })?;
         pass_gate(reply.gate).await?;
         reply.result
@@ -287,7 +305,12 @@ pub(crate) fn to_wit_request(request: http::Request<Bytes>) -> WitRequest {
         headers: parts
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: body.to_vec(),
     }
@@ -295,7 +318,8 @@ pub(crate) fn to_wit_request(request: http::Request<Bytes>) -> WitRequest {
 
 /// Converts the contract's response record to an HTTP response.
 pub(crate) fn from_wit_response(response: WitResponse) -> Result<http::Response<Bytes>> {
-    let bad = |what: String| Error::new(ErrorKind::GuestError, format!("the guest returned {what}"));
+    let bad =
+        |what: String| Error::new(ErrorKind::GuestError, format!("the guest returned {what}"));
     let status = http::StatusCode::from_u16(response.status)
         .map_err(|_| bad(format!("an invalid status code {}", response.status)))?;
     let mut builder = http::Response::builder().status(status);

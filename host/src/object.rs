@@ -236,7 +236,9 @@ impl Actor {
         };
         let mut store = wasmtime::Store::new(&self.shared.runtime.engine, state);
         let budget = self.shared.settings.cpu_time_per_event;
-        store.epoch_deadline_callback(move |mut cx| engine::cpu_deadline(&mut cx.data_mut().cpu_ticks, budget));
+        store.epoch_deadline_callback(move |mut cx| {
+            engine::cpu_deadline(&mut cx.data_mut().cpu_ticks, budget)
+        });
         store.set_epoch_deadline(1);
 
         let instance = match self.pre.instantiate_async(&mut store).await {
@@ -249,11 +251,17 @@ impl Actor {
                 } else {
                     ErrorKind::Component
                 };
-                return Err(Error::new(kind, format!("cannot activate object {}: {message}", self.identity.id_hex)));
+                return Err(Error::new(
+                    kind,
+                    format!("cannot activate object {}: {message}", self.identity.id_hex),
+                ));
             }
         };
         let class = self.identity.class.to_string();
-        let init = instance.dohost_object_handler().call_init(&mut store, &class).await;
+        let init = instance
+            .dohost_object_handler()
+            .call_init(&mut store, &class)
+            .await;
         self.instance = Some((store, instance));
         match init {
             Ok(Ok(())) => Ok(()),
@@ -267,7 +275,10 @@ impl Actor {
             Err(trap) => {
                 let message = self.trap_message(&trap);
                 self.reset(true);
-                Err(Error::new(ErrorKind::GuestTrap, format!("class {class} trapped while constructing: {message}")))
+                Err(Error::new(
+                    ErrorKind::GuestTrap,
+                    format!("class {class} trapped while constructing: {message}"),
+                ))
             }
         }
     }
@@ -300,7 +311,10 @@ impl Actor {
         };
         store.data_mut().cpu_ticks = 0;
         store.data().output.clear();
-        let result = instance.dohost_object_handler().call_fetch(&mut *store, &req).await;
+        let result = instance
+            .dohost_object_handler()
+            .call_fetch(&mut *store, &req)
+            .await;
         match result {
             Ok(outcome) => {
                 self.end_event();
@@ -310,7 +324,10 @@ impl Actor {
                 let message = self.trap_message(&trap);
                 self.reset(true);
                 tracing::warn!(object = %self.identity.id_hex, "object trapped and was reset: {message}");
-                Err(Error::new(ErrorKind::GuestTrap, format!("the object trapped and was reset: {message}")))
+                Err(Error::new(
+                    ErrorKind::GuestTrap,
+                    format!("the object trapped and was reset: {message}"),
+                ))
             }
         }
     }
@@ -362,7 +379,10 @@ fn check_key(key: &str) -> std::result::Result<(), storage::StorageError> {
 }
 
 impl storage::Host for ObjectState {
-    fn get(&mut self, key: String) -> wasmtime::Result<std::result::Result<Option<Vec<u8>>, storage::StorageError>> {
+    fn get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<std::result::Result<Option<Vec<u8>>, storage::StorageError>> {
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
@@ -376,7 +396,11 @@ impl storage::Host for ObjectState {
         Ok(value.map(|v| v.map(|b| b.to_vec())))
     }
 
-    fn put(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<std::result::Result<(), storage::StorageError>> {
+    fn put(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<std::result::Result<(), storage::StorageError>> {
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
@@ -389,7 +413,10 @@ impl storage::Host for ObjectState {
         Ok(Ok(()))
     }
 
-    fn delete(&mut self, key: String) -> wasmtime::Result<std::result::Result<bool, storage::StorageError>> {
+    fn delete(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<std::result::Result<bool, storage::StorageError>> {
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
@@ -419,7 +446,10 @@ impl storage::Host for ObjectState {
         // The newer state of keys in range: the cache, then this event's writes.
         let mut overlay: BTreeMap<&str, Option<&[u8]>> = BTreeMap::new();
         for source in [&self.io.cache, &self.io.writes] {
-            for (k, v) in source.range::<str, _>((std::ops::Bound::Included(lower.as_str()), std::ops::Bound::Unbounded)) {
+            for (k, v) in source.range::<str, _>((
+                std::ops::Bound::Included(lower.as_str()),
+                std::ops::Bound::Unbounded,
+            )) {
                 if upper.as_ref().is_some_and(|u| k.as_bytes() >= u.as_slice()) {
                     break;
                 }

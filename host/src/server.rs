@@ -71,9 +71,14 @@ async fn handle(host: &Host, req: hyper::Request<Incoming>) -> hyper::Response<F
     let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
-            let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+            let too_large = e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
             return if too_large {
-                text(413, format!("request body is larger than the limit of {MAX_REQUEST_BODY} bytes\n"))
+                text(
+                    413,
+                    format!("request body is larger than the limit of {MAX_REQUEST_BODY} bytes\n"),
+                )
             } else {
                 text(400, format!("cannot read the request body: {e}\n"))
             };
@@ -95,7 +100,8 @@ fn error_response(err: &Error) -> hyper::Response<Full<Bytes>> {
 
 fn text(status: u16, body: String) -> hyper::Response<Full<Bytes>> {
     let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; charset=utf-8"),

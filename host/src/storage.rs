@@ -23,8 +23,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
@@ -155,17 +155,24 @@ impl Store {
     /// Opens (or creates) the database at `path` and starts its committer.
     /// The receiver fires when the committer has committed everything and
     /// stopped, after the last handle to the store is gone.
-    pub(crate) fn open(path: &Path, hook: Option<CommitHook>) -> Result<(Store, oneshot::Receiver<()>)> {
+    pub(crate) fn open(
+        path: &Path,
+        hook: Option<CommitHook>,
+    ) -> Result<(Store, oneshot::Receiver<()>)> {
         let db = Database::create(path)
             .map_err(|e| Error::storage(&format!("cannot open database {}", path.display()), e))?;
         let db = Arc::new(db);
         let txn = db.begin_write().map_err(|e| Error::storage("begin", e))?;
         {
-            txn.open_table(KV).map_err(|e| Error::storage("open kv", e))?;
-            txn.open_table(OBJECTS).map_err(|e| Error::storage("open objects", e))?;
-            txn.open_table(NAMESPACES).map_err(|e| Error::storage("open namespaces", e))?;
+            txn.open_table(KV)
+                .map_err(|e| Error::storage("open kv", e))?;
+            txn.open_table(OBJECTS)
+                .map_err(|e| Error::storage("open objects", e))?;
+            txn.open_table(NAMESPACES)
+                .map_err(|e| Error::storage("open namespaces", e))?;
         }
-        txn.commit().map_err(|e| Error::storage("create tables", e))?;
+        txn.commit()
+            .map_err(|e| Error::storage("create tables", e))?;
 
         let (tx, rx) = mpsc::channel();
         let (stopped_tx, stopped) = oneshot::channel();
@@ -184,9 +191,14 @@ impl Store {
     /// The number and secret of the namespace bound as `binding`, created on
     /// first use and kept for the life of the data directory.
     pub(crate) fn namespace(&self, binding: &str) -> Result<(u32, [u8; 32])> {
-        let txn = self.db.begin_write().map_err(|e| Error::storage("begin", e))?;
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| Error::storage("begin", e))?;
         let found = {
-            let mut table = txn.open_table(NAMESPACES).map_err(|e| Error::storage("namespaces", e))?;
+            let mut table = txn
+                .open_table(NAMESPACES)
+                .map_err(|e| Error::storage("namespaces", e))?;
             let existing = table
                 .get(binding)
                 .map_err(|e| Error::storage("namespaces", e))?
@@ -215,13 +227,17 @@ impl Store {
                 }
             }
         };
-        txn.commit().map_err(|e| Error::storage("commit namespace", e))?;
+        txn.commit()
+            .map_err(|e| Error::storage("commit namespace", e))?;
         Ok(found)
     }
 
     /// Reads one committed value.
     pub(crate) fn get(&self, object: &ObjectKey, key: &str) -> Result<Option<Vec<u8>>> {
-        let txn = self.db.begin_read().map_err(|e| Error::storage("read", e))?;
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| Error::storage("read", e))?;
         let table = txn.open_table(KV).map_err(|e| Error::storage("read", e))?;
         let value = table
             .get(object.kv_key(key).as_slice())
@@ -248,10 +264,18 @@ impl Store {
         if lo >= hi || limit == 0 {
             return Ok(out);
         }
-        let txn = self.db.begin_read().map_err(|e| Error::storage("list", e))?;
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| Error::storage("list", e))?;
         let table = txn.open_table(KV).map_err(|e| Error::storage("list", e))?;
-        let bounds = (Bound::Included(lo.as_slice()), Bound::Excluded(hi.as_slice()));
-        let iter = table.range::<&[u8]>(bounds).map_err(|e| Error::storage("list", e))?;
+        let bounds = (
+            Bound::Included(lo.as_slice()),
+            Bound::Excluded(hi.as_slice()),
+        );
+        let iter = table
+            .range::<&[u8]>(bounds)
+            .map_err(|e| Error::storage("list", e))?;
         let mut db: Box<dyn Iterator<Item = _>> = if range.reverse {
             Box::new(iter.rev())
         } else {
@@ -322,13 +346,12 @@ impl Store {
             done,
         };
         if let Err(mpsc::SendError(request)) = self.commits.send(request) {
-            let _ = request
-                .done
-                .send(Err("the committer has stopped; the write is not durable".into()));
+            let _ = request.done.send(Err(
+                "the committer has stopped; the write is not durable".into()
+            ));
         }
         rx
     }
-
 }
 
 fn decode_namespace(v: &[u8]) -> (u32, [u8; 32]) {

@@ -79,10 +79,15 @@ impl WorkerPool {
         };
         let mut store = wasmtime::Store::new(&self.shared.runtime.engine, state);
         let budget = self.shared.settings.cpu_time_per_event;
-        store.epoch_deadline_callback(move |mut cx| engine::cpu_deadline(&mut cx.data_mut().cpu_ticks, budget));
+        store.epoch_deadline_callback(move |mut cx| {
+            engine::cpu_deadline(&mut cx.data_mut().cpu_ticks, budget)
+        });
         store.set_epoch_deadline(1);
         let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| {
-            Error::new(ErrorKind::Overloaded, format!("cannot start the worker: {e:#}"))
+            Error::new(
+                ErrorKind::Overloaded,
+                format!("cannot start the worker: {e:#}"),
+            )
         })?;
         Ok((store, instance))
     }
@@ -112,7 +117,10 @@ impl WorkerPool {
             Err(trap) => {
                 let message = engine::describe_trap(&trap, &store.data().output);
                 tracing::warn!("the worker trapped: {message}");
-                Err(Error::new(ErrorKind::GuestTrap, format!("the worker trapped: {message}")))
+                Err(Error::new(
+                    ErrorKind::GuestTrap,
+                    format!("the worker trapped: {message}"),
+                ))
             }
         }
     }
@@ -135,12 +143,18 @@ impl namespace::Host for WorkerState {}
 impl types::Host for WorkerState {}
 
 impl namespace::HostObjectNamespace for WorkerState {
-    fn open(&mut self, binding: String) -> wasmtime::Result<std::result::Result<Resource<Namespace>, CallError>> {
+    fn open(
+        &mut self,
+        binding: String,
+    ) -> wasmtime::Result<std::result::Result<Resource<Namespace>, CallError>> {
         let Some(ns) = self.namespaces.get(&binding).cloned() else {
             let known: Vec<&str> = self.namespaces.keys().map(String::as_str).collect();
             return Ok(Err(call_error(&Error::new(
                 ErrorKind::NotFound,
-                format!("no Durable Object binding named {binding:?}; configured: {}", known.join(", ")),
+                format!(
+                    "no Durable Object binding named {binding:?}; configured: {}",
+                    known.join(", ")
+                ),
             ))));
         };
         Ok(Ok(self.table.push(ns)?))
@@ -162,7 +176,11 @@ impl namespace::HostObjectNamespace for WorkerState {
         Ok(Ok(self.table.push(stub)?))
     }
 
-    fn get_by_name(&mut self, ns: Resource<Namespace>, name: String) -> wasmtime::Result<Resource<Stub>> {
+    fn get_by_name(
+        &mut self,
+        ns: Resource<Namespace>,
+        name: String,
+    ) -> wasmtime::Result<Resource<Stub>> {
         let stub = self.table.get(&ns)?.id_from_name(&name).get();
         Ok(self.table.push(stub)?)
     }

@@ -7,8 +7,19 @@ fn serve_error(config_text: &str) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), config_text);
     let data = dir.path().join("data");
-    let (ok, stderr) = run_dohost(&["serve", "--listen", "127.0.0.1:0", "--config", config.to_str().unwrap(), "--data", data.to_str().unwrap()]);
-    assert!(!ok, "dohost serve started with a bad config:\n{config_text}");
+    let (ok, stderr) = run_dohost(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok,
+        "dohost serve started with a bad config:\n{config_text}"
+    );
     (config.display().to_string(), stderr)
 }
 
@@ -43,7 +54,10 @@ fn each_bad_config_names_file_field_and_fix() {
     ];
     for (text, expected) in cases {
         let (file, stderr) = serve_error(&text);
-        assert!(stderr.contains(&file), "error does not name the file {file}:\n{stderr}");
+        assert!(
+            stderr.contains(&file),
+            "error does not name the file {file}:\n{stderr}"
+        );
         for needle in expected {
             assert!(stderr.contains(needle), "error lacks {needle:?}:\n{stderr}");
         }
@@ -63,12 +77,37 @@ fn a_component_of_the_wrong_shape_is_refused() {
     );
     std::fs::write(dir.path().join("junk.wasm"), b"not wasm").unwrap();
     let data = dir.path().join("data");
-    let (ok, stderr) = run_dohost(&["serve", "--listen", "127.0.0.1:0", "--config", config.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    let (ok, stderr) = run_dohost(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
     assert!(!ok);
-    assert!(stderr.contains("binding W") && stderr.contains("namespace"), "{stderr}");
+    assert!(
+        stderr.contains("binding W") && stderr.contains("namespace"),
+        "{stderr}"
+    );
 
-    let junk = write_config(dir.path(), "[[durable_objects.bindings]]\nname = \"J\"\nclass_name = \"J\"\ncomponent = \"junk.wasm\"\n");
-    let (ok, stderr) = run_dohost(&["serve", "--listen", "127.0.0.1:0", "--config", junk.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    let junk = write_config(
+        dir.path(),
+        "[[durable_objects.bindings]]\nname = \"J\"\nclass_name = \"J\"\ncomponent = \"junk.wasm\"\n",
+    );
+    let (ok, stderr) = run_dohost(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        junk.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
     assert!(!ok);
-    assert!(stderr.contains("binding J: not a valid component"), "{stderr}");
+    assert!(
+        stderr.contains("binding J: not a valid component"),
+        "{stderr}"
+    );
 }

@@ -19,16 +19,26 @@ async fn counts_through_the_worker_and_survives_restart() {
 
     let server = Server::start(&config, &data);
     for expected in ["1", "2", "3"] {
-        assert_eq!(get(&http, &server.url("/")).await, (200, expected.to_owned()));
+        assert_eq!(
+            get(&http, &server.url("/")).await,
+            (200, expected.to_owned())
+        );
     }
     // Any path reaches the same object: the worker forwards to "my-counter".
-    assert_eq!(get(&http, &server.url("/some/other/path")).await, (200, "4".to_owned()));
+    assert_eq!(
+        get(&http, &server.url("/some/other/path")).await,
+        (200, "4".to_owned())
+    );
     drop(server);
 
     let server = Server::start(&config, &data);
     assert_eq!(get(&http, &server.url("/")).await, (200, "5".to_owned()));
     assert!(
-        data.join("cache").read_dir().unwrap().any(|e| e.unwrap().path().extension().is_some_and(|x| x == "cwasm")),
+        data.join("cache").read_dir().unwrap().any(|e| e
+            .unwrap()
+            .path()
+            .extension()
+            .is_some_and(|x| x == "cwasm")),
         "compiled components are cached in the data dir"
     );
 }
@@ -39,9 +49,18 @@ async fn default_router_addresses_objects_by_name() {
     let config = crate::support::router_config(dir.path());
     let server = Server::start(&config, &dir.path().join("data"));
     let http = client();
-    assert_eq!(get(&http, &server.url("/COUNTER/a/")).await, (200, "1".to_owned()));
-    assert_eq!(get(&http, &server.url("/COUNTER/a/x/y")).await, (200, "2".to_owned()));
-    assert_eq!(get(&http, &server.url("/COUNTER/b")).await, (200, "1".to_owned()));
+    assert_eq!(
+        get(&http, &server.url("/COUNTER/a/")).await,
+        (200, "1".to_owned())
+    );
+    assert_eq!(
+        get(&http, &server.url("/COUNTER/a/x/y")).await,
+        (200, "2".to_owned())
+    );
+    assert_eq!(
+        get(&http, &server.url("/COUNTER/b")).await,
+        (200, "1".to_owned())
+    );
 
     let (status, body) = get(&http, &server.url("/NOPE/a/")).await;
     assert_eq!(status, 404);
@@ -57,5 +76,8 @@ async fn default_router_addresses_objects_by_name() {
     assert_eq!(who["name"], "some name");
     assert_eq!(who["class"], "Probe");
     assert_eq!(who["id"].as_str().unwrap().len(), 64);
-    assert_eq!(get(&http, &server.url("/PROBE/x/var/GREETING")).await, (200, "hello".to_owned()));
+    assert_eq!(
+        get(&http, &server.url("/PROBE/x/var/GREETING")).await,
+        (200, "hello".to_owned())
+    );
 }

@@ -27,12 +27,19 @@ async fn acknowledged_counts_survive_kill_9() {
                 tokio::spawn(async move {
                     // Stops by itself: at most 10,000 requests per client.
                     for _ in 0..10_000 {
-                        let req = http::Request::get(&url).body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
-                        let Ok(resp) = http.request(req).await else { return };
+                        let req = http::Request::get(&url)
+                            .body(http_body_util::Full::new(bytes::Bytes::new()))
+                            .unwrap();
+                        let Ok(resp) = http.request(req).await else {
+                            return;
+                        };
                         if resp.status() != 200 {
                             return;
                         }
-                        let Ok(body) = http_body_util::BodyExt::collect(resp.into_body()).await else { return };
+                        let Ok(body) = http_body_util::BodyExt::collect(resp.into_body()).await
+                        else {
+                            return;
+                        };
                         let value: u64 = String::from_utf8_lossy(&body.to_bytes()).parse().unwrap();
                         acks.lock().unwrap().push(value);
                     }
@@ -46,9 +53,15 @@ async fn acknowledged_counts_survive_kill_9() {
             c.await.unwrap();
         }
         let acks = acks.lock().unwrap().clone();
-        assert!(!acks.is_empty(), "round {round}: no request was acknowledged before the kill");
+        assert!(
+            !acks.is_empty(),
+            "round {round}: no request was acknowledged before the kill"
+        );
         for value in &acks {
-            assert!(acknowledged.insert(*value), "round {round}: count {value} was acknowledged twice");
+            assert!(
+                acknowledged.insert(*value),
+                "round {round}: count {value} was acknowledged twice"
+            );
         }
         highest = highest.max(*acks.iter().max().unwrap());
 
@@ -57,7 +70,10 @@ async fn acknowledged_counts_survive_kill_9() {
         let (status, body) = crate::support::get(&client(), &server.url("/COUNTER/crash/")).await;
         assert_eq!(status, 200, "{body}");
         let next: u64 = body.parse().unwrap();
-        assert!(next > highest, "round {round}: count {next} after restart, but {highest} was acknowledged");
+        assert!(
+            next > highest,
+            "round {round}: count {next} after restart, but {highest} was acknowledged"
+        );
         acknowledged.insert(next);
         highest = next;
         server.kill9();

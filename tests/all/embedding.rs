@@ -9,27 +9,52 @@ async fn embedded_host_counts_and_persists() {
     {
         let counter = host.namespace("COUNTER").unwrap();
         for expected in ["1", "2"] {
-            let response = counter.id_from_name("x").get().fetch(request("GET", "/", "")).await.unwrap();
+            let response = counter
+                .id_from_name("x")
+                .get()
+                .fetch(request("GET", "/", ""))
+                .await
+                .unwrap();
             assert_eq!(response.status(), 200);
             assert_eq!(text(&response), expected);
         }
         let id = counter.id_from_name("x");
-        assert_eq!(id.to_string(), counter.id_from_name("x").to_string(), "ids are deterministic");
+        assert_eq!(
+            id.to_string(),
+            counter.id_from_name("x").to_string(),
+            "ids are deterministic"
+        );
         assert_ne!(id.to_string(), counter.id_from_name("y").to_string());
         let by_id = counter.id_from_string(&id.to_string()).unwrap();
-        assert_eq!(text(&by_id.get().fetch(request("GET", "/", "")).await.unwrap()), "3");
+        assert_eq!(
+            text(&by_id.get().fetch(request("GET", "/", "")).await.unwrap()),
+            "3"
+        );
 
         let err = host.namespace("MISSING").unwrap_err();
         assert_eq!(err.kind(), dohost::ErrorKind::NotFound);
         assert!(err.message().contains("COUNTER"), "{err}");
-        assert_eq!(counter.id_from_string("xyz").unwrap_err().kind(), dohost::ErrorKind::BadRequest);
+        assert_eq!(
+            counter.id_from_string("xyz").unwrap_err().kind(),
+            dohost::ErrorKind::BadRequest
+        );
     }
     // While it runs, the data directory is locked against a second host.
-    assert_eq!(library_host(dir.path()).build().unwrap_err().kind(), dohost::ErrorKind::Storage);
+    assert_eq!(
+        library_host(dir.path()).build().unwrap_err().kind(),
+        dohost::ErrorKind::Storage
+    );
     // After shutdown, a new host on the same data dir keeps ids and counts.
     host.shutdown().await;
     let host = library_host(dir.path()).build().unwrap();
-    let response = host.namespace("COUNTER").unwrap().id_from_name("x").get().fetch(request("GET", "/", "")).await.unwrap();
+    let response = host
+        .namespace("COUNTER")
+        .unwrap()
+        .id_from_name("x")
+        .get()
+        .fetch(request("GET", "/", ""))
+        .await
+        .unwrap();
     assert_eq!(text(&response), "4");
 }
 
@@ -49,6 +74,13 @@ async fn worker_and_vars_from_config() {
     let host = dohost::Host::from_config(&config, dir.path().join("data")).unwrap();
     let response = host.fetch(request("GET", "/anything", "")).await.unwrap();
     assert_eq!(text(&response), "1");
-    let direct = host.namespace("COUNTER").unwrap().id_from_name("my-counter").get();
-    assert_eq!(text(&direct.fetch(request("GET", "/", "")).await.unwrap()), "2");
+    let direct = host
+        .namespace("COUNTER")
+        .unwrap()
+        .id_from_name("my-counter")
+        .get();
+    assert_eq!(
+        text(&direct.fetch(request("GET", "/", "")).await.unwrap()),
+        "2"
+    );
 }

@@ -9,31 +9,65 @@ async fn a_trap_resets_only_that_object_and_discards_its_writes() {
     let server = Server::start(&router_config(dir.path()), &dir.path().join("data"));
     let http = client();
 
-    assert_eq!(get(&http, &server.url("/PROBE/p/count")).await, (200, "1 1".to_owned()));
-    assert_eq!(get(&http, &server.url("/PROBE/p/count")).await, (200, "2 2".to_owned()));
-    assert_eq!(get(&http, &server.url("/COUNTER/other/")).await, (200, "1".to_owned()));
+    assert_eq!(
+        get(&http, &server.url("/PROBE/p/count")).await,
+        (200, "1 1".to_owned())
+    );
+    assert_eq!(
+        get(&http, &server.url("/PROBE/p/count")).await,
+        (200, "2 2".to_owned())
+    );
+    assert_eq!(
+        get(&http, &server.url("/COUNTER/other/")).await,
+        (200, "1".to_owned())
+    );
 
     let (status, body) = get(&http, &server.url("/PROBE/p/panic")).await;
     assert_eq!(status, 500);
-    assert!(body.contains("trapped") && body.contains("probe panic on request"), "{body}");
+    assert!(
+        body.contains("trapped") && body.contains("probe panic on request"),
+        "{body}"
+    );
 
     // Fresh instance (in-memory count restarts), committed state kept.
-    assert_eq!(get(&http, &server.url("/PROBE/p/count")).await, (200, "1 3".to_owned()));
+    assert_eq!(
+        get(&http, &server.url("/PROBE/p/count")).await,
+        (200, "1 3".to_owned())
+    );
 
-    let (status, body) = send(&http, "PUT", &server.url("/PROBE/p/put-then-panic/ghost"), "boo").await;
+    let (status, body) = send(
+        &http,
+        "PUT",
+        &server.url("/PROBE/p/put-then-panic/ghost"),
+        "boo",
+    )
+    .await;
     assert_eq!(status, 500, "{body}");
-    assert_eq!(get(&http, &server.url("/PROBE/p/kv/ghost")).await.0, 404, "a trapped event's write is discarded");
+    assert_eq!(
+        get(&http, &server.url("/PROBE/p/kv/ghost")).await.0,
+        404,
+        "a trapped event's write is discarded"
+    );
 
     // That trap reset the object again: in-memory count restarts.
-    assert_eq!(get(&http, &server.url("/PROBE/p/count")).await, (200, "1 4".to_owned()));
+    assert_eq!(
+        get(&http, &server.url("/PROBE/p/count")).await,
+        (200, "1 4".to_owned())
+    );
 
     // A returned error is a 500 too, but the object is not reset.
     let (status, body) = get(&http, &server.url("/PROBE/p/error")).await;
     assert_eq!((status, body.trim()), (500, "probe error on request"));
-    assert_eq!(get(&http, &server.url("/PROBE/p/count")).await, (200, "2 5".to_owned()));
+    assert_eq!(
+        get(&http, &server.url("/PROBE/p/count")).await,
+        (200, "2 5".to_owned())
+    );
 
     // Other objects never noticed.
-    assert_eq!(get(&http, &server.url("/COUNTER/other/")).await, (200, "2".to_owned()));
+    assert_eq!(
+        get(&http, &server.url("/COUNTER/other/")).await,
+        (200, "2".to_owned())
+    );
     assert!(server.log().contains("trapped"), "the trap is logged");
 }
 
@@ -51,11 +85,17 @@ async fn a_busy_loop_is_stopped_at_the_cpu_limit() {
     let ns = host.namespace("PROBE").unwrap();
     let looping = tokio::spawn({
         let stub = ns.id_from_name("spinner").get();
-        async move { stub.fetch(crate::support::request("GET", "/loop", "")).await }
+        async move {
+            stub.fetch(crate::support::request("GET", "/loop", ""))
+                .await
+        }
     });
     // Another object answers while the first one spins.
     let other = ns.id_from_name("bystander").get();
-    let r = other.fetch(crate::support::request("GET", "/count", "")).await.unwrap();
+    let r = other
+        .fetch(crate::support::request("GET", "/count", ""))
+        .await
+        .unwrap();
     assert_eq!(crate::support::text(&r), "1 1");
 
     let err = looping.await.unwrap().unwrap_err();
@@ -63,6 +103,9 @@ async fn a_busy_loop_is_stopped_at_the_cpu_limit() {
     assert!(err.message().contains("CPU time limit"), "{err}");
     // The spinner is reset and serves again.
     let stub = ns.id_from_name("spinner").get();
-    let r = stub.fetch(crate::support::request("GET", "/count", "")).await.unwrap();
+    let r = stub
+        .fetch(crate::support::request("GET", "/count", ""))
+        .await
+        .unwrap();
     assert_eq!(crate::support::text(&r), "1 1");
 }

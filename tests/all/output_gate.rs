@@ -26,7 +26,11 @@ async fn responses_wait_for_their_commit() {
     let (events, hold) = (valve.events.clone(), valve.hold.clone());
     let host = library_host(dir.path())
         .commit_hook(Arc::new(move |stage| {
-            let held = if stage == CommitStage::Before { hold.lock().unwrap().take() } else { None };
+            let held = if stage == CommitStage::Before {
+                hold.lock().unwrap().take()
+            } else {
+                None
+            };
             if let Some(release) = held {
                 events.lock().unwrap().push("commit held".into());
                 release.recv().unwrap();
@@ -53,9 +57,22 @@ async fn responses_wait_for_their_commit() {
         async move { probe.fetch(request("GET", "/kv/a", "")).await }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!write.is_finished(), "the write's response left before its commit");
-    assert!(!read.is_finished(), "a response that read uncommitted data left before the commit");
-    assert!(valve.events.lock().unwrap().iter().any(|e| e == "commit held"));
+    assert!(
+        !write.is_finished(),
+        "the write's response left before its commit"
+    );
+    assert!(
+        !read.is_finished(),
+        "a response that read uncommitted data left before the commit"
+    );
+    assert!(
+        valve
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e == "commit held")
+    );
 
     release.send(()).unwrap();
     let write = write.await.unwrap().unwrap();
@@ -111,5 +128,8 @@ async fn one_commit_serves_many_objects() {
     }
     // 21 write sets, committed in the held commit plus (at most) a few group commits.
     let commits = *commits.lock().unwrap();
-    assert!(commits <= 3, "expected group commit, got {commits} commits for 21 write sets");
+    assert!(
+        commits <= 3,
+        "expected group commit, got {commits} commits for 21 write sets"
+    );
 }

@@ -15,7 +15,10 @@ use hyper_util::rt::TokioExecutor;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
 }
 
 /// Component files built from the repository's guest crates.
@@ -30,7 +33,9 @@ pub fn guests() -> &'static Guests {
     static GUESTS: OnceLock<Guests> = OnceLock::new();
     GUESTS.get_or_init(|| {
         dohost::build::ensure_guest_target(&mut |line| eprintln!("{line}")).expect("guest target");
-        let build = |dir: &str| dohost::build::build_rust_guest(&workspace().join(dir)).expect("guest builds");
+        let build = |dir: &str| {
+            dohost::build::build_rust_guest(&workspace().join(dir)).expect("guest builds")
+        };
         Guests {
             counter: build("examples/counter/counter"),
             worker: build("examples/counter/worker"),
@@ -87,7 +92,11 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split(" on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
                     let _ = tx.send(addr);
                 }
                 let mut log = sink.lock().unwrap();
@@ -103,7 +112,10 @@ impl Server {
             },
             Err(_) => {
                 let _ = child.kill();
-                panic!("dohost serve did not start; its log:\n{}", log.lock().unwrap());
+                panic!(
+                    "dohost serve did not start; its log:\n{}",
+                    log.lock().unwrap()
+                );
             }
         }
     }
@@ -138,7 +150,10 @@ pub fn run_dohost(args: &[&str]) -> (bool, String) {
         .env("RUST_BACKTRACE", "0")
         .output()
         .expect("run dohost");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -154,7 +169,10 @@ pub async fn send(client: &HttpClient, method: &str, url: &str, body: &str) -> (
         .uri(url)
         .body(Full::new(Bytes::from(body.to_owned())))
         .expect("request");
-    let resp = client.request(req).await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let resp = client
+        .request(req)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())

@@ -120,7 +120,9 @@ impl Namespace {
     /// When `hex` is not 64 hex characters.
     pub fn id_from_string(&self, hex: &str) -> Result<ObjectId> {
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::new(format!("{hex:?} is not an object id: ids are 64 hex characters")));
+            return Err(Error::new(format!(
+                "{hex:?} is not an object id: ids are 64 hex characters"
+            )));
         }
         Ok(ObjectId {
             hex: hex.to_ascii_lowercase(),

@@ -37,7 +37,10 @@ impl Request {
 
     /// The URL's path, e.g. `/increment`.
     pub fn path(&self) -> &str {
-        let after_scheme = self.url.split_once("://").map_or(self.url.as_str(), |(_, rest)| rest);
+        let after_scheme = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, rest)| rest);
         let path_and_query = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
         path_and_query.split(['?', '#']).next().unwrap_or("/")
     }
@@ -62,7 +65,8 @@ impl Request {
     ///
     /// When the body is not UTF-8.
     pub fn text(&self) -> Result<&str> {
-        std::str::from_utf8(&self.body).map_err(|e| Error::new(format!("request body is not UTF-8: {e}")))
+        std::str::from_utf8(&self.body)
+            .map_err(|e| Error::new(format!("request body is not UTF-8: {e}")))
     }
 
     /// The body parsed as JSON.
@@ -71,7 +75,8 @@ impl Request {
     ///
     /// When the body is not JSON of type `T`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_slice(&self.body).map_err(|e| Error::new(format!("request body is not the expected JSON: {e}")))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::new(format!("request body is not the expected JSON: {e}")))
     }
 }
 
@@ -105,7 +110,8 @@ impl Response {
         Ok(Response {
             status: 200,
             headers: vec![("content-type".into(), "application/json".into())],
-            body: serde_json::to_vec(value).map_err(|e| Error::new(format!("cannot serialise the response: {e}")))?,
+            body: serde_json::to_vec(value)
+                .map_err(|e| Error::new(format!("cannot serialise the response: {e}")))?,
         })
     }
 

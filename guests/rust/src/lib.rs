@@ -191,12 +191,17 @@ pub mod __private {
             let object = object
                 .as_mut()
                 .ok_or_else(|| "fetch before init: the host must call init first".to_owned())?;
-            object.fetch(req.into()).map(Into::into).map_err(|e| e.message)
+            object
+                .fetch(req.into())
+                .map(Into::into)
+                .map_err(|e| e.message)
         })
     }
 
     pub fn worker_fetch<W: Worker>(req: types::Request) -> Result<types::Response, String> {
-        W::fetch(req.into(), &Env::new()).map(Into::into).map_err(|e| e.message)
+        W::fetch(req.into(), &Env::new())
+            .map(Into::into)
+            .map_err(|e| e.message)
     }
 
     pub fn not_an_object() -> Result<(), String> {
@@ -204,7 +209,10 @@ pub mod __private {
     }
 
     pub fn not_a_worker() -> Result<types::Response, String> {
-        Err("this component exports Durable Object classes (export_objects!), not a worker".to_owned())
+        Err(
+            "this component exports Durable Object classes (export_objects!), not a worker"
+                .to_owned(),
+        )
     }
 }
 

@@ -47,9 +47,11 @@ impl Storage {
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         match self.get_bytes(key)? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::new(format!("the value under {key:?} is not the expected JSON: {e}"))),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::new(format!(
+                    "the value under {key:?} is not the expected JSON: {e}"
+                ))
+            }),
         }
     }
 
@@ -59,7 +61,8 @@ impl Storage {
     ///
     /// When the key or the encoded value is over its limit.
     pub fn put<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
-        let bytes = serde_json::to_vec(value).map_err(|e| Error::new(format!("cannot encode the value for {key:?}: {e}")))?;
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| Error::new(format!("cannot encode the value for {key:?}: {e}")))?;
         self.put_bytes(key, &bytes)
     }
 
@@ -100,7 +103,9 @@ impl Storage {
             .into_iter()
             .map(|(k, v)| match serde_json::from_slice(&v) {
                 Ok(value) => Ok((k, value)),
-                Err(e) => Err(Error::new(format!("the value under {k:?} is not the expected JSON: {e}"))),
+                Err(e) => Err(Error::new(format!(
+                    "the value under {k:?} is not the expected JSON: {e}"
+                ))),
             })
             .collect()
     }
@@ -124,8 +129,12 @@ impl Storage {
 impl From<wit::StorageError> for Error {
     fn from(e: wit::StorageError) -> Self {
         Error::new(match e {
-            wit::StorageError::KeyTooLarge(n) => format!("storage key of {n} bytes is over the limit of 2048 bytes"),
-            wit::StorageError::ValueTooLarge(n) => format!("storage value of {n} bytes is over the limit of 131072 bytes"),
+            wit::StorageError::KeyTooLarge(n) => {
+                format!("storage key of {n} bytes is over the limit of 2048 bytes")
+            }
+            wit::StorageError::ValueTooLarge(n) => {
+                format!("storage value of {n} bytes is over the limit of 131072 bytes")
+            }
             wit::StorageError::InvalidLimit => "list limit must be at least 1".to_owned(),
             wit::StorageError::Internal(m) => format!("storage failed: {m}"),
         })

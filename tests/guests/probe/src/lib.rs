@@ -37,10 +37,17 @@ impl DurableObject for Probe {
     fn fetch(&mut self, req: Request) -> Result<Response> {
         let storage = self.state.storage();
         let path = req.path().to_owned();
-        let (route, arg) = path.trim_start_matches('/').split_once('/').unwrap_or((path.trim_start_matches('/'), ""));
+        let (route, arg) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or((path.trim_start_matches('/'), ""));
         match (req.method.as_str(), route) {
             ("GET", "kv") => Ok(match storage.get_bytes(arg)? {
-                Some(v) => Response { status: 200, headers: vec![], body: v },
+                Some(v) => Response {
+                    status: 200,
+                    headers: vec![],
+                    body: v,
+                },
                 None => Response::text("not found").with_status(404),
             }),
             ("PUT", "kv") => {
