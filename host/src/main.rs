@@ -9,6 +9,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+
+// Every request allocates small buffers on several threads; mimalloc's
+// thread-local free lists measurably beat glibc malloc here (see bench/).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

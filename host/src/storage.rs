@@ -374,7 +374,13 @@ fn run_committer(db: &Database, rx: &mpsc::Receiver<CommitRequest>, hook: Option
         if let Some(hook) = hook {
             hook(CommitStage::Before);
         }
+        let started = std::time::Instant::now();
         let result = commit_batch(db, &batch);
+        tracing::debug!(
+            write_sets = batch.len(),
+            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "group commit"
+        );
         if let Err(e) = &result {
             tracing::error!(write_sets = batch.len(), "group commit failed: {e}");
         } else if let Some(hook) = hook {

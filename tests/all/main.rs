@@ -12,4 +12,5 @@ mod embedding;
 mod guest_faults;
 mod input_gate_ordering;
 mod isolation;
+mod lifecycle;
 mod output_gate;
