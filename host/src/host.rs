@@ -220,12 +220,14 @@ impl Host {
             ));
         }
         let namespace = self.namespace(binding)?;
-        let name = percent_decode(name).ok_or_else(|| {
-            Error::new(
-                ErrorKind::BadRequest,
-                format!("object name {name:?} is not valid percent-encoded UTF-8"),
-            )
-        })?;
+        let name = percent_encoding::percent_decode_str(name)
+            .decode_utf8()
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::BadRequest,
+                    format!("object name {name:?} is not valid percent-encoded UTF-8"),
+                )
+            })?;
         let mut rewritten = format!("/{rest}");
         if let Some(query) = parts.uri.query() {
             rewritten.push('?');
@@ -243,24 +245,6 @@ impl Host {
         let request = http::Request::from_parts(parts, body);
         namespace.id_from_name(&name).get().fetch(request).await
     }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Builds a [`Host`] from a configuration or piece by piece.

@@ -63,6 +63,9 @@ fn main() {
     }
 }
 
+/// How long a stopping server waits for running events and commits.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn progress(line: &str) {
     eprintln!("dohost: {line}");
 }
@@ -114,7 +117,15 @@ fn run(cli: Cli) -> Result<()> {
                         _ = term.recv() => {},
                     }
                 };
-                dohost::server::serve(host, listener, shutdown).await?;
+                dohost::server::serve(host.clone(), listener, shutdown).await?;
+                // Let running events finish and their writes commit; open
+                // keep-alive connections may hold the host, so wait a while.
+                if tokio::time::timeout(SHUTDOWN_GRACE, host.shutdown())
+                    .await
+                    .is_err()
+                {
+                    eprintln!("dohost: stopping with connections still open");
+                }
                 eprintln!("dohost: stopped");
                 Ok(())
             })

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -21,7 +22,7 @@ use crate::bindings::object::DurableObjectPre;
 use crate::bindings::{WitRequest, WitResponse};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::HostShared;
-use crate::object::{Actor, Event, Identity, LiveObjects, ObjectState, pass_gate};
+use crate::object::{Actor, Event, Identity, LiveEntry, LiveObjects, ObjectState, pass_gate};
 use crate::storage::ObjectKey;
 
 /// A Durable Object namespace: the objects of one binding. Cheap to clone.
@@ -140,6 +141,7 @@ impl Namespace {
             let sender = live
                 .entry(key)
                 .or_insert_with(|| self.spawn(key, id, name))
+                .mailbox
                 .clone();
             match sender.try_send(event) {
                 Ok(()) => return Ok(()),
@@ -168,7 +170,9 @@ impl Namespace {
         ))
     }
 
-    fn spawn(&self, key: ObjectKey, id: &[u8; 32], name: Option<&str>) -> mpsc::Sender<Event> {
+    fn spawn(&self, key: ObjectKey, id: &[u8; 32], name: Option<&str>) -> LiveEntry {
+        static ACTORS: AtomicU64 = AtomicU64::new(0);
+        let number = ACTORS.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.0.shared.settings.mailbox_capacity);
         let identity = Identity {
             key,
@@ -177,13 +181,17 @@ impl Namespace {
             class: self.0.class.clone(),
         };
         let actor = Actor::new(
+            number,
             identity,
             self.0.shared.clone(),
             self.0.pre.clone(),
             self.0.live.clone(),
         );
         tokio::spawn(actor.run(rx));
-        tx
+        LiveEntry {
+            actor: number,
+            mailbox: tx,
+        }
     }
 }
 

@@ -122,11 +122,20 @@ impl WasiView for ObjectState {
     }
 }
 
-/// The live objects of a namespace: object key -> mailbox.
-pub(crate) type LiveObjects = Mutex<HashMap<ObjectKey, mpsc::Sender<Event>>>;
+/// A live object's entry in its namespace: the actor's mailbox and a number
+/// unique to that actor, so an actor only ever removes its own entry.
+pub(crate) struct LiveEntry {
+    pub(crate) actor: u64,
+    pub(crate) mailbox: mpsc::Sender<Event>,
+}
+
+/// The live objects of a namespace: object key -> entry.
+pub(crate) type LiveObjects = Mutex<HashMap<ObjectKey, LiveEntry>>;
 
 /// One live object: its mailbox receiver and its instance.
 pub(crate) struct Actor {
+    /// This actor's number in its [`LiveEntry`].
+    number: u64,
     identity: Identity,
     shared: Arc<HostShared>,
     pre: crate::bindings::object::DurableObjectPre<ObjectState>,
@@ -140,6 +149,7 @@ pub(crate) struct Actor {
 
 impl Actor {
     pub(crate) fn new(
+        number: u64,
         identity: Identity,
         shared: Arc<HostShared>,
         pre: crate::bindings::object::DurableObjectPre<ObjectState>,
@@ -152,6 +162,7 @@ impl Actor {
             writes: WriteSet::new(),
         };
         Actor {
+            number,
             identity,
             shared,
             pre,
@@ -179,7 +190,12 @@ impl Actor {
                     // Senders enqueue under this lock, so an empty mailbox
                     // now stays empty: nothing is lost by leaving.
                     if rx.is_empty() {
-                        live.remove(&self.identity.key);
+                        if live
+                            .get(&self.identity.key)
+                            .is_some_and(|e| e.actor == self.number)
+                        {
+                            live.remove(&self.identity.key);
+                        }
                         break;
                     }
                 }

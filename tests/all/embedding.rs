@@ -84,3 +84,46 @@ async fn worker_and_vars_from_config() {
         "2"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_component_exports_several_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = &guests().probe;
+    let host = dohost::Host::builder()
+        .data_dir(dir.path())
+        .binding("PROBE", "Probe", probe)
+        .binding("GREETER", "Greeter", probe)
+        .binding("GHOST", "Ghost", probe)
+        .var("GREETING", "hello")
+        .build()
+        .unwrap();
+    let greeter = host.namespace("GREETER").unwrap().id_from_name("g").get();
+    assert_eq!(
+        text(&greeter.fetch(request("GET", "/", "")).await.unwrap()),
+        "hello #1 from Greeter"
+    );
+    assert_eq!(
+        text(&greeter.fetch(request("GET", "/", "")).await.unwrap()),
+        "hello #2 from Greeter"
+    );
+    // Same name, other class and namespace: its own object.
+    let probe = host.namespace("PROBE").unwrap().id_from_name("g").get();
+    assert_eq!(
+        text(&probe.fetch(request("GET", "/count", "")).await.unwrap()),
+        "1 1"
+    );
+
+    let err = host
+        .namespace("GHOST")
+        .unwrap()
+        .id_from_name("g")
+        .get()
+        .fetch(request("GET", "/", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), dohost::ErrorKind::GuestError);
+    assert!(
+        err.message().contains("no class \"Ghost\"") && err.message().contains("Probe, Greeter"),
+        "{err}"
+    );
+}

@@ -1,4 +1,5 @@
-//! The probe: a Durable Object whose routes exercise what the host promises.
+//! The probe: Durable Objects whose routes exercise what the host promises.
+//! Two classes in one component: `Probe` (below) and `Greeter`.
 //!
 //! - `GET|PUT|DELETE /kv/<key>`: raw storage of the request body.
 //! - `GET /list?prefix=&start=&end=&reverse=1&limit=`: JSON `[[key, value], ..]`.
@@ -99,4 +100,28 @@ impl DurableObject for Probe {
     }
 }
 
-dohost_sdk::export_objects!(Probe);
+/// A second class in the same component: greets with a `[vars]` value and
+/// remembers how many times it did.
+pub struct Greeter {
+    state: State,
+    env: Env,
+}
+
+impl DurableObject for Greeter {
+    fn new(state: State, env: Env) -> Self {
+        Greeter { state, env }
+    }
+
+    fn fetch(&mut self, _req: Request) -> Result<Response> {
+        let storage = self.state.storage();
+        let times = storage.get::<u64>("greeted")?.unwrap_or(0) + 1;
+        storage.put("greeted", &times)?;
+        let greeting = self.env.var("GREETING").unwrap_or_else(|| "hi".into());
+        Ok(Response::text(format!(
+            "{greeting} #{times} from {}",
+            self.state.class_name()
+        )))
+    }
+}
+
+dohost_sdk::export_objects!(Probe, Greeter);
