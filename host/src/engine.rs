@@ -288,3 +288,17 @@ pub(crate) fn describe_trap(err: &wasmtime::Error, output: &GuestOutput) -> Stri
     }
     message
 }
+
+/// Classifies an instantiation failure: a full instance pool is an overload
+/// (retry later, HTTP 503); anything else is a component problem.
+pub(crate) fn instantiate_error(err: &wasmtime::Error, context: &str, max_live: u32) -> Error {
+    if err.is::<wasmtime::PoolConcurrencyLimitError>() {
+        return Error::new(
+            ErrorKind::Overloaded,
+            format!(
+                "{context}: every instance slot is in use ({max_live} live objects plus {WORKER_SLOTS} for workers); idle objects free theirs after the idle timeout, retry later ({err:#})"
+            ),
+        );
+    }
+    Error::new(ErrorKind::Component, format!("{context}: {err:#}"))
+}

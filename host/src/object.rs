@@ -181,7 +181,10 @@ impl Actor {
         loop {
             match tokio::time::timeout(idle, rx.recv()).await {
                 Ok(Some(event)) => self.handle(event).await,
-                Ok(None) => break,
+                Ok(None) => {
+                    tracing::debug!(object = %self.identity.id_hex, "object stopped: its namespace closed");
+                    return;
+                }
                 Err(_) => {
                     // Let the last commit land before the object's cache goes
                     // away, so a reactivation reads what this one wrote.
@@ -261,15 +264,10 @@ impl Actor {
             Ok(instance) => instance,
             Err(e) => {
                 self.io = Some(store.into_data().io);
-                let message = format!("{e:#}");
-                let kind = if message.contains("concurrent") && message.contains("limit") {
-                    ErrorKind::Overloaded
-                } else {
-                    ErrorKind::Component
-                };
-                return Err(Error::new(
-                    kind,
-                    format!("cannot activate object {}: {message}", self.identity.id_hex),
+                return Err(engine::instantiate_error(
+                    &e,
+                    &format!("cannot activate object {}", self.identity.id_hex),
+                    self.shared.settings.max_live_objects,
                 ));
             }
         };

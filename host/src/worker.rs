@@ -84,9 +84,10 @@ impl WorkerPool {
         });
         store.set_epoch_deadline(1);
         let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| {
-            Error::new(
-                ErrorKind::Overloaded,
-                format!("cannot start the worker: {e:#}"),
+            engine::instantiate_error(
+                &e,
+                "cannot start the worker",
+                self.shared.settings.max_live_objects,
             )
         })?;
         Ok((store, instance))

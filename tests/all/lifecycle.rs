@@ -87,3 +87,42 @@ async fn a_full_mailbox_is_overloaded_not_unbounded() {
         "queued events run after the trap, on a fresh instance"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_instance_pool_is_overloaded_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = library_host(dir.path())
+        .settings(dohost::Settings {
+            max_live_objects: 4,
+            ..dohost::Settings::default()
+        })
+        .build()
+        .unwrap();
+    let ns = host.namespace("COUNTER").unwrap();
+    let mut activated = 0;
+    let err = loop {
+        assert!(activated < 1000, "the pool never filled up");
+        match ns
+            .id_from_name(&format!("o{activated}"))
+            .get()
+            .fetch(request("GET", "/", ""))
+            .await
+        {
+            Ok(r) => assert_eq!(text(&r), "1"),
+            Err(e) => break e,
+        }
+        activated += 1;
+    };
+    // The pool holds the live-object cap plus the slots kept for workers.
+    assert_eq!(activated, 4 + 256);
+    assert_eq!(err.kind(), dohost::ErrorKind::Overloaded, "{err}");
+    assert!(err.message().contains("instance slot"), "{err}");
+    // Objects already live keep working.
+    let again = ns
+        .id_from_name("o0")
+        .get()
+        .fetch(request("GET", "/", ""))
+        .await
+        .unwrap();
+    assert_eq!(text(&again), "2");
+}
