@@ -32,6 +32,8 @@ pub enum ErrorKind {
     Build,
     /// An I/O error outside the database.
     Io,
+    /// The host is shutting down or shut down; no new events (HTTP 503).
+    ShutDown,
 }
 
 /// A failure in the `dohost` library: a kind and a readable message.
@@ -68,7 +70,7 @@ impl Error {
         match self.kind {
             ErrorKind::NotFound => 404,
             ErrorKind::BadRequest => 400,
-            ErrorKind::Overloaded => 503,
+            ErrorKind::Overloaded | ErrorKind::ShutDown => 503,
             _ => 500,
         }
     }

@@ -69,6 +69,10 @@ pub(crate) struct HostShared {
     pub(crate) store: Store,
     pub(crate) vars: BTreeMap<String, String>,
     pub(crate) settings: Settings,
+    /// Set once the host shuts down: no new events are accepted.
+    pub(crate) closed: std::sync::atomic::AtomicBool,
+    /// Every object actor, so shutdown can wait for them.
+    pub(crate) actors: tokio_util::task::TaskTracker,
 }
 
 impl HostShared {
@@ -99,17 +103,50 @@ pub struct Host {
 }
 
 struct HostInner {
+    shared: Arc<HostShared>,
     namespaces: Arc<BTreeMap<String, Namespace>>,
     worker: Option<WorkerPool>,
     committer_stopped: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
 }
 
-impl Drop for HostInner {
-    /// The last handle is gone: stop every live object, so the engine, the
-    /// committer and the database go away once their events finish.
-    fn drop(&mut self) {
+impl HostInner {
+    /// Refuses new events and closes every live object's mailbox; returns
+    /// a future that, once the objects have finished what they accepted,
+    /// commits the rest, stops the committer and releases the database.
+    fn close(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.shared
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         for namespace in self.namespaces.values() {
             namespace.close_live();
+        }
+        self.shared.actors.close();
+        let shared = self.shared.clone();
+        let stopped = self
+            .committer_stopped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        async move {
+            shared.actors.wait().await;
+            shared.store.close();
+            if let Some(stopped) = stopped {
+                let _ = stopped.await;
+            }
+        }
+    }
+}
+
+impl Drop for HostInner {
+    /// The last handle is gone: shut down in the background (or at once
+    /// when there is no runtime, so no object can be running).
+    fn drop(&mut self) {
+        let closing = self.close();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(closing);
+            }
+            Err(_) => self.shared.store.close(),
         }
     }
 }
@@ -163,21 +200,14 @@ impl Host {
         })
     }
 
-    /// Stops the host: live objects finish their current event, every write
-    /// already made is committed, and the database is closed when this
-    /// returns (so the data directory can be opened again). Other clones of
-    /// this `Host`, and stubs still held, keep it open until they are dropped.
+    /// Shuts the host down: new events are refused
+    /// ([`ErrorKind::ShutDown`]), live objects finish the events they
+    /// accepted, every write made is committed, and when this returns the
+    /// database is closed, so the data directory can be opened again.
+    /// Clones of this `Host`, namespaces and stubs stop working too.
+    /// Dropping the last `Host` handle does the same in the background.
     pub async fn shutdown(self) {
-        let stopped = self
-            .inner
-            .committer_stopped
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        drop(self);
-        if let Some(stopped) = stopped {
-            let _ = stopped.await;
-        }
+        self.inner.close().await;
     }
 
     /// The names of all bindings, comma-separated.
@@ -415,6 +445,8 @@ impl HostBuilder {
             store,
             vars: self.vars,
             settings: self.settings,
+            closed: std::sync::atomic::AtomicBool::new(false),
+            actors: tokio_util::task::TaskTracker::new(),
         });
         let mut namespaces = BTreeMap::new();
         for (binding, class, pre) in pres {
@@ -428,6 +460,7 @@ impl HostBuilder {
         let worker = worker_pre.map(|pre| WorkerPool::new(pre, shared.clone(), namespaces.clone()));
         Ok(Host {
             inner: Arc::new(HostInner {
+                shared,
                 namespaces,
                 worker,
                 committer_stopped: std::sync::Mutex::new(Some(committer_stopped)),

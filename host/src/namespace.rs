@@ -136,6 +136,17 @@ impl Namespace {
     fn deliver(&self, id: &[u8; 32], name: Option<&str>, event: Event) -> Result<()> {
         let key = ObjectKey::new(self.0.number, id);
         let mut live = self.0.live.lock().unwrap_or_else(|p| p.into_inner());
+        // Checked under the lock that close_live takes: after shutdown has
+        // closed the mailboxes, no new actor starts.
+        if self.0.shared.closed.load(Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorKind::ShutDown,
+                format!(
+                    "the host is shut down; {} accepts no more events",
+                    self.0.binding
+                ),
+            ));
+        }
         let mut event = event;
         for _ in 0..2 {
             let sender = live
@@ -187,7 +198,7 @@ impl Namespace {
             self.0.pre.clone(),
             self.0.live.clone(),
         );
-        tokio::spawn(actor.run(rx));
+        self.0.shared.actors.spawn(actor.run(rx));
         LiveEntry {
             actor: number,
             mailbox: tx,

@@ -20,14 +20,14 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
@@ -95,6 +95,12 @@ pub(crate) type WriteSet = BTreeMap<String, Option<Bytes>>;
 /// The outcome the committer reports for a write set.
 pub(crate) type CommitResult = std::result::Result<(), String>;
 
+enum Message {
+    Commit(CommitRequest),
+    /// Commit everything received so far, then stop.
+    Stop,
+}
+
 struct CommitRequest {
     object: ObjectKey,
     writes: WriteSet,
@@ -117,8 +123,9 @@ pub enum CommitStage {
 
 /// The shared database and the sending side of the committer.
 pub(crate) struct Store {
-    db: Arc<Database>,
-    commits: mpsc::Sender<CommitRequest>,
+    /// None once the store is closed: the database file is released.
+    db: RwLock<Option<Arc<Database>>>,
+    commits: mpsc::Sender<Message>,
 }
 
 /// Options for [`Store::list`], validated.
@@ -185,14 +192,40 @@ impl Store {
                 let _ = stopped_tx.send(());
             })
             .map_err(|e| Error::io("cannot start the committer thread", e))?;
-        Ok((Store { db, commits: tx }, stopped))
+        Ok((
+            Store {
+                db: RwLock::new(Some(db)),
+                commits: tx,
+            },
+            stopped,
+        ))
+    }
+
+    fn db(&self) -> Result<Arc<Database>> {
+        self.db
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::ShutDown,
+                    "the host is shut down; its database is closed",
+                )
+            })
+    }
+
+    /// Tells the committer to commit what it has and stop, and lets go of
+    /// the database; the file is released once the committer is done.
+    pub(crate) fn close(&self) {
+        let _ = self.commits.send(Message::Stop);
+        self.db.write().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// The number and secret of the namespace bound as `binding`, created on
     /// first use and kept for the life of the data directory.
     pub(crate) fn namespace(&self, binding: &str) -> Result<(u32, [u8; 32])> {
         let txn = self
-            .db
+            .db()?
             .begin_write()
             .map_err(|e| Error::storage("begin", e))?;
         let found = {
@@ -235,7 +268,7 @@ impl Store {
     /// Reads one committed value.
     pub(crate) fn get(&self, object: &ObjectKey, key: &str) -> Result<Option<Vec<u8>>> {
         let txn = self
-            .db
+            .db()?
             .begin_read()
             .map_err(|e| Error::storage("read", e))?;
         let table = txn.open_table(KV).map_err(|e| Error::storage("read", e))?;
@@ -265,7 +298,7 @@ impl Store {
             return Ok(out);
         }
         let txn = self
-            .db
+            .db()?
             .begin_read()
             .map_err(|e| Error::storage("list", e))?;
         let table = txn.open_table(KV).map_err(|e| Error::storage("list", e))?;
@@ -345,10 +378,12 @@ impl Store {
             record,
             done,
         };
-        if let Err(mpsc::SendError(request)) = self.commits.send(request) {
-            let _ = request.done.send(Err(
-                "the committer has stopped; the write is not durable".into()
-            ));
+        if let Err(mpsc::SendError(Message::Commit(request))) =
+            self.commits.send(Message::Commit(request))
+        {
+            let _ = request
+                .done
+                .send(Err("the host is shut down; the write is not durable".into()));
         }
         rx
     }
@@ -362,12 +397,21 @@ fn decode_namespace(v: &[u8]) -> (u32, [u8; 32]) {
     (u32::from_be_bytes(number), secret)
 }
 
-fn run_committer(db: &Database, rx: &mpsc::Receiver<CommitRequest>, hook: Option<&CommitHook>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
+fn run_committer(db: &Database, rx: &mpsc::Receiver<Message>, hook: Option<&CommitHook>) {
+    let mut stopping = false;
+    while !stopping {
+        let mut batch = Vec::new();
+        match rx.recv() {
+            Ok(Message::Commit(first)) => batch.push(first),
+            Ok(Message::Stop) | Err(_) => break,
+        }
         while batch.len() < MAX_WRITE_SETS_PER_COMMIT {
             match rx.try_recv() {
-                Ok(more) => batch.push(more),
+                Ok(Message::Commit(more)) => batch.push(more),
+                Ok(Message::Stop) => {
+                    stopping = true;
+                    break;
+                }
                 Err(_) => break,
             }
         }

@@ -14,3 +14,4 @@ mod input_gate_ordering;
 mod isolation;
 mod lifecycle;
 mod output_gate;
+mod storage_list;
