@@ -103,7 +103,7 @@ impl Config {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::config(format!(
-                "{}: cannot read the configuration: {e}; pass --config with the path of a dohost.toml",
+                "{}: cannot read the configuration: {e}; give the path of a dohost.toml (`dohost serve --config FILE`, `dohost build DIR`)",
                 path.display()
             ))
         })?;
