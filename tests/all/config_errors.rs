@@ -1,12 +1,15 @@
 //! Bad configuration refuses to start with one clear error that names the
 //! file, the field and the fix.
 
+use std::path::Path;
+
 use crate::support::{guests, run_dohost, write_config};
 
-fn serve_error(config_text: &str) -> (String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), config_text);
-    let data = dir.path().join("data");
+/// Runs `dohost serve` on `config_text` written into `dir`; it must fail.
+/// Returns (the config path, stderr).
+fn serve_fails(dir: &Path, config_text: &str) -> (String, String) {
+    let config = write_config(dir, config_text);
+    let data = dir.join("data");
     let (ok, stderr) = run_dohost(&[
         "serve",
         "--listen",
@@ -53,7 +56,8 @@ fn each_bad_config_names_file_field_and_fix() {
         ),
     ];
     for (text, expected) in cases {
-        let (file, stderr) = serve_error(&text);
+        let dir = tempfile::tempdir().unwrap();
+        let (file, stderr) = serve_fails(dir.path(), &text);
         assert!(
             stderr.contains(&file),
             "error does not name the file {file}:\n{stderr}"
@@ -68,44 +72,23 @@ fn each_bad_config_names_file_field_and_fix() {
 fn a_component_of_the_wrong_shape_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     // The worker component imports `namespace`, which objects cannot use yet.
-    let config = write_config(
+    let (_, stderr) = serve_fails(
         dir.path(),
         &format!(
             "[[durable_objects.bindings]]\nname = \"W\"\nclass_name = \"Forwarder\"\ncomponent = {:?}\n",
             guests().worker
         ),
     );
-    std::fs::write(dir.path().join("junk.wasm"), b"not wasm").unwrap();
-    let data = dir.path().join("data");
-    let (ok, stderr) = run_dohost(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        config.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-    ]);
-    assert!(!ok);
     assert!(
         stderr.contains("binding W") && stderr.contains("namespace"),
         "{stderr}"
     );
 
-    let junk = write_config(
+    std::fs::write(dir.path().join("junk.wasm"), b"not wasm").unwrap();
+    let (_, stderr) = serve_fails(
         dir.path(),
         "[[durable_objects.bindings]]\nname = \"J\"\nclass_name = \"J\"\ncomponent = \"junk.wasm\"\n",
     );
-    let (ok, stderr) = run_dohost(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        junk.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-    ]);
-    assert!(!ok);
     assert!(
         stderr.contains("binding J: not a valid component"),
         "{stderr}"

@@ -13,6 +13,17 @@ async fn list(stub: &dohost::Stub, query: &str) -> String {
     )
 }
 
+/// A host on `dir` and a stub for the object "lister".
+fn lister(dir: &std::path::Path) -> (dohost::Host, dohost::Stub) {
+    let host = library_host(dir).build().unwrap();
+    let stub = host
+        .namespace("PROBE")
+        .unwrap()
+        .id_from_name("lister")
+        .get();
+    (host, stub)
+}
+
 fn keys(json: &str) -> Vec<String> {
     let entries: Vec<(String, String)> = serde_json::from_str(json).unwrap();
     entries.into_iter().map(|(k, _)| k).collect()
@@ -21,12 +32,7 @@ fn keys(json: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_options_over_committed_and_newer_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let host = library_host(dir.path()).build().unwrap();
-    let stub = host
-        .namespace("PROBE")
-        .unwrap()
-        .id_from_name("lister")
-        .get();
+    let (host, stub) = lister(dir.path());
     for key in ["a", "ab", "abc", "b", "c", "é"] {
         stub.fetch(request("PUT", &format!("/kv/{key}"), key))
             .await
@@ -35,12 +41,7 @@ async fn list_options_over_committed_and_newer_writes() {
     host.shutdown().await;
 
     // A new host: everything above is only in redb now.
-    let host = library_host(dir.path()).build().unwrap();
-    let stub = host
-        .namespace("PROBE")
-        .unwrap()
-        .id_from_name("lister")
-        .get();
+    let (host, stub) = lister(dir.path());
     assert_eq!(
         keys(&list(&stub, "").await),
         ["a", "ab", "abc", "b", "c", "é"]
@@ -74,12 +75,7 @@ async fn list_options_over_committed_and_newer_writes() {
 
     // The same view after another restart, with everything committed.
     host.shutdown().await;
-    let host = library_host(dir.path()).build().unwrap();
-    let stub = host
-        .namespace("PROBE")
-        .unwrap()
-        .id_from_name("lister")
-        .get();
+    let (_host, stub) = lister(dir.path());
     assert_eq!(
         keys(&list(&stub, "").await),
         ["a", "aa", "abc", "b", "c", "é"]
