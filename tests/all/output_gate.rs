@@ -50,6 +50,28 @@ async fn responses_wait_for_their_commit() {
         let probe = probe.clone();
         async move { probe.fetch(request("PUT", "/kv/a", "1")).await }
     });
+    // Wait until the write's event is over and its commit is held.
+    for _ in 0..200 {
+        if valve
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e == "commit held")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        valve
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e == "commit held"),
+        "the write never reached the committer"
+    );
     // The object moves on to the next event while the commit is held; this
     // read sees the uncommitted value, so its response is gated as well.
     let read = tokio::spawn({
@@ -120,7 +142,8 @@ async fn one_commit_serves_many_objects() {
             tokio::spawn(async move { stub.fetch(request("GET", "/", "")).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Give all 20 events time to end and queue their write sets.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     release.send(()).unwrap();
     assert_eq!(text(&first.await.unwrap().unwrap()), "1");
     for task in tasks {
