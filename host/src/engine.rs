@@ -200,10 +200,45 @@ pub(crate) fn wasi_ctx(output: &GuestOutput) -> wasmtime_wasi::WasiCtx {
         .build()
 }
 
+/// What a store keeps about its guest's execution: CPU ticks used by the
+/// current event and the guest's captured output. Object and worker stores
+/// both hold one.
+#[derive(Default)]
+pub(crate) struct GuestMeter {
+    pub(crate) output: GuestOutput,
+    cpu_ticks: u64,
+}
+
+impl GuestMeter {
+    /// Starts counting a new event: no ticks used, no output kept.
+    pub(crate) fn begin_event(&mut self) {
+        self.cpu_ticks = 0;
+        self.output.clear();
+    }
+}
+
+/// Store data that holds a [`GuestMeter`].
+pub(crate) trait Metered: Send + 'static {
+    fn meter(&mut self) -> &mut GuestMeter;
+}
+
+impl Runtime {
+    /// A store for `state` whose guest yields every epoch tick and traps
+    /// once an event has used more than `budget` of CPU time.
+    pub(crate) fn store<T: Metered>(&self, state: T, budget: Duration) -> wasmtime::Store<T> {
+        let mut store = wasmtime::Store::new(&self.engine, state);
+        store.epoch_deadline_callback(move |mut cx| {
+            cpu_deadline(&mut cx.data_mut().meter().cpu_ticks, budget)
+        });
+        store.set_epoch_deadline(1);
+        store
+    }
+}
+
 /// The epoch callback of a store: counts ticks of guest execution in the
 /// current event and traps past `budget`; otherwise yields so other tasks on
 /// the thread run.
-pub(crate) fn cpu_deadline(ticks: &mut u64, budget: Duration) -> wasmtime::Result<UpdateDeadline> {
+fn cpu_deadline(ticks: &mut u64, budget: Duration) -> wasmtime::Result<UpdateDeadline> {
     *ticks += 1;
     let used = EPOCH_TICK.saturating_mul(u32::try_from(*ticks).unwrap_or(u32::MAX));
     if used > budget {

@@ -38,7 +38,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::bindings::object::DurableObject;
 use crate::bindings::object::dohost::object::{context, env, storage, types};
 use crate::bindings::{WitRequest, WitResponse};
-use crate::engine::{self, GuestOutput};
+use crate::engine::{self, GuestMeter};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::HostShared;
 use crate::storage::{CommitResult, ListRange, ObjectKey, ObjectRecord, WriteSet};
@@ -109,8 +109,13 @@ pub(crate) struct ObjectState {
     wasi: WasiCtx,
     table: ResourceTable,
     io: ObjectIo,
-    output: GuestOutput,
-    cpu_ticks: u64,
+    meter: GuestMeter,
+}
+
+impl engine::Metered for ObjectState {
+    fn meter(&mut self) -> &mut GuestMeter {
+        &mut self.meter
+    }
 }
 
 impl WasiView for ObjectState {
@@ -245,20 +250,17 @@ impl Actor {
         let Some(io) = self.io.take() else {
             return Ok(());
         };
-        let output = GuestOutput::default();
+        let meter = GuestMeter::default();
         let state = ObjectState {
-            wasi: engine::wasi_ctx(&output),
+            wasi: engine::wasi_ctx(&meter.output),
             table: ResourceTable::new(),
             io,
-            output,
-            cpu_ticks: 0,
+            meter,
         };
-        let mut store = wasmtime::Store::new(&self.shared.runtime.engine, state);
-        let budget = self.shared.settings.cpu_time_per_event;
-        store.epoch_deadline_callback(move |mut cx| {
-            engine::cpu_deadline(&mut cx.data_mut().cpu_ticks, budget)
-        });
-        store.set_epoch_deadline(1);
+        let mut store = self
+            .shared
+            .runtime
+            .store(state, self.shared.settings.cpu_time_per_event);
 
         let instance = match self.pre.instantiate_async(&mut store).await {
             Ok(instance) => instance,
@@ -299,7 +301,7 @@ impl Actor {
 
     fn trap_message(&self, trap: &wasmtime::Error) -> String {
         match &self.instance {
-            Some((store, _)) => engine::describe_trap(trap, &store.data().output),
+            Some((store, _)) => engine::describe_trap(trap, &store.data().meter.output),
             None => format!("{trap:?}"),
         }
     }
@@ -323,8 +325,7 @@ impl Actor {
         let Some((store, instance)) = &mut self.instance else {
             return Err(Error::new(ErrorKind::Component, "object has no instance"));
         };
-        store.data_mut().cpu_ticks = 0;
-        store.data().output.clear();
+        store.data_mut().meter.begin_event();
         let result = instance
             .dohost_object_handler()
             .call_fetch(&mut *store, &req)

@@ -16,7 +16,7 @@ use crate::bindings::object::dohost::object::{env, types};
 use crate::bindings::worker::dohost::object::namespace::{self, CallError};
 use crate::bindings::worker::{Worker, WorkerPre};
 use crate::bindings::{WitRequest, WitResponse};
-use crate::engine::{self, GuestOutput};
+use crate::engine::{self, GuestMeter};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::HostShared;
 use crate::namespace::{Namespace, Stub};
@@ -30,8 +30,13 @@ pub(crate) struct WorkerState {
     table: ResourceTable,
     shared: Arc<HostShared>,
     namespaces: Arc<BTreeMap<String, Namespace>>,
-    output: GuestOutput,
-    cpu_ticks: u64,
+    meter: GuestMeter,
+}
+
+impl engine::Metered for WorkerState {
+    fn meter(&mut self) -> &mut GuestMeter {
+        &mut self.meter
+    }
 }
 
 impl WasiView for WorkerState {
@@ -68,21 +73,18 @@ impl WorkerPool {
     }
 
     async fn instantiate(&self) -> Result<WarmWorker> {
-        let output = GuestOutput::default();
+        let meter = GuestMeter::default();
         let state = WorkerState {
-            wasi: engine::wasi_ctx(&output),
+            wasi: engine::wasi_ctx(&meter.output),
             table: ResourceTable::new(),
             shared: self.shared.clone(),
             namespaces: self.namespaces.clone(),
-            output,
-            cpu_ticks: 0,
+            meter,
         };
-        let mut store = wasmtime::Store::new(&self.shared.runtime.engine, state);
-        let budget = self.shared.settings.cpu_time_per_event;
-        store.epoch_deadline_callback(move |mut cx| {
-            engine::cpu_deadline(&mut cx.data_mut().cpu_ticks, budget)
-        });
-        store.set_epoch_deadline(1);
+        let mut store = self
+            .shared
+            .runtime
+            .store(state, self.shared.settings.cpu_time_per_event);
         let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| {
             engine::instantiate_error(
                 &e,
@@ -100,8 +102,7 @@ impl WorkerPool {
             Some(w) => w,
             None => self.instantiate().await?,
         };
-        store.data_mut().cpu_ticks = 0;
-        store.data().output.clear();
+        store.data_mut().meter.begin_event();
         let result = instance
             .dohost_object_worker_handler()
             .call_fetch(&mut store, &req)
@@ -116,7 +117,7 @@ impl WorkerPool {
                 outcome.map_err(|message| Error::new(ErrorKind::GuestError, message))
             }
             Err(trap) => {
-                let message = engine::describe_trap(&trap, &store.data().output);
+                let message = engine::describe_trap(&trap, &store.data().meter.output);
                 tracing::warn!("the worker trapped: {message}");
                 Err(Error::new(
                     ErrorKind::GuestTrap,
