@@ -122,8 +122,8 @@ impl Namespace {
         self.0.live.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// Closes every live object's mailbox: each finishes its current event
-    /// and stops. New requests activate objects again.
+    /// Closes every live object's mailbox: each finishes the events already
+    /// queued and stops. Called at shutdown, after new events are refused.
     pub(crate) fn close_live(&self) {
         self.0
             .live

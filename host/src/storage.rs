@@ -160,8 +160,9 @@ impl ListRange {
 
 impl Store {
     /// Opens (or creates) the database at `path` and starts its committer.
-    /// The receiver fires when the committer has committed everything and
-    /// stopped, after the last handle to the store is gone.
+    /// The receiver fires once the committer has committed everything it
+    /// was sent and stopped (after [`Store::close`]) and its database handle
+    /// is gone.
     pub(crate) fn open(
         path: &Path,
         hook: Option<CommitHook>,
