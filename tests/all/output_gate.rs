@@ -16,6 +16,16 @@ struct Valve {
     hold: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
 }
 
+/// Whether the hook has held a commit back.
+fn commit_held(valve: &Valve) -> bool {
+    valve
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| e == "commit held")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_wait_for_their_commit() {
     let dir = tempfile::tempdir().unwrap();
@@ -52,26 +62,12 @@ async fn responses_wait_for_their_commit() {
     });
     // Wait until the write's event is over and its commit is held.
     for _ in 0..200 {
-        if valve
-            .events
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|e| e == "commit held")
-        {
+        if commit_held(&valve) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(
-        valve
-            .events
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|e| e == "commit held"),
-        "the write never reached the committer"
-    );
+    assert!(commit_held(&valve), "the write never reached the committer");
     // The object moves on to the next event while the commit is held; this
     // read sees the uncommitted value, so its response is gated as well.
     let read = tokio::spawn({
@@ -87,14 +83,7 @@ async fn responses_wait_for_their_commit() {
         !read.is_finished(),
         "a response that read uncommitted data left before the commit"
     );
-    assert!(
-        valve
-            .events
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|e| e == "commit held")
-    );
+    assert!(commit_held(&valve));
 
     release.send(()).unwrap();
     let write = write.await.unwrap().unwrap();
