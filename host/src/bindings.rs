@@ -7,7 +7,10 @@ pub(crate) mod object {
     wasmtime::component::bindgen!({
         world: "durable-object",
         path: "../wit",
-        imports: { default: trappable },
+        imports: {
+            "dohost:object/storage.sync": async | trappable,
+            default: trappable,
+        },
         exports: { default: async },
     });
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use crate::bindings::object::DurableObjectPre;
 use crate::bindings::worker::WorkerPre;
+use crate::cache::CacheBudget;
 use crate::config::{BindingConfig, ComponentSource, Config};
 use crate::engine::{EngineLimits, Runtime};
 use crate::error::{Error, ErrorKind, Result};
@@ -35,6 +36,13 @@ pub const DEFAULT_CPU_TIME_PER_EVENT: Duration = Duration::from_secs(30);
 /// The most linear memory one instance may use by default.
 pub const DEFAULT_MEMORY_PER_OBJECT: usize = 128 << 20;
 
+/// How many bytes of cached values one object may keep by default.
+pub const DEFAULT_CACHE_PER_OBJECT: usize = 8 << 20;
+
+/// How many bytes of cached values all objects together may keep by
+/// default.
+pub const DEFAULT_CACHE_TOTAL: usize = 512 << 20;
+
 /// Tunable limits of a host. Every field has a documented default.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -49,6 +57,13 @@ pub struct Settings {
     pub cpu_time_per_event: Duration,
     /// Linear memory per instance ([`DEFAULT_MEMORY_PER_OBJECT`]).
     pub memory_per_object: usize,
+    /// Bytes of cached storage values per object
+    /// ([`DEFAULT_CACHE_PER_OBJECT`]); writes not yet durable are held
+    /// beyond it until they are.
+    pub cache_per_object: usize,
+    /// Bytes of cached storage values of all objects together
+    /// ([`DEFAULT_CACHE_TOTAL`]).
+    pub cache_total: usize,
 }
 
 impl Default for Settings {
@@ -59,6 +74,8 @@ impl Default for Settings {
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
             cpu_time_per_event: DEFAULT_CPU_TIME_PER_EVENT,
             memory_per_object: DEFAULT_MEMORY_PER_OBJECT,
+            cache_per_object: DEFAULT_CACHE_PER_OBJECT,
+            cache_total: DEFAULT_CACHE_TOTAL,
         }
     }
 }
@@ -69,6 +86,8 @@ pub(crate) struct HostShared {
     pub(crate) store: Store,
     pub(crate) vars: BTreeMap<String, String>,
     pub(crate) settings: Settings,
+    /// The bound on all objects' cached values.
+    pub(crate) cache_budget: Arc<CacheBudget>,
     /// Set once the host shuts down: no new events are accepted.
     pub(crate) closed: std::sync::atomic::AtomicBool,
     /// Every object actor, so shutdown can wait for them.
@@ -444,6 +463,10 @@ impl HostBuilder {
             runtime,
             store,
             vars: self.vars,
+            cache_budget: CacheBudget::new(
+                self.settings.cache_per_object,
+                self.settings.cache_total,
+            ),
             settings: self.settings,
             closed: std::sync::atomic::AtomicBool::new(false),
             actors: tokio_util::task::TaskTracker::new(),

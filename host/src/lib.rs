@@ -27,10 +27,12 @@
 
 mod bindings;
 pub mod build;
+mod cache;
 pub mod config;
 mod engine;
 mod error;
 mod host;
+mod kv;
 mod namespace;
 mod object;
 pub mod server;
@@ -40,9 +42,11 @@ mod worker;
 pub use config::{BindingConfig, ComponentSource, Config};
 pub use error::{Error, ErrorKind, Result};
 pub use host::{
-    DEFAULT_CPU_TIME_PER_EVENT, DEFAULT_DATA_DIR, DEFAULT_MAILBOX_CAPACITY,
-    DEFAULT_MAX_LIVE_OBJECTS, DEFAULT_MEMORY_PER_OBJECT, Host, HostBuilder, Settings,
+    DEFAULT_CACHE_PER_OBJECT, DEFAULT_CACHE_TOTAL, DEFAULT_CPU_TIME_PER_EVENT, DEFAULT_DATA_DIR,
+    DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_LIVE_OBJECTS, DEFAULT_MEMORY_PER_OBJECT, Host,
+    HostBuilder, Settings,
 };
+pub use kv::{MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_TRANSACTION_DEPTH, MAX_VALUE_BYTES};
 pub use namespace::{Namespace, ObjectId, Stub};
-pub use object::{DEFAULT_IDLE_TIMEOUT, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+pub use object::DEFAULT_IDLE_TIMEOUT;
 pub use storage::{CommitHook, CommitStage};

@@ -7,28 +7,29 @@
 //! `get` then `put` needs no locking.
 //!
 //! **Write set and cache.** During an event, writes go to the event's write
-//! set; reads look at the write set, then the object's cache (the latest
-//! known state of keys it has read or written, committed or not), then redb.
-//! When the event returns, its write set moves into the cache and goes to the
-//! committer ([`crate::storage`]). The object may start its next event at
-//! once; it keeps seeing its own writes through the cache.
+//! layers ([`crate::kv`]); reads look at them, then the object's cache
+//! ([`crate::cache`]: writes not yet durable, then an LRU of values known to
+//! be in redb), then redb. When the event returns, its write set goes to the
+//! cache as pending and to the committer ([`crate::storage`]). The object
+//! may start its next event at once; it keeps seeing its own writes through
+//! the cache.
 //!
 //! **Output gate.** The event's reply carries a [`Gate`]: the commit of the
-//! object's latest write set at the end of the event. Whoever delivers the
-//! response ([`crate::namespace::Stub::fetch`]) waits for the gate first, so
-//! no response leaves before the writes it may reflect are durable, even a
+//! object's latest confirmed write set (one not written with
+//! `allow-unconfirmed`). Whoever delivers the response
+//! ([`crate::namespace::Stub::fetch`]) waits for the gate first, so no
+//! response leaves before the writes it may reflect are durable, even a
 //! response of an event that wrote nothing but read uncommitted data.
 //!
-//! **Reset.** A trap discards the event's write set and the instance; the
-//! next event gets a fresh instance (the cache, which only holds the results
-//! of events that completed, is kept). A failed commit clears the cache too,
+//! **Reset.** A trap discards the event's writes and the instance; the next
+//! event gets a fresh instance (the cache, which only holds what completed
+//! events and `sync` sent, is kept). A failed commit clears the cache too,
 //! so the object goes back to what is durable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::Shared;
 use tokio::sync::{mpsc, oneshot};
@@ -36,20 +37,14 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::object::DurableObject;
-use crate::bindings::object::dohost::object::{context, env, storage, types};
+use crate::bindings::object::dohost::object::{context, env, types};
 use crate::bindings::{WitRequest, WitResponse};
+use crate::cache::ObjectCache;
 use crate::engine::{self, GuestMeter};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::HostShared;
-use crate::storage::{CommitResult, ListRange, ObjectKey, ObjectRecord, WriteSet};
-
-/// The longest storage key, in bytes (Cloudflare's limit): keys are kept in
-/// memory and in every redb index page, so they must stay small.
-pub const MAX_KEY_BYTES: usize = 2048;
-
-/// The largest value on the KV API, in bytes (Cloudflare's limit): bigger
-/// values belong in several keys or in SQL.
-pub const MAX_VALUE_BYTES: usize = 128 * 1024;
+use crate::kv::EventWrites;
+use crate::storage::{CommitResult, ObjectKey, ObjectRecord};
 
 /// Resolves when the object's writes up to some event are durable.
 pub(crate) type Gate = Shared<oneshot::Receiver<CommitResult>>;
@@ -95,20 +90,93 @@ pub(crate) struct Identity {
 
 /// The object's storage and context, kept across instance resets.
 pub(crate) struct ObjectIo {
-    identity: Identity,
-    shared: Arc<HostShared>,
-    /// Latest known state of keys (None = known absent), including writes
-    /// handed to the committer but not yet durable.
-    cache: BTreeMap<String, Option<Bytes>>,
-    /// The current event's writes.
-    writes: WriteSet,
+    pub(crate) identity: Identity,
+    pub(crate) shared: Arc<HostShared>,
+    /// What the object knows of its keys beyond the running event, including
+    /// writes handed to the committer but not yet durable.
+    pub(crate) cache: ObjectCache,
+    /// The running event's writes.
+    pub(crate) writes: EventWrites,
+    /// Commits sent and not yet known durable, oldest first, with the
+    /// sequence numbers the cache gave them.
+    in_flight: VecDeque<(u64, Gate)>,
+    /// The latest commit a response must wait for (one with a write that
+    /// did not ask for `allow-unconfirmed`); commits finish in order, so
+    /// it covers every confirmed write before it.
+    confirmed: Option<(u64, Gate)>,
+    /// The object's directory record was committed.
+    registered: bool,
+}
+
+impl ObjectIo {
+    /// Hands what the event has committed so far to the committer.
+    pub(crate) fn flush(&mut self) {
+        let (writes, confirmed) = self.writes.take_committed();
+        if writes.is_empty() {
+            return;
+        }
+        let record = (!self.registered).then(|| ObjectRecord {
+            class: self.identity.class.to_string(),
+            name: self.identity.name.clone(),
+        });
+        let seq = self.cache.stage(&writes);
+        let gate = self
+            .shared
+            .store
+            .commit(self.identity.key, writes, record)
+            .shared();
+        self.registered = true;
+        if confirmed {
+            self.confirmed = Some((seq, gate.clone()));
+        }
+        self.in_flight.push_back((seq, gate));
+    }
+
+    /// The last commit sent, done or not.
+    pub(crate) fn latest_commit(&self) -> Option<Gate> {
+        self.in_flight.back().map(|(_, gate)| gate.clone())
+    }
+
+    /// The gate an event's response must pass.
+    fn response_gate(&self) -> Option<Gate> {
+        self.confirmed.as_ref().map(|(_, gate)| gate.clone())
+    }
+
+    /// Takes note of the commits that have finished; an error if one failed.
+    pub(crate) fn settle(&mut self) -> std::result::Result<(), String> {
+        while let Some((seq, gate)) = self.in_flight.front() {
+            match gate.peek() {
+                None => break,
+                Some(Ok(Ok(()))) => {
+                    let seq = *seq;
+                    self.in_flight.pop_front();
+                    self.cache.durable(seq);
+                    if self.confirmed.as_ref().is_some_and(|(s, _)| *s <= seq) {
+                        self.confirmed = None;
+                    }
+                }
+                Some(Ok(Err(e))) => return Err(e.clone()),
+                Some(Err(_)) => return Err("the committer stopped".into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Goes back to what redb holds, once nothing sent is still in flight.
+    async fn forget(&mut self) {
+        let _ = pass_gate(self.latest_commit()).await;
+        self.cache.clear();
+        self.in_flight.clear();
+        self.confirmed = None;
+        self.registered = false;
+    }
 }
 
 /// The data of an object's wasmtime store.
 pub(crate) struct ObjectState {
     wasi: WasiCtx,
     table: ResourceTable,
-    io: ObjectIo,
+    pub(crate) io: ObjectIo,
     meter: GuestMeter,
 }
 
@@ -148,8 +216,6 @@ pub(crate) struct Actor {
     instance: Option<(wasmtime::Store<ObjectState>, DurableObject)>,
     /// The object's io while no instance holds it.
     io: Option<ObjectIo>,
-    last_commit: Option<Gate>,
-    registered: bool,
 }
 
 impl Actor {
@@ -163,8 +229,11 @@ impl Actor {
         let io = ObjectIo {
             identity: identity.clone(),
             shared: shared.clone(),
-            cache: BTreeMap::new(),
-            writes: WriteSet::new(),
+            cache: ObjectCache::new(shared.cache_budget.clone()),
+            writes: EventWrites::new(),
+            in_flight: VecDeque::new(),
+            confirmed: None,
+            registered: false,
         };
         Actor {
             number,
@@ -174,8 +243,6 @@ impl Actor {
             live,
             instance: None,
             io: Some(io),
-            last_commit: None,
-            registered: false,
         }
     }
 
@@ -193,7 +260,7 @@ impl Actor {
                 Err(_) => {
                     // Let the last commit land before the object's cache goes
                     // away, so a reactivation reads what this one wrote.
-                    let _ = pass_gate(self.last_commit.take()).await;
+                    let _ = pass_gate(self.io_mut().latest_commit()).await;
                     let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
                     // Senders enqueue under this lock, so an empty mailbox
                     // now stays empty: nothing is lost by leaving.
@@ -220,7 +287,7 @@ impl Actor {
                     self.io_mut().identity.name = self.identity.name.clone();
                 }
                 let result = self.fetch(req).await;
-                let gate = self.last_commit.clone();
+                let gate = self.io_mut().response_gate();
                 let _ = reply.send(Reply { result, gate });
             }
         }
@@ -234,16 +301,13 @@ impl Actor {
         }
     }
 
-    /// Drops the instance, keeping the io (its cache) unless told otherwise.
-    fn reset(&mut self, keep_cache: bool) {
+    /// Drops the instance and the event's writes, keeping the io (the
+    /// cache holds only what completed events and syncs wrote).
+    fn reset(&mut self) {
         if let Some((store, _)) = self.instance.take() {
             self.io = Some(store.into_data().io);
         }
-        let io = self.io_mut();
-        io.writes.clear();
-        if !keep_cache {
-            io.cache.clear();
-        }
+        self.io_mut().writes.reset();
     }
 
     async fn activate(&mut self) -> Result<()> {
@@ -282,7 +346,7 @@ impl Actor {
         match init {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => {
-                self.reset(true);
+                self.reset();
                 Err(Error::new(
                     ErrorKind::GuestError,
                     format!("class {class} failed to construct: {message}"),
@@ -290,7 +354,7 @@ impl Actor {
             }
             Err(trap) => {
                 let message = self.trap_message(&trap);
-                self.reset(true);
+                self.reset();
                 Err(Error::new(
                     ErrorKind::GuestTrap,
                     format!("class {class} trapped while constructing: {message}"),
@@ -307,17 +371,10 @@ impl Actor {
     }
 
     async fn fetch(&mut self, req: WitRequest) -> Result<WitResponse> {
-        if let Some(gate) = &self.last_commit {
-            match gate.peek() {
-                Some(Ok(Ok(()))) => self.last_commit = None,
-                Some(_) => {
-                    tracing::warn!(object = %self.identity.id_hex, "a commit of this object failed; resetting it to its durable state");
-                    self.last_commit = None;
-                    self.registered = false;
-                    self.reset(false);
-                }
-                None => {}
-            }
+        if let Err(e) = self.io_mut().settle() {
+            tracing::warn!(object = %self.identity.id_hex, "a commit of this object failed ({e}); resetting it to its durable state");
+            self.reset();
+            self.io_mut().forget().await;
         }
         if self.instance.is_none() {
             self.activate().await?;
@@ -337,7 +394,7 @@ impl Actor {
             }
             Err(trap) => {
                 let message = self.trap_message(&trap);
-                self.reset(true);
+                self.reset();
                 tracing::warn!(object = %self.identity.id_hex, "object trapped and was reset: {message}");
                 Err(Error::new(
                     ErrorKind::GuestTrap,
@@ -347,137 +404,15 @@ impl Actor {
         }
     }
 
-    /// Moves the event's write set into the cache and to the committer.
+    /// Hands the event's writes to the committer; transactions the guest
+    /// left open are rolled back.
     fn end_event(&mut self) {
-        let record = (!self.registered).then(|| ObjectRecord {
-            class: self.identity.class.to_string(),
-            name: self.identity.name.clone(),
-        });
         let io = self.io_mut();
-        if io.writes.is_empty() {
-            return;
+        let open = io.writes.close_transactions();
+        if open > 0 {
+            tracing::warn!(object = %io.identity.id_hex, "the event ended with {open} transaction(s) open; rolled back");
         }
-        let writes = std::mem::take(&mut io.writes);
-        for (key, value) in &writes {
-            io.cache.insert(key.clone(), value.clone());
-        }
-        let key = io.identity.key;
-        let done = io.shared.store.commit(key, writes, record);
-        self.registered = true;
-        self.last_commit = Some(done.shared());
-    }
-}
-
-impl ObjectIo {
-    fn read(&self, key: &str) -> std::result::Result<Option<Bytes>, storage::StorageError> {
-        if let Some(v) = self.writes.get(key) {
-            return Ok(v.clone());
-        }
-        if let Some(v) = self.cache.get(key) {
-            return Ok(v.clone());
-        }
-        self.shared
-            .store
-            .get(&self.identity.key, key)
-            .map(|v| v.map(Bytes::from))
-            .map_err(|e| storage::StorageError::Internal(e.to_string()))
-    }
-}
-
-fn check_key(key: &str) -> std::result::Result<(), storage::StorageError> {
-    if key.len() > MAX_KEY_BYTES {
-        return Err(storage::StorageError::KeyTooLarge(
-            u32::try_from(key.len()).unwrap_or(u32::MAX),
-        ));
-    }
-    Ok(())
-}
-
-impl storage::Host for ObjectState {
-    fn get(
-        &mut self,
-        key: String,
-    ) -> wasmtime::Result<std::result::Result<Option<Vec<u8>>, storage::StorageError>> {
-        if let Err(e) = check_key(&key) {
-            return Ok(Err(e));
-        }
-        let value = self.io.read(&key);
-        if let Ok(v) = &value
-            && !self.io.writes.contains_key(&key)
-            && !self.io.cache.contains_key(&key)
-        {
-            self.io.cache.insert(key, v.clone());
-        }
-        Ok(value.map(|v| v.map(|b| b.to_vec())))
-    }
-
-    fn put(
-        &mut self,
-        key: String,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<std::result::Result<(), storage::StorageError>> {
-        if let Err(e) = check_key(&key) {
-            return Ok(Err(e));
-        }
-        if value.len() > MAX_VALUE_BYTES {
-            return Ok(Err(storage::StorageError::ValueTooLarge(
-                u32::try_from(value.len()).unwrap_or(u32::MAX),
-            )));
-        }
-        self.io.writes.insert(key, Some(Bytes::from(value)));
-        Ok(Ok(()))
-    }
-
-    fn delete(
-        &mut self,
-        key: String,
-    ) -> wasmtime::Result<std::result::Result<bool, storage::StorageError>> {
-        if let Err(e) = check_key(&key) {
-            return Ok(Err(e));
-        }
-        let existed = match self.io.read(&key) {
-            Ok(v) => v.is_some(),
-            Err(e) => return Ok(Err(e)),
-        };
-        self.io.writes.insert(key, None);
-        Ok(Ok(existed))
-    }
-
-    fn list(
-        &mut self,
-        options: storage::ListOptions,
-    ) -> wasmtime::Result<std::result::Result<Vec<(String, Vec<u8>)>, storage::StorageError>> {
-        if options.limit == Some(0) {
-            return Ok(Err(storage::StorageError::InvalidLimit));
-        }
-        let range = ListRange {
-            start: options.start,
-            end: options.end,
-            prefix: options.prefix,
-            reverse: options.reverse,
-            limit: options.limit.and_then(|l| usize::try_from(l).ok()),
-        };
-        let (lower, upper) = range.key_bounds();
-        // The newer state of keys in range: the cache, then this event's writes.
-        let mut overlay: BTreeMap<&str, Option<&[u8]>> = BTreeMap::new();
-        for source in [&self.io.cache, &self.io.writes] {
-            for (k, v) in source.range::<str, _>((
-                std::ops::Bound::Included(lower.as_str()),
-                std::ops::Bound::Unbounded,
-            )) {
-                if upper.as_ref().is_some_and(|u| k.as_bytes() >= u.as_slice()) {
-                    break;
-                }
-                overlay.insert(k.as_str(), v.as_deref());
-            }
-        }
-        let listed = self
-            .io
-            .shared
-            .store
-            .list(&self.io.identity.key, &range, &overlay)
-            .map_err(|e| storage::StorageError::Internal(e.to_string()));
-        Ok(listed)
+        io.flush();
     }
 }
 

@@ -89,8 +89,29 @@ pub(crate) struct ObjectRecord {
     pub(crate) name: Option<String>,
 }
 
-/// One object's writes from one event: key -> new value (None = deleted).
-pub(crate) type WriteSet = BTreeMap<String, Option<Bytes>>;
+/// One write of a key: its new value (None = deleted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Write {
+    pub(crate) value: Option<Bytes>,
+    /// The guest hinted it will not read the value again soon.
+    pub(crate) no_cache: bool,
+}
+
+/// One object's writes that commit together (an event's, or a part of one
+/// flushed by `sync`).
+#[derive(Default, Clone, Debug)]
+pub(crate) struct WriteSet {
+    /// Remove every key of the object first (`delete-all`).
+    pub(crate) clear: bool,
+    /// Then write these.
+    pub(crate) entries: BTreeMap<String, Write>,
+}
+
+impl WriteSet {
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.clear && self.entries.is_empty()
+    }
+}
 
 /// The outcome the committer reports for a write set.
 pub(crate) type CommitResult = std::result::Result<(), String>;
@@ -132,6 +153,8 @@ pub(crate) struct Store {
 #[derive(Default, Clone, Debug)]
 pub(crate) struct ListRange {
     pub(crate) start: Option<String>,
+    /// Exclusive start; never set together with `start`.
+    pub(crate) start_after: Option<String>,
     pub(crate) end: Option<String>,
     pub(crate) prefix: Option<String>,
     pub(crate) reverse: bool,
@@ -142,7 +165,9 @@ impl ListRange {
     /// The bounds of the storage keys this range covers: keys `>= lower`
     /// and, when there is an upper bound, `< upper` (bytewise).
     pub(crate) fn key_bounds(&self) -> (String, Option<Vec<u8>>) {
-        let mut lower = self.start.clone().unwrap_or_default();
+        // The smallest key after `s` is `s` followed by a NUL byte.
+        let after = self.start_after.as_ref().map(|s| format!("{s}\0"));
+        let mut lower = after.or_else(|| self.start.clone()).unwrap_or_default();
         let mut upper = self.end.clone().map(String::into_bytes);
         if let Some(prefix) = &self.prefix {
             if prefix.as_str() > lower.as_str() {
@@ -266,26 +291,37 @@ impl Store {
         Ok(found)
     }
 
-    /// Reads one committed value.
-    pub(crate) fn get(&self, object: &ObjectKey, key: &str) -> Result<Option<Vec<u8>>> {
+    /// Reads committed values, one per key, in one read transaction.
+    pub(crate) fn get_many(
+        &self,
+        object: &ObjectKey,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
         let txn = self
             .db()?
             .begin_read()
             .map_err(|e| Error::storage("read", e))?;
         let table = txn.open_table(KV).map_err(|e| Error::storage("read", e))?;
-        let value = table
-            .get(object.kv_key(key).as_slice())
-            .map_err(|e| Error::storage("read", e))?;
-        Ok(value.map(|v| v.value().to_vec()))
+        keys.iter()
+            .map(|key| {
+                let value = table
+                    .get(object.kv_key(key).as_slice())
+                    .map_err(|e| Error::storage("read", e))?;
+                Ok(value.map(|v| v.value().to_vec()))
+            })
+            .collect()
     }
 
-    /// Lists committed entries of `object` in `range`, merged with `overlay`
-    /// (newer state of some keys, `None` = deleted), honouring order and limit.
+    /// Lists committed entries of `object` in `range` (none if
+    /// `committed_cleared`: a pending `delete-all` hides them), merged with
+    /// `overlay` (newer state of some keys, `None` = deleted), honouring
+    /// order and limit.
     pub(crate) fn list(
         &self,
         object: &ObjectKey,
         range: &ListRange,
         overlay: &BTreeMap<&str, Option<&[u8]>>,
+        committed_cleared: bool,
     ) -> Result<Vec<(String, Vec<u8>)>> {
         let (lower, upper) = range.key_bounds();
         let lo = object.kv_key(&lower);
@@ -320,6 +356,9 @@ impl Store {
         } else {
             Box::new(overlay.iter())
         };
+        if committed_cleared {
+            db = Box::new(std::iter::empty());
+        }
         let mut next_db = || -> Result<Option<(String, Vec<u8>)>> {
             match db.next() {
                 None => Ok(None),
@@ -444,7 +483,13 @@ fn commit_batch(db: &Database, batch: &[CommitRequest]) -> CommitResult {
         let mut kv = txn.open_table(KV).map_err(|e| err(&e))?;
         let mut objects = txn.open_table(OBJECTS).map_err(|e| err(&e))?;
         for request in batch {
-            for (key, value) in &request.writes {
+            if request.writes.clear {
+                let lo = request.object.kv_key("");
+                let hi = request.object.kv_end();
+                kv.retain_in::<&[u8], _>(lo.as_slice()..hi.as_slice(), |_, _| false)
+                    .map_err(|e| err(&e))?;
+            }
+            for (key, Write { value, .. }) in &request.writes.entries {
                 let k = request.object.kv_key(key);
                 match value {
                     Some(v) => {

@@ -50,7 +50,7 @@ use std::fmt;
 
 pub use env::{Env, Namespace, ObjectId, State, Stub};
 pub use http::{Request, Response};
-pub use storage::{ListOptions, Storage};
+pub use storage::{ListOptions, Storage, Transaction};
 
 /// An error from the host or from a guest's own code.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,12 +2,17 @@
 //! Two classes in one component: `Probe` (below) and `Greeter`.
 //!
 //! - `GET|PUT|DELETE /kv/<key>`: raw storage of the request body.
-//! - `GET /list?prefix=&start=&end=&reverse=1&limit=`: JSON `[[key, value], ..]`.
+//! - `GET /list?prefix=&start=&start_after=&end=&reverse=1&limit=`: JSON
+//!   `[[key, value], ..]`.
+//! - `POST /ops`: runs a JSON list of storage operations in one event (see
+//!   `ops.rs`) and answers with one result per operation.
 //! - `GET /whoami`: JSON `{id, name, class}`.
 //! - `GET /var/<name>`: a `[vars]` value.
 //! - `GET /count`: an in-memory counter (lost on reset) and a stored one.
 //! - `PUT /put-then-panic/<key>`: writes, then panics (the write must vanish).
 //! - `GET /panic`, `GET /error`, `GET /loop`: a trap, a returned error, a busy loop.
+
+mod ops;
 
 use dohost_sdk::{DurableObject, Env, Error, ListOptions, Request, Response, Result, State};
 
@@ -59,17 +64,22 @@ impl DurableObject for Probe {
             ("GET", "list") => {
                 let options = ListOptions {
                     start: query_param(&req, "start"),
+                    start_after: query_param(&req, "start_after"),
                     end: query_param(&req, "end"),
                     prefix: query_param(&req, "prefix"),
                     reverse: query_param(&req, "reverse").is_some(),
                     limit: query_param(&req, "limit").and_then(|l| l.parse().ok()),
                 };
                 let entries: Vec<(String, String)> = storage
-                    .list_bytes(&options)?
+                    .list_bytes(options)?
                     .into_iter()
                     .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
                     .collect();
                 Response::json(&entries)
+            }
+            ("POST", "ops") => {
+                let ops: Vec<ops::Op> = req.json()?;
+                Response::json(&ops::run(&storage, &ops))
             }
             ("GET", "whoami") => Response::json(&serde_json::json!({
                 "id": self.state.id(),

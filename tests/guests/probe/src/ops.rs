@@ -1,0 +1,164 @@
+//! `POST /ops`: a list of storage operations run in one event, so tests can
+//! drive every storage call (transactions included) and compare the results
+//! with a model.
+
+use dohost_sdk::{Error, ListOptions, Result, Storage};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// One storage operation. Values are UTF-8 strings stored as raw bytes.
+#[derive(Deserialize, Debug)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    Get {
+        key: String,
+        #[serde(default)]
+        no_cache: bool,
+    },
+    GetMany {
+        keys: Vec<String>,
+    },
+    Put {
+        key: String,
+        value: String,
+        #[serde(default)]
+        unconfirmed: bool,
+        #[serde(default)]
+        no_cache: bool,
+    },
+    PutMany {
+        entries: Vec<(String, String)>,
+    },
+    Delete {
+        key: String,
+    },
+    DeleteMany {
+        keys: Vec<String>,
+    },
+    List {
+        start: Option<String>,
+        start_after: Option<String>,
+        end: Option<String>,
+        prefix: Option<String>,
+        #[serde(default)]
+        reverse: bool,
+        limit: Option<u32>,
+    },
+    DeleteAll,
+    Sync,
+    /// Runs `ops` in a transaction; then rolls it back (`rollback`) or
+    /// fails the closure (`fail`), or commits.
+    Txn {
+        ops: Vec<Op>,
+        #[serde(default)]
+        rollback: bool,
+        #[serde(default)]
+        fail: bool,
+    },
+    /// Traps the event: none of its writes may survive.
+    Panic,
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Runs `ops` in order; one `{"ok": ..}` or `{"err": ".."}` per operation.
+pub fn run(storage: &Storage, ops: &[Op]) -> Vec<Value> {
+    ops.iter()
+        .map(|op| match run_one(storage, op) {
+            Ok(value) => json!({ "ok": value }),
+            Err(e) => json!({ "err": e.message() }),
+        })
+        .collect()
+}
+
+fn run_one(storage: &Storage, op: &Op) -> Result<Value> {
+    Ok(match op {
+        Op::Get { key, no_cache } => {
+            let storage = if *no_cache {
+                storage.no_cache()
+            } else {
+                *storage
+            };
+            json!(storage.get_bytes(key)?.map(text))
+        }
+        Op::GetMany { keys } => {
+            let found = storage.get_many_bytes(keys)?;
+            json!(
+                found
+                    .into_iter()
+                    .map(|(k, v)| (k, text(v)))
+                    .collect::<Vec<_>>()
+            )
+        }
+        Op::Put {
+            key,
+            value,
+            unconfirmed,
+            no_cache,
+        } => {
+            let mut storage = *storage;
+            if *unconfirmed {
+                storage = storage.allow_unconfirmed();
+            }
+            if *no_cache {
+                storage = storage.no_cache();
+            }
+            storage.put_bytes(key, value.as_bytes())?;
+            Value::Null
+        }
+        Op::PutMany { entries } => {
+            storage.put_many_bytes(entries.iter().map(|(k, v)| (k, v.as_bytes())))?;
+            Value::Null
+        }
+        Op::Delete { key } => json!(storage.delete(key)?),
+        Op::DeleteMany { keys } => json!(storage.delete_many(keys)?),
+        Op::List {
+            start,
+            start_after,
+            end,
+            prefix,
+            reverse,
+            limit,
+        } => {
+            let listed = storage.list_bytes(ListOptions {
+                start: start.clone(),
+                start_after: start_after.clone(),
+                end: end.clone(),
+                prefix: prefix.clone(),
+                reverse: *reverse,
+                limit: *limit,
+            })?;
+            json!(
+                listed
+                    .into_iter()
+                    .map(|(k, v)| (k, text(v)))
+                    .collect::<Vec<_>>()
+            )
+        }
+        Op::DeleteAll => {
+            storage.delete_all()?;
+            Value::Null
+        }
+        Op::Sync => {
+            storage.sync()?;
+            Value::Null
+        }
+        Op::Txn {
+            ops,
+            rollback,
+            fail,
+        } => storage.transaction(|txn| {
+            let results = run(txn, ops);
+            if *rollback {
+                txn.rollback()?;
+            }
+            if *fail {
+                return Err(Error::new("the transaction failed on request"));
+            }
+            Ok(json!(results))
+        })?,
+        Op::Panic => panic!("probe panic inside /ops"),
+    })
+}
