@@ -15,3 +15,4 @@ mod isolation;
 mod lifecycle;
 mod output_gate;
 mod storage_list;
+mod storage_model;

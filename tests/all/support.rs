@@ -208,3 +208,17 @@ pub fn request(method: &str, path: &str, body: &str) -> http::Request<Bytes> {
 pub fn text(response: &http::Response<Bytes>) -> String {
     String::from_utf8_lossy(response.body()).into_owned()
 }
+
+/// Runs storage operations in one event of the probe object behind `stub`
+/// (`POST /ops`, see tests/guests/probe/src/ops.rs): one `{"ok": ..}` or
+/// `{"err": ".."}` per operation.
+pub async fn run_ops(
+    stub: &dohost::Stub,
+    ops: &serde_json::Value,
+) -> dohost::Result<Vec<serde_json::Value>> {
+    let response = stub
+        .fetch(request("POST", "/ops", &ops.to_string()))
+        .await?;
+    assert_eq!(response.status(), 200, "/ops failed: {}", text(&response));
+    Ok(serde_json::from_slice(response.body()).expect("/ops answers JSON"))
+}

@@ -1,0 +1,326 @@
+//! The storage API behaves like a `BTreeMap`: random sequences of events
+//! (get, get-many, put, put-many, delete, delete-many, list with every
+//! option, delete-all, sync, nested transactions with commit, rollback and
+//! failure, events that trap) run through the real host and against a model,
+//! with host restarts in the middle, and every result must match.
+//!
+//! The host runs with a tiny cache so values keep moving between the event's
+//! writes, pending commits, the LRU and redb.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{Value, json};
+
+use crate::support::{library_host, run_ops};
+
+type Model = BTreeMap<String, String>;
+
+#[derive(Debug, Clone)]
+struct ListArgs {
+    start: Option<String>,
+    start_after: Option<String>,
+    end: Option<String>,
+    prefix: Option<String>,
+    reverse: bool,
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Get(String),
+    GetMany(Vec<String>),
+    Put(String, String),
+    PutMany(Vec<(String, String)>),
+    Delete(String),
+    DeleteMany(Vec<String>),
+    List(ListArgs),
+    DeleteAll,
+    Sync,
+    Txn {
+        ops: Vec<Op>,
+        rollback: bool,
+        fail: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// One event; `trap` makes it panic after its operations.
+    Event {
+        ops: Vec<Op>,
+        trap: bool,
+    },
+    Restart,
+}
+
+fn key() -> impl Strategy<Value = String> {
+    "[ab]{0,2}|é"
+}
+
+fn value() -> impl Strategy<Value = String> {
+    "[0-9]{0,3}"
+}
+
+fn list_args() -> impl Strategy<Value = ListArgs> {
+    (
+        proptest::option::weighted(0.3, key()),
+        proptest::option::weighted(0.2, key()),
+        proptest::option::weighted(0.3, key()),
+        proptest::option::weighted(0.3, "[ab]{0,1}"),
+        any::<bool>(),
+        proptest::option::weighted(0.4, 0u32..4),
+    )
+        .prop_map(
+            |(start, start_after, end, prefix, reverse, limit)| ListArgs {
+                start,
+                start_after,
+                end,
+                prefix,
+                reverse,
+                limit,
+            },
+        )
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let leaf = prop_oneof![
+        3 => key().prop_map(Op::Get),
+        1 => proptest::collection::vec(key(), 0..4).prop_map(Op::GetMany),
+        4 => (key(), value()).prop_map(|(k, v)| Op::Put(k, v)),
+        1 => proptest::collection::vec((key(), value()), 0..4).prop_map(Op::PutMany),
+        2 => key().prop_map(Op::Delete),
+        1 => proptest::collection::vec(key(), 0..4).prop_map(Op::DeleteMany),
+        2 => list_args().prop_map(Op::List),
+        1 => Just(Op::DeleteAll),
+        1 => Just(Op::Sync),
+    ];
+    leaf.prop_recursive(2, 12, 4, |inner| {
+        (
+            proptest::collection::vec(inner, 0..4),
+            proptest::bool::weighted(0.25),
+            proptest::bool::weighted(0.2),
+        )
+            .prop_map(|(ops, rollback, fail)| Op::Txn {
+                ops,
+                rollback,
+                fail,
+            })
+    })
+}
+
+fn steps() -> impl Strategy<Value = Vec<Step>> {
+    let step = prop_oneof![
+        8 => (proptest::collection::vec(op(), 1..6), proptest::bool::weighted(0.1))
+            .prop_map(|(ops, trap)| Step::Event { ops, trap }),
+        1 => Just(Step::Restart),
+    ];
+    proptest::collection::vec(step, 1..10)
+}
+
+fn to_json(op: &Op) -> Value {
+    match op {
+        Op::Get(k) => json!({"op": "get", "key": k}),
+        Op::GetMany(keys) => json!({"op": "get_many", "keys": keys}),
+        Op::Put(k, v) => json!({"op": "put", "key": k, "value": v}),
+        Op::PutMany(entries) => json!({"op": "put_many", "entries": entries}),
+        Op::Delete(k) => json!({"op": "delete", "key": k}),
+        Op::DeleteMany(keys) => json!({"op": "delete_many", "keys": keys}),
+        Op::List(a) => json!({
+            "op": "list", "start": a.start, "start_after": a.start_after, "end": a.end,
+            "prefix": a.prefix, "reverse": a.reverse, "limit": a.limit,
+        }),
+        Op::DeleteAll => json!({"op": "delete_all"}),
+        Op::Sync => json!({"op": "sync"}),
+        Op::Txn {
+            ops,
+            rollback,
+            fail,
+        } => json!({
+            "op": "txn", "ops": ops.iter().map(to_json).collect::<Vec<_>>(),
+            "rollback": rollback, "fail": fail,
+        }),
+    }
+}
+
+fn ok(value: Value) -> Value {
+    json!({ "ok": value })
+}
+
+fn err() -> Value {
+    json!({ "err": "any" })
+}
+
+fn list_model(model: &Model, a: &ListArgs) -> Value {
+    if a.limit == Some(0) || (a.start.is_some() && a.start_after.is_some()) {
+        return err();
+    }
+    let lower = match (&a.start, &a.start_after) {
+        (Some(s), _) => Bound::Included(s.clone()),
+        (_, Some(s)) => Bound::Excluded(s.clone()),
+        _ => Bound::Unbounded,
+    };
+    let mut entries: Vec<(&String, &String)> = model
+        .range((lower, Bound::Unbounded))
+        .filter(|(k, _)| a.end.as_ref().is_none_or(|e| *k < e))
+        .filter(|(k, _)| a.prefix.as_ref().is_none_or(|p| k.starts_with(p.as_str())))
+        .collect();
+    if a.reverse {
+        entries.reverse();
+    }
+    entries.truncate(a.limit.map_or(usize::MAX, |l| l as usize));
+    ok(json!(entries))
+}
+
+/// Applies `op` to the model inside `depth` open transactions; returns the
+/// result the host must give.
+fn apply(model: &mut Model, op: &Op, depth: usize) -> Value {
+    match op {
+        Op::Get(k) => ok(json!(model.get(k))),
+        Op::GetMany(keys) => {
+            let mut found: BTreeMap<&String, &String> = BTreeMap::new();
+            for k in keys {
+                if let Some(v) = model.get(k) {
+                    found.insert(k, v);
+                }
+            }
+            ok(json!(found.into_iter().collect::<Vec<_>>()))
+        }
+        Op::Put(k, v) => {
+            model.insert(k.clone(), v.clone());
+            ok(Value::Null)
+        }
+        Op::PutMany(entries) => {
+            model.extend(entries.iter().cloned());
+            ok(Value::Null)
+        }
+        Op::Delete(k) => ok(json!(model.remove(k).is_some())),
+        Op::DeleteMany(keys) => {
+            let mut keys = keys.clone();
+            keys.sort();
+            keys.dedup();
+            ok(json!(
+                keys.iter().filter(|k| model.remove(*k).is_some()).count()
+            ))
+        }
+        Op::List(a) => list_model(model, a),
+        Op::DeleteAll => {
+            model.clear();
+            ok(Value::Null)
+        }
+        // Durability is not visible in the model; only its refusal is.
+        Op::Sync if depth > 0 => err(),
+        Op::Sync => ok(Value::Null),
+        Op::Txn {
+            ops,
+            rollback,
+            fail,
+        } => {
+            let before = model.clone();
+            let results: Vec<Value> = ops.iter().map(|op| apply(model, op, depth + 1)).collect();
+            if *rollback || *fail {
+                *model = before;
+            }
+            if *fail { err() } else { ok(json!(results)) }
+        }
+    }
+}
+
+/// Compares host results with expected ones; `{"err": ..}` matches any error.
+fn same(actual: &Value, expected: &Value) -> bool {
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) if e.contains_key("err") => a.contains_key("err"),
+        (Value::Object(a), Value::Object(e)) => {
+            a.len() == e.len()
+                && e.iter()
+                    .all(|(k, ev)| a.get(k).is_some_and(|av| same(av, ev)))
+        }
+        (Value::Array(a), Value::Array(e)) => {
+            a.len() == e.len() && a.iter().zip(e).all(|(a, e)| same(a, e))
+        }
+        _ => actual == expected,
+    }
+}
+
+fn tiny_cache_host(dir: &std::path::Path) -> dohost::Host {
+    library_host(dir)
+        .settings(dohost::Settings {
+            max_live_objects: 64,
+            cache_per_object: 600,
+            cache_total: 2000,
+            ..dohost::Settings::default()
+        })
+        .build()
+        .expect("host builds")
+}
+
+async fn check_case(
+    host: &mut dohost::Host,
+    dir: &std::path::Path,
+    object: &str,
+    steps: &[Step],
+) -> Result<(), TestCaseError> {
+    let mut model = Model::new();
+    for (n, step) in steps.iter().enumerate() {
+        match step {
+            Step::Restart => {
+                host.clone().shutdown().await;
+                *host = tiny_cache_host(dir);
+            }
+            Step::Event { ops, trap } => {
+                let stub = host.namespace("PROBE").unwrap().id_from_name(object).get();
+                let mut json_ops: Vec<Value> = ops.iter().map(to_json).collect();
+                if *trap {
+                    json_ops.push(json!({"op": "panic"}));
+                }
+                let outcome = run_ops(&stub, &json!(json_ops)).await;
+                let before = model.clone();
+                let expected: Vec<Value> = ops.iter().map(|op| apply(&mut model, op, 0)).collect();
+                if *trap {
+                    prop_assert!(outcome.is_err(), "step {n}: a trapping event must fail");
+                    model = before;
+                    continue;
+                }
+                let actual = outcome.map_err(|e| TestCaseError::fail(format!("step {n}: {e}")))?;
+                prop_assert!(
+                    same(&json!(actual), &json!(expected)),
+                    "step {n}: host {actual:?}\nmodel {expected:?}"
+                );
+            }
+        }
+    }
+    // Everything, read back in one list at the end.
+    let stub = host.namespace("PROBE").unwrap().id_from_name(object).get();
+    let all = run_ops(&stub, &json!([{"op": "list"}])).await.unwrap();
+    prop_assert_eq!(&all[0], &ok(json!(model.iter().collect::<Vec<_>>())));
+    Ok(())
+}
+
+#[test]
+fn random_storage_histories_match_a_btreemap() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let host = std::cell::RefCell::new(rt.block_on(async { tiny_cache_host(dir.path()) }));
+    let mut runner = TestRunner::new(Config {
+        cases: 64,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let case = std::cell::Cell::new(0u32);
+    let result = runner.run(&steps(), |steps| {
+        case.set(case.get() + 1);
+        let object = format!("model-{}", case.get());
+        let mut host = host.borrow_mut();
+        rt.block_on(check_case(&mut host, dir.path(), &object, &steps))
+    });
+    rt.block_on(host.into_inner().shutdown());
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
