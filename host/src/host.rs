@@ -80,6 +80,19 @@ impl Default for Settings {
     }
 }
 
+/// Counters of a host's storage ([`Host::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Bytes of storage values the objects' caches hold now (within
+    /// [`Settings::cache_total`]; writes not yet durable are not counted).
+    pub cache_bytes: usize,
+    /// Storage reads that had to go to redb since the host started: one per
+    /// key a `get` did not find in the event's writes or the cache, one per
+    /// `list`.
+    pub disk_reads: u64,
+}
+
 /// What every namespace and worker of a host shares.
 pub(crate) struct HostShared {
     pub(crate) runtime: Runtime,
@@ -227,6 +240,14 @@ impl Host {
     /// Dropping the last `Host` handle does the same in the background.
     pub async fn shutdown(self) {
         self.inner.close().await;
+    }
+
+    /// Counters describing the host's storage right now.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            cache_bytes: self.inner.shared.cache_budget.used(),
+            disk_reads: self.inner.shared.store.disk_reads(),
+        }
     }
 
     /// The names of all bindings, comma-separated.

@@ -44,7 +44,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use host::{
     DEFAULT_CACHE_PER_OBJECT, DEFAULT_CACHE_TOTAL, DEFAULT_CPU_TIME_PER_EVENT, DEFAULT_DATA_DIR,
     DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_LIVE_OBJECTS, DEFAULT_MEMORY_PER_OBJECT, Host,
-    HostBuilder, Settings,
+    HostBuilder, Settings, Stats,
 };
 pub use kv::{MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_TRANSACTION_DEPTH, MAX_VALUE_BYTES};
 pub use namespace::{Namespace, ObjectId, Stub};

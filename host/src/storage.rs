@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 
@@ -147,6 +148,8 @@ pub(crate) struct Store {
     /// None once the store is closed: the database file is released.
     db: RwLock<Option<Arc<Database>>>,
     commits: mpsc::Sender<Message>,
+    /// Keys read and lists run against redb (see [`crate::Stats`]).
+    disk_reads: AtomicU64,
 }
 
 /// Options for [`Store::list`], validated.
@@ -222,6 +225,7 @@ impl Store {
             Store {
                 db: RwLock::new(Some(db)),
                 commits: tx,
+                disk_reads: AtomicU64::new(0),
             },
             stopped,
         ))
@@ -291,12 +295,19 @@ impl Store {
         Ok(found)
     }
 
+    /// Reads and lists that went to redb so far.
+    pub(crate) fn disk_reads(&self) -> u64 {
+        self.disk_reads.load(Ordering::Relaxed)
+    }
+
     /// Reads committed values, one per key, in one read transaction.
     pub(crate) fn get_many(
         &self,
         object: &ObjectKey,
         keys: &[String],
     ) -> Result<Vec<Option<Vec<u8>>>> {
+        self.disk_reads
+            .fetch_add(keys.len() as u64, Ordering::Relaxed);
         let txn = self
             .db()?
             .begin_read()
@@ -329,6 +340,7 @@ impl Store {
             Some(u) => object.kv_key_bytes(u),
             None => object.kv_end(),
         };
+        self.disk_reads.fetch_add(1, Ordering::Relaxed);
         let limit = range.limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
         if lo >= hi || limit == 0 {

@@ -79,3 +79,97 @@ async fn acknowledged_counts_survive_kill_9() {
         server.kill9();
     }
 }
+
+/// One event writes 100 keys (and a marker naming its batch); `kill -9`
+/// lands at random moments. After each restart the 100 keys all carry one
+/// batch whose marker is there (never a mix of two events), and every
+/// acknowledged batch's marker survived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_key_event_is_all_or_nothing_under_kill_9() {
+    use serde_json::{Value, json};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = router_config(dir.path());
+    let data = dir.path().join("data");
+    let next_batch = Arc::new(AtomicU64::new(1));
+    let mut acknowledged: Vec<u64> = Vec::new();
+
+    for round in 0..5u64 {
+        let server = Server::start(&config, &data);
+        let url = server.url("/PROBE/batches/ops");
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let http = client();
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let (http, url, acks, next) =
+                    (http.clone(), url.clone(), acks.clone(), next_batch.clone());
+                tokio::spawn(async move {
+                    for _ in 0..10_000 {
+                        let batch = next.fetch_add(1, Ordering::SeqCst);
+                        let mut ops: Vec<Value> = (0..100)
+                            .map(|i| json!({"op": "put", "key": format!("k{i:03}"), "value": batch.to_string()}))
+                            .collect();
+                        ops.push(json!({"op": "put", "key": format!("done:{batch}"), "value": ""}));
+                        let req = http::Request::post(&url)
+                            .body(http_body_util::Full::new(bytes::Bytes::from(
+                                json!(ops).to_string(),
+                            )))
+                            .unwrap();
+                        match http.request(req).await {
+                            Ok(resp) if resp.status() == 200 => acks.lock().unwrap().push(batch),
+                            _ => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        let moment = rand::random_range(20..400) + 100 * round;
+        tokio::time::sleep(Duration::from_millis(moment)).await;
+        server.kill9();
+        for c in clients {
+            c.await.unwrap();
+        }
+        acknowledged.extend(acks.lock().unwrap().iter());
+
+        let server = Server::start(&config, &data);
+        let http = client();
+        let (status, body) = crate::support::send(
+            &http,
+            "POST",
+            &server.url("/PROBE/batches/ops"),
+            &json!([{"op": "list", "prefix": "k"}, {"op": "list", "prefix": "done:"}]).to_string(),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let results: Vec<Value> = serde_json::from_str(&body).unwrap();
+        let keys = results[0]["ok"].as_array().unwrap();
+        let markers: std::collections::HashSet<u64> = results[1]["ok"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e[0].as_str().unwrap()["done:".len()..].parse().unwrap())
+            .collect();
+        for batch in &acknowledged {
+            assert!(
+                markers.contains(batch),
+                "round {round}: acknowledged batch {batch} is lost"
+            );
+        }
+        if acknowledged.is_empty() && keys.is_empty() {
+            continue;
+        }
+        assert_eq!(keys.len(), 100, "round {round}: a partial event survived");
+        let batch: u64 = keys[0][1].as_str().unwrap().parse().unwrap();
+        assert!(
+            keys.iter().all(|e| e[1] == keys[0][1]),
+            "round {round}: keys from different events: {keys:?}"
+        );
+        assert!(
+            markers.contains(&batch),
+            "round {round}: batch {batch} without its marker"
+        );
+        server.kill9();
+    }
+    assert!(!acknowledged.is_empty(), "no event was acknowledged at all");
+}

@@ -14,5 +14,7 @@ mod input_gate_ordering;
 mod isolation;
 mod lifecycle;
 mod output_gate;
+mod storage_cache;
+mod storage_limits;
 mod storage_list;
 mod storage_model;

@@ -1,13 +1,17 @@
 //! The output gate: no response leaves before the writes it may reflect are
 //! durable, including a read-only response that saw an uncommitted write.
-//! The committer is held back through the host's commit hook.
+//! Writes with `allow-unconfirmed` do not hold their response; `sync` makes
+//! writes durable before the event ends. The committer is held back through
+//! the host's commit hook.
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use dohost::CommitStage;
 
-use crate::support::{library_host, request, text};
+use serde_json::json;
+
+use crate::support::{library_host, request, run_ops, text};
 
 /// A commit hook that records stages and, when `hold` is set, blocks the next
 /// commit until the test releases it.
@@ -26,15 +30,14 @@ fn commit_held(valve: &Valve) -> bool {
         .any(|e| e == "commit held")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn responses_wait_for_their_commit() {
-    let dir = tempfile::tempdir().unwrap();
+/// A library host whose commits pass through `Valve`.
+fn gated_host(dir: &std::path::Path) -> (dohost::Host, Valve) {
     let valve = Valve {
         events: Arc::default(),
         hold: Arc::default(),
     };
     let (events, hold) = (valve.events.clone(), valve.hold.clone());
-    let host = library_host(dir.path())
+    let host = library_host(dir)
         .commit_hook(Arc::new(move |stage| {
             let held = if stage == CommitStage::Before {
                 hold.lock().unwrap().take()
@@ -49,25 +52,42 @@ async fn responses_wait_for_their_commit() {
         }))
         .build()
         .unwrap();
+    (host, valve)
+}
+
+/// Makes the valve hold the next commit; send on the result to release it.
+fn hold_next_commit(valve: &Valve) -> mpsc::Sender<()> {
+    let (release, released) = mpsc::channel();
+    *valve.hold.lock().unwrap() = Some(released);
+    release
+}
+
+/// Waits until the valve holds a commit.
+async fn wait_until_held(valve: &Valve) {
+    for _ in 0..200 {
+        if commit_held(valve) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no write reached the committer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_wait_for_their_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, valve) = gated_host(dir.path());
     let probe = host.namespace("PROBE").unwrap().id_from_name("gated").get();
     // Activate the object with nothing held.
     probe.fetch(request("PUT", "/kv/a", "0")).await.unwrap();
 
-    let (release, released) = mpsc::channel();
-    *valve.hold.lock().unwrap() = Some(released);
-
+    let release = hold_next_commit(&valve);
     let write = tokio::spawn({
         let probe = probe.clone();
         async move { probe.fetch(request("PUT", "/kv/a", "1")).await }
     });
     // Wait until the write's event is over and its commit is held.
-    for _ in 0..200 {
-        if commit_held(&valve) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(commit_held(&valve), "the write never reached the committer");
+    wait_until_held(&valve).await;
     // The object moves on to the next event while the commit is held; this
     // read sees the uncommitted value, so its response is gated as well.
     let read = tokio::spawn({
@@ -144,4 +164,79 @@ async fn one_commit_serves_many_objects() {
         commits <= 3,
         "expected group commit, got {commits} commits for 21 write sets"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_unconfirmed_writes_do_not_hold_the_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, valve) = gated_host(dir.path());
+    let probe = host.namespace("PROBE").unwrap().id_from_name("eager").get();
+    let unconfirmed = json!([{"op": "put", "key": "seen", "value": "1", "unconfirmed": true}]);
+
+    // The commit of the unconfirmed write is held, yet its response comes.
+    let release = hold_next_commit(&valve);
+    let answered = tokio::time::timeout(Duration::from_secs(30), run_ops(&probe, &unconfirmed))
+        .await
+        .expect("an allow-unconfirmed write's response waited for its commit");
+    assert_eq!(answered.unwrap(), [json!({"ok": null})]);
+    wait_until_held(&valve).await;
+
+    // A confirmed write queues behind it and its response waits.
+    let confirmed = tokio::spawn({
+        let probe = probe.clone();
+        async move { run_ops(&probe, &json!([{"op": "put", "key": "seen", "value": "2"}])).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !confirmed.is_finished(),
+        "a confirmed write's response left before its commit"
+    );
+    release.send(()).unwrap();
+    confirmed.await.unwrap().unwrap();
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_makes_writes_durable_before_the_event_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = library_host(dir.path()).build().unwrap();
+    let probe = host
+        .namespace("PROBE")
+        .unwrap()
+        .id_from_name("synced")
+        .get();
+    // Written, synced, then the event traps: what was synced stays, the
+    // write after the sync is discarded with the event.
+    let trapped = run_ops(
+        &probe,
+        &json!([
+            {"op": "put", "key": "before", "value": "1"},
+            {"op": "sync"},
+            {"op": "put", "key": "after", "value": "2"},
+            {"op": "panic"},
+        ]),
+    )
+    .await;
+    assert!(trapped.is_err());
+    host.shutdown().await;
+
+    let host = library_host(dir.path()).build().unwrap();
+    let probe = host
+        .namespace("PROBE")
+        .unwrap()
+        .id_from_name("synced")
+        .get();
+    let read = run_ops(
+        &probe,
+        &json!([{"op": "get", "key": "before"}, {"op": "get", "key": "after"}, {"op": "txn", "ops": [{"op": "sync"}]}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(read[0], json!({"ok": "1"}));
+    assert_eq!(read[1], json!({"ok": null}));
+    assert_eq!(
+        read[2]["ok"][0]["err"],
+        "sync cannot run inside a transaction; call it after the transaction"
+    );
+    host.shutdown().await;
 }

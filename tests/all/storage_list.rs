@@ -1,8 +1,13 @@
 //! `list` semantics: start (inclusive), end (exclusive), prefix, reverse
 //! (same range, other order) and limit, over committed data merged with the
-//! object's newer writes.
+//! object's newer writes; and the whole matrix of options (start,
+//! start-after, end, prefix, reverse, limit) against a model, over the
+//! event's own writes, pending commits and redb.
 
-use crate::support::{library_host, request, text};
+use serde_json::{Value, json};
+
+use crate::storage_model::{ListArgs, Model, list_model};
+use crate::support::{library_host, request, run_ops, text};
 
 async fn list(stub: &dohost::Stub, query: &str) -> String {
     text(
@@ -80,4 +85,86 @@ async fn list_options_over_committed_and_newer_writes() {
         keys(&list(&stub, "").await),
         ["a", "aa", "abc", "b", "c", "é"]
     );
+}
+
+fn option(s: &str) -> Option<String> {
+    (s != "-").then(|| s.to_owned())
+}
+
+/// Every combination of list options over a small key space.
+fn matrix() -> Vec<ListArgs> {
+    let mut all = Vec::new();
+    for start in ["-", "", "a", "ab", "b", "zz"] {
+        for start_after in ["-", "a", "ab", "é"] {
+            for end in ["-", "ab", "b", "c"] {
+                for prefix in ["-", "a", "b", "x"] {
+                    for reverse in [false, true] {
+                        for limit in [None, Some(1), Some(3)] {
+                            all.push(ListArgs {
+                                start: option(start),
+                                start_after: option(start_after),
+                                end: option(end),
+                                prefix: option(prefix),
+                                reverse,
+                                limit,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    all
+}
+
+/// Runs every list of the matrix in one event, after `writes` in the same
+/// event, and compares each result with the model.
+async fn check_matrix(stub: &dohost::Stub, model: &Model, writes: &[Value], when: &str) {
+    let cases = matrix();
+    let mut ops = writes.to_vec();
+    ops.extend(cases.iter().map(ListArgs::to_json));
+    let results = run_ops(stub, &json!(ops)).await.unwrap();
+    for (args, result) in cases.iter().zip(&results[writes.len()..]) {
+        let expected = list_model(model, args);
+        if expected.get("err").is_some() {
+            assert!(
+                result.get("err").is_some(),
+                "{when}: {args:?} gave {result}"
+            );
+        } else {
+            assert_eq!(result, &expected, "{when}: {args:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_option_matrix_matches_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, stub) = lister(dir.path());
+    let mut model: Model = ["", "a", "ab", "abc", "b", "ba", "c", "é"]
+        .into_iter()
+        .map(|k| (k.to_owned(), format!("v{k}")))
+        .collect();
+    let entries: Vec<(&String, &String)> = model.iter().collect();
+    run_ops(&stub, &json!([{"op": "put_many", "entries": entries}]))
+        .await
+        .unwrap();
+
+    // Lists in the event that writes: newer state from the event itself,
+    // over a commit that may still be pending.
+    let writes = [
+        json!({"op": "put", "key": "aa", "value": "new"}),
+        json!({"op": "delete", "key": "b"}),
+        json!({"op": "put", "key": "ab", "value": "changed"}),
+    ];
+    model.insert("aa".into(), "new".into());
+    model.remove("b");
+    model.insert("ab".into(), "changed".into());
+    check_matrix(&stub, &model, &writes, "with the event's writes").await;
+
+    // From redb alone, after a restart.
+    host.shutdown().await;
+    let (host, stub) = lister(dir.path());
+    check_matrix(&stub, &model, &[], "after restart").await;
+    host.shutdown().await;
 }

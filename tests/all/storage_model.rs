@@ -16,16 +16,16 @@ use serde_json::{Value, json};
 
 use crate::support::{library_host, run_ops};
 
-type Model = BTreeMap<String, String>;
+pub(crate) type Model = BTreeMap<String, String>;
 
 #[derive(Debug, Clone)]
-struct ListArgs {
-    start: Option<String>,
-    start_after: Option<String>,
-    end: Option<String>,
-    prefix: Option<String>,
-    reverse: bool,
-    limit: Option<u32>,
+pub(crate) struct ListArgs {
+    pub(crate) start: Option<String>,
+    pub(crate) start_after: Option<String>,
+    pub(crate) end: Option<String>,
+    pub(crate) prefix: Option<String>,
+    pub(crate) reverse: bool,
+    pub(crate) limit: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -128,10 +128,7 @@ fn to_json(op: &Op) -> Value {
         Op::PutMany(entries) => json!({"op": "put_many", "entries": entries}),
         Op::Delete(k) => json!({"op": "delete", "key": k}),
         Op::DeleteMany(keys) => json!({"op": "delete_many", "keys": keys}),
-        Op::List(a) => json!({
-            "op": "list", "start": a.start, "start_after": a.start_after, "end": a.end,
-            "prefix": a.prefix, "reverse": a.reverse, "limit": a.limit,
-        }),
+        Op::List(a) => a.to_json(),
         Op::DeleteAll => json!({"op": "delete_all"}),
         Op::Sync => json!({"op": "sync"}),
         Op::Txn {
@@ -145,6 +142,17 @@ fn to_json(op: &Op) -> Value {
     }
 }
 
+impl ListArgs {
+    /// The probe's `/ops` form of this list call.
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "op": "list", "start": self.start, "start_after": self.start_after,
+            "end": self.end, "prefix": self.prefix, "reverse": self.reverse,
+            "limit": self.limit,
+        })
+    }
+}
+
 fn ok(value: Value) -> Value {
     json!({ "ok": value })
 }
@@ -153,7 +161,8 @@ fn err() -> Value {
     json!({ "err": "any" })
 }
 
-fn list_model(model: &Model, a: &ListArgs) -> Value {
+/// What `list` with `a` must return over `model` (an `{"ok": ..}` result).
+pub(crate) fn list_model(model: &Model, a: &ListArgs) -> Value {
     if a.limit == Some(0) || (a.start.is_some() && a.start_after.is_some()) {
         return err();
     }

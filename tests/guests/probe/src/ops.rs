@@ -55,6 +55,11 @@ pub enum Op {
         #[serde(default)]
         fail: bool,
     },
+    /// Opens `depth` transactions, each inside the one before; an error
+    /// at any level rolls every level back and is returned.
+    Nest {
+        depth: u32,
+    },
     /// Traps the event: none of its writes may survive.
     Panic,
 }
@@ -159,6 +164,17 @@ fn run_one(storage: &Storage, op: &Op) -> Result<Value> {
             }
             Ok(json!(results))
         })?,
+        Op::Nest { depth } => {
+            nest(storage, *depth)?;
+            Value::Null
+        }
         Op::Panic => panic!("probe panic inside /ops"),
     })
+}
+
+fn nest(storage: &Storage, depth: u32) -> Result<()> {
+    if depth == 0 {
+        return Ok(());
+    }
+    storage.transaction(|txn| nest(txn, depth - 1))
 }
