@@ -44,6 +44,11 @@ pub enum Op {
         reverse: bool,
         limit: Option<u32>,
     },
+    /// How many entries `list` with `prefix` returns (the entries are
+    /// listed, not encoded into the answer).
+    Count {
+        prefix: String,
+    },
     DeleteAll,
     Sync,
     /// Runs `ops` in a transaction; then rolls it back (`rollback`) or
@@ -59,6 +64,11 @@ pub enum Op {
     /// at any level rolls every level back and is returned.
     Nest {
         depth: u32,
+    },
+    /// Runs `what` `times` times (for benchmarks); the last result.
+    Repeat {
+        times: u32,
+        what: Box<Op>,
     },
     /// Traps the event: none of its writes may survive.
     Panic,
@@ -142,6 +152,13 @@ fn run_one(storage: &Storage, op: &Op) -> Result<Value> {
                     .collect::<Vec<_>>()
             )
         }
+        Op::Count { prefix } => {
+            let options = ListOptions {
+                prefix: Some(prefix.clone()),
+                ..ListOptions::default()
+            };
+            json!(storage.list_bytes(options)?.len())
+        }
         Op::DeleteAll => {
             storage.delete_all()?;
             Value::Null
@@ -167,6 +184,13 @@ fn run_one(storage: &Storage, op: &Op) -> Result<Value> {
         Op::Nest { depth } => {
             nest(storage, *depth)?;
             Value::Null
+        }
+        Op::Repeat { times, what } => {
+            let mut last = Value::Null;
+            for _ in 0..*times {
+                last = run_one(storage, what)?;
+            }
+            last
         }
         Op::Panic => panic!("probe panic inside /ops"),
     })

@@ -1,0 +1,132 @@
+//! µs per storage call, through the real host: a probe object (built from
+//! tests/guests/probe) runs each call many times in one event, and
+//! criterion's linear sampling reports the cost per call (the event's fixed
+//! cost, request and commit, falls into the intercept). `put + commit`
+//! instead sends one event per write, each durable before it answers.
+//!
+//! Run: `cargo bench -p dohost-bench --bench storage`
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use serde_json::{Value, json};
+
+fn probe_component() -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    dohost::build::ensure_guest_target(&mut |line| eprintln!("{line}")).expect("guest target");
+    dohost::build::build_rust_guest(&root.join("tests/guests/probe")).expect("probe builds")
+}
+
+/// A host over the probe with `cache_per_object` bytes of cache per object.
+fn host(data: &Path, probe: &Path, cache_per_object: usize) -> dohost::Host {
+    dohost::Host::builder()
+        .data_dir(data)
+        .binding("PROBE", "Probe", probe)
+        .settings(dohost::Settings {
+            cache_per_object,
+            ..dohost::Settings::default()
+        })
+        .build()
+        .expect("host builds")
+}
+
+/// Runs `ops` in one event of `stub`.
+async fn ops(stub: &dohost::Stub, ops: &Value) {
+    let request = http::Request::post("/ops")
+        .body(ops.to_string().into())
+        .expect("request");
+    let response = stub.fetch(request).await.expect("event runs");
+    assert_eq!(response.status(), 200);
+    let results: Vec<Value> = serde_json::from_slice(response.body()).expect("JSON");
+    assert!(results.iter().all(|r| r.get("ok").is_some()), "{results:?}");
+}
+
+/// The time of one event repeating `op` `iters` times.
+fn repeated(rt: &tokio::runtime::Runtime, stub: &dohost::Stub, op: &Value, iters: u64) -> Duration {
+    let times = u32::try_from(iters).expect("criterion asks for few iterations");
+    let repeat = json!([{"op": "repeat", "times": times, "what": op}]);
+    let started = Instant::now();
+    rt.block_on(ops(stub, &repeat));
+    started.elapsed()
+}
+
+fn storage(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let probe = probe_component();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let value = "v".repeat(100);
+    let hundred: Vec<(String, &String)> = (0..100).map(|i| (format!("l{i:03}"), &value)).collect();
+    let seed = json!([
+        {"op": "put", "key": "k", "value": value},
+        {"op": "put_many", "entries": hundred},
+    ]);
+
+    let mut group = c.benchmark_group("storage");
+    group.sampling_mode(SamplingMode::Linear);
+    {
+        let _guard = rt.enter();
+        let cached = host(
+            &dir.path().join("cached"),
+            &probe,
+            dohost::DEFAULT_CACHE_PER_OBJECT,
+        );
+        let stub = cached
+            .namespace("PROBE")
+            .expect("binding")
+            .id_from_name("bench")
+            .get();
+        rt.block_on(ops(&stub, &seed));
+
+        let get = json!({"op": "get", "key": "k"});
+        group.bench_function("get (cached)", |b| {
+            b.iter_custom(|iters| repeated(&rt, &stub, &get, iters));
+        });
+        let put = json!({"op": "put", "key": "p", "value": value});
+        group.bench_function("put (in an event)", |b| {
+            b.iter_custom(|iters| repeated(&rt, &stub, &put, iters));
+        });
+        let list = json!({"op": "count", "prefix": "l"});
+        group.bench_function("list 100 keys", |b| {
+            b.iter_custom(|iters| repeated(&rt, &stub, &list, iters));
+        });
+        rt.block_on(cached.shutdown());
+
+        // No cache: every get reads redb.
+        let uncached = host(&dir.path().join("cached"), &probe, 0);
+        let stub = uncached
+            .namespace("PROBE")
+            .expect("binding")
+            .id_from_name("bench")
+            .get();
+        group.bench_function("get (uncached)", |b| {
+            b.iter_custom(|iters| repeated(&rt, &stub, &get, iters));
+        });
+        rt.block_on(uncached.shutdown());
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("storage");
+    {
+        let _guard = rt.enter();
+        let durable = host(
+            &dir.path().join("durable"),
+            &probe,
+            dohost::DEFAULT_CACHE_PER_OBJECT,
+        );
+        let stub = durable
+            .namespace("PROBE")
+            .expect("binding")
+            .id_from_name("bench")
+            .get();
+        let put = json!([{"op": "put", "key": "p", "value": value}]);
+        group.bench_function("put + commit (one event, durable)", |b| {
+            b.iter(|| rt.block_on(ops(&stub, &put)));
+        });
+        rt.block_on(durable.shutdown());
+    }
+    group.finish();
+}
+
+criterion_group!(benches, storage);
+criterion_main!(benches);
