@@ -145,7 +145,9 @@ impl ObjectIo {
     /// Takes note of the commits that have finished; an error if one failed.
     pub(crate) fn settle(&mut self) -> std::result::Result<(), String> {
         while let Some((seq, gate)) = self.in_flight.front() {
-            match gate.peek() {
+            // Polls the gate once: nobody else may be waiting on it (an
+            // allow-unconfirmed commit holds no response).
+            match gate.clone().now_or_never() {
                 None => break,
                 Some(Ok(Ok(()))) => {
                     let seq = *seq;
@@ -155,7 +157,7 @@ impl ObjectIo {
                         self.confirmed = None;
                     }
                 }
-                Some(Ok(Err(e))) => return Err(e.clone()),
+                Some(Ok(Err(e))) => return Err(e),
                 Some(Err(_)) => return Err("the committer stopped".into()),
             }
         }

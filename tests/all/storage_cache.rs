@@ -112,3 +112,28 @@ async fn the_cache_is_bounded_per_object_and_in_total() {
     }
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconfirmed_writes_settle_into_the_cache_once_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_with_cache(dir.path(), 1 << 20, 1 << 20);
+    let stub = host.namespace("PROBE").unwrap().id_from_name("eager").get();
+    // No response waits for these commits; the object must still learn
+    // that they are durable, or its pending writes would pile up.
+    for i in 0..20 {
+        let put = json!([{"op": "put", "key": format!("k{i}"), "value": "v", "unconfirmed": true}]);
+        run_ops(&stub, &put).await.unwrap();
+    }
+    let mut settled = false;
+    for _ in 0..200 {
+        run_ops(&stub, &get("k0")).await.unwrap();
+        if host.stats().cache_bytes >= 20 * 3 {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(settled, "durable writes never became cache entries");
+    assert_eq!(host.stats().disk_reads, 0);
+    host.shutdown().await;
+}
