@@ -1,6 +1,6 @@
 //! `kill -9` mid-load loses no acknowledged write: after each restart the
 //! counter is above every count a client was told, and no count was ever
-//! handed out twice.
+//! handed out twice. And an event's writes survive whole or not at all.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
