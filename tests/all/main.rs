@@ -18,3 +18,4 @@ mod storage_cache;
 mod storage_limits;
 mod storage_list;
 mod storage_model;
+mod storage_patterns;
