@@ -50,7 +50,9 @@ use std::fmt;
 
 pub use env::{Env, Namespace, ObjectId, State, Stub};
 pub use http::{Request, Response};
-pub use storage::{ListOptions, Storage, Transaction};
+pub use storage::{
+    ListOptions, MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_VALUE_BYTES, Storage, Transaction,
+};
 
 /// An error from the host or from a guest's own code.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,15 @@ use serde::de::DeserializeOwned;
 use crate::bindings::dohost::object::storage as wit;
 use crate::{Error, Result};
 
+/// The longest storage key, in bytes.
+pub const MAX_KEY_BYTES: usize = 2048;
+
+/// The largest storage value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 128 * 1024;
+
+/// The most keys (or entries) one many-key call takes.
+pub const MAX_KEYS_PER_CALL: usize = 128;
+
 /// Which entries [`Storage::list`] returns. `Default` lists every key in
 /// ascending order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

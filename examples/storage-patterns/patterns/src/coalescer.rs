@@ -14,7 +14,9 @@
 
 use std::collections::BTreeSet;
 
-use dohost_sdk::{DurableObject, Env, Request, Response, Result, State, Storage};
+use dohost_sdk::{
+    DurableObject, Env, MAX_KEYS_PER_CALL, Request, Response, Result, State, Storage,
+};
 use serde::Serialize;
 
 use crate::{Failure, Handled, bad_request, finish, no_route, route, scan};
@@ -23,9 +25,6 @@ use crate::{Failure, Handled, bad_request, finish, no_route, route, scan};
 /// memory until they commit together, so a client must not be able to make
 /// that set unbounded.
 const MAX_ITEMS: u32 = 10_000;
-
-/// Entries per `put_many` call: dohost's limit on keys per storage call.
-const PUT_MANY_CHUNK: u32 = 128;
 
 const ITEM_PREFIX: &str = "item:";
 const BATCH_KEY: &str = "batch";
@@ -43,7 +42,7 @@ pub struct Coalescer {
 enum Via {
     /// One `put` per item.
     Put,
-    /// `put_many`, [`PUT_MANY_CHUNK`] items per call.
+    /// `put_many`, as many items per call as dohost takes.
     PutMany,
 }
 
@@ -103,8 +102,9 @@ impl Coalescer {
                 }
             }
             Via::PutMany => {
-                for start in (0..n).step_by(PUT_MANY_CHUNK as usize) {
-                    let end = n.min(start + PUT_MANY_CHUNK);
+                let chunk = u32::try_from(MAX_KEYS_PER_CALL).unwrap_or(u32::MAX);
+                for start in (0..n).step_by(MAX_KEYS_PER_CALL) {
+                    let end = n.min(start.saturating_add(chunk));
                     storage.put_many((start..end).map(|i| (item_key(i), batch)))?;
                 }
             }

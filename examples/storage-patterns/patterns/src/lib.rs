@@ -18,7 +18,7 @@ mod user_cache;
 
 use std::fmt::Display;
 
-use dohost_sdk::{Error, ListOptions, Request, Response, Result};
+use dohost_sdk::{Error, ListOptions, MAX_VALUE_BYTES, Request, Response, Result};
 
 pub use cleanup::Cleanup;
 pub use coalescer::Coalescer;
@@ -32,10 +32,6 @@ dohost_sdk::export_objects!(UserCache, InitCounter, SafeCounter, Coalescer, Clea
 /// keys are at most 2,048 bytes, and this leaves room for the prefix a
 /// class puts before it.
 const MAX_NAME_BYTES: usize = 1024;
-
-/// The largest request body stored as one value, in bytes: dohost's limit
-/// on a storage value.
-const MAX_VALUE_BYTES: usize = 128 * 1024;
 
 /// How many entries one `list` call reads when a class walks its keys, so
 /// that a large object is read a page at a time, never all at once.
