@@ -18,14 +18,13 @@
 //! "commit `n` is durable" means every commit up to `n` is.
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use lru::LruCache;
 
-use crate::storage::{Write, WriteSet};
+use crate::storage::{Write, WriteSet, entries_in};
 
 /// The bytes a cache entry costs beyond its key and value: the LRU node, the
 /// hash table slot and the `String`/`Bytes` headers.
@@ -213,13 +212,7 @@ impl ObjectCache {
         upper: Option<&[u8]>,
         overlay: &mut BTreeMap<&'a str, Option<&'a [u8]>>,
     ) -> bool {
-        let range = self
-            .pending
-            .range::<str, _>((Bound::Included(lower), Bound::Unbounded));
-        for (k, p) in range {
-            if upper.is_some_and(|u| k.as_bytes() >= u) {
-                break;
-            }
+        for (k, p) in entries_in(&self.pending, lower, upper) {
             overlay.insert(k.as_str(), p.value.as_deref());
         }
         self.cleared_by.is_some()

@@ -11,7 +11,6 @@
 //! at all.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
 
 use bytes::Bytes;
 
@@ -19,7 +18,7 @@ use crate::bindings::object::dohost::object::storage::{
     self, ListOptions, OverLimit, ReadOptions, StorageError, WriteOptions,
 };
 use crate::object::{ObjectState, pass_gate};
-use crate::storage::{ListRange, Write, WriteSet};
+use crate::storage::{ListRange, Write, WriteSet, entries_in};
 
 /// The longest storage key, in bytes (Cloudflare's limit): keys are kept in
 /// memory and in every redb index page, so they must stay small.
@@ -195,13 +194,7 @@ impl EventWrites {
                 overlay.clear();
                 cleared = true;
             }
-            let range = layer
-                .entries
-                .range::<str, _>((Bound::Included(lower), Bound::Unbounded));
-            for (k, w) in range {
-                if upper.is_some_and(|u| k.as_bytes() >= u) {
-                    break;
-                }
+            for (k, w) in entries_in(&layer.entries, lower, upper) {
                 overlay.insert(k.as_str(), w.value.as_deref());
             }
         }

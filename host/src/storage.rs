@@ -186,6 +186,17 @@ impl ListRange {
     }
 }
 
+/// The entries of `map` with keys in `[lower, upper)` (bytewise), in
+/// order: the part of a write set or pending map a list must merge.
+pub(crate) fn entries_in<'a, 'u, V>(
+    map: &'a BTreeMap<String, V>,
+    lower: &str,
+    upper: Option<&'u [u8]>,
+) -> impl Iterator<Item = (&'a String, &'a V)> + use<'a, 'u, V> {
+    map.range::<str, _>((Bound::Included(lower), Bound::Unbounded))
+        .take_while(move |(k, _)| upper.is_none_or(|u| k.as_bytes() < u))
+}
+
 impl Store {
     /// Opens (or creates) the database at `path` and starts its committer.
     /// The receiver fires once the committer has committed everything it
