@@ -203,7 +203,7 @@ impl EventWrites {
 }
 
 impl ObjectState {
-    /// The current value of each key (`keys` checked and sorted), reading
+    /// The current value of each (checked) key, sorted by key, reading
     /// what neither the event nor the cache knows from redb in one go.
     fn read_many(
         &mut self,
