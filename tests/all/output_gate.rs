@@ -11,7 +11,7 @@ use dohost::CommitStage;
 
 use serde_json::json;
 
-use crate::support::{library_host, request, run_ops, text};
+use crate::support::{library_host, probe_stub, request, run_ops, text};
 
 /// A commit hook that records stages and, when `hold` is set, blocks the next
 /// commit until the test releases it.
@@ -77,7 +77,7 @@ async fn wait_until_held(valve: &Valve) {
 async fn responses_wait_for_their_commit() {
     let dir = tempfile::tempdir().unwrap();
     let (host, valve) = gated_host(dir.path());
-    let probe = host.namespace("PROBE").unwrap().id_from_name("gated").get();
+    let probe = probe_stub(&host, "gated");
     // Activate the object with nothing held.
     probe.fetch(request("PUT", "/kv/a", "0")).await.unwrap();
 
@@ -170,7 +170,7 @@ async fn one_commit_serves_many_objects() {
 async fn allow_unconfirmed_writes_do_not_hold_the_response() {
     let dir = tempfile::tempdir().unwrap();
     let (host, valve) = gated_host(dir.path());
-    let probe = host.namespace("PROBE").unwrap().id_from_name("eager").get();
+    let probe = probe_stub(&host, "eager");
     let unconfirmed = json!([{"op": "put", "key": "seen", "value": "1", "unconfirmed": true}]);
 
     // The commit of the unconfirmed write is held, yet its response comes.
@@ -200,11 +200,7 @@ async fn allow_unconfirmed_writes_do_not_hold_the_response() {
 async fn sync_makes_writes_durable_before_the_event_ends() {
     let dir = tempfile::tempdir().unwrap();
     let host = library_host(dir.path()).build().unwrap();
-    let probe = host
-        .namespace("PROBE")
-        .unwrap()
-        .id_from_name("synced")
-        .get();
+    let probe = probe_stub(&host, "synced");
     // Written, synced, then the event traps: what was synced stays, the
     // write after the sync is discarded with the event.
     let trapped = run_ops(
@@ -221,11 +217,7 @@ async fn sync_makes_writes_durable_before_the_event_ends() {
     host.shutdown().await;
 
     let host = library_host(dir.path()).build().unwrap();
-    let probe = host
-        .namespace("PROBE")
-        .unwrap()
-        .id_from_name("synced")
-        .get();
+    let probe = probe_stub(&host, "synced");
     let read = run_ops(
         &probe,
         &json!([{"op": "get", "key": "before"}, {"op": "get", "key": "after"}, {"op": "txn", "ops": [{"op": "sync"}]}]),

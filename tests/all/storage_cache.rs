@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::support::{library_host, run_ops};
+use crate::support::{library_host, probe_stub, run_ops};
 
 fn host_with_cache(dir: &std::path::Path, per_object: usize, total: usize) -> dohost::Host {
     library_host(dir)
@@ -26,7 +26,7 @@ fn get(key: &str) -> serde_json::Value {
 async fn a_hot_objects_reads_never_reach_redb() {
     let dir = tempfile::tempdir().unwrap();
     let host = host_with_cache(dir.path(), 1 << 20, 1 << 20);
-    let stub = host.namespace("PROBE").unwrap().id_from_name("hot").get();
+    let stub = probe_stub(&host, "hot");
     run_ops(&stub, &json!([{"op": "put", "key": "k", "value": "v"}]))
         .await
         .unwrap();
@@ -47,7 +47,7 @@ async fn a_hot_objects_reads_never_reach_redb() {
 
     // A fresh host reads each key from redb once, then from the cache.
     let host = host_with_cache(dir.path(), 1 << 20, 1 << 20);
-    let stub = host.namespace("PROBE").unwrap().id_from_name("hot").get();
+    let stub = probe_stub(&host, "hot");
     for _ in 0..100 {
         assert_eq!(
             run_ops(&stub, &get("k")).await.unwrap()[0],
@@ -117,7 +117,7 @@ async fn the_cache_is_bounded_per_object_and_in_total() {
 async fn unconfirmed_writes_settle_into_the_cache_once_durable() {
     let dir = tempfile::tempdir().unwrap();
     let host = host_with_cache(dir.path(), 1 << 20, 1 << 20);
-    let stub = host.namespace("PROBE").unwrap().id_from_name("eager").get();
+    let stub = probe_stub(&host, "eager");
     // No response waits for these commits; the object must still learn
     // that they are durable, or its pending writes would pile up.
     for i in 0..20 {

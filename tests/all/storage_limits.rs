@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{library_host, run_ops};
+use crate::support::{library_host, probe_stub, run_ops};
 
 fn error_of(result: &Value) -> &str {
     result["err"]
@@ -15,11 +15,7 @@ fn error_of(result: &Value) -> &str {
 async fn over_a_limit_fails_clearly_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let host = library_host(dir.path()).build().unwrap();
-    let stub = host
-        .namespace("PROBE")
-        .unwrap()
-        .id_from_name("limits")
-        .get();
+    let stub = probe_stub(&host, "limits");
 
     let key_at_limit = "k".repeat(dohost::MAX_KEY_BYTES);
     let key_over = "k".repeat(dohost::MAX_KEY_BYTES + 1);

@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use crate::storage_model::{ListArgs, Model, list_model};
-use crate::support::{library_host, request, run_ops, text};
+use crate::support::{library_host, probe_stub, request, run_ops, text};
 
 async fn list(stub: &dohost::Stub, query: &str) -> String {
     text(
@@ -21,11 +21,7 @@ async fn list(stub: &dohost::Stub, query: &str) -> String {
 /// A host on `dir` and a stub for the object "lister".
 fn lister(dir: &std::path::Path) -> (dohost::Host, dohost::Stub) {
     let host = library_host(dir).build().unwrap();
-    let stub = host
-        .namespace("PROBE")
-        .unwrap()
-        .id_from_name("lister")
-        .get();
+    let stub = probe_stub(&host, "lister");
     (host, stub)
 }
 

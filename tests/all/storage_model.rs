@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
 
-use crate::support::{library_host, run_ops};
+use crate::support::{library_host, probe_stub, run_ops};
 
 pub(crate) type Model = BTreeMap<String, String>;
 
@@ -279,7 +279,7 @@ async fn check_case(
                 *host = tiny_cache_host(dir);
             }
             Step::Event { ops, trap } => {
-                let stub = host.namespace("PROBE").unwrap().id_from_name(object).get();
+                let stub = probe_stub(host, object);
                 let mut json_ops: Vec<Value> = ops.iter().map(to_json).collect();
                 if *trap {
                     json_ops.push(json!({"op": "panic"}));
@@ -301,7 +301,7 @@ async fn check_case(
         }
     }
     // Everything, read back in one list at the end.
-    let stub = host.namespace("PROBE").unwrap().id_from_name(object).get();
+    let stub = probe_stub(host, object);
     let all = run_ops(&stub, &json!([{"op": "list"}])).await.unwrap();
     prop_assert_eq!(&all[0], &ok(json!(model.iter().collect::<Vec<_>>())));
     Ok(())

@@ -196,6 +196,14 @@ pub fn library_host(data: &Path) -> dohost::HostBuilder {
         })
 }
 
+/// The probe object named `name` on `host`.
+pub fn probe_stub(host: &dohost::Host, name: &str) -> dohost::Stub {
+    host.namespace("PROBE")
+        .expect("the PROBE binding")
+        .id_from_name(name)
+        .get()
+}
+
 /// A GET request for the library API.
 pub fn request(method: &str, path: &str, body: &str) -> http::Request<Bytes> {
     http::Request::builder()
