@@ -18,9 +18,10 @@ fn probe_component() -> std::path::PathBuf {
     dohost::build::build_rust_guest(&root.join("tests/guests/probe")).expect("probe builds")
 }
 
-/// A host over the probe with `cache_per_object` bytes of cache per object.
-fn host(data: &Path, probe: &Path, cache_per_object: usize) -> dohost::Host {
-    dohost::Host::builder()
+/// A host over the probe with `cache_per_object` bytes of cache per object,
+/// and the probe object the benchmarks use.
+fn host(data: &Path, probe: &Path, cache_per_object: usize) -> (dohost::Host, dohost::Stub) {
+    let host = dohost::Host::builder()
         .data_dir(data)
         .binding("PROBE", "Probe", probe)
         .settings(dohost::Settings {
@@ -28,7 +29,13 @@ fn host(data: &Path, probe: &Path, cache_per_object: usize) -> dohost::Host {
             ..dohost::Settings::default()
         })
         .build()
-        .expect("host builds")
+        .expect("host builds");
+    let stub = host
+        .namespace("PROBE")
+        .expect("binding")
+        .id_from_name("bench")
+        .get();
+    (host, stub)
 }
 
 /// Runs `ops` in one event of `stub`.
@@ -66,16 +73,11 @@ fn storage(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Linear);
     {
         let _guard = rt.enter();
-        let cached = host(
+        let (cached, stub) = host(
             &dir.path().join("cached"),
             &probe,
             dohost::DEFAULT_CACHE_PER_OBJECT,
         );
-        let stub = cached
-            .namespace("PROBE")
-            .expect("binding")
-            .id_from_name("bench")
-            .get();
         rt.block_on(ops(&stub, &seed));
 
         let get = json!({"op": "get", "key": "k"});
@@ -93,12 +95,7 @@ fn storage(c: &mut Criterion) {
         rt.block_on(cached.shutdown());
 
         // No cache: every get reads redb.
-        let uncached = host(&dir.path().join("cached"), &probe, 0);
-        let stub = uncached
-            .namespace("PROBE")
-            .expect("binding")
-            .id_from_name("bench")
-            .get();
+        let (uncached, stub) = host(&dir.path().join("cached"), &probe, 0);
         group.bench_function("get (uncached)", |b| {
             b.iter_custom(|iters| repeated(&rt, &stub, &get, iters));
         });
@@ -109,16 +106,11 @@ fn storage(c: &mut Criterion) {
     let mut group = c.benchmark_group("storage");
     {
         let _guard = rt.enter();
-        let durable = host(
+        let (durable, stub) = host(
             &dir.path().join("durable"),
             &probe,
             dohost::DEFAULT_CACHE_PER_OBJECT,
         );
-        let stub = durable
-            .namespace("PROBE")
-            .expect("binding")
-            .id_from_name("bench")
-            .get();
         let put = json!([{"op": "put", "key": "p", "value": value}]);
         group.bench_function("put + commit (one event, durable)", |b| {
             b.iter(|| rt.block_on(ops(&stub, &put)));
