@@ -12,6 +12,9 @@ pub(crate) mod object {
             default: trappable,
         },
         exports: { default: async },
+        with: {
+            "dohost:object/sql.cursor": crate::sql::Cursor,
+        },
     });
 }
 

@@ -145,6 +145,11 @@ impl ObjectCache {
 
     /// Takes a write set that is being sent to the committer; returns the
     /// sequence number of its commit.
+    /// The number the next [`ObjectCache::stage`] gives its commit.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.last_seq + 1
+    }
+
     pub(crate) fn stage(&mut self, writes: &WriteSet) -> u64 {
         self.last_seq += 1;
         let seq = self.last_seq;
@@ -245,6 +250,7 @@ mod tests {
                     )
                 })
                 .collect(),
+            ..WriteSet::default()
         }
     }
 

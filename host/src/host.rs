@@ -16,6 +16,7 @@ use crate::engine::{EngineLimits, Runtime};
 use crate::error::{Error, ErrorKind, Result};
 use crate::namespace::{Namespace, from_wit_response, to_wit_request};
 use crate::object::{DEFAULT_IDLE_TIMEOUT, ObjectState};
+use crate::sql::DEFAULT_MAX_SQL_DATABASE_BYTES;
 use crate::storage::{CommitHook, Store};
 use crate::worker::{WorkerPool, WorkerState};
 
@@ -64,6 +65,9 @@ pub struct Settings {
     /// Bytes of cached storage values of all objects together
     /// ([`DEFAULT_CACHE_TOTAL`]).
     pub cache_total: usize,
+    /// The largest SQL database of one object, in bytes
+    /// ([`DEFAULT_MAX_SQL_DATABASE_BYTES`]).
+    pub max_sql_database_bytes: u64,
 }
 
 impl Default for Settings {
@@ -76,6 +80,7 @@ impl Default for Settings {
             memory_per_object: DEFAULT_MEMORY_PER_OBJECT,
             cache_per_object: DEFAULT_CACHE_PER_OBJECT,
             cache_total: DEFAULT_CACHE_TOTAL,
+            max_sql_database_bytes: DEFAULT_MAX_SQL_DATABASE_BYTES,
         }
     }
 }

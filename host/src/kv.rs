@@ -370,7 +370,19 @@ impl storage::Host for ObjectState {
     }
 
     fn delete_all(&mut self, options: WriteOptions) -> wasmtime::Result<StorageResult<()>> {
-        self.io.writes.clear_all(options);
+        let io = &mut self.io;
+        if io.writes.depth() > 0 {
+            // A transaction can roll back KV writes but not a dropped SQL
+            // database, so inside one delete-all is for KV-only objects.
+            match io.sql.has_database() {
+                Ok(false) => {}
+                Ok(true) => return Ok(Err(StorageError::InTransaction)),
+                Err(e) => return Ok(Err(internal(e))),
+            }
+        } else {
+            io.sql.wipe();
+        }
+        io.writes.clear_all(options);
         Ok(Ok(()))
     }
 
@@ -390,14 +402,41 @@ impl storage::Host for ObjectState {
     }
 
     fn transaction_begin(&mut self) -> wasmtime::Result<StorageResult<u32>> {
-        Ok(self.io.writes.begin())
+        let depth = match self.io.writes.begin() {
+            Ok(depth) => depth,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = self.io.sql.begin(depth as usize) {
+            let _ = self.io.writes.rollback();
+            return Ok(Err(internal(e.message)));
+        }
+        Ok(Ok(depth))
     }
 
     fn transaction_commit(&mut self) -> wasmtime::Result<StorageResult<()>> {
+        let depth = self.io.writes.depth();
+        if depth == 0 {
+            return Ok(Err(StorageError::NoTransaction));
+        }
+        if let Err(e) = self.io.sql.commit(depth) {
+            // SQL rolled the transaction back; so does KV.
+            let _ = self.io.writes.rollback();
+            return Ok(Err(internal(e.message)));
+        }
         Ok(self.io.writes.commit())
     }
 
     fn transaction_rollback(&mut self) -> wasmtime::Result<StorageResult<()>> {
+        let depth = self.io.writes.depth();
+        if depth == 0 {
+            return Ok(Err(StorageError::NoTransaction));
+        }
+        if let Err(e) = self.io.sql.rollback(depth) {
+            return Err(wasmtime::Error::msg(format!(
+                "the SQL transaction could not roll back ({}); the object is reset",
+                e.message
+            )));
+        }
         Ok(self.io.writes.rollback())
     }
 }

@@ -35,8 +35,11 @@ mod host;
 mod kv;
 mod namespace;
 mod object;
+mod pages;
 pub mod server;
+mod sql;
 mod storage;
+mod vfs;
 mod worker;
 
 pub use config::{BindingConfig, ComponentSource, Config};
@@ -49,4 +52,7 @@ pub use host::{
 pub use kv::{MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_TRANSACTION_DEPTH, MAX_VALUE_BYTES};
 pub use namespace::{Namespace, ObjectId, Stub};
 pub use object::DEFAULT_IDLE_TIMEOUT;
+pub use sql::{
+    DEFAULT_MAX_SQL_DATABASE_BYTES, MAX_SQL_PARAMS, MAX_SQL_STATEMENT_BYTES, MAX_SQL_VALUE_BYTES,
+};
 pub use storage::{CommitHook, CommitStage};

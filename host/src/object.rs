@@ -44,6 +44,7 @@ use crate::engine::{self, GuestMeter};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::HostShared;
 use crate::kv::EventWrites;
+use crate::sql::Sql;
 use crate::storage::{CommitResult, ObjectKey, ObjectRecord};
 
 /// Resolves when the object's writes up to some event are durable.
@@ -97,6 +98,8 @@ pub(crate) struct ObjectIo {
     pub(crate) cache: ObjectCache,
     /// The running event's writes.
     pub(crate) writes: EventWrites,
+    /// The object's SQL database (no connection until first used).
+    pub(crate) sql: Sql,
     /// Commits sent and not yet known durable, oldest first, with the
     /// sequence numbers the cache gave them.
     in_flight: VecDeque<(u64, Gate)>,
@@ -111,7 +114,12 @@ pub(crate) struct ObjectIo {
 impl ObjectIo {
     /// Hands what the event has committed so far to the committer.
     pub(crate) fn flush(&mut self) {
-        let (writes, confirmed) = self.writes.take_committed();
+        let (mut writes, mut confirmed) = self.writes.take_committed();
+        // The cache numbers the commit; the SQL pages are staged under the
+        // same number (an empty write set does not use its number).
+        let seq = self.cache.next_seq();
+        writes.pages = self.sql.stage(seq);
+        confirmed |= !writes.pages.is_empty();
         if writes.is_empty() {
             return;
         }
@@ -119,7 +127,8 @@ impl ObjectIo {
             class: self.identity.class.to_string(),
             name: self.identity.name.clone(),
         });
-        let seq = self.cache.stage(&writes);
+        let staged = self.cache.stage(&writes);
+        debug_assert_eq!(seq, staged);
         let gate = self
             .shared
             .store
@@ -153,6 +162,7 @@ impl ObjectIo {
                     let seq = *seq;
                     self.in_flight.pop_front();
                     self.cache.durable(seq);
+                    self.sql.durable(seq);
                     if self.confirmed.as_ref().is_some_and(|(s, _)| *s <= seq) {
                         self.confirmed = None;
                     }
@@ -168,6 +178,7 @@ impl ObjectIo {
     async fn forget(&mut self) {
         let _ = pass_gate(self.latest_commit()).await;
         self.cache.clear();
+        self.sql.forget();
         self.in_flight.clear();
         self.confirmed = None;
         self.registered = false;
@@ -177,7 +188,7 @@ impl ObjectIo {
 /// The data of an object's wasmtime store.
 pub(crate) struct ObjectState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     pub(crate) io: ObjectIo,
     meter: GuestMeter,
 }
@@ -233,6 +244,12 @@ impl Actor {
             shared: shared.clone(),
             cache: ObjectCache::new(shared.cache_budget.clone()),
             writes: EventWrites::new(),
+            sql: Sql::new(
+                identity.key,
+                shared.clone(),
+                shared.settings.max_sql_database_bytes,
+                shared.settings.cpu_time_per_event,
+            ),
             in_flight: VecDeque::new(),
             confirmed: None,
             registered: false,
@@ -309,7 +326,9 @@ impl Actor {
         if let Some((store, _)) = self.instance.take() {
             self.io = Some(store.into_data().io);
         }
-        self.io_mut().writes.reset();
+        let io = self.io_mut();
+        io.writes.reset();
+        io.sql.reset();
     }
 
     async fn activate(&mut self) -> Result<()> {
@@ -340,6 +359,7 @@ impl Actor {
             }
         };
         let class = self.identity.class.to_string();
+        store.data().io.sql.begin_event();
         let init = instance
             .dohost_object_handler()
             .call_init(&mut store, &class)
@@ -385,6 +405,7 @@ impl Actor {
             return Err(Error::new(ErrorKind::Component, "object has no instance"));
         };
         store.data_mut().meter.begin_event();
+        store.data().io.sql.begin_event();
         let result = instance
             .dohost_object_handler()
             .call_fetch(&mut *store, &req)
@@ -413,6 +434,13 @@ impl Actor {
         let open = io.writes.close_transactions();
         if open > 0 {
             tracing::warn!(object = %io.identity.id_hex, "the event ended with {open} transaction(s) open; rolled back");
+        }
+        if let Err(e) = io.sql.end_event() {
+            // The savepoints could not be rolled back: the connection's
+            // state is unknown, so the event's writes are dropped.
+            tracing::error!(object = %io.identity.id_hex, "{}; resetting the object", e.message);
+            self.reset();
+            return;
         }
         io.flush();
     }

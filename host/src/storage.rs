@@ -4,6 +4,9 @@
 //! - `kv`: object key (36 bytes: namespace number u32 big-endian, then the
 //!   32-byte object id) followed by the UTF-8 storage key -> value bytes.
 //!   An object's keys are one contiguous range, in UTF-8 byte order.
+//! - `pages`: object key followed by the page number (u32 big-endian) ->
+//!   page bytes ([`PAGE_SIZE`]): the object's SQLite database file
+//!   ([`crate::pages`]). The file's length is its last page's end.
 //! - `objects`: object key -> JSON record (class, name): the directory of
 //!   objects that have written something.
 //! - `namespaces`: binding name -> namespace number (u32) and the 32-byte
@@ -31,6 +34,7 @@ use tokio::sync::oneshot;
 use crate::error::{Error, ErrorKind, Result};
 
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+const PAGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pages");
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
 
@@ -70,7 +74,18 @@ impl ObjectKey {
         increment(&mut k);
         k
     }
+
+    fn page_key(&self, page: u32) -> [u8; OBJECT_KEY_LEN + 4] {
+        let mut k = [0u8; OBJECT_KEY_LEN + 4];
+        k[..OBJECT_KEY_LEN].copy_from_slice(&self.0);
+        k[OBJECT_KEY_LEN..].copy_from_slice(&page.to_be_bytes());
+        k
+    }
 }
+
+/// The size of a page of an object's SQL database file, in bytes (SQLite's
+/// default page size, which objects cannot change).
+pub(crate) const PAGE_SIZE: usize = 4096;
 
 /// Turns `bytes` into the smallest byte string greater than every string it
 /// prefixes. An all-0xFF input becomes empty (meaning: no upper bound).
@@ -98,19 +113,36 @@ pub(crate) struct Write {
     pub(crate) no_cache: bool,
 }
 
+/// Changes to an object's SQL database file.
+#[derive(Default, Clone, Debug)]
+pub(crate) struct PageWrites {
+    /// Cut the file to this many pages first.
+    pub(crate) truncate: Option<u32>,
+    /// Then write these pages (each [`PAGE_SIZE`] bytes).
+    pub(crate) pages: BTreeMap<u32, Bytes>,
+}
+
+impl PageWrites {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.truncate.is_none() && self.pages.is_empty()
+    }
+}
+
 /// One object's writes that commit together (an event's, or a part of one
 /// flushed by `sync`).
 #[derive(Default, Clone, Debug)]
 pub(crate) struct WriteSet {
-    /// Remove every key of the object first (`delete-all`).
+    /// Remove every key and SQL page of the object first (`delete-all`).
     pub(crate) clear: bool,
     /// Then write these.
     pub(crate) entries: BTreeMap<String, Write>,
+    /// And these SQL database changes.
+    pub(crate) pages: PageWrites,
 }
 
 impl WriteSet {
     pub(crate) fn is_empty(&self) -> bool {
-        !self.clear && self.entries.is_empty()
+        !self.clear && self.entries.is_empty() && self.pages.is_empty()
     }
 }
 
@@ -213,6 +245,8 @@ impl Store {
         {
             txn.open_table(KV)
                 .map_err(|e| Error::storage("open kv", e))?;
+            txn.open_table(PAGES)
+                .map_err(|e| Error::storage("open pages", e))?;
             txn.open_table(OBJECTS)
                 .map_err(|e| Error::storage("open objects", e))?;
             txn.open_table(NAMESPACES)
@@ -332,6 +366,46 @@ impl Store {
                 Ok(value.map(|v| v.value().to_vec()))
             })
             .collect()
+    }
+
+    /// Reads a committed page of `object`'s SQL database.
+    pub(crate) fn read_page(&self, object: &ObjectKey, page: u32) -> Result<Option<Vec<u8>>> {
+        self.disk_reads.fetch_add(1, Ordering::Relaxed);
+        let txn = self
+            .db()?
+            .begin_read()
+            .map_err(|e| Error::storage("read page", e))?;
+        let table = txn
+            .open_table(PAGES)
+            .map_err(|e| Error::storage("read page", e))?;
+        let value = table
+            .get(object.page_key(page).as_slice())
+            .map_err(|e| Error::storage("read page", e))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// The committed length of `object`'s SQL database file, in pages.
+    pub(crate) fn page_count(&self, object: &ObjectKey) -> Result<u32> {
+        let txn = self
+            .db()?
+            .begin_read()
+            .map_err(|e| Error::storage("read pages", e))?;
+        let table = txn
+            .open_table(PAGES)
+            .map_err(|e| Error::storage("read pages", e))?;
+        let lo = object.page_key(0);
+        let hi = object.kv_end();
+        let last = table
+            .range::<&[u8]>(lo.as_slice()..hi.as_slice())
+            .map_err(|e| Error::storage("read pages", e))?
+            .next_back()
+            .transpose()
+            .map_err(|e| Error::storage("read pages", e))?;
+        Ok(last.map_or(0, |(k, _)| {
+            let mut n = [0u8; 4];
+            n.copy_from_slice(&k.value()[OBJECT_KEY_LEN..]);
+            u32::from_be_bytes(n) + 1
+        }))
     }
 
     /// Lists committed entries of `object` in `range` (none if
@@ -504,12 +578,30 @@ fn commit_batch(db: &Database, batch: &[CommitRequest]) -> CommitResult {
     let txn = db.begin_write().map_err(|e| err(&e))?;
     {
         let mut kv = txn.open_table(KV).map_err(|e| err(&e))?;
+        let mut pages = txn.open_table(PAGES).map_err(|e| err(&e))?;
         let mut objects = txn.open_table(OBJECTS).map_err(|e| err(&e))?;
         for request in batch {
+            let object = &request.object;
+            let end = object.kv_end();
             if request.writes.clear {
-                let lo = request.object.kv_key("");
-                let hi = request.object.kv_end();
-                kv.retain_in::<&[u8], _>(lo.as_slice()..hi.as_slice(), |_, _| false)
+                let lo = object.kv_key("");
+                kv.retain_in::<&[u8], _>(lo.as_slice()..end.as_slice(), |_, _| false)
+                    .map_err(|e| err(&e))?;
+            }
+            let page_writes = &request.writes.pages;
+            let cut = match (request.writes.clear, page_writes.truncate) {
+                (true, _) => Some(0),
+                (false, cut) => cut,
+            };
+            if let Some(cut) = cut {
+                let lo = object.page_key(cut);
+                pages
+                    .retain_in::<&[u8], _>(lo.as_slice()..end.as_slice(), |_, _| false)
+                    .map_err(|e| err(&e))?;
+            }
+            for (page, bytes) in &page_writes.pages {
+                pages
+                    .insert(object.page_key(*page).as_slice(), bytes.as_ref())
                     .map_err(|e| err(&e))?;
             }
             for (key, Write { value, .. }) in &request.writes.entries {

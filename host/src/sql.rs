@@ -1,0 +1,1128 @@
+//! The SQL API an object imports (`wit/sql.wit`): one SQLite database per
+//! object, its file kept in redb through the `dohost` VFS ([`crate::vfs`],
+//! [`crate::pages`]).
+//!
+//! **Lifecycle.** An object that never calls `sql` opens no connection. The
+//! first `exec` opens one on the object's page file; it stays open while the
+//! object lives (its page cache is what makes reads cheap) and is closed
+//! when the object traps, fails a commit or runs `delete-all`, so the next
+//! use reopens it from what is committed.
+//!
+//! **Atomicity with KV.** SQLite commits each autocommit statement into the
+//! page file's dirty pages; the event's dirty pages go to the committer with
+//! its KV writes when the event ends (or at `sync`), one write set, one redb
+//! transaction. Storage transactions (`transaction-begin` and friends) are
+//! SQLite savepoints too, opened lazily: a transaction's SQL and KV writes
+//! commit or roll back together. Plain `BEGIN`/`COMMIT`/`SAVEPOINT` in guest
+//! SQL are refused by the authorizer, as Cloudflare does.
+//!
+//! **Cursors.** `exec` runs every statement but the last to completion and
+//! the last up to its first row; the rest is stepped as the guest reads.
+//! Statements live in the [`SqlDb`], never in the guest's resource table, so
+//! none outlives its connection; cursors close when the event ends, a
+//! transaction ends, `sync` runs or the connection closes.
+//!
+//! **Limits.** Statement length, bound parameters and value size are
+//! SQLite limits set on the connection (and checked first, for a clearer
+//! message); the database size is `max_page_count`; a statement that runs
+//! past the event's CPU budget is interrupted by a progress handler.
+
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::limits::Limit;
+use rusqlite::{Connection, ffi};
+use wasmtime::component::Resource;
+
+use crate::bindings::object::dohost::object::sql::{self, SqlError, SqlValue};
+use crate::object::ObjectState;
+use crate::pages::PageFile;
+use crate::storage::{ObjectKey, PAGE_SIZE, PageWrites};
+
+/// The longest SQL string one `exec` takes, in bytes (Cloudflare's limit).
+pub const MAX_SQL_STATEMENT_BYTES: usize = 100_000;
+
+/// The most values one `exec` binds (Cloudflare's limit).
+pub const MAX_SQL_PARAMS: usize = 100;
+
+/// The largest string, blob or row in a SQL database, in bytes
+/// (Cloudflare's limit).
+pub const MAX_SQL_VALUE_BYTES: usize = 2_000_000;
+
+/// The largest SQL database of one object by default, in bytes
+/// (Cloudflare's limit: 10 GB).
+pub const DEFAULT_MAX_SQL_DATABASE_BYTES: u64 = 10_000_000_000;
+
+/// SQLite's page cache per connection, in KiB (SQLite's own default).
+const PAGE_CACHE_KIB: i64 = 2048;
+
+/// The most bytes of rows one `next-batch` returns (at least one row).
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// SQLite virtual-machine steps between checks of the CPU deadline.
+const PROGRESS_STEPS: c_int = 1000;
+
+type SqlResult<T> = std::result::Result<T, SqlError>;
+
+fn error(code: c_int, message: impl Into<String>) -> SqlError {
+    SqlError {
+        code,
+        message: message.into(),
+    }
+}
+
+/// What went wrong in an `exec`: an error the guest sees, or one that
+/// leaves the event's KV and SQL writes inconsistent, so the event traps.
+pub(crate) enum Failure {
+    Sql(SqlError),
+    Trap(String),
+}
+
+impl From<SqlError> for Failure {
+    fn from(e: SqlError) -> Self {
+        Failure::Sql(e)
+    }
+}
+
+/// A prepared statement, owned by its [`SqlDb`].
+struct Stmt(NonNull<ffi::sqlite3_stmt>);
+
+// SAFETY: a statement is only used with its connection, by whoever holds
+// the object's io (one thread at a time); the connection is opened with
+// SQLITE_OPEN_NO_MUTEX, which allows that.
+unsafe impl Send for Stmt {}
+
+impl Drop for Stmt {
+    fn drop(&mut self) {
+        // SAFETY: the statement is live: SqlDb drops its statements before
+        // its connection.
+        unsafe { ffi::sqlite3_finalize(self.0.as_ptr()) };
+    }
+}
+
+impl Stmt {
+    fn raw(&self) -> *mut ffi::sqlite3_stmt {
+        self.0.as_ptr()
+    }
+
+    fn step(&self) -> c_int {
+        // SAFETY: a live statement.
+        unsafe { ffi::sqlite3_step(self.raw()) }
+    }
+
+    fn param_count(&self) -> usize {
+        // SAFETY: a live statement.
+        let n = unsafe { ffi::sqlite3_bind_parameter_count(self.raw()) };
+        usize::try_from(n).unwrap_or(0)
+    }
+
+    fn columns(&self) -> Vec<String> {
+        // SAFETY: a live statement; names are NUL-terminated and valid
+        // until the next call on the statement, so they are copied at once.
+        unsafe {
+            let n = ffi::sqlite3_column_count(self.raw());
+            (0..n)
+                .map(|i| {
+                    let name = ffi::sqlite3_column_name(self.raw(), i);
+                    if name.is_null() {
+                        String::new()
+                    } else {
+                        std::ffi::CStr::from_ptr(name)
+                            .to_string_lossy()
+                            .into_owned()
+                    }
+                })
+                .collect()
+        }
+    }
+
+    /// The current row (after a step returned `SQLITE_ROW`) and its size.
+    fn row(&self) -> (Vec<SqlValue>, usize) {
+        let mut size = 0;
+        // SAFETY: a live statement on a row; text and blob pointers are
+        // valid for the length SQLite reports until the next step, and are
+        // copied at once.
+        let values = unsafe {
+            let n = ffi::sqlite3_column_count(self.raw());
+            (0..n)
+                .map(|i| {
+                    let raw = self.raw();
+                    let bytes = |p: *const u8| {
+                        let len = usize::try_from(ffi::sqlite3_column_bytes(raw, i)).unwrap_or(0);
+                        if p.is_null() || len == 0 {
+                            &[][..]
+                        } else {
+                            std::slice::from_raw_parts(p, len)
+                        }
+                    };
+                    match ffi::sqlite3_column_type(raw, i) {
+                        ffi::SQLITE_INTEGER => {
+                            size += 8;
+                            SqlValue::Integer(ffi::sqlite3_column_int64(raw, i))
+                        }
+                        ffi::SQLITE_FLOAT => {
+                            size += 8;
+                            SqlValue::Real(ffi::sqlite3_column_double(raw, i))
+                        }
+                        ffi::SQLITE_TEXT => {
+                            let b = bytes(ffi::sqlite3_column_text(raw, i));
+                            size += b.len();
+                            SqlValue::Text(String::from_utf8_lossy(b).into_owned())
+                        }
+                        ffi::SQLITE_BLOB => {
+                            let b = bytes(ffi::sqlite3_column_blob(raw, i).cast::<u8>());
+                            size += b.len();
+                            SqlValue::Blob(b.to_vec())
+                        }
+                        _ => SqlValue::Null,
+                    }
+                })
+                .collect()
+        };
+        (values, size)
+    }
+
+    fn bind(&self, index: usize, value: &SqlValue) -> c_int {
+        let i = c_int::try_from(index + 1).unwrap_or(c_int::MAX);
+        let raw = self.raw();
+        // SAFETY: a live statement; SQLITE_TRANSIENT makes SQLite copy text
+        // and blobs before the call returns.
+        unsafe {
+            match value {
+                SqlValue::Null => ffi::sqlite3_bind_null(raw, i),
+                SqlValue::Integer(v) => ffi::sqlite3_bind_int64(raw, i, *v),
+                SqlValue::Real(v) => ffi::sqlite3_bind_double(raw, i, *v),
+                SqlValue::Text(s) => ffi::sqlite3_bind_text64(
+                    raw,
+                    i,
+                    s.as_ptr().cast::<c_char>(),
+                    s.len() as u64,
+                    ffi::SQLITE_TRANSIENT(),
+                    ffi::SQLITE_UTF8 as u8,
+                ),
+                SqlValue::Blob(b) if b.is_empty() => ffi::sqlite3_bind_zeroblob(raw, i, 0),
+                SqlValue::Blob(b) => ffi::sqlite3_bind_blob64(
+                    raw,
+                    i,
+                    b.as_ptr().cast(),
+                    b.len() as u64,
+                    ffi::SQLITE_TRANSIENT(),
+                ),
+            }
+        }
+    }
+
+    /// Rows walked by full table scans so far.
+    fn fullscan_steps(&self) -> u64 {
+        // SAFETY: a live statement.
+        let n = unsafe {
+            ffi::sqlite3_stmt_status(self.raw(), ffi::SQLITE_STMTSTATUS_FULLSCAN_STEP, 0)
+        };
+        u64::try_from(n).unwrap_or(0)
+    }
+}
+
+/// True if `sql` holds anything but whitespace, `;` and comments.
+fn has_statement(sql: &[u8]) -> bool {
+    let mut i = 0;
+    while i < sql.len() {
+        match sql[i] {
+            b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' | b';' => i += 1,
+            b'-' if sql.get(i + 1) == Some(&b'-') => {
+                while i < sql.len() && sql[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if sql.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < sql.len() && !(sql[i] == b'*' && sql.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                i += 2;
+            }
+            _ => return true,
+        }
+    }
+    false
+}
+
+/// What the authorizer lets guest SQL do. Host statements (savepoints) run
+/// with `trusted` set.
+#[derive(Default)]
+struct Policy {
+    trusted: AtomicBool,
+    /// Why the last statement was refused.
+    denied: Mutex<Option<String>>,
+}
+
+/// Pragmas guest SQL may read or set.
+const SETTABLE_PRAGMAS: &[&str] = &[
+    "analysis_limit",
+    "application_id",
+    "automatic_index",
+    "case_sensitive_like",
+    "defer_foreign_keys",
+    "foreign_keys",
+    "ignore_check_constraints",
+    "legacy_alter_table",
+    "optimize",
+    "recursive_triggers",
+    "reverse_unordered_selects",
+    "user_version",
+];
+
+/// Pragmas guest SQL may run to inspect the database (any argument names
+/// what to inspect; nothing is changed).
+const INSPECTING_PRAGMAS: &[&str] = &[
+    "collation_list",
+    "compile_options",
+    "data_version",
+    "foreign_key_check",
+    "foreign_key_list",
+    "freelist_count",
+    "function_list",
+    "index_info",
+    "index_list",
+    "index_xinfo",
+    "integrity_check",
+    "pragma_list",
+    "quick_check",
+    "table_info",
+    "table_list",
+    "table_xinfo",
+];
+
+/// Pragmas guest SQL may read but not set.
+const READABLE_PRAGMAS: &[&str] = &[
+    "encoding",
+    "max_page_count",
+    "page_count",
+    "page_size",
+    "schema_version",
+];
+
+fn refusal(action: &AuthAction<'_>) -> Option<String> {
+    match action {
+        AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => Some(
+            "BEGIN, COMMIT, ROLLBACK and SAVEPOINT cannot be used in exec: group statements \
+             with the storage transaction API (transaction_sync), which runs them in one \
+             SQLite savepoint together with the KV writes"
+                .into(),
+        ),
+        AuthAction::Attach { .. } | AuthAction::Detach { .. } => {
+            Some("ATTACH and DETACH cannot be used: an object has exactly one database".into())
+        }
+        AuthAction::CreateTempTable { .. }
+        | AuthAction::CreateTempIndex { .. }
+        | AuthAction::CreateTempTrigger { .. }
+        | AuthAction::CreateTempView { .. } => Some(
+            "temporary tables, indexes, triggers and views cannot be created: use ordinary \
+             ones (they live in the object's database)"
+                .into(),
+        ),
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value,
+        } => {
+            let name = pragma_name.to_ascii_lowercase();
+            let allowed = SETTABLE_PRAGMAS.contains(&name.as_str())
+                || INSPECTING_PRAGMAS.contains(&name.as_str())
+                || (READABLE_PRAGMAS.contains(&name.as_str()) && pragma_value.is_none());
+            (!allowed).then(|| {
+                format!(
+                    "PRAGMA {name} cannot be used{}: the host manages the database's storage \
+                     settings",
+                    if pragma_value.is_some() {
+                        " with a value"
+                    } else {
+                        ""
+                    }
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+fn authorize(policy: &Policy, context: AuthContext<'_>) -> Authorization {
+    if policy.trusted.load(Ordering::Relaxed) {
+        return Authorization::Allow;
+    }
+    match refusal(&context.action) {
+        Some(reason) => {
+            *policy.denied.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+            Authorization::Deny
+        }
+        None => Authorization::Allow,
+    }
+}
+
+/// Nanoseconds since the first call: the clock of CPU deadlines.
+fn now_nanos() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// An open connection and its live statements.
+struct SqlDb {
+    /// Statements of open cursors, by cursor id. Declared before `conn`, so
+    /// they are finalized before it closes.
+    live: HashMap<u64, Stmt>,
+    conn: Connection,
+    policy: Arc<Policy>,
+    /// Storage transaction levels that have a SQLite savepoint.
+    savepoints: usize,
+}
+
+impl SqlDb {
+    fn handle(&self) -> *mut ffi::sqlite3 {
+        // SAFETY: the handle is only used while `conn` lives, on this thread.
+        unsafe { self.conn.handle() }
+    }
+
+    /// The connection's latest error.
+    fn last_error(&self) -> SqlError {
+        let db = self.handle();
+        // SAFETY: a live connection; the message is copied at once.
+        unsafe {
+            let code = ffi::sqlite3_extended_errcode(db);
+            let message = ffi::sqlite3_errmsg(db);
+            let message = if message.is_null() {
+                ffi::code_to_str(code).to_owned()
+            } else {
+                std::ffi::CStr::from_ptr(message)
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            error(code, message)
+        }
+    }
+
+    fn total_changes(&self) -> u64 {
+        // SAFETY: a live connection.
+        u64::try_from(unsafe { ffi::sqlite3_total_changes64(self.handle()) }).unwrap_or(0)
+    }
+
+    fn in_transaction(&self) -> bool {
+        // SAFETY: a live connection.
+        unsafe { ffi::sqlite3_get_autocommit(self.handle()) == 0 }
+    }
+
+    /// Runs host SQL (savepoints), past the authorizer.
+    fn host_exec(&self, sql: &str) -> rusqlite::Result<()> {
+        self.policy.trusted.store(true, Ordering::Relaxed);
+        let result = self.conn.execute_batch(sql);
+        self.policy.trusted.store(false, Ordering::Relaxed);
+        result
+    }
+
+    /// Prepares the first statement of `sql`; also returns the bytes it
+    /// used. `None` if `sql` holds no statement.
+    fn prepare(&self, sql: &[u8]) -> (c_int, Option<Stmt>, usize) {
+        let mut stmt = std::ptr::null_mut();
+        let mut tail: *const c_char = std::ptr::null();
+        let len = c_int::try_from(sql.len()).unwrap_or(c_int::MAX);
+        // SAFETY: `sql` is valid for `len` bytes; `tail` points into it.
+        unsafe {
+            let rc = ffi::sqlite3_prepare_v3(
+                self.handle(),
+                sql.as_ptr().cast::<c_char>(),
+                len,
+                0,
+                &mut stmt,
+                &mut tail,
+            );
+            let used = if tail.is_null() {
+                sql.len()
+            } else {
+                usize::try_from(tail.offset_from(sql.as_ptr().cast::<c_char>()))
+                    .unwrap_or(sql.len())
+            };
+            (rc, NonNull::new(stmt).map(Stmt), used)
+        }
+    }
+}
+
+/// The host side of a `cursor` resource.
+pub struct Cursor {
+    id: u64,
+    columns: Vec<String>,
+    /// The row `exec` stepped to and nobody has read yet.
+    peeked: Option<(Vec<SqlValue>, usize)>,
+    /// Every row was read.
+    done: bool,
+    /// Rows read by statements already finished.
+    rows_read: u64,
+    /// Rows the live statement returned so far.
+    returned: u64,
+    rows_written: u64,
+}
+
+/// An object's SQL state, kept across events (see the module docs).
+pub(crate) struct Sql {
+    pub(crate) file: Arc<Mutex<PageFile>>,
+    db: Option<SqlDb>,
+    next_cursor: u64,
+    /// When the running event's statements are interrupted, in
+    /// [`now_nanos`]; `u64::MAX` for never.
+    deadline: Arc<AtomicU64>,
+    cpu_budget: Duration,
+    max_bytes: u64,
+}
+
+impl Sql {
+    pub(crate) fn new(
+        object: ObjectKey,
+        source: Arc<dyn crate::pages::PageSource>,
+        max_bytes: u64,
+        cpu_budget: Duration,
+    ) -> Sql {
+        Sql {
+            file: Arc::new(Mutex::new(PageFile::new(object, source, max_bytes))),
+            db: None,
+            next_cursor: 0,
+            deadline: Arc::new(AtomicU64::new(u64::MAX)),
+            cpu_budget,
+            max_bytes,
+        }
+    }
+
+    fn file(&self) -> std::sync::MutexGuard<'_, PageFile> {
+        self.file.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the CPU clock of a new event.
+    pub(crate) fn begin_event(&self) {
+        let budget = u64::try_from(self.cpu_budget.as_nanos()).unwrap_or(u64::MAX);
+        self.deadline
+            .store(now_nanos().saturating_add(budget), Ordering::Relaxed);
+    }
+
+    fn open(&mut self) -> SqlResult<&mut SqlDb> {
+        if self.db.is_none() {
+            let db = self.connect().map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, m) => error(
+                    f.extended_code,
+                    m.unwrap_or_else(|| format!("cannot open the SQL database: {f}")),
+                ),
+                other => error(
+                    ffi::SQLITE_ERROR,
+                    format!("cannot open the SQL database: {other}"),
+                ),
+            })?;
+            self.db = Some(db);
+        }
+        Ok(self.db.as_mut().expect("opened above"))
+    }
+
+    fn connect(&self) -> rusqlite::Result<SqlDb> {
+        let mut conn = crate::vfs::open(self.file.clone())?;
+        let max_pages = self.max_bytes / PAGE_SIZE as u64;
+        conn.execute_batch(&format!(
+            "PRAGMA locking_mode = EXCLUSIVE;
+             PRAGMA journal_mode = MEMORY;
+             PRAGMA synchronous = OFF;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA cache_size = -{PAGE_CACHE_KIB};
+             PRAGMA max_page_count = {max_pages};"
+        ))?;
+        let limit = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        conn.set_limit(
+            Limit::SQLITE_LIMIT_SQL_LENGTH,
+            limit(MAX_SQL_STATEMENT_BYTES),
+        )?;
+        conn.set_limit(Limit::SQLITE_LIMIT_VARIABLE_NUMBER, limit(MAX_SQL_PARAMS))?;
+        conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, limit(MAX_SQL_VALUE_BYTES))?;
+        conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+        let policy = Arc::new(Policy::default());
+        let p = policy.clone();
+        conn.authorizer(Some(move |context: AuthContext<'_>| authorize(&p, context)))?;
+        let deadline = self.deadline.clone();
+        conn.progress_handler(
+            PROGRESS_STEPS,
+            Some(move || now_nanos() > deadline.load(Ordering::Relaxed)),
+        )?;
+        Ok(SqlDb {
+            live: HashMap::new(),
+            conn,
+            policy,
+            savepoints: 0,
+        })
+    }
+
+    /// Explains a failed step or prepare, in the guest's terms.
+    fn explain(&self, mut e: SqlError) -> SqlError {
+        match e.code & 0xff {
+            ffi::SQLITE_AUTH => {
+                if let Some(db) = &self.db
+                    && let Some(reason) = db
+                        .policy
+                        .denied
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take()
+                {
+                    e.message = reason;
+                }
+            }
+            ffi::SQLITE_INTERRUPT => {
+                e.message = format!(
+                    "the statement was interrupted: the event exceeded its CPU time limit of {} ms",
+                    self.cpu_budget.as_millis()
+                );
+            }
+            ffi::SQLITE_FULL => {
+                e.message = format!(
+                    "{}: the object's SQL database reached its size limit of {} bytes",
+                    e.message, self.max_bytes
+                );
+            }
+            ffi::SQLITE_IOERR => {
+                if let Some(cause) = self.file().last_error.take() {
+                    e.message = format!("{}: {cause}", e.message);
+                }
+            }
+            _ => {}
+        }
+        e
+    }
+
+    /// Checks what can be checked before SQLite sees the query.
+    fn check(query: &str, params: &[SqlValue]) -> SqlResult<()> {
+        if query.len() > MAX_SQL_STATEMENT_BYTES {
+            return Err(error(
+                ffi::SQLITE_TOOBIG,
+                format!(
+                    "the SQL string is {} bytes; the limit is {MAX_SQL_STATEMENT_BYTES}",
+                    query.len()
+                ),
+            ));
+        }
+        if params.len() > MAX_SQL_PARAMS {
+            return Err(error(
+                ffi::SQLITE_RANGE,
+                format!(
+                    "{} values to bind; the limit is {MAX_SQL_PARAMS}",
+                    params.len()
+                ),
+            ));
+        }
+        for (i, p) in params.iter().enumerate() {
+            let len = match p {
+                SqlValue::Text(s) => s.len(),
+                SqlValue::Blob(b) => b.len(),
+                _ => 0,
+            };
+            if len > MAX_SQL_VALUE_BYTES {
+                return Err(error(
+                    ffi::SQLITE_TOOBIG,
+                    format!(
+                        "value {} is {len} bytes; the limit is {MAX_SQL_VALUE_BYTES}",
+                        i + 1
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `query` inside `depth` open storage transactions.
+    pub(crate) fn exec(
+        &mut self,
+        depth: usize,
+        query: &str,
+        params: &[SqlValue],
+    ) -> Result<Cursor, Failure> {
+        Self::check(query, params)?;
+        self.open()?;
+        self.ensure_savepoints(depth)?;
+        self.next_cursor += 1;
+        let id = self.next_cursor;
+        let mut cursor = Cursor {
+            id,
+            columns: Vec::new(),
+            peeked: None,
+            done: true,
+            rows_read: 0,
+            returned: 0,
+            rows_written: 0,
+        };
+        let result = self.run(query.as_bytes(), params, &mut cursor);
+        let db = self.db.as_ref().expect("opened above");
+        if result.is_err() && depth > 0 && !db.in_transaction() {
+            // SQLite rolled the whole transaction back (a full database, an
+            // interrupt): the storage transaction's KV writes would outlive
+            // its SQL writes, so the event must not go on.
+            return Err(Failure::Trap(format!(
+                "SQLite rolled back the open transaction after an error ({}); the object is reset \
+                 so its KV and SQL writes stay consistent",
+                result.err().map(|e| e.message).unwrap_or_default()
+            )));
+        }
+        result.map_err(|e| Failure::Sql(self.explain(e)))?;
+        Ok(cursor)
+    }
+
+    fn run(&mut self, sql: &[u8], params: &[SqlValue], cursor: &mut Cursor) -> SqlResult<()> {
+        let db = self.db.as_mut().expect("opened by exec");
+        let mut rest = sql;
+        let before = db.total_changes();
+        loop {
+            let (rc, stmt, used) = db.prepare(rest);
+            if rc != ffi::SQLITE_OK {
+                return Err(db.last_error());
+            }
+            rest = &rest[used.min(rest.len())..];
+            let Some(stmt) = stmt else {
+                // Only whitespace or comments were left.
+                if params.is_empty() {
+                    return Ok(());
+                }
+                return Err(error(
+                    ffi::SQLITE_RANGE,
+                    format!(
+                        "{} values to bind but the query has no statement",
+                        params.len()
+                    ),
+                ));
+            };
+            let last = !has_statement(rest);
+            if !last {
+                if stmt.param_count() > 0 {
+                    return Err(error(
+                        ffi::SQLITE_RANGE,
+                        "only the last statement of a query can have parameters",
+                    ));
+                }
+                let mut returned = 0u64;
+                loop {
+                    match stmt.step() {
+                        ffi::SQLITE_ROW => returned += 1,
+                        ffi::SQLITE_DONE => break,
+                        _ => return Err(db.last_error()),
+                    }
+                }
+                cursor.rows_read += returned.max(stmt.fullscan_steps());
+                continue;
+            }
+            if stmt.param_count() != params.len() {
+                return Err(error(
+                    ffi::SQLITE_RANGE,
+                    format!(
+                        "the statement has {} parameters but {} values were given",
+                        stmt.param_count(),
+                        params.len()
+                    ),
+                ));
+            }
+            for (i, p) in params.iter().enumerate() {
+                if stmt.bind(i, p) != ffi::SQLITE_OK {
+                    return Err(db.last_error());
+                }
+            }
+            cursor.columns = stmt.columns();
+            match stmt.step() {
+                ffi::SQLITE_ROW => {
+                    cursor.peeked = Some(stmt.row());
+                    cursor.returned = 1;
+                    cursor.done = false;
+                    db.live.insert(cursor.id, stmt);
+                }
+                ffi::SQLITE_DONE => cursor.rows_read += stmt.fullscan_steps(),
+                _ => return Err(db.last_error()),
+            }
+            cursor.rows_written += db.total_changes().saturating_sub(before);
+            return Ok(());
+        }
+    }
+
+    /// The next row of `cursor`, and its size in bytes.
+    pub(crate) fn next(
+        &mut self,
+        cursor: &mut Cursor,
+    ) -> SqlResult<Option<(Vec<SqlValue>, usize)>> {
+        if let Some(row) = cursor.peeked.take() {
+            return Ok(Some(row));
+        }
+        if cursor.done {
+            return Ok(None);
+        }
+        let Some(db) = self.db.as_mut() else {
+            return Err(closed());
+        };
+        let Some(stmt) = db.live.get(&cursor.id) else {
+            return Err(closed());
+        };
+        let before = db.total_changes();
+        let rc = stmt.step();
+        cursor.rows_written += db.total_changes().saturating_sub(before);
+        match rc {
+            ffi::SQLITE_ROW => {
+                cursor.returned += 1;
+                Ok(Some(stmt.row()))
+            }
+            ffi::SQLITE_DONE => {
+                finish(db, cursor);
+                Ok(None)
+            }
+            _ => {
+                let e = db.last_error();
+                finish(db, cursor);
+                Err(self.explain(e))
+            }
+        }
+    }
+
+    /// Up to `max` rows of `cursor`, fewer once they pass a byte budget.
+    pub(crate) fn next_batch(
+        &mut self,
+        cursor: &mut Cursor,
+        max: u32,
+    ) -> SqlResult<Vec<Vec<SqlValue>>> {
+        let mut rows = Vec::new();
+        let mut bytes = 0;
+        while rows.len() < max as usize && bytes < MAX_BATCH_BYTES {
+            match self.next(cursor)? {
+                Some((row, size)) => {
+                    bytes += size;
+                    rows.push(row);
+                }
+                None => break,
+            }
+        }
+        Ok(rows)
+    }
+
+    pub(crate) fn rows_read(&self, cursor: &Cursor) -> u64 {
+        let walked = self
+            .db
+            .as_ref()
+            .and_then(|db| db.live.get(&cursor.id))
+            .map_or(0, Stmt::fullscan_steps);
+        cursor.rows_read + cursor.returned.max(walked)
+    }
+
+    /// Forgets a cursor the guest dropped.
+    pub(crate) fn drop_cursor(&mut self, cursor: &Cursor) {
+        if let Some(db) = &mut self.db {
+            db.live.remove(&cursor.id);
+        }
+    }
+
+    /// Closes every open cursor: its statement ends, so an autocommit write
+    /// it was part of is in the page file.
+    pub(crate) fn close_cursors(&mut self) {
+        if let Some(db) = &mut self.db {
+            db.live.clear();
+        }
+    }
+
+    fn ensure_savepoints(&mut self, depth: usize) -> SqlResult<()> {
+        let Some(db) = self.db.as_mut() else {
+            return Ok(());
+        };
+        while db.savepoints < depth {
+            db.host_exec(&format!("SAVEPOINT dohost_{}", db.savepoints + 1))
+                .map_err(|e| error(ffi::SQLITE_ERROR, format!("cannot open a savepoint: {e}")))?;
+            db.savepoints += 1;
+        }
+        Ok(())
+    }
+
+    /// A storage transaction began at `depth`. The savepoint is only opened
+    /// if SQL is in use (otherwise the first `exec` opens it).
+    pub(crate) fn begin(&mut self, depth: usize) -> SqlResult<()> {
+        self.ensure_savepoints(depth)
+    }
+
+    /// The storage transaction at `depth` commits. An error (a deferred
+    /// foreign key check failing, say) means it was rolled back instead.
+    pub(crate) fn commit(&mut self, depth: usize) -> SqlResult<()> {
+        let Some(db) = self.db.as_mut() else {
+            return Ok(());
+        };
+        if db.savepoints < depth {
+            return Ok(());
+        }
+        db.live.clear();
+        if let Err(e) = db.host_exec(&format!("RELEASE dohost_{depth}")) {
+            let message = e.to_string();
+            self.rollback(depth)?;
+            return Err(error(
+                ffi::SQLITE_CONSTRAINT,
+                format!("the transaction could not commit and was rolled back: {message}"),
+            ));
+        }
+        db.savepoints = depth - 1;
+        Ok(())
+    }
+
+    /// The storage transaction at `depth` rolls back.
+    pub(crate) fn rollback(&mut self, depth: usize) -> SqlResult<()> {
+        let Some(db) = self.db.as_mut() else {
+            return Ok(());
+        };
+        if db.savepoints < depth {
+            return Ok(());
+        }
+        db.live.clear();
+        db.host_exec(&format!(
+            "ROLLBACK TO dohost_{depth}; RELEASE dohost_{depth}"
+        ))
+        .map_err(|e| error(ffi::SQLITE_ERROR, format!("cannot roll back: {e}")))?;
+        db.savepoints = depth - 1;
+        Ok(())
+    }
+
+    /// The event ends: open transactions roll back, cursors close.
+    pub(crate) fn end_event(&mut self) -> SqlResult<()> {
+        if let Some(db) = &self.db
+            && db.savepoints > 0
+        {
+            self.rollback(1)?;
+        }
+        self.close_cursors();
+        self.deadline.store(u64::MAX, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// True if the object has a SQL database (even one not opened yet).
+    pub(crate) fn has_database(&mut self) -> Result<bool, String> {
+        Ok(self.db.is_some() || self.file().len()? > 0)
+    }
+
+    pub(crate) fn database_size(&mut self) -> Result<u64, String> {
+        self.file().len()
+    }
+
+    /// `delete-all` outside a transaction: the database is gone; the next
+    /// `exec` starts an empty one.
+    pub(crate) fn wipe(&mut self) {
+        self.db = None;
+        self.file().wipe();
+    }
+
+    /// Hands the event's page changes to the commit numbered `seq`.
+    pub(crate) fn stage(&mut self, seq: u64) -> PageWrites {
+        self.close_cursors();
+        self.file().stage(seq)
+    }
+
+    pub(crate) fn durable(&mut self, seq: u64) {
+        self.file().durable(seq);
+    }
+
+    /// The event trapped: its SQL writes are dropped with the connection
+    /// (which may hold them in its cache), to reopen from what is staged.
+    pub(crate) fn reset(&mut self) {
+        self.db = None;
+        self.file().discard_event();
+    }
+
+    /// A commit failed: back to what redb holds.
+    pub(crate) fn forget(&mut self) {
+        self.db = None;
+        self.file().forget();
+    }
+}
+
+fn closed() -> SqlError {
+    error(
+        ffi::SQLITE_MISUSE,
+        "the cursor was closed before all its rows were read: cursors close when their event \
+         ends, when a transaction ends, and at sync and delete-all",
+    )
+}
+
+/// The cursor's statement ran to its end (or failed): it is finalized.
+fn finish(db: &mut SqlDb, cursor: &mut Cursor) {
+    if let Some(stmt) = db.live.remove(&cursor.id) {
+        cursor.rows_read += cursor.returned.max(stmt.fullscan_steps());
+        cursor.returned = 0;
+    }
+    cursor.done = true;
+}
+
+impl sql::Host for ObjectState {
+    fn exec(
+        &mut self,
+        query: String,
+        params: Vec<SqlValue>,
+    ) -> wasmtime::Result<SqlResult<Resource<Cursor>>> {
+        let depth = self.io.writes.depth();
+        match self.io.sql.exec(depth, &query, &params) {
+            Ok(cursor) => Ok(Ok(self.table.push(cursor)?)),
+            Err(Failure::Sql(e)) => Ok(Err(e)),
+            Err(Failure::Trap(message)) => Err(wasmtime::Error::msg(message)),
+        }
+    }
+
+    fn database_size(&mut self) -> wasmtime::Result<u64> {
+        self.io
+            .sql
+            .database_size()
+            .map_err(|e| wasmtime::Error::msg(format!("cannot read the SQL database size: {e}")))
+    }
+}
+
+impl sql::HostCursor for ObjectState {
+    fn column_names(&mut self, cursor: Resource<Cursor>) -> wasmtime::Result<Vec<String>> {
+        Ok(self.table.get(&cursor)?.columns.clone())
+    }
+
+    fn next(
+        &mut self,
+        cursor: Resource<Cursor>,
+    ) -> wasmtime::Result<SqlResult<Option<Vec<SqlValue>>>> {
+        let cursor = self.table.get_mut(&cursor)?;
+        Ok(self
+            .io
+            .sql
+            .next(cursor)
+            .map(|row| row.map(|(values, _)| values)))
+    }
+
+    fn next_batch(
+        &mut self,
+        cursor: Resource<Cursor>,
+        max: u32,
+    ) -> wasmtime::Result<SqlResult<Vec<Vec<SqlValue>>>> {
+        let cursor = self.table.get_mut(&cursor)?;
+        Ok(self.io.sql.next_batch(cursor, max))
+    }
+
+    fn rows_read(&mut self, cursor: Resource<Cursor>) -> wasmtime::Result<u64> {
+        Ok(self.io.sql.rows_read(self.table.get(&cursor)?))
+    }
+
+    fn rows_written(&mut self, cursor: Resource<Cursor>) -> wasmtime::Result<u64> {
+        Ok(self.table.get(&cursor)?.rows_written)
+    }
+
+    fn drop(&mut self, cursor: Resource<Cursor>) -> wasmtime::Result<()> {
+        let cursor = self.table.delete(cursor)?;
+        self.io.sql.drop_cursor(&cursor);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pages::MemoryPages;
+
+    fn sql(committed: &Arc<MemoryPages>) -> Sql {
+        Sql::new(
+            ObjectKey::new(0, &[0; 32]),
+            committed.clone(),
+            DEFAULT_MAX_SQL_DATABASE_BYTES,
+            Duration::from_secs(30),
+        )
+    }
+
+    fn query(sql: &mut Sql, q: &str, params: &[SqlValue]) -> SqlResult<Vec<Vec<SqlValue>>> {
+        let mut cursor = match sql.exec(0, q, params) {
+            Ok(c) => c,
+            Err(Failure::Sql(e)) => return Err(e),
+            Err(Failure::Trap(m)) => panic!("trap: {m}"),
+        };
+        let rows = sql.next_batch(&mut cursor, u32::MAX)?;
+        sql.drop_cursor(&cursor);
+        Ok(rows)
+    }
+
+    fn integers(rows: &[Vec<SqlValue>]) -> Vec<i64> {
+        rows.iter()
+            .flatten()
+            .map(|v| match v {
+                SqlValue::Integer(i) => *i,
+                other => panic!("not an integer: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_database_reopens_from_its_committed_pages() {
+        let committed = Arc::new(MemoryPages::default());
+        let mut db = sql(&committed);
+        query(
+            &mut db,
+            "CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT); INSERT INTO t (b) VALUES ('x'), ('y')",
+            &[],
+        )
+        .unwrap();
+        committed.apply(&db.stage(1));
+        db.durable(1);
+        // An uncommitted insert disappears with a reset.
+        query(&mut db, "INSERT INTO t (b) VALUES ('z')", &[]).unwrap();
+        db.reset();
+        let rows = query(&mut db, "SELECT a FROM t ORDER BY a", &[]).unwrap();
+        assert_eq!(integers(&rows), [1, 2]);
+        db.forget();
+        let rows = query(
+            &mut db,
+            "SELECT count(*) FROM t WHERE b > ?",
+            &[SqlValue::Text("x".into())],
+        )
+        .unwrap();
+        assert_eq!(integers(&rows), [1]);
+        let rows = query(&mut db, "PRAGMA integrity_check", &[]).unwrap();
+        assert!(
+            matches!(&rows[..], [row] if matches!(&row[..], [SqlValue::Text(ok)] if ok == "ok"))
+        );
+    }
+
+    #[test]
+    fn transactions_are_refused_with_a_pointer_to_the_api() {
+        let committed = Arc::new(MemoryPages::default());
+        let mut db = sql(&committed);
+        let e = query(&mut db, "BEGIN", &[]).unwrap_err();
+        assert_eq!(e.code, ffi::SQLITE_AUTH);
+        assert!(e.message.contains("transaction_sync"), "{}", e.message);
+        let e = query(&mut db, "PRAGMA journal_mode = WAL", &[]).unwrap_err();
+        assert!(e.message.contains("journal_mode"), "{}", e.message);
+    }
+
+    #[test]
+    fn savepoints_follow_storage_transactions() {
+        let committed = Arc::new(MemoryPages::default());
+        let mut db = sql(&committed);
+        query(&mut db, "CREATE TABLE t (a)", &[]).unwrap();
+        db.begin(1).unwrap();
+        assert!(db.exec(1, "INSERT INTO t VALUES (1)", &[]).is_ok());
+        db.begin(2).unwrap();
+        assert!(db.exec(2, "INSERT INTO t VALUES (2)", &[]).is_ok());
+        db.rollback(2).unwrap();
+        db.commit(1).unwrap();
+        let rows = query(&mut db, "SELECT a FROM t", &[]).unwrap();
+        assert_eq!(integers(&rows), [1]);
+    }
+
+    #[test]
+    fn trailing_whitespace_and_comments_are_no_statement() {
+        assert!(!has_statement(b"  ;\n -- done\n /* and */ ;"));
+        assert!(has_statement(b"; SELECT 1"));
+        assert!(has_statement(b"/* c */ x"));
+        assert!(!has_statement(b"/* unterminated"));
+    }
+
+    #[test]
+    fn guest_sql_may_not_manage_storage() {
+        let pragma = |name, value| AuthAction::Pragma {
+            pragma_name: name,
+            pragma_value: value,
+        };
+        assert!(refusal(&pragma("user_version", Some("2"))).is_none());
+        assert!(refusal(&pragma("table_info", Some("users"))).is_none());
+        assert!(refusal(&pragma("page_size", None)).is_none());
+        assert!(refusal(&pragma("page_size", Some("8192"))).is_some());
+        assert!(refusal(&pragma("journal_mode", Some("wal"))).is_some());
+        assert!(refusal(&pragma("WRITABLE_SCHEMA", Some("1"))).is_some());
+    }
+}
