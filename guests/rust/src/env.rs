@@ -2,9 +2,9 @@
 //! configuration's variables and, for workers, the namespaces ([`Env`]).
 
 use crate::bindings::dohost::object::{context, env, namespace};
-use crate::{Error, Request, Response, Result, Storage};
+use crate::{Error, Request, Response, Result, Sql, Storage};
 
-/// The object's own state handle: its id, name and storage.
+/// The object's own state handle: its id, name, storage and SQL database.
 #[derive(Debug, Clone)]
 pub struct State {
     _private: (),
@@ -33,6 +33,12 @@ impl State {
     /// The object's durable storage.
     pub fn storage(&self) -> Storage {
         Storage::new()
+    }
+
+    /// The object's SQL database (Cloudflare's `ctx.storage.sql`); the same
+    /// as `self.storage().sql()`.
+    pub fn sql(&self) -> Sql {
+        Sql::new()
     }
 }
 
@@ -160,6 +166,7 @@ impl From<namespace::CallError> for Error {
             remote: e.remote,
             retryable: e.retryable,
             overloaded: e.overloaded,
+            sql_code: None,
         }
     }
 }

@@ -30,6 +30,10 @@
 //! dohost_sdk::export_objects!(Counter);
 //! ```
 //!
+//! An object keeps its state in key-value [`Storage`] and in its own SQLite
+//! database ([`Sql`], with [`Cursor`], [`Row`] and [`params!`]); the two
+//! commit together when the event ends.
+//!
 //! Calls into the host look synchronous: the host suspends the guest while
 //! it waits, and runs one event per object at a time, so `get` then `put`
 //! needs no locking.
@@ -41,15 +45,23 @@ extern crate self as dohost_sdk;
 #[doc(hidden)]
 #[allow(missing_docs, clippy::all)]
 pub mod bindings;
+mod cursor;
 mod env;
 mod http;
+mod row;
+mod sql;
+mod sql_value;
 mod storage;
 
 use std::cell::RefCell;
 use std::fmt;
 
+pub use cursor::Cursor;
 pub use env::{Env, Namespace, ObjectId, State, Stub};
 pub use http::{Request, Response};
+pub use row::Row;
+pub use sql::{MAX_SQL_PARAMS, MAX_SQL_STATEMENT_BYTES, MAX_SQL_VALUE_BYTES, Sql};
+pub use sql_value::{FromSql, SqlValue};
 pub use storage::{
     ListOptions, MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_VALUE_BYTES, Storage, Transaction,
 };
@@ -61,6 +73,7 @@ pub struct Error {
     remote: bool,
     retryable: bool,
     overloaded: bool,
+    sql_code: Option<i32>,
 }
 
 /// `Result` with [`Error`].
@@ -74,6 +87,7 @@ impl Error {
             remote: false,
             retryable: false,
             overloaded: false,
+            sql_code: None,
         }
     }
 
@@ -95,6 +109,14 @@ impl Error {
     /// Whether the called object was overloaded.
     pub fn is_overloaded(&self) -> bool {
         self.overloaded
+    }
+
+    /// The SQLite result code when the error came from [`Sql::exec`] or a
+    /// [`Cursor`]: the extended code, e.g. 2067 for a unique constraint;
+    /// `code & 0xff` is the primary code (19, `SQLITE_CONSTRAINT`). `None`
+    /// for every other error.
+    pub fn sql_code(&self) -> Option<i32> {
+        self.sql_code
     }
 }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bindings::dohost::object::storage as wit;
-use crate::{Error, Result};
+use crate::{Error, Result, Sql};
 
 /// The longest storage key, in bytes.
 pub const MAX_KEY_BYTES: usize = 2048;
@@ -98,6 +98,12 @@ impl Storage {
             no_cache: true,
             ..self
         }
+    }
+
+    /// The object's SQL database (Cloudflare's `storage.sql`), whose writes
+    /// commit together with this storage's.
+    pub fn sql(&self) -> Sql {
+        Sql::new()
     }
 
     fn read_options(&self) -> wit::ReadOptions {
@@ -295,10 +301,10 @@ impl Storage {
         Ok(wit::sync()?)
     }
 
-    /// Runs `f` in a transaction: its writes are kept if it returns `Ok`
-    /// (and did not call [`Transaction::rollback`]) and discarded if it
-    /// returns `Err`, which is passed on. Transactions nest: one inside
-    /// another is a savepoint of the outer one.
+    /// Runs `f` in a transaction: its writes, key-value and SQL, are kept
+    /// if it returns `Ok` (and did not call [`Transaction::rollback`]) and
+    /// discarded if it returns `Err`, which is passed on. Transactions
+    /// nest: one inside another is a savepoint of the outer one.
     ///
     /// ```no_run
     /// # fn f(storage: dohost_sdk::Storage) -> dohost_sdk::Result<()> {
@@ -329,6 +335,34 @@ impl Storage {
             wit::transaction_rollback()?;
         }
         result
+    }
+
+    /// Runs `f` in a transaction (Cloudflare's `transactionSync`): the SQL
+    /// and key-value writes it makes are kept if it returns `Ok` and all
+    /// discarded if it returns `Err`, which is passed on. This is how to
+    /// group SQL statements: `BEGIN`, `COMMIT`, `ROLLBACK` and `SAVEPOINT`
+    /// are refused by [`Sql::exec`]. Like [`Storage::transaction`] (of which
+    /// it is the closure-without-argument form), it nests as savepoints, and
+    /// cursors opened inside are closed when it ends.
+    ///
+    /// ```no_run
+    /// # fn f(storage: dohost_sdk::Storage) -> dohost_sdk::Result<()> {
+    /// use dohost_sdk::params;
+    ///
+    /// let sql = storage.sql();
+    /// storage.transaction_sync(|| {
+    ///     sql.exec("UPDATE accounts SET balance = balance - ? WHERE name = ?", params![10, "alice"])?;
+    ///     sql.exec("UPDATE accounts SET balance = balance + ? WHERE name = ?", params![10, "bob"])?;
+    ///     Ok(())
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// What `f` returns, or an error if transactions nest more than 64 deep.
+    pub fn transaction_sync<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        self.transaction(|_| f())
     }
 }
 
