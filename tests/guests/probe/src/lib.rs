@@ -4,8 +4,9 @@
 //! - `GET|PUT|DELETE /kv/<key>`: raw storage of the request body.
 //! - `GET /list?prefix=&start=&start_after=&end=&reverse=1&limit=`: JSON
 //!   `[[key, value], ..]`.
-//! - `POST /ops`: runs a JSON list of storage operations in one event (see
-//!   `ops.rs`) and answers with one result per operation.
+//! - `POST /ops`: runs a JSON list of storage and SQL operations in one
+//!   event (see `ops.rs` and `sql_ops.rs`) and answers with one result per
+//!   operation.
 //! - `GET /whoami`: JSON `{id, name, class}`.
 //! - `GET /var/<name>`: a `[vars]` value.
 //! - `GET /count`: an in-memory counter (lost on reset) and a stored one.
@@ -13,6 +14,7 @@
 //! - `GET /panic`, `GET /error`, `GET /loop`: a trap, a returned error, a busy loop.
 
 mod ops;
+mod sql_ops;
 
 use dohost_sdk::{DurableObject, Env, Error, ListOptions, Request, Response, Result, State};
 

@@ -1,8 +1,10 @@
 //! `POST /ops`: a list of storage operations run in one event, so tests can
 //! drive every storage call (transactions included) and compare the results
-//! with a model.
+//! with a model. The SQL operations and their JSON are in `sql_ops.rs`.
 
 use dohost_sdk::{Error, ListOptions, Result, Storage};
+
+use crate::sql_ops;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -72,6 +74,42 @@ pub enum Op {
     },
     /// Traps the event: none of its writes may survive.
     Panic,
+    /// `exec`, every row read (see `sql_ops.rs`).
+    Sql {
+        query: String,
+        #[serde(default)]
+        params: Vec<Value>,
+    },
+    /// `exec`, the rows walked and counted, not kept.
+    SqlStream {
+        query: String,
+        #[serde(default)]
+        params: Vec<Value>,
+    },
+    /// `database_size`.
+    SqlSize,
+    /// `exec`, the cursor kept under `name` for `sql_next`.
+    SqlOpen {
+        name: String,
+        query: String,
+        #[serde(default)]
+        params: Vec<Value>,
+        #[serde(default = "one")]
+        batch: u32,
+    },
+    /// Up to `max` more rows of the cursor kept under `name`.
+    SqlNext {
+        name: String,
+        max: u32,
+    },
+    /// Drops the cursor kept under `name`.
+    SqlClose {
+        name: String,
+    },
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn text(bytes: Vec<u8>) -> String {
@@ -193,6 +231,17 @@ fn run_one(storage: &Storage, op: &Op) -> Result<Value> {
             last
         }
         Op::Panic => panic!("probe panic inside /ops"),
+        Op::Sql { query, params } => sql_ops::sql(storage, query, params)?,
+        Op::SqlStream { query, params } => sql_ops::sql_stream(storage, query, params)?,
+        Op::SqlSize => sql_ops::sql_size(storage),
+        Op::SqlOpen {
+            name,
+            query,
+            params,
+            batch,
+        } => sql_ops::sql_open(storage, name, query, params, *batch)?,
+        Op::SqlNext { name, max } => sql_ops::sql_next(name, *max)?,
+        Op::SqlClose { name } => sql_ops::sql_close(name),
     })
 }
 
