@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use lru::LruCache;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::limits::Limit;
 use rusqlite::{Connection, ffi};
@@ -63,6 +64,9 @@ const PAGE_CACHE_KIB: i64 = 2048;
 
 /// The most bytes of rows one `next-batch` returns (at least one row).
 const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: std::num::NonZeroUsize = std::num::NonZeroUsize::new(64).expect("not zero");
 
 /// SQLite virtual-machine steps between checks of the CPU deadline.
 const PROGRESS_STEPS: c_int = 1000;
@@ -214,6 +218,17 @@ impl Stmt {
                     ffi::SQLITE_TRANSIENT(),
                 ),
             }
+        }
+    }
+
+    /// Makes a finished statement ready to run again: no bindings, no
+    /// counts.
+    fn rewind(&self) {
+        // SAFETY: a live statement.
+        unsafe {
+            ffi::sqlite3_reset(self.raw());
+            ffi::sqlite3_clear_bindings(self.raw());
+            ffi::sqlite3_stmt_status(self.raw(), ffi::SQLITE_STMTSTATUS_FULLSCAN_STEP, 1);
         }
     }
 
@@ -369,11 +384,23 @@ fn now_nanos() -> u64 {
     u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// An open connection and its live statements.
+/// A statement an open cursor reads.
+struct Live {
+    stmt: Stmt,
+    /// The query it was prepared from, if it is the whole query (then it
+    /// goes back to the statement cache when the cursor is done).
+    query: Option<Arc<str>>,
+}
+
+/// An open connection, its live statements and its statement cache.
 struct SqlDb {
-    /// Statements of open cursors, by cursor id. Declared before `conn`, so
-    /// they are finalized before it closes.
-    live: HashMap<u64, Stmt>,
+    /// Statements of open cursors, by cursor id. The statements are
+    /// declared before `conn`, so they are finalized before it closes.
+    live: HashMap<u64, Live>,
+    /// Prepared single-statement queries not in use, by query text: an
+    /// object runs the same few queries over and over, and preparing costs
+    /// more than running a point query.
+    cached: LruCache<Arc<str>, Stmt>,
     conn: Connection,
     policy: Arc<Policy>,
     /// Storage transaction levels that have a SQLite savepoint.
@@ -381,6 +408,22 @@ struct SqlDb {
 }
 
 impl SqlDb {
+    /// A cursor is done with `live`: a whole-query statement is kept for
+    /// the next `exec` of the same query, any other is finalized.
+    fn release(&mut self, live: Live) {
+        if let Some(query) = live.query {
+            live.stmt.rewind();
+            self.cached.put(query, live.stmt);
+        }
+    }
+
+    fn close_cursors(&mut self) {
+        let live: Vec<Live> = self.live.drain().map(|(_, l)| l).collect();
+        for l in live {
+            self.release(l);
+        }
+    }
+
     fn handle(&self) -> *mut ffi::sqlite3 {
         // SAFETY: the handle is only used while `conn` lives, on this thread.
         unsafe { self.conn.handle() }
@@ -550,6 +593,7 @@ impl Sql {
         )?;
         Ok(SqlDb {
             live: HashMap::new(),
+            cached: LruCache::new(STATEMENT_CACHE),
             conn,
             policy,
             savepoints: 0,
@@ -673,12 +717,25 @@ impl Sql {
         let db = self.db.as_mut().expect("opened by exec");
         let mut rest = sql;
         let before = db.total_changes();
+        let text = std::str::from_utf8(sql).unwrap_or_default();
+        let mut first = true;
         loop {
-            let (rc, stmt, used) = db.prepare(rest);
-            if rc != ffi::SQLITE_OK {
-                return Err(db.last_error());
-            }
-            rest = &rest[used.min(rest.len())..];
+            let (stmt, query) = match db.cached.pop(text).filter(|_| first) {
+                Some(stmt) => {
+                    rest = &[];
+                    (Some(stmt), Some(Arc::<str>::from(text)))
+                }
+                None => {
+                    let (rc, stmt, used) = db.prepare(rest);
+                    if rc != ffi::SQLITE_OK {
+                        return Err(db.last_error());
+                    }
+                    rest = &rest[used.min(rest.len())..];
+                    let whole = first && !has_statement(rest);
+                    (stmt, whole.then(|| Arc::<str>::from(text)))
+                }
+            };
+            first = false;
             let Some(stmt) = stmt else {
                 // Only whitespace or comments were left.
                 if params.is_empty() {
@@ -723,19 +780,30 @@ impl Sql {
             }
             for (i, p) in params.iter().enumerate() {
                 if stmt.bind(i, p) != ffi::SQLITE_OK {
-                    return Err(db.last_error());
+                    let e = db.last_error();
+                    db.release(Live { stmt, query });
+                    return Err(e);
                 }
             }
             cursor.columns = stmt.columns();
-            match stmt.step() {
+            let rc = stmt.step();
+            let live = Live { stmt, query };
+            match rc {
                 ffi::SQLITE_ROW => {
-                    cursor.peeked = Some(stmt.row());
+                    cursor.peeked = Some(live.stmt.row());
                     cursor.returned = 1;
                     cursor.done = false;
-                    db.live.insert(cursor.id, stmt);
+                    db.live.insert(cursor.id, live);
                 }
-                ffi::SQLITE_DONE => cursor.rows_read += stmt.fullscan_steps(),
-                _ => return Err(db.last_error()),
+                ffi::SQLITE_DONE => {
+                    cursor.rows_read += live.stmt.fullscan_steps();
+                    db.release(live);
+                }
+                _ => {
+                    let e = db.last_error();
+                    db.release(live);
+                    return Err(e);
+                }
             }
             cursor.rows_written += db.total_changes().saturating_sub(before);
             return Ok(());
@@ -756,7 +824,7 @@ impl Sql {
         let Some(db) = self.db.as_mut() else {
             return Err(closed());
         };
-        let Some(stmt) = db.live.get(&cursor.id) else {
+        let Some(Live { stmt, .. }) = db.live.get(&cursor.id) else {
             return Err(closed());
         };
         let before = db.total_changes();
@@ -804,14 +872,16 @@ impl Sql {
             .db
             .as_ref()
             .and_then(|db| db.live.get(&cursor.id))
-            .map_or(0, Stmt::fullscan_steps);
+            .map_or(0, |l| l.stmt.fullscan_steps());
         cursor.rows_read + cursor.returned.max(walked)
     }
 
     /// Forgets a cursor the guest dropped.
     pub(crate) fn drop_cursor(&mut self, cursor: &Cursor) {
-        if let Some(db) = &mut self.db {
-            db.live.remove(&cursor.id);
+        if let Some(db) = &mut self.db
+            && let Some(live) = db.live.remove(&cursor.id)
+        {
+            db.release(live);
         }
     }
 
@@ -819,7 +889,7 @@ impl Sql {
     /// it was part of is in the page file.
     pub(crate) fn close_cursors(&mut self) {
         if let Some(db) = &mut self.db {
-            db.live.clear();
+            db.close_cursors();
         }
     }
 
@@ -850,7 +920,7 @@ impl Sql {
         if db.savepoints < depth {
             return Ok(());
         }
-        db.live.clear();
+        db.close_cursors();
         if let Err(e) = db.host_exec(&format!("RELEASE dohost_{depth}")) {
             let message = e.to_string();
             self.rollback(depth)?;
@@ -871,7 +941,7 @@ impl Sql {
         if db.savepoints < depth {
             return Ok(());
         }
-        db.live.clear();
+        db.close_cursors();
         db.host_exec(&format!(
             "ROLLBACK TO dohost_{depth}; RELEASE dohost_{depth}"
         ))
@@ -942,9 +1012,10 @@ fn closed() -> SqlError {
 
 /// The cursor's statement ran to its end (or failed): it is finalized.
 fn finish(db: &mut SqlDb, cursor: &mut Cursor) {
-    if let Some(stmt) = db.live.remove(&cursor.id) {
-        cursor.rows_read += cursor.returned.max(stmt.fullscan_steps());
+    if let Some(live) = db.live.remove(&cursor.id) {
+        cursor.rows_read += cursor.returned.max(live.stmt.fullscan_steps());
         cursor.returned = 0;
+        db.release(live);
     }
     cursor.done = true;
 }
@@ -1076,6 +1147,32 @@ mod tests {
         assert!(
             matches!(&rows[..], [row] if matches!(&row[..], [SqlValue::Text(ok)] if ok == "ok"))
         );
+    }
+
+    #[test]
+    fn cached_statements_run_again_with_new_bindings() {
+        let committed = Arc::new(MemoryPages::default());
+        let mut db = sql(&committed);
+        query(
+            &mut db,
+            "CREATE TABLE t (a); INSERT INTO t VALUES (1), (2), (3)",
+            &[],
+        )
+        .unwrap();
+        let select = "SELECT a FROM t WHERE a >= ? ORDER BY a";
+        // A cursor left half-read holds its statement; the same query runs
+        // beside it on a second one.
+        let Ok(mut open) = db.exec(0, select, &[SqlValue::Integer(1)]) else {
+            panic!("exec failed")
+        };
+        assert!(matches!(db.next(&mut open), Ok(Some(_))));
+        for (from, expected) in [(2, vec![2, 3]), (3, vec![3]), (1, vec![1, 2, 3])] {
+            let rows = query(&mut db, select, &[SqlValue::Integer(from)]).unwrap();
+            assert_eq!(integers(&rows), expected);
+        }
+        let rest = db.next_batch(&mut open, 10).unwrap();
+        assert_eq!(integers(&rest), [2, 3]);
+        assert_eq!(db.rows_read(&open), 3);
     }
 
     #[test]
