@@ -14,6 +14,7 @@ mod input_gate_ordering;
 mod isolation;
 mod lifecycle;
 mod output_gate;
+mod sql;
 mod storage_cache;
 mod storage_limits;
 mod storage_list;
