@@ -15,6 +15,7 @@ mod isolation;
 mod lifecycle;
 mod output_gate;
 mod sql;
+mod sql_patterns;
 mod storage_cache;
 mod storage_limits;
 mod storage_list;
