@@ -58,6 +58,9 @@ pub struct Config {
     pub bindings: Vec<BindingConfig>,
     /// `[vars]`, visible to every guest through the `env` interface.
     pub vars: BTreeMap<String, String>,
+    /// `[limits] sql_database_bytes`: the largest SQL database of one object
+    /// (default [`crate::DEFAULT_MAX_SQL_DATABASE_BYTES`]).
+    pub max_sql_database_bytes: Option<u64>,
     /// The file this was read from, if any (for messages).
     pub path: Option<PathBuf>,
 }
@@ -74,7 +77,17 @@ struct RawConfig {
     durable_objects: Option<RawDurableObjects>,
     #[serde(default)]
     vars: BTreeMap<String, toml::Value>,
+    limits: Option<RawLimits>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    sql_database_bytes: Option<u64>,
+}
+
+/// The smallest SQL database size limit that makes sense: a few pages.
+const MIN_SQL_DATABASE_BYTES: u64 = 64 * 1024;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,11 +202,22 @@ impl Config {
             vars.insert(k, value);
         }
 
+        let max_sql_database_bytes = raw.limits.and_then(|l| l.sql_database_bytes);
+        if let Some(bytes) = max_sql_database_bytes
+            && bytes < MIN_SQL_DATABASE_BYTES
+        {
+            return Err(Error::config(format!(
+                "{file}: limits.sql_database_bytes = {bytes} is too small; use at least {MIN_SQL_DATABASE_BYTES} (the default is {})",
+                crate::DEFAULT_MAX_SQL_DATABASE_BYTES
+            )));
+        }
+
         Ok(Config {
             name: raw.name,
             main,
             bindings,
             vars,
+            max_sql_database_bytes,
             path: Some(path.to_path_buf()),
         })
     }
@@ -239,4 +263,27 @@ fn resolve_component(dir: &Path, value: &str, field: &str) -> Result<ComponentSo
         "{field} = {value:?}: {} does not exist; point it at a .wasm component or a Rust guest crate directory (with Cargo.toml)",
         path.display()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_set_the_sql_database_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let crate_dir = dir.path().join("guest");
+        std::fs::create_dir(&crate_dir).unwrap();
+        std::fs::write(crate_dir.join("Cargo.toml"), "").unwrap();
+        let text = "[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"C\"\ncomponent = \"guest\"\n";
+        let path = dir.path().join("dohost.toml");
+        let plain = Config::parse(text, &path).unwrap();
+        assert_eq!(plain.max_sql_database_bytes, None);
+        let limited = Config::parse(
+            &format!("{text}[limits]\nsql_database_bytes = 65536\n"),
+            &path,
+        )
+        .unwrap();
+        assert_eq!(limited.max_sql_database_bytes, Some(65536));
+    }
 }

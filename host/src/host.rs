@@ -334,12 +334,16 @@ pub struct HostBuilder {
 }
 
 impl HostBuilder {
-    /// Takes bindings, the entry worker and vars from `config` (replacing any
-    /// set before).
+    /// Takes bindings, the entry worker, vars and `[limits]` from `config`
+    /// (replacing any set before; a later [`HostBuilder::settings`] replaces
+    /// the limits again).
     pub fn config(mut self, config: &Config) -> Self {
         self.bindings = config.bindings.clone();
         self.main = config.main.clone();
         self.vars = config.vars.clone();
+        if let Some(bytes) = config.max_sql_database_bytes {
+            self.settings.max_sql_database_bytes = bytes;
+        }
         self
     }
 
@@ -515,5 +519,30 @@ impl HostBuilder {
                 committer_stopped: std::sync::Mutex::new(Some(committer_stopped)),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_limits_reach_the_settings() {
+        let mut config = Config {
+            name: None,
+            main: None,
+            bindings: Vec::new(),
+            vars: BTreeMap::new(),
+            max_sql_database_bytes: Some(65536),
+            path: None,
+        };
+        let builder = Host::builder().config(&config);
+        assert_eq!(builder.settings.max_sql_database_bytes, 65536);
+        config.max_sql_database_bytes = None;
+        let builder = Host::builder().config(&config);
+        assert_eq!(
+            builder.settings.max_sql_database_bytes,
+            DEFAULT_MAX_SQL_DATABASE_BYTES
+        );
     }
 }

@@ -54,6 +54,10 @@ fn each_bad_config_names_file_field_and_fix() {
             ),
             vec!["durable_objects.bindings[1].name", "bound twice"],
         ),
+        (
+            format!("[[durable_objects.bindings]]\nname = \"COUNTER\"\nclass_name = \"Counter\"\ncomponent = {counter}\n[limits]\nsql_database_bytes = 100\n"),
+            vec!["limits.sql_database_bytes = 100", "too small", "at least 65536"],
+        ),
     ];
     for (text, expected) in cases {
         let dir = tempfile::tempdir().unwrap();
