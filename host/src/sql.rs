@@ -232,13 +232,16 @@ impl Stmt {
         }
     }
 
-    /// Rows walked by full table scans so far.
+    /// Rows walked by full table scans so far: SQLite counts the steps from
+    /// one row to the next, so a scan that moved at all also read the row
+    /// it started on.
     fn fullscan_steps(&self) -> u64 {
         // SAFETY: a live statement.
         let n = unsafe {
             ffi::sqlite3_stmt_status(self.raw(), ffi::SQLITE_STMTSTATUS_FULLSCAN_STEP, 0)
         };
-        u64::try_from(n).unwrap_or(0)
+        let steps = u64::try_from(n).unwrap_or(0);
+        steps + u64::from(steps > 0)
     }
 }
 
@@ -1173,6 +1176,12 @@ mod tests {
         let rest = db.next_batch(&mut open, 10).unwrap();
         assert_eq!(integers(&rest), [2, 3]);
         assert_eq!(db.rows_read(&open), 3);
+        // A full scan reads every row, returned or not.
+        let Ok(mut update) = db.exec(0, "UPDATE t SET a = a + 10", &[]) else {
+            panic!("exec failed")
+        };
+        assert_eq!(db.next_batch(&mut update, 10).unwrap().len(), 0);
+        assert_eq!((db.rows_read(&update), update.rows_written), (3, 3));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! dohost's integration tests: one binary, one module per guarantee. Every
 //! test runs the real `dohost serve` process or the real library against a
 //! redb file in a temp dir, with guest components built from source in this
-//! repository (examples/counter, examples/storage-patterns, tests/guests/probe).
+//! repository (examples/counter, examples/storage-patterns, examples/sql-patterns,
+//! tests/guests/probe).
 
 mod support;
 
