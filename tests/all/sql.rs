@@ -448,3 +448,62 @@ async fn a_large_result_streams_through_a_small_guest() {
     assert_eq!(rows(&count), &vec![json!([int(100_000)])]);
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_sql_is_stopped_at_the_cpu_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = library_host(dir.path())
+        .settings(dohost::Settings {
+            max_live_objects: 8,
+            cpu_time_per_event: std::time::Duration::from_millis(300),
+            ..dohost::Settings::default()
+        })
+        .build()
+        .unwrap();
+    let stub = probe_stub(&host, "runaway");
+    let forever = "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) \
+                   SELECT count(*) FROM c";
+    let results = run_ops(
+        &stub,
+        &json!([
+            sql("CREATE TABLE t (a); INSERT INTO t VALUES (1)", &[]),
+            sql(forever, &[]),
+        ]),
+    )
+    .await
+    .unwrap();
+    let message = error_of(&results[1]);
+    assert!(message.contains("CPU time limit of 300 ms"), "{message}");
+
+    // Inside a transaction SQLite rolls the whole transaction back on an
+    // interrupted write, so the event cannot go on: it traps and none of
+    // its writes land.
+    let trapped = stub
+        .fetch(crate::support::request(
+            "POST",
+            "/ops",
+            &json!([
+                {"op": "put", "key": "k", "value": "v"},
+                {"op": "txn", "ops": [
+                    sql("INSERT INTO t VALUES (2)", &[]),
+                    sql(&format!("INSERT INTO t {forever}"), &[]),
+                ]},
+            ])
+            .to_string(),
+        ))
+        .await;
+    let error = trapped.expect_err("the event should trap").to_string();
+    assert!(
+        error.contains("rolled back the open transaction"),
+        "{error}"
+    );
+    let results = run_ops(
+        &stub,
+        &json!([sql("SELECT a FROM t", &[]), {"op": "get", "key": "k"}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(&results[0]), &vec![json!([int(1)])]);
+    assert_eq!(results[1]["ok"], Value::Null);
+    host.shutdown().await;
+}
