@@ -412,7 +412,7 @@ impl Actor {
             .await;
         match result {
             Ok(outcome) => {
-                self.end_event();
+                self.end_event()?;
                 outcome.map_err(|message| Error::new(ErrorKind::GuestError, message))
             }
             Err(trap) => {
@@ -428,8 +428,9 @@ impl Actor {
     }
 
     /// Hands the event's writes to the committer; transactions the guest
-    /// left open are rolled back.
-    fn end_event(&mut self) {
+    /// left open are rolled back. An error if the event's writes had to be
+    /// dropped instead.
+    fn end_event(&mut self) -> Result<()> {
         let io = self.io_mut();
         let open = io.writes.close_transactions();
         if open > 0 {
@@ -438,11 +439,17 @@ impl Actor {
         if let Err(e) = io.sql.end_event() {
             // The savepoints could not be rolled back: the connection's
             // state is unknown, so the event's writes are dropped.
-            tracing::error!(object = %io.identity.id_hex, "{}; resetting the object", e.message);
+            let message = format!(
+                "the event's open SQL transaction could not be rolled back ({}); its writes are \
+                 dropped and the object is reset",
+                e.message
+            );
+            tracing::error!(object = %io.identity.id_hex, "{message}");
             self.reset();
-            return;
+            return Err(Error::new(ErrorKind::Storage, message));
         }
         io.flush();
+        Ok(())
     }
 }
 

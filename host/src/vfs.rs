@@ -23,6 +23,11 @@ use rusqlite::{Connection, OpenFlags, ffi};
 
 use crate::pages::{PageFile, WriteError};
 
+/// The SQLite memory (page caches of all objects' connections, mostly) past
+/// which SQLite recycles cached pages instead of allocating more; set once
+/// per process, when the VFS is registered.
+const SQLITE_SOFT_HEAP_LIMIT: i64 = 1 << 30;
+
 /// The name the VFS is registered under.
 const VFS_NAME: &CStr = c"dohost";
 
@@ -94,6 +99,9 @@ fn register() -> rusqlite::Result<()> {
                 xGetSystemCall: None,
                 xNextSystemCall: None,
             });
+            // Every object's connection keeps a page cache; past this much
+            // SQLite memory in all, caches give up pages rather than grow.
+            ffi::sqlite3_soft_heap_limit64(SQLITE_SOFT_HEAP_LIMIT);
             let rc = ffi::sqlite3_vfs_register(Box::into_raw(vfs), 0);
             if rc == ffi::SQLITE_OK {
                 Ok(())
