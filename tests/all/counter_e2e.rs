@@ -1,5 +1,6 @@
 //! The seed's counter, end to end through `dohost serve` and its worker:
-//! three requests count 1, 2, 3, and a restart keeps the count.
+//! three requests count 1, 2, 3, and a restart keeps the count; its `/sql`
+//! route (the SQL benchmark's request) counts rows apart from the counter.
 
 use crate::support::{Server, client, get, guests, write_config};
 
@@ -79,5 +80,36 @@ async fn default_router_addresses_objects_by_name() {
     assert_eq!(
         get(&http, &server.url("/PROBE/x/var/GREETING")).await,
         (200, "hello".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_route_counts_its_rows_durably_apart_from_the_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::support::router_config(dir.path());
+    let data = dir.path().join("data");
+    let http = client();
+
+    let server = Server::start(&config, &data);
+    for expected in ["1", "2"] {
+        assert_eq!(
+            get(&http, &server.url("/COUNTER/a/sql")).await,
+            (200, expected.to_owned())
+        );
+    }
+    assert_eq!(
+        get(&http, &server.url("/COUNTER/a/")).await,
+        (200, "1".to_owned())
+    );
+    assert_eq!(
+        get(&http, &server.url("/COUNTER/b/sql")).await,
+        (200, "1".to_owned())
+    );
+    drop(server);
+
+    let server = Server::start(&config, &data);
+    assert_eq!(
+        get(&http, &server.url("/COUNTER/a/x/sql")).await,
+        (200, "3".to_owned())
     );
 }
