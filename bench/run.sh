@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: dohost (release) vs workerd on the same machine, same client.
-#   (a) one hot counter object, (b) 10,000 counter objects chosen at random.
+#   (a) one hot counter object, (b) 10,000 counter objects chosen at random (a durable put each);
+#   (c) /sql on one object, (d) /sql on 1,000 objects chosen at random (an INSERT and a COUNT(*) each).
 # Every dohost response is durable (the output gate waits for the fsync'd commit).
-# Usage: bench/run.sh            (env: SECONDS_PER_RUN=8 CONNECTIONS=16 OBJECTS=10000 WORKERD_RUN=path/to/run.sh)
+# Usage: bench/run.sh            (env: SECONDS_PER_RUN=8 CONNECTIONS=16 OBJECTS=10000 SQL_OBJECTS=1000
+#                                 ONLY=kv|sql to run only (a)-(b) or (c)-(d), WORKERD_RUN=path/to/run.sh)
 # Needs: cargo, curl; workerd is installed from npm on first use by shared/bench/workerd/run.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,6 +12,14 @@ cd "$root"
 secs=${SECONDS_PER_RUN:-8}
 conns=${CONNECTIONS:-16}
 objects=${OBJECTS:-10000}
+sql_objects=${SQL_OBJECTS:-1000}
+only=${ONLY:-}
+case "$only" in
+  "" | kv | sql) ;;
+  *) echo "ONLY=$only: expected kv or sql (or unset for every run)" >&2; exit 2 ;;
+esac
+want_kv() { [ "$only" != sql ]; }
+want_sql() { [ "$only" != kv ]; }
 workerd_run=${WORKERD_RUN:-$root/../shared/bench/workerd/run.sh}
 work=$(mktemp -d)
 pids=()
@@ -38,9 +48,11 @@ start_dohost() { # config data
 stop_last() { kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'; }
 
 # dohost with the seed's worker in front (forwards everything to "my-counter").
-start_dohost examples/counter/dohost.toml "$work/dohost-worker"
-load dohost-worker-hot "http://127.0.0.1:8787/" 1
-stop_last
+if want_kv; then
+  start_dohost examples/counter/dohost.toml "$work/dohost-worker"
+  load dohost-worker-hot "http://127.0.0.1:8787/" 1
+  stop_last
+fi
 
 # dohost with its default router: /COUNTER/<name>/.
 cat > "$work/router.toml" <<TOML
@@ -50,28 +62,41 @@ class_name = "Counter"
 component = "$root/examples/counter/counter"
 TOML
 start_dohost "$work/router.toml" "$work/dohost-router"
-load dohost-hot "http://127.0.0.1:8787/COUNTER/my-counter/" 1
-load dohost-random "http://127.0.0.1:8787/COUNTER/o{}/" "$objects"
+if want_kv; then
+  load dohost-hot "http://127.0.0.1:8787/COUNTER/my-counter/" 1
+  load dohost-random "http://127.0.0.1:8787/COUNTER/o{}/" "$objects"
+fi
+if want_sql; then
+  load dohost-sql-hot "http://127.0.0.1:8787/COUNTER/my-counter/sql" 1
+  load dohost-sql-random "http://127.0.0.1:8787/COUNTER/s{}/sql" "$sql_objects"
+fi
 stop_last
 
 if [ -x "$workerd_run" ]; then
   wpid=$("$workerd_run" 8788 "$work/workerd")
   pids+=("$wpid")
-  load workerd-hot "http://127.0.0.1:8788/my-counter" 1
-  load workerd-random "http://127.0.0.1:8788/o{}" "$objects"
+  if want_kv; then
+    load workerd-hot "http://127.0.0.1:8788/my-counter" 1
+    load workerd-random "http://127.0.0.1:8788/o{}" "$objects"
+  fi
+  if want_sql; then
+    load workerd-sql-hot "http://127.0.0.1:8788/my-counter/sql" 1
+    load workerd-sql-random "http://127.0.0.1:8788/s{}/sql" "$sql_objects"
+  fi
   kill "$wpid" 2>/dev/null || true
 else
   echo "workerd runner not found at $workerd_run; set WORKERD_RUN to compare" >&2
 fi
 
 echo
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB; $conns connections, ${secs}s per run"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB; $conns connections, ${secs}s per run; random: $objects objects (put), $sql_objects objects (sql)"
 awk '
   /^RESULT/ { rps[$2]=$3; p50[$2]=$4; p99[$2]=$5; err[$2]=$6; order[n++]=$2 }
   END {
     printf "| run | req/s | p50 ms | p99 ms | errors | vs workerd |\n|---|---:|---:|---:|---:|---:|\n"
     for (i = 0; i < n; i++) {
-      k = order[i]; peer = (k ~ /random/) ? "workerd-random" : "workerd-hot"
+      # dohost-worker-hot and dohost-hot compare with workerd-hot, dohost-sql-random with workerd-sql-random, ...
+      k = order[i]; peer = k; sub(/^dohost-(worker-)?/, "workerd-", peer)
       ratio = (k !~ /^workerd/ && rps[peer] > 0) ? sprintf("%.1fx", rps[k] / rps[peer]) : "-"
       printf "| %s | %d | %s | %s | %s | %s |\n", k, rps[k], p50[k], p99[k], err[k], ratio
     }
