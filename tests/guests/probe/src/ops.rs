@@ -106,6 +106,16 @@ pub enum Op {
     SqlClose {
         name: String,
     },
+    /// `exec` of `query` `times` times, binding one integer, with each
+    /// result read by `one()`: a point query without JSON per query (for
+    /// benchmarks).
+    SqlPoint {
+        query: String,
+        id_from: i64,
+        #[serde(default = "one")]
+        id_count: u32,
+        times: u32,
+    },
 }
 
 fn one() -> u32 {
@@ -242,6 +252,12 @@ fn run_one(storage: &Storage, op: &Op) -> Result<Value> {
         } => sql_ops::sql_open(storage, name, query, params, *batch)?,
         Op::SqlNext { name, max } => sql_ops::sql_next(name, *max)?,
         Op::SqlClose { name } => sql_ops::sql_close(name),
+        Op::SqlPoint {
+            query,
+            id_from,
+            id_count,
+            times,
+        } => sql_ops::sql_point(storage, query, *id_from, *id_count, *times)?,
     })
 }
 

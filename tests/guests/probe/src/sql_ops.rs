@@ -21,6 +21,12 @@
 //!   cursor (`[]` once it is done); `{"rows": [..], "rows_read",
 //!   "rows_written"}`.
 //! - `{"op": "sql_close", "name"}`: drops that cursor; whether it existed.
+//! - `{"op": "sql_point", "query", "id_from", "id_count", "times"}`: runs
+//!   `exec` `times` times with the one integer parameter `id_from`,
+//!   `id_from + 1`, .. (starting over after `id_count` ids, default 1), each
+//!   result read with `one()`, the way an object runs a point query, with no
+//!   JSON per query; `{"rows": <count>, "bytes": <bytes of text and blob
+//!   values>}`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -195,6 +201,30 @@ pub fn sql_next(name: &str, max: u32) -> Result<Value> {
 /// `sql_close`: whether a cursor was open under `name`.
 pub fn sql_close(name: &str) -> Value {
     json!(CURSORS.with(|c| c.borrow_mut().remove(name)).is_some())
+}
+
+/// `sql_point`: `times` point queries, one row each.
+pub fn sql_point(
+    storage: &Storage,
+    query: &str,
+    id_from: i64,
+    id_count: u32,
+    times: u32,
+) -> Result<Value> {
+    let sql = storage.sql();
+    let mut bytes = 0_u64;
+    for i in 0..times {
+        let id = id_from + i64::from(i % id_count.max(1));
+        let row = sql.exec(query, &[SqlValue::Integer(id)])?.one()?;
+        for value in row.values() {
+            match value {
+                SqlValue::Text(s) => bytes += s.len() as u64,
+                SqlValue::Blob(b) => bytes += b.len() as u64,
+                SqlValue::Null | SqlValue::Integer(_) | SqlValue::Real(_) => {}
+            }
+        }
+    }
+    Ok(json!({ "rows": times, "bytes": bytes }))
 }
 
 #[cfg(test)]
