@@ -6,57 +6,11 @@
 //!
 //! Run: `cargo bench -p dohost-bench --bench storage`
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+mod support;
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
-use serde_json::{Value, json};
-
-fn probe_component() -> std::path::PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    dohost::build::ensure_guest_target(&mut |line| eprintln!("{line}")).expect("guest target");
-    dohost::build::build_rust_guest(&root.join("tests/guests/probe")).expect("probe builds")
-}
-
-/// A host over the probe with `cache_per_object` bytes of cache per object,
-/// and the probe object the benchmarks use.
-fn host(data: &Path, probe: &Path, cache_per_object: usize) -> (dohost::Host, dohost::Stub) {
-    let host = dohost::Host::builder()
-        .data_dir(data)
-        .binding("PROBE", "Probe", probe)
-        .settings(dohost::Settings {
-            cache_per_object,
-            ..dohost::Settings::default()
-        })
-        .build()
-        .expect("host builds");
-    let stub = host
-        .namespace("PROBE")
-        .expect("binding")
-        .id_from_name("bench")
-        .get();
-    (host, stub)
-}
-
-/// Runs `ops` in one event of `stub`.
-async fn ops(stub: &dohost::Stub, ops: &Value) {
-    let request = http::Request::post("/ops")
-        .body(ops.to_string().into())
-        .expect("request");
-    let response = stub.fetch(request).await.expect("event runs");
-    assert_eq!(response.status(), 200);
-    let results: Vec<Value> = serde_json::from_slice(response.body()).expect("JSON");
-    assert!(results.iter().all(|r| r.get("ok").is_some()), "{results:?}");
-}
-
-/// The time of one event repeating `op` `iters` times.
-fn repeated(rt: &tokio::runtime::Runtime, stub: &dohost::Stub, op: &Value, iters: u64) -> Duration {
-    let times = u32::try_from(iters).expect("criterion asks for few iterations");
-    let repeat = json!([{"op": "repeat", "times": times, "what": op}]);
-    let started = Instant::now();
-    rt.block_on(ops(stub, &repeat));
-    started.elapsed()
-}
+use serde_json::json;
+use support::{host, ops, probe_component, repeated};
 
 fn storage(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
