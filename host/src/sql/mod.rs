@@ -28,14 +28,13 @@
 //! past the event's CPU budget is interrupted by a progress handler.
 
 use std::collections::HashMap;
-use std::ffi::{c_char, c_int};
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
-use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::hooks::AuthContext;
 use rusqlite::limits::Limit;
 use rusqlite::{Connection, ffi};
 use wasmtime::component::Resource;
@@ -44,6 +43,12 @@ use crate::bindings::object::dohost::object::sql::{self, SqlError, SqlValue};
 use crate::object::ObjectState;
 use crate::pages::PageFile;
 use crate::storage::{ObjectKey, PAGE_SIZE, PageWrites};
+
+mod policy;
+mod stmt;
+
+use policy::{Policy, authorize};
+use stmt::{Stmt, has_statement};
 
 /// The longest SQL string one `exec` takes, in bytes (Cloudflare's limit).
 pub const MAX_SQL_STATEMENT_BYTES: usize = 100_000;
@@ -90,293 +95,6 @@ pub(crate) enum Failure {
 impl From<SqlError> for Failure {
     fn from(e: SqlError) -> Self {
         Failure::Sql(e)
-    }
-}
-
-/// A prepared statement, owned by its [`SqlDb`].
-struct Stmt(NonNull<ffi::sqlite3_stmt>);
-
-// SAFETY: a statement is only used with its connection, by whoever holds
-// the object's io (one thread at a time); the connection is opened with
-// SQLITE_OPEN_NO_MUTEX, which allows that.
-unsafe impl Send for Stmt {}
-
-impl Drop for Stmt {
-    fn drop(&mut self) {
-        // SAFETY: the statement is live: SqlDb drops its statements before
-        // its connection.
-        unsafe { ffi::sqlite3_finalize(self.0.as_ptr()) };
-    }
-}
-
-impl Stmt {
-    fn raw(&self) -> *mut ffi::sqlite3_stmt {
-        self.0.as_ptr()
-    }
-
-    fn step(&self) -> c_int {
-        // SAFETY: a live statement.
-        unsafe { ffi::sqlite3_step(self.raw()) }
-    }
-
-    fn param_count(&self) -> usize {
-        // SAFETY: a live statement.
-        let n = unsafe { ffi::sqlite3_bind_parameter_count(self.raw()) };
-        usize::try_from(n).unwrap_or(0)
-    }
-
-    fn columns(&self) -> Vec<String> {
-        // SAFETY: a live statement; names are NUL-terminated and valid
-        // until the next call on the statement, so they are copied at once.
-        unsafe {
-            let n = ffi::sqlite3_column_count(self.raw());
-            (0..n)
-                .map(|i| {
-                    let name = ffi::sqlite3_column_name(self.raw(), i);
-                    if name.is_null() {
-                        String::new()
-                    } else {
-                        std::ffi::CStr::from_ptr(name)
-                            .to_string_lossy()
-                            .into_owned()
-                    }
-                })
-                .collect()
-        }
-    }
-
-    /// The current row (after a step returned `SQLITE_ROW`) and its size.
-    fn row(&self) -> (Vec<SqlValue>, usize) {
-        let mut size = 0;
-        // SAFETY: a live statement on a row; text and blob pointers are
-        // valid for the length SQLite reports until the next step, and are
-        // copied at once.
-        let values = unsafe {
-            let n = ffi::sqlite3_column_count(self.raw());
-            (0..n)
-                .map(|i| {
-                    let raw = self.raw();
-                    let bytes = |p: *const u8| {
-                        let len = usize::try_from(ffi::sqlite3_column_bytes(raw, i)).unwrap_or(0);
-                        if p.is_null() || len == 0 {
-                            &[][..]
-                        } else {
-                            std::slice::from_raw_parts(p, len)
-                        }
-                    };
-                    match ffi::sqlite3_column_type(raw, i) {
-                        ffi::SQLITE_INTEGER => {
-                            size += 8;
-                            SqlValue::Integer(ffi::sqlite3_column_int64(raw, i))
-                        }
-                        ffi::SQLITE_FLOAT => {
-                            size += 8;
-                            SqlValue::Real(ffi::sqlite3_column_double(raw, i))
-                        }
-                        ffi::SQLITE_TEXT => {
-                            let b = bytes(ffi::sqlite3_column_text(raw, i));
-                            size += b.len();
-                            SqlValue::Text(String::from_utf8_lossy(b).into_owned())
-                        }
-                        ffi::SQLITE_BLOB => {
-                            let b = bytes(ffi::sqlite3_column_blob(raw, i).cast::<u8>());
-                            size += b.len();
-                            SqlValue::Blob(b.to_vec())
-                        }
-                        _ => SqlValue::Null,
-                    }
-                })
-                .collect()
-        };
-        (values, size)
-    }
-
-    fn bind(&self, index: usize, value: &SqlValue) -> c_int {
-        let i = c_int::try_from(index + 1).unwrap_or(c_int::MAX);
-        let raw = self.raw();
-        // SAFETY: a live statement; SQLITE_TRANSIENT makes SQLite copy text
-        // and blobs before the call returns.
-        unsafe {
-            match value {
-                SqlValue::Null => ffi::sqlite3_bind_null(raw, i),
-                SqlValue::Integer(v) => ffi::sqlite3_bind_int64(raw, i, *v),
-                SqlValue::Real(v) => ffi::sqlite3_bind_double(raw, i, *v),
-                SqlValue::Text(s) => ffi::sqlite3_bind_text64(
-                    raw,
-                    i,
-                    s.as_ptr().cast::<c_char>(),
-                    s.len() as u64,
-                    ffi::SQLITE_TRANSIENT(),
-                    ffi::SQLITE_UTF8 as u8,
-                ),
-                SqlValue::Blob(b) if b.is_empty() => ffi::sqlite3_bind_zeroblob(raw, i, 0),
-                SqlValue::Blob(b) => ffi::sqlite3_bind_blob64(
-                    raw,
-                    i,
-                    b.as_ptr().cast(),
-                    b.len() as u64,
-                    ffi::SQLITE_TRANSIENT(),
-                ),
-            }
-        }
-    }
-
-    /// Makes a finished statement ready to run again: no bindings, no
-    /// counts.
-    fn rewind(&self) {
-        // SAFETY: a live statement.
-        unsafe {
-            ffi::sqlite3_reset(self.raw());
-            ffi::sqlite3_clear_bindings(self.raw());
-            ffi::sqlite3_stmt_status(self.raw(), ffi::SQLITE_STMTSTATUS_FULLSCAN_STEP, 1);
-        }
-    }
-
-    /// Rows walked by full table scans so far: SQLite counts the steps from
-    /// one row to the next, so a scan that moved at all also read the row
-    /// it started on.
-    fn fullscan_steps(&self) -> u64 {
-        // SAFETY: a live statement.
-        let n = unsafe {
-            ffi::sqlite3_stmt_status(self.raw(), ffi::SQLITE_STMTSTATUS_FULLSCAN_STEP, 0)
-        };
-        let steps = u64::try_from(n).unwrap_or(0);
-        steps + u64::from(steps > 0)
-    }
-}
-
-/// True if `sql` holds anything but whitespace, `;` and comments.
-fn has_statement(sql: &[u8]) -> bool {
-    let mut i = 0;
-    while i < sql.len() {
-        match sql[i] {
-            b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' | b';' => i += 1,
-            b'-' if sql.get(i + 1) == Some(&b'-') => {
-                while i < sql.len() && sql[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if sql.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i < sql.len() && !(sql[i] == b'*' && sql.get(i + 1) == Some(&b'/')) {
-                    i += 1;
-                }
-                i += 2;
-            }
-            _ => return true,
-        }
-    }
-    false
-}
-
-/// What the authorizer lets guest SQL do. Host statements (savepoints) run
-/// with `trusted` set.
-#[derive(Default)]
-struct Policy {
-    trusted: AtomicBool,
-    /// Why the last statement was refused.
-    denied: Mutex<Option<String>>,
-}
-
-/// Pragmas guest SQL may read or set.
-const SETTABLE_PRAGMAS: &[&str] = &[
-    "analysis_limit",
-    "application_id",
-    "automatic_index",
-    "case_sensitive_like",
-    "defer_foreign_keys",
-    "foreign_keys",
-    "ignore_check_constraints",
-    "legacy_alter_table",
-    "optimize",
-    "recursive_triggers",
-    "reverse_unordered_selects",
-    "user_version",
-];
-
-/// Pragmas guest SQL may run to inspect the database (any argument names
-/// what to inspect; nothing is changed).
-const INSPECTING_PRAGMAS: &[&str] = &[
-    "collation_list",
-    "compile_options",
-    "data_version",
-    "foreign_key_check",
-    "foreign_key_list",
-    "freelist_count",
-    "function_list",
-    "index_info",
-    "index_list",
-    "index_xinfo",
-    "integrity_check",
-    "pragma_list",
-    "quick_check",
-    "table_info",
-    "table_list",
-    "table_xinfo",
-];
-
-/// Pragmas guest SQL may read but not set.
-const READABLE_PRAGMAS: &[&str] = &[
-    "encoding",
-    "max_page_count",
-    "page_count",
-    "page_size",
-    "schema_version",
-];
-
-fn refusal(action: &AuthAction<'_>) -> Option<String> {
-    match action {
-        AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => Some(
-            "BEGIN, COMMIT, ROLLBACK and SAVEPOINT cannot be used in exec: group statements \
-             with the storage transaction API (transaction_sync), which runs them in one \
-             SQLite savepoint together with the KV writes"
-                .into(),
-        ),
-        AuthAction::Attach { .. } | AuthAction::Detach { .. } => {
-            Some("ATTACH and DETACH cannot be used: an object has exactly one database".into())
-        }
-        AuthAction::CreateTempTable { .. }
-        | AuthAction::CreateTempIndex { .. }
-        | AuthAction::CreateTempTrigger { .. }
-        | AuthAction::CreateTempView { .. } => Some(
-            "temporary tables, indexes, triggers and views cannot be created: use ordinary \
-             ones (they live in the object's database)"
-                .into(),
-        ),
-        AuthAction::Pragma {
-            pragma_name,
-            pragma_value,
-        } => {
-            let name = pragma_name.to_ascii_lowercase();
-            let allowed = SETTABLE_PRAGMAS.contains(&name.as_str())
-                || INSPECTING_PRAGMAS.contains(&name.as_str())
-                || (READABLE_PRAGMAS.contains(&name.as_str()) && pragma_value.is_none());
-            (!allowed).then(|| {
-                format!(
-                    "PRAGMA {name} cannot be used{}: the host manages the database's storage \
-                     settings",
-                    if pragma_value.is_some() {
-                        " with a value"
-                    } else {
-                        ""
-                    }
-                )
-            })
-        }
-        _ => None,
-    }
-}
-
-fn authorize(policy: &Policy, context: AuthContext<'_>) -> Authorization {
-    if policy.trusted.load(Ordering::Relaxed) {
-        return Authorization::Allow;
-    }
-    match refusal(&context.action) {
-        Some(reason) => {
-            *policy.denied.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
-            Authorization::Deny
-        }
-        None => Authorization::Allow,
     }
 }
 
@@ -471,27 +189,7 @@ impl SqlDb {
     /// Prepares the first statement of `sql`; also returns the bytes it
     /// used. `None` if `sql` holds no statement.
     fn prepare(&self, sql: &[u8]) -> (c_int, Option<Stmt>, usize) {
-        let mut stmt = std::ptr::null_mut();
-        let mut tail: *const c_char = std::ptr::null();
-        let len = c_int::try_from(sql.len()).unwrap_or(c_int::MAX);
-        // SAFETY: `sql` is valid for `len` bytes; `tail` points into it.
-        unsafe {
-            let rc = ffi::sqlite3_prepare_v3(
-                self.handle(),
-                sql.as_ptr().cast::<c_char>(),
-                len,
-                0,
-                &mut stmt,
-                &mut tail,
-            );
-            let used = if tail.is_null() {
-                sql.len()
-            } else {
-                usize::try_from(tail.offset_from(sql.as_ptr().cast::<c_char>()))
-                    .unwrap_or(sql.len())
-            };
-            (rc, NonNull::new(stmt).map(Stmt), used)
-        }
+        Stmt::prepare(self.handle(), sql)
     }
 }
 
@@ -723,10 +421,15 @@ impl Sql {
         let text = std::str::from_utf8(sql).unwrap_or_default();
         let mut first = true;
         loop {
-            let (stmt, query) = match db.cached.pop(text).filter(|_| first) {
-                Some(stmt) => {
+            let cached = if first {
+                db.cached.pop_entry(text)
+            } else {
+                None
+            };
+            let (stmt, query) = match cached {
+                Some((query, stmt)) => {
                     rest = &[];
-                    (Some(stmt), Some(Arc::<str>::from(text)))
+                    (Some(stmt), Some(query))
                 }
                 None => {
                     let (rc, stmt, used) = db.prepare(rest);
@@ -1208,27 +911,5 @@ mod tests {
         db.commit(1).unwrap();
         let rows = query(&mut db, "SELECT a FROM t", &[]).unwrap();
         assert_eq!(integers(&rows), [1]);
-    }
-
-    #[test]
-    fn trailing_whitespace_and_comments_are_no_statement() {
-        assert!(!has_statement(b"  ;\n -- done\n /* and */ ;"));
-        assert!(has_statement(b"; SELECT 1"));
-        assert!(has_statement(b"/* c */ x"));
-        assert!(!has_statement(b"/* unterminated"));
-    }
-
-    #[test]
-    fn guest_sql_may_not_manage_storage() {
-        let pragma = |name, value| AuthAction::Pragma {
-            pragma_name: name,
-            pragma_value: value,
-        };
-        assert!(refusal(&pragma("user_version", Some("2"))).is_none());
-        assert!(refusal(&pragma("table_info", Some("users"))).is_none());
-        assert!(refusal(&pragma("page_size", None)).is_none());
-        assert!(refusal(&pragma("page_size", Some("8192"))).is_some());
-        assert!(refusal(&pragma("journal_mode", Some("wal"))).is_some());
-        assert!(refusal(&pragma("WRITABLE_SCHEMA", Some("1"))).is_some());
     }
 }
