@@ -80,6 +80,15 @@ async fn acknowledged_counts_survive_kill_9() {
     }
 }
 
+/// POSTs `body` to `url`; true if the server answered 200 (the write is
+/// acknowledged), false once it fails (the server was killed).
+async fn post_ok(http: &crate::support::HttpClient, url: &str, body: String) -> bool {
+    let req = http::Request::post(url)
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    matches!(http.request(req).await, Ok(resp) if resp.status() == 200)
+}
+
 /// One event writes 100 keys (and a marker naming its batch); `kill -9`
 /// lands at random moments. After each restart the 100 keys all carry one
 /// batch whose marker is there (never a mix of two events), and every
@@ -111,15 +120,10 @@ async fn a_100_key_event_is_all_or_nothing_under_kill_9() {
                             .map(|i| json!({"op": "put", "key": format!("k{i:03}"), "value": batch.to_string()}))
                             .collect();
                         ops.push(json!({"op": "put", "key": format!("done:{batch}"), "value": ""}));
-                        let req = http::Request::post(&url)
-                            .body(http_body_util::Full::new(bytes::Bytes::from(
-                                json!(ops).to_string(),
-                            )))
-                            .unwrap();
-                        match http.request(req).await {
-                            Ok(resp) if resp.status() == 200 => acks.lock().unwrap().push(batch),
-                            _ => return,
+                        if !post_ok(&http, &url, json!(ops).to_string()).await {
+                            return;
                         }
+                        acks.lock().unwrap().push(batch);
                     }
                 })
             })
@@ -212,15 +216,10 @@ async fn acknowledged_sql_inserts_survive_kill_9_untorn() {
                     for _ in 0..10_000 {
                         let id = next.fetch_add(1, Ordering::SeqCst);
                         let body = insert(id).to_string();
-                        let req = http::Request::post(&url)
-                            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-                            .unwrap();
-                        match http.request(req).await {
-                            Ok(resp) if resp.status() == 200 => {
-                                acks.lock().unwrap().push((object, id));
-                            }
-                            _ => return,
+                        if !post_ok(&http, &url, body).await {
+                            return;
                         }
+                        acks.lock().unwrap().push((object, id));
                     }
                 })
             })
