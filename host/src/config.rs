@@ -9,6 +9,11 @@
 //! component = "counter"                # a .wasm component or a Rust guest crate dir
 //! [vars]
 //! GREETING = "hello"
+//! [limits]
+//! sql_database_bytes = 1_000_000_000  # per object (default 10 GB)
+//! [alarms]
+//! retry_delay_ms = 2000                # first retry of a failed alarm
+//! max_retries = 6                      # then it is dropped
 //! ```
 //!
 //! Paths are relative to the file. Every error names the file, the field and
@@ -61,6 +66,12 @@ pub struct Config {
     /// `[limits] sql_database_bytes`: the largest SQL database of one object
     /// (default [`crate::DEFAULT_MAX_SQL_DATABASE_BYTES`]).
     pub max_sql_database_bytes: Option<u64>,
+    /// `[alarms] retry_delay_ms`: the delay before the first retry of a
+    /// failed alarm (default [`crate::DEFAULT_ALARM_RETRY_DELAY`]).
+    pub alarm_retry_delay: Option<std::time::Duration>,
+    /// `[alarms] max_retries`: how many times a failed alarm is retried
+    /// (default [`crate::DEFAULT_ALARM_MAX_RETRIES`]).
+    pub alarm_max_retries: Option<u32>,
     /// The file this was read from, if any (for messages).
     pub path: Option<PathBuf>,
 }
@@ -78,7 +89,19 @@ struct RawConfig {
     #[serde(default)]
     vars: BTreeMap<String, toml::Value>,
     limits: Option<RawLimits>,
+    alarms: Option<RawAlarms>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlarms {
+    retry_delay_ms: Option<u64>,
+    max_retries: Option<u32>,
+}
+
+/// The most retries `[alarms] max_retries` may ask for: with doubling
+/// delays, more would wait for years.
+const MAX_ALARM_RETRIES: u32 = 30;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -212,12 +235,33 @@ impl Config {
             )));
         }
 
+        let alarms = raw.alarms.unwrap_or(RawAlarms {
+            retry_delay_ms: None,
+            max_retries: None,
+        });
+        if alarms.retry_delay_ms == Some(0) {
+            return Err(Error::config(format!(
+                "{file}: alarms.retry_delay_ms = 0: a failed alarm needs a delay before its retry; use at least 1 (the default is {})",
+                crate::DEFAULT_ALARM_RETRY_DELAY.as_millis()
+            )));
+        }
+        if let Some(retries) = alarms.max_retries
+            && retries > MAX_ALARM_RETRIES
+        {
+            return Err(Error::config(format!(
+                "{file}: alarms.max_retries = {retries} is too many; use at most {MAX_ALARM_RETRIES} (the default is {})",
+                crate::DEFAULT_ALARM_MAX_RETRIES
+            )));
+        }
+
         Ok(Config {
             name: raw.name,
             main,
             bindings,
             vars,
             max_sql_database_bytes,
+            alarm_retry_delay: alarms.retry_delay_ms.map(std::time::Duration::from_millis),
+            alarm_max_retries: alarms.max_retries,
             path: Some(path.to_path_buf()),
         })
     }
@@ -285,5 +329,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(limited.max_sql_database_bytes, Some(65536));
+    }
+
+    #[test]
+    fn alarms_set_the_retry_policy_within_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let crate_dir = dir.path().join("guest");
+        std::fs::create_dir(&crate_dir).unwrap();
+        std::fs::write(crate_dir.join("Cargo.toml"), "").unwrap();
+        let text = "[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"C\"\ncomponent = \"guest\"\n";
+        let path = dir.path().join("dohost.toml");
+        let set = Config::parse(
+            &format!("{text}[alarms]\nretry_delay_ms = 50\nmax_retries = 2\n"),
+            &path,
+        )
+        .unwrap();
+        assert_eq!(
+            set.alarm_retry_delay,
+            Some(std::time::Duration::from_millis(50))
+        );
+        assert_eq!(set.alarm_max_retries, Some(2));
+        let zero = Config::parse(&format!("{text}[alarms]\nretry_delay_ms = 0\n"), &path);
+        assert!(
+            zero.unwrap_err()
+                .to_string()
+                .contains("alarms.retry_delay_ms = 0")
+        );
+        let many = Config::parse(&format!("{text}[alarms]\nmax_retries = 31\n"), &path);
+        assert!(many.unwrap_err().to_string().contains("at most 30"));
     }
 }

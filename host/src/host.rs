@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::alarm::{DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, Schedule};
 use crate::bindings::object::DurableObjectPre;
 use crate::bindings::worker::WorkerPre;
 use crate::cache::CacheBudget;
@@ -17,7 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::namespace::{Namespace, from_wit_response, to_wit_request};
 use crate::object::{DEFAULT_IDLE_TIMEOUT, ObjectState};
 use crate::sql::DEFAULT_MAX_SQL_DATABASE_BYTES;
-use crate::storage::{CommitHook, Store};
+use crate::storage::{AlarmChange, CommitHook, Store};
 use crate::worker::{WorkerPool, WorkerState};
 
 /// The default data directory, relative to the working directory.
@@ -68,6 +69,12 @@ pub struct Settings {
     /// The largest SQL database of one object, in bytes
     /// ([`DEFAULT_MAX_SQL_DATABASE_BYTES`]).
     pub max_sql_database_bytes: u64,
+    /// The delay before the first retry of a failed alarm; each further
+    /// retry waits twice as long ([`DEFAULT_ALARM_RETRY_DELAY`]).
+    pub alarm_retry_delay: Duration,
+    /// How many times a failed alarm is retried before it is dropped
+    /// ([`DEFAULT_ALARM_MAX_RETRIES`]).
+    pub alarm_max_retries: u32,
 }
 
 impl Default for Settings {
@@ -81,6 +88,8 @@ impl Default for Settings {
             cache_per_object: DEFAULT_CACHE_PER_OBJECT,
             cache_total: DEFAULT_CACHE_TOTAL,
             max_sql_database_bytes: DEFAULT_MAX_SQL_DATABASE_BYTES,
+            alarm_retry_delay: DEFAULT_ALARM_RETRY_DELAY,
+            alarm_max_retries: DEFAULT_ALARM_MAX_RETRIES,
         }
     }
 }
@@ -96,6 +105,9 @@ pub struct Stats {
     /// key a `get` did not find in the event's writes or the cache, one per
     /// `list`.
     pub disk_reads: u64,
+    /// Alarms the scheduler holds in memory now (at most
+    /// [`crate::SCHEDULE_WINDOW`]; the rest wait in redb).
+    pub alarms_in_memory: usize,
 }
 
 /// What every namespace and worker of a host shares.
@@ -108,8 +120,11 @@ pub(crate) struct HostShared {
     pub(crate) cache_budget: Arc<CacheBudget>,
     /// Set once the host shuts down: no new events are accepted.
     pub(crate) closed: std::sync::atomic::AtomicBool,
-    /// Every object actor, so shutdown can wait for them.
+    /// Every object actor and the alarm scheduler, so shutdown can wait
+    /// for them.
     pub(crate) actors: tokio_util::task::TaskTracker,
+    /// The earliest alarms ([`crate::alarm`]).
+    pub(crate) schedule: Arc<Schedule>,
 }
 
 impl HostShared {
@@ -144,9 +159,34 @@ struct HostInner {
     namespaces: Arc<BTreeMap<String, Namespace>>,
     worker: Option<WorkerPool>,
     committer_stopped: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    /// The alarm scheduler task was started.
+    scheduler_started: std::sync::atomic::AtomicBool,
 }
 
 impl HostInner {
+    /// Starts the alarm scheduler on the current tokio runtime, once. A host
+    /// built outside a runtime starts it when first used inside one.
+    fn start_scheduler(&self) {
+        use std::sync::atomic::Ordering;
+        if self.scheduler_started.load(Ordering::Relaxed)
+            || self.shared.closed.load(Ordering::SeqCst)
+            || tokio::runtime::Handle::try_current().is_err()
+            || self.scheduler_started.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let by_number = self
+            .namespaces
+            .values()
+            .map(|n| (n.number(), n.clone()))
+            .collect();
+        self.shared.actors.spawn(crate::alarm::run(
+            self.shared.schedule.clone(),
+            self.shared.clone(),
+            by_number,
+        ));
+    }
+
     /// Refuses new events and closes every live object's mailbox; returns
     /// a future that, once the objects have finished what they accepted,
     /// commits the rest, stops the committer and releases the database.
@@ -154,6 +194,7 @@ impl HostInner {
         self.shared
             .closed
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.schedule.stop();
         for namespace in self.namespaces.values() {
             namespace.close_live();
         }
@@ -226,6 +267,7 @@ impl Host {
     ///
     /// [`ErrorKind::NotFound`] when no binding has that name.
     pub fn namespace(&self, binding: &str) -> Result<Namespace> {
+        self.inner.start_scheduler();
         self.inner.namespaces.get(binding).cloned().ok_or_else(|| {
             Error::new(
                 ErrorKind::NotFound,
@@ -252,6 +294,7 @@ impl Host {
         Stats {
             cache_bytes: self.inner.shared.cache_budget.used(),
             disk_reads: self.inner.shared.store.disk_reads(),
+            alarms_in_memory: self.inner.shared.schedule.in_memory(),
         }
     }
 
@@ -275,6 +318,7 @@ impl Host {
     /// [`ErrorKind::NotFound`] for a path the router cannot place, and every
     /// error of [`crate::Stub::fetch`].
     pub async fn fetch(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
+        self.inner.start_scheduler();
         if let Some(worker) = &self.inner.worker {
             let response = worker.fetch(to_wit_request(request)).await?;
             return from_wit_response(response);
@@ -343,6 +387,12 @@ impl HostBuilder {
         self.vars = config.vars.clone();
         if let Some(bytes) = config.max_sql_database_bytes {
             self.settings.max_sql_database_bytes = bytes;
+        }
+        if let Some(delay) = config.alarm_retry_delay {
+            self.settings.alarm_retry_delay = delay;
+        }
+        if let Some(retries) = config.alarm_max_retries {
+            self.settings.alarm_max_retries = retries;
         }
         self
     }
@@ -426,8 +476,13 @@ impl HostBuilder {
                 e,
             )
         })?;
+        let schedule = Schedule::new();
+        let listener = {
+            let schedule = schedule.clone();
+            Arc::new(move |changes: &[AlarmChange]| schedule.apply(changes))
+        };
         let (store, committer_stopped) =
-            Store::open(&data_dir.join("dohost.redb"), self.commit_hook)?;
+            Store::open(&data_dir.join("dohost.redb"), self.commit_hook, listener)?;
         let runtime = Runtime::new(
             &EngineLimits {
                 max_live_objects: self.settings.max_live_objects,
@@ -500,6 +555,7 @@ impl HostBuilder {
             settings: self.settings,
             closed: std::sync::atomic::AtomicBool::new(false),
             actors: tokio_util::task::TaskTracker::new(),
+            schedule,
         });
         let mut namespaces = BTreeMap::new();
         for (binding, class, pre) in pres {
@@ -511,14 +567,17 @@ impl HostBuilder {
         }
         let namespaces = Arc::new(namespaces);
         let worker = worker_pre.map(|pre| WorkerPool::new(pre, shared.clone(), namespaces.clone()));
-        Ok(Host {
+        let host = Host {
             inner: Arc::new(HostInner {
                 shared,
                 namespaces,
                 worker,
                 committer_stopped: std::sync::Mutex::new(Some(committer_stopped)),
+                scheduler_started: std::sync::atomic::AtomicBool::new(false),
             }),
-        })
+        };
+        host.inner.start_scheduler();
+        Ok(host)
     }
 }
 
@@ -534,10 +593,14 @@ mod tests {
             bindings: Vec::new(),
             vars: BTreeMap::new(),
             max_sql_database_bytes: Some(65536),
+            alarm_retry_delay: Some(Duration::from_millis(5)),
+            alarm_max_retries: Some(1),
             path: None,
         };
         let builder = Host::builder().config(&config);
         assert_eq!(builder.settings.max_sql_database_bytes, 65536);
+        assert_eq!(builder.settings.alarm_retry_delay, Duration::from_millis(5));
+        assert_eq!(builder.settings.alarm_max_retries, 1);
         config.max_sql_database_bytes = None;
         let builder = Host::builder().config(&config);
         assert_eq!(

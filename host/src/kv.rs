@@ -18,7 +18,7 @@ use crate::bindings::object::dohost::object::storage::{
     self, ListOptions, OverLimit, ReadOptions, StorageError, WriteOptions,
 };
 use crate::object::{ObjectState, pass_gate};
-use crate::storage::{ListRange, Write, WriteSet, entries_in};
+use crate::storage::{AlarmRecord, AlarmWrite, ListRange, Write, WriteSet, entries_in};
 
 /// The longest storage key, in bytes (Cloudflare's limit): keys are kept in
 /// memory and in every redb index page, so they must stay small.
@@ -125,6 +125,27 @@ impl EventWrites {
         let top = self.top();
         top.entries.clear();
         top.clear = true;
+        top.alarm = Some(AlarmWrite::Delete);
+    }
+
+    /// What the event's writes say about the alarm, if anything.
+    pub(crate) fn alarm(&self) -> Option<Option<AlarmRecord>> {
+        self.layers
+            .iter()
+            .rev()
+            .find_map(|layer| layer.alarm.map(|w| w.record()))
+    }
+
+    /// Sets or deletes the alarm.
+    pub(crate) fn write_alarm(&mut self, write: AlarmWrite) {
+        self.confirmed = true;
+        self.top().alarm = Some(write);
+    }
+
+    /// The event's own write set changes the alarm (open transactions do
+    /// not count).
+    pub(crate) fn writes_alarm(&self) -> bool {
+        self.layers[0].alarm.is_some()
     }
 
     fn begin(&mut self) -> StorageResult<u32> {
@@ -149,6 +170,9 @@ impl EventWrites {
             below.clear = true;
         }
         below.entries.extend(layer.entries);
+        if layer.alarm.is_some() {
+            below.alarm = layer.alarm;
+        }
         Ok(())
     }
 

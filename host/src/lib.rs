@@ -25,6 +25,7 @@
 
 #![deny(missing_docs)]
 
+mod alarm;
 mod bindings;
 pub mod build;
 mod cache;
@@ -42,6 +43,9 @@ mod storage;
 mod vfs;
 mod worker;
 
+pub use alarm::{
+    DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, MAX_DELIVERIES, SCHEDULE_WINDOW,
+};
 pub use config::{BindingConfig, ComponentSource, Config};
 pub use error::{Error, ErrorKind, Result};
 pub use host::{

@@ -117,6 +117,21 @@ impl Namespace {
         }
     }
 
+    /// The namespace's number in storage keys.
+    pub(crate) fn number(&self) -> u32 {
+        self.0.number
+    }
+
+    /// Puts an alarm event in the mailbox of the object with `id`,
+    /// activating it if needed.
+    pub(crate) fn deliver_alarm(
+        &self,
+        id: &[u8; 32],
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<()> {
+        self.deliver(id, None, Event::Alarm { _permit: permit })
+    }
+
     /// How many of this namespace's objects are in memory now.
     pub fn live_objects(&self) -> usize {
         self.0.live.lock().unwrap_or_else(|p| p.into_inner()).len()

@@ -21,6 +21,9 @@
 //! response leaves before the writes it may reflect are durable, even a
 //! response of an event that wrote nothing but read uncommitted data.
 //!
+//! **Alarms.** An alarm arrives as an event like a fetch; see
+//! [`crate::alarm`] for what the actor does with it.
+//!
 //! **Reset.** A trap discards the event's writes and the instance; the next
 //! event gets a fresh instance (the cache, which only holds what completed
 //! events and `sync` sent, is kept). A failed commit clears the cache too,
@@ -38,6 +41,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::object::DurableObject;
 use crate::bindings::object::dohost::object::{context, env, types};
+use crate::bindings::object::exports::dohost::object::handler::AlarmInfo;
 use crate::bindings::{WitRequest, WitResponse};
 use crate::cache::ObjectCache;
 use crate::engine::{self, GuestMeter};
@@ -45,7 +49,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::host::HostShared;
 use crate::kv::EventWrites;
 use crate::sql::Sql;
-use crate::storage::{CommitResult, ObjectKey, ObjectRecord};
+use crate::storage::{AlarmRecord, AlarmWrite, CommitResult, ObjectKey, ObjectRecord};
 
 /// Resolves when the object's writes up to some event are durable.
 pub(crate) type Gate = Shared<oneshot::Receiver<CommitResult>>;
@@ -71,6 +75,11 @@ pub(crate) enum Event {
         /// The name the caller addressed the object by, if any.
         name: Option<String>,
         reply: oneshot::Sender<Reply>,
+    },
+    /// The object's alarm may be due. Holds one of the scheduler's delivery
+    /// permits until it is handled.
+    Alarm {
+        _permit: tokio::sync::OwnedSemaphorePermit,
     },
 }
 
@@ -109,6 +118,11 @@ pub(crate) struct ObjectIo {
     confirmed: Option<(u64, Gate)>,
     /// The object's directory record was committed.
     registered: bool,
+    /// The object's alarm as of every write set sent to the committer
+    /// (`None`: not read yet).
+    alarm: Option<Option<AlarmRecord>>,
+    /// The alarm whose handler is running, as stored when it began.
+    pub(crate) running_alarm: Option<AlarmRecord>,
 }
 
 impl ObjectIo {
@@ -122,6 +136,9 @@ impl ObjectIo {
         confirmed |= !writes.pages.is_empty();
         if writes.is_empty() {
             return;
+        }
+        if let Some(write) = writes.alarm {
+            self.alarm = Some(write.record());
         }
         let record = (!self.registered).then(|| ObjectRecord {
             class: self.identity.class.to_string(),
@@ -139,6 +156,16 @@ impl ObjectIo {
             self.confirmed = Some((seq, gate.clone()));
         }
         self.in_flight.push_back((seq, gate));
+    }
+
+    /// The object's alarm as of every write set sent to the committer.
+    pub(crate) fn alarm(&mut self) -> Result<Option<AlarmRecord>> {
+        if let Some(known) = self.alarm {
+            return Ok(known);
+        }
+        let stored = self.shared.store.read_alarm(&self.identity.key)?;
+        self.alarm = Some(stored);
+        Ok(stored)
     }
 
     /// The last commit sent, done or not.
@@ -182,6 +209,7 @@ impl ObjectIo {
         self.in_flight.clear();
         self.confirmed = None;
         self.registered = false;
+        self.alarm = None;
     }
 }
 
@@ -253,6 +281,8 @@ impl Actor {
             in_flight: VecDeque::new(),
             confirmed: None,
             registered: false,
+            alarm: None,
+            running_alarm: None,
         };
         Actor {
             number,
@@ -309,6 +339,7 @@ impl Actor {
                 let gate = self.io_mut().response_gate();
                 let _ = reply.send(Reply { result, gate });
             }
+            Event::Alarm { _permit } => self.alarm().await,
         }
     }
 
@@ -392,12 +423,19 @@ impl Actor {
         }
     }
 
-    async fn fetch(&mut self, req: WitRequest) -> Result<WitResponse> {
+    /// Goes back to what is durable if a commit failed.
+    async fn settle(&mut self) {
         if let Err(e) = self.io_mut().settle() {
             tracing::warn!(object = %self.identity.id_hex, "a commit of this object failed ({e}); resetting it to its durable state");
             self.reset();
             self.io_mut().forget().await;
         }
+    }
+
+    /// The live instance, activated if needed, ready for an event.
+    async fn begin_event(
+        &mut self,
+    ) -> Result<(&mut wasmtime::Store<ObjectState>, &mut DurableObject)> {
         if self.instance.is_none() {
             self.activate().await?;
         }
@@ -406,6 +444,23 @@ impl Actor {
         };
         store.data_mut().meter.begin_event();
         store.data().io.sql.begin_event();
+        Ok((store, instance))
+    }
+
+    /// Resets the object after a trap; the error to report.
+    fn trapped(&mut self, trap: &wasmtime::Error) -> Error {
+        let message = self.trap_message(trap);
+        self.reset();
+        tracing::warn!(object = %self.identity.id_hex, "object trapped and was reset: {message}");
+        Error::new(
+            ErrorKind::GuestTrap,
+            format!("the object trapped and was reset: {message}"),
+        )
+    }
+
+    async fn fetch(&mut self, req: WitRequest) -> Result<WitResponse> {
+        self.settle().await;
+        let (store, instance) = self.begin_event().await?;
         let result = instance
             .dohost_object_handler()
             .call_fetch(&mut *store, &req)
@@ -415,22 +470,106 @@ impl Actor {
                 self.end_event()?;
                 outcome.map_err(|message| Error::new(ErrorKind::GuestError, message))
             }
-            Err(trap) => {
-                let message = self.trap_message(&trap);
-                self.reset();
-                tracing::warn!(object = %self.identity.id_hex, "object trapped and was reset: {message}");
-                Err(Error::new(
-                    ErrorKind::GuestTrap,
-                    format!("the object trapped and was reset: {message}"),
-                ))
-            }
+            Err(trap) => Err(self.trapped(&trap)),
         }
+    }
+
+    /// Delivers the object's alarm if it is due (see [`crate::alarm`]).
+    async fn alarm(&mut self) {
+        self.settle().await;
+        let key = self.identity.key;
+        let schedule = self.shared.schedule.clone();
+        let record = match self.io_mut().alarm() {
+            Ok(Some(record)) => record,
+            // Deleted since it was scheduled.
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(object = %self.identity.id_hex, "cannot read the object's alarm: {e}");
+                schedule.remind(crate::alarm::now_ms() + 1000, key);
+                return;
+            }
+        };
+        if record.time > crate::alarm::now_ms() {
+            // Moved later since it was scheduled (or the clock stepped).
+            schedule.remind(record.time, key);
+            return;
+        }
+        let mut started = None;
+        let result = match self.begin_event().await {
+            Ok(_) => {
+                // Stored before the handler runs: a crash from here on makes
+                // the next delivery a retry.
+                let begun = AlarmRecord {
+                    time: record.time,
+                    retries: record.retries + 1,
+                };
+                started = Some(begun);
+                let io = self.io_mut();
+                io.writes.write_alarm(AlarmWrite::Started(begun));
+                io.flush();
+                io.running_alarm = Some(begun);
+                let info = AlarmInfo {
+                    retry_count: record.retries,
+                    is_retry: record.retries > 0,
+                };
+                let (store, instance) = self.instance.as_mut().expect("begun above");
+                let outcome = instance
+                    .dohost_object_handler()
+                    .call_alarm(&mut *store, info)
+                    .await;
+                let result = match outcome {
+                    Ok(outcome) => self.finish_event().and_then(|()| {
+                        outcome.map_err(|message| Error::new(ErrorKind::GuestError, message))
+                    }),
+                    Err(trap) => Err(self.trapped(&trap)),
+                };
+                self.io_mut().running_alarm = None;
+                result
+            }
+            Err(e) if e.kind() == ErrorKind::Overloaded => {
+                schedule.remind(
+                    crate::alarm::now_ms() + crate::alarm::REDELIVERY_DELAY_MS,
+                    key,
+                );
+                return;
+            }
+            // The object could not be constructed: a failed delivery.
+            Err(e) => Err(e),
+        };
+        let expected = started.unwrap_or(record);
+        let io = self.io_mut();
+        // The handler's own set-alarm or delete-alarm (in this write set or
+        // made durable by a sync) stands.
+        let handler_chose = io.writes.writes_alarm() || io.alarm().ok() != Some(Some(expected));
+        if !handler_chose {
+            let write = match &result {
+                Ok(_) => AlarmWrite::Delete,
+                Err(e) => crate::alarm::after_failure(
+                    record,
+                    e.message(),
+                    &io.identity.id_hex,
+                    io.shared.settings.alarm_retry_delay,
+                    io.shared.settings.alarm_max_retries,
+                ),
+            };
+            io.writes.write_alarm(write);
+        }
+        io.flush();
     }
 
     /// Hands the event's writes to the committer; transactions the guest
     /// left open are rolled back. An error if the event's writes had to be
     /// dropped instead.
     fn end_event(&mut self) -> Result<()> {
+        self.finish_event()?;
+        self.io_mut().flush();
+        Ok(())
+    }
+
+    /// Closes the event's transactions (rolling back those the guest left
+    /// open) so its write set can be sent. An error if the event's writes
+    /// had to be dropped instead.
+    fn finish_event(&mut self) -> Result<()> {
         let io = self.io_mut();
         let open = io.writes.close_transactions();
         if open > 0 {
@@ -448,7 +587,6 @@ impl Actor {
             self.reset();
             return Err(Error::new(ErrorKind::Storage, message));
         }
-        io.flush();
         Ok(())
     }
 }

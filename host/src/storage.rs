@@ -7,6 +7,12 @@
 //! - `pages`: object key followed by the page number (u32 big-endian) ->
 //!   page bytes ([`PAGE_SIZE`]): the object's SQLite database file
 //!   ([`crate::pages`]). The file's length is its last page's end.
+//! - `alarms`: object key -> the object's alarm: its time (ms since the
+//!   epoch, i64 big-endian) and how many deliveries of it began (u32
+//!   big-endian) ([`AlarmRecord`]).
+//! - `alarm_times`: the alarm's time (i64 with its sign bit flipped, so
+//!   bytewise order is numeric order) followed by the object key -> nothing:
+//!   the scheduler's index of alarms by time ([`crate::alarm`]).
 //! - `objects`: object key -> JSON record (class, name): the directory of
 //!   objects that have written something.
 //! - `namespaces`: binding name -> namespace number (u32) and the 32-byte
@@ -35,6 +41,8 @@ use crate::error::{Error, ErrorKind, Result};
 
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 const PAGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pages");
+const ALARMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("alarms");
+const ALARM_TIMES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("alarm_times");
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
 
@@ -55,6 +63,23 @@ impl ObjectKey {
         k[..4].copy_from_slice(&namespace.to_be_bytes());
         k[4..].copy_from_slice(id);
         ObjectKey(k)
+    }
+
+    /// The key as stored in redb.
+    fn from_bytes(bytes: &[u8]) -> Option<ObjectKey> {
+        Some(ObjectKey(bytes.try_into().ok()?))
+    }
+
+    /// The namespace number.
+    pub(crate) fn namespace(&self) -> u32 {
+        u32::from_be_bytes([self.0[0], self.0[1], self.0[2], self.0[3]])
+    }
+
+    /// The 32-byte object id.
+    pub(crate) fn id(&self) -> [u8; 32] {
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&self.0[4..]);
+        id
     }
 
     fn kv_key(&self, key: &str) -> Vec<u8> {
@@ -82,6 +107,86 @@ impl ObjectKey {
         k
     }
 }
+
+impl std::fmt::Debug for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.namespace(), hex::encode(self.id()))
+    }
+}
+
+/// An object's alarm as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AlarmRecord {
+    /// When it is due, in ms since the Unix epoch.
+    pub(crate) time: i64,
+    /// How many deliveries of this alarm began (and did not complete).
+    pub(crate) retries: u32,
+}
+
+impl AlarmRecord {
+    fn encode(&self) -> [u8; 12] {
+        let mut v = [0u8; 12];
+        v[..8].copy_from_slice(&self.time.to_be_bytes());
+        v[8..].copy_from_slice(&self.retries.to_be_bytes());
+        v
+    }
+
+    fn decode(v: &[u8]) -> Option<AlarmRecord> {
+        let time = i64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+        let retries = u32::from_be_bytes(v.get(8..12)?.try_into().ok()?);
+        Some(AlarmRecord { time, retries })
+    }
+}
+
+/// A key of the `alarm_times` index: the time, ordered bytewise like the
+/// number, then the object.
+fn alarm_time_key(time: i64, object: &ObjectKey) -> [u8; 8 + OBJECT_KEY_LEN] {
+    let mut k = [0u8; 8 + OBJECT_KEY_LEN];
+    k[..8].copy_from_slice(&((time as u64) ^ (1 << 63)).to_be_bytes());
+    k[8..].copy_from_slice(&object.0);
+    k
+}
+
+fn decode_alarm_time_key(k: &[u8]) -> Option<(i64, ObjectKey)> {
+    let time = u64::from_be_bytes(k.get(..8)?.try_into().ok()?) ^ (1 << 63);
+    Some((time as i64, ObjectKey::from_bytes(k.get(8..)?)?))
+}
+
+/// A change to an object's alarm in a write set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AlarmWrite {
+    /// Set (or replace) the alarm.
+    Set(AlarmRecord),
+    /// Remove the alarm.
+    Delete,
+    /// A delivery of the alarm began: store its new retry count. Its time
+    /// does not change, and the scheduler is not told.
+    Started(AlarmRecord),
+}
+
+impl AlarmWrite {
+    /// The alarm after this write.
+    pub(crate) fn record(&self) -> Option<AlarmRecord> {
+        match self {
+            AlarmWrite::Set(r) | AlarmWrite::Started(r) => Some(*r),
+            AlarmWrite::Delete => None,
+        }
+    }
+}
+
+/// A committed change of an object's alarm time, for the scheduler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AlarmChange {
+    pub(crate) object: ObjectKey,
+    /// The time it had before, if it had an alarm.
+    pub(crate) old: Option<i64>,
+    /// The time it has now, if any.
+    pub(crate) new: Option<i64>,
+}
+
+/// Told of every committed alarm change, on the committer thread, right
+/// after the commit is durable and before its waiters hear of it.
+pub(crate) type AlarmListener = Arc<dyn Fn(&[AlarmChange]) + Send + Sync>;
 
 /// The size of a page of an object's SQL database file, in bytes (SQLite's
 /// default page size, which objects cannot change).
@@ -138,11 +243,13 @@ pub(crate) struct WriteSet {
     pub(crate) entries: BTreeMap<String, Write>,
     /// And these SQL database changes.
     pub(crate) pages: PageWrites,
+    /// And this change of the alarm (after `clear`, which removes it).
+    pub(crate) alarm: Option<AlarmWrite>,
 }
 
 impl WriteSet {
     pub(crate) fn is_empty(&self) -> bool {
-        !self.clear && self.entries.is_empty() && self.pages.is_empty()
+        !self.clear && self.entries.is_empty() && self.pages.is_empty() && self.alarm.is_none()
     }
 }
 
@@ -234,9 +341,11 @@ impl Store {
     /// The receiver fires once the committer has committed everything it
     /// was sent and stopped (after [`Store::close`]) and its database handle
     /// is gone.
+    /// `alarms` hears of every committed alarm change.
     pub(crate) fn open(
         path: &Path,
         hook: Option<CommitHook>,
+        alarms: AlarmListener,
     ) -> Result<(Store, oneshot::Receiver<()>)> {
         let db = Database::create(path)
             .map_err(|e| Error::storage(&format!("cannot open database {}", path.display()), e))?;
@@ -247,6 +356,10 @@ impl Store {
                 .map_err(|e| Error::storage("open kv", e))?;
             txn.open_table(PAGES)
                 .map_err(|e| Error::storage("open pages", e))?;
+            txn.open_table(ALARMS)
+                .map_err(|e| Error::storage("open alarms", e))?;
+            txn.open_table(ALARM_TIMES)
+                .map_err(|e| Error::storage("open alarm_times", e))?;
             txn.open_table(OBJECTS)
                 .map_err(|e| Error::storage("open objects", e))?;
             txn.open_table(NAMESPACES)
@@ -261,7 +374,7 @@ impl Store {
         std::thread::Builder::new()
             .name("dohost-committer".into())
             .spawn(move || {
-                run_committer(&committer_db, &rx, hook.as_ref());
+                run_committer(&committer_db, &rx, hook.as_ref(), &alarms);
                 drop(committer_db);
                 let _ = stopped_tx.send(());
             })
@@ -382,6 +495,60 @@ impl Store {
             .get(object.page_key(page).as_slice())
             .map_err(|e| Error::storage("read page", e))?;
         Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// The committed alarm of `object`, if it has one.
+    pub(crate) fn read_alarm(&self, object: &ObjectKey) -> Result<Option<AlarmRecord>> {
+        self.disk_reads.fetch_add(1, Ordering::Relaxed);
+        let txn = self
+            .db()?
+            .begin_read()
+            .map_err(|e| Error::storage("read alarm", e))?;
+        let table = txn
+            .open_table(ALARMS)
+            .map_err(|e| Error::storage("read alarm", e))?;
+        let value = table
+            .get(object.0.as_slice())
+            .map_err(|e| Error::storage("read alarm", e))?;
+        match value {
+            None => Ok(None),
+            Some(v) => AlarmRecord::decode(v.value()).map(Some).ok_or_else(|| {
+                Error::storage("read alarm", format!("the alarm of {object:?} is corrupt"))
+            }),
+        }
+    }
+
+    /// Up to `limit` committed alarms in (time, object) order, starting
+    /// after `after` (from the first when `None`).
+    pub(crate) fn alarms_after(
+        &self,
+        after: Option<(i64, ObjectKey)>,
+        limit: usize,
+    ) -> Result<Vec<(i64, ObjectKey)>> {
+        let txn = self
+            .db()?
+            .begin_read()
+            .map_err(|e| Error::storage("read alarm times", e))?;
+        let table = txn
+            .open_table(ALARM_TIMES)
+            .map_err(|e| Error::storage("read alarm times", e))?;
+        let lower = after.map(|(time, object)| alarm_time_key(time, &object));
+        let bounds = match &lower {
+            Some(k) => (Bound::Excluded(k.as_slice()), Bound::Unbounded),
+            None => (Bound::Unbounded, Bound::Unbounded),
+        };
+        let mut out = Vec::new();
+        for entry in table
+            .range::<&[u8]>(bounds)
+            .map_err(|e| Error::storage("read alarm times", e))?
+            .take(limit)
+        {
+            let (k, _) = entry.map_err(|e| Error::storage("read alarm times", e))?;
+            let found = decode_alarm_time_key(k.value())
+                .ok_or_else(|| Error::storage("read alarm times", "an index entry is corrupt"))?;
+            out.push(found);
+        }
+        Ok(out)
     }
 
     /// The committed length of `object`'s SQL database file, in pages.
@@ -534,7 +701,12 @@ fn decode_namespace(v: &[u8]) -> (u32, [u8; 32]) {
     (u32::from_be_bytes(number), secret)
 }
 
-fn run_committer(db: &Database, rx: &mpsc::Receiver<Message>, hook: Option<&CommitHook>) {
+fn run_committer(
+    db: &Database,
+    rx: &mpsc::Receiver<Message>,
+    hook: Option<&CommitHook>,
+    alarms: &AlarmListener,
+) {
     let mut stopping = false;
     while !stopping {
         let mut batch = Vec::new();
@@ -556,7 +728,8 @@ fn run_committer(db: &Database, rx: &mpsc::Receiver<Message>, hook: Option<&Comm
             hook(CommitStage::Before);
         }
         let started = std::time::Instant::now();
-        let result = commit_batch(db, &batch);
+        let mut changes = Vec::new();
+        let result = commit_batch(db, &batch, &mut changes);
         tracing::debug!(
             write_sets = batch.len(),
             micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -564,8 +737,13 @@ fn run_committer(db: &Database, rx: &mpsc::Receiver<Message>, hook: Option<&Comm
         );
         if let Err(e) = &result {
             tracing::error!(write_sets = batch.len(), "group commit failed: {e}");
-        } else if let Some(hook) = hook {
-            hook(CommitStage::After);
+        } else {
+            if !changes.is_empty() {
+                alarms(&changes);
+            }
+            if let Some(hook) = hook {
+                hook(CommitStage::After);
+            }
         }
         for request in batch {
             let _ = request.done.send(result.clone());
@@ -573,14 +751,67 @@ fn run_committer(db: &Database, rx: &mpsc::Receiver<Message>, hook: Option<&Comm
     }
 }
 
-fn commit_batch(db: &Database, batch: &[CommitRequest]) -> CommitResult {
+/// Commits `batch` in one transaction; adds the alarm changes it made to
+/// `changes`.
+fn commit_batch(
+    db: &Database,
+    batch: &[CommitRequest],
+    changes: &mut Vec<AlarmChange>,
+) -> CommitResult {
     let err = |e: &dyn std::fmt::Display| format!("storage commit failed: {e}");
     let txn = db.begin_write().map_err(|e| err(&e))?;
     {
         let mut kv = txn.open_table(KV).map_err(|e| err(&e))?;
         let mut pages = txn.open_table(PAGES).map_err(|e| err(&e))?;
+        let mut alarms = txn.open_table(ALARMS).map_err(|e| err(&e))?;
+        let mut alarm_times = txn.open_table(ALARM_TIMES).map_err(|e| err(&e))?;
         let mut objects = txn.open_table(OBJECTS).map_err(|e| err(&e))?;
         for request in batch {
+            let alarm = match (request.writes.clear, request.writes.alarm) {
+                (_, Some(write)) => Some(write),
+                (true, None) => Some(AlarmWrite::Delete),
+                (false, None) => None,
+            };
+            if let Some(write) = alarm {
+                let object = &request.object;
+                let old = alarms
+                    .get(object.0.as_slice())
+                    .map_err(|e| err(&e))?
+                    .and_then(|v| AlarmRecord::decode(v.value()));
+                let new = write.record();
+                match new {
+                    Some(record) => {
+                        alarms
+                            .insert(object.0.as_slice(), record.encode().as_slice())
+                            .map_err(|e| err(&e))?;
+                    }
+                    None => {
+                        alarms.remove(object.0.as_slice()).map_err(|e| err(&e))?;
+                    }
+                }
+                let (old_time, new_time) = (old.map(|r| r.time), new.map(|r| r.time));
+                if old_time != new_time {
+                    if let Some(time) = old_time {
+                        alarm_times
+                            .remove(alarm_time_key(time, object).as_slice())
+                            .map_err(|e| err(&e))?;
+                    }
+                    if let Some(time) = new_time {
+                        alarm_times
+                            .insert(alarm_time_key(time, object).as_slice(), [].as_slice())
+                            .map_err(|e| err(&e))?;
+                    }
+                }
+                if !matches!(write, AlarmWrite::Started(_))
+                    && (old_time.is_some() || new_time.is_some())
+                {
+                    changes.push(AlarmChange {
+                        object: *object,
+                        old: old_time,
+                        new: new_time,
+                    });
+                }
+            }
             let object = &request.object;
             let end = object.kv_end();
             if request.writes.clear {
@@ -616,7 +847,17 @@ fn commit_batch(db: &Database, batch: &[CommitRequest]) -> CommitResult {
                 }
             }
             if let Some(record) = &request.record {
-                let json = serde_json::to_vec(record).map_err(|e| err(&e))?;
+                let mut record = record.clone();
+                if record.name.is_none() {
+                    // Activated without its name (e.g. by its alarm): keep
+                    // the name an earlier activation recorded.
+                    let known = objects
+                        .get(request.object.0.as_slice())
+                        .map_err(|e| err(&e))?
+                        .and_then(|v| serde_json::from_slice::<ObjectRecord>(v.value()).ok());
+                    record.name = known.and_then(|k| k.name);
+                }
+                let json = serde_json::to_vec(&record).map_err(|e| err(&e))?;
                 objects
                     .insert(request.object.0.as_slice(), json.as_slice())
                     .map_err(|e| err(&e))?;

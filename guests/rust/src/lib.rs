@@ -128,6 +128,26 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// What the host tells [`DurableObject::alarm`] about the alarm it
+/// delivers (Cloudflare's `alarmInfo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlarmInfo {
+    /// How many earlier deliveries of this alarm did not complete (the
+    /// handler failed or was cut off by a crash); 0 the first time.
+    pub retry_count: u32,
+    /// Whether this delivery is a retry.
+    pub is_retry: bool,
+}
+
+/// Milliseconds since the Unix epoch, now (JavaScript's `Date.now()`), for
+/// [`Storage::set_alarm`].
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// A Durable Object class.
 ///
 /// The host constructs one value per object when the object is activated
@@ -151,6 +171,25 @@ pub trait DurableObject: 'static {
     ///
     /// Whatever the object wants to report as a failure.
     fn fetch(&mut self, req: Request) -> Result<Response>;
+
+    /// Handles the object's alarm when it is due ([`Storage::set_alarm`]).
+    /// `Ok` clears the alarm, unless the handler set a new one. An `Err` or
+    /// a panic makes the host retry it with exponential backoff (2 s, 4 s,
+    /// ... up to 6 retries by default); [`Storage::delete_alarm`] in the
+    /// handler stops the retries. A panic also resets the object and
+    /// discards this event's writes.
+    ///
+    /// The default fails: a class that sets alarms must handle them.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the object wants retried.
+    fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
+        let _ = info;
+        Err(Error::new(
+            "this class has no alarm handler: implement DurableObject::alarm",
+        ))
+    }
 }
 
 /// A stateless entry worker (a Cloudflare Worker's default export).
@@ -179,11 +218,16 @@ pub mod __private {
     /// A [`DurableObject`] behind a vtable.
     pub trait ErasedObject {
         fn fetch(&mut self, req: Request) -> Result<Response>;
+        fn alarm(&mut self, info: AlarmInfo) -> Result<()>;
     }
 
     impl<T: DurableObject> ErasedObject for T {
         fn fetch(&mut self, req: Request) -> Result<Response> {
             DurableObject::fetch(self, req)
+        }
+
+        fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
+            DurableObject::alarm(self, info)
         }
     }
 
@@ -218,6 +262,23 @@ pub mod __private {
             object
                 .fetch(req.into())
                 .map(Into::into)
+                .map_err(|e| e.message)
+        })
+    }
+
+    pub fn alarm(
+        info: crate::bindings::exports::dohost::object::handler::AlarmInfo,
+    ) -> Result<(), String> {
+        OBJECT.with(|o| {
+            let mut object = o.borrow_mut();
+            let object = object
+                .as_mut()
+                .ok_or_else(|| "alarm before init: the host must call init first".to_owned())?;
+            object
+                .alarm(AlarmInfo {
+                    retry_count: info.retry_count,
+                    is_retry: info.is_retry,
+                })
                 .map_err(|e| e.message)
         })
     }
@@ -268,6 +329,12 @@ macro_rules! export_objects {
             ) -> ::std::result::Result<$crate::__private::bindings::dohost::object::types::Response, ::std::string::String> {
                 $crate::__private::fetch(req)
             }
+
+            fn alarm(
+                info: $crate::__private::bindings::exports::dohost::object::handler::AlarmInfo,
+            ) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__private::alarm(info)
+            }
         }
 
         impl $crate::__private::bindings::exports::dohost::object::worker_handler::Guest for __DohostGuest {
@@ -302,6 +369,12 @@ macro_rules! export_worker {
                 _req: $crate::__private::bindings::dohost::object::types::Request,
             ) -> ::std::result::Result<$crate::__private::bindings::dohost::object::types::Response, ::std::string::String> {
                 $crate::__private::not_an_object().map(|()| unreachable!())
+            }
+
+            fn alarm(
+                _info: $crate::__private::bindings::exports::dohost::object::handler::AlarmInfo,
+            ) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__private::not_an_object()
             }
         }
 

@@ -7,6 +7,7 @@ use std::ops::Deref;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::bindings::dohost::object::alarm;
 use crate::bindings::dohost::object::storage as wit;
 use crate::{Error, Result, Sql};
 
@@ -249,14 +250,50 @@ impl Storage {
         Ok(wit::delete_many(&keys, self.write_options())?)
     }
 
-    /// Deletes every key of the object, atomically with the event's other
-    /// writes (Cloudflare's `deleteAll`).
+    /// Deletes every key, the SQL database and the alarm of the object,
+    /// atomically with the event's other writes (Cloudflare's `deleteAll`).
     ///
     /// # Errors
     ///
     /// Only if the host fails.
     pub fn delete_all(&self) -> Result<()> {
         Ok(wit::delete_all(self.write_options())?)
+    }
+
+    /// The time the object's alarm is set for, in ms since the Unix epoch,
+    /// or `None` when there is none (Cloudflare's `getAlarm`). Inside
+    /// [`crate::DurableObject::alarm`], the alarm being handled is not
+    /// reported unless the handler set a new one.
+    ///
+    /// # Errors
+    ///
+    /// Only if the host cannot read.
+    pub fn get_alarm(&self) -> Result<Option<i64>> {
+        Ok(alarm::get_alarm()?)
+    }
+
+    /// Sets the object's alarm to `scheduled_time_ms` (ms since the Unix
+    /// epoch; see [`crate::now_ms`]), replacing any alarm set before
+    /// (Cloudflare's `setAlarm`). A time in the past fires at once. Like a
+    /// write, it commits with the event and a rolled-back transaction takes
+    /// it back.
+    ///
+    /// # Errors
+    ///
+    /// Only if the host fails.
+    pub fn set_alarm(&self, scheduled_time_ms: i64) -> Result<()> {
+        Ok(alarm::set_alarm(scheduled_time_ms)?)
+    }
+
+    /// Deletes the object's alarm, if any (Cloudflare's `deleteAlarm`).
+    /// Inside [`crate::DurableObject::alarm`] it also stops the retries of
+    /// the alarm being handled.
+    ///
+    /// # Errors
+    ///
+    /// Only if the host fails.
+    pub fn delete_alarm(&self) -> Result<()> {
+        Ok(alarm::delete_alarm()?)
     }
 
     /// Entries chosen by `options`, values decoded from JSON.
