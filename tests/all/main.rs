@@ -6,6 +6,7 @@
 
 mod support;
 
+mod alarms;
 mod config_errors;
 mod counter_e2e;
 mod crash_recovery;

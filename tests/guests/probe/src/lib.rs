@@ -12,11 +12,25 @@
 //! - `GET /count`: an in-memory counter (lost on reset) and a stored one.
 //! - `PUT /put-then-panic/<key>`: writes, then panics (the write must vanish).
 //! - `GET /panic`, `GET /error`, `GET /loop`: a trap, a returned error, a busy loop.
+//! - `GET /spin/<ms>`: busy for `<ms>` ms, then answers `{start, end}`.
+//!
+//! The alarm handler appends `{retry_count, is_retry, at, alarm}` (`alarm`:
+//! what `get_alarm` says inside the handler) to the JSON list under the key
+//! `alarm-log`, then acts on entry `retry_count` of the JSON list under
+//! `alarm-plan` (default `"ok"`): `"ok"`; `"error"`; `"panic"`; `"delete"`
+//! (delete the alarm, then fail); `"again:<ms>"` (set a new alarm `<ms>`
+//! from now, then succeed); `"sql"` (move the rows of KV `pending:*` into
+//! the SQL table `done`); `"spin:<ms>"` (busy for `<ms>` ms, then succeed,
+//! also logging `end`); `"ops"` (run the ops under the key `alarm-ops`).
 
 mod ops;
 mod sql_ops;
 
-use dohost_sdk::{DurableObject, Env, Error, ListOptions, Request, Response, Result, State};
+use dohost_sdk::{
+    AlarmInfo, DurableObject, Env, Error, ListOptions, Request, Response, Result, State, now_ms,
+    params,
+};
+use serde_json::{Value, json};
 
 /// The test object.
 pub struct Probe {
@@ -101,6 +115,12 @@ impl DurableObject for Probe {
             }
             ("GET", "panic") => panic!("probe panic on request"),
             ("GET", "error") => Err(Error::new("probe error on request")),
+            ("GET", "spin") => {
+                let ms: i64 = arg.parse().map_err(|_| Error::new("spin/<ms>"))?;
+                let start = now_ms();
+                spin_until(start + ms);
+                Response::json(&json!({"start": start, "end": now_ms()}))
+            }
             ("GET", "loop") => {
                 let mut x: u64 = 0;
                 loop {
@@ -109,6 +129,76 @@ impl DurableObject for Probe {
             }
             _ => Ok(Response::text(format!("no route {} {path}", req.method)).with_status(404)),
         }
+    }
+
+    fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
+        let storage = self.state.storage();
+        let mut log: Vec<Value> = storage.get("alarm-log")?.unwrap_or_default();
+        let mut entry = json!({
+            "retry_count": info.retry_count,
+            "is_retry": info.is_retry,
+            "at": now_ms(),
+            "alarm": storage.get_alarm()?,
+        });
+        let plan: Vec<String> = storage.get("alarm-plan")?.unwrap_or_default();
+        let action = plan
+            .get(info.retry_count as usize)
+            .map_or("ok", String::as_str);
+        let (verb, arg) = action.split_once(':').unwrap_or((action, ""));
+        let result = match verb {
+            "ok" => Ok(()),
+            "error" => Err(Error::new(format!(
+                "probe alarm error #{}",
+                info.retry_count
+            ))),
+            "panic" => panic!("probe alarm panic #{}", info.retry_count),
+            "delete" => {
+                storage.delete_alarm()?;
+                Err(Error::new("probe alarm error after delete_alarm"))
+            }
+            "again" => {
+                let ms: i64 = arg.parse().map_err(|_| Error::new("again:<ms>"))?;
+                storage.set_alarm(now_ms() + ms)?;
+                Ok(())
+            }
+            "sql" => {
+                let sql = storage.sql();
+                sql.exec("CREATE TABLE IF NOT EXISTS done (item TEXT)", params![])?;
+                let pending = storage.list_bytes(ListOptions {
+                    prefix: Some("pending:".into()),
+                    ..ListOptions::default()
+                })?;
+                for (key, value) in &pending {
+                    sql.exec(
+                        "INSERT INTO done (item) VALUES (?)",
+                        params![String::from_utf8_lossy(value).into_owned()],
+                    )?;
+                    storage.delete(key)?;
+                }
+                Ok(())
+            }
+            "spin" => {
+                let ms: i64 = arg.parse().map_err(|_| Error::new("spin:<ms>"))?;
+                spin_until(now_ms() + ms);
+                entry["end"] = json!(now_ms());
+                Ok(())
+            }
+            "ops" => {
+                let ops: Vec<ops::Op> = storage.get("alarm-ops")?.unwrap_or_default();
+                entry["ops"] = json!(ops::run(&storage, &ops));
+                Ok(())
+            }
+            other => Err(Error::new(format!("unknown alarm plan step {other:?}"))),
+        };
+        log.push(entry);
+        storage.put("alarm-log", &log)?;
+        result
+    }
+}
+
+fn spin_until(end: i64) {
+    while now_ms() < end {
+        std::hint::black_box(0);
     }
 }
 

@@ -74,6 +74,17 @@ pub enum Op {
     },
     /// Traps the event: none of its writes may survive.
     Panic,
+    /// `get_alarm`: the alarm's time or null.
+    GetAlarm,
+    /// `set_alarm` at `at` ms since the epoch, or `in_ms` from now.
+    SetAlarm {
+        at: Option<i64>,
+        in_ms: Option<i64>,
+    },
+    /// `delete_alarm`.
+    DeleteAlarm,
+    /// The host's clock as the guest sees it (ms since the epoch).
+    Now,
     /// `exec`, every row read (see `sql_ops.rs`).
     Sql {
         query: String,
@@ -138,6 +149,21 @@ pub fn run(storage: &Storage, ops: &[Op]) -> Vec<Value> {
 
 fn run_one(storage: &Storage, op: &Op) -> Result<Value> {
     Ok(match op {
+        Op::GetAlarm => json!(storage.get_alarm()?),
+        Op::SetAlarm { at, in_ms } => {
+            let time = match (at, in_ms) {
+                (Some(at), None) => *at,
+                (None, Some(in_ms)) => dohost_sdk::now_ms() + in_ms,
+                _ => return Err(Error::new("set_alarm takes one of at, in_ms")),
+            };
+            storage.set_alarm(time)?;
+            json!(time)
+        }
+        Op::DeleteAlarm => {
+            storage.delete_alarm()?;
+            Value::Null
+        }
+        Op::Now => json!(dohost_sdk::now_ms()),
         Op::Get { key, no_cache } => {
             let storage = if *no_cache {
                 storage.no_cache()
