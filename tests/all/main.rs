@@ -2,11 +2,12 @@
 //! test runs the real `dohost serve` process or the real library against a
 //! redb file in a temp dir, with guest components built from source in this
 //! repository (examples/counter, examples/storage-patterns, examples/sql-patterns,
-//! tests/guests/probe).
+//! examples/batch-processor, tests/guests/probe).
 
 mod support;
 
 mod alarms;
+mod batch_processor;
 mod config_errors;
 mod counter_e2e;
 mod crash_recovery;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Server, client, get, send, workspace};
+use crate::support::{Server, client, get, send, serve_example_with_vars, workspace};
 
 fn example_config() -> PathBuf {
     workspace().join("examples/sql-patterns/dohost.toml")
@@ -20,29 +20,9 @@ fn start(data: &Path) -> Server {
     Server::start(&example_config(), data)
 }
 
-/// Serves a copy of the example's dohost.toml in `dir` with the `[vars]`
-/// in `vars` set to other values.
+/// Serves the example with the `[vars]` in `vars` set to other values.
 fn start_with_vars(dir: &Path, data: &Path, vars: &[(&str, &str)]) -> Server {
-    let example = std::fs::read_to_string(example_config()).expect("the example's dohost.toml");
-    let crate_dir = workspace().join("examples/sql-patterns/patterns");
-    let mut text = example.replace(
-        "component = \"patterns\"",
-        &format!(
-            "component = {:?}",
-            crate_dir.to_str().expect("a UTF-8 path")
-        ),
-    );
-    for (name, value) in vars {
-        let line = text
-            .lines()
-            .find(|line| line.starts_with(&format!("{name} = ")))
-            .unwrap_or_else(|| panic!("the example's [vars] have no {name}"))
-            .to_owned();
-        text = text.replace(&line, &format!("{name} = {value:?}"));
-    }
-    let config = dir.join("dohost.toml");
-    std::fs::write(&config, text).expect("write the config");
-    Server::start(&config, data)
+    serve_example_with_vars("examples/sql-patterns", dir, data, vars)
 }
 
 fn parse(body: &str) -> Value {

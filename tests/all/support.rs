@@ -65,6 +65,43 @@ pub fn router_config(dir: &Path) -> PathBuf {
     )
 }
 
+/// Serves a copy of the dohost.toml of `example` (a directory under the
+/// workspace, e.g. `examples/sql-patterns`), written into `dir` with its
+/// component paths made absolute and the `[vars]` in `vars` set to other
+/// values.
+pub fn serve_example_with_vars(
+    example: &str,
+    dir: &Path,
+    data: &Path,
+    vars: &[(&str, &str)],
+) -> Server {
+    let example_dir = workspace().join(example);
+    let mut text = std::fs::read_to_string(example_dir.join("dohost.toml"))
+        .expect("the example's dohost.toml");
+    let components: Vec<String> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("component = "))
+        .map(str::to_owned)
+        .collect();
+    for quoted in components {
+        let relative: String = serde_json::from_str(&quoted).expect("a quoted component path");
+        let absolute = example_dir.join(relative);
+        text = text.replace(
+            &format!("component = {quoted}"),
+            &format!("component = {:?}", absolute.to_str().expect("a UTF-8 path")),
+        );
+    }
+    for (name, value) in vars {
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(&format!("{name} = ")))
+            .unwrap_or_else(|| panic!("the example's [vars] have no {name}"))
+            .to_owned();
+        text = text.replace(&line, &format!("{name} = {value:?}"));
+    }
+    Server::start(&write_config(dir, &text), data)
+}
+
 /// A running `dohost serve` process.
 pub struct Server {
     child: Child,
