@@ -359,6 +359,10 @@ async fn kill_9_during_a_handler_runs_it_again_as_a_retry() {
     server.kill9();
 
     let server = Server::start(&config, &data);
+    let restarted = ms_now();
+    // No request before the alarm is due again: the scheduler starts with
+    // the server.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let url = server.url("/PROBE/crashing/ops");
     let read = json!([{"op": "get", "key": "alarm-log"}, {"op": "get_alarm"}]).to_string();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -378,6 +382,12 @@ async fn kill_9_during_a_handler_runs_it_again_as_a_retry() {
     assert_eq!(log.len(), 1, "{log:?}");
     assert_eq!(log[0]["retry_count"], 1, "{log:?}");
     assert_eq!(log[0]["is_retry"], true, "{log:?}");
+    let at = field(&log[0], "at");
+    assert!(
+        at < restarted + 1500,
+        "ran {} ms after the restart, not before the first request",
+        at - restarted
+    );
     drop(server);
 }
 
