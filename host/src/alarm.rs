@@ -42,7 +42,7 @@ use crate::bindings::object::dohost::object::storage::StorageError;
 use crate::error::ErrorKind;
 use crate::namespace::Namespace;
 use crate::object::ObjectState;
-use crate::storage::{AlarmChange, AlarmRecord, AlarmWrite, ObjectKey, Store};
+use crate::storage::{ObjectKey, Store};
 
 #[cfg(doc)]
 use crate::Settings;
@@ -82,6 +82,68 @@ pub(crate) fn now_ms() -> i64 {
 fn ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
+
+/// An object's alarm as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AlarmRecord {
+    /// When it is due, in ms since the Unix epoch.
+    pub(crate) time: i64,
+    /// How many deliveries of this alarm began (and did not complete).
+    pub(crate) retries: u32,
+}
+
+impl AlarmRecord {
+    /// The stored bytes: time (i64 big-endian), retries (u32 big-endian).
+    pub(crate) fn encode(&self) -> [u8; 12] {
+        let mut v = [0u8; 12];
+        v[..8].copy_from_slice(&self.time.to_be_bytes());
+        v[8..].copy_from_slice(&self.retries.to_be_bytes());
+        v
+    }
+
+    /// Reads what [`AlarmRecord::encode`] wrote.
+    pub(crate) fn decode(v: &[u8]) -> Option<AlarmRecord> {
+        let time = i64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+        let retries = u32::from_be_bytes(v.get(8..12)?.try_into().ok()?);
+        Some(AlarmRecord { time, retries })
+    }
+}
+
+/// A change to an object's alarm in a write set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AlarmWrite {
+    /// Set (or replace) the alarm.
+    Set(AlarmRecord),
+    /// Remove the alarm.
+    Delete,
+    /// A delivery of the alarm began: store its new retry count. Its time
+    /// does not change, and the scheduler is not told.
+    Started(AlarmRecord),
+}
+
+impl AlarmWrite {
+    /// The alarm after this write.
+    pub(crate) fn record(&self) -> Option<AlarmRecord> {
+        match self {
+            AlarmWrite::Set(r) | AlarmWrite::Started(r) => Some(*r),
+            AlarmWrite::Delete => None,
+        }
+    }
+}
+
+/// A committed change of an object's alarm time, for the scheduler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AlarmChange {
+    pub(crate) object: ObjectKey,
+    /// The time it had before, if it had an alarm.
+    pub(crate) old: Option<i64>,
+    /// The time it has now, if any.
+    pub(crate) new: Option<i64>,
+}
+
+/// Told of every committed alarm change, on the committer thread, right
+/// after the commit is durable and before its waiters hear of it.
+pub(crate) type AlarmListener = Arc<dyn Fn(&[AlarmChange]) + Send + Sync>;
 
 /// The in-memory part of the alarm index: the earliest alarms.
 pub(crate) struct Schedule {
@@ -313,7 +375,7 @@ pub(crate) fn after_failure(
     );
     AlarmWrite::Set(AlarmRecord {
         time: now_ms().saturating_add(ms(delay)),
-        retries: record.retries + 1,
+        retries: record.retries.saturating_add(1),
     })
 }
 

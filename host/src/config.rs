@@ -313,14 +313,21 @@ fn resolve_component(dir: &Path, value: &str, field: &str) -> Result<ComponentSo
 mod tests {
     use super::*;
 
-    #[test]
-    fn limits_set_the_sql_database_size() {
+    /// A temp dir with a guest crate, the path of a dohost.toml in it, and
+    /// the text of one binding to that crate.
+    fn one_binding() -> (tempfile::TempDir, PathBuf, &'static str) {
         let dir = tempfile::tempdir().unwrap();
         let crate_dir = dir.path().join("guest");
         std::fs::create_dir(&crate_dir).unwrap();
         std::fs::write(crate_dir.join("Cargo.toml"), "").unwrap();
         let text = "[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"C\"\ncomponent = \"guest\"\n";
         let path = dir.path().join("dohost.toml");
+        (dir, path, text)
+    }
+
+    #[test]
+    fn limits_set_the_sql_database_size() {
+        let (_dir, path, text) = one_binding();
         let plain = Config::parse(text, &path).unwrap();
         assert_eq!(plain.max_sql_database_bytes, None);
         let limited = Config::parse(
@@ -333,12 +340,7 @@ mod tests {
 
     #[test]
     fn alarms_set_the_retry_policy_within_bounds() {
-        let dir = tempfile::tempdir().unwrap();
-        let crate_dir = dir.path().join("guest");
-        std::fs::create_dir(&crate_dir).unwrap();
-        std::fs::write(crate_dir.join("Cargo.toml"), "").unwrap();
-        let text = "[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"C\"\ncomponent = \"guest\"\n";
-        let path = dir.path().join("dohost.toml");
+        let (_dir, path, text) = one_binding();
         let set = Config::parse(
             &format!("{text}[alarms]\nretry_delay_ms = 50\nmax_retries = 2\n"),
             &path,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::alarm::{DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, Schedule};
+use crate::alarm::{AlarmChange, DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, Schedule};
 use crate::bindings::object::DurableObjectPre;
 use crate::bindings::worker::WorkerPre;
 use crate::cache::CacheBudget;
@@ -18,7 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::namespace::{Namespace, from_wit_response, to_wit_request};
 use crate::object::{DEFAULT_IDLE_TIMEOUT, ObjectState};
 use crate::sql::DEFAULT_MAX_SQL_DATABASE_BYTES;
-use crate::storage::{AlarmChange, CommitHook, Store};
+use crate::storage::{CommitHook, Store};
 use crate::worker::{WorkerPool, WorkerState};
 
 /// The default data directory, relative to the working directory.

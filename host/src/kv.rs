@@ -14,11 +14,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
+use crate::alarm::{AlarmRecord, AlarmWrite};
 use crate::bindings::object::dohost::object::storage::{
     self, ListOptions, OverLimit, ReadOptions, StorageError, WriteOptions,
 };
 use crate::object::{ObjectState, pass_gate};
-use crate::storage::{AlarmRecord, AlarmWrite, ListRange, Write, WriteSet, entries_in};
+use crate::storage::{ListRange, Write, WriteSet, entries_in};
 
 /// The longest storage key, in bytes (Cloudflare's limit): keys are kept in
 /// memory and in every redb index page, so they must stay small.

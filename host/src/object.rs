@@ -39,6 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::alarm::{AlarmRecord, AlarmWrite};
 use crate::bindings::object::DurableObject;
 use crate::bindings::object::dohost::object::{context, env, types};
 use crate::bindings::object::exports::dohost::object::handler::AlarmInfo;
@@ -49,7 +50,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::host::HostShared;
 use crate::kv::EventWrites;
 use crate::sql::Sql;
-use crate::storage::{AlarmRecord, AlarmWrite, CommitResult, ObjectKey, ObjectRecord};
+use crate::storage::{CommitResult, ObjectKey, ObjectRecord};
 
 /// Resolves when the object's writes up to some event are durable.
 pub(crate) type Gate = Shared<oneshot::Receiver<CommitResult>>;
@@ -501,7 +502,7 @@ impl Actor {
                 // the next delivery a retry.
                 let begun = AlarmRecord {
                     time: record.time,
-                    retries: record.retries + 1,
+                    retries: record.retries.saturating_add(1),
                 };
                 started = Some(begun);
                 let io = self.io_mut();

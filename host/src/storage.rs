@@ -37,6 +37,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
+use crate::alarm::{AlarmChange, AlarmListener, AlarmRecord, AlarmWrite};
 use crate::error::{Error, ErrorKind, Result};
 
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
@@ -114,30 +115,6 @@ impl std::fmt::Debug for ObjectKey {
     }
 }
 
-/// An object's alarm as stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct AlarmRecord {
-    /// When it is due, in ms since the Unix epoch.
-    pub(crate) time: i64,
-    /// How many deliveries of this alarm began (and did not complete).
-    pub(crate) retries: u32,
-}
-
-impl AlarmRecord {
-    fn encode(&self) -> [u8; 12] {
-        let mut v = [0u8; 12];
-        v[..8].copy_from_slice(&self.time.to_be_bytes());
-        v[8..].copy_from_slice(&self.retries.to_be_bytes());
-        v
-    }
-
-    fn decode(v: &[u8]) -> Option<AlarmRecord> {
-        let time = i64::from_be_bytes(v.get(..8)?.try_into().ok()?);
-        let retries = u32::from_be_bytes(v.get(8..12)?.try_into().ok()?);
-        Some(AlarmRecord { time, retries })
-    }
-}
-
 /// A key of the `alarm_times` index: the time, ordered bytewise like the
 /// number, then the object.
 fn alarm_time_key(time: i64, object: &ObjectKey) -> [u8; 8 + OBJECT_KEY_LEN] {
@@ -151,42 +128,6 @@ fn decode_alarm_time_key(k: &[u8]) -> Option<(i64, ObjectKey)> {
     let time = u64::from_be_bytes(k.get(..8)?.try_into().ok()?) ^ (1 << 63);
     Some((time as i64, ObjectKey::from_bytes(k.get(8..)?)?))
 }
-
-/// A change to an object's alarm in a write set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum AlarmWrite {
-    /// Set (or replace) the alarm.
-    Set(AlarmRecord),
-    /// Remove the alarm.
-    Delete,
-    /// A delivery of the alarm began: store its new retry count. Its time
-    /// does not change, and the scheduler is not told.
-    Started(AlarmRecord),
-}
-
-impl AlarmWrite {
-    /// The alarm after this write.
-    pub(crate) fn record(&self) -> Option<AlarmRecord> {
-        match self {
-            AlarmWrite::Set(r) | AlarmWrite::Started(r) => Some(*r),
-            AlarmWrite::Delete => None,
-        }
-    }
-}
-
-/// A committed change of an object's alarm time, for the scheduler.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct AlarmChange {
-    pub(crate) object: ObjectKey,
-    /// The time it had before, if it had an alarm.
-    pub(crate) old: Option<i64>,
-    /// The time it has now, if any.
-    pub(crate) new: Option<i64>,
-}
-
-/// Told of every committed alarm change, on the committer thread, right
-/// after the commit is durable and before its waiters hear of it.
-pub(crate) type AlarmListener = Arc<dyn Fn(&[AlarmChange]) + Send + Sync>;
 
 /// The size of a page of an object's SQL database file, in bytes (SQLite's
 /// default page size, which objects cannot change).
@@ -481,38 +422,34 @@ impl Store {
             .collect()
     }
 
-    /// Reads a committed page of `object`'s SQL database.
-    pub(crate) fn read_page(&self, object: &ObjectKey, page: u32) -> Result<Option<Vec<u8>>> {
+    /// Reads one committed value of `table` (`what` names the read in
+    /// errors).
+    fn read_one(
+        &self,
+        table: TableDefinition<&[u8], &[u8]>,
+        key: &[u8],
+        what: &str,
+    ) -> Result<Option<Vec<u8>>> {
         self.disk_reads.fetch_add(1, Ordering::Relaxed);
         let txn = self
             .db()?
             .begin_read()
-            .map_err(|e| Error::storage("read page", e))?;
-        let table = txn
-            .open_table(PAGES)
-            .map_err(|e| Error::storage("read page", e))?;
-        let value = table
-            .get(object.page_key(page).as_slice())
-            .map_err(|e| Error::storage("read page", e))?;
+            .map_err(|e| Error::storage(what, e))?;
+        let table = txn.open_table(table).map_err(|e| Error::storage(what, e))?;
+        let value = table.get(key).map_err(|e| Error::storage(what, e))?;
         Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// Reads a committed page of `object`'s SQL database.
+    pub(crate) fn read_page(&self, object: &ObjectKey, page: u32) -> Result<Option<Vec<u8>>> {
+        self.read_one(PAGES, &object.page_key(page), "read page")
     }
 
     /// The committed alarm of `object`, if it has one.
     pub(crate) fn read_alarm(&self, object: &ObjectKey) -> Result<Option<AlarmRecord>> {
-        self.disk_reads.fetch_add(1, Ordering::Relaxed);
-        let txn = self
-            .db()?
-            .begin_read()
-            .map_err(|e| Error::storage("read alarm", e))?;
-        let table = txn
-            .open_table(ALARMS)
-            .map_err(|e| Error::storage("read alarm", e))?;
-        let value = table
-            .get(object.0.as_slice())
-            .map_err(|e| Error::storage("read alarm", e))?;
-        match value {
+        match self.read_one(ALARMS, &object.0, "read alarm")? {
             None => Ok(None),
-            Some(v) => AlarmRecord::decode(v.value()).map(Some).ok_or_else(|| {
+            Some(v) => AlarmRecord::decode(&v).map(Some).ok_or_else(|| {
                 Error::storage("read alarm", format!("the alarm of {object:?} is corrupt"))
             }),
         }
