@@ -55,8 +55,8 @@ pub const DEFAULT_ALARM_RETRY_DELAY: Duration = Duration::from_secs(2);
 /// before it is dropped.
 pub const DEFAULT_ALARM_MAX_RETRIES: u32 = 6;
 
-/// How many of the earliest alarms the scheduler keeps in memory; the rest
-/// stay in redb until their turn comes.
+/// How many of the earliest alarms the scheduler keeps in memory by
+/// default; the rest stay in redb until their turn comes.
 pub const SCHEDULE_WINDOW: usize = 4096;
 
 /// How many alarm deliveries may be under way at once: bounds the objects
@@ -154,6 +154,8 @@ pub(crate) struct Schedule {
 }
 
 struct Window {
+    /// The most alarms `soon` holds.
+    size: usize,
     /// Alarms to deliver, earliest first. Every committed alarm up to
     /// `loaded_to` is here; a few may be here that are no longer committed
     /// (the object checks before it runs one).
@@ -173,9 +175,16 @@ impl Window {
     /// Keeps the window within its size by forgetting the latest entries
     /// (they are still in redb, and now beyond `loaded_to`).
     fn trim(&mut self) {
-        while self.soon.len() > SCHEDULE_WINDOW {
+        while self.soon.len() > self.size {
             self.soon.pop_last();
-            self.loaded_to = self.soon.last().copied();
+            let last = self.soon.last().copied();
+            // A reminder may lie beyond `loaded_to`: what lies between was
+            // never loaded, so `loaded_to` never moves up here.
+            self.loaded_to = if self.all_loaded {
+                last
+            } else {
+                self.loaded_to.min(last)
+            };
             self.all_loaded = false;
         }
     }
@@ -192,9 +201,11 @@ enum Next {
 }
 
 impl Schedule {
-    pub(crate) fn new() -> Arc<Schedule> {
+    /// A schedule that keeps up to `size` alarms in memory (at least 2).
+    pub(crate) fn new(size: usize) -> Arc<Schedule> {
         Arc::new(Schedule {
             window: Mutex::new(Window {
+                size: size.max(2),
                 soon: BTreeSet::new(),
                 loaded_to: None,
                 all_loaded: false,
@@ -255,12 +266,12 @@ impl Schedule {
     /// Loads the next alarms from redb when the window runs low.
     fn refill(&self, store: &Store) -> crate::Result<()> {
         let mut window = self.window();
-        if window.all_loaded || window.soon.len() >= SCHEDULE_WINDOW / 2 {
+        if window.all_loaded || window.soon.len() >= window.size / 2 {
             return Ok(());
         }
         // Under the lock: a commit that lands meanwhile is applied after
         // this, against the new `loaded_to`.
-        let want = SCHEDULE_WINDOW - window.soon.len();
+        let want = window.size - window.soon.len();
         let found = store.alarms_after(window.loaded_to, want)?;
         if found.len() < want {
             window.all_loaded = true;
@@ -427,7 +438,7 @@ mod tests {
 
     #[test]
     fn changes_beyond_the_loaded_window_wait_for_the_next_load() {
-        let schedule = Schedule::new();
+        let schedule = Schedule::new(SCHEDULE_WINDOW);
         {
             let mut w = schedule.window();
             w.loaded_to = Some((100, key(9)));
@@ -443,7 +454,7 @@ mod tests {
 
     #[test]
     fn the_window_forgets_its_latest_entries_beyond_its_size() {
-        let schedule = Schedule::new();
+        let schedule = Schedule::new(SCHEDULE_WINDOW);
         schedule.window().all_loaded = true;
         let changes: Vec<_> = (0..=SCHEDULE_WINDOW as i64)
             .map(|t| AlarmChange {
@@ -457,6 +468,20 @@ mod tests {
         assert_eq!(w.soon.len(), SCHEDULE_WINDOW);
         assert!(!w.all_loaded);
         assert_eq!(w.loaded_to, Some((SCHEDULE_WINDOW as i64 - 1, key(1))));
+    }
+
+    #[test]
+    fn a_reminder_beyond_the_loaded_window_does_not_stretch_it() {
+        let schedule = Schedule::new(3);
+        schedule.window().loaded_to = Some((100, key(9)));
+        schedule.apply(&[change(1, None, Some(10)), change(2, None, Some(20))]);
+        schedule.remind(500, key(3));
+        schedule.remind(600, key(4));
+        let w = schedule.window();
+        assert_eq!(w.soon.len(), 3);
+        // Alarms between 100 and 500 were never loaded: still not covered.
+        assert!(!w.covers(&(300, key(5))));
+        assert_eq!(w.loaded_to, Some((100, key(9))));
     }
 
     #[test]

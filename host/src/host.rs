@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::alarm::{AlarmChange, DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, Schedule};
+use crate::alarm::{
+    AlarmChange, DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, SCHEDULE_WINDOW, Schedule,
+};
 use crate::bindings::object::DurableObjectPre;
 use crate::bindings::worker::WorkerPre;
 use crate::cache::CacheBudget;
@@ -75,6 +77,9 @@ pub struct Settings {
     /// How many times a failed alarm is retried before it is dropped
     /// ([`DEFAULT_ALARM_MAX_RETRIES`]).
     pub alarm_max_retries: u32,
+    /// How many of the earliest alarms the scheduler keeps in memory
+    /// ([`crate::SCHEDULE_WINDOW`]); the rest wait in redb.
+    pub alarm_window: usize,
 }
 
 impl Default for Settings {
@@ -90,6 +95,7 @@ impl Default for Settings {
             max_sql_database_bytes: DEFAULT_MAX_SQL_DATABASE_BYTES,
             alarm_retry_delay: DEFAULT_ALARM_RETRY_DELAY,
             alarm_max_retries: DEFAULT_ALARM_MAX_RETRIES,
+            alarm_window: SCHEDULE_WINDOW,
         }
     }
 }
@@ -106,7 +112,7 @@ pub struct Stats {
     /// `list`.
     pub disk_reads: u64,
     /// Alarms the scheduler holds in memory now (at most
-    /// [`crate::SCHEDULE_WINDOW`]; the rest wait in redb).
+    /// [`Settings::alarm_window`] at most; the rest wait in redb).
     pub alarms_in_memory: usize,
 }
 
@@ -476,7 +482,7 @@ impl HostBuilder {
                 e,
             )
         })?;
-        let schedule = Schedule::new();
+        let schedule = Schedule::new(self.settings.alarm_window);
         let listener = {
             let schedule = schedule.clone();
             Arc::new(move |changes: &[AlarmChange]| schedule.apply(changes))

@@ -16,14 +16,18 @@ use crate::support::{
 /// up to `max_retries` times.
 fn alarm_host(dir: &std::path::Path, retry_ms: u64, max_retries: u32) -> dohost::Host {
     library_host(dir)
-        .settings(dohost::Settings {
-            max_live_objects: 2048,
-            alarm_retry_delay: Duration::from_millis(retry_ms),
-            alarm_max_retries: max_retries,
-            ..dohost::Settings::default()
-        })
+        .settings(alarm_settings(retry_ms, max_retries))
         .build()
         .expect("host builds")
+}
+
+fn alarm_settings(retry_ms: u64, max_retries: u32) -> dohost::Settings {
+    dohost::Settings {
+        max_live_objects: 2048,
+        alarm_retry_delay: Duration::from_millis(retry_ms),
+        alarm_max_retries: max_retries,
+        ..dohost::Settings::default()
+    }
 }
 
 fn ms_now() -> i64 {
@@ -304,6 +308,54 @@ async fn a_thousand_objects_each_fire_exactly_once() {
         assert_eq!(log.len(), 1, "{stub:?}: {log:?}");
         assert_eq!(log[0]["retry_count"], 0);
         assert_eq!(alarm, None);
+    }
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_beyond_the_in_memory_window_wait_in_redb_and_fire_in_turn() {
+    const WINDOW: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let small = |dir: &std::path::Path| {
+        library_host(dir)
+            .settings(dohost::Settings {
+                alarm_window: WINDOW,
+                ..alarm_settings(2000, 6)
+            })
+            .build()
+            .expect("host builds")
+    };
+    let start = ms_now() + 1500;
+    // 60 alarms 20 ms apart, set latest first, half before a restart.
+    let times: Vec<i64> = (0..60).rev().map(|n| start + 20 * n).collect();
+    let mut host = small(dir.path());
+    for (n, time) in times.iter().enumerate() {
+        if n == 30 {
+            host.shutdown().await;
+            host = small(dir.path());
+        }
+        let stub = probe_stub(&host, &format!("window-{time}"));
+        run_ops(&stub, &json!([{"op": "set_alarm", "at": time}]))
+            .await
+            .unwrap();
+        let held = host.stats().alarms_in_memory;
+        assert!(held <= WINDOW, "{held} alarms in memory");
+    }
+    for time in &times {
+        let stub = probe_stub(&host, &format!("window-{time}"));
+        let log = wait_for_log(&stub, 1, Duration::from_secs(20)).await;
+        assert_eq!(log.len(), 1, "the alarm at {time}: {log:?}");
+        assert!(field(&log[0], "at") >= *time, "fired before its time");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for time in &times {
+        let stub = probe_stub(&host, &format!("window-{time}"));
+        let (log, alarm) = alarm_state(&stub).await;
+        assert_eq!(
+            (log.len(), alarm),
+            (1, None),
+            "the alarm at {time}: {log:?}"
+        );
     }
     host.shutdown().await;
 }
