@@ -8,11 +8,11 @@
 //! index ([`crate::storage`]). The committer tells the [`Schedule`] of every
 //! committed change.
 //!
-//! **Schedule.** The scheduler keeps only the earliest alarms in memory (up
-//! to [`SCHEDULE_WINDOW`]), loaded from the `alarm_times` index, and knows
-//! up to which (time, object) every committed alarm is among them. When the
-//! window runs low it loads the next ones; a committed alarm later than the
-//! window is left to that load. So a million scheduled alarms cost a few
+//! **Schedule.** The scheduler keeps only the earliest alarms in memory
+//! ([`Settings::alarm_window`], by default [`SCHEDULE_WINDOW`]), loaded
+//! from the `alarm_times` index, and knows up to which (time, object) every
+//! committed alarm is among them. When the window runs low it loads the
+//! next ones; a committed alarm later than the window is left to that load. So a million scheduled alarms cost a few
 //! thousand entries of memory, and alarms due while the host was down are
 //! found by the first load and fire at once.
 //!
@@ -30,9 +30,8 @@
 //! count in redb, so the alarm runs again after restart with `is-retry`.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, Semaphore};

@@ -114,6 +114,9 @@ pub struct Stats {
     /// Alarms the scheduler holds in memory now (at most
     /// [`Settings::alarm_window`] at most; the rest wait in redb).
     pub alarms_in_memory: usize,
+    /// Alarm handlers that ran to an end (returned or trapped) since the
+    /// host started.
+    pub alarms_run: u64,
 }
 
 /// What every namespace and worker of a host shares.
@@ -131,6 +134,8 @@ pub(crate) struct HostShared {
     pub(crate) actors: tokio_util::task::TaskTracker,
     /// The earliest alarms ([`crate::alarm`]).
     pub(crate) schedule: Arc<Schedule>,
+    /// Alarm handlers that ran to an end ([`Stats::alarms_run`]).
+    pub(crate) alarms_run: std::sync::atomic::AtomicU64,
 }
 
 impl HostShared {
@@ -301,6 +306,11 @@ impl Host {
             cache_bytes: self.inner.shared.cache_budget.used(),
             disk_reads: self.inner.shared.store.disk_reads(),
             alarms_in_memory: self.inner.shared.schedule.in_memory(),
+            alarms_run: self
+                .inner
+                .shared
+                .alarms_run
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -562,6 +572,7 @@ impl HostBuilder {
             closed: std::sync::atomic::AtomicBool::new(false),
             actors: tokio_util::task::TaskTracker::new(),
             schedule,
+            alarms_run: std::sync::atomic::AtomicU64::new(0),
         });
         let mut namespaces = BTreeMap::new();
         for (binding, class, pre) in pres {

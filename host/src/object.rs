@@ -525,6 +525,9 @@ impl Actor {
                     Err(trap) => Err(self.trapped(&trap)),
                 };
                 self.io_mut().running_alarm = None;
+                self.shared
+                    .alarms_run
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 result
             }
             Err(e) if e.kind() == ErrorKind::Overloaded => {

@@ -309,6 +309,7 @@ async fn a_thousand_objects_each_fire_exactly_once() {
         assert_eq!(log[0]["retry_count"], 0);
         assert_eq!(alarm, None);
     }
+    assert_eq!(host.stats().alarms_run, 1000, "one handler run per alarm");
     host.shutdown().await;
 }
 
