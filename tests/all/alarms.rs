@@ -95,34 +95,46 @@ fn field(entry: &Value, name: &str) -> i64 {
 async fn alarms_fire_at_their_time_and_not_before() {
     let dir = tempfile::tempdir().unwrap();
     let host = alarm_host(dir.path(), 2000, 6);
-    let mut armed = Vec::new();
-    for n in 0..10i64 {
-        let stub = probe_stub(&host, &format!("accurate-{n}"));
-        let time = arm(&stub, &["ok"], 200 + 60 * n).await;
-        armed.push((stub, time));
+    // Each round: 10 alarms 60 ms apart. The median lateness decides, so
+    // one delivery slowed by a busy test machine does not; and a round
+    // slowed whole (the other tests share the cores) is run again, up to
+    // three rounds. A scheduler that is late by design is late in all.
+    let mut medians = Vec::new();
+    for round in 0..3 {
+        let mut armed = Vec::new();
+        for n in 0..10i64 {
+            let stub = probe_stub(&host, &format!("accurate-{round}-{n}"));
+            let time = arm(&stub, &["ok"], 200 + 60 * n).await;
+            armed.push((stub, time));
+        }
+        let mut lateness = Vec::new();
+        for (stub, time) in &armed {
+            let log = wait_for_log(stub, 1, Duration::from_secs(10)).await;
+            assert_eq!(log.len(), 1, "one delivery: {log:?}");
+            let at = field(&log[0], "at");
+            assert!(at >= *time, "fired {} ms early", time - at);
+            assert_eq!(
+                log[0]["alarm"],
+                Value::Null,
+                "the running alarm is not reported"
+            );
+            assert_eq!(log[0]["retry_count"], 0);
+            assert_eq!(log[0]["is_retry"], false);
+            lateness.push(at - time);
+            // Cleared once the handler succeeded.
+            assert_eq!(alarm_state(stub).await.1, None);
+        }
+        lateness.sort_unstable();
+        let median = lateness[lateness.len() / 2];
+        medians.push((median, lateness));
+        if median < 50 {
+            break;
+        }
     }
-    let mut lateness = Vec::new();
-    for (stub, time) in &armed {
-        let log = wait_for_log(stub, 1, Duration::from_secs(10)).await;
-        assert_eq!(log.len(), 1, "one delivery: {log:?}");
-        let at = field(&log[0], "at");
-        assert!(at >= *time, "fired {} ms early", time - at);
-        assert_eq!(
-            log[0]["alarm"],
-            Value::Null,
-            "the running alarm is not reported"
-        );
-        assert_eq!(log[0]["retry_count"], 0);
-        assert_eq!(log[0]["is_retry"], false);
-        lateness.push(at - time);
-        // Cleared once the handler succeeded.
-        assert_eq!(alarm_state(stub).await.1, None);
-    }
-    lateness.sort_unstable();
-    // The median, so one delivery slowed by a busy test machine does not
-    // decide; the scheduler's own delay is a few ms.
-    let median = lateness[lateness.len() / 2];
-    assert!(median < 50, "median lateness {median} ms: {lateness:?}");
+    assert!(
+        medians.iter().any(|(median, _)| *median < 50),
+        "median lateness of 50 ms or more in every round: {medians:?}"
+    );
     host.shutdown().await;
 }
 
@@ -379,7 +391,7 @@ async fn alarms_survive_a_restart_and_overdue_ones_fire_at_start() {
     assert_eq!(log.len(), 1, "{log:?}");
     let at = field(&log[0], "at");
     assert!(at >= overdue);
-    assert!(at - started < 1000, "fired {} ms after start", at - started);
+    assert!(at - started < 2000, "fired {} ms after start", at - started);
 
     let stub = probe_stub(&host, "later");
     let log = wait_for_log(&stub, 1, Duration::from_secs(10)).await;
@@ -415,7 +427,7 @@ async fn kill_9_during_a_handler_runs_it_again_as_a_retry() {
     let restarted = ms_now();
     // No request before the alarm is due again: the scheduler starts with
     // the server.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     let url = server.url("/PROBE/crashing/ops");
     let read = json!([{"op": "get", "key": "alarm-log"}, {"op": "get_alarm"}]).to_string();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -437,7 +449,7 @@ async fn kill_9_during_a_handler_runs_it_again_as_a_retry() {
     assert_eq!(log[0]["is_retry"], true, "{log:?}");
     let at = field(&log[0], "at");
     assert!(
-        at < restarted + 1500,
+        at < restarted + 3000,
         "ran {} ms after the restart, not before the first request",
         at - restarted
     );
@@ -452,7 +464,7 @@ async fn an_alarm_never_overlaps_fetches_of_its_object() {
     let http = client();
     let ops = json!([
         {"op": "put", "key": "alarm-plan", "value": json!(["spin:300"]).to_string()},
-        {"op": "set_alarm", "in_ms": 300},
+        {"op": "set_alarm", "in_ms": 600},
     ]);
     let (status, body) = send(
         &http,
