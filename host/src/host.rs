@@ -112,7 +112,7 @@ pub struct Stats {
     /// `list`.
     pub disk_reads: u64,
     /// Alarms the scheduler holds in memory now (at most
-    /// [`Settings::alarm_window`] at most; the rest wait in redb).
+    /// [`Settings::alarm_window`]; the rest wait in redb).
     pub alarms_in_memory: usize,
     /// Alarm handlers that ran to an end (returned or trapped) since the
     /// host started.
@@ -469,7 +469,9 @@ impl HostBuilder {
 
     /// Opens the database, compiles (or loads from cache) every component and
     /// returns the host. Must be called inside a tokio runtime's context only
-    /// for serving; building itself does not need one.
+    /// for serving; building itself does not need one. Alarms are delivered
+    /// from then on when built inside a runtime, otherwise from the first
+    /// [`Host::namespace`] or [`Host::fetch`] inside one.
     ///
     /// # Errors
     ///
