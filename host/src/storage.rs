@@ -178,7 +178,8 @@ impl PageWrites {
 /// flushed by `sync`).
 #[derive(Default, Clone, Debug)]
 pub(crate) struct WriteSet {
-    /// Remove every key and SQL page of the object first (`delete-all`).
+    /// Remove every key, SQL page and the alarm of the object first
+    /// (`delete-all`).
     pub(crate) clear: bool,
     /// Then write these.
     pub(crate) entries: BTreeMap<String, Write>,
@@ -688,6 +689,51 @@ fn run_committer(
     }
 }
 
+/// Applies the alarm part of `writes` (its alarm write, or the removal
+/// that `clear` implies) to the `alarms` table and its time index; the
+/// change the scheduler must hear of, if any.
+fn write_alarm(
+    alarms: &mut redb::Table<&[u8], &[u8]>,
+    alarm_times: &mut redb::Table<&[u8], &[u8]>,
+    object: &ObjectKey,
+    writes: &WriteSet,
+) -> std::result::Result<Option<AlarmChange>, redb::StorageError> {
+    let write = match (writes.clear, writes.alarm) {
+        (_, Some(write)) => write,
+        (true, None) => AlarmWrite::Delete,
+        (false, None) => return Ok(None),
+    };
+    let old = alarms
+        .get(object.0.as_slice())?
+        .and_then(|v| AlarmRecord::decode(v.value()));
+    let new = write.record();
+    match new {
+        Some(record) => {
+            alarms.insert(object.0.as_slice(), record.encode().as_slice())?;
+        }
+        None => {
+            alarms.remove(object.0.as_slice())?;
+        }
+    }
+    let (old_time, new_time) = (old.map(|r| r.time), new.map(|r| r.time));
+    if old_time != new_time {
+        if let Some(time) = old_time {
+            alarm_times.remove(alarm_time_key(time, object).as_slice())?;
+        }
+        if let Some(time) = new_time {
+            alarm_times.insert(alarm_time_key(time, object).as_slice(), [].as_slice())?;
+        }
+    }
+    // The start of a delivery keeps the time: nothing to schedule.
+    let quiet =
+        matches!(write, AlarmWrite::Started(_)) || (old_time.is_none() && new_time.is_none());
+    Ok((!quiet).then_some(AlarmChange {
+        object: *object,
+        old: old_time,
+        new: new_time,
+    }))
+}
+
 /// Commits `batch` in one transaction; adds the alarm changes it made to
 /// `changes`.
 fn commit_batch(
@@ -704,50 +750,15 @@ fn commit_batch(
         let mut alarm_times = txn.open_table(ALARM_TIMES).map_err(|e| err(&e))?;
         let mut objects = txn.open_table(OBJECTS).map_err(|e| err(&e))?;
         for request in batch {
-            let alarm = match (request.writes.clear, request.writes.alarm) {
-                (_, Some(write)) => Some(write),
-                (true, None) => Some(AlarmWrite::Delete),
-                (false, None) => None,
-            };
-            if let Some(write) = alarm {
-                let object = &request.object;
-                let old = alarms
-                    .get(object.0.as_slice())
-                    .map_err(|e| err(&e))?
-                    .and_then(|v| AlarmRecord::decode(v.value()));
-                let new = write.record();
-                match new {
-                    Some(record) => {
-                        alarms
-                            .insert(object.0.as_slice(), record.encode().as_slice())
-                            .map_err(|e| err(&e))?;
-                    }
-                    None => {
-                        alarms.remove(object.0.as_slice()).map_err(|e| err(&e))?;
-                    }
-                }
-                let (old_time, new_time) = (old.map(|r| r.time), new.map(|r| r.time));
-                if old_time != new_time {
-                    if let Some(time) = old_time {
-                        alarm_times
-                            .remove(alarm_time_key(time, object).as_slice())
-                            .map_err(|e| err(&e))?;
-                    }
-                    if let Some(time) = new_time {
-                        alarm_times
-                            .insert(alarm_time_key(time, object).as_slice(), [].as_slice())
-                            .map_err(|e| err(&e))?;
-                    }
-                }
-                if !matches!(write, AlarmWrite::Started(_))
-                    && (old_time.is_some() || new_time.is_some())
-                {
-                    changes.push(AlarmChange {
-                        object: *object,
-                        old: old_time,
-                        new: new_time,
-                    });
-                }
+            if let Some(change) = write_alarm(
+                &mut alarms,
+                &mut alarm_times,
+                &request.object,
+                &request.writes,
+            )
+            .map_err(|e| err(&e))?
+            {
+                changes.push(change);
             }
             let object = &request.object;
             let end = object.kv_end();
