@@ -9,11 +9,15 @@ pub(crate) mod object {
         path: "../wit",
         imports: {
             "dohost:object/storage.sync": async | trappable,
+            "dohost:object/namespace.[method]stub.fetch": async | trappable,
+            "dohost:object/namespace.[method]stub.call": async | trappable,
             default: trappable,
         },
         exports: { default: async },
         with: {
             "dohost:object/sql.cursor": crate::sql::Cursor,
+            "dohost:object/namespace.object-namespace": crate::namespace::Namespace,
+            "dohost:object/namespace.stub": crate::stub::Stub,
         },
     });
 }
@@ -24,16 +28,12 @@ pub(crate) mod worker {
     wasmtime::component::bindgen!({
         world: "worker",
         path: "../wit",
-        imports: {
-            "dohost:object/namespace.[method]stub.fetch": async | trappable,
-            default: trappable,
-        },
+        imports: { default: trappable },
         exports: { default: async },
         with: {
             "dohost:object/types": super::object::dohost::object::types,
             "dohost:object/env": super::object::dohost::object::env,
-            "dohost:object/namespace.object-namespace": crate::namespace::Namespace,
-            "dohost:object/namespace.stub": crate::namespace::Stub,
+            "dohost:object/namespace": super::object::dohost::object::namespace,
         },
     });
 }

@@ -11,6 +11,8 @@
 //! GREETING = "hello"
 //! [limits]
 //! sql_database_bytes = 1_000_000_000  # per object (default 10 GB)
+//! mailbox_capacity = 1024              # events waiting per object; more get 503
+//! call_timeout_ms = 60000              # a call to an object gives up after this
 //! [alarms]
 //! retry_delay_ms = 2000                # first retry of a failed alarm
 //! max_retries = 6                      # then it is dropped
@@ -66,6 +68,12 @@ pub struct Config {
     /// `[limits] sql_database_bytes`: the largest SQL database of one object
     /// (default [`crate::DEFAULT_MAX_SQL_DATABASE_BYTES`]).
     pub max_sql_database_bytes: Option<u64>,
+    /// `[limits] mailbox_capacity`: how many events may wait for one object
+    /// (default [`crate::DEFAULT_MAILBOX_CAPACITY`]).
+    pub mailbox_capacity: Option<usize>,
+    /// `[limits] call_timeout_ms`: how long a call to an object may take
+    /// (default [`crate::DEFAULT_CALL_TIMEOUT`]).
+    pub call_timeout: Option<std::time::Duration>,
     /// `[alarms] retry_delay_ms`: the delay before the first retry of a
     /// failed alarm (default [`crate::DEFAULT_ALARM_RETRY_DELAY`]).
     pub alarm_retry_delay: Option<std::time::Duration>,
@@ -107,6 +115,8 @@ const MAX_ALARM_RETRIES: u32 = 30;
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     sql_database_bytes: Option<u64>,
+    mailbox_capacity: Option<usize>,
+    call_timeout_ms: Option<u64>,
 }
 
 /// The smallest SQL database size limit that makes sense: a few pages.
@@ -225,13 +235,31 @@ impl Config {
             vars.insert(k, value);
         }
 
-        let max_sql_database_bytes = raw.limits.and_then(|l| l.sql_database_bytes);
+        let limits = raw.limits.unwrap_or(RawLimits {
+            sql_database_bytes: None,
+            mailbox_capacity: None,
+            call_timeout_ms: None,
+        });
+        let max_sql_database_bytes = limits.sql_database_bytes;
         if let Some(bytes) = max_sql_database_bytes
             && bytes < MIN_SQL_DATABASE_BYTES
         {
             return Err(Error::config(format!(
                 "{file}: limits.sql_database_bytes = {bytes} is too small; use at least {MIN_SQL_DATABASE_BYTES} (the default is {})",
                 crate::DEFAULT_MAX_SQL_DATABASE_BYTES
+            )));
+        }
+
+        if limits.mailbox_capacity == Some(0) {
+            return Err(Error::config(format!(
+                "{file}: limits.mailbox_capacity = 0 would refuse every event; use at least 1 (the default is {})",
+                crate::DEFAULT_MAILBOX_CAPACITY
+            )));
+        }
+        if limits.call_timeout_ms == Some(0) {
+            return Err(Error::config(format!(
+                "{file}: limits.call_timeout_ms = 0 would fail every call; use at least 1 (the default is {})",
+                crate::DEFAULT_CALL_TIMEOUT.as_millis()
             )));
         }
 
@@ -260,6 +288,8 @@ impl Config {
             bindings,
             vars,
             max_sql_database_bytes,
+            mailbox_capacity: limits.mailbox_capacity,
+            call_timeout: limits.call_timeout_ms.map(std::time::Duration::from_millis),
             alarm_retry_delay: alarms.retry_delay_ms.map(std::time::Duration::from_millis),
             alarm_max_retries: alarms.max_retries,
             path: Some(path.to_path_buf()),
@@ -359,5 +389,24 @@ mod tests {
         );
         let many = Config::parse(&format!("{text}[alarms]\nmax_retries = 31\n"), &path);
         assert!(many.unwrap_err().to_string().contains("at most 30"));
+    }
+
+    #[test]
+    fn limits_set_the_mailbox_and_the_call_timeout() {
+        let (_dir, path, text) = one_binding();
+        let set = Config::parse(
+            &format!("{text}[limits]\nmailbox_capacity = 4\ncall_timeout_ms = 250\n"),
+            &path,
+        )
+        .unwrap();
+        assert_eq!(set.mailbox_capacity, Some(4));
+        assert_eq!(
+            set.call_timeout,
+            Some(std::time::Duration::from_millis(250))
+        );
+        for zero in ["mailbox_capacity = 0", "call_timeout_ms = 0"] {
+            let err = Config::parse(&format!("{text}[limits]\n{zero}\n"), &path).unwrap_err();
+            assert!(err.to_string().contains(&format!("limits.{zero}")), "{err}");
+        }
     }
 }

@@ -34,6 +34,12 @@ pub enum ErrorKind {
     Io,
     /// The host is shutting down or shut down; no new events (HTTP 503).
     ShutDown,
+    /// A call to an object did not finish within the call timeout; the
+    /// object may still run it (HTTP 504).
+    Timeout,
+    /// A call would have re-entered an object that is waiting in the same
+    /// call chain, so it was refused instead of deadlocking (HTTP 500).
+    CallCycle,
 }
 
 /// A failure in the `dohost` library: a kind and a readable message.
@@ -71,8 +77,28 @@ impl Error {
             ErrorKind::NotFound => 404,
             ErrorKind::BadRequest => 400,
             ErrorKind::Overloaded | ErrorKind::ShutDown => 503,
+            ErrorKind::Timeout => 504,
             _ => 500,
         }
+    }
+
+    /// Whether the called object's own code raised this error (it returned
+    /// an error or trapped): Cloudflare's `.remote`.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.kind, ErrorKind::GuestTrap | ErrorKind::GuestError)
+    }
+
+    /// Whether repeating the call may succeed (Cloudflare's `.retryable`):
+    /// the object trapped and was reset, or its writes could not be
+    /// committed. Only calls that are safe to repeat should be retried.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind, ErrorKind::GuestTrap | ErrorKind::Storage)
+    }
+
+    /// Whether the object was overloaded (Cloudflare's `.overloaded`); such
+    /// calls should not be retried at once.
+    pub fn is_overloaded(&self) -> bool {
+        self.kind == ErrorKind::Overloaded
     }
 
     pub(crate) fn config(message: impl Into<String>) -> Self {

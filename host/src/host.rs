@@ -17,10 +17,11 @@ use crate::cache::CacheBudget;
 use crate::config::{BindingConfig, ComponentSource, Config};
 use crate::engine::{EngineLimits, Runtime};
 use crate::error::{Error, ErrorKind, Result};
-use crate::namespace::{Namespace, from_wit_response, to_wit_request};
+use crate::namespace::Namespace;
 use crate::object::{DEFAULT_IDLE_TIMEOUT, ObjectState};
 use crate::sql::DEFAULT_MAX_SQL_DATABASE_BYTES;
 use crate::storage::{CommitHook, Store};
+use crate::stub::{from_wit_response, to_wit_request};
 use crate::worker::{WorkerPool, WorkerState};
 
 /// The default data directory, relative to the working directory.
@@ -33,6 +34,12 @@ pub const DEFAULT_MAX_LIVE_OBJECTS: u32 = 10_000;
 /// The most events that may wait in one object's mailbox by default; more
 /// are refused as overloaded (HTTP 503) instead of growing memory.
 pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
+
+/// How long a call to an object (a request, an RPC call) may take by
+/// default, waiting in the mailbox included, before the caller gets a
+/// timeout error. It also ends deadlocks between call chains: two objects
+/// that call each other from different chains both time out.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The most CPU time one event may use by default (Cloudflare's default).
 pub const DEFAULT_CPU_TIME_PER_EVENT: Duration = Duration::from_secs(30);
@@ -57,6 +64,8 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Events waiting per object ([`DEFAULT_MAILBOX_CAPACITY`]).
     pub mailbox_capacity: usize,
+    /// How long a call to an object may take ([`DEFAULT_CALL_TIMEOUT`]).
+    pub call_timeout: Duration,
     /// CPU time per event ([`DEFAULT_CPU_TIME_PER_EVENT`]).
     pub cpu_time_per_event: Duration,
     /// Linear memory per instance ([`DEFAULT_MEMORY_PER_OBJECT`]).
@@ -88,6 +97,7 @@ impl Default for Settings {
             max_live_objects: DEFAULT_MAX_LIVE_OBJECTS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             cpu_time_per_event: DEFAULT_CPU_TIME_PER_EVENT,
             memory_per_object: DEFAULT_MEMORY_PER_OBJECT,
             cache_per_object: DEFAULT_CACHE_PER_OBJECT,
@@ -136,9 +146,24 @@ pub(crate) struct HostShared {
     pub(crate) schedule: Arc<Schedule>,
     /// Alarm handlers that ran to an end ([`Stats::alarms_run`]).
     pub(crate) alarms_run: std::sync::atomic::AtomicU64,
+    /// Every namespace, for objects' calls. Weak: the namespaces hold this
+    /// shared state, and the host owns them.
+    pub(crate) namespaces: std::sync::OnceLock<std::sync::Weak<BTreeMap<String, Namespace>>>,
 }
 
 impl HostShared {
+    /// The namespace bound as `binding`, while the host runs.
+    pub(crate) fn namespace(&self, binding: &str) -> Result<Namespace> {
+        let namespaces = self
+            .namespaces
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .ok_or_else(|| {
+                Error::new(ErrorKind::ShutDown, "the host is shut down; no more calls")
+            })?;
+        crate::calls::lookup(&namespaces, binding)
+    }
+
     pub(crate) fn vars_list(&self) -> Vec<(String, String)> {
         self.vars
             .iter()
@@ -279,15 +304,7 @@ impl Host {
     /// [`ErrorKind::NotFound`] when no binding has that name.
     pub fn namespace(&self, binding: &str) -> Result<Namespace> {
         self.inner.start_scheduler();
-        self.inner.namespaces.get(binding).cloned().ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!(
-                    "no Durable Object binding named {binding:?}; configured: {}",
-                    self.binding_names()
-                ),
-            )
-        })
+        crate::calls::lookup(&self.inner.namespaces, binding)
     }
 
     /// Shuts the host down: new events are refused
@@ -403,6 +420,12 @@ impl HostBuilder {
         self.vars = config.vars.clone();
         if let Some(bytes) = config.max_sql_database_bytes {
             self.settings.max_sql_database_bytes = bytes;
+        }
+        if let Some(capacity) = config.mailbox_capacity {
+            self.settings.mailbox_capacity = capacity;
+        }
+        if let Some(timeout) = config.call_timeout {
+            self.settings.call_timeout = timeout;
         }
         if let Some(delay) = config.alarm_retry_delay {
             self.settings.alarm_retry_delay = delay;
@@ -575,6 +598,7 @@ impl HostBuilder {
             actors: tokio_util::task::TaskTracker::new(),
             schedule,
             alarms_run: std::sync::atomic::AtomicU64::new(0),
+            namespaces: std::sync::OnceLock::new(),
         });
         let mut namespaces = BTreeMap::new();
         for (binding, class, pre) in pres {
@@ -585,6 +609,7 @@ impl HostBuilder {
             );
         }
         let namespaces = Arc::new(namespaces);
+        let _ = shared.namespaces.set(Arc::downgrade(&namespaces));
         let worker = worker_pre.map(|pre| WorkerPool::new(pre, shared.clone(), namespaces.clone()));
         let host = Host {
             inner: Arc::new(HostInner {
@@ -612,6 +637,8 @@ mod tests {
             bindings: Vec::new(),
             vars: BTreeMap::new(),
             max_sql_database_bytes: Some(65536),
+            mailbox_capacity: Some(3),
+            call_timeout: Some(Duration::from_millis(7)),
             alarm_retry_delay: Some(Duration::from_millis(5)),
             alarm_max_retries: Some(1),
             path: None,
@@ -620,6 +647,8 @@ mod tests {
         assert_eq!(builder.settings.max_sql_database_bytes, 65536);
         assert_eq!(builder.settings.alarm_retry_delay, Duration::from_millis(5));
         assert_eq!(builder.settings.alarm_max_retries, 1);
+        assert_eq!(builder.settings.mailbox_capacity, 3);
+        assert_eq!(builder.settings.call_timeout, Duration::from_millis(7));
         config.max_sql_database_bytes = None;
         let builder = Host::builder().config(&config);
         assert_eq!(

@@ -29,6 +29,7 @@ mod alarm;
 mod bindings;
 pub mod build;
 mod cache;
+mod calls;
 pub mod config;
 mod engine;
 mod error;
@@ -40,6 +41,7 @@ mod pages;
 pub mod server;
 mod sql;
 mod storage;
+mod stub;
 mod vfs;
 mod worker;
 
@@ -49,14 +51,15 @@ pub use alarm::{
 pub use config::{BindingConfig, ComponentSource, Config};
 pub use error::{Error, ErrorKind, Result};
 pub use host::{
-    DEFAULT_CACHE_PER_OBJECT, DEFAULT_CACHE_TOTAL, DEFAULT_CPU_TIME_PER_EVENT, DEFAULT_DATA_DIR,
-    DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_LIVE_OBJECTS, DEFAULT_MEMORY_PER_OBJECT, Host,
-    HostBuilder, Settings, Stats,
+    DEFAULT_CACHE_PER_OBJECT, DEFAULT_CACHE_TOTAL, DEFAULT_CALL_TIMEOUT,
+    DEFAULT_CPU_TIME_PER_EVENT, DEFAULT_DATA_DIR, DEFAULT_MAILBOX_CAPACITY,
+    DEFAULT_MAX_LIVE_OBJECTS, DEFAULT_MEMORY_PER_OBJECT, Host, HostBuilder, Settings, Stats,
 };
 pub use kv::{MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_TRANSACTION_DEPTH, MAX_VALUE_BYTES};
-pub use namespace::{Namespace, ObjectId, Stub};
+pub use namespace::{Namespace, ObjectId};
 pub use object::DEFAULT_IDLE_TIMEOUT;
 pub use sql::{
     DEFAULT_MAX_SQL_DATABASE_BYTES, MAX_SQL_PARAMS, MAX_SQL_STATEMENT_BYTES, MAX_SQL_VALUE_BYTES,
 };
 pub use storage::{CommitHook, CommitStage};
+pub use stub::Stub;

@@ -1,29 +1,38 @@
-//! Namespaces, ids and stubs: how a request finds its object.
+//! Namespaces and ids: how a request finds its object.
 //!
 //! A namespace is one `[[durable_objects.bindings]]` entry (`env.COUNTER`).
-//! `id_from_name` derives an object's 32-byte id as a keyed BLAKE3 hash of
-//! the name under the namespace's secret (kept in the data directory), so the
-//! same name always reaches the same object and names in different namespaces
-//! never collide. An id is written as 64 lowercase hex characters.
+//! An object id is 32 bytes, written as 64 lowercase hex characters: a
+//! 24-byte body and an 8-byte tag. The body of a name's id is a keyed BLAKE3
+//! hash of the name under the namespace's secret (kept in the data
+//! directory), so the same name always reaches the same object, also after a
+//! restart; the body of a unique id is random. The top bit of the body says
+//! which kind it is, so a unique id can never equal a name's id. The tag is
+//! a keyed hash of the body under the same secret: `id_from_string` checks
+//! it, so an id minted by another namespace (or mistyped) is refused instead
+//! of silently reaching an empty object.
 //!
-//! A [`Stub`] delivers requests to the object's actor, activating the object
-//! when it is not live, and releases the response only once the object's
-//! writes are durable (the output gate, see [`crate::object`]).
+//! A namespace delivers events to its objects' actors ([`crate::object`]),
+//! starting an actor when the object is not live; [`Stub`] is the client.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::bindings::object::DurableObjectPre;
-use crate::bindings::{WitRequest, WitResponse};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::HostShared;
-use crate::object::{Actor, Event, Identity, LiveEntry, LiveObjects, ObjectState, pass_gate};
+use crate::object::{Actor, Event, Identity, LiveEntry, LiveObjects, ObjectState};
 use crate::storage::ObjectKey;
+use crate::stub::Stub;
+
+/// Bytes of an id's body; the rest is its tag.
+const ID_BODY: usize = 24;
+
+/// The top bit of an id's first byte: set in unique ids, clear in names' ids.
+const UNIQUE_BIT: u8 = 0x80;
 
 /// A Durable Object namespace: the objects of one binding. Cheap to clone.
 #[derive(Clone)]
@@ -78,27 +87,51 @@ impl Namespace {
     }
 
     /// The id of the object called `name`: always the same for the same name
-    /// in this namespace.
+    /// in this namespace, also after a restart.
     pub fn id_from_name(&self, name: &str) -> ObjectId {
-        let id = *blake3::keyed_hash(&self.0.secret, name.as_bytes()).as_bytes();
-        ObjectId {
-            namespace: self.clone(),
-            id,
-            name: Some(name.to_owned()),
-        }
+        let hash = blake3::Hasher::new_keyed(&self.0.secret)
+            .update(b"dohost name\0")
+            .update(name.as_bytes())
+            .finalize();
+        let mut body = [0u8; ID_BODY];
+        body.copy_from_slice(&hash.as_bytes()[..ID_BODY]);
+        body[0] &= !UNIQUE_BIT;
+        self.object_id(body, Some(name.to_owned()))
     }
 
-    /// Parses an id written as 64 hex characters.
+    /// A new random id, different from every other unique id (192 random
+    /// bits) and from every name's id.
+    pub fn new_unique_id(&self) -> ObjectId {
+        let mut body: [u8; ID_BODY] = rand::random();
+        body[0] |= UNIQUE_BIT;
+        self.object_id(body, None)
+    }
+
+    /// Parses an id written as 64 hex characters (either case) and checks
+    /// that this namespace minted it.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::BadRequest`] when `hex` is not 64 hexadecimal characters.
+    /// [`ErrorKind::BadRequest`] when `hex` is not 64 hexadecimal
+    /// characters, or is an id of another namespace.
     pub fn id_from_string(&self, hex: &str) -> Result<ObjectId> {
         let mut id = [0u8; 32];
         if hex.len() != 64 || hex::decode_to_slice(hex, &mut id).is_err() {
             return Err(Error::new(
                 ErrorKind::BadRequest,
                 format!("{hex:?} is not an object id: ids are 64 hexadecimal characters"),
+            ));
+        }
+        let mut body = [0u8; ID_BODY];
+        body.copy_from_slice(&id[..ID_BODY]);
+        if id[ID_BODY..] != self.tag(&body) {
+            return Err(Error::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "{hex} is not an id of namespace {}: it was minted by another namespace (or \
+                     altered); make ids with this namespace's id_from_name or new_unique_id",
+                    self.0.binding
+                ),
             ));
         }
         Ok(ObjectId {
@@ -108,13 +141,37 @@ impl Namespace {
         })
     }
 
+    /// The id with `body`, sealed with this namespace's tag.
+    fn object_id(&self, body: [u8; ID_BODY], name: Option<String>) -> ObjectId {
+        let mut id = [0u8; 32];
+        id[..ID_BODY].copy_from_slice(&body);
+        id[ID_BODY..].copy_from_slice(&self.tag(&body));
+        ObjectId {
+            namespace: self.clone(),
+            id,
+            name,
+        }
+    }
+
+    /// The tag of an id with `body` in this namespace.
+    fn tag(&self, body: &[u8; ID_BODY]) -> [u8; 32 - ID_BODY] {
+        let hash = blake3::Hasher::new_keyed(&self.0.secret)
+            .update(b"dohost tag\0")
+            .update(body)
+            .finalize();
+        let mut tag = [0u8; 32 - ID_BODY];
+        tag.copy_from_slice(&hash.as_bytes()[..32 - ID_BODY]);
+        tag
+    }
+
     /// A stub for the object with `id`.
     pub fn get(&self, id: &ObjectId) -> Stub {
-        Stub {
-            namespace: self.clone(),
-            id: id.id,
-            name: id.name.clone(),
-        }
+        Stub::new(self.clone(), id.id, id.name.clone())
+    }
+
+    /// A stub for the object called `name` (`get(&id_from_name(name))`).
+    pub fn get_by_name(&self, name: &str) -> Stub {
+        self.get(&self.id_from_name(name))
     }
 
     /// The namespace's number in storage keys.
@@ -147,8 +204,13 @@ impl Namespace {
             .clear();
     }
 
+    /// The host's shared state.
+    pub(crate) fn shared(&self) -> &HostShared {
+        &self.0.shared
+    }
+
     /// Puts `event` in the object's mailbox, activating the object if needed.
-    fn deliver(&self, id: &[u8; 32], name: Option<&str>, event: Event) -> Result<()> {
+    pub(crate) fn deliver(&self, id: &[u8; 32], name: Option<&str>, event: Event) -> Result<()> {
         let key = ObjectKey::new(self.0.number, id);
         let mut live = self.0.live.lock().unwrap_or_else(|p| p.into_inner());
         // Checked under the lock that close_live takes: after shutdown has
@@ -202,6 +264,7 @@ impl Namespace {
         let (tx, rx) = mpsc::channel(self.0.shared.settings.mailbox_capacity);
         let identity = Identity {
             key,
+            binding: self.0.binding.as_str().into(),
             id_hex: hex::encode(id),
             name: name.map(str::to_owned),
             class: self.0.class.clone(),
@@ -230,6 +293,11 @@ pub struct ObjectId {
 }
 
 impl ObjectId {
+    /// The namespace this id belongs to.
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
     /// A stub for this object.
     pub fn get(&self) -> Stub {
         self.namespace.get(self)
@@ -255,116 +323,4 @@ impl fmt::Debug for ObjectId {
         }
         write!(f, ")")
     }
-}
-
-/// A client for one object.
-#[derive(Clone)]
-pub struct Stub {
-    namespace: Namespace,
-    id: [u8; 32],
-    name: Option<String>,
-}
-
-impl fmt::Debug for Stub {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Stub")
-            .field("binding", &self.namespace.0.binding)
-            .field("id", &hex::encode(self.id))
-            .field("name", &self.name)
-            .finish()
-    }
-}
-
-impl Stub {
-    /// The object's id as 64 hex characters.
-    pub fn id(&self) -> String {
-        hex::encode(self.id)
-    }
-
-    /// Sends `request` to the object's `fetch` and returns its response once
-    /// every write the object made up to that response is durable.
-    ///
-    /// A relative URI (`/path`) is given the origin `http://localhost`.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::GuestTrap`] if the object trapped (it is reset),
-    /// [`ErrorKind::GuestError`] if its handler returned an error,
-    /// [`ErrorKind::Overloaded`] if its mailbox is full,
-    /// [`ErrorKind::Storage`] if its writes could not be made durable.
-    pub async fn fetch(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
-        let response = self.fetch_wit(to_wit_request(request)).await?;
-        from_wit_response(response)
-    }
-
-    pub(crate) async fn fetch_wit(&self, req: WitRequest) -> Result<WitResponse> {
-        let (reply, rx) = oneshot::channel();
-        self.namespace.deliver(
-            &self.id,
-            self.name.as_deref(),
-            Event::Fetch {
-                req,
-                name: self.name.clone(),
-                reply,
-            },
-        )?;
-        let reply = rx.await.map_err(|_| {
-            Error::new(
-                ErrorKind::GuestTrap,
-                "the object stopped before it answered",
-            )
-        })?;
-        pass_gate(reply.gate).await?;
-        reply.result
-    }
-}
-
-/// Converts an HTTP request to the contract's record.
-pub(crate) fn to_wit_request(request: http::Request<Bytes>) -> WitRequest {
-    let (parts, body) = request.into_parts();
-    let url = if parts.uri.scheme().is_some() && parts.uri.authority().is_some() {
-        parts.uri.to_string()
-    } else {
-        let host = parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        format!("http://{host}{path}")
-    };
-    WitRequest {
-        method: parts.method.as_str().to_owned(),
-        url,
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: body.to_vec(),
-    }
-}
-
-/// Converts the contract's response record to an HTTP response.
-pub(crate) fn from_wit_response(response: WitResponse) -> Result<http::Response<Bytes>> {
-    let bad =
-        |what: String| Error::new(ErrorKind::GuestError, format!("the guest returned {what}"));
-    let status = http::StatusCode::from_u16(response.status)
-        .map_err(|_| bad(format!("an invalid status code {}", response.status)))?;
-    let mut builder = http::Response::builder().status(status);
-    for (name, value) in &response.headers {
-        let name = http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| bad(format!("an invalid header name {name:?}")))?;
-        let value = http::HeaderValue::from_str(value)
-            .map_err(|_| bad(format!("an invalid value for header {name}")))?;
-        builder = builder.header(name, value);
-    }
-    builder
-        .body(Bytes::from(response.body))
-        .map_err(|e| bad(format!("an invalid response: {e}")))
 }

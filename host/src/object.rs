@@ -1,5 +1,6 @@
 //! Objects: one actor per live Durable Object, and the host side of the
-//! object's imports (`storage`, `context`, `env`).
+//! object's imports (`context`, `env`; `storage`, `sql`, `alarm` and
+//! `namespace` have modules of their own).
 //!
 //! **Input gate.** Each live object is an actor: a task that owns the
 //! object's wasm instance and takes events from a bounded mailbox strictly one
@@ -17,9 +18,14 @@
 //! **Output gate.** The event's reply carries a [`Gate`]: the commit of the
 //! object's latest confirmed write set (one not written with
 //! `allow-unconfirmed`). Whoever delivers the response
-//! ([`crate::namespace::Stub::fetch`]) waits for the gate first, so no
-//! response leaves before the writes it may reflect are durable, even a
-//! response of an event that wrote nothing but read uncommitted data.
+//! ([`crate::Stub`]) waits for the gate first, so no response or RPC result
+//! leaves before the writes it may reflect are durable, even one of an
+//! event that wrote nothing but read uncommitted data. A call the object
+//! makes to another object waits for the same gate before it is sent.
+//!
+//! **Calls.** A request or RPC call names the chain of objects waiting on
+//! it ([`crate::stub::CallChain`]); while the event runs, the object's own
+//! calls extend that chain with the object itself.
 //!
 //! **Alarms.** An alarm arrives as an event like a fetch; see
 //! [`crate::alarm`] for what the actor does with it.
@@ -45,12 +51,15 @@ use crate::bindings::object::dohost::object::{context, env, types};
 use crate::bindings::object::exports::dohost::object::handler::AlarmInfo;
 use crate::bindings::{WitRequest, WitResponse};
 use crate::cache::ObjectCache;
+use crate::calls::{self, Caller};
 use crate::engine::{self, GuestMeter};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::HostShared;
 use crate::kv::EventWrites;
+use crate::namespace::Namespace;
 use crate::sql::Sql;
 use crate::storage::{CommitResult, ObjectKey, ObjectRecord};
+use crate::stub::{CallChain, object_label};
 
 /// Resolves when the object's writes up to some event are durable.
 pub(crate) type Gate = Shared<oneshot::Receiver<CommitResult>>;
@@ -70,11 +79,10 @@ pub(crate) async fn pass_gate(gate: Option<Gate>) -> Result<()> {
 
 /// An event for an object's mailbox.
 pub(crate) enum Event {
-    /// An HTTP request for the object's `fetch`.
-    Fetch {
-        req: WitRequest,
-        /// The name the caller addressed the object by, if any.
-        name: Option<String>,
+    /// A request or an RPC call from a stub.
+    Request {
+        request: Request,
+        origin: Origin,
         reply: oneshot::Sender<Reply>,
     },
     /// The object's alarm may be due. Holds one of the scheduler's delivery
@@ -84,9 +92,32 @@ pub(crate) enum Event {
     },
 }
 
+/// What a stub asks of an object.
+pub(crate) enum Request {
+    /// An HTTP request for the object's `fetch`.
+    Fetch(WitRequest),
+    /// An RPC call for the object's `call`: a method and a JSON array of
+    /// arguments.
+    Call { method: String, args: String },
+}
+
+/// What the object answered: a response to a fetch, JSON from a call.
+pub(crate) enum Answer {
+    Fetch(WitResponse),
+    Call(String),
+}
+
+/// Where a request comes from.
+pub(crate) struct Origin {
+    /// The name the caller addressed the object by, if any.
+    pub(crate) name: Option<String>,
+    /// The objects waiting on this request.
+    pub(crate) chain: CallChain,
+}
+
 /// What an event produced, and the gate its delivery must pass.
 pub(crate) struct Reply {
-    pub(crate) result: Result<WitResponse>,
+    pub(crate) result: Result<Answer>,
     pub(crate) gate: Option<Gate>,
 }
 
@@ -94,6 +125,7 @@ pub(crate) struct Reply {
 #[derive(Clone)]
 pub(crate) struct Identity {
     pub(crate) key: ObjectKey,
+    pub(crate) binding: Arc<str>,
     pub(crate) id_hex: String,
     pub(crate) name: Option<String>,
     pub(crate) class: Arc<str>,
@@ -124,6 +156,9 @@ pub(crate) struct ObjectIo {
     alarm: Option<Option<AlarmRecord>>,
     /// The alarm whose handler is running, as stored when it began.
     pub(crate) running_alarm: Option<AlarmRecord>,
+    /// The chain of the running event, ending with this object: the chain
+    /// of every call the object makes now.
+    pub(crate) chain: CallChain,
 }
 
 impl ObjectIo {
@@ -174,8 +209,9 @@ impl ObjectIo {
         self.in_flight.back().map(|(_, gate)| gate.clone())
     }
 
-    /// The gate an event's response must pass.
-    fn response_gate(&self) -> Option<Gate> {
+    /// The gate an event's response, and a call the object makes, must
+    /// pass.
+    pub(crate) fn response_gate(&self) -> Option<Gate> {
         self.confirmed.as_ref().map(|(_, gate)| gate.clone())
     }
 
@@ -284,6 +320,7 @@ impl Actor {
             registered: false,
             alarm: None,
             running_alarm: None,
+            chain: CallChain::default(),
         };
         Actor {
             number,
@@ -331,17 +368,40 @@ impl Actor {
 
     async fn handle(&mut self, event: Event) {
         match event {
-            Event::Fetch { req, name, reply } => {
-                if self.identity.name.is_none() && name.is_some() {
-                    self.identity.name = name;
+            Event::Request {
+                request,
+                origin,
+                reply,
+            } => {
+                if reply.is_closed() {
+                    // The caller gave up (a call timeout, a closed
+                    // connection) before the event began.
+                    return;
+                }
+                if self.identity.name.is_none() && origin.name.is_some() {
+                    self.identity.name = origin.name;
                     self.io_mut().identity.name = self.identity.name.clone();
                 }
-                let result = self.fetch(req).await;
+                self.begin_chain(&origin.chain);
+                let result = self.request(request).await;
                 let gate = self.io_mut().response_gate();
                 let _ = reply.send(Reply { result, gate });
             }
-            Event::Alarm { _permit } => self.alarm().await,
+            Event::Alarm { _permit } => {
+                self.begin_chain(&CallChain::default());
+                self.alarm().await;
+            }
         }
+    }
+
+    /// Makes the object's calls during the next event part of `chain`.
+    fn begin_chain(&mut self, chain: &CallChain) {
+        let label = object_label(
+            &self.identity.binding,
+            &self.identity.key.id(),
+            self.identity.name.as_deref(),
+        );
+        self.io_mut().chain = chain.then(self.identity.key, label);
     }
 
     fn io_mut(&mut self) -> &mut ObjectIo {
@@ -459,13 +519,21 @@ impl Actor {
         )
     }
 
-    async fn fetch(&mut self, req: WitRequest) -> Result<WitResponse> {
+    /// Runs a request or an RPC call.
+    async fn request(&mut self, request: Request) -> Result<Answer> {
         self.settle().await;
         let (store, instance) = self.begin_event().await?;
-        let result = instance
-            .dohost_object_handler()
-            .call_fetch(&mut *store, &req)
-            .await;
+        let handler = instance.dohost_object_handler();
+        let result = match &request {
+            Request::Fetch(req) => handler
+                .call_fetch(&mut *store, req)
+                .await
+                .map(|outcome| outcome.map(Answer::Fetch)),
+            Request::Call { method, args } => handler
+                .call_call(&mut *store, method, args)
+                .await
+                .map(|outcome| outcome.map(Answer::Call)),
+        };
         match result {
             Ok(outcome) => {
                 self.end_event()?;
@@ -596,6 +664,22 @@ impl Actor {
 }
 
 impl types::Host for ObjectState {}
+
+impl Caller for ObjectState {
+    fn resources(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    fn binding(&self, binding: &str) -> Result<Namespace> {
+        self.io.shared.namespace(binding)
+    }
+
+    fn outgoing(&self) -> (CallChain, Option<Gate>) {
+        (self.io.chain.clone(), self.io.response_gate())
+    }
+}
+
+calls::namespace_import!(ObjectState);
 
 impl context::Host for ObjectState {
     fn id(&mut self) -> wasmtime::Result<String> {

@@ -9,17 +9,19 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::object::dohost::object::{env, types};
-use crate::bindings::worker::dohost::object::namespace::{self, CallError};
 use crate::bindings::worker::{Worker, WorkerPre};
 use crate::bindings::{WitRequest, WitResponse};
+use crate::calls::{self, Caller};
 use crate::engine::{self, GuestMeter};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::HostShared;
-use crate::namespace::{Namespace, Stub};
+use crate::namespace::Namespace;
+use crate::object::Gate;
+use crate::stub::CallChain;
 
 /// How many idle worker instances are kept warm for the next requests.
 const MAX_IDLE_WORKERS: usize = 64;
@@ -128,90 +130,24 @@ impl WorkerPool {
     }
 }
 
-fn call_error(err: &Error) -> CallError {
-    CallError {
-        message: err.message().to_owned(),
-        remote: matches!(err.kind(), ErrorKind::GuestTrap | ErrorKind::GuestError),
-        retryable: matches!(
-            err.kind(),
-            ErrorKind::GuestTrap | ErrorKind::Overloaded | ErrorKind::Storage
-        ),
-        overloaded: err.kind() == ErrorKind::Overloaded,
+impl Caller for WorkerState {
+    fn resources(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    fn binding(&self, binding: &str) -> Result<Namespace> {
+        calls::lookup(&self.namespaces, binding)
+    }
+
+    fn outgoing(&self) -> (CallChain, Option<Gate>) {
+        // A worker holds no input gate and writes nothing.
+        (CallChain::default(), None)
     }
 }
 
-impl namespace::Host for WorkerState {}
+calls::namespace_import!(WorkerState);
 
 impl types::Host for WorkerState {}
-
-impl namespace::HostObjectNamespace for WorkerState {
-    fn open(
-        &mut self,
-        binding: String,
-    ) -> wasmtime::Result<std::result::Result<Resource<Namespace>, CallError>> {
-        let Some(ns) = self.namespaces.get(&binding).cloned() else {
-            let known: Vec<&str> = self.namespaces.keys().map(String::as_str).collect();
-            return Ok(Err(call_error(&Error::new(
-                ErrorKind::NotFound,
-                format!(
-                    "no Durable Object binding named {binding:?}; configured: {}",
-                    known.join(", ")
-                ),
-            ))));
-        };
-        Ok(Ok(self.table.push(ns)?))
-    }
-
-    fn id_from_name(&mut self, ns: Resource<Namespace>, name: String) -> wasmtime::Result<String> {
-        Ok(self.table.get(&ns)?.id_from_name(&name).to_string())
-    }
-
-    fn get(
-        &mut self,
-        ns: Resource<Namespace>,
-        id: String,
-    ) -> wasmtime::Result<std::result::Result<Resource<Stub>, CallError>> {
-        let stub = match self.table.get(&ns)?.id_from_string(&id) {
-            Ok(id) => id.get(),
-            Err(e) => return Ok(Err(call_error(&e))),
-        };
-        Ok(Ok(self.table.push(stub)?))
-    }
-
-    fn get_by_name(
-        &mut self,
-        ns: Resource<Namespace>,
-        name: String,
-    ) -> wasmtime::Result<Resource<Stub>> {
-        let stub = self.table.get(&ns)?.id_from_name(&name).get();
-        Ok(self.table.push(stub)?)
-    }
-
-    fn drop(&mut self, ns: Resource<Namespace>) -> wasmtime::Result<()> {
-        self.table.delete(ns)?;
-        Ok(())
-    }
-}
-
-impl namespace::HostStub for WorkerState {
-    fn id(&mut self, stub: Resource<Stub>) -> wasmtime::Result<String> {
-        Ok(self.table.get(&stub)?.id())
-    }
-
-    async fn fetch(
-        &mut self,
-        stub: Resource<Stub>,
-        req: WitRequest,
-    ) -> wasmtime::Result<std::result::Result<WitResponse, CallError>> {
-        let stub = self.table.get(&stub)?.clone();
-        Ok(stub.fetch_wit(req).await.map_err(|e| call_error(&e)))
-    }
-
-    fn drop(&mut self, stub: Resource<Stub>) -> wasmtime::Result<()> {
-        self.table.delete(stub)?;
-        Ok(())
-    }
-}
 
 impl env::Host for WorkerState {
     fn vars(&mut self) -> wasmtime::Result<Vec<(String, String)>> {

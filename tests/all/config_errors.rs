@@ -10,15 +10,18 @@ use crate::support::{guests, run_dohost, write_config};
 fn serve_fails(dir: &Path, config_text: &str) -> (String, String) {
     let config = write_config(dir, config_text);
     let data = dir.join("data");
-    let (ok, stderr) = run_dohost(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        config.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-    ]);
+    let (ok, stderr) = run_dohost(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        std::time::Duration::from_secs(120),
+    );
     assert!(
         !ok,
         "dohost serve started with a bad config:\n{config_text}"
@@ -75,16 +78,18 @@ fn each_bad_config_names_file_field_and_fix() {
 #[test]
 fn a_component_of_the_wrong_shape_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    // The worker component imports `namespace`, which objects cannot use yet.
+    // A valid component (the smallest: header only) that exports nothing.
+    std::fs::write(
+        dir.path().join("empty.wasm"),
+        [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00],
+    )
+    .unwrap();
     let (_, stderr) = serve_fails(
         dir.path(),
-        &format!(
-            "[[durable_objects.bindings]]\nname = \"W\"\nclass_name = \"Forwarder\"\ncomponent = {:?}\n",
-            guests().worker
-        ),
+        "[[durable_objects.bindings]]\nname = \"W\"\nclass_name = \"W\"\ncomponent = \"empty.wasm\"\n",
     );
     assert!(
-        stderr.contains("binding W") && stderr.contains("namespace"),
+        stderr.contains("binding W: the component does not export the handler interface"),
         "{stderr}"
     );
 

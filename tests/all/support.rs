@@ -67,7 +67,7 @@ pub fn router_config(dir: &Path) -> PathBuf {
 
 /// Serves a copy of the dohost.toml of `example` (a directory under the
 /// workspace, e.g. `examples/sql-patterns`), written into `dir` with its
-/// component paths made absolute and the `[vars]` in `vars` set to other
+/// component and `main` paths made absolute and the `[vars]` in `vars` set to other
 /// values.
 pub fn serve_example_with_vars(
     example: &str,
@@ -78,17 +78,20 @@ pub fn serve_example_with_vars(
     let example_dir = workspace().join(example);
     let mut text = std::fs::read_to_string(example_dir.join("dohost.toml"))
         .expect("the example's dohost.toml");
-    let components: Vec<String> = text
+    let paths: Vec<(&str, String)> = text
         .lines()
-        .filter_map(|line| line.strip_prefix("component = "))
-        .map(str::to_owned)
+        .filter_map(|line| {
+            ["component = ", "main = "]
+                .into_iter()
+                .find_map(|field| Some((field, line.strip_prefix(field)?.to_owned())))
+        })
         .collect();
-    for quoted in components {
+    for (field, quoted) in paths {
         let relative: String = serde_json::from_str(&quoted).expect("a quoted component path");
         let absolute = example_dir.join(relative);
         text = text.replace(
-            &format!("component = {quoted}"),
-            &format!("component = {:?}", absolute.to_str().expect("a UTF-8 path")),
+            &format!("{field}{quoted}"),
+            &format!("{field}{:?}", absolute.to_str().expect("a UTF-8 path")),
         );
     }
     for (name, value) in vars {
@@ -180,13 +183,30 @@ impl Drop for Server {
     }
 }
 
-/// Runs `dohost` with `args` to completion: (exit success, stderr).
-pub fn run_dohost(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dohost"))
+/// Runs `dohost` with `args`: whether it succeeded, and its stderr. Kills it
+/// and fails the test if it is still running after `limit` (e.g. a server
+/// that started when it should have refused to).
+pub fn run_dohost(args: &[&str], limit: Duration) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dohost"))
         .args(args)
         .env("RUST_BACKTRACE", "0")
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run dohost");
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("wait for dohost").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("dohost output");
+            panic!(
+                "dohost {args:?} still ran after {limit:?}; its log:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("dohost output");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

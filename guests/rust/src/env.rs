@@ -1,5 +1,8 @@
 //! What a guest knows of its surroundings: its own identity ([`State`]), the
-//! configuration's variables and, for workers, the namespaces ([`Env`]).
+//! configuration's variables and the namespaces of other objects ([`Env`]).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::bindings::dohost::object::{context, env, namespace};
 use crate::{Error, Request, Response, Result, Sql, Storage};
@@ -63,8 +66,8 @@ impl Env {
         env::vars()
     }
 
-    /// The namespace bound as `binding` (e.g. `env.namespace("COUNTER")`).
-    /// Available to workers; objects calling objects arrives later.
+    /// The namespace bound as `binding` (e.g. `env.namespace("COUNTER")`,
+    /// Cloudflare's `env.COUNTER`), in objects and workers alike.
     ///
     /// # Errors
     ///
@@ -99,7 +102,8 @@ impl std::fmt::Display for ObjectId {
 }
 
 impl Namespace {
-    /// The id of the object called `name` (always the same for a name).
+    /// The id of the object called `name`: always the same for a name, and
+    /// different in every namespace.
     pub fn id_from_name(&self, name: &str) -> ObjectId {
         ObjectId {
             hex: self.0.id_from_name(name),
@@ -107,11 +111,33 @@ impl Namespace {
         }
     }
 
+    /// A new random id that nothing else will ever produce (Cloudflare's
+    /// `newUniqueId`); keep its string to reach the object again.
+    pub fn new_unique_id(&self) -> ObjectId {
+        ObjectId {
+            hex: self.0.new_unique_id(),
+            name: None,
+        }
+    }
+
+    /// Parses an id written as 64 hex characters, checking that this
+    /// namespace minted it.
+    ///
+    /// # Errors
+    ///
+    /// When `hex` is not 64 hex characters or is another namespace's id.
+    pub fn id_from_string(&self, hex: &str) -> Result<ObjectId> {
+        Ok(ObjectId {
+            hex: self.0.id_from_string(hex)?,
+            name: None,
+        })
+    }
+
     /// A stub for the object with `id`.
     ///
     /// # Errors
     ///
-    /// When the id is malformed.
+    /// When the id is not one of this namespace's.
     pub fn get(&self, id: &ObjectId) -> Result<Stub> {
         match &id.name {
             Some(name) => Ok(Stub(self.0.get_by_name(name))),
@@ -119,21 +145,10 @@ impl Namespace {
         }
     }
 
-    /// Parses an id written as 64 hex characters.
-    ///
-    /// # Errors
-    ///
-    /// When `hex` is not 64 hex characters.
-    pub fn id_from_string(&self, hex: &str) -> Result<ObjectId> {
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::new(format!(
-                "{hex:?} is not an object id: ids are 64 hex characters"
-            )));
-        }
-        Ok(ObjectId {
-            hex: hex.to_ascii_lowercase(),
-            name: None,
-        })
+    /// A stub for the object called `name` (`get(&id_from_name(name))`);
+    /// the object then knows its name ([`State::name`]).
+    pub fn get_by_name(&self, name: &str) -> Stub {
+        Stub(self.0.get_by_name(name))
     }
 }
 
@@ -152,10 +167,48 @@ impl Stub {
     ///
     /// # Errors
     ///
-    /// When the object trapped, returned an error, or is overloaded; see
+    /// When the object trapped, returned an error, or is overloaded, or the
+    /// call timed out or would have closed a cycle of calls; see
     /// [`Error::is_remote`], [`Error::is_retryable`], [`Error::is_overloaded`].
     pub fn fetch(&self, request: Request) -> Result<Response> {
         Ok(self.0.fetch(&request.into())?.into())
+    }
+
+    /// Calls the object's RPC method `method` (see [`crate::methods!`])
+    /// with `args`, the positional arguments: a tuple (`&()` for none,
+    /// `&(a, b)` for two) or one value (`&5` is the one argument `5`; wrap
+    /// a single array argument as `&(vec,)`). Returns the method's result.
+    ///
+    /// ```ignore
+    /// let count: u64 = stub.call("increment", &())?;
+    /// let sum: u64 = stub.call("add", &(2, 3))?;
+    /// ```
+    ///
+    /// While the call runs this object takes no other event; a call back
+    /// into an object waiting in the same chain of calls fails at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`Stub::fetch`]; also when the object has no such method, the
+    /// arguments do not fit it (both `remote`), or the result does not
+    /// deserialize into `R`.
+    pub fn call<R: DeserializeOwned>(&self, method: &str, args: &impl Serialize) -> Result<R> {
+        let result = self.call_json(method, &crate::rpc::args_json(args)?)?;
+        serde_json::from_str(&result).map_err(|e| {
+            Error::new(format!(
+                "the result of {method} ({result:.100}) does not fit the expected type: {e}"
+            ))
+        })
+    }
+
+    /// Calls the object's RPC method `method` with `args`, a JSON array of
+    /// the positional arguments, and returns the JSON result.
+    ///
+    /// # Errors
+    ///
+    /// As [`Stub::call`].
+    pub fn call_json(&self, method: &str, args: &str) -> Result<String> {
+        Ok(self.0.call(method, args)?)
     }
 }
 

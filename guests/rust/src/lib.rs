@@ -49,6 +49,7 @@ mod cursor;
 mod env;
 mod http;
 mod row;
+mod rpc;
 mod sql;
 mod sql_value;
 mod storage;
@@ -60,6 +61,7 @@ pub use cursor::Cursor;
 pub use env::{Env, Namespace, ObjectId, State, Stub};
 pub use http::{Request, Response};
 pub use row::Row;
+pub use rpc::Method;
 pub use sql::{MAX_SQL_PARAMS, MAX_SQL_STATEMENT_BYTES, MAX_SQL_VALUE_BYTES, Sql};
 pub use sql_value::{FromSql, SqlValue};
 pub use storage::{
@@ -190,6 +192,24 @@ pub trait DurableObject: 'static {
             "this class has no alarm handler: implement DurableObject::alarm",
         ))
     }
+
+    /// Runs the RPC method `method` for a caller's
+    /// [`Stub::call`]: `args` is a JSON array of the positional arguments,
+    /// the result is JSON. Do not write it by hand: list the class's
+    /// methods with [`methods!`] inside the `impl DurableObject` block,
+    /// which defines it. An `Err` reaches the caller as a remote error; a
+    /// panic resets the object.
+    ///
+    /// The default knows no methods.
+    ///
+    /// # Errors
+    ///
+    /// When there is no such method, the arguments do not fit, or the
+    /// method fails.
+    fn call(&mut self, method: &str, args: &str) -> Result<String> {
+        let _ = args;
+        Err(rpc::unknown_method(method, &[]))
+    }
 }
 
 /// A stateless entry worker (a Cloudflare Worker's default export).
@@ -207,6 +227,7 @@ pub trait Worker: 'static {
 pub mod __private {
     //! Support for the export macros. Not part of the API.
     pub use crate::bindings;
+    pub use crate::rpc::{invoke, unknown_method};
     pub use wit_bindgen;
 
     use super::*;
@@ -219,6 +240,7 @@ pub mod __private {
     pub trait ErasedObject {
         fn fetch(&mut self, req: Request) -> Result<Response>;
         fn alarm(&mut self, info: AlarmInfo) -> Result<()>;
+        fn call(&mut self, method: &str, args: &str) -> Result<String>;
     }
 
     impl<T: DurableObject> ErasedObject for T {
@@ -228,6 +250,10 @@ pub mod __private {
 
         fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
             DurableObject::alarm(self, info)
+        }
+
+        fn call(&mut self, method: &str, args: &str) -> Result<String> {
+            DurableObject::call(self, method, args)
         }
     }
 
@@ -283,6 +309,16 @@ pub mod __private {
         })
     }
 
+    pub fn call(method: String, args: String) -> Result<String, String> {
+        OBJECT.with(|o| {
+            let mut object = o.borrow_mut();
+            let object = object
+                .as_mut()
+                .ok_or_else(|| "call before init: the host must call init first".to_owned())?;
+            object.call(&method, &args).map_err(|e| e.message)
+        })
+    }
+
     pub fn worker_fetch<W: Worker>(req: types::Request) -> Result<types::Response, String> {
         W::fetch(req.into(), &Env::new())
             .map(Into::into)
@@ -335,6 +371,13 @@ macro_rules! export_objects {
             ) -> ::std::result::Result<(), ::std::string::String> {
                 $crate::__private::alarm(info)
             }
+
+            fn call(
+                method: ::std::string::String,
+                args: ::std::string::String,
+            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
+                $crate::__private::call(method, args)
+            }
         }
 
         impl $crate::__private::bindings::exports::dohost::object::worker_handler::Guest for __DohostGuest {
@@ -375,6 +418,13 @@ macro_rules! export_worker {
                 _info: $crate::__private::bindings::exports::dohost::object::handler::AlarmInfo,
             ) -> ::std::result::Result<(), ::std::string::String> {
                 $crate::__private::not_an_object()
+            }
+
+            fn call(
+                _method: ::std::string::String,
+                _args: ::std::string::String,
+            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
+                $crate::__private::not_an_object().map(|()| unreachable!())
             }
         }
 

@@ -1,0 +1,214 @@
+//! RPC methods: what [`Stub::call`](crate::Stub::call) reaches.
+//!
+//! On the wire a call is a method name, a JSON array of the positional
+//! arguments and a JSON result, so objects in every guest language can call
+//! each other. [`methods!`](crate::methods) maps those to ordinary Rust
+//! methods of a class: each argument is deserialized with serde into the
+//! parameter's type, and the return value (`T`, or `Result<T>` to fail the
+//! call) is serialized back.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::bindings::dohost::object::context;
+use crate::{Error, Result};
+
+/// A method of class `S` that [`methods!`](crate::methods) can expose;
+/// implemented for methods taking `&mut self` or `&self` and up to six
+/// arguments that implement `Deserialize`, returning a `Serialize` value or
+/// a [`Result`] of one. `M` only tells the shapes apart.
+pub trait Method<S, M> {
+    /// Runs the method on `object` with `args` (already split into the
+    /// positional arguments), returning the result as JSON.
+    ///
+    /// # Errors
+    ///
+    /// When the arguments do not fit, or the method fails.
+    fn invoke(self, object: &mut S, name: &str, args: Vec<Value>) -> Result<String>;
+}
+
+/// Shapes of [`Method`]: the receiver, the arguments and the result.
+#[doc(hidden)]
+pub struct Shape<Receiver, Args, Returns>(Receiver, Args, Returns);
+#[doc(hidden)]
+pub struct ByMut;
+#[doc(hidden)]
+pub struct ByRef;
+#[doc(hidden)]
+pub struct Plain;
+#[doc(hidden)]
+pub struct Fallible;
+
+fn result_json<T: Serialize>(name: &str, value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| {
+        Error::new(format!(
+            "the result of {name} cannot be written as JSON: {e}"
+        ))
+    })
+}
+
+/// Checks the number of arguments.
+fn arity(name: &str, args: &[Value], expected: usize) -> Result<()> {
+    if args.len() == expected {
+        return Ok(());
+    }
+    let plural = if expected == 1 { "" } else { "s" };
+    Err(Error::new(format!(
+        "{name} takes {expected} argument{plural}, but the call passed {}",
+        args.len()
+    )))
+}
+
+/// Deserializes argument `index` (0-based) of method `name`.
+fn argument<T: DeserializeOwned>(name: &str, index: usize, value: Value) -> Result<T> {
+    serde_json::from_value(value).map_err(|e| {
+        Error::new(format!(
+            "argument {} of {name} does not fit: {e}",
+            index + 1
+        ))
+    })
+}
+
+macro_rules! method_impls {
+    ($count:literal $(, $arg:ident)*) => {
+        method_impls!(@one ByMut, &mut S, Plain, R, [], $count $(, $arg)*);
+        method_impls!(@one ByMut, &mut S, Fallible, Result<R>, [?], $count $(, $arg)*);
+        method_impls!(@one ByRef, &S, Plain, R, [], $count $(, $arg)*);
+        method_impls!(@one ByRef, &S, Fallible, Result<R>, [?], $count $(, $arg)*);
+    };
+    (@one $receiver:ident, $self_ty:ty, $returns:ident, $ret:ty, [$($try:tt)?], $count:literal $(, $arg:ident)*) => {
+        impl<S, F, R, $($arg),*> Method<S, Shape<$receiver, ($($arg,)*), $returns>> for F
+        where
+            F: FnOnce($self_ty $(, $arg)*) -> $ret,
+            R: Serialize,
+            $($arg: DeserializeOwned,)*
+        {
+            #[allow(non_snake_case, unused_mut, unused_variables)]
+            fn invoke(self, object: &mut S, name: &str, args: Vec<Value>) -> Result<String> {
+                arity(name, &args, $count)?;
+                let mut args = args.into_iter().enumerate();
+                $(
+                    let $arg: $arg = {
+                        let (index, value) = args.next().expect("counted above");
+                        argument(name, index, value)?
+                    };
+                )*
+                let value = self(object $(, $arg)*);
+                result_json(name, &value $($try)?)
+            }
+        }
+    };
+}
+
+method_impls!(0);
+method_impls!(1, A1);
+method_impls!(2, A1, A2);
+method_impls!(3, A1, A2, A3);
+method_impls!(4, A1, A2, A3, A4);
+method_impls!(5, A1, A2, A3, A4, A5);
+method_impls!(6, A1, A2, A3, A4, A5, A6);
+
+/// Runs `method` (called `name`) on `object` with the JSON array `args`.
+#[doc(hidden)]
+pub fn invoke<S, M>(
+    object: &mut S,
+    method: impl Method<S, M>,
+    name: &str,
+    args: &str,
+) -> Result<String> {
+    let args: Vec<Value> = match serde_json::from_str::<Value>(args) {
+        Ok(Value::Array(args)) => args,
+        Ok(Value::Null) => Vec::new(),
+        _ => {
+            return Err(Error::new(format!(
+                "the arguments of {name} are not a JSON array: {args:.100}"
+            )));
+        }
+    };
+    method.invoke(object, name, args)
+}
+
+/// The error for a call of a method the class does not expose.
+#[doc(hidden)]
+pub fn unknown_method(method: &str, exposed: &[&str]) -> Error {
+    let class = context::class_name();
+    if exposed.is_empty() {
+        return Error::new(format!(
+            "{class} has no RPC method {method:?}: it exposes none (list them with \
+             dohost_sdk::methods! in its DurableObject impl)"
+        ));
+    }
+    Error::new(format!(
+        "{class} has no RPC method {method:?}; it has: {}",
+        exposed.join(", ")
+    ))
+}
+
+/// The JSON array of positional arguments for `args` (see
+/// [`Stub::call`](crate::Stub::call)).
+pub(crate) fn args_json(args: &impl Serialize) -> Result<String> {
+    let value = serde_json::to_value(args)
+        .map_err(|e| Error::new(format!("the arguments cannot be written as JSON: {e}")))?;
+    Ok(match value {
+        Value::Null => "[]".to_owned(),
+        Value::Array(_) => value.to_string(),
+        one => Value::Array(vec![one]).to_string(),
+    })
+}
+
+/// The name a method is called by: the literal given, else the Rust name.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __method_name {
+    ($wire:literal, $name:ident) => {
+        $wire
+    };
+    (, $name:ident) => {
+        stringify!($name)
+    };
+}
+
+/// Exposes methods of a class as RPC methods, for
+/// [`Stub::call`](crate::Stub::call) and for stubs in other guest
+/// languages. Write it inside the class's `impl DurableObject` block; it
+/// defines [`DurableObject::call`](crate::DurableObject::call). A method is
+/// called by its Rust name, or by the name given as `"name" => method`
+/// (e.g. a JavaScript caller's camelCase).
+///
+/// ```ignore
+/// impl DurableObject for Counter {
+///     fn new(state: State, _env: Env) -> Self { Counter { state } }
+///     fn fetch(&mut self, _req: Request) -> Result<Response> { ... }
+///     dohost_sdk::methods!(increment, add, "getCount" => get_count);
+/// }
+///
+/// impl Counter {
+///     fn increment(&mut self) -> Result<u64> { self.add(1) }
+///     fn add(&mut self, by: u64) -> Result<u64> { ... }
+///     fn get_count(&self) -> u64 { ... }
+/// }
+/// ```
+///
+/// A method takes `&mut self` or `&self` and up to six arguments whose
+/// types implement `serde::Deserialize`, and returns a type that implements
+/// `serde::Serialize` (`()` included) or a [`Result`] of one; an `Err`
+/// reaches the caller as a remote error. A call with the wrong number of
+/// arguments, or arguments that do not deserialize, fails with a message
+/// saying which.
+#[macro_export]
+macro_rules! methods {
+    ($($($wire:literal =>)? $name:ident),* $(,)?) => {
+        fn call(&mut self, method: &str, args: &str) -> $crate::Result<::std::string::String> {
+            $(
+                if method == $crate::__method_name!($($wire)?, $name) {
+                    return $crate::__private::invoke(self, Self::$name, method, args);
+                }
+            )*
+            ::std::result::Result::Err($crate::__private::unknown_method(
+                method,
+                &[$($crate::__method_name!($($wire)?, $name)),*],
+            ))
+        }
+    };
+}
