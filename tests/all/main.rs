@@ -2,7 +2,7 @@
 //! test runs the real `dohost serve` process or the real library against a
 //! redb file in a temp dir, with guest components built from source in this
 //! repository (examples/counter, examples/storage-patterns, examples/sql-patterns,
-//! examples/batch-processor, tests/guests/probe).
+//! examples/batch-processor, examples/workspace, tests/guests/probe).
 
 mod support;
 
@@ -17,6 +17,7 @@ mod input_gate_ordering;
 mod isolation;
 mod lifecycle;
 mod output_gate;
+mod rpc;
 mod sql;
 mod sql_patterns;
 mod storage_cache;
@@ -24,3 +25,4 @@ mod storage_limits;
 mod storage_list;
 mod storage_model;
 mod storage_patterns;
+mod workspace;

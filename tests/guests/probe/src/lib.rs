@@ -24,6 +24,7 @@
 //! also logging `end`); `"ops"` (run the ops under the key `alarm-ops`).
 
 mod ops;
+mod rpc;
 mod sql_ops;
 
 use dohost_sdk::{
@@ -194,6 +195,11 @@ impl DurableObject for Probe {
         storage.put("alarm-log", &log)?;
         result
     }
+
+    dohost_sdk::methods!(
+        increment, add, echo, whoami, fail, panic, spin, memory, relay, forward, fan_out, ids,
+        check_id
+    );
 }
 
 fn spin_until(end: i64) {
