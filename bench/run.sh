@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: dohost (release) vs workerd on the same machine, same client.
 #   (a) one hot counter object, (b) 10,000 counter objects chosen at random (a durable put each);
-#   (c) /sql on one object, (d) /sql on 1,000 objects chosen at random (an INSERT and a COUNT(*) each).
+#   (c) /sql on one object, (d) /sql on 1,000 objects chosen at random (an INSERT and a COUNT(*) each);
+#   (e) RPC: one object calls ping() on another 100 times per request (one connection: round trips
+#   are sequential), and a worker calls ping() on 100 objects per request (bench/guests, bench/workerd).
 # Every dohost response is durable (the output gate waits for the fsync'd commit).
 # Usage: bench/run.sh            (env: SECONDS_PER_RUN=8 CONNECTIONS=16 OBJECTS=10000 SQL_OBJECTS=1000
-#                                 ONLY=kv|sql to run only (a)-(b) or (c)-(d), WORKERD_RUN=path/to/run.sh)
+#                                 ONLY=kv|sql|rpc to run only (a)-(b), (c)-(d) or (e), WORKERD_RUN=path/to/run.sh)
 # Needs: cargo, curl; workerd is installed from npm on first use by shared/bench/workerd/run.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,11 +17,12 @@ objects=${OBJECTS:-10000}
 sql_objects=${SQL_OBJECTS:-1000}
 only=${ONLY:-}
 case "$only" in
-  "" | kv | sql) ;;
-  *) echo "ONLY=$only: expected kv or sql (or unset for every run)" >&2; exit 2 ;;
+  "" | kv | sql | rpc) ;;
+  *) echo "ONLY=$only: expected kv, sql or rpc (or unset for every run)" >&2; exit 2 ;;
 esac
-want_kv() { [ "$only" != sql ]; }
-want_sql() { [ "$only" != kv ]; }
+want_kv() { [ -z "$only" ] || [ "$only" = kv ]; }
+want_sql() { [ -z "$only" ] || [ "$only" = sql ]; }
+want_rpc() { [ -z "$only" ] || [ "$only" = rpc ]; }
 workerd_run=${WORKERD_RUN:-$root/../shared/bench/workerd/run.sh}
 work=$(mktemp -d)
 pids=()
@@ -29,9 +32,10 @@ trap cleanup EXIT
 echo "building dohost and the load generator (release)..." >&2
 cargo build --release -q -p dohost -p dohost-bench
 ./target/release/dohost build examples/counter >&2
+./target/release/dohost build bench/guests >&2
 
-load() { # label url objects
-  ./target/release/loadgen --label "$1" --url "$2" --objects "$3" --connections "$conns" --seconds "$secs" | tee -a "$work/results" | grep -v '^RESULT' >&2
+load() { # label url objects [connections]
+  ./target/release/loadgen --label "$1" --url "$2" --objects "$3" --connections "${4:-$conns}" --seconds "$secs" | tee -a "$work/results" | grep -v '^RESULT' >&2
 }
 
 wait_http() { # url
@@ -39,10 +43,11 @@ wait_http() { # url
   echo "server at $1 did not answer" >&2; return 1
 }
 
-start_dohost() { # config data
+start_dohost() { # config data [ready-url]
   ./target/release/dohost serve --config "$1" --data "$2" --listen 127.0.0.1:8787 2>"$work/dohost.log" &
   pids+=($!)
-  wait_http "http://127.0.0.1:8787/COUNTER/warmup/" || wait_http "http://127.0.0.1:8787/"
+  if [ -n "${3:-}" ]; then wait_http "$3"; else
+    wait_http "http://127.0.0.1:8787/COUNTER/warmup/" || wait_http "http://127.0.0.1:8787/"; fi
 }
 
 stop_last() { kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'; }
@@ -61,6 +66,7 @@ name = "COUNTER"
 class_name = "Counter"
 component = "$root/examples/counter/counter"
 TOML
+if want_kv || want_sql; then
 start_dohost "$work/router.toml" "$work/dohost-router"
 if want_kv; then
   load dohost-hot "http://127.0.0.1:8787/COUNTER/my-counter/" 1
@@ -71,8 +77,30 @@ if want_sql; then
   load dohost-sql-random "http://127.0.0.1:8787/COUNTER/s{}/sql" "$sql_objects"
 fi
 stop_last
+fi
 
-if [ -x "$workerd_run" ]; then
+rpc_loads() { # prefix base
+  load "$1-rpc-pingpong" "$2/pingpong/a?peer=b&n=100" 1 1
+  load "$1-rpc-fanout" "$2/fanout/f?n=100" 1
+}
+if want_rpc; then
+  start_dohost bench/guests/dohost.toml "$work/dohost-rpc" "http://127.0.0.1:8787/pingpong/warmup?n=1"
+  rpc_loads dohost "http://127.0.0.1:8787"
+  stop_last
+  if [ -x "$workerd_run" ]; then
+    ipid=$("$workerd_run" 8789 "$work/workerd-install") # installs workerd on first use
+    kill "$ipid" 2>/dev/null || true
+    wpid=$(bench/workerd/run-rpc.sh 8788 "$work/workerd-rpc")
+    pids+=("$wpid")
+    rpc_loads workerd "http://127.0.0.1:8788"
+    load workerd-rpc-fanout-parallel "http://127.0.0.1:8788/fanout-parallel/p?n=100" 1
+    kill "$wpid" 2>/dev/null || true
+  fi
+fi
+
+if ! [ -x "$workerd_run" ]; then
+  echo "workerd runner not found at $workerd_run; set WORKERD_RUN to compare" >&2
+elif want_kv || want_sql; then
   wpid=$("$workerd_run" 8788 "$work/workerd")
   pids+=("$wpid")
   if want_kv; then
@@ -84,8 +112,6 @@ if [ -x "$workerd_run" ]; then
     load workerd-sql-random "http://127.0.0.1:8788/s{}/sql" "$sql_objects"
   fi
   kill "$wpid" 2>/dev/null || true
-else
-  echo "workerd runner not found at $workerd_run; set WORKERD_RUN to compare" >&2
 fi
 
 echo

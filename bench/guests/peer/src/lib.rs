@@ -1,0 +1,52 @@
+//! The RPC benchmark's object, the same as `bench/workerd/rpc.js`'s `Peer`:
+//! `ping()` counts calls in memory (no storage, so the benchmark measures
+//! the calls), and `GET /pingpong?peer=<name>&n=<n>` calls `ping` on the
+//! Peer called `<name>` `n` times, one after another, answering the last
+//! count.
+
+use dohost_sdk::{DurableObject, Env, Error, Request, Response, Result, State};
+
+/// One side of a ping-pong.
+pub struct Peer {
+    env: Env,
+    pings: u64,
+}
+
+impl DurableObject for Peer {
+    fn new(_state: State, env: Env) -> Self {
+        Peer { env, pings: 0 }
+    }
+
+    fn fetch(&mut self, req: Request) -> Result<Response> {
+        let (mut peer, mut n) = ("b".to_owned(), 100u32);
+        for (key, value) in req
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+        {
+            match key {
+                "peer" => peer = value.to_owned(),
+                "n" => n = value.parse().map_err(|_| Error::new("n is a number"))?,
+                _ => {}
+            }
+        }
+        let peer = self.env.namespace("PEER")?.get_by_name(&peer);
+        let mut last = 0;
+        for _ in 0..n {
+            last = peer.call::<u64>("ping", &())?;
+        }
+        Ok(Response::text(last.to_string()))
+    }
+
+    dohost_sdk::methods!(ping);
+}
+
+impl Peer {
+    fn ping(&mut self) -> u64 {
+        self.pings += 1;
+        self.pings
+    }
+}
+
+dohost_sdk::export_objects!(Peer);

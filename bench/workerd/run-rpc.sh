@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Start workerd serving bench/workerd/rpc.js (the RPC benchmark's reference), in-memory storage.
+# Usage: run-rpc.sh [PORT] [DATA_DIR]    (defaults: 8788, a fresh temp dir)
+# Uses the workerd that ../shared/bench/workerd/run.sh installs into $WORKERD_HOME
+# (default ~/.cache/dohost-bench-workerd). Prints the server's pid once it answers.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+port=${1:-8788}
+data=${2:-$(mktemp -d)}
+home=${WORKERD_HOME:-$HOME/.cache/dohost-bench-workerd}
+workerd="$home/node_modules/.bin/workerd"
+if [ ! -x "$workerd" ]; then
+  echo "workerd is not installed at $workerd; run ../shared/bench/workerd/run.sh once" >&2
+  exit 1
+fi
+mkdir -p "$data"
+data=$(cd "$data" && pwd)
+cp "$here/rpc.js" "$data/rpc.js"
+cat > "$data/config.capnp" <<CAPNP
+using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [ (name = "main", worker = .mainWorker) ],
+  sockets = [ ( name = "http", address = "127.0.0.1:$port", http = (), service = "main" ) ],
+);
+const mainWorker :Workerd.Worker = (
+  modules = [ (name = "rpc.js", esModule = embed "rpc.js") ],
+  compatibilityDate = "2025-01-01",
+  durableObjectNamespaces = [ (className = "Peer", uniqueKey = "peer-key") ],
+  durableObjectStorage = (inMemory = void),
+  bindings = [ (name = "PEER", durableObjectNamespace = "Peer") ],
+);
+CAPNP
+"$workerd" serve "$data/config.capnp" >"$data/workerd.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+  if curl -sf "http://127.0.0.1:$port/pingpong/warmup?n=1" >/dev/null 2>&1; then echo "$pid"; exit 0; fi
+  sleep 0.1
+done
+echo "workerd did not answer on port $port; see $data/workerd.log" >&2
+kill "$pid" 2>/dev/null || true
+exit 1
