@@ -145,7 +145,7 @@ pub(crate) async fn call<C: Caller>(
     Ok(result.await.map_err(|e| call_error(&e)))
 }
 
-pub(crate) fn drop<C: Caller, R: 'static>(
+pub(crate) fn delete<C: Caller, R: 'static>(
     caller: &mut C,
     resource: Resource<R>,
 ) -> wasmtime::Result<()> {
@@ -225,7 +225,7 @@ macro_rules! namespace_import {
                 &mut self,
                 ns: wasmtime::component::Resource<$crate::namespace::Namespace>,
             ) -> wasmtime::Result<()> {
-                $crate::calls::drop(self, ns)
+                $crate::calls::delete(self, ns)
             }
         }
 
@@ -268,7 +268,7 @@ macro_rules! namespace_import {
                 &mut self,
                 stub: wasmtime::component::Resource<$crate::stub::Stub>,
             ) -> wasmtime::Result<()> {
-                $crate::calls::drop(self, stub)
+                $crate::calls::delete(self, stub)
             }
         }
     };

@@ -21,11 +21,13 @@
 //! ([`crate::Stub`]) waits for the gate first, so no response or RPC result
 //! leaves before the writes it may reflect are durable, even one of an
 //! event that wrote nothing but read uncommitted data. A call the object
-//! makes to another object waits for the same gate before it is sent.
+//! makes to another object passes the same gate before it is sent, so the
+//! callee never acts on writes of earlier events that could still be lost
+//! (the running event's own writes commit when it ends, or at a `sync`).
 //!
 //! **Calls.** A request or RPC call names the chain of objects waiting on
-//! it ([`crate::stub::CallChain`]); while the event runs, the object's own
-//! calls extend that chain with the object itself.
+//! it ([`crate::stub::CallChain`]); each call the object makes while the
+//! event runs carries that chain extended by the object itself.
 //!
 //! **Alarms.** An alarm arrives as an event like a fetch; see
 //! [`crate::alarm`] for what the actor does with it.
@@ -156,8 +158,8 @@ pub(crate) struct ObjectIo {
     alarm: Option<Option<AlarmRecord>>,
     /// The alarm whose handler is running, as stored when it began.
     pub(crate) running_alarm: Option<AlarmRecord>,
-    /// The chain of the running event, ending with this object: the chain
-    /// of every call the object makes now.
+    /// The chain of objects waiting on the running event (empty for a
+    /// request from outside or an alarm).
     pub(crate) chain: CallChain,
 }
 
@@ -382,26 +384,16 @@ impl Actor {
                     self.identity.name = origin.name;
                     self.io_mut().identity.name = self.identity.name.clone();
                 }
-                self.begin_chain(&origin.chain);
+                self.io_mut().chain = origin.chain;
                 let result = self.request(request).await;
                 let gate = self.io_mut().response_gate();
                 let _ = reply.send(Reply { result, gate });
             }
             Event::Alarm { _permit } => {
-                self.begin_chain(&CallChain::default());
+                self.io_mut().chain = CallChain::default();
                 self.alarm().await;
             }
         }
-    }
-
-    /// Makes the object's calls during the next event part of `chain`.
-    fn begin_chain(&mut self, chain: &CallChain) {
-        let label = object_label(
-            &self.identity.binding,
-            &self.identity.key.id(),
-            self.identity.name.as_deref(),
-        );
-        self.io_mut().chain = chain.then(self.identity.key, label);
     }
 
     fn io_mut(&mut self) -> &mut ObjectIo {
@@ -675,7 +667,9 @@ impl Caller for ObjectState {
     }
 
     fn outgoing(&self) -> (CallChain, Option<Gate>) {
-        (self.io.chain.clone(), self.io.response_gate())
+        let me = &self.io.identity;
+        let label = object_label(&me.binding, &me.key.id(), me.name.as_deref());
+        (self.io.chain.then(me.key, label), self.io.response_gate())
     }
 }
 

@@ -34,9 +34,15 @@
 //! database ([`Sql`], with [`Cursor`], [`Row`] and [`params!`]); the two
 //! commit together when the event ends.
 //!
+//! Objects reach other objects through [`Env::namespace`]: ids
+//! ([`Namespace::id_from_name`], [`Namespace::new_unique_id`]), stubs, and
+//! [`Stub::fetch`] or [`Stub::call`] for RPC methods, which a class exposes
+//! with [`methods!`].
+//!
 //! Calls into the host look synchronous: the host suspends the guest while
 //! it waits, and runs one event per object at a time, so `get` then `put`
-//! needs no locking.
+//! needs no locking. That holds while the object waits on another object
+//! too: no other event enters it meanwhile.
 
 #![deny(missing_docs)]
 
