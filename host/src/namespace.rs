@@ -164,14 +164,28 @@ impl Namespace {
         tag
     }
 
-    /// A stub for the object with `id`.
-    pub fn get(&self, id: &ObjectId) -> Stub {
-        Stub::new(self.clone(), id.id, id.name.clone())
+    /// A stub for the object with `id` (the same as [`ObjectId::get`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::BadRequest`] when `id` belongs to another namespace.
+    pub fn get(&self, id: &ObjectId) -> Result<Stub> {
+        if id.namespace.0.secret != self.0.secret {
+            return Err(Error::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "{id} is an id of namespace {}, not {}; get it from its own namespace",
+                    id.namespace.binding(),
+                    self.0.binding
+                ),
+            ));
+        }
+        Ok(id.get())
     }
 
-    /// A stub for the object called `name` (`get(&id_from_name(name))`).
+    /// A stub for the object called `name` (`id_from_name(name).get()`).
     pub fn get_by_name(&self, name: &str) -> Stub {
-        self.get(&self.id_from_name(name))
+        self.id_from_name(name).get()
     }
 
     /// The namespace's number in storage keys.
@@ -300,7 +314,7 @@ impl ObjectId {
 
     /// A stub for this object.
     pub fn get(&self) -> Stub {
-        self.namespace.get(self)
+        Stub::new(self.namespace.clone(), self.id, self.name.clone())
     }
 
     /// The name this id was made from, if it was made from one.

@@ -84,7 +84,14 @@ async fn unique_ids_never_repeat_and_only_their_namespace_accepts_them() {
         assert_eq!(err.kind(), ErrorKind::BadRequest);
         assert!(err.message().contains("another namespace"), "{err}");
     }
-    let named = counters.id_from_name("alice").to_string();
+    let counter_id = counters.id_from_name("alice");
+    let err = probes.get(&counter_id).unwrap_err();
+    assert!(
+        err.message().contains("namespace COUNTER, not PROBE"),
+        "{err}"
+    );
+    assert!(counters.get(&counter_id).is_ok());
+    let named = counter_id.to_string();
     let err = probes.id_from_string(&named).unwrap_err();
     assert!(
         err.message().contains("not an id of namespace PROBE"),
