@@ -212,3 +212,86 @@ macro_rules! methods {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Adder {
+        total: u64,
+    }
+
+    impl Adder {
+        fn add(&mut self, by: u64) -> u64 {
+            self.total += by;
+            self.total
+        }
+
+        fn checked(&mut self, by: u64, label: String) -> Result<(String, u64)> {
+            if by == 0 {
+                return Err(Error::new("by must not be 0"));
+            }
+            Ok((label, self.add(by)))
+        }
+
+        fn total(&self) -> u64 {
+            self.total
+        }
+
+        fn reset(&mut self) {
+            self.total = 0;
+        }
+    }
+
+    #[test]
+    fn methods_of_every_shape_take_json_arguments_and_return_json() {
+        let mut adder = Adder { total: 1 };
+        assert_eq!(invoke(&mut adder, Adder::add, "add", "[2]").unwrap(), "3");
+        assert_eq!(
+            invoke(&mut adder, Adder::checked, "checked", r#"[4, "x"]"#).unwrap(),
+            r#"["x",7]"#
+        );
+        assert_eq!(
+            invoke(&mut adder, Adder::total, "total", "[]").unwrap(),
+            "7"
+        );
+        assert_eq!(
+            invoke(&mut adder, Adder::total, "total", "null").unwrap(),
+            "7"
+        );
+        assert_eq!(
+            invoke(&mut adder, Adder::reset, "reset", "[]").unwrap(),
+            "null"
+        );
+        assert_eq!(adder.total, 0);
+    }
+
+    #[test]
+    fn bad_calls_say_what_is_wrong() {
+        let mut adder = Adder { total: 0 };
+        let err = |args: &str| {
+            invoke(&mut Adder { total: 0 }, Adder::checked, "checked", args)
+                .unwrap_err()
+                .message()
+                .to_owned()
+        };
+        assert_eq!(err("[0, \"x\"]"), "by must not be 0");
+        assert_eq!(
+            err("[1]"),
+            "checked takes 2 arguments, but the call passed 1"
+        );
+        assert!(err(r#"["one", "x"]"#).starts_with("argument 1 of checked does not fit"));
+        assert!(err("{}").starts_with("the arguments of checked are not a JSON array"));
+        let one = invoke(&mut adder, Adder::add, "add", "[1, 2]").unwrap_err();
+        assert_eq!(one.message(), "add takes 1 argument, but the call passed 2");
+    }
+
+    #[test]
+    fn call_arguments_are_a_tuple_or_one_value() {
+        assert_eq!(args_json(&()).unwrap(), "[]");
+        assert_eq!(args_json(&5).unwrap(), "[5]");
+        assert_eq!(args_json(&(5,)).unwrap(), "[5]");
+        assert_eq!(args_json(&(1, "a")).unwrap(), r#"[1,"a"]"#);
+        assert_eq!(args_json(&(vec![1, 2],)).unwrap(), "[[1,2]]");
+    }
+}
