@@ -9,10 +9,23 @@
 //! component = "counter"                # a .wasm component or a Rust guest crate dir
 //! [vars]
 //! GREETING = "hello"
+//! [[migrations]]                       # applied once each, in order
+//! tag = "v1"
+//! new_sqlite_classes = ["Counter"]     # or new_classes
+//! [[migrations]]
+//! tag = "v2"
+//! renamed_classes = [{ from = "Counter", to = "AdvancedCounter" }]
+//! deleted_classes = ["OldThing"]       # its objects' storage and alarms go
 //! [limits]
 //! sql_database_bytes = 1_000_000_000  # per object (default 10 GB)
 //! mailbox_capacity = 1024              # events waiting per object; more get 503
 //! call_timeout_ms = 60000              # a call to an object gives up after this
+//! cpu_ms = 30000                       # CPU time per event
+//! memory_bytes = 134217728             # linear memory per object (128 MiB)
+//! idle_timeout_ms = 10000              # an object without events leaves memory
+//! max_live_objects = 10000             # then the least recently used idle one leaves
+//! [admin]
+//! token = "a long random secret"       # enables /_dohost/ (Authorization: Bearer ...)
 //! [alarms]
 //! retry_delay_ms = 2000                # first retry of a failed alarm
 //! max_retries = 6                      # then it is dropped
@@ -53,6 +66,23 @@ pub struct BindingConfig {
     pub component: ComponentSource,
 }
 
+/// One `[[migrations]]` entry: changes to the classes of the data directory,
+/// applied once (recorded by `tag`) and in the order of the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Migration {
+    /// The migration's name, unique in the file.
+    pub tag: String,
+    /// `new_classes` and `new_sqlite_classes`: classes that start with no
+    /// objects (dohost gives every class both the KV and the SQL API).
+    pub new_classes: Vec<String>,
+    /// `renamed_classes` and `transferred_classes`: (from, to) pairs; the
+    /// objects of `from` keep their ids and state under `to`.
+    pub renamed_classes: Vec<(String, String)>,
+    /// `deleted_classes`: classes whose objects, storage and alarms are
+    /// deleted.
+    pub deleted_classes: Vec<String>,
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
@@ -74,6 +104,23 @@ pub struct Config {
     /// `[limits] call_timeout_ms`: how long a call to an object may take
     /// (default [`crate::DEFAULT_CALL_TIMEOUT`]).
     pub call_timeout: Option<std::time::Duration>,
+    /// `[limits] cpu_ms`: CPU time per event
+    /// (default [`crate::DEFAULT_CPU_TIME_PER_EVENT`]).
+    pub cpu_time_per_event: Option<std::time::Duration>,
+    /// `[limits] memory_bytes`: linear memory per object
+    /// (default [`crate::DEFAULT_MEMORY_PER_OBJECT`]).
+    pub memory_per_object: Option<usize>,
+    /// `[limits] idle_timeout_ms`: how long an object without events stays
+    /// in memory (default [`crate::DEFAULT_IDLE_TIMEOUT`]).
+    pub idle_timeout: Option<std::time::Duration>,
+    /// `[limits] max_live_objects`: objects in memory at once
+    /// (default [`crate::DEFAULT_MAX_LIVE_OBJECTS`]).
+    pub max_live_objects: Option<u32>,
+    /// `[[migrations]]`, in file order.
+    pub migrations: Vec<Migration>,
+    /// `[admin] token`: the bearer token of the admin HTTP API
+    /// (`/_dohost/...`); without one the API is off.
+    pub admin_token: Option<String>,
     /// `[alarms] retry_delay_ms`: the delay before the first retry of a
     /// failed alarm (default [`crate::DEFAULT_ALARM_RETRY_DELAY`]).
     pub alarm_retry_delay: Option<std::time::Duration>,
@@ -98,7 +145,61 @@ struct RawConfig {
     vars: BTreeMap<String, toml::Value>,
     limits: Option<RawLimits>,
     alarms: Option<RawAlarms>,
+    #[serde(default)]
+    migrations: Vec<RawMigration>,
+    admin: Option<RawAdmin>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    token: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMigration {
+    tag: String,
+    #[serde(default)]
+    new_classes: Vec<String>,
+    #[serde(default)]
+    new_sqlite_classes: Vec<String>,
+    #[serde(default)]
+    renamed_classes: Vec<RawRename>,
+    #[serde(default)]
+    transferred_classes: Vec<RawTransfer>,
+    #[serde(default)]
+    deleted_classes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRename {
+    from: String,
+    to: String,
+}
+
+/// A class moved from another application (`from_script`) that used the
+/// same data directory: for dohost, a rename.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransfer {
+    from: String,
+    #[allow(dead_code)]
+    from_script: Option<String>,
+    to: String,
+}
+
+/// The shortest admin token accepted: long enough not to be guessed.
+const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+/// The smallest memory limit of an object: a Rust or JS guest needs a few
+/// MiB to start.
+const MIN_MEMORY_PER_OBJECT: u64 = 4 << 20;
+
+/// The largest memory limit of an object: a wasm32 memory cannot grow past
+/// 4 GiB.
+const MAX_MEMORY_PER_OBJECT: u64 = 4 << 30;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,12 +212,16 @@ struct RawAlarms {
 /// delays, more would wait for years.
 const MAX_ALARM_RETRIES: u32 = 30;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     sql_database_bytes: Option<u64>,
     mailbox_capacity: Option<usize>,
     call_timeout_ms: Option<u64>,
+    cpu_ms: Option<u64>,
+    memory_bytes: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_live_objects: Option<u32>,
 }
 
 /// The smallest SQL database size limit that makes sense: a few pages.
@@ -235,11 +340,7 @@ impl Config {
             vars.insert(k, value);
         }
 
-        let limits = raw.limits.unwrap_or(RawLimits {
-            sql_database_bytes: None,
-            mailbox_capacity: None,
-            call_timeout_ms: None,
-        });
+        let limits = raw.limits.unwrap_or_default();
         let max_sql_database_bytes = limits.sql_database_bytes;
         if let Some(bytes) = max_sql_database_bytes
             && bytes < MIN_SQL_DATABASE_BYTES
@@ -256,12 +357,54 @@ impl Config {
                 crate::DEFAULT_MAILBOX_CAPACITY
             )));
         }
-        if limits.call_timeout_ms == Some(0) {
+        for (field, value, default) in [
+            (
+                "call_timeout_ms = 0 would fail every call",
+                limits.call_timeout_ms,
+                crate::DEFAULT_CALL_TIMEOUT,
+            ),
+            (
+                "cpu_ms = 0 would stop every event",
+                limits.cpu_ms,
+                crate::DEFAULT_CPU_TIME_PER_EVENT,
+            ),
+            (
+                "idle_timeout_ms = 0 would evict every object between events",
+                limits.idle_timeout_ms,
+                crate::DEFAULT_IDLE_TIMEOUT,
+            ),
+        ] {
+            if value == Some(0) {
+                return Err(Error::config(format!(
+                    "{file}: limits.{field}; use at least 1 (the default is {})",
+                    default.as_millis()
+                )));
+            }
+        }
+        if let Some(bytes) = limits.memory_bytes
+            && !(MIN_MEMORY_PER_OBJECT..=MAX_MEMORY_PER_OBJECT).contains(&bytes)
+        {
             return Err(Error::config(format!(
-                "{file}: limits.call_timeout_ms = 0 would fail every call; use at least 1 (the default is {})",
-                crate::DEFAULT_CALL_TIMEOUT.as_millis()
+                "{file}: limits.memory_bytes = {bytes} is out of range; use {MIN_MEMORY_PER_OBJECT} to {MAX_MEMORY_PER_OBJECT} (the default is {})",
+                crate::DEFAULT_MEMORY_PER_OBJECT
             )));
         }
+        if limits.max_live_objects == Some(0) {
+            return Err(Error::config(format!(
+                "{file}: limits.max_live_objects = 0 would refuse every object; use at least 1 (the default is {})",
+                crate::DEFAULT_MAX_LIVE_OBJECTS
+            )));
+        }
+        let migrations = parse_migrations(raw.migrations, &file.to_string())?;
+        let admin_token = match raw.admin {
+            Some(admin) if admin.token.chars().count() < MIN_ADMIN_TOKEN_CHARS => {
+                return Err(Error::config(format!(
+                    "{file}: admin.token is too short to be secret; use at least {MIN_ADMIN_TOKEN_CHARS} random characters (e.g. `openssl rand -hex 32`)"
+                )));
+            }
+            Some(admin) => Some(admin.token),
+            None => None,
+        };
 
         let alarms = raw.alarms.unwrap_or(RawAlarms {
             retry_delay_ms: None,
@@ -290,6 +433,14 @@ impl Config {
             max_sql_database_bytes,
             mailbox_capacity: limits.mailbox_capacity,
             call_timeout: limits.call_timeout_ms.map(std::time::Duration::from_millis),
+            cpu_time_per_event: limits.cpu_ms.map(std::time::Duration::from_millis),
+            memory_per_object: limits
+                .memory_bytes
+                .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
+            idle_timeout: limits.idle_timeout_ms.map(std::time::Duration::from_millis),
+            max_live_objects: limits.max_live_objects,
+            migrations,
+            admin_token,
             alarm_retry_delay: alarms.retry_delay_ms.map(std::time::Duration::from_millis),
             alarm_max_retries: alarms.max_retries,
             path: Some(path.to_path_buf()),
@@ -300,6 +451,57 @@ impl Config {
     pub fn binding(&self, name: &str) -> Option<&BindingConfig> {
         self.bindings.iter().find(|b| b.name == name)
     }
+}
+
+/// Checks `[[migrations]]`: tags present and unique, class names that
+/// could be exported.
+fn parse_migrations(raw: Vec<RawMigration>, file: &str) -> Result<Vec<Migration>> {
+    let mut migrations: Vec<Migration> = Vec::new();
+    for (i, m) in raw.into_iter().enumerate() {
+        let field = format!("migrations[{i}]");
+        if m.tag.trim().is_empty() {
+            return Err(Error::config(format!(
+                "{file}: {field}.tag is empty; give each migration a unique tag, e.g. \"v{}\"",
+                i + 1
+            )));
+        }
+        if migrations.iter().any(|x| x.tag == m.tag) {
+            return Err(Error::config(format!(
+                "{file}: {field}.tag = {:?} is used twice; give each migration its own tag",
+                m.tag
+            )));
+        }
+        let renamed: Vec<(String, String)> = m
+            .renamed_classes
+            .into_iter()
+            .map(|r| (r.from, r.to))
+            .chain(m.transferred_classes.into_iter().map(|t| (t.from, t.to)))
+            .collect();
+        let new_classes: Vec<String> = m
+            .new_classes
+            .into_iter()
+            .chain(m.new_sqlite_classes)
+            .collect();
+        let named = new_classes
+            .iter()
+            .chain(&m.deleted_classes)
+            .chain(renamed.iter().flat_map(|(from, to)| [from, to]));
+        for class in named {
+            if !is_identifier(class) {
+                return Err(Error::config(format!(
+                    "{file}: {field} (tag {:?}) names {class:?}, which is not a class name; use the name the component exports, e.g. \"Counter\"",
+                    m.tag
+                )));
+            }
+        }
+        migrations.push(Migration {
+            tag: m.tag,
+            new_classes,
+            renamed_classes: renamed,
+            deleted_classes: m.deleted_classes,
+        });
+    }
+    Ok(migrations)
 }
 
 fn is_identifier(s: &str) -> bool {

@@ -7,6 +7,10 @@
 //! - Instances come from the pooling allocator with copy-on-write memory
 //!   initialisation: activating an object is a slot reuse, not an mmap.
 //!   The pool is sized from the live-object cap.
+//! - Each store has a resource limiter ([`GuestMeter`]): linear memory
+//!   beyond the per-object limit is refused, so the guest's allocation
+//!   fails (a Rust guest aborts, a trap) and the trap says which limit it
+//!   hit.
 //! - A ticker thread advances the engine's epoch every [`EPOCH_TICK`]; a guest
 //!   running past its tick yields to the async runtime, and one that runs past
 //!   its CPU budget for the event traps (see [`cpu_deadline`]).
@@ -53,6 +57,7 @@ pub(crate) struct EngineLimits {
 /// The engine and its linkers, shared by every namespace of a host.
 pub(crate) struct Runtime {
     pub(crate) engine: Engine,
+    memory_per_instance: usize,
     cache_dir: PathBuf,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -105,6 +110,7 @@ impl Runtime {
 
         Ok(Runtime {
             engine,
+            memory_per_instance: limits.memory_per_instance,
             cache_dir,
             ticker_stop,
         })
@@ -200,19 +206,51 @@ pub(crate) fn wasi_ctx(output: &GuestOutput) -> wasmtime_wasi::WasiCtx {
         .build()
 }
 
+/// The most elements a guest's table may hold (function references:
+/// thousands in a large guest).
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
 /// What a store keeps about its guest's execution: CPU ticks used by the
-/// current event and the guest's captured output. Object and worker stores
-/// both hold one.
+/// current event, the memory limit and whether the guest hit it, and the
+/// guest's captured output. Object and worker stores both hold one.
 #[derive(Default)]
 pub(crate) struct GuestMeter {
     pub(crate) output: GuestOutput,
     cpu_ticks: u64,
+    memory_limit: usize,
+    /// The size a refused memory growth asked for.
+    memory_refused: Option<usize>,
+}
+
+impl wasmtime::ResourceLimiter for GuestMeter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_refused = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
 }
 
 impl GuestMeter {
     /// Starts counting a new event: no ticks used, no output kept.
     pub(crate) fn begin_event(&mut self) {
         self.cpu_ticks = 0;
+        self.memory_refused = None;
         self.output.clear();
     }
 }
@@ -223,10 +261,13 @@ pub(crate) trait Metered: Send + 'static {
 }
 
 impl Runtime {
-    /// A store for `state` whose guest yields every epoch tick and traps
-    /// once an event has used more than `budget` of CPU time.
-    pub(crate) fn store<T: Metered>(&self, state: T, budget: Duration) -> wasmtime::Store<T> {
+    /// A store for `state` whose guest yields every epoch tick, traps once
+    /// an event has used more than `budget` of CPU time, and may not grow
+    /// its memory past the per-instance limit.
+    pub(crate) fn store<T: Metered>(&self, mut state: T, budget: Duration) -> wasmtime::Store<T> {
+        state.meter().memory_limit = self.memory_per_instance;
         let mut store = wasmtime::Store::new(&self.engine, state);
+        store.limiter(|state| state.meter());
         store.epoch_deadline_callback(move |mut cx| {
             cpu_deadline(&mut cx.data_mut().meter().cpu_ticks, budget)
         });
@@ -312,11 +353,20 @@ impl Pollable for GuestOutput {
     async fn ready(&mut self) {}
 }
 
-/// Describes a wasmtime error from a guest call for a person: the trap and
-/// its backtrace, plus what the guest last printed (e.g. a panic message).
-pub(crate) fn describe_trap(err: &wasmtime::Error, output: &GuestOutput) -> String {
-    let mut message = format!("{err:?}");
-    let printed = output.take();
+/// Describes a wasmtime error from a guest call for a person: the memory
+/// limit if the guest hit it, the trap and its backtrace, plus what the guest
+/// last printed (e.g. a panic message).
+pub(crate) fn describe_trap(err: &wasmtime::Error, meter: &GuestMeter) -> String {
+    let mut message = String::new();
+    if let Some(desired) = meter.memory_refused {
+        message = format!(
+            "the object reached its memory limit of {} MiB (it asked to grow to {} MiB); ",
+            meter.memory_limit >> 20,
+            desired >> 20
+        );
+    }
+    message.push_str(&format!("{err:?}"));
+    let printed = meter.output.take();
     if !printed.is_empty() {
         message.push_str("\nguest output:\n");
         message.push_str(&printed);

@@ -14,7 +14,7 @@ use crate::alarm::{
 use crate::bindings::object::DurableObjectPre;
 use crate::bindings::worker::WorkerPre;
 use crate::cache::CacheBudget;
-use crate::config::{BindingConfig, ComponentSource, Config};
+use crate::config::{BindingConfig, ComponentSource, Config, Migration};
 use crate::engine::{EngineLimits, Runtime};
 use crate::error::{Error, ErrorKind, Result};
 use crate::namespace::Namespace;
@@ -28,7 +28,8 @@ use crate::worker::{WorkerPool, WorkerState};
 pub const DEFAULT_DATA_DIR: &str = ".dohost";
 
 /// How many objects may be live (in memory) at once by default. Sizes the
-/// instance pool; idle objects leave after the idle timeout.
+/// instance pool; idle objects leave after the idle timeout, and the least
+/// recently used idle object leaves when another must activate at the cap.
 pub const DEFAULT_MAX_LIVE_OBJECTS: u32 = 10_000;
 
 /// The most events that may wait in one object's mailbox by default; more
@@ -57,7 +58,8 @@ pub const DEFAULT_CACHE_TOTAL: usize = 512 << 20;
 /// Tunable limits of a host. Every field has a documented default.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Objects live at once ([`DEFAULT_MAX_LIVE_OBJECTS`]).
+    /// Objects in memory at once ([`DEFAULT_MAX_LIVE_OBJECTS`]); beyond it
+    /// the least recently used idle object leaves.
     pub max_live_objects: u32,
     /// Time without events after which an object leaves memory
     /// ([`DEFAULT_IDLE_TIMEOUT`]).
@@ -127,6 +129,9 @@ pub struct Stats {
     /// Alarm handlers that ran to an end (returned or trapped) since the
     /// host started.
     pub alarms_run: u64,
+    /// Objects in memory (holding an instance) now, at most
+    /// [`Settings::max_live_objects`].
+    pub objects_in_memory: usize,
 }
 
 /// What every namespace and worker of a host shares.
@@ -137,6 +142,8 @@ pub(crate) struct HostShared {
     pub(crate) settings: Settings,
     /// The bound on all objects' cached values.
     pub(crate) cache_budget: Arc<CacheBudget>,
+    /// The objects in memory and the cap on them.
+    pub(crate) residency: crate::residency::Residency,
     /// Set once the host shuts down: no new events are accepted.
     pub(crate) closed: std::sync::atomic::AtomicBool,
     /// Every object actor and the alarm scheduler, so shutdown can wait
@@ -328,6 +335,7 @@ impl Host {
                 .shared
                 .alarms_run
                 .load(std::sync::atomic::Ordering::Relaxed),
+            objects_in_memory: self.inner.shared.residency.count(),
         }
     }
 
@@ -408,6 +416,9 @@ pub struct HostBuilder {
     vars: BTreeMap<String, String>,
     settings: Settings,
     commit_hook: Option<CommitHook>,
+    migrations: Vec<Migration>,
+    /// The configuration file, to name it in errors.
+    source: Option<PathBuf>,
 }
 
 impl HostBuilder {
@@ -418,6 +429,21 @@ impl HostBuilder {
         self.bindings = config.bindings.clone();
         self.main = config.main.clone();
         self.vars = config.vars.clone();
+        self.migrations = config.migrations.clone();
+        self.source = config.path.clone();
+        let settings = &mut self.settings;
+        if let Some(budget) = config.cpu_time_per_event {
+            settings.cpu_time_per_event = budget;
+        }
+        if let Some(bytes) = config.memory_per_object {
+            settings.memory_per_object = bytes;
+        }
+        if let Some(idle) = config.idle_timeout {
+            settings.idle_timeout = idle;
+        }
+        if let Some(live) = config.max_live_objects {
+            settings.max_live_objects = live;
+        }
         if let Some(bytes) = config.max_sql_database_bytes {
             self.settings.max_sql_database_bytes = bytes;
         }
@@ -463,6 +489,13 @@ impl HostBuilder {
         self
     }
 
+    /// Adds a migration, applied after those added before (see
+    /// [`Migration`]); a [`HostBuilder::config`] replaces them.
+    pub fn migration(mut self, migration: Migration) -> Self {
+        self.migrations.push(migration);
+        self
+    }
+
     /// Sets the stateless entry worker.
     pub fn worker(mut self, source: ComponentSource) -> Self {
         self.main = Some(source);
@@ -498,7 +531,9 @@ impl HostBuilder {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`] for duplicate or missing bindings,
+    /// [`ErrorKind::Config`] for duplicate or missing bindings, a class its
+    /// component does not export, or migrations and bindings that do not
+    /// fit the data directory (see [`Migration`]),
     /// [`ErrorKind::Storage`] if the database cannot be opened (e.g. another
     /// process has it open), [`ErrorKind::Component`] if a component cannot
     /// be read, compiled or linked.
@@ -517,13 +552,6 @@ impl HostBuilder {
                 e,
             )
         })?;
-        let schedule = Schedule::new(self.settings.alarm_window);
-        let listener = {
-            let schedule = schedule.clone();
-            Arc::new(move |changes: &[AlarmChange]| schedule.apply(changes))
-        };
-        let (store, committer_stopped) =
-            Store::open(&data_dir.join("dohost.redb"), self.commit_hook, listener)?;
         let runtime = Runtime::new(
             &EngineLimits {
                 max_live_objects: self.settings.max_live_objects,
@@ -538,53 +566,13 @@ impl HostBuilder {
         )
         .map_err(|e| Error::new(ErrorKind::Component, format!("linking the object contract: {e:#}")))?;
 
-        let mut pres = Vec::new();
-        for b in &self.bindings {
-            if pres.iter().any(|(name, _, _)| name == &b.name) {
-                return Err(Error::config(format!(
-                    "binding {} is defined twice",
-                    b.name
-                )));
-            }
-            let what = format!("binding {}", b.name);
-            let component = runtime.load(&b.component, &what)?;
-            let instance_pre = object_linker.instantiate_pre(&component).map_err(|e| {
-                Error::new(
-                    ErrorKind::Component,
-                    format!("{what}: the component does not fit the durable-object world: {e:#}"),
-                )
-            })?;
-            let pre = DurableObjectPre::new(instance_pre).map_err(|e| {
-                Error::new(
-                    ErrorKind::Component,
-                    format!("{what}: the component does not export the handler interface: {e:#}"),
-                )
-            })?;
-            pres.push((b.name.clone(), b.class_name.clone(), pre));
-        }
-
-        let worker_pre = match &self.main {
-            None => None,
-            Some(source) => {
-                let component = runtime.load(source, "main worker")?;
-                let mut linker = runtime.linker::<WorkerState>()?;
-                crate::bindings::worker::Worker::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-                    .map_err(|e| Error::new(ErrorKind::Component, format!("linking the worker contract: {e:#}")))?;
-                let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
-                    Error::new(
-                        ErrorKind::Component,
-                        format!("main worker: the component does not fit the worker world: {e:#}"),
-                    )
-                })?;
-                Some(WorkerPre::new(instance_pre).map_err(|e| {
-                    Error::new(
-                        ErrorKind::Component,
-                        format!("main worker: the component does not export worker-handler: {e:#}"),
-                    )
-                })?)
-            }
+        let schedule = Schedule::new(self.settings.alarm_window);
+        let listener = {
+            let schedule = schedule.clone();
+            Arc::new(move |changes: &[AlarmChange]| schedule.apply(changes))
         };
-
+        let (store, committer_stopped) =
+            Store::open(&data_dir.join("dohost.redb"), self.commit_hook, listener)?;
         let shared = Arc::new(HostShared {
             runtime,
             store,
@@ -593,6 +581,7 @@ impl HostBuilder {
                 self.settings.cache_per_object,
                 self.settings.cache_total,
             ),
+            residency: crate::residency::Residency::new(self.settings.max_live_objects),
             settings: self.settings,
             closed: std::sync::atomic::AtomicBool::new(false),
             actors: tokio_util::task::TaskTracker::new(),
@@ -600,14 +589,103 @@ impl HostBuilder {
             alarms_run: std::sync::atomic::AtomicU64::new(0),
             namespaces: std::sync::OnceLock::new(),
         });
-        let mut namespaces = BTreeMap::new();
-        for (binding, class, pre) in pres {
-            let ids = shared.store.namespace(&binding)?;
-            namespaces.insert(
-                binding.clone(),
-                Namespace::new(binding, class, ids, pre, shared.clone()),
+        // From here on the database is open: a failure must release it.
+        let assembled = (|| {
+            let mut pres = Vec::new();
+            for b in &self.bindings {
+                if pres.iter().any(|(name, _, _, _)| name == &b.name) {
+                    return Err(Error::config(format!(
+                        "binding {} is defined twice",
+                        b.name
+                    )));
+                }
+                let what = format!("binding {}", b.name);
+                let component = shared.runtime.load(&b.component, &what)?;
+                let instance_pre = object_linker.instantiate_pre(&component).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Component,
+                        format!(
+                            "{what}: the component does not fit the durable-object world: {e:#}"
+                        ),
+                    )
+                })?;
+                let pre = DurableObjectPre::new(instance_pre).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Component,
+                        format!(
+                            "{what}: the component does not export the handler interface: {e:#}"
+                        ),
+                    )
+                })?;
+                let exports = block_on(crate::object::exported_classes(&pre, &shared, &what))?;
+                pres.push((b.name.clone(), b.class_name.clone(), pre, exports));
+            }
+            let source = self.source.as_ref().map_or_else(
+                || "the host's bindings".to_owned(),
+                |p| p.display().to_string(),
             );
-        }
+            let registered: Vec<crate::migrations::Binding<'_>> = pres
+                .iter()
+                .map(|(name, class, _, exports)| crate::migrations::Binding {
+                    name,
+                    class,
+                    exports,
+                })
+                .collect();
+            let classes =
+                crate::migrations::prepare(&shared.store, &self.migrations, &registered, &source)?;
+            let mut namespaces = BTreeMap::new();
+            for (binding, class, pre, _) in pres {
+                let ns = classes[&class];
+                namespaces.insert(
+                    binding.clone(),
+                    Namespace::new(binding, class, (ns.number, ns.secret), pre, shared.clone()),
+                );
+            }
+            let worker_pre =
+                match &self.main {
+                    None => None,
+                    Some(source) => {
+                        let component = shared.runtime.load(source, "main worker")?;
+                        let mut linker = shared.runtime.linker::<WorkerState>()?;
+                        crate::bindings::worker::Worker::add_to_linker::<
+                            _,
+                            wasmtime::component::HasSelf<_>,
+                        >(&mut linker, |s| s)
+                        .map_err(|e| {
+                            Error::new(
+                                ErrorKind::Component,
+                                format!("linking the worker contract: {e:#}"),
+                            )
+                        })?;
+                        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Component,
+                        format!("main worker: the component does not fit the worker world: {e:#}"),
+                    )
+                })?;
+                        Some(WorkerPre::new(instance_pre).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Component,
+                        format!("main worker: the component does not export worker-handler: {e:#}"),
+                    )
+                })?)
+                    }
+                };
+            Ok((namespaces, worker_pre))
+        })();
+        let (namespaces, worker_pre) = match assembled {
+            Ok(parts) => parts,
+            Err(e) => {
+                shared.store.close();
+                let _ = block_on(async {
+                    let _ = committer_stopped.await;
+                    Ok(())
+                });
+                return Err(e);
+            }
+        };
+
         let namespaces = Arc::new(namespaces);
         let _ = shared.namespaces.set(Arc::downgrade(&namespaces));
         let worker = worker_pre.map(|pre| WorkerPool::new(pre, shared.clone(), namespaces.clone()));
@@ -625,6 +703,28 @@ impl HostBuilder {
     }
 }
 
+/// Runs `future` to its end on a thread of its own, so building a host
+/// works both inside and outside an async runtime.
+fn block_on<T: Send>(future: impl std::future::Future<Output = Result<T>> + Send) -> Result<T> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .map_err(|e| Error::io("cannot start a runtime to load components", e))?
+                    .block_on(future)
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Component,
+                    "loading a component panicked",
+                ))
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,16 +732,16 @@ mod tests {
     #[test]
     fn config_limits_reach_the_settings() {
         let mut config = Config {
-            name: None,
-            main: None,
-            bindings: Vec::new(),
-            vars: BTreeMap::new(),
             max_sql_database_bytes: Some(65536),
             mailbox_capacity: Some(3),
             call_timeout: Some(Duration::from_millis(7)),
             alarm_retry_delay: Some(Duration::from_millis(5)),
             alarm_max_retries: Some(1),
-            path: None,
+            cpu_time_per_event: Some(Duration::from_millis(9)),
+            memory_per_object: Some(8 << 20),
+            idle_timeout: Some(Duration::from_millis(11)),
+            max_live_objects: Some(12),
+            ..Config::default()
         };
         let builder = Host::builder().config(&config);
         assert_eq!(builder.settings.max_sql_database_bytes, 65536);
@@ -649,6 +749,13 @@ mod tests {
         assert_eq!(builder.settings.alarm_max_retries, 1);
         assert_eq!(builder.settings.mailbox_capacity, 3);
         assert_eq!(builder.settings.call_timeout, Duration::from_millis(7));
+        assert_eq!(
+            builder.settings.cpu_time_per_event,
+            Duration::from_millis(9)
+        );
+        assert_eq!(builder.settings.memory_per_object, 8 << 20);
+        assert_eq!(builder.settings.idle_timeout, Duration::from_millis(11));
+        assert_eq!(builder.settings.max_live_objects, 12);
         config.max_sql_database_bytes = None;
         let builder = Host::builder().config(&config);
         assert_eq!(

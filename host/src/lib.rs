@@ -35,9 +35,11 @@ mod engine;
 mod error;
 mod host;
 mod kv;
+mod migrations;
 mod namespace;
 mod object;
 mod pages;
+mod residency;
 pub mod server;
 mod sql;
 mod storage;
@@ -48,7 +50,7 @@ mod worker;
 pub use alarm::{
     DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, MAX_DELIVERIES, SCHEDULE_WINDOW,
 };
-pub use config::{BindingConfig, ComponentSource, Config};
+pub use config::{BindingConfig, ComponentSource, Config, Migration};
 pub use error::{Error, ErrorKind, Result};
 pub use host::{
     DEFAULT_CACHE_PER_OBJECT, DEFAULT_CACHE_TOTAL, DEFAULT_CALL_TIMEOUT,

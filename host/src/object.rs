@@ -164,6 +164,27 @@ pub(crate) struct ObjectIo {
 }
 
 impl ObjectIo {
+    fn new(identity: Identity, shared: Arc<HostShared>) -> ObjectIo {
+        ObjectIo {
+            sql: Sql::new(
+                identity.key,
+                shared.clone(),
+                shared.settings.max_sql_database_bytes,
+                shared.settings.cpu_time_per_event,
+            ),
+            identity,
+            cache: ObjectCache::new(shared.cache_budget.clone()),
+            shared,
+            writes: EventWrites::new(),
+            in_flight: VecDeque::new(),
+            confirmed: None,
+            registered: false,
+            alarm: None,
+            running_alarm: None,
+            chain: CallChain::default(),
+        }
+    }
+
     /// Hands what the event has committed so far to the committer.
     pub(crate) fn flush(&mut self) {
         let (mut writes, mut confirmed) = self.writes.take_committed();
@@ -296,6 +317,17 @@ pub(crate) struct Actor {
     instance: Option<(wasmtime::Store<ObjectState>, DurableObject)>,
     /// The object's io while no instance holds it.
     io: Option<ObjectIo>,
+    /// Signalled when the object should leave memory to make room
+    /// ([`crate::residency`]).
+    evict: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        // Free the instance's slot before another object takes its place.
+        drop(self.instance.take());
+        self.shared.residency.leave(self.number);
+    }
 }
 
 impl Actor {
@@ -306,24 +338,7 @@ impl Actor {
         pre: crate::bindings::object::DurableObjectPre<ObjectState>,
         live: Arc<LiveObjects>,
     ) -> Actor {
-        let io = ObjectIo {
-            identity: identity.clone(),
-            shared: shared.clone(),
-            cache: ObjectCache::new(shared.cache_budget.clone()),
-            writes: EventWrites::new(),
-            sql: Sql::new(
-                identity.key,
-                shared.clone(),
-                shared.settings.max_sql_database_bytes,
-                shared.settings.cpu_time_per_event,
-            ),
-            in_flight: VecDeque::new(),
-            confirmed: None,
-            registered: false,
-            alarm: None,
-            running_alarm: None,
-            chain: CallChain::default(),
-        };
+        let io = ObjectIo::new(identity.clone(), shared.clone());
         Actor {
             number,
             identity,
@@ -332,43 +347,57 @@ impl Actor {
             live,
             instance: None,
             io: Some(io),
+            evict: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
-    /// Runs the actor until it has been idle for the configured timeout (or
-    /// its namespace is gone).
+    /// Runs the actor until it has been idle for the configured timeout, is
+    /// asked to make room ([`crate::residency`]), or its namespace is gone.
     pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
         let idle = self.shared.settings.idle_timeout;
+        let evict = self.evict.clone();
         loop {
-            match tokio::time::timeout(idle, rx.recv()).await {
-                Ok(Some(event)) => self.handle(event).await,
-                Ok(None) => {
-                    tracing::debug!(object = %self.identity.id_hex, "object stopped: its namespace closed");
-                    return;
-                }
-                Err(_) => {
-                    // Let the last commit land before the object's cache goes
-                    // away, so a reactivation reads what this one wrote.
-                    let _ = pass_gate(self.io_mut().latest_commit()).await;
-                    let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-                    // Senders enqueue under this lock, so an empty mailbox
-                    // now stays empty: nothing is lost by leaving.
-                    if rx.is_empty() {
-                        if live
-                            .get(&self.identity.key)
-                            .is_some_and(|e| e.actor == self.number)
-                        {
-                            live.remove(&self.identity.key);
-                        }
-                        break;
+            let why = tokio::select! {
+                biased;
+                event = rx.recv() => match event {
+                    Some(event) => {
+                        self.handle(event).await;
+                        continue;
                     }
+                    None => {
+                        tracing::debug!(object = %self.identity.id_hex, "object stopped: its namespace closed");
+                        return;
+                    }
+                },
+                () = evict.notified() => "evicted to make room for another object (limits.max_live_objects)",
+                () = tokio::time::sleep(idle) => "evicted after the idle timeout",
+            };
+            // Let the last commit land before the object's cache goes
+            // away, so a reactivation reads what this one wrote.
+            let _ = pass_gate(self.io_mut().latest_commit()).await;
+            let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            // Senders enqueue under this lock, so an empty mailbox now stays
+            // empty: nothing is lost by leaving.
+            if rx.is_empty() {
+                if live
+                    .get(&self.identity.key)
+                    .is_some_and(|e| e.actor == self.number)
+                {
+                    live.remove(&self.identity.key);
                 }
+                tracing::debug!(object = %self.identity.id_hex, "object {why}");
+                return;
             }
         }
-        tracing::debug!(object = %self.identity.id_hex, "object evicted after idle timeout");
     }
 
     async fn handle(&mut self, event: Event) {
+        self.shared.residency.busy(self.number);
+        self.event(event).await;
+        self.shared.residency.idle(self.number);
+    }
+
+    async fn event(&mut self, event: Event) {
         match event {
             Event::Request {
                 request,
@@ -409,6 +438,7 @@ impl Actor {
     fn reset(&mut self) {
         if let Some((store, _)) = self.instance.take() {
             self.io = Some(store.into_data().io);
+            self.shared.residency.leave(self.number);
         }
         let io = self.io_mut();
         io.writes.reset();
@@ -416,6 +446,13 @@ impl Actor {
     }
 
     async fn activate(&mut self) -> Result<()> {
+        if self.io.is_none() {
+            return Ok(());
+        }
+        self.shared
+            .residency
+            .admit(self.number, &self.evict)
+            .await?;
         let Some(io) = self.io.take() else {
             return Ok(());
         };
@@ -435,6 +472,7 @@ impl Actor {
             Ok(instance) => instance,
             Err(e) => {
                 self.io = Some(store.into_data().io);
+                self.shared.residency.leave(self.number);
                 return Err(engine::instantiate_error(
                     &e,
                     &format!("cannot activate object {}", self.identity.id_hex),
@@ -471,7 +509,7 @@ impl Actor {
 
     fn trap_message(&self, trap: &wasmtime::Error) -> String {
         match &self.instance {
-            Some((store, _)) => engine::describe_trap(trap, &store.data().meter.output),
+            Some((store, _)) => engine::describe_trap(trap, &store.data().meter),
             None => format!("{trap:?}"),
         }
     }
@@ -653,6 +691,49 @@ impl Actor {
         }
         Ok(())
     }
+}
+
+/// Asks a component which classes it exports (`handler.classes`), in an
+/// instance that is dropped at once. `what` names the component in errors.
+pub(crate) async fn exported_classes(
+    pre: &crate::bindings::object::DurableObjectPre<ObjectState>,
+    shared: &Arc<HostShared>,
+    what: &str,
+) -> Result<Vec<String>> {
+    let identity = Identity {
+        key: crate::storage::ObjectKey::new(u32::MAX, &[0; 32]),
+        binding: what.into(),
+        id_hex: String::new(),
+        name: None,
+        class: "".into(),
+    };
+    let meter = GuestMeter::default();
+    let state = ObjectState {
+        wasi: engine::wasi_ctx(&meter.output),
+        table: ResourceTable::new(),
+        io: ObjectIo::new(identity, shared.clone()),
+        meter,
+    };
+    let mut store = shared
+        .runtime
+        .store(state, shared.settings.cpu_time_per_event);
+    let instance = pre.instantiate_async(&mut store).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Component,
+            format!("{what}: cannot instantiate the component: {e:#}"),
+        )
+    })?;
+    instance
+        .dohost_object_handler()
+        .call_classes(&mut store)
+        .await
+        .map_err(|e| {
+            let message = engine::describe_trap(&e, &store.data().meter);
+            Error::new(
+                ErrorKind::Component,
+                format!("{what}: the component trapped when asked for its classes: {message}"),
+            )
+        })
 }
 
 impl types::Host for ObjectState {}

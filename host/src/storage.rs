@@ -15,8 +15,10 @@
 //!   the scheduler's index of alarms by time ([`crate::alarm`]).
 //! - `objects`: object key -> JSON record (class, name): the directory of
 //!   objects that have written something.
-//! - `namespaces`: binding name -> namespace number (u32) and the 32-byte
-//!   secret that keys `id-from-name` hashing.
+//! - `classes`, `bound`, `migrations`: which class owns which namespace
+//!   number ([`crate::migrations`]). (`namespaces`, binding name -> number
+//!   and secret, is how data directories before classes recorded it; it is
+//!   taken over on the first start.)
 //!
 //! Writes never go to redb from an event directly. An event's writes collect
 //! in its write set; when the event ends the write set goes to the
@@ -351,48 +353,9 @@ impl Store {
         self.db.write().unwrap_or_else(|p| p.into_inner()).take();
     }
 
-    /// The number and secret of the namespace bound as `binding`, created on
-    /// first use and kept for the life of the data directory.
-    pub(crate) fn namespace(&self, binding: &str) -> Result<(u32, [u8; 32])> {
-        let txn = self
-            .db()?
-            .begin_write()
-            .map_err(|e| Error::storage("begin", e))?;
-        let found = {
-            let mut table = txn
-                .open_table(NAMESPACES)
-                .map_err(|e| Error::storage("namespaces", e))?;
-            let existing = table
-                .get(binding)
-                .map_err(|e| Error::storage("namespaces", e))?
-                .map(|v| v.value().to_vec());
-            match existing {
-                Some(v) if v.len() == 36 => decode_namespace(&v),
-                Some(_) => {
-                    return Err(Error::storage(
-                        "namespaces",
-                        format!("record of {binding} is corrupt"),
-                    ));
-                }
-                None => {
-                    let mut number = 0u32;
-                    for entry in table.iter().map_err(|e| Error::storage("namespaces", e))? {
-                        let (_, v) = entry.map_err(|e| Error::storage("namespaces", e))?;
-                        number = number.max(decode_namespace(v.value()).0 + 1);
-                    }
-                    let secret: [u8; 32] = rand::random();
-                    let mut v = number.to_be_bytes().to_vec();
-                    v.extend_from_slice(&secret);
-                    table
-                        .insert(binding, v.as_slice())
-                        .map_err(|e| Error::storage("namespaces", e))?;
-                    (number, secret)
-                }
-            }
-        };
-        txn.commit()
-            .map_err(|e| Error::storage("commit namespace", e))?;
-        Ok(found)
+    /// The database, for the registry of classes ([`crate::migrations`]).
+    pub(crate) fn database(&self) -> Result<Arc<Database>> {
+        self.db()
     }
 
     /// Reads and lists that went to redb so far.
@@ -631,12 +594,89 @@ impl Store {
     }
 }
 
-fn decode_namespace(v: &[u8]) -> (u32, [u8; 32]) {
-    let mut number = [0u8; 4];
-    number.copy_from_slice(&v[..4]);
-    let mut secret = [0u8; 32];
-    secret.copy_from_slice(&v[4..36]);
-    (u32::from_be_bytes(number), secret)
+/// Removes and returns the namespaces recorded by binding name, as data
+/// directories did before classes had namespaces of their own: (binding,
+/// number, secret).
+pub(crate) fn take_legacy_namespaces(
+    txn: &redb::WriteTransaction,
+) -> Result<Vec<(String, u32, [u8; 32])>> {
+    let err = |e: &dyn std::fmt::Display| Error::storage("reading old namespaces", e);
+    let mut table = txn.open_table(NAMESPACES).map_err(|e| err(&e))?;
+    let mut found = Vec::new();
+    for entry in table.iter().map_err(|e| err(&e))? {
+        let (binding, v) = entry.map_err(|e| err(&e))?;
+        let v = v.value();
+        if let (Some(number), Some(secret)) = (v.get(..4), v.get(4..36)) {
+            found.push((
+                binding.value().to_owned(),
+                u32::from_be_bytes(number.try_into().unwrap_or_default()),
+                secret.try_into().unwrap_or_default(),
+            ));
+        }
+    }
+    table.retain(|_, _| false).map_err(|e| err(&e))?;
+    Ok(found)
+}
+
+/// The bounds of namespace `number`'s rows in every table keyed by object.
+fn namespace_range(number: u32) -> (Vec<u8>, Vec<u8>) {
+    let lo = number.to_be_bytes().to_vec();
+    let mut hi = lo.clone();
+    increment(&mut hi);
+    (lo, hi)
+}
+
+/// The class an object of namespace `number` recorded, if any.
+pub(crate) fn recorded_class(txn: &redb::WriteTransaction, number: u32) -> Result<Option<String>> {
+    let table = txn
+        .open_table(OBJECTS)
+        .map_err(|e| Error::storage("objects", e))?;
+    let (lo, _) = namespace_range(number);
+    let first = table
+        .range::<&[u8]>(lo.as_slice()..)
+        .map_err(|e| Error::storage("objects", e))?
+        .next()
+        .transpose()
+        .map_err(|e| Error::storage("objects", e))?;
+    Ok(first
+        .filter(|(k, _)| k.value().starts_with(&lo))
+        .and_then(|(_, v)| serde_json::from_slice::<ObjectRecord>(v.value()).ok())
+        .map(|r| r.class))
+}
+
+/// How many objects of namespace `number` the directory holds.
+pub(crate) fn count_objects(txn: &redb::WriteTransaction, number: u32) -> Result<u64> {
+    let table = txn
+        .open_table(OBJECTS)
+        .map_err(|e| Error::storage("objects", e))?;
+    let (lo, hi) = namespace_range(number);
+    let mut count = 0;
+    for entry in table
+        .range::<&[u8]>(lo.as_slice()..hi.as_slice())
+        .map_err(|e| Error::storage("objects", e))?
+    {
+        entry.map_err(|e| Error::storage("objects", e))?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Removes every row of namespace `number`: keys, SQL pages, alarms with
+/// their index entries, and the directory.
+pub(crate) fn delete_namespace(txn: &redb::WriteTransaction, number: u32) -> Result<()> {
+    let err = |e: &dyn std::fmt::Display| Error::storage("deleting a namespace", e);
+    let (lo, hi) = namespace_range(number);
+    for table in [KV, PAGES, ALARMS, OBJECTS] {
+        let mut table = txn.open_table(table).map_err(|e| err(&e))?;
+        table
+            .retain_in::<&[u8], _>(lo.as_slice()..hi.as_slice(), |_, _| false)
+            .map_err(|e| err(&e))?;
+    }
+    let mut times = txn.open_table(ALARM_TIMES).map_err(|e| err(&e))?;
+    times
+        .retain(|k, _| decode_alarm_time_key(k).is_none_or(|(_, o)| o.namespace() != number))
+        .map_err(|e| err(&e))?;
+    Ok(())
 }
 
 fn run_committer(

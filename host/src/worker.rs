@@ -119,7 +119,7 @@ impl WorkerPool {
                 outcome.map_err(|message| Error::new(ErrorKind::GuestError, message))
             }
             Err(trap) => {
-                let message = engine::describe_trap(&trap, &store.data().meter.output);
+                let message = engine::describe_trap(&trap, &store.data().meter);
                 tracing::warn!("the worker trapped: {message}");
                 Err(Error::new(
                     ErrorKind::GuestTrap,

@@ -103,3 +103,20 @@ fn a_component_of_the_wrong_shape_is_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_component_importing_what_dohost_lacks_names_the_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, stderr) = serve_fails(
+        dir.path(),
+        &format!(
+            "[[durable_objects.bindings]]\nname = \"STRAY\"\nclass_name = \"Stray\"\ncomponent = {:?}\n",
+            guests().stray
+        ),
+    );
+    assert!(
+        stderr.contains("binding STRAY: the component does not fit the durable-object world")
+            && stderr.contains("test:stray/clock"),
+        "{stderr}"
+    );
+}

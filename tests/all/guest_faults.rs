@@ -109,3 +109,38 @@ async fn a_busy_loop_is_stopped_at_the_cpu_limit() {
         .unwrap();
     assert_eq!(crate::support::text(&r), "1 1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_that_allocates_1_gib_traps_at_the_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = crate::support::library_host(dir.path()).build().unwrap();
+    let stub = crate::support::probe_stub(&host, "hungry");
+    let r = stub
+        .fetch(crate::support::request("GET", "/count", ""))
+        .await
+        .unwrap();
+    assert_eq!(crate::support::text(&r), "1 1");
+
+    let err = stub
+        .fetch(crate::support::request("GET", "/alloc/1024", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), dohost::ErrorKind::GuestTrap, "{err}");
+    assert!(
+        err.message().contains("memory limit of 128 MiB"),
+        "the trap names the limit: {err}"
+    );
+
+    // Reset: a fresh instance (the in-memory count starts again) that can
+    // use memory within the limit, over the same storage.
+    let r = stub
+        .fetch(crate::support::request("GET", "/alloc/64", ""))
+        .await
+        .unwrap();
+    assert_eq!(crate::support::text(&r), "allocated 64 MiB");
+    let r = stub
+        .fetch(crate::support::request("GET", "/count", ""))
+        .await
+        .unwrap();
+    assert_eq!(crate::support::text(&r), "1 2");
+}

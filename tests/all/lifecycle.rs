@@ -1,4 +1,5 @@
-//! Object lifecycle: idle objects leave memory and come back with their
+//! Object lifecycle: idle objects leave memory, after the idle timeout or to
+//! make room at the cap on objects in memory, and come back with their
 //! storage; a full mailbox refuses work as overloaded instead of growing.
 
 use std::time::Duration;
@@ -89,7 +90,7 @@ async fn a_full_mailbox_is_overloaded_not_unbounded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_instance_pool_is_overloaded_with_a_reason() {
+async fn at_the_cap_the_least_recently_used_idle_object_leaves() {
     let dir = tempfile::tempdir().unwrap();
     let host = library_host(dir.path())
         .settings(dohost::Settings {
@@ -99,30 +100,69 @@ async fn a_full_instance_pool_is_overloaded_with_a_reason() {
         .build()
         .unwrap();
     let ns = host.namespace("COUNTER").unwrap();
-    let mut activated = 0;
-    let err = loop {
-        assert!(activated < 1000, "the pool never filled up");
-        match ns
-            .id_from_name(&format!("o{activated}"))
-            .get()
-            .fetch(request("GET", "/", ""))
-            .await
-        {
-            Ok(r) => assert_eq!(text(&r), "1"),
-            Err(e) => break e,
-        }
-        activated += 1;
+    let fetch = |name: String| {
+        let stub = ns.id_from_name(&name).get();
+        async move { text(&stub.fetch(request("GET", "/", "")).await.unwrap()) }
     };
-    // The pool holds the live-object cap plus the slots kept for workers.
-    assert_eq!(activated, 4 + 256);
-    assert_eq!(err.kind(), dohost::ErrorKind::Overloaded, "{err}");
-    assert!(err.message().contains("instance slot"), "{err}");
-    // Objects already live keep working.
-    let again = ns
-        .id_from_name("o0")
-        .get()
-        .fetch(request("GET", "/", ""))
-        .await
+    // Far more objects than the cap, one after another: each activates.
+    for i in 0..40 {
+        assert_eq!(fetch(format!("o{i}")).await, "1");
+        assert!(host.stats().objects_in_memory <= 4, "{:?}", host.stats());
+    }
+    assert_eq!(host.stats().objects_in_memory, 4);
+    assert!(ns.live_objects() <= 4, "evicted objects left memory");
+    // o39 was used last, so it stayed; o0 left long ago and comes back
+    // with its storage.
+    let before = host.stats();
+    assert_eq!(fetch("o39".into()).await, "2");
+    assert_eq!(fetch("o0".into()).await, "2");
+    assert_eq!(host.stats().objects_in_memory, 4, "{before:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_object_in_memory_is_busy_another_is_overloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = library_host(dir.path())
+        .settings(dohost::Settings {
+            max_live_objects: 2,
+            cpu_time_per_event: Duration::from_millis(1500),
+            ..dohost::Settings::default()
+        })
+        .build()
         .unwrap();
-    assert_eq!(text(&again), "2");
+    let ns = host.namespace("PROBE").unwrap();
+    let spinners: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let stub = ns.id_from_name(name).get();
+            tokio::spawn(async move { stub.fetch(request("GET", "/loop", "")).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let err = ns
+        .id_from_name("c")
+        .get()
+        .fetch(request("GET", "/count", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), dohost::ErrorKind::Overloaded, "{err}");
+    assert_eq!(err.http_status(), 503);
+    assert!(err.message().contains("max_live_objects"), "{err}");
+    for spinner in spinners {
+        assert_eq!(
+            spinner.await.unwrap().unwrap_err().kind(),
+            dohost::ErrorKind::GuestTrap
+        );
+    }
+    // The spinners were reset by their traps: room again.
+    assert_eq!(
+        text(
+            &ns.id_from_name("c")
+                .get()
+                .fetch(request("GET", "/count", ""))
+                .await
+                .unwrap()
+        ),
+        "1 1"
+    );
 }

@@ -2,7 +2,7 @@
 //! test runs the real `dohost serve` process or the real library against a
 //! redb file in a temp dir, with guest components built from source in this
 //! repository (examples/counter, examples/storage-patterns, examples/sql-patterns,
-//! examples/batch-processor, examples/workspace, tests/guests/probe).
+//! examples/batch-processor, examples/workspace, tests/guests/{probe,advanced,stray}).
 
 mod support;
 
@@ -16,6 +16,7 @@ mod guest_faults;
 mod input_gate_ordering;
 mod isolation;
 mod lifecycle;
+mod migrations;
 mod output_gate;
 mod rpc;
 mod sql;

@@ -26,6 +26,10 @@ pub struct Guests {
     pub counter: PathBuf,
     pub worker: PathBuf,
     pub probe: PathBuf,
+    /// `AdvancedCounter`: the seed-000 Counter, renamed.
+    pub advanced: PathBuf,
+    /// Imports `test:stray/clock`, which dohost does not provide.
+    pub stray: PathBuf,
 }
 
 /// Builds the guests once per test process (cargo decides what is stale).
@@ -40,6 +44,8 @@ pub fn guests() -> &'static Guests {
             counter: build("examples/counter/counter"),
             worker: build("examples/counter/worker"),
             probe: build("tests/guests/probe"),
+            advanced: build("tests/guests/advanced"),
+            stray: build("tests/guests/stray"),
         }
     })
 }

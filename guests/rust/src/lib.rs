@@ -356,6 +356,10 @@ macro_rules! export_objects {
         struct __DohostGuest;
 
         impl $crate::__private::bindings::exports::dohost::object::handler::Guest for __DohostGuest {
+            fn classes() -> ::std::vec::Vec<::std::string::String> {
+                ::std::vec![$(::std::string::String::from(stringify!($class))),+]
+            }
+
             fn init(class_name: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
                 fn construct(name: &str) -> ::std::option::Option<::std::boxed::Box<dyn $crate::__private::ErasedObject>> {
                     match name {
@@ -410,6 +414,10 @@ macro_rules! export_worker {
         struct __DohostGuest;
 
         impl $crate::__private::bindings::exports::dohost::object::handler::Guest for __DohostGuest {
+            fn classes() -> ::std::vec::Vec<::std::string::String> {
+                ::std::vec::Vec::new()
+            }
+
             fn init(_class_name: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
                 $crate::__private::not_an_object()
             }

@@ -12,6 +12,7 @@
 //! - `GET /count`: an in-memory counter (lost on reset) and a stored one.
 //! - `PUT /put-then-panic/<key>`: writes, then panics (the write must vanish).
 //! - `GET /panic`, `GET /error`, `GET /loop`: a trap, a returned error, a busy loop.
+//! - `GET /alloc/<MiB>`: allocates and touches that much memory.
 //! - `GET /spin/<ms>`: busy for `<ms>` ms, then answers `{start, end}`.
 //!
 //! The alarm handler appends `{retry_count, is_retry, at, alarm}` (`alarm`:
@@ -121,6 +122,14 @@ impl DurableObject for Probe {
                 let start = now_ms();
                 spin_until(start + ms);
                 Response::json(&json!({"start": start, "end": now_ms()}))
+            }
+            ("GET", "alloc") => {
+                let mib: usize = arg.parse().map_err(|_| Error::new("alloc/<MiB>"))?;
+                let block = std::hint::black_box(vec![1u8; mib << 20]);
+                Ok(Response::text(format!(
+                    "allocated {} MiB",
+                    block.len() >> 20
+                )))
             }
             ("GET", "loop") => {
                 let mut x: u64 = 0;
