@@ -611,4 +611,54 @@ mod tests {
             assert!(err.to_string().contains(&format!("limits.{zero}")), "{err}");
         }
     }
+
+    #[test]
+    fn migrations_and_the_admin_token_are_read_and_checked() {
+        let (_dir, path, text) = one_binding();
+        let set = Config::parse(
+            &format!(
+                "{text}[[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [\"C\"]\n\
+                 [[migrations]]\ntag = \"v2\"\nrenamed_classes = [{{ from = \"C\", to = \"D\" }}]\n\
+                 transferred_classes = [{{ from = \"E\", from_script = \"other\", to = \"F\" }}]\n\
+                 deleted_classes = [\"G\"]\n[admin]\ntoken = \"0123456789abcdef\"\n"
+            ),
+            &path,
+        )
+        .unwrap();
+        assert_eq!(set.migrations.len(), 2);
+        assert_eq!(set.migrations[0].new_classes, ["C"]);
+        assert_eq!(
+            set.migrations[1].renamed_classes,
+            [
+                ("C".to_owned(), "D".to_owned()),
+                ("E".to_owned(), "F".to_owned())
+            ]
+        );
+        assert_eq!(set.migrations[1].deleted_classes, ["G"]);
+        assert_eq!(set.admin_token.as_deref(), Some("0123456789abcdef"));
+
+        for (extra, expected) in [
+            (
+                "[[migrations]]\ntag = \"v1\"\n[[migrations]]\ntag = \"v1\"\n",
+                "migrations[1].tag = \"v1\" is used twice",
+            ),
+            ("[[migrations]]\ntag = \"\"\n", "migrations[0].tag is empty"),
+            (
+                "[[migrations]]\ntag = \"v1\"\ndeleted_classes = [\"no such\"]\n",
+                "names \"no such\", which is not a class name",
+            ),
+            ("[admin]\ntoken = \"short\"\n", "admin.token is too short"),
+            (
+                "[limits]\nmemory_bytes = 1024\n",
+                "limits.memory_bytes = 1024 is out of range",
+            ),
+            ("[limits]\ncpu_ms = 0\n", "limits.cpu_ms = 0"),
+        ] {
+            let err = Config::parse(&format!("{text}{extra}"), &path).unwrap_err();
+            assert!(
+                err.to_string().contains(expected),
+                "{err}\nexpected: {expected}"
+            );
+        }
+    }
 }

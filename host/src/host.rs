@@ -204,6 +204,8 @@ struct HostInner {
     committer_stopped: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     /// The alarm scheduler task was started.
     scheduler_started: std::sync::atomic::AtomicBool,
+    /// The bearer token of the admin HTTP API, if it is on.
+    admin_token: Option<String>,
 }
 
 impl HostInner {
@@ -339,6 +341,62 @@ impl Host {
         }
     }
 
+    /// The objects of every binding, or of `binding`, that have written
+    /// something, in binding and id order.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] for an unknown binding;
+    /// [`ErrorKind::Storage`] if the database cannot be read.
+    pub fn objects(&self, binding: Option<&str>) -> Result<Vec<crate::ObjectSummary>> {
+        crate::admin::list(&self.inner.shared.store, &self.places(), binding)
+    }
+
+    /// What the object `name_or_id` (an id of the namespace, or a name) of
+    /// `binding` holds, as far as it is durable; `None` if it has never
+    /// written anything.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::objects`].
+    pub fn object(&self, binding: &str, name_or_id: &str) -> Result<Option<crate::ObjectDetails>> {
+        let places = self.places();
+        let place = crate::admin::place(&places, binding)?;
+        crate::admin::show(
+            &self.inner.shared.store,
+            self.inner.shared.clone(),
+            place,
+            name_or_id,
+        )
+    }
+
+    /// Deletes the object `name_or_id` of `binding`: it finishes its
+    /// running event, then its instance, keys, SQL database, alarm and
+    /// directory entry go in one durable commit; its next event starts
+    /// empty. `false` if it had never written anything.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::objects`], and [`ErrorKind::Storage`] if the commit fails.
+    pub async fn delete_object(&self, binding: &str, name_or_id: &str) -> Result<bool> {
+        let places = self.places();
+        let key = crate::admin::place(&places, binding)?.resolve(name_or_id);
+        self.namespace(binding)?.delete_object(&key.id()).await
+    }
+
+    /// Every namespace, for the admin.
+    fn places(&self) -> Vec<crate::admin::Place> {
+        self.inner
+            .namespaces
+            .values()
+            .map(|ns| crate::admin::Place {
+                binding: ns.binding().to_owned(),
+                class: ns.class_name().to_owned(),
+                ns: ns.record(),
+            })
+            .collect()
+    }
+
     /// The names of all bindings, comma-separated.
     fn binding_names(&self) -> String {
         self.inner
@@ -360,6 +418,11 @@ impl Host {
     /// error of [`crate::Stub::fetch`].
     pub async fn fetch(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
         self.inner.start_scheduler();
+        if let Some(token) = &self.inner.admin_token
+            && request.uri().path().starts_with(crate::admin::HTTP_PREFIX)
+        {
+            return Ok(crate::admin::serve_http(self, token, request).await);
+        }
         if let Some(worker) = &self.inner.worker {
             let response = worker.fetch(to_wit_request(request)).await?;
             return from_wit_response(response);
@@ -419,6 +482,7 @@ pub struct HostBuilder {
     migrations: Vec<Migration>,
     /// The configuration file, to name it in errors.
     source: Option<PathBuf>,
+    admin_token: Option<String>,
 }
 
 impl HostBuilder {
@@ -431,6 +495,7 @@ impl HostBuilder {
         self.vars = config.vars.clone();
         self.migrations = config.migrations.clone();
         self.source = config.path.clone();
+        self.admin_token = config.admin_token.clone();
         let settings = &mut self.settings;
         if let Some(budget) = config.cpu_time_per_event {
             settings.cpu_time_per_event = budget;
@@ -493,6 +558,14 @@ impl HostBuilder {
     /// [`Migration`]); a [`HostBuilder::config`] replaces them.
     pub fn migration(mut self, migration: Migration) -> Self {
         self.migrations.push(migration);
+        self
+    }
+
+    /// Turns on the admin HTTP API under `/_dohost/` of [`Host::fetch`]
+    /// (and so of `dohost serve`), for requests with
+    /// `Authorization: Bearer <token>`.
+    pub fn admin_token(mut self, token: &str) -> Self {
+        self.admin_token = Some(token.to_owned());
         self
     }
 
@@ -696,6 +769,7 @@ impl HostBuilder {
                 worker,
                 committer_stopped: std::sync::Mutex::new(Some(committer_stopped)),
                 scheduler_started: std::sync::atomic::AtomicBool::new(false),
+                admin_token: self.admin_token,
             }),
         };
         host.inner.start_scheduler();
@@ -705,7 +779,9 @@ impl HostBuilder {
 
 /// Runs `future` to its end on a thread of its own, so building a host
 /// works both inside and outside an async runtime.
-fn block_on<T: Send>(future: impl std::future::Future<Output = Result<T>> + Send) -> Result<T> {
+pub(crate) fn block_on<T: Send>(
+    future: impl std::future::Future<Output = Result<T>> + Send,
+) -> Result<T> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {

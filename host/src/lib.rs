@@ -25,6 +25,7 @@
 
 #![deny(missing_docs)]
 
+mod admin;
 mod alarm;
 mod bindings;
 pub mod build;
@@ -47,6 +48,7 @@ mod stub;
 mod vfs;
 mod worker;
 
+pub use admin::{DataDir, KeyInfo, ObjectDetails, ObjectSummary, TableInfo};
 pub use alarm::{
     DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, MAX_DELIVERIES, SCHEDULE_WINDOW,
 };

@@ -3,6 +3,9 @@
 //! ```text
 //! dohost serve [--config dohost.toml] [--listen 127.0.0.1:8787] [--data DIR]
 //! dohost build [DIR]
+//! dohost objects list [BINDING] [--data DIR]
+//! dohost objects show BINDING NAME|ID [--data DIR]
+//! dohost objects delete BINDING NAME|ID [--data DIR]
 //! ```
 
 use std::net::SocketAddr;
@@ -47,6 +50,38 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// List, inspect or delete the objects of a stopped server's data
+    /// directory (a running server answers the same on its admin HTTP API).
+    Objects {
+        #[command(subcommand)]
+        action: ObjectsAction,
+        /// The data directory.
+        #[arg(long, global = true, default_value = dohost::DEFAULT_DATA_DIR)]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ObjectsAction {
+    /// List the objects that have stored something: binding, class, id, name.
+    List {
+        /// Only the objects of this binding.
+        binding: Option<String>,
+    },
+    /// Show an object's KV keys, SQL tables and alarm, as JSON.
+    Show {
+        /// The binding, e.g. COUNTER.
+        binding: String,
+        /// The object's name (as given to idFromName) or its id.
+        name_or_id: String,
+    },
+    /// Delete an object's storage, SQL database and alarm, in one commit.
+    Delete {
+        /// The binding, e.g. COUNTER.
+        binding: String,
+        /// The object's name (as given to idFromName) or its id.
+        name_or_id: String,
+    },
 }
 
 fn main() {
@@ -76,8 +111,56 @@ fn load_and_build(config_path: &Path) -> Result<dohost::Config> {
     Ok(config)
 }
 
+/// `dohost objects`: works on the data directory directly.
+fn objects(action: ObjectsAction, data: &Path) -> Result<()> {
+    let dir = dohost::DataDir::open(data)?;
+    match action {
+        ObjectsAction::List { binding } => {
+            let objects = dir.objects(binding.as_deref())?;
+            for o in &objects {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    o.binding,
+                    o.class,
+                    o.id,
+                    o.name.as_deref().unwrap_or("-")
+                );
+            }
+            progress(&format!(
+                "{} object(s) in {}",
+                objects.len(),
+                data.display()
+            ));
+        }
+        ObjectsAction::Show {
+            binding,
+            name_or_id,
+        } => match dir.object(&binding, &name_or_id)? {
+            Some(details) => println!("{}", serde_json::to_string_pretty(&details)?),
+            None => anyhow::bail!(
+                "{binding} has no object {name_or_id:?} (it has never stored anything, or was deleted)"
+            ),
+        },
+        ObjectsAction::Delete {
+            binding,
+            name_or_id,
+        } => {
+            if !dir.delete_object(&binding, &name_or_id)? {
+                anyhow::bail!(
+                    "{binding} has no object {name_or_id:?} (it has never stored anything, or was deleted)"
+                );
+            }
+            progress(&format!(
+                "deleted {binding} object {name_or_id:?}: its storage, SQL database and alarm"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Objects { action, data } => objects(action, &data),
         Command::Build { dir } => {
             let path = if dir.is_dir() {
                 dir.join("dohost.toml")

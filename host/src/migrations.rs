@@ -386,6 +386,19 @@ pub(crate) fn prepare(
     Ok(plan.registry.classes)
 }
 
+/// The registry as stored, without changing anything (for inspecting a
+/// stopped server's data directory).
+pub(crate) fn read_registry(store: &Store) -> Result<Registry> {
+    let db = store.database()?;
+    let txn = db
+        .begin_write()
+        .map_err(|e| Error::storage("begin reading the class registry", e))?;
+    let registry = Registry::read(&txn, &[])?;
+    // Not committed: reading the registry this way changes nothing.
+    drop(txn);
+    Ok(registry)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;

@@ -89,14 +89,11 @@ impl Namespace {
     /// The id of the object called `name`: always the same for the same name
     /// in this namespace, also after a restart.
     pub fn id_from_name(&self, name: &str) -> ObjectId {
-        let hash = blake3::Hasher::new_keyed(&self.0.secret)
-            .update(b"dohost name\0")
-            .update(name.as_bytes())
-            .finalize();
-        let mut body = [0u8; ID_BODY];
-        body.copy_from_slice(&hash.as_bytes()[..ID_BODY]);
-        body[0] &= !UNIQUE_BIT;
-        self.object_id(body, Some(name.to_owned()))
+        ObjectId {
+            namespace: self.clone(),
+            id: name_id(&self.0.secret, name),
+            name: Some(name.to_owned()),
+        }
     }
 
     /// A new random id, different from every other unique id (192 random
@@ -104,7 +101,11 @@ impl Namespace {
     pub fn new_unique_id(&self) -> ObjectId {
         let mut body: [u8; ID_BODY] = rand::random();
         body[0] |= UNIQUE_BIT;
-        self.object_id(body, None)
+        ObjectId {
+            namespace: self.clone(),
+            id: seal(&self.0.secret, body),
+            name: None,
+        }
     }
 
     /// Parses an id written as 64 hex characters (either case) and checks
@@ -115,16 +116,13 @@ impl Namespace {
     /// [`ErrorKind::BadRequest`] when `hex` is not 64 hexadecimal
     /// characters, or is an id of another namespace.
     pub fn id_from_string(&self, hex: &str) -> Result<ObjectId> {
-        let mut id = [0u8; 32];
-        if hex.len() != 64 || hex::decode_to_slice(hex, &mut id).is_err() {
+        let Some(id) = parse_id(hex) else {
             return Err(Error::new(
                 ErrorKind::BadRequest,
                 format!("{hex:?} is not an object id: ids are 64 hexadecimal characters"),
             ));
-        }
-        let mut body = [0u8; ID_BODY];
-        body.copy_from_slice(&id[..ID_BODY]);
-        if id[ID_BODY..] != self.tag(&body) {
+        };
+        if !minted_by(&self.0.secret, &id) {
             return Err(Error::new(
                 ErrorKind::BadRequest,
                 format!(
@@ -139,29 +137,6 @@ impl Namespace {
             id,
             name: None,
         })
-    }
-
-    /// The id with `body`, sealed with this namespace's tag.
-    fn object_id(&self, body: [u8; ID_BODY], name: Option<String>) -> ObjectId {
-        let mut id = [0u8; 32];
-        id[..ID_BODY].copy_from_slice(&body);
-        id[ID_BODY..].copy_from_slice(&self.tag(&body));
-        ObjectId {
-            namespace: self.clone(),
-            id,
-            name,
-        }
-    }
-
-    /// The tag of an id with `body` in this namespace.
-    fn tag(&self, body: &[u8; ID_BODY]) -> [u8; 32 - ID_BODY] {
-        let hash = blake3::Hasher::new_keyed(&self.0.secret)
-            .update(b"dohost tag\0")
-            .update(body)
-            .finalize();
-        let mut tag = [0u8; 32 - ID_BODY];
-        tag.copy_from_slice(&hash.as_bytes()[..32 - ID_BODY]);
-        tag
     }
 
     /// A stub for the object with `id` (the same as [`ObjectId::get`]).
@@ -193,6 +168,14 @@ impl Namespace {
         self.0.number
     }
 
+    /// The namespace's number and id secret.
+    pub(crate) fn record(&self) -> crate::migrations::NamespaceRecord {
+        crate::migrations::NamespaceRecord {
+            number: self.0.number,
+            secret: self.0.secret,
+        }
+    }
+
     /// Puts an alarm event in the mailbox of the object with `id`,
     /// activating it if needed.
     pub(crate) fn deliver_alarm(
@@ -201,6 +184,24 @@ impl Namespace {
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<()> {
         self.deliver(id, None, Event::Alarm { _permit: permit })
+    }
+
+    /// Deletes the object with `id` through its actor (see
+    /// [`crate::admin`]); `false` if it had never written anything.
+    pub(crate) async fn delete_object(&self, id: &[u8; 32]) -> Result<bool> {
+        let key = ObjectKey::new(self.0.number, id);
+        if !crate::admin::exists(&self.0.shared.store, &key)? {
+            return Ok(false);
+        }
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.deliver(id, None, Event::Delete { reply })?;
+        done.await.map_err(|_| {
+            Error::new(
+                ErrorKind::ShutDown,
+                "the host shut down before the deletion",
+            )
+        })??;
+        Ok(true)
     }
 
     /// How many of this namespace's objects are in memory now.
@@ -296,6 +297,48 @@ impl Namespace {
             mailbox: tx,
         }
     }
+}
+
+/// The id of the object called `name` in the namespace with `secret`.
+pub(crate) fn name_id(secret: &[u8; 32], name: &str) -> [u8; 32] {
+    let hash = blake3::Hasher::new_keyed(secret)
+        .update(b"dohost name\0")
+        .update(name.as_bytes())
+        .finalize();
+    let mut body = [0u8; ID_BODY];
+    body.copy_from_slice(&hash.as_bytes()[..ID_BODY]);
+    body[0] &= !UNIQUE_BIT;
+    seal(secret, body)
+}
+
+/// The id with `body`, sealed with the tag of the namespace with `secret`.
+fn seal(secret: &[u8; 32], body: [u8; ID_BODY]) -> [u8; 32] {
+    let mut id = [0u8; 32];
+    id[..ID_BODY].copy_from_slice(&body);
+    id[ID_BODY..].copy_from_slice(&tag(secret, &body));
+    id
+}
+
+/// The tag of an id with `body` in the namespace with `secret`.
+fn tag(secret: &[u8; 32], body: &[u8]) -> [u8; 32 - ID_BODY] {
+    let hash = blake3::Hasher::new_keyed(secret)
+        .update(b"dohost tag\0")
+        .update(body)
+        .finalize();
+    let mut tag = [0u8; 32 - ID_BODY];
+    tag.copy_from_slice(&hash.as_bytes()[..32 - ID_BODY]);
+    tag
+}
+
+/// The 32 bytes of an id written as 64 hex characters (either case).
+pub(crate) fn parse_id(hex: &str) -> Option<[u8; 32]> {
+    let mut id = [0u8; 32];
+    (hex.len() == 64 && hex::decode_to_slice(hex, &mut id).is_ok()).then_some(id)
+}
+
+/// Whether the namespace with `secret` minted `id`.
+pub(crate) fn minted_by(secret: &[u8; 32], id: &[u8; 32]) -> bool {
+    id[ID_BODY..] == tag(secret, &id[..ID_BODY])
 }
 
 /// The id of one object in one namespace.

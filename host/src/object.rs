@@ -92,6 +92,9 @@ pub(crate) enum Event {
     Alarm {
         _permit: tokio::sync::OwnedSemaphorePermit,
     },
+    /// Delete the object (admin): its instance, its cache and all its
+    /// storage; answers once the deletion is durable.
+    Delete { reply: oneshot::Sender<Result<()>> },
 }
 
 /// What a stub asks of an object.
@@ -422,6 +425,9 @@ impl Actor {
                 self.io_mut().chain = CallChain::default();
                 self.alarm().await;
             }
+            Event::Delete { reply } => {
+                let _ = reply.send(self.delete().await);
+            }
         }
     }
 
@@ -657,6 +663,21 @@ impl Actor {
             io.writes.write_alarm(write);
         }
         io.flush();
+    }
+
+    /// Deletes the object: the instance and everything it wrote go, in one
+    /// commit after every earlier one; the next event finds it empty.
+    async fn delete(&mut self) -> Result<()> {
+        self.reset();
+        let io = self.io_mut();
+        io.forget().await;
+        let done = io
+            .shared
+            .store
+            .commit(io.identity.key, crate::admin::deletion(), None);
+        let result = pass_gate(Some(done.shared())).await;
+        tracing::info!(object = %self.identity.id_hex, "object deleted by the admin");
+        result
     }
 
     /// Hands the event's writes to the committer; transactions the guest

@@ -63,13 +63,23 @@ pub(crate) trait PageSource: Send + Sync {
     fn page_count(&self, object: &ObjectKey) -> Result<u32, String>;
 }
 
-impl PageSource for crate::host::HostShared {
+impl PageSource for Store {
     fn read_page(&self, object: &ObjectKey, page: u32) -> Result<Option<Vec<u8>>, String> {
-        Store::read_page(&self.store, object, page).map_err(|e| e.to_string())
+        Store::read_page(self, object, page).map_err(|e| e.to_string())
     }
 
     fn page_count(&self, object: &ObjectKey) -> Result<u32, String> {
-        Store::page_count(&self.store, object).map_err(|e| e.to_string())
+        Store::page_count(self, object).map_err(|e| e.to_string())
+    }
+}
+
+impl PageSource for crate::host::HostShared {
+    fn read_page(&self, object: &ObjectKey, page: u32) -> Result<Option<Vec<u8>>, String> {
+        PageSource::read_page(&self.store, object, page)
+    }
+
+    fn page_count(&self, object: &ObjectKey) -> Result<u32, String> {
+        PageSource::page_count(&self.store, object)
     }
 }
 

@@ -42,11 +42,11 @@ use tokio::sync::oneshot;
 use crate::alarm::{AlarmChange, AlarmListener, AlarmRecord, AlarmWrite};
 use crate::error::{Error, ErrorKind, Result};
 
-const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+pub(crate) const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 const PAGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pages");
 const ALARMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("alarms");
 const ALARM_TIMES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("alarm_times");
-const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+pub(crate) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
 
 /// The largest number of write sets one redb transaction commits. Bounds the
@@ -69,7 +69,7 @@ impl ObjectKey {
     }
 
     /// The key as stored in redb.
-    fn from_bytes(bytes: &[u8]) -> Option<ObjectKey> {
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<ObjectKey> {
         Some(ObjectKey(bytes.try_into().ok()?))
     }
 
@@ -85,7 +85,7 @@ impl ObjectKey {
         id
     }
 
-    fn kv_key(&self, key: &str) -> Vec<u8> {
+    pub(crate) fn kv_key(&self, key: &str) -> Vec<u8> {
         self.kv_key_bytes(key.as_bytes())
     }
 
@@ -97,7 +97,7 @@ impl ObjectKey {
     }
 
     /// The first kv key after every key of this object.
-    fn kv_end(&self) -> Vec<u8> {
+    pub(crate) fn kv_end(&self) -> Vec<u8> {
         let mut k = self.0.to_vec();
         increment(&mut k);
         k
@@ -189,11 +189,17 @@ pub(crate) struct WriteSet {
     pub(crate) pages: PageWrites,
     /// And this change of the alarm (after `clear`, which removes it).
     pub(crate) alarm: Option<AlarmWrite>,
+    /// Remove the object from the directory too (deleting the object).
+    pub(crate) unregister: bool,
 }
 
 impl WriteSet {
     pub(crate) fn is_empty(&self) -> bool {
-        !self.clear && self.entries.is_empty() && self.pages.is_empty() && self.alarm.is_none()
+        !self.clear
+            && !self.unregister
+            && self.entries.is_empty()
+            && self.pages.is_empty()
+            && self.alarm.is_none()
     }
 }
 
@@ -833,6 +839,11 @@ fn commit_batch(
                         kv.remove(k.as_slice()).map_err(|e| err(&e))?;
                     }
                 }
+            }
+            if request.writes.unregister {
+                objects
+                    .remove(request.object.0.as_slice())
+                    .map_err(|e| err(&e))?;
             }
             if let Some(record) = &request.record {
                 let mut record = record.clone();

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod admin;
 mod alarms;
 mod batch_processor;
 mod config_errors;
