@@ -206,6 +206,71 @@ struct HostInner {
     scheduler_started: std::sync::atomic::AtomicBool,
     /// The bearer token of the admin HTTP API, if it is on.
     admin_token: Option<String>,
+    /// Where the components come from, for [`Host::reload`].
+    sources: Sources,
+}
+
+/// The components of a host and how they are linked.
+struct Sources {
+    bindings: Vec<BindingConfig>,
+    main: Option<ComponentSource>,
+    object_linker: wasmtime::component::Linker<ObjectState>,
+}
+
+/// Loads (from the compiled cache when it can), links and asks the
+/// component of binding `b` for its classes.
+fn load_binding(
+    shared: &Arc<HostShared>,
+    linker: &wasmtime::component::Linker<ObjectState>,
+    b: &BindingConfig,
+) -> Result<(DurableObjectPre<ObjectState>, Vec<String>)> {
+    let what = format!("binding {}", b.name);
+    let component = shared.runtime.load(&b.component, &what)?;
+    let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+        Error::new(
+            ErrorKind::Component,
+            format!("{what}: the component does not fit the durable-object world: {e:#}"),
+        )
+    })?;
+    let pre = DurableObjectPre::new(instance_pre).map_err(|e| {
+        Error::new(
+            ErrorKind::Component,
+            format!("{what}: the component does not export the handler interface: {e:#}"),
+        )
+    })?;
+    let exports = block_on(crate::object::exported_classes(&pre, shared, &what))?;
+    Ok((pre, exports))
+}
+
+/// Loads and links the entry worker.
+fn load_worker(
+    shared: &Arc<HostShared>,
+    source: &ComponentSource,
+) -> Result<WorkerPre<WorkerState>> {
+    let component = shared.runtime.load(source, "main worker")?;
+    let mut linker = shared.runtime.linker::<WorkerState>()?;
+    crate::bindings::worker::Worker::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        &mut linker,
+        |s| s,
+    )
+    .map_err(|e| {
+        Error::new(
+            ErrorKind::Component,
+            format!("linking the worker contract: {e:#}"),
+        )
+    })?;
+    let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+        Error::new(
+            ErrorKind::Component,
+            format!("main worker: the component does not fit the worker world: {e:#}"),
+        )
+    })?;
+    WorkerPre::new(instance_pre).map_err(|e| {
+        Error::new(
+            ErrorKind::Component,
+            format!("main worker: the component does not export worker-handler: {e:#}"),
+        )
+    })
 }
 
 impl HostInner {
@@ -324,6 +389,50 @@ impl Host {
     /// Dropping the last `Host` handle does the same in the background.
     pub async fn shutdown(self) {
         self.inner.close().await;
+    }
+
+    /// Loads every component again from where it came from (a `.wasm` file
+    /// that changed, say) and swaps them in: running events finish on the
+    /// old code, each object is reset before its next event, and new
+    /// events run the new code (see `dohost serve --watch`). Storage is
+    /// kept; configuration changes (bindings, classes, migrations) need a
+    /// restart. Blocks while components compile.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Component`] when a component cannot be read, compiled
+    /// or linked, and [`ErrorKind::Config`] when one no longer exports its
+    /// binding's class. Then nothing is swapped: the old code keeps running.
+    pub fn reload(&self) -> Result<()> {
+        let inner = &self.inner;
+        let sources = &inner.sources;
+        let mut pres = Vec::new();
+        for b in &sources.bindings {
+            let (pre, exports) = load_binding(&inner.shared, &sources.object_linker, b)?;
+            if !exports.contains(&b.class_name) {
+                return Err(Error::config(format!(
+                    "binding {}: the new component does not export class {} (it exports {}); export the class, or rename it with a migration and restart",
+                    b.name,
+                    b.class_name,
+                    exports.join(", ")
+                )));
+            }
+            pres.push((b.name.as_str(), pre));
+        }
+        let worker = match &sources.main {
+            Some(source) => Some(load_worker(&inner.shared, source)?),
+            None => None,
+        };
+        for (binding, pre) in pres {
+            if let Some(namespace) = inner.namespaces.get(binding) {
+                namespace.swap_code(pre);
+            }
+        }
+        if let (Some(pool), Some(pre)) = (&inner.worker, worker) {
+            pool.swap_code(pre);
+        }
+        tracing::info!("reloaded the components; objects restart on the new code");
+        Ok(())
     }
 
     /// Counters describing the host's storage right now.
@@ -672,25 +781,7 @@ impl HostBuilder {
                         b.name
                     )));
                 }
-                let what = format!("binding {}", b.name);
-                let component = shared.runtime.load(&b.component, &what)?;
-                let instance_pre = object_linker.instantiate_pre(&component).map_err(|e| {
-                    Error::new(
-                        ErrorKind::Component,
-                        format!(
-                            "{what}: the component does not fit the durable-object world: {e:#}"
-                        ),
-                    )
-                })?;
-                let pre = DurableObjectPre::new(instance_pre).map_err(|e| {
-                    Error::new(
-                        ErrorKind::Component,
-                        format!(
-                            "{what}: the component does not export the handler interface: {e:#}"
-                        ),
-                    )
-                })?;
-                let exports = block_on(crate::object::exported_classes(&pre, &shared, &what))?;
+                let (pre, exports) = load_binding(&shared, &object_linker, b)?;
                 pres.push((b.name.clone(), b.class_name.clone(), pre, exports));
             }
             let source = self.source.as_ref().map_or_else(
@@ -715,36 +806,10 @@ impl HostBuilder {
                     Namespace::new(binding, class, (ns.number, ns.secret), pre, shared.clone()),
                 );
             }
-            let worker_pre =
-                match &self.main {
-                    None => None,
-                    Some(source) => {
-                        let component = shared.runtime.load(source, "main worker")?;
-                        let mut linker = shared.runtime.linker::<WorkerState>()?;
-                        crate::bindings::worker::Worker::add_to_linker::<
-                            _,
-                            wasmtime::component::HasSelf<_>,
-                        >(&mut linker, |s| s)
-                        .map_err(|e| {
-                            Error::new(
-                                ErrorKind::Component,
-                                format!("linking the worker contract: {e:#}"),
-                            )
-                        })?;
-                        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
-                    Error::new(
-                        ErrorKind::Component,
-                        format!("main worker: the component does not fit the worker world: {e:#}"),
-                    )
-                })?;
-                        Some(WorkerPre::new(instance_pre).map_err(|e| {
-                    Error::new(
-                        ErrorKind::Component,
-                        format!("main worker: the component does not export worker-handler: {e:#}"),
-                    )
-                })?)
-                    }
-                };
+            let worker_pre = match &self.main {
+                None => None,
+                Some(source) => Some(load_worker(&shared, source)?),
+            };
             Ok((namespaces, worker_pre))
         })();
         let (namespaces, worker_pre) = match assembled {
@@ -762,6 +827,11 @@ impl HostBuilder {
         let namespaces = Arc::new(namespaces);
         let _ = shared.namespaces.set(Arc::downgrade(&namespaces));
         let worker = worker_pre.map(|pre| WorkerPool::new(pre, shared.clone(), namespaces.clone()));
+        let sources = Sources {
+            bindings: self.bindings,
+            main: self.main,
+            object_linker,
+        };
         let host = Host {
             inner: Arc::new(HostInner {
                 shared,
@@ -770,6 +840,7 @@ impl HostBuilder {
                 committer_stopped: std::sync::Mutex::new(Some(committer_stopped)),
                 scheduler_started: std::sync::atomic::AtomicBool::new(false),
                 admin_token: self.admin_token,
+                sources,
             }),
         };
         host.inner.start_scheduler();

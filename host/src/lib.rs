@@ -40,6 +40,7 @@ mod migrations;
 mod namespace;
 mod object;
 mod pages;
+mod reload;
 mod residency;
 pub mod server;
 mod sql;

@@ -1,7 +1,7 @@
 //! `dohost`: serve Durable Objects over HTTP, or build their components.
 //!
 //! ```text
-//! dohost serve [--config dohost.toml] [--listen 127.0.0.1:8787] [--data DIR]
+//! dohost serve [--config dohost.toml] [--listen 127.0.0.1:8787] [--data DIR] [--watch]
 //! dohost build [DIR]
 //! dohost objects list [BINDING] [--data DIR]
 //! dohost objects show BINDING NAME|ID [--data DIR]
@@ -43,6 +43,11 @@ enum Command {
         /// The data directory (database and compiled-component cache).
         #[arg(long, default_value = dohost::DEFAULT_DATA_DIR)]
         data: PathBuf,
+        /// Reload components when their files change (rebuilding Rust guest
+        /// crates first): running events finish on the old code, objects
+        /// restart on the new.
+        #[arg(long)]
+        watch: bool,
     },
     /// Build the guest components a dohost.toml points at.
     Build {
@@ -105,10 +110,94 @@ fn progress(line: &str) {
     eprintln!("dohost: {line}");
 }
 
-fn load_and_build(config_path: &Path) -> Result<dohost::Config> {
-    let mut config = dohost::Config::load(config_path)?;
-    dohost::build::build_config(&mut config, &mut progress)?;
-    Ok(config)
+/// The configuration as written, and as built (Rust crates replaced by
+/// their components).
+fn load_and_build(config_path: &Path) -> Result<(dohost::Config, dohost::Config)> {
+    let written = dohost::Config::load(config_path)?;
+    let mut built = written.clone();
+    dohost::build::build_config(&mut built, &mut progress)?;
+    Ok((written, built))
+}
+
+/// How often `--watch` looks at the component files.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// What `--watch` compares: every watched file with its modification time
+/// and length.
+type Snapshot = Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)>;
+
+/// The files behind `config`'s components: a component file, or a Rust
+/// crate's Cargo.toml and sources.
+fn watched_files(config: &dohost::Config) -> Snapshot {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    let sources = config
+        .bindings
+        .iter()
+        .map(|b| &b.component)
+        .chain(&config.main);
+    for source in sources {
+        match source {
+            dohost::ComponentSource::File(path) => files.push(path.clone()),
+            dohost::ComponentSource::RustCrate(dir) => {
+                files.push(dir.join("Cargo.toml"));
+                walk(&dir.join("src"), &mut files);
+            }
+            dohost::ComponentSource::Bytes(_) => {}
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+        .into_iter()
+        .map(|path| {
+            let stamp = std::fs::metadata(&path)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())));
+            (path, stamp)
+        })
+        .collect()
+}
+
+/// `--watch`: when a component's files change, rebuilds what needs it and
+/// reloads the host's components, until `stop` is set.
+fn watch(host: &dohost::Host, written: &dohost::Config, stop: &std::sync::atomic::AtomicBool) {
+    let mut seen = watched_files(written);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(WATCH_INTERVAL);
+        let now = watched_files(written);
+        if now == seen {
+            continue;
+        }
+        let changed: Vec<String> = now
+            .iter()
+            .filter(|entry| !seen.contains(entry))
+            .map(|(path, _)| path.display().to_string())
+            .collect();
+        progress(&format!("changed: {}", changed.join(", ")));
+        let mut built = written.clone();
+        let outcome =
+            dohost::build::build_config(&mut built, &mut progress).and_then(|()| host.reload());
+        match outcome {
+            Ok(()) => progress("reloaded: new events run the new code"),
+            Err(e) => progress(&format!("not reloaded, the running code stays: {e}")),
+        }
+        // A build rewrites nothing watched, but a file may have changed again
+        // meanwhile: compare with what was there before the build.
+        seen = now;
+    }
 }
 
 /// `dohost objects`: works on the data directory directly.
@@ -174,14 +263,25 @@ fn run(cli: Cli) -> Result<()> {
             config,
             listen,
             data,
+            watch: watching,
         } => {
-            let config = load_and_build(&config)?;
+            let (written, config) = load_and_build(&config)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
             runtime.block_on(async move {
                 let host = dohost::Host::from_config(&config, &data)?;
+                let stop_watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                if watching {
+                    let host = host.clone();
+                    let stop = stop_watching.clone();
+                    std::thread::Builder::new()
+                        .name("dohost-watch".into())
+                        .spawn(move || watch(&host, &written, &stop))
+                        .context("starting the --watch thread")?;
+                    progress("watching the components for changes (--watch)");
+                }
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
@@ -201,6 +301,7 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 };
                 dohost::server::serve(host.clone(), listener, shutdown).await?;
+                stop_watching.store(true, std::sync::atomic::Ordering::Relaxed);
                 // Let running events finish and their writes commit; open
                 // keep-alive connections may hold the host, so wait a while.
                 if tokio::time::timeout(SHUTDOWN_GRACE, host.shutdown())

@@ -25,6 +25,7 @@ use crate::bindings::object::DurableObjectPre;
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::HostShared;
 use crate::object::{Actor, Event, Identity, LiveEntry, LiveObjects, ObjectState};
+use crate::reload::Code;
 use crate::storage::ObjectKey;
 use crate::stub::Stub;
 
@@ -43,7 +44,7 @@ struct NamespaceInner {
     class: Arc<str>,
     number: u32,
     secret: [u8; 32],
-    pre: DurableObjectPre<ObjectState>,
+    code: Arc<Code<DurableObjectPre<ObjectState>>>,
     shared: Arc<HostShared>,
     live: Arc<LiveObjects>,
 }
@@ -65,12 +66,13 @@ impl Namespace {
         pre: DurableObjectPre<ObjectState>,
         shared: Arc<HostShared>,
     ) -> Namespace {
+        let code = Arc::new(Code::new(pre));
         Namespace(Arc::new(NamespaceInner {
             binding,
             class: class.into(),
             number,
             secret,
-            pre,
+            code,
             shared,
             live: Arc::new(Mutex::new(HashMap::new())),
         }))
@@ -166,6 +168,11 @@ impl Namespace {
     /// The namespace's number in storage keys.
     pub(crate) fn number(&self) -> u32 {
         self.0.number
+    }
+
+    /// Runs new events on `pre` (see [`crate::reload`]).
+    pub(crate) fn swap_code(&self, pre: DurableObjectPre<ObjectState>) {
+        self.0.code.swap(pre);
     }
 
     /// The namespace's number and id secret.
@@ -288,7 +295,7 @@ impl Namespace {
             number,
             identity,
             self.0.shared.clone(),
-            self.0.pre.clone(),
+            self.0.code.clone(),
             self.0.live.clone(),
         );
         self.0.shared.actors.spawn(actor.run(rx));

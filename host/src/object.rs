@@ -315,9 +315,11 @@ pub(crate) struct Actor {
     number: u64,
     identity: Identity,
     shared: Arc<HostShared>,
-    pre: crate::bindings::object::DurableObjectPre<ObjectState>,
+    code: Arc<crate::reload::Code<crate::bindings::object::DurableObjectPre<ObjectState>>>,
     live: Arc<LiveObjects>,
     instance: Option<(wasmtime::Store<ObjectState>, DurableObject)>,
+    /// The code generation the instance runs.
+    generation: u64,
     /// The object's io while no instance holds it.
     io: Option<ObjectIo>,
     /// Signalled when the object should leave memory to make room
@@ -338,7 +340,7 @@ impl Actor {
         number: u64,
         identity: Identity,
         shared: Arc<HostShared>,
-        pre: crate::bindings::object::DurableObjectPre<ObjectState>,
+        code: Arc<crate::reload::Code<crate::bindings::object::DurableObjectPre<ObjectState>>>,
         live: Arc<LiveObjects>,
     ) -> Actor {
         let io = ObjectIo::new(identity.clone(), shared.clone());
@@ -346,9 +348,10 @@ impl Actor {
             number,
             identity,
             shared,
-            pre,
+            code,
             live,
             instance: None,
+            generation: 0,
             io: Some(io),
             evict: Arc::new(tokio::sync::Notify::new()),
         }
@@ -474,7 +477,9 @@ impl Actor {
             .runtime
             .store(state, self.shared.settings.cpu_time_per_event);
 
-        let instance = match self.pre.instantiate_async(&mut store).await {
+        let (generation, pre) = self.code.get();
+        self.generation = generation;
+        let instance = match pre.instantiate_async(&mut store).await {
             Ok(instance) => instance,
             Err(e) => {
                 self.io = Some(store.into_data().io);
@@ -533,6 +538,10 @@ impl Actor {
     async fn begin_event(
         &mut self,
     ) -> Result<(&mut wasmtime::Store<ObjectState>, &mut DurableObject)> {
+        if self.instance.is_some() && self.code.generation() != self.generation {
+            tracing::debug!(object = %self.identity.id_hex, "the code was updated: resetting the object");
+            self.reset();
+        }
         if self.instance.is_none() {
             self.activate().await?;
         }

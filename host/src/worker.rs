@@ -54,8 +54,9 @@ type WarmWorker = (wasmtime::Store<WorkerState>, Worker);
 
 /// Warm instances of the entry worker.
 pub(crate) struct WorkerPool {
-    pre: WorkerPre<WorkerState>,
-    idle: Mutex<Vec<WarmWorker>>,
+    code: crate::reload::Code<WorkerPre<WorkerState>>,
+    /// Instances between requests, with the code generation each runs.
+    idle: Mutex<Vec<(u64, WarmWorker)>>,
     shared: Arc<HostShared>,
     namespaces: Arc<BTreeMap<String, Namespace>>,
 }
@@ -67,14 +68,21 @@ impl WorkerPool {
         namespaces: Arc<BTreeMap<String, Namespace>>,
     ) -> WorkerPool {
         WorkerPool {
-            pre,
+            code: crate::reload::Code::new(pre),
             idle: Mutex::new(Vec::new()),
             shared,
             namespaces,
         }
     }
 
-    async fn instantiate(&self) -> Result<WarmWorker> {
+    /// Runs new requests on `pre` (see [`crate::reload`]); instances of
+    /// the old code finish their requests and are dropped.
+    pub(crate) fn swap_code(&self, pre: WorkerPre<WorkerState>) {
+        self.code.swap(pre);
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    async fn instantiate(&self) -> Result<(u64, WarmWorker)> {
         let meter = GuestMeter::default();
         let state = WorkerState {
             wasi: engine::wasi_ctx(&meter.output),
@@ -87,20 +95,21 @@ impl WorkerPool {
             .shared
             .runtime
             .store(state, self.shared.settings.cpu_time_per_event);
-        let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| {
+        let (generation, pre) = self.code.get();
+        let instance = pre.instantiate_async(&mut store).await.map_err(|e| {
             engine::instantiate_error(
                 &e,
                 "cannot start the worker",
                 self.shared.settings.max_live_objects,
             )
         })?;
-        Ok((store, instance))
+        Ok((generation, (store, instance)))
     }
 
     /// Runs one request through a worker instance.
     pub(crate) async fn fetch(&self, req: WitRequest) -> Result<WitResponse> {
         let warm = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let (mut store, instance) = match warm {
+        let (generation, (mut store, instance)) = match warm {
             Some(w) => w,
             None => self.instantiate().await?,
         };
@@ -112,8 +121,8 @@ impl WorkerPool {
         match result {
             Ok(outcome) => {
                 let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                if idle.len() < MAX_IDLE_WORKERS {
-                    idle.push((store, instance));
+                if idle.len() < MAX_IDLE_WORKERS && generation == self.code.generation() {
+                    idle.push((generation, (store, instance)));
                 }
                 drop(idle);
                 outcome.map_err(|message| Error::new(ErrorKind::GuestError, message))

@@ -19,6 +19,7 @@ mod isolation;
 mod lifecycle;
 mod migrations;
 mod output_gate;
+mod reload;
 mod rpc;
 mod sql;
 mod sql_patterns;

@@ -74,7 +74,12 @@ fn host(
     bindings: &[Binding<'_>],
     migrations: &[dohost::Migration],
 ) -> dohost::Result<dohost::Host> {
-    let mut builder = dohost::Host::builder().data_dir(data);
+    let mut builder = dohost::Host::builder()
+        .data_dir(data)
+        .settings(dohost::Settings {
+            max_live_objects: 64,
+            ..dohost::Settings::default()
+        });
     for (binding, class, component) in bindings {
         builder = builder.binding(binding, class, component);
     }

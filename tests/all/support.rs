@@ -121,11 +121,17 @@ pub struct Server {
 impl Server {
     /// Starts `dohost serve` on a free loopback port and waits until it serves.
     pub fn start(config: &Path, data: &Path) -> Server {
+        Server::start_with(config, data, &[])
+    }
+
+    /// As [`Server::start`], with more arguments for `dohost serve`.
+    pub fn start_with(config: &Path, data: &Path, args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dohost"))
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .arg("--data")
             .arg(data)
+            .args(args)
             .env("RUST_BACKTRACE", "0")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,6 +1,10 @@
-//! The seed-000 upgrade: examples/counter's `Counter`, renamed
-//! `AdvancedCounter`, which counts by `?by=N` as well. It keeps the count
-//! under the same key, so a renamed namespace goes on counting.
+//! Upgrades for dohost's tests.
+//!
+//! - The seed-000 upgrade: examples/counter's `Counter`, renamed
+//!   `AdvancedCounter`, which counts by `?by=N` as well. It keeps the count
+//!   under the same key, so a renamed namespace goes on counting.
+//! - A new version of the probe's `Greeter`, for code reloads: the same
+//!   stored count, another greeting.
 
 use dohost_sdk::{DurableObject, Env, Error, Request, Response, Result, State};
 
@@ -28,4 +32,22 @@ impl DurableObject for AdvancedCounter {
     }
 }
 
-dohost_sdk::export_objects!(AdvancedCounter);
+/// The probe's `Greeter`, version 2.
+pub struct Greeter {
+    state: State,
+}
+
+impl DurableObject for Greeter {
+    fn new(state: State, _env: Env) -> Self {
+        Greeter { state }
+    }
+
+    fn fetch(&mut self, _req: Request) -> Result<Response> {
+        let storage = self.state.storage();
+        let times = storage.get::<u64>("greeted")?.unwrap_or(0) + 1;
+        storage.put("greeted", &times)?;
+        Ok(Response::text(format!("greetings, v2 #{times}")))
+    }
+}
+
+dohost_sdk::export_objects!(AdvancedCounter, Greeter);

@@ -218,7 +218,7 @@ fn spin_until(end: i64) {
 }
 
 /// A second class in the same component: greets with a `[vars]` value and
-/// remembers how many times it did.
+/// remembers how many times it did; `?spin=<ms>` first keeps it busy.
 pub struct Greeter {
     state: State,
     env: Env,
@@ -229,7 +229,11 @@ impl DurableObject for Greeter {
         Greeter { state, env }
     }
 
-    fn fetch(&mut self, _req: Request) -> Result<Response> {
+    fn fetch(&mut self, req: Request) -> Result<Response> {
+        if let Some(ms) = req.query().and_then(|q| q.strip_prefix("spin=")) {
+            let ms: i64 = ms.parse().map_err(|_| Error::new("spin=<ms>"))?;
+            spin_until(now_ms() + ms);
+        }
         let storage = self.state.storage();
         let times = storage.get::<u64>("greeted")?.unwrap_or(0) + 1;
         storage.put("greeted", &times)?;

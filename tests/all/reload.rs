@@ -1,0 +1,133 @@
+//! Code updates: a component swapped in while the host runs. A running
+//! event finishes on the old code, the next one runs the new code on a
+//! fresh instance over the same storage, and a component that no longer
+//! fits is refused while the old code keeps serving.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::{Server, client, get, guests, request, text, write_config};
+
+/// Puts `component` where the host reads its GREETER component, the way a
+/// build would: a new file moved into place.
+fn install(component: &Path, at: &Path) {
+    let tmp = at.with_extension("new");
+    std::fs::copy(component, &tmp).unwrap();
+    std::fs::rename(&tmp, at).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_swaps_the_code_between_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = guests();
+    let wasm = dir.path().join("greeter.wasm");
+    install(&g.probe, &wasm);
+    let host = dohost::Host::builder()
+        .data_dir(dir.path().join("data"))
+        .binding("GREETER", "Greeter", &wasm)
+        .build()
+        .unwrap();
+    let stub = host.namespace("GREETER").unwrap().get_by_name("g");
+    assert_eq!(
+        text(&stub.fetch(request("GET", "/", "")).await.unwrap()),
+        "hi #1 from Greeter"
+    );
+
+    // An event running on the old code while the new code comes in.
+    let running = tokio::spawn({
+        let stub = stub.clone();
+        async move { stub.fetch(request("GET", "/?spin=800", "")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    install(&g.advanced, &wasm);
+    let reloading = host.clone();
+    tokio::task::spawn_blocking(move || reloading.reload())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        text(&running.await.unwrap().unwrap()),
+        "hi #2 from Greeter",
+        "the running event finished on the old code"
+    );
+    assert_eq!(
+        text(&stub.fetch(request("GET", "/", "")).await.unwrap()),
+        "greetings, v2 #3",
+        "the next event runs the new code over the same storage"
+    );
+
+    // A component without the class is refused; v2 keeps serving.
+    install(&g.counter, &wasm);
+    let reloading = host.clone();
+    let err = tokio::task::spawn_blocking(move || reloading.reload())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind(), dohost::ErrorKind::Config);
+    assert!(
+        err.message().contains(
+            "binding GREETER: the new component does not export class Greeter (it exports Counter)"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        text(&stub.fetch(request("GET", "/", "")).await.unwrap()),
+        "greetings, v2 #4"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_watch_reloads_a_changed_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = guests();
+    let wasm = dir.path().join("greeter.wasm");
+    install(&g.probe, &wasm);
+    let config = write_config(
+        dir.path(),
+        "[[durable_objects.bindings]]\nname = \"GREETER\"\nclass_name = \"Greeter\"\ncomponent = \"greeter.wasm\"\n",
+    );
+    let server = Server::start_with(&config, &dir.path().join("data"), &["--watch"]);
+    let http = client();
+    assert_eq!(
+        get(&http, &server.url("/GREETER/g/")).await,
+        (200, "hi #1 from Greeter".to_owned())
+    );
+
+    install(&g.advanced, &wasm);
+    let mut answer = String::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (status, body) = get(&http, &server.url("/GREETER/g/")).await;
+        assert_eq!(status, 200, "{body}");
+        answer = body;
+        if answer.starts_with("greetings, v2") {
+            break;
+        }
+    }
+    assert!(
+        answer.starts_with("greetings, v2"),
+        "never reloaded: {answer}\n{}",
+        server.log()
+    );
+    assert!(server.log().contains("reloaded"), "{}", server.log());
+
+    // A broken file is refused and the running code stays.
+    std::fs::write(dir.path().join("broken.wasm"), b"not wasm").unwrap();
+    std::fs::rename(dir.path().join("broken.wasm"), &wasm).unwrap();
+    let mut log = String::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        log = server.log();
+        if log.contains("not reloaded") {
+            break;
+        }
+    }
+    assert!(
+        log.contains("not reloaded, the running code stays")
+            && log.contains("not a valid component"),
+        "{log}"
+    );
+    let (status, body) = get(&http, &server.url("/GREETER/g/")).await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("greetings, v2"), "{body}");
+}
