@@ -3,10 +3,13 @@
 //! ```text
 //! dohost serve [--config dohost.toml] [--listen 127.0.0.1:8787] [--data DIR] [--watch]
 //! dohost build [DIR]
-//! dohost objects list [BINDING] [--data DIR]
-//! dohost objects show BINDING NAME|ID [--data DIR]
-//! dohost objects delete BINDING NAME|ID [--data DIR]
+//! dohost objects list [BINDING] [--config dohost.toml | --data DIR]
+//! dohost objects show BINDING NAME|ID [--config dohost.toml | --data DIR]
+//! dohost objects delete BINDING NAME|ID [--config dohost.toml | --data DIR]
 //! ```
+//!
+//! The data directory is `.dohost` beside the configuration file unless
+//! `--data` says otherwise.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,9 +43,10 @@ enum Command {
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: SocketAddr,
-        /// The data directory (database and compiled-component cache).
-        #[arg(long, default_value = dohost::DEFAULT_DATA_DIR)]
-        data: PathBuf,
+        /// The data directory (database and compiled-component cache);
+        /// by default `.dohost` beside the configuration file.
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Reload components when their files change (rebuilding Rust guest
         /// crates first): running events finish on the old code, objects
         /// restart on the new.
@@ -60,9 +64,13 @@ enum Command {
     Objects {
         #[command(subcommand)]
         action: ObjectsAction,
-        /// The data directory.
-        #[arg(long, global = true, default_value = dohost::DEFAULT_DATA_DIR)]
-        data: PathBuf,
+        /// The data directory; by default `.dohost` beside the configuration
+        /// file.
+        #[arg(long, global = true)]
+        data: Option<PathBuf>,
+        /// The configuration file whose data directory to use.
+        #[arg(long, global = true, default_value = "dohost.toml")]
+        config: PathBuf,
     },
 }
 
@@ -101,6 +109,16 @@ fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// `.dohost` beside the configuration file `config`, as wrangler keeps its
+/// local state beside wrangler.toml: each application its own data.
+fn default_data_dir(config: &Path) -> PathBuf {
+    config
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join(dohost::DEFAULT_DATA_DIR)
 }
 
 /// How long a stopping server waits for running events and commits.
@@ -249,7 +267,11 @@ fn objects(action: ObjectsAction, data: &Path) -> Result<()> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Objects { action, data } => objects(action, &data),
+        Command::Objects {
+            action,
+            data,
+            config,
+        } => objects(action, &data.unwrap_or_else(|| default_data_dir(&config))),
         Command::Build { dir } => {
             let path = if dir.is_dir() {
                 dir.join("dohost.toml")
@@ -265,6 +287,7 @@ fn run(cli: Cli) -> Result<()> {
             data,
             watch: watching,
         } => {
+            let data = data.unwrap_or_else(|| default_data_dir(&config));
             let (written, config) = load_and_build(&config)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
