@@ -96,7 +96,9 @@ impl Registry {
 
     /// Reads the registry; namespaces recorded by binding name (before
     /// classes had their own) are taken over under the class they hold.
-    fn read(txn: &WriteTransaction, bindings: &[Binding<'_>]) -> Result<Registry> {
+    /// Also says whether there were such namespaces (the transaction then
+    /// holds their removal).
+    fn read(txn: &WriteTransaction, bindings: &[Binding<'_>]) -> Result<(Registry, bool)> {
         let err = |e: &dyn std::fmt::Display| Error::storage("reading the class registry", e);
         let mut registry = Registry::default();
         let classes = txn.open_table(CLASSES).map_err(|e| err(&e))?;
@@ -118,7 +120,9 @@ impl Registry {
             let (_, tag) = entry.map_err(|e| err(&e))?;
             registry.applied.push(tag.value().to_owned());
         }
-        for (binding, number, secret) in storage::take_legacy_namespaces(txn)? {
+        let legacy = storage::take_legacy_namespaces(txn)?;
+        let took_over = !legacy.is_empty();
+        for (binding, number, secret) in legacy {
             let class = match bindings.iter().find(|b| b.name == binding) {
                 Some(b) => Some(b.class.to_owned()),
                 None => storage::recorded_class(txn, number)?,
@@ -132,7 +136,7 @@ impl Registry {
                 registry.bound.insert(binding, class);
             }
         }
-        Ok(registry)
+        Ok((registry, took_over))
     }
 
     /// Replaces the stored registry with this one.
@@ -362,7 +366,7 @@ pub(crate) fn prepare(
     let txn = db
         .begin_write()
         .map_err(|e| Error::storage("begin migrations", e))?;
-    let registry = Registry::read(&txn, bindings)?;
+    let (registry, took_over) = Registry::read(&txn, bindings)?;
     let before = registry.clone();
     let plan = plan(
         registry,
@@ -371,7 +375,7 @@ pub(crate) fn prepare(
         &|number| storage::count_objects(&txn, number),
         source,
     )?;
-    if plan.registry == before && plan.deleted.is_empty() {
+    if !took_over && plan.registry == before && plan.deleted.is_empty() {
         return Ok(plan.registry.classes);
     }
     for (_, number) in &plan.deleted {
@@ -393,7 +397,7 @@ pub(crate) fn read_registry(store: &Store) -> Result<Registry> {
     let txn = db
         .begin_write()
         .map_err(|e| Error::storage("begin reading the class registry", e))?;
-    let registry = Registry::read(&txn, &[])?;
+    let (registry, _) = Registry::read(&txn, &[])?;
     // Not committed: reading the registry this way changes nothing.
     drop(txn);
     Ok(registry)
@@ -659,5 +663,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(classes(&later), BTreeSet::from(["A"]));
+    }
+
+    #[test]
+    fn namespaces_recorded_by_binding_are_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dohost.redb");
+        let secret = [7u8; 32];
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let legacy: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
+                let mut table = txn.open_table(legacy).unwrap();
+                let mut v = 3u32.to_be_bytes().to_vec();
+                v.extend_from_slice(&secret);
+                table.insert("COUNTER", v.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let (store, _stopped) =
+            Store::open(&path, None, std::sync::Arc::new(|_: &[_]| {})).unwrap();
+        let ex = exports(&["Counter"]);
+        let b = [Binding {
+            name: "COUNTER",
+            class: "Counter",
+            exports: &ex,
+        }];
+        let classes = prepare(&store, &[], &b, "f").unwrap();
+        assert_eq!(classes["Counter"], NamespaceRecord { number: 3, secret });
+        // Kept: the registry holds it now, not the old table.
+        let registry = read_registry(&store).unwrap();
+        assert_eq!(registry.classes["Counter"].number, 3);
+        assert_eq!(registry.bound["COUNTER"], "Counter");
+        store.close();
     }
 }

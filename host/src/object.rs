@@ -684,9 +684,9 @@ impl Actor {
             .shared
             .store
             .commit(io.identity.key, crate::admin::deletion(), None);
-        let result = pass_gate(Some(done.shared())).await;
+        pass_gate(Some(done.shared())).await?;
         tracing::info!(object = %self.identity.id_hex, "object deleted by the admin");
-        result
+        Ok(())
     }
 
     /// Hands the event's writes to the committer; transactions the guest
