@@ -183,6 +183,9 @@ pub(crate) struct Plan {
     pub(crate) deleted: Vec<(String, u32)>,
     /// What changed, for the log.
     pub(crate) changes: Vec<String>,
+    /// What dohost decided on its own (a detected rename), for the log's
+    /// warnings.
+    pub(crate) detected: Vec<String>,
 }
 
 /// Applies `migrations` not applied yet and the bindings to `registry`.
@@ -238,6 +241,7 @@ pub(crate) fn plan(
     }
 
     let mut changes = Vec::new();
+    let mut detected = Vec::new();
     let mut deleted = Vec::new();
     // Classes created by migrations in this start: each must end up bound.
     let mut created: BTreeMap<String, String> = BTreeMap::new();
@@ -303,7 +307,7 @@ pub(crate) fn plan(
                     && bound_to(&old).is_none() =>
             {
                 registry.rename(&old, b.class);
-                changes.push(format!(
+                detected.push(format!(
                     "class {old} renamed to {new}: binding {binding} now names {new} and its component no longer exports {old}, so {old}'s objects keep their state as {new}; record it with [[migrations]] renamed_classes = [{{ from = \"{old}\", to = \"{new}\" }}]",
                     new = b.class,
                     binding = b.name,
@@ -350,6 +354,7 @@ pub(crate) fn plan(
         registry,
         deleted,
         changes,
+        detected,
     })
 }
 
@@ -386,6 +391,9 @@ pub(crate) fn prepare(
         .map_err(|e| Error::storage("commit migrations", e))?;
     for change in &plan.changes {
         tracing::info!("{change}");
+    }
+    for decision in &plan.detected {
+        tracing::warn!("{decision}");
     }
     Ok(plan.registry.classes)
 }
@@ -482,9 +490,9 @@ mod tests {
         .unwrap();
         assert_eq!(renamed.registry.classes["AdvancedCounter"].number, number);
         assert!(
-            renamed.changes[0].contains("renamed_classes"),
+            renamed.detected[0].contains("renamed_classes"),
             "{:?}",
-            renamed.changes
+            renamed.detected
         );
 
         // Still exporting the old class: not a rename, and the old class's
