@@ -510,3 +510,61 @@ fn json_reply(status: u16, body: &serde_json::Value) -> http::Response<bytes::By
     );
     response
 }
+
+impl crate::Host {
+    /// The objects of every binding, or of `binding`, that have written
+    /// something, in binding and id order.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] for an unknown binding;
+    /// [`ErrorKind::Storage`] if the database cannot be read.
+    pub fn objects(&self, binding: Option<&str>) -> Result<Vec<crate::ObjectSummary>> {
+        crate::admin::list(&self.inner.shared.store, &self.places(), binding)
+    }
+
+    /// What the object `name_or_id` (an id of the namespace, or a name) of
+    /// `binding` holds, as far as it is durable; `None` if it has never
+    /// written anything.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::objects`].
+    pub fn object(&self, binding: &str, name_or_id: &str) -> Result<Option<crate::ObjectDetails>> {
+        let places = self.places();
+        let place = crate::admin::place(&places, binding)?;
+        crate::admin::show(
+            &self.inner.shared.store,
+            self.inner.shared.clone(),
+            place,
+            name_or_id,
+        )
+    }
+
+    /// Deletes the object `name_or_id` of `binding`: it finishes its
+    /// running event, then its instance, keys, SQL database, alarm and
+    /// directory entry go in one durable commit; its next event starts
+    /// empty. `false` if it had never written anything.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::objects`], and [`ErrorKind::Storage`] if the commit fails.
+    pub async fn delete_object(&self, binding: &str, name_or_id: &str) -> Result<bool> {
+        let places = self.places();
+        let key = crate::admin::place(&places, binding)?.resolve(name_or_id);
+        self.namespace(binding)?.delete_object(&key.id()).await
+    }
+
+    /// Every namespace, for the admin.
+    fn places(&self) -> Vec<crate::admin::Place> {
+        self.inner
+            .namespaces
+            .values()
+            .map(|ns| crate::admin::Place {
+                binding: ns.binding().to_owned(),
+                class: ns.class_name().to_owned(),
+                ns: ns.record(),
+            })
+            .collect()
+    }
+}

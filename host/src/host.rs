@@ -11,8 +11,6 @@ use bytes::Bytes;
 use crate::alarm::{
     AlarmChange, DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, SCHEDULE_WINDOW, Schedule,
 };
-use crate::bindings::object::DurableObjectPre;
-use crate::bindings::worker::WorkerPre;
 use crate::cache::CacheBudget;
 use crate::config::{BindingConfig, ComponentSource, Config, Migration};
 use crate::engine::{EngineLimits, Runtime};
@@ -22,7 +20,7 @@ use crate::object::{DEFAULT_IDLE_TIMEOUT, ObjectState};
 use crate::sql::DEFAULT_MAX_SQL_DATABASE_BYTES;
 use crate::storage::{CommitHook, Store};
 use crate::stub::{from_wit_response, to_wit_request};
-use crate::worker::{WorkerPool, WorkerState};
+use crate::worker::WorkerPool;
 
 /// The default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = ".dohost";
@@ -194,83 +192,20 @@ impl HostShared {
 /// ```
 #[derive(Clone)]
 pub struct Host {
-    inner: Arc<HostInner>,
+    pub(crate) inner: Arc<HostInner>,
 }
 
-struct HostInner {
-    shared: Arc<HostShared>,
-    namespaces: Arc<BTreeMap<String, Namespace>>,
-    worker: Option<WorkerPool>,
+pub(crate) struct HostInner {
+    pub(crate) shared: Arc<HostShared>,
+    pub(crate) namespaces: Arc<BTreeMap<String, Namespace>>,
+    pub(crate) worker: Option<WorkerPool>,
     committer_stopped: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     /// The alarm scheduler task was started.
     scheduler_started: std::sync::atomic::AtomicBool,
     /// The bearer token of the admin HTTP API, if it is on.
     admin_token: Option<String>,
     /// Where the components come from, for [`Host::reload`].
-    sources: Sources,
-}
-
-/// The components of a host and how they are linked.
-struct Sources {
-    bindings: Vec<BindingConfig>,
-    main: Option<ComponentSource>,
-    object_linker: wasmtime::component::Linker<ObjectState>,
-}
-
-/// Loads (from the compiled cache when it can), links and asks the
-/// component of binding `b` for its classes.
-fn load_binding(
-    shared: &Arc<HostShared>,
-    linker: &wasmtime::component::Linker<ObjectState>,
-    b: &BindingConfig,
-) -> Result<(DurableObjectPre<ObjectState>, Vec<String>)> {
-    let what = format!("binding {}", b.name);
-    let component = shared.runtime.load(&b.component, &what)?;
-    let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
-        Error::new(
-            ErrorKind::Component,
-            format!("{what}: the component does not fit the durable-object world: {e:#}"),
-        )
-    })?;
-    let pre = DurableObjectPre::new(instance_pre).map_err(|e| {
-        Error::new(
-            ErrorKind::Component,
-            format!("{what}: the component does not export the handler interface: {e:#}"),
-        )
-    })?;
-    let exports = block_on(crate::object::exported_classes(&pre, shared, &what))?;
-    Ok((pre, exports))
-}
-
-/// Loads and links the entry worker.
-fn load_worker(
-    shared: &Arc<HostShared>,
-    source: &ComponentSource,
-) -> Result<WorkerPre<WorkerState>> {
-    let component = shared.runtime.load(source, "main worker")?;
-    let mut linker = shared.runtime.linker::<WorkerState>()?;
-    crate::bindings::worker::Worker::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
-        &mut linker,
-        |s| s,
-    )
-    .map_err(|e| {
-        Error::new(
-            ErrorKind::Component,
-            format!("linking the worker contract: {e:#}"),
-        )
-    })?;
-    let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
-        Error::new(
-            ErrorKind::Component,
-            format!("main worker: the component does not fit the worker world: {e:#}"),
-        )
-    })?;
-    WorkerPre::new(instance_pre).map_err(|e| {
-        Error::new(
-            ErrorKind::Component,
-            format!("main worker: the component does not export worker-handler: {e:#}"),
-        )
-    })
+    pub(crate) sources: crate::code::Sources,
 }
 
 impl HostInner {
@@ -391,50 +326,6 @@ impl Host {
         self.inner.close().await;
     }
 
-    /// Loads every component again from where it came from (a `.wasm` file
-    /// that changed, say) and swaps them in: running events finish on the
-    /// old code, each object is reset before its next event, and new
-    /// events run the new code (see `dohost serve --watch`). Storage is
-    /// kept; configuration changes (bindings, classes, migrations) need a
-    /// restart. Blocks while components compile.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::Component`] when a component cannot be read, compiled
-    /// or linked, and [`ErrorKind::Config`] when one no longer exports its
-    /// binding's class. Then nothing is swapped: the old code keeps running.
-    pub fn reload(&self) -> Result<()> {
-        let inner = &self.inner;
-        let sources = &inner.sources;
-        let mut pres = Vec::new();
-        for b in &sources.bindings {
-            let (pre, exports) = load_binding(&inner.shared, &sources.object_linker, b)?;
-            if !exports.contains(&b.class_name) {
-                return Err(Error::config(format!(
-                    "binding {}: the new component does not export class {} (it exports {}); export the class, or rename it with a migration and restart",
-                    b.name,
-                    b.class_name,
-                    exports.join(", ")
-                )));
-            }
-            pres.push((b.name.as_str(), pre));
-        }
-        let worker = match &sources.main {
-            Some(source) => Some(load_worker(&inner.shared, source)?),
-            None => None,
-        };
-        for (binding, pre) in pres {
-            if let Some(namespace) = inner.namespaces.get(binding) {
-                namespace.swap_code(pre);
-            }
-        }
-        if let (Some(pool), Some(pre)) = (&inner.worker, worker) {
-            pool.swap_code(pre);
-        }
-        tracing::info!("reloaded the components; objects restart on the new code");
-        Ok(())
-    }
-
     /// Counters describing the host's storage right now.
     pub fn stats(&self) -> Stats {
         Stats {
@@ -448,62 +339,6 @@ impl Host {
                 .load(std::sync::atomic::Ordering::Relaxed),
             objects_in_memory: self.inner.shared.residency.count(),
         }
-    }
-
-    /// The objects of every binding, or of `binding`, that have written
-    /// something, in binding and id order.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::NotFound`] for an unknown binding;
-    /// [`ErrorKind::Storage`] if the database cannot be read.
-    pub fn objects(&self, binding: Option<&str>) -> Result<Vec<crate::ObjectSummary>> {
-        crate::admin::list(&self.inner.shared.store, &self.places(), binding)
-    }
-
-    /// What the object `name_or_id` (an id of the namespace, or a name) of
-    /// `binding` holds, as far as it is durable; `None` if it has never
-    /// written anything.
-    ///
-    /// # Errors
-    ///
-    /// As [`Host::objects`].
-    pub fn object(&self, binding: &str, name_or_id: &str) -> Result<Option<crate::ObjectDetails>> {
-        let places = self.places();
-        let place = crate::admin::place(&places, binding)?;
-        crate::admin::show(
-            &self.inner.shared.store,
-            self.inner.shared.clone(),
-            place,
-            name_or_id,
-        )
-    }
-
-    /// Deletes the object `name_or_id` of `binding`: it finishes its
-    /// running event, then its instance, keys, SQL database, alarm and
-    /// directory entry go in one durable commit; its next event starts
-    /// empty. `false` if it had never written anything.
-    ///
-    /// # Errors
-    ///
-    /// As [`Host::objects`], and [`ErrorKind::Storage`] if the commit fails.
-    pub async fn delete_object(&self, binding: &str, name_or_id: &str) -> Result<bool> {
-        let places = self.places();
-        let key = crate::admin::place(&places, binding)?.resolve(name_or_id);
-        self.namespace(binding)?.delete_object(&key.id()).await
-    }
-
-    /// Every namespace, for the admin.
-    fn places(&self) -> Vec<crate::admin::Place> {
-        self.inner
-            .namespaces
-            .values()
-            .map(|ns| crate::admin::Place {
-                binding: ns.binding().to_owned(),
-                class: ns.class_name().to_owned(),
-                ns: ns.record(),
-            })
-            .collect()
     }
 
     /// The names of all bindings, comma-separated.
@@ -781,7 +616,7 @@ impl HostBuilder {
                         b.name
                     )));
                 }
-                let (pre, exports) = load_binding(&shared, &object_linker, b)?;
+                let (pre, exports) = crate::code::load_binding(&shared, &object_linker, b)?;
                 pres.push((b.name.clone(), b.class_name.clone(), pre, exports));
             }
             let source = self.source.as_ref().map_or_else(
@@ -808,7 +643,7 @@ impl HostBuilder {
             }
             let worker_pre = match &self.main {
                 None => None,
-                Some(source) => Some(load_worker(&shared, source)?),
+                Some(source) => Some(crate::code::load_worker(&shared, source)?),
             };
             Ok((namespaces, worker_pre))
         })();
@@ -827,7 +662,7 @@ impl HostBuilder {
         let namespaces = Arc::new(namespaces);
         let _ = shared.namespaces.set(Arc::downgrade(&namespaces));
         let worker = worker_pre.map(|pre| WorkerPool::new(pre, shared.clone(), namespaces.clone()));
-        let sources = Sources {
+        let sources = crate::code::Sources {
             bindings: self.bindings,
             main: self.main,
             object_linker,

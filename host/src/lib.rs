@@ -31,6 +31,7 @@ mod bindings;
 pub mod build;
 mod cache;
 mod calls;
+mod code;
 pub mod config;
 mod engine;
 mod error;
@@ -40,7 +41,7 @@ mod migrations;
 mod namespace;
 mod object;
 mod pages;
-mod reload;
+
 mod residency;
 pub mod server;
 mod sql;

@@ -22,10 +22,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use crate::bindings::object::DurableObjectPre;
+use crate::code::Code;
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::HostShared;
 use crate::object::{Actor, Event, Identity, LiveEntry, LiveObjects, ObjectState};
-use crate::reload::Code;
 use crate::storage::ObjectKey;
 use crate::stub::Stub;
 
@@ -170,7 +170,7 @@ impl Namespace {
         self.0.number
     }
 
-    /// Runs new events on `pre` (see [`crate::reload`]).
+    /// Runs new events on `pre` (see [`crate::code`]).
     pub(crate) fn swap_code(&self, pre: DurableObjectPre<ObjectState>) {
         self.0.code.swap(pre);
     }

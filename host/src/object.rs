@@ -167,7 +167,7 @@ pub(crate) struct ObjectIo {
 }
 
 impl ObjectIo {
-    fn new(identity: Identity, shared: Arc<HostShared>) -> ObjectIo {
+    pub(crate) fn new(identity: Identity, shared: Arc<HostShared>) -> ObjectIo {
         ObjectIo {
             sql: Sql::new(
                 identity.key,
@@ -281,7 +281,21 @@ pub(crate) struct ObjectState {
     wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) io: ObjectIo,
-    meter: GuestMeter,
+    pub(crate) meter: GuestMeter,
+}
+
+impl ObjectState {
+    /// A store's data for an object with `io`: no WASI access to the host,
+    /// nothing measured yet.
+    pub(crate) fn new(io: ObjectIo) -> ObjectState {
+        let meter = GuestMeter::default();
+        ObjectState {
+            wasi: engine::wasi_ctx(&meter.output),
+            table: ResourceTable::new(),
+            io,
+            meter,
+        }
+    }
 }
 
 impl engine::Metered for ObjectState {
@@ -315,7 +329,7 @@ pub(crate) struct Actor {
     number: u64,
     identity: Identity,
     shared: Arc<HostShared>,
-    code: Arc<crate::reload::Code<crate::bindings::object::DurableObjectPre<ObjectState>>>,
+    code: Arc<crate::code::Code<crate::bindings::object::DurableObjectPre<ObjectState>>>,
     live: Arc<LiveObjects>,
     instance: Option<(wasmtime::Store<ObjectState>, DurableObject)>,
     /// The code generation the instance runs.
@@ -340,7 +354,7 @@ impl Actor {
         number: u64,
         identity: Identity,
         shared: Arc<HostShared>,
-        code: Arc<crate::reload::Code<crate::bindings::object::DurableObjectPre<ObjectState>>>,
+        code: Arc<crate::code::Code<crate::bindings::object::DurableObjectPre<ObjectState>>>,
         live: Arc<LiveObjects>,
     ) -> Actor {
         let io = ObjectIo::new(identity.clone(), shared.clone());
@@ -465,13 +479,7 @@ impl Actor {
         let Some(io) = self.io.take() else {
             return Ok(());
         };
-        let meter = GuestMeter::default();
-        let state = ObjectState {
-            wasi: engine::wasi_ctx(&meter.output),
-            table: ResourceTable::new(),
-            io,
-            meter,
-        };
+        let state = ObjectState::new(io);
         let mut store = self
             .shared
             .runtime
@@ -721,49 +729,6 @@ impl Actor {
         }
         Ok(())
     }
-}
-
-/// Asks a component which classes it exports (`handler.classes`), in an
-/// instance that is dropped at once. `what` names the component in errors.
-pub(crate) async fn exported_classes(
-    pre: &crate::bindings::object::DurableObjectPre<ObjectState>,
-    shared: &Arc<HostShared>,
-    what: &str,
-) -> Result<Vec<String>> {
-    let identity = Identity {
-        key: crate::storage::ObjectKey::new(u32::MAX, &[0; 32]),
-        binding: what.into(),
-        id_hex: String::new(),
-        name: None,
-        class: "".into(),
-    };
-    let meter = GuestMeter::default();
-    let state = ObjectState {
-        wasi: engine::wasi_ctx(&meter.output),
-        table: ResourceTable::new(),
-        io: ObjectIo::new(identity, shared.clone()),
-        meter,
-    };
-    let mut store = shared
-        .runtime
-        .store(state, shared.settings.cpu_time_per_event);
-    let instance = pre.instantiate_async(&mut store).await.map_err(|e| {
-        Error::new(
-            ErrorKind::Component,
-            format!("{what}: cannot instantiate the component: {e:#}"),
-        )
-    })?;
-    instance
-        .dohost_object_handler()
-        .call_classes(&mut store)
-        .await
-        .map_err(|e| {
-            let message = engine::describe_trap(&e, &store.data().meter);
-            Error::new(
-                ErrorKind::Component,
-                format!("{what}: the component trapped when asked for its classes: {message}"),
-            )
-        })
 }
 
 impl types::Host for ObjectState {}

@@ -54,7 +54,7 @@ type WarmWorker = (wasmtime::Store<WorkerState>, Worker);
 
 /// Warm instances of the entry worker.
 pub(crate) struct WorkerPool {
-    code: crate::reload::Code<WorkerPre<WorkerState>>,
+    code: crate::code::Code<WorkerPre<WorkerState>>,
     /// Instances between requests, with the code generation each runs.
     idle: Mutex<Vec<(u64, WarmWorker)>>,
     shared: Arc<HostShared>,
@@ -68,14 +68,14 @@ impl WorkerPool {
         namespaces: Arc<BTreeMap<String, Namespace>>,
     ) -> WorkerPool {
         WorkerPool {
-            code: crate::reload::Code::new(pre),
+            code: crate::code::Code::new(pre),
             idle: Mutex::new(Vec::new()),
             shared,
             namespaces,
         }
     }
 
-    /// Runs new requests on `pre` (see [`crate::reload`]); instances of
+    /// Runs new requests on `pre` (see [`crate::code`]); instances of
     /// the old code finish their requests and are dropped.
     pub(crate) fn swap_code(&self, pre: WorkerPre<WorkerState>) {
         self.code.swap(pre);

@@ -3,29 +3,13 @@
 
 use std::path::Path;
 
-use crate::support::{guests, run_dohost, write_config};
+use crate::support::{guests, serve_refused, write_config};
 
 /// Runs `dohost serve` on `config_text` written into `dir`; it must fail.
 /// Returns (the config path, stderr).
 fn serve_fails(dir: &Path, config_text: &str) -> (String, String) {
     let config = write_config(dir, config_text);
-    let data = dir.join("data");
-    let (ok, stderr) = run_dohost(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-        ],
-        std::time::Duration::from_secs(120),
-    );
-    assert!(
-        !ok,
-        "dohost serve started with a bad config:\n{config_text}"
-    );
+    let stderr = serve_refused(&config, &dir.join("data"));
     (config.display().to_string(), stderr)
 }
 

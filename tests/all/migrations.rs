@@ -4,12 +4,11 @@
 //! the data directory refuses to start, naming the problem and the fix.
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde_json::json;
 
 use crate::support::{
-    Server, client, get, guests, request, run_dohost, run_ops, text, write_config,
+    Server, client, get, guests, request, run_ops, serve_refused, text, write_config,
 };
 
 fn counter_config(dir: &Path, class: &str, component: &Path) -> std::path::PathBuf {
@@ -246,22 +245,7 @@ async fn configurations_that_do_not_fit_the_data_directory_are_refused() {
 
     // The same refusal from `dohost serve`, which does not start.
     let config = counter_config(dir.path(), "Counter", &g.counter);
-    let (ok, stderr) = run_dohost(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().unwrap(),
-            "--data",
-            dir.path().to_str().unwrap(),
-        ],
-        Duration::from_secs(120),
-    );
-    assert!(
-        !ok,
-        "dohost served a data directory it would orphan objects of"
-    );
+    let stderr = serve_refused(&config, dir.path());
     assert!(
         stderr.contains(&format!(
             "{}: the data directory holds 1 object(s) of class Probe",

@@ -225,6 +225,30 @@ pub fn run_dohost(args: &[&str], limit: Duration) -> (bool, String) {
     )
 }
 
+/// Runs `dohost serve` on `config` and `data`, which must refuse to start;
+/// returns its stderr.
+pub fn serve_refused(config: &Path, data: &Path) -> String {
+    let (ok, stderr) = run_dohost(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().expect("a UTF-8 path"),
+            "--data",
+            data.to_str().expect("a UTF-8 path"),
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(
+        !ok,
+        "dohost serve started with {}:\n{}",
+        config.display(),
+        std::fs::read_to_string(config).unwrap_or_default()
+    );
+    stderr
+}
+
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 pub fn client() -> HttpClient {
