@@ -46,8 +46,11 @@ pub struct ObjectDetails {
     /// Which object.
     #[serde(flatten)]
     pub object: ObjectSummary,
-    /// Its KV keys with the size of each value, in key order.
+    /// Its first KV keys ([`MAX_KEYS_SHOWN`] at most) with the size of
+    /// each value, in key order.
     pub keys: Vec<KeyInfo>,
+    /// How many KV keys it has.
+    pub keys_total: u64,
     /// The tables of its SQL database with their row counts.
     pub sql_tables: Vec<TableInfo>,
     /// The size of its SQL database file, in bytes.
@@ -55,6 +58,9 @@ pub struct ObjectDetails {
     /// When its alarm is due, in milliseconds since the Unix epoch.
     pub alarm: Option<i64>,
 }
+
+/// The most keys [`ObjectDetails::keys`] lists.
+pub const MAX_KEYS_SHOWN: usize = 1000;
 
 /// A KV key of an object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -174,12 +180,17 @@ pub(crate) fn show(
     let record: Option<ObjectRecord> = serde_json::from_slice(record.value()).ok();
     let kv = txn.open_table(KV).map_err(storage_error)?;
     let mut keys = Vec::new();
+    let mut keys_total = 0;
     let (lo, hi) = (key.kv_key(""), key.kv_end());
     for entry in kv
         .range::<&[u8]>(lo.as_slice()..hi.as_slice())
         .map_err(storage_error)?
     {
         let (k, v) = entry.map_err(storage_error)?;
+        keys_total += 1;
+        if keys.len() == MAX_KEYS_SHOWN {
+            continue;
+        }
         keys.push(KeyInfo {
             key: String::from_utf8_lossy(&k.value()[lo.len()..]).into_owned(),
             bytes: v.value().len(),
@@ -201,6 +212,7 @@ pub(crate) fn show(
             name: record.and_then(|r| r.name),
         },
         keys,
+        keys_total,
         sql_tables,
         sql_bytes: u64::from(page_count) * crate::storage::PAGE_SIZE as u64,
         alarm: store.read_alarm(&key)?.map(|a| a.time),

@@ -50,7 +50,7 @@ mod stub;
 mod vfs;
 mod worker;
 
-pub use admin::{DataDir, KeyInfo, ObjectDetails, ObjectSummary, TableInfo};
+pub use admin::{DataDir, KeyInfo, MAX_KEYS_SHOWN, ObjectDetails, ObjectSummary, TableInfo};
 pub use alarm::{
     DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, MAX_DELIVERIES, SCHEDULE_WINDOW,
 };

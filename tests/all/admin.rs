@@ -96,6 +96,7 @@ async fn objects_are_listed_shown_and_deleted_in_a_stopped_data_directory() {
         assert_eq!(shown["name"], json!("p"));
         assert_eq!(shown["class"], json!("Probe"));
         assert_eq!(shown["keys"], json!([{"key": "greeting", "bytes": 5}]));
+        assert_eq!(shown["keys_total"], json!(1));
         assert_eq!(shown["sql_tables"], json!([{"name": "notes", "rows": 2}]));
         assert_eq!(shown["alarm"], json!(4_000_000_000_000i64));
     }
