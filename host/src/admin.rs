@@ -171,10 +171,7 @@ pub(crate) fn show(
     let db = store.database()?;
     let txn = db.begin_read().map_err(storage_error)?;
     let objects = txn.open_table(OBJECTS).map_err(storage_error)?;
-    let Some(record) = objects
-        .get(key.kv_key("").as_slice())
-        .map_err(storage_error)?
-    else {
+    let Some(record) = objects.get(key.as_bytes()).map_err(storage_error)? else {
         return Ok(None);
     };
     let record: Option<ObjectRecord> = serde_json::from_slice(record.value()).ok();
@@ -270,7 +267,7 @@ pub(crate) fn exists(store: &Store, key: &ObjectKey) -> Result<bool> {
     let txn = db.begin_read().map_err(storage_error)?;
     let objects = txn.open_table(OBJECTS).map_err(storage_error)?;
     Ok(objects
-        .get(key.kv_key("").as_slice())
+        .get(key.as_bytes())
         .map_err(storage_error)?
         .is_some())
 }

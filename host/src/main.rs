@@ -218,6 +218,12 @@ fn watch(host: &dohost::Host, written: &dohost::Config, stop: &std::sync::atomic
     }
 }
 
+fn no_such_object(binding: &str, name_or_id: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{binding} has no object {name_or_id:?} (it has never stored anything, or was deleted)"
+    )
+}
+
 /// `dohost objects`: works on the data directory directly.
 fn objects(action: ObjectsAction, data: &Path) -> Result<()> {
     let dir = dohost::DataDir::open(data)?;
@@ -244,18 +250,14 @@ fn objects(action: ObjectsAction, data: &Path) -> Result<()> {
             name_or_id,
         } => match dir.object(&binding, &name_or_id)? {
             Some(details) => println!("{}", serde_json::to_string_pretty(&details)?),
-            None => anyhow::bail!(
-                "{binding} has no object {name_or_id:?} (it has never stored anything, or was deleted)"
-            ),
+            None => return Err(no_such_object(&binding, &name_or_id)),
         },
         ObjectsAction::Delete {
             binding,
             name_or_id,
         } => {
             if !dir.delete_object(&binding, &name_or_id)? {
-                anyhow::bail!(
-                    "{binding} has no object {name_or_id:?} (it has never stored anything, or was deleted)"
-                );
+                return Err(no_such_object(&binding, &name_or_id));
             }
             progress(&format!(
                 "deleted {binding} object {name_or_id:?}: its storage, SQL database and alarm"

@@ -73,6 +73,11 @@ impl ObjectKey {
         Some(ObjectKey(bytes.try_into().ok()?))
     }
 
+    /// The key's 36 bytes, as the tables keyed by object store it.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// The namespace number.
     pub(crate) fn namespace(&self) -> u32 {
         u32::from_be_bytes([self.0[0], self.0[1], self.0[2], self.0[3]])
