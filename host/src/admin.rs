@@ -135,18 +135,15 @@ pub(crate) fn list(
     let table = txn.open_table(OBJECTS).map_err(storage_error)?;
     let mut found = Vec::new();
     for p in chosen {
-        let lo = p.ns.number.to_be_bytes();
+        let (lo, hi) = crate::storage::namespace_range(p.ns.number);
         for entry in table
-            .range::<&[u8]>(lo.as_slice()..)
+            .range::<&[u8]>(lo.as_slice()..hi.as_slice())
             .map_err(storage_error)?
         {
             let (k, v) = entry.map_err(storage_error)?;
             let Some(key) = ObjectKey::from_bytes(k.value()) else {
                 continue;
             };
-            if key.namespace() != p.ns.number {
-                break;
-            }
             let record: Option<ObjectRecord> = serde_json::from_slice(v.value()).ok();
             found.push(ObjectSummary {
                 binding: p.binding.clone(),

@@ -122,17 +122,18 @@ impl Registry {
         }
         let legacy = storage::take_legacy_namespaces(txn)?;
         let took_over = !legacy.is_empty();
-        for (binding, number, secret) in legacy {
+        for (binding, record) in legacy {
+            let Some(ns) = NamespaceRecord::decode(&record) else {
+                continue;
+            };
             let class = match bindings.iter().find(|b| b.name == binding) {
                 Some(b) => Some(b.class.to_owned()),
-                None => storage::recorded_class(txn, number)?,
+                None => storage::recorded_class(txn, ns.number)?,
             };
             if let Some(class) = class
                 && !registry.classes.contains_key(&class)
             {
-                registry
-                    .classes
-                    .insert(class.clone(), NamespaceRecord { number, secret });
+                registry.classes.insert(class.clone(), ns);
                 registry.bound.insert(binding, class);
             }
         }

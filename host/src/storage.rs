@@ -607,30 +607,24 @@ impl Store {
 
 /// Removes and returns the namespaces recorded by binding name, as data
 /// directories did before classes had namespaces of their own: (binding,
-/// number, secret).
+/// record), the record encoded as the registry encodes it
+/// ([`crate::migrations`]).
 pub(crate) fn take_legacy_namespaces(
     txn: &redb::WriteTransaction,
-) -> Result<Vec<(String, u32, [u8; 32])>> {
+) -> Result<Vec<(String, Vec<u8>)>> {
     let err = |e: &dyn std::fmt::Display| Error::storage("reading old namespaces", e);
     let mut table = txn.open_table(NAMESPACES).map_err(|e| err(&e))?;
     let mut found = Vec::new();
     for entry in table.iter().map_err(|e| err(&e))? {
         let (binding, v) = entry.map_err(|e| err(&e))?;
-        let v = v.value();
-        if let (Some(number), Some(secret)) = (v.get(..4), v.get(4..36)) {
-            found.push((
-                binding.value().to_owned(),
-                u32::from_be_bytes(number.try_into().unwrap_or_default()),
-                secret.try_into().unwrap_or_default(),
-            ));
-        }
+        found.push((binding.value().to_owned(), v.value().to_vec()));
     }
     table.retain(|_, _| false).map_err(|e| err(&e))?;
     Ok(found)
 }
 
 /// The bounds of namespace `number`'s rows in every table keyed by object.
-fn namespace_range(number: u32) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn namespace_range(number: u32) -> (Vec<u8>, Vec<u8>) {
     let lo = number.to_be_bytes().to_vec();
     let mut hi = lo.clone();
     increment(&mut hi);
