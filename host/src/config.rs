@@ -50,6 +50,10 @@ pub enum ComponentSource {
     /// A Rust guest crate directory (with `Cargo.toml`), built by
     /// [`crate::build`] into a component for `wasm32-wasip2`.
     RustCrate(PathBuf),
+    /// A JavaScript module (a `.js` file, or the `main` of a folder with
+    /// `package.json`), built by [`crate::build::build_js_guest`] with the
+    /// JavaScript SDK into a component.
+    JavaScript(PathBuf),
     /// Component bytes held in memory (embedding).
     Bytes(Arc<[u8]>),
 }
@@ -511,18 +515,22 @@ fn is_identifier(s: &str) -> bool {
 }
 
 fn resolve_component(dir: &Path, value: &str, field: &str) -> Result<ComponentSource> {
+    const WHAT: &str = "a .wasm component, a Rust guest crate directory, or a JavaScript module (.js, or a folder with package.json)";
     if value.is_empty() {
-        return Err(Error::config(format!(
-            "{field} is empty; set it to a .wasm component or a Rust guest crate directory"
-        )));
+        return Err(Error::config(format!("{field} is empty; set it to {WHAT}")));
     }
     let path = dir.join(value);
+    if path.is_dir() && path.join("Cargo.toml").is_file() {
+        return Ok(ComponentSource::RustCrate(path));
+    }
+    match crate::build::js_module(&path) {
+        Ok(Some(module)) => return Ok(ComponentSource::JavaScript(module)),
+        Ok(None) => {}
+        Err(why) => return Err(Error::config(format!("{field} = {value:?}: {why}"))),
+    }
     if path.is_dir() {
-        if path.join("Cargo.toml").is_file() {
-            return Ok(ComponentSource::RustCrate(path));
-        }
         return Err(Error::config(format!(
-            "{field} = {value:?}: {} is a directory without Cargo.toml; point it at a Rust guest crate or a .wasm file",
+            "{field} = {value:?}: {} is a directory without Cargo.toml or package.json; point it at {WHAT}",
             path.display()
         )));
     }
@@ -532,11 +540,11 @@ fn resolve_component(dir: &Path, value: &str, field: &str) -> Result<ComponentSo
     }
     if path.exists() {
         return Err(Error::config(format!(
-            "{field} = {value:?} is neither a .wasm component nor a crate directory; point it at one of those"
+            "{field} = {value:?} is none of {WHAT}; point it at one of those"
         )));
     }
     Err(Error::config(format!(
-        "{field} = {value:?}: {} does not exist; point it at a .wasm component or a Rust guest crate directory (with Cargo.toml)",
+        "{field} = {value:?}: {} does not exist; point it at {WHAT}",
         path.display()
     )))
 }
@@ -555,6 +563,53 @@ mod tests {
         let text = "[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"C\"\ncomponent = \"guest\"\n";
         let path = dir.path().join("dohost.toml");
         (dir, path, text)
+    }
+
+    #[test]
+    fn a_component_may_be_a_javascript_module_or_a_package_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dohost.toml");
+        std::fs::create_dir_all(dir.path().join("app/src")).unwrap();
+        std::fs::write(dir.path().join("app/src/counter.js"), "").unwrap();
+        std::fs::write(dir.path().join("app/lib.mjs"), "").unwrap();
+        let component = |value: &str| {
+            let text = format!(
+                "[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"C\"\ncomponent = {value:?}\n"
+            );
+            Config::parse(&text, &path).map(|c| c.bindings[0].component.clone())
+        };
+        let module = |c: ComponentSource| match c {
+            ComponentSource::JavaScript(m) => m,
+            other => panic!("not JavaScript: {other:?}"),
+        };
+        assert_eq!(
+            module(component("app/src/counter.js").unwrap()),
+            dir.path().join("app/src/counter.js")
+        );
+        // A folder with package.json: its "main", else src/index.js.
+        std::fs::write(
+            dir.path().join("app/package.json"),
+            r#"{"main": "lib.mjs"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            module(component("app").unwrap()),
+            dir.path().join("app/lib.mjs")
+        );
+        std::fs::write(dir.path().join("app/package.json"), "{}").unwrap();
+        let err = component("app").unwrap_err().to_string();
+        assert!(
+            err.contains("src/index.js, index.js") && err.contains("\"main\""),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("app/package.json"), "{").unwrap();
+        let err = component("app").unwrap_err().to_string();
+        assert!(err.contains("is not valid JSON"), "{err}");
+        let err = component("app/src/missing.js").unwrap_err().to_string();
+        assert!(
+            err.contains("does not exist") && err.contains("JavaScript module"),
+            "{err}"
+        );
     }
 
     #[test]

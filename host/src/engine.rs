@@ -138,11 +138,11 @@ impl Runtime {
                     ),
                 )
             })?,
-            ComponentSource::RustCrate(dir) => {
+            ComponentSource::RustCrate(dir) | ComponentSource::JavaScript(dir) => {
                 return Err(Error::new(
                     ErrorKind::Component,
                     format!(
-                        "{what}: {} is a Rust crate that has not been built; run `dohost build` (or dohost::build::build_config) first",
+                        "{what}: {} is a guest that has not been built; run `dohost build` (or dohost::build::build_config) first",
                         dir.display()
                     ),
                 ));

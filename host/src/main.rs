@@ -154,6 +154,9 @@ fn watched_files(config: &dohost::Config) -> Snapshot {
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
+                if path.file_name().is_some_and(|n| n == "node_modules") {
+                    continue;
+                }
                 walk(&path, out);
             } else {
                 out.push(path);
@@ -172,6 +175,12 @@ fn watched_files(config: &dohost::Config) -> Snapshot {
             dohost::ComponentSource::RustCrate(dir) => {
                 files.push(dir.join("Cargo.toml"));
                 walk(&dir.join("src"), &mut files);
+            }
+            // A module may import any file beside it.
+            dohost::ComponentSource::JavaScript(module) => {
+                if let Some(dir) = module.parent() {
+                    walk(dir, &mut files);
+                }
             }
             dohost::ComponentSource::Bytes(_) => {}
         }

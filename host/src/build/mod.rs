@@ -1,11 +1,16 @@
 //! Building guest components: `dohost build` and the build step of
 //! `dohost serve`.
 //!
-//! A component in the configuration may be a Rust guest crate directory. It
-//! is built with `cargo build --release --target wasm32-wasip2`, and the
-//! `wasm32-wasip2` target is added with rustup first when it is missing (as
-//! cargo-component does), saying so. Cargo decides what is stale, so an
-//! up-to-date guest costs one no-op cargo run.
+//! A component in the configuration may be a Rust guest crate directory or
+//! a JavaScript module (see [`build_js_guest`]). A crate is built with
+//! `cargo build --release --target wasm32-wasip2`, and the `wasm32-wasip2`
+//! target is added with rustup first when it is missing (as cargo-component
+//! does), saying so. Cargo decides what is stale, so an up-to-date guest
+//! costs one no-op cargo run.
+
+mod js;
+
+pub use js::{JS_BUILD_PACKAGES, JsBuild, JsRole, build_js_guest, js_module};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -120,38 +125,71 @@ pub fn build_rust_guest(dir: &Path) -> Result<PathBuf> {
     })
 }
 
-/// Builds every Rust crate component of `config` and points the
-/// configuration at the built files. `progress` gets one line per guest.
+/// Builds every guest crate and JavaScript module of `config` and points
+/// the configuration at the built components. `progress` gets a line or two
+/// per guest.
 ///
 /// # Errors
 ///
-/// As [`build_rust_guest`] and [`ensure_guest_target`].
+/// As [`build_rust_guest`], [`ensure_guest_target`] and [`build_js_guest`].
 pub fn build_config(config: &mut Config, progress: &mut dyn FnMut(&str)) -> Result<()> {
-    let mut sources: Vec<(String, &mut ComponentSource)> = config
+    let config_dir = config
+        .path
+        .as_deref()
+        .and_then(Path::parent)
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let mut sources: Vec<(String, JsRole, &mut ComponentSource)> = config
         .bindings
         .iter_mut()
-        .map(|b| (format!("binding {}", b.name), &mut b.component))
+        .map(|b| {
+            (
+                format!("binding {}", b.name),
+                JsRole::Objects,
+                &mut b.component,
+            )
+        })
         .collect();
     if let Some(main) = config.main.as_mut() {
-        sources.push(("main worker".to_owned(), main));
+        sources.push(("main worker".to_owned(), JsRole::Worker, main));
     }
     let mut target_checked = false;
-    for (what, source) in sources {
-        let ComponentSource::RustCrate(dir) = source else {
-            continue;
-        };
-        if !target_checked {
-            ensure_guest_target(progress)?;
-            target_checked = true;
-        }
-        progress(&format!("building {what} from {}", dir.display()));
+    for (what, role, source) in sources {
         let started = Instant::now();
-        let wasm = build_rust_guest(dir)?;
-        progress(&format!(
-            "built {what}: {} ({:.1} s)",
-            wasm.display(),
-            started.elapsed().as_secs_f64()
-        ));
+        let wasm = match source {
+            ComponentSource::RustCrate(dir) => {
+                if !target_checked {
+                    ensure_guest_target(progress)?;
+                    target_checked = true;
+                }
+                progress(&format!("building {what} from {}", dir.display()));
+                let wasm = build_rust_guest(dir)?;
+                progress(&format!(
+                    "built {what}: {} ({:.1} s)",
+                    wasm.display(),
+                    started.elapsed().as_secs_f64()
+                ));
+                wasm
+            }
+            ComponentSource::JavaScript(module) => {
+                progress(&format!(
+                    "building {what} from {} (JavaScript)",
+                    module.display()
+                ));
+                let built = build_js_guest(module, role, &config_dir, progress)?;
+                progress(&format!(
+                    "built {what}: {} ({:.1} MB, {})",
+                    built.wasm.display(),
+                    built.bytes as f64 / 1e6,
+                    if built.cached {
+                        "unchanged since the last build".to_owned()
+                    } else {
+                        format!("{:.1} s", started.elapsed().as_secs_f64())
+                    }
+                ));
+                built.wasm
+            }
+            ComponentSource::File(_) | ComponentSource::Bytes(_) => continue,
+        };
         *source = ComponentSource::File(wasm);
     }
     Ok(())

@@ -1,0 +1,121 @@
+// The dohost JavaScript SDK, as Durable Object classes see it. Guest code
+// imports from "dohost" where Cloudflare's imports from "cloudflare:workers":
+//
+//   import { DurableObject } from "dohost";
+//
+// `dohost build` bundles a module with this SDK and turns it into a
+// component: this file's `objectHandler` serves the module's exported
+// classes (the `durable-object` world), `worker.js` its default export (the
+// `worker` world).
+
+import * as context from "dohost:object/context@0.1.0";
+import { DurableObject, exportedClasses } from "./base.js";
+import { DurableObjectId, makeEnv } from "./env.js";
+import { errorMessage, fromWebResponse, toWebRequest } from "./http.js";
+import { DurableObjectStorage } from "./storage.js";
+
+export { DurableObject, WorkerEntrypoint } from "./base.js";
+export { CallError, SqlError, StorageError } from "./errors.js";
+export { DurableObjectId, DurableObjectNamespace } from "./env.js";
+
+/** `this.ctx` of a Durable Object (Cloudflare's DurableObjectState). */
+export class DurableObjectState {
+  #pending = [];
+  constructor() {
+    /** The object's id; `id.name` is the name it was reached by, if any. */
+    this.id = new DurableObjectId(context.id(), context.name());
+    this.storage = new DurableObjectStorage();
+  }
+
+  /**
+   * Runs `callback` and holds every event until it settles. The constructor
+   * runs before the object's first event, so initialisation put here (as in
+   * Cloudflare) finishes before any request sees the object.
+   */
+  blockConcurrencyWhile(callback) {
+    const done = (async () => callback())();
+    this.#pending.push(done);
+    return done;
+  }
+
+  /** Accepted as in Cloudflare; the work finishes within the current event. */
+  waitUntil(promise) {
+    this.#pending.push(Promise.resolve(promise).catch(() => {}));
+  }
+
+  /** @internal Waits for the work started by the constructor or an event. */
+  async settle() {
+    while (this.#pending.length > 0) await this.#pending.shift();
+  }
+}
+
+// Methods every object has that are not RPC methods.
+const NOT_RPC = new Set(["constructor", "fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError"]);
+
+function rpcMethod(instance, className, method) {
+  const fn = instance[method];
+  const inherited = method in DurableObject.prototype || method in Object.prototype;
+  if (typeof fn !== "function" || NOT_RPC.has(method) || method.startsWith("#") || inherited) {
+    throw new Error(`class ${className} has no RPC method ${JSON.stringify(method)}`);
+  }
+  return fn;
+}
+
+/** Runs a handler, reporting what it throws as the error message. */
+async function handled(f) {
+  try {
+    return await f();
+  } catch (e) {
+    throw errorMessage(e);
+  }
+}
+
+/** The `handler` export for the module `app`: constructs and drives its classes. */
+export function objectHandler(app) {
+  let instance;
+  let state;
+  let className;
+  const needs = (method) => {
+    if (typeof instance[method] !== "function") throw new Error(`class ${className} has no ${method}() method`);
+  };
+  return {
+    classes() {
+      return exportedClasses(app);
+    },
+    init(name) {
+      return handled(async () => {
+        if (!exportedClasses(app).includes(name)) {
+          throw new Error(`this module exports no class ${name}; it exports ${exportedClasses(app).join(", ") || "none"}`);
+        }
+        className = name;
+        state = new DurableObjectState();
+        instance = new app[name](state, makeEnv());
+        await state.settle();
+      });
+    },
+    fetch(req) {
+      return handled(async () => {
+        needs("fetch");
+        const response = await instance.fetch(toWebRequest(req));
+        await state.settle();
+        return fromWebResponse(response, `${className}.fetch`);
+      });
+    },
+    alarm(info) {
+      return handled(async () => {
+        needs("alarm");
+        await instance.alarm({ retryCount: info.retryCount, isRetry: info.isRetry });
+        await state.settle();
+      });
+    },
+    call(method, args) {
+      return handled(async () => {
+        const fn = rpcMethod(instance, className, method);
+        const parsed = JSON.parse(args);
+        const result = await fn.apply(instance, Array.isArray(parsed) ? parsed : [parsed]);
+        await state.settle();
+        return JSON.stringify(result ?? null);
+      });
+    },
+  };
+}

@@ -1,0 +1,300 @@
+// `ctx.storage`: the object's key-value storage, its alarm and its SQL
+// database (Cloudflare's DurableObjectStorage). Values are stored as JSON,
+// so objects written in other languages read them the same.
+
+import * as kv from "dohost:object/storage@0.1.0";
+import * as alarmApi from "dohost:object/alarm@0.1.0";
+import * as sqlApi from "dohost:object/sql@0.1.0";
+
+import { SqlError, StorageError } from "./errors.js";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function call(f, ErrorType = StorageError) {
+  try {
+    return f();
+  } catch (e) {
+    if (e && e.payload !== undefined) throw new ErrorType(e.payload);
+    throw e;
+  }
+}
+
+function encode(key, value) {
+  const json = JSON.stringify(value);
+  if (json === undefined) {
+    throw new TypeError(`cannot store ${typeof value} under ${JSON.stringify(key)}: it has no JSON form`);
+  }
+  return encoder.encode(json);
+}
+
+function decode(key, bytes) {
+  const text = decoder.decode(bytes);
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new TypeError(`the value under ${JSON.stringify(key)} is not JSON: ${e.message}`);
+  }
+}
+
+const readOptions = (o = {}) => ({ noCache: Boolean(o.noCache) });
+const writeOptions = (o = {}) => ({
+  allowUnconfirmed: Boolean(o.allowUnconfirmed),
+  noCache: Boolean(o.noCache),
+});
+
+function entriesToMap(entries) {
+  const map = new Map();
+  for (const [key, bytes] of entries) map.set(key, decode(key, bytes));
+  return map;
+}
+
+/** The storage calls shared by `ctx.storage` and a transaction's `txn`. */
+class StorageCalls {
+  async get(keys, options) {
+    if (Array.isArray(keys)) {
+      return entriesToMap(call(() => kv.getMany(keys.map(String), readOptions(options))));
+    }
+    const key = String(keys);
+    const bytes = call(() => kv.get(key, readOptions(options)));
+    return bytes === undefined ? undefined : decode(key, bytes);
+  }
+
+  async put(keyOrEntries, value, options) {
+    if (typeof keyOrEntries === "object" && keyOrEntries !== null) {
+      const entries = Object.entries(keyOrEntries).map(([k, v]) => [k, encode(k, v)]);
+      call(() => kv.putMany(entries, writeOptions(value)));
+      return;
+    }
+    const key = String(keyOrEntries);
+    const bytes = encode(key, value);
+    call(() => kv.put(key, bytes, writeOptions(options)));
+  }
+
+  async delete(keys, options) {
+    if (Array.isArray(keys)) return call(() => kv.deleteMany(keys.map(String), writeOptions(options)));
+    return call(() => kv.delete(String(keys), writeOptions(options)));
+  }
+
+  async list(options = {}) {
+    const opts = {
+      start: options.start,
+      startAfter: options.startAfter,
+      end: options.end,
+      prefix: options.prefix,
+      reverse: Boolean(options.reverse),
+      limit: options.limit,
+      noCache: Boolean(options.noCache),
+    };
+    return entriesToMap(call(() => kv.list(opts)));
+  }
+
+  async getAlarm() {
+    const time = call(() => alarmApi.getAlarm());
+    return time === undefined ? null : Number(time);
+  }
+
+  async setAlarm(scheduledTime) {
+    const ms = scheduledTime instanceof Date ? scheduledTime.getTime() : Number(scheduledTime);
+    if (!Number.isFinite(ms)) throw new TypeError(`setAlarm needs a Date or milliseconds, not ${scheduledTime}`);
+    call(() => alarmApi.setAlarm(BigInt(Math.trunc(ms))));
+  }
+
+  async deleteAlarm() {
+    call(() => alarmApi.deleteAlarm());
+  }
+}
+
+/** A transaction's storage (`txn` in `storage.transaction(async (txn) => ...)`). */
+class Transaction extends StorageCalls {
+  rolledBack = false;
+  /** Discards the transaction's writes when the closure returns. */
+  rollback() {
+    this.rolledBack = true;
+  }
+}
+
+/** `ctx.storage`. */
+export class DurableObjectStorage extends StorageCalls {
+  /** The SQL API (`ctx.storage.sql`). */
+  sql = new SqlStorage();
+
+  async deleteAll(options) {
+    call(() => kv.deleteAll(writeOptions(options)));
+  }
+
+  /** Resolves once every write so far, this event's included, is durable. */
+  async sync() {
+    call(() => kv.sync());
+  }
+
+  /**
+   * Runs `closure(txn)` in a transaction: its writes (KV, SQL and alarm)
+   * commit together when it resolves, and are discarded when it throws or
+   * calls `txn.rollback()`.
+   */
+  async transaction(closure) {
+    call(() => kv.transactionBegin());
+    const txn = new Transaction();
+    let result;
+    try {
+      result = await closure(txn);
+    } catch (e) {
+      call(() => kv.transactionRollback());
+      throw e;
+    }
+    call(() => (txn.rolledBack ? kv.transactionRollback() : kv.transactionCommit()));
+    return result;
+  }
+
+  /** As `transaction`, for a synchronous closure; returns its result. */
+  transactionSync(closure) {
+    call(() => kv.transactionBegin());
+    let result;
+    try {
+      result = closure();
+    } catch (e) {
+      call(() => kv.transactionRollback());
+      throw e;
+    }
+    call(() => kv.transactionCommit());
+    return result;
+  }
+}
+
+/** `ctx.storage.sql` (Cloudflare's SqlStorage). */
+export class SqlStorage {
+  /** Runs `query` with `bindings` for its `?` parameters; returns a cursor. */
+  exec(query, ...bindings) {
+    const params = bindings.map(toSqlValue);
+    return new SqlStorageCursor(call(() => sqlApi.exec(String(query), params), SqlError));
+  }
+
+  /** The database's size in bytes. */
+  get databaseSize() {
+    return Number(sqlApi.databaseSize());
+  }
+}
+
+function toSqlValue(value) {
+  if (value === null || value === undefined) return { tag: "null" };
+  switch (typeof value) {
+    case "number":
+      return Number.isSafeInteger(value) ? { tag: "integer", val: BigInt(value) } : { tag: "real", val: value };
+    case "bigint":
+      return { tag: "integer", val: value };
+    case "boolean":
+      return { tag: "integer", val: value ? 1n : 0n };
+    case "string":
+      return { tag: "text", val: value };
+  }
+  if (value instanceof ArrayBuffer) return { tag: "blob", val: new Uint8Array(value) };
+  if (ArrayBuffer.isView(value)) {
+    return { tag: "blob", val: new Uint8Array(value.buffer, value.byteOffset, value.byteLength) };
+  }
+  throw new TypeError(`cannot bind ${typeof value} to a SQL parameter; use a number, string, bigint, boolean, null or bytes`);
+}
+
+function fromSqlValue({ tag, val }) {
+  switch (tag) {
+    case "null":
+      return null;
+    case "integer":
+      return val >= Number.MIN_SAFE_INTEGER && val <= Number.MAX_SAFE_INTEGER ? Number(val) : val;
+    case "blob":
+      return val.buffer.slice(val.byteOffset, val.byteOffset + val.byteLength);
+    default:
+      return val;
+  }
+}
+
+const BATCH_ROWS = 256;
+
+/**
+ * The rows of an `exec` (Cloudflare's SqlStorageCursor): an iterator of row
+ * objects keyed by column name, read from the host in batches.
+ */
+export class SqlStorageCursor {
+  #raw;
+  #batch = [];
+  #next = 0;
+  #done = false;
+  constructor(raw) {
+    this.#raw = raw;
+    /** The names of the result's columns, in order. */
+    this.columnNames = raw.columnNames();
+  }
+
+  #nextRaw() {
+    if (this.#next === this.#batch.length) {
+      if (this.#done) return undefined;
+      this.#batch = call(() => this.#raw.nextBatch(BATCH_ROWS), SqlError);
+      this.#next = 0;
+      if (this.#batch.length === 0) {
+        this.#done = true;
+        return undefined;
+      }
+    }
+    return this.#batch[this.#next++].map(fromSqlValue);
+  }
+
+  #toObject(row) {
+    const object = {};
+    this.columnNames.forEach((name, i) => {
+      object[name] = row[i];
+    });
+    return object;
+  }
+
+  next() {
+    const row = this.#nextRaw();
+    return row === undefined ? { done: true, value: undefined } : { done: false, value: this.#toObject(row) };
+  }
+
+  [Symbol.iterator]() {
+    return this;
+  }
+
+  /** Every remaining row. */
+  toArray() {
+    return [...this];
+  }
+
+  /** The one row of the result; throws when there is none or more than one. */
+  one() {
+    const first = this.next();
+    if (first.done) throw new Error("Expected exactly one result from SQL query, but got no results.");
+    if (!this.next().done) throw new Error("Expected exactly one result from SQL query, but got multiple results.");
+    return first.value;
+  }
+
+  /** The remaining rows as arrays of values in column order. */
+  raw() {
+    const cursor = this;
+    return {
+      next() {
+        const row = cursor.#nextRaw();
+        return row === undefined ? { done: true, value: undefined } : { done: false, value: row };
+      },
+      [Symbol.iterator]() {
+        return this;
+      },
+      toArray() {
+        return [...this];
+      },
+      get columnNames() {
+        return cursor.columnNames;
+      },
+    };
+  }
+
+  /** Rows read so far by the statements of this `exec`. */
+  get rowsRead() {
+    return Number(this.#raw.rowsRead());
+  }
+
+  /** Rows written so far by the statements of this `exec`. */
+  get rowsWritten() {
+    return Number(this.#raw.rowsWritten());
+  }
+}

@@ -1,0 +1,50 @@
+// The dohost JavaScript SDK, as an entry worker sees it (the `worker`
+// world): the module's default export handles every request. Classes the
+// module also exports are left alone here; they run as objects from the
+// `durable-object` build of the same module.
+
+import { makeEnv } from "./env.js";
+import { errorMessage, fromWebResponse, toWebRequest } from "./http.js";
+import { WorkerEntrypoint } from "./base.js";
+
+export { DurableObject, WorkerEntrypoint } from "./base.js";
+export { CallError, SqlError, StorageError } from "./errors.js";
+export { DurableObjectId, DurableObjectNamespace } from "./env.js";
+
+/** `ctx` of an entry worker's fetch (Cloudflare's ExecutionContext). */
+class ExecutionContext {
+  #pending = [];
+  waitUntil(promise) {
+    this.#pending.push(Promise.resolve(promise).catch(() => {}));
+  }
+  passThroughOnException() {}
+  async settle() {
+    while (this.#pending.length > 0) await this.#pending.shift();
+  }
+}
+
+/** The `worker-handler` export for the module `app`. */
+export function workerHandler(app) {
+  const entry = app.default;
+  const env = makeEnv();
+  return {
+    async fetch(req) {
+      try {
+        const ctx = new ExecutionContext();
+        const request = toWebRequest(req);
+        let response;
+        if (typeof entry === "function" && entry.prototype instanceof WorkerEntrypoint) {
+          response = await new entry(ctx, env).fetch(request);
+        } else if (entry && typeof entry.fetch === "function") {
+          response = await entry.fetch(request, env, ctx);
+        } else {
+          throw new Error("the module's default export has no fetch(request, env, ctx) handler");
+        }
+        await ctx.settle();
+        return await fromWebResponse(response, "the default export's fetch");
+      } catch (e) {
+        throw errorMessage(e);
+      }
+    },
+  };
+}
