@@ -16,6 +16,7 @@ mod embedding;
 mod guest_faults;
 mod input_gate_ordering;
 mod isolation;
+mod js;
 mod lifecycle;
 mod migrations;
 mod output_gate;

@@ -81,6 +81,21 @@ pub fn serve_example_with_vars(
     data: &Path,
     vars: &[(&str, &str)],
 ) -> Server {
+    let mut text = example_config(example);
+    for (name, value) in vars {
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(&format!("{name} = ")))
+            .unwrap_or_else(|| panic!("the example's [vars] have no {name}"))
+            .to_owned();
+        text = text.replace(&line, &format!("{name} = {value:?}"));
+    }
+    Server::start(&write_config(dir, &text), data)
+}
+
+/// The text of the dohost.toml of `example` (a directory under the
+/// workspace), with its component and `main` paths made absolute.
+pub fn example_config(example: &str) -> String {
     let example_dir = workspace().join(example);
     let mut text = std::fs::read_to_string(example_dir.join("dohost.toml"))
         .expect("the example's dohost.toml");
@@ -100,15 +115,48 @@ pub fn serve_example_with_vars(
             &format!("{field}{:?}", absolute.to_str().expect("a UTF-8 path")),
         );
     }
-    for (name, value) in vars {
-        let line = text
-            .lines()
-            .find(|line| line.starts_with(&format!("{name} = ")))
-            .unwrap_or_else(|| panic!("the example's [vars] have no {name}"))
-            .to_owned();
-        text = text.replace(&line, &format!("{name} = {value:?}"));
-    }
-    Server::start(&write_config(dir, &text), data)
+    text
+}
+
+/// `config` (a dohost.toml's text) with the component of `binding` set to
+/// `component`.
+pub fn with_component(config: &str, binding: &str, component: &Path) -> String {
+    let start = config
+        .find(&format!("name = {binding:?}"))
+        .unwrap_or_else(|| panic!("no binding {binding}"));
+    let line_start = start
+        + config[start..]
+            .find("component = ")
+            .expect("the binding has a component");
+    let line_end = line_start
+        + config[line_start..]
+            .find('\n')
+            .unwrap_or(config.len() - line_start);
+    format!(
+        "{}component = {:?}{}",
+        &config[..line_start],
+        component.to_str().expect("a UTF-8 path"),
+        &config[line_end..]
+    )
+}
+
+/// Builds the JavaScript examples once per test process, so the servers
+/// the tests start find their components built (the first build installs
+/// the build tools into examples/js with npm).
+pub fn js_examples_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        for example in [
+            "examples/js/counter",
+            "examples/js/patterns",
+            "examples/js/api",
+        ] {
+            let path = workspace().join(example).join("dohost.toml");
+            let mut config = dohost::Config::load(&path).expect("the example's dohost.toml");
+            dohost::build::build_config(&mut config, &mut |line| eprintln!("{line}"))
+                .unwrap_or_else(|e| panic!("{example} builds: {e}"));
+        }
+    });
 }
 
 /// A running `dohost serve` process.

@@ -1,0 +1,224 @@
+// A tour of the JavaScript SDK: one route per part of the API, each
+// answering JSON with what the calls returned. The tests in
+// tests/all/js.rs check every answer; it is also a quick reference.
+import { CallError, DurableObject, SqlError, StorageError } from "dohost";
+
+const json = (value, init) => Response.json(value, init);
+const entries = (map) => Object.fromEntries(map);
+
+export class Api extends DurableObject {
+  constructor(ctx, env) {
+    super(ctx, env);
+    // Runs before the first event: every activation counts itself.
+    ctx.blockConcurrencyWhile(async () => {
+      this.activations = ((await ctx.storage.get("activations")) ?? 0) + 1;
+      await ctx.storage.put("activations", this.activations);
+    });
+  }
+
+  async fetch(request) {
+    const url = new URL(request.url);
+    const route = url.pathname.split("/").filter(Boolean)[0] ?? "";
+    const handler = this[`route_${route}`];
+    if (typeof handler !== "function") return new Response(`no route ${url.pathname}`, { status: 404 });
+    return handler.call(this, request, url);
+  }
+
+  // Request, URL, Headers and Response.
+  async route_echo(request, url) {
+    return json(
+      {
+        method: request.method,
+        path: url.pathname,
+        query: entries(url.searchParams),
+        contentType: request.headers.get("CONTENT-TYPE"),
+        custom: request.headers.get("x-custom"),
+        body: await request.text(),
+      },
+      { status: 201, headers: { "x-echo": "yes" } },
+    );
+  }
+
+  // Who the object is, and what the constructor did.
+  async route_whoami() {
+    return json({
+      id: this.ctx.id.toString(),
+      name: this.ctx.id.name ?? null,
+      activations: this.activations,
+      greeting: this.env.GREETING ?? null,
+      missing: this.env.NO_SUCH_THING ?? null,
+    });
+  }
+
+  // The KV API: single and many keys, list options, deletes.
+  async route_kv() {
+    const s = this.ctx.storage;
+    await s.put("n", 42);
+    await s.put({ "a:1": "one", "a:2": { nested: [1, 2, { deep: true }] }, "a:3": null, "b:1": false });
+    const out = {
+      one: await s.get("n"),
+      absent: (await s.get("nope")) ?? "undefined",
+      many: entries(await s.get(["a:1", "a:3", "nope", "b:1"])),
+      all: [...(await s.list()).keys()],
+      prefix: entries(await s.list({ prefix: "a:" })),
+      range: [...(await s.list({ start: "a:2", end: "b:1" })).keys()],
+      startAfter: [...(await s.list({ startAfter: "a:2", limit: 1 })).keys()],
+      reverse: [...(await s.list({ reverse: true, limit: 2 })).keys()],
+      deleted: await s.delete("n"),
+      deletedAgain: await s.delete("n"),
+      deletedMany: await s.delete(["a:1", "a:2", "nope"]),
+    };
+    out.after = [...(await s.list()).keys()];
+    return json(out);
+  }
+
+  // Transactions: committed, thrown and rolled back.
+  async route_transaction() {
+    const s = this.ctx.storage;
+    await s.put("balance", 100);
+    const committed = await s.transaction(async (txn) => {
+      await txn.put("balance", (await txn.get("balance")) - 30);
+      return "committed";
+    });
+    let thrown;
+    try {
+      await s.transaction(async (txn) => {
+        await txn.put("balance", 0);
+        throw new Error("changed my mind");
+      });
+    } catch (e) {
+      thrown = e.message;
+    }
+    await s.transaction(async (txn) => {
+      await txn.put("balance", -1);
+      txn.rollback();
+    });
+    const sync = s.transactionSync(() => "sync result");
+    return json({ committed, thrown, sync, balance: await s.get("balance") });
+  }
+
+  // SQL: bindings of every type, the cursor's ways of reading, errors.
+  async route_sql() {
+    const sql = this.ctx.storage.sql;
+    sql.exec("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, i INTEGER, r REAL, s TEXT, b BLOB, n)");
+    sql.exec("DELETE FROM t");
+    const insert = sql.exec(
+      "INSERT INTO t (id, i, r, s, b, n) VALUES (?, ?, ?, ?, ?, ?), (2, ?, 0.5, 'two', NULL, NULL)",
+      1, 9007199254740993n, 2.25, "héllo", new Uint8Array([0, 1, 255]), null, -7,
+    );
+    const rows = sql.exec("SELECT * FROM t ORDER BY id").toArray();
+    const cursor = sql.exec("SELECT id, s FROM t ORDER BY id");
+    const iterated = [];
+    for (const row of cursor) iterated.push(row.s);
+    let none;
+    try {
+      sql.exec("SELECT * FROM t WHERE id = 99").one();
+    } catch (e) {
+      none = e.message;
+    }
+    let constraint;
+    try {
+      sql.exec("INSERT INTO t (id) VALUES (1)");
+    } catch (e) {
+      constraint = { isSqlError: e instanceof SqlError, code: e.code, message: e.message };
+    }
+    const counted = sql.exec("SELECT * FROM t");
+    counted.toArray();
+    return json({
+      written: insert.rowsWritten,
+      rows: rows.map((r) => ({ ...r, i: typeof r.i === "bigint" ? `${r.i}n` : r.i, b: r.b && [...new Uint8Array(r.b)] })),
+      columnNames: cursor.columnNames,
+      iterated,
+      raw: sql.exec("SELECT id, s FROM t ORDER BY id").raw().toArray(),
+      one: sql.exec("SELECT COUNT(*) AS c FROM t").one(),
+      none,
+      constraint,
+      rowsRead: counted.rowsRead,
+      databaseSize: sql.databaseSize > 0,
+    });
+  }
+
+  // The alarm, which this object records when it fires.
+  async route_alarm(request, url) {
+    const s = this.ctx.storage;
+    if (request.method === "POST") {
+      await s.setAlarm(new Date(Date.now() + Number(url.searchParams.get("in") ?? 0)));
+    } else if (request.method === "DELETE") {
+      await s.deleteAlarm();
+    }
+    return json({ alarm: await s.getAlarm(), fired: (await s.get("fired")) ?? 0 });
+  }
+  async alarm(info) {
+    await this.ctx.storage.put("fired", ((await this.ctx.storage.get("fired")) ?? 0) + 1);
+    await this.ctx.storage.put("alarmInfo", info);
+  }
+
+  // Errors the storage API throws.
+  async route_errors() {
+    const errors = {};
+    try {
+      await this.ctx.storage.put("big", "x".repeat(200_000));
+    } catch (e) {
+      errors.tooLarge = { isStorageError: e instanceof StorageError, kind: e.kind, message: e.message };
+    }
+    try {
+      await this.ctx.storage.put("undefined", undefined);
+    } catch (e) {
+      errors.undefinedValue = e.message;
+    }
+    return json(errors);
+  }
+
+  // Stubs: ids, RPC to another object, its errors, fetch to it.
+  async route_stubs() {
+    const ns = this.env.API;
+    const unique = ns.newUniqueId();
+    const other = ns.get(ns.idFromName("other"));
+    const out = {
+      uniqueIsHex: /^[0-9a-f]{64}$/.test(unique.toString()),
+      roundTrip: ns.idFromString(unique.toString()).equals(unique),
+      sameName: ns.idFromName("x").equals(ns.idFromName("x")),
+      sum: await other.add(2, 3),
+      structured: await other.describe({ list: [1, 2], text: "t" }),
+      otherFetch: await (await other.fetch("http://api/echo?from=stub", { method: "POST", body: "hi" })).json(),
+    };
+    try {
+      await other.noSuchMethod();
+    } catch (e) {
+      out.unknown = { isCallError: e instanceof CallError, remote: e.remote, message: e.message };
+    }
+    try {
+      await other.fail("on purpose");
+    } catch (e) {
+      out.thrown = { remote: e.remote, message: e.message };
+    }
+    try {
+      ns.idFromString("not-an-id");
+    } catch (e) {
+      out.badId = e.message;
+    }
+    return json(out);
+  }
+
+  // An exception from the object's code: a 500 that names it.
+  async route_throw() {
+    throw new TypeError("thrown from fetch");
+  }
+
+  // Everything is gone: keys, SQL, alarm.
+  async route_wipe() {
+    await this.ctx.storage.deleteAll();
+    return json({ keys: (await this.ctx.storage.list()).size, alarm: await this.ctx.storage.getAlarm() });
+  }
+
+  // RPC methods for route_stubs.
+  add(a, b) {
+    return a + b;
+  }
+  async describe(value) {
+    return { got: value, by: this.ctx.id.name };
+  }
+  fail(why) {
+    throw new Error(why);
+  }
+}

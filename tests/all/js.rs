@@ -1,0 +1,553 @@
+//! JavaScript guests (examples/js), built by dohost with the JS SDK and
+//! served by `dohost serve`: the seed's Counter and worker, the storage
+//! patterns, a tour of the SDK's API, and calls between JavaScript and Rust
+//! objects in both directions.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{
+    Server, client, example_config, get, js_examples_built, send, with_component, workspace,
+    write_config,
+};
+
+/// Serves the JavaScript example `example` (under examples/js) from `dir`.
+fn serve_js(example: &str, dir: &std::path::Path) -> Server {
+    js_examples_built();
+    let config = write_config(dir, &example_config(&format!("examples/js/{example}")));
+    Server::start(&config, &dir.join("data"))
+}
+
+async fn get_json(client: &crate::support::HttpClient, url: &str) -> Value {
+    let (status, body) = get(client, url).await;
+    assert_eq!(status, 200, "GET {url}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
+}
+
+async fn send_json(
+    client: &crate::support::HttpClient,
+    method: &str,
+    url: &str,
+    body: &str,
+) -> (u16, Value) {
+    let (status, text) = send(client, method, url, body).await;
+    let value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {url}: {e}: {text}"));
+    (status, value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_javascript_counter_counts_through_its_worker_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    let server = serve_js("counter", dir.path());
+    assert!(
+        server.log().contains("(JavaScript)"),
+        "the build says what it built: {}",
+        server.log()
+    );
+    for expected in ["1", "2", "3"] {
+        let (status, body) = get(&client, &server.url("/")).await;
+        assert_eq!((status, body.as_str()), (200, expected));
+    }
+    // Any path reaches the same counter: the worker forwards to "my-counter".
+    let (status, body) = send(&client, "POST", &server.url("/anything?x=1"), "ignored").await;
+    assert_eq!((status, body.as_str()), (200, "4"));
+    drop(server);
+
+    let server = Server::start(&dir.path().join("dohost.toml"), &dir.path().join("data"));
+    let (status, body) = get(&client, &server.url("/")).await;
+    assert_eq!((status, body.as_str()), (200, "5"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_tour_answers_as_cloudflare_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    let server = serve_js("api", dir.path());
+    let url = |route: &str| server.url(&format!("/API/tour/{route}"));
+
+    let who = get_json(&client, &url("whoami")).await;
+    assert_eq!(who["name"], "tour");
+    assert_eq!(who["activations"], 1);
+    assert_eq!(who["greeting"], "hello from [vars]");
+    assert_eq!(who["missing"], Value::Null);
+    assert!(who["id"].as_str().unwrap().len() == 64, "{who}");
+
+    let (status, echo) = send_json(&client, "PUT", &url("echo?a=1&b=two"), "the body").await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        echo,
+        json!({"method": "PUT", "path": "/echo", "query": {"a": "1", "b": "two"},
+               "contentType": null, "custom": null, "body": "the body"})
+    );
+
+    let kv = get_json(&client, &url("kv")).await;
+    assert_eq!(
+        kv,
+        json!({
+            "one": 42,
+            "absent": "undefined",
+            "many": {"a:1": "one", "a:3": null, "b:1": false},
+            "all": ["a:1", "a:2", "a:3", "activations", "b:1", "n"],
+            "prefix": {"a:1": "one", "a:2": {"nested": [1, 2, {"deep": true}]}, "a:3": null},
+            "range": ["a:2", "a:3", "activations"],
+            "startAfter": ["a:3"],
+            "reverse": ["n", "b:1"],
+            "deleted": true,
+            "deletedAgain": false,
+            "deletedMany": 2,
+            "after": ["a:3", "activations", "b:1"],
+        })
+    );
+
+    let txn = get_json(&client, &url("transaction")).await;
+    assert_eq!(
+        txn,
+        json!({"committed": "committed", "thrown": "changed my mind", "sync": "sync result", "balance": 70})
+    );
+
+    let sql = get_json(&client, &url("sql")).await;
+    assert_eq!(sql["written"], 2);
+    assert_eq!(
+        sql["rows"],
+        json!([
+            {"id": 1, "i": "9007199254740993n", "r": 2.25, "s": "héllo", "b": [0, 1, 255], "n": null},
+            {"id": 2, "i": -7, "r": 0.5, "s": "two", "b": null, "n": null},
+        ])
+    );
+    assert_eq!(sql["columnNames"], json!(["id", "s"]));
+    assert_eq!(sql["iterated"], json!(["héllo", "two"]));
+    assert_eq!(sql["raw"], json!([[1, "héllo"], [2, "two"]]));
+    assert_eq!(sql["one"], json!({"c": 2}));
+    assert!(
+        sql["none"].as_str().unwrap().contains("no results"),
+        "{sql}"
+    );
+    assert_eq!(sql["constraint"]["isSqlError"], true);
+    assert_eq!(
+        sql["constraint"]["code"], 1555,
+        "SQLITE_CONSTRAINT_PRIMARYKEY: {sql}"
+    );
+    assert_eq!(sql["rowsRead"], 2);
+    assert_eq!(sql["databaseSize"], true);
+
+    let errors = get_json(&client, &url("errors")).await;
+    assert_eq!(errors["tooLarge"]["isStorageError"], true);
+    assert_eq!(errors["tooLarge"]["kind"], "value-too-large");
+    assert!(
+        errors["tooLarge"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("131072"),
+        "{errors}"
+    );
+    assert!(
+        errors["undefinedValue"]
+            .as_str()
+            .unwrap()
+            .contains("no JSON form"),
+        "{errors}"
+    );
+
+    let stubs = get_json(&client, &url("stubs")).await;
+    assert_eq!(stubs["uniqueIsHex"], true);
+    assert_eq!(stubs["roundTrip"], true);
+    assert_eq!(stubs["sameName"], true);
+    assert_eq!(stubs["sum"], 5);
+    assert_eq!(
+        stubs["structured"],
+        json!({"got": {"list": [1, 2], "text": "t"}, "by": "other"})
+    );
+    assert_eq!(stubs["otherFetch"]["query"], json!({"from": "stub"}));
+    assert_eq!(stubs["otherFetch"]["body"], "hi");
+    assert_eq!(stubs["unknown"]["isCallError"], true);
+    assert_eq!(stubs["unknown"]["remote"], true);
+    assert!(
+        stubs["unknown"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("noSuchMethod"),
+        "{stubs}"
+    );
+    assert_eq!(stubs["thrown"]["remote"], true);
+    assert!(
+        stubs["thrown"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("on purpose")
+    );
+    assert!(
+        stubs["badId"].as_str().unwrap().contains("not-an-id"),
+        "{stubs}"
+    );
+
+    // The alarm: set, read back, deleted; then one that fires.
+    let (_, set) = send_json(&client, "POST", &url("alarm?in=3600000"), "").await;
+    assert!(set["alarm"].as_f64().unwrap() > 0.0, "{set}");
+    let (_, deleted) = send_json(&client, "DELETE", &url("alarm"), "").await;
+    assert_eq!(deleted["alarm"], Value::Null);
+    send_json(&client, "POST", &url("alarm?in=0"), "").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = get_json(&client, &url("alarm")).await;
+        if state["fired"] == 1 {
+            assert_eq!(state["alarm"], Value::Null);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the alarm never fired: {state}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (status, body) = get(&client, &url("nowhere")).await;
+    assert_eq!((status, body.as_str()), (404, "no route /nowhere"));
+    // An exception from the object's code becomes a 500 naming it, and the
+    // object goes on.
+    let (status, body) = get(&client, &url("throw")).await;
+    assert_eq!(status, 500);
+    assert!(body.contains("TypeError: thrown from fetch"), "{body}");
+    assert_eq!(get_json(&client, &url("whoami")).await["activations"], 1);
+
+    let wiped = get_json(&client, &url("wipe")).await;
+    assert_eq!(wiped, json!({"keys": 0, "alarm": null}));
+
+    // A new activation runs the constructor again, which counts from zero.
+    drop(server);
+    let server = Server::start(&dir.path().join("dohost.toml"), &dir.path().join("data"));
+    let who = get_json(&client, &server.url("/API/tour/whoami")).await;
+    assert_eq!(who["activations"], 1, "deleteAll removed the count: {who}");
+    let who = get_json(&client, &server.url("/API/tour/whoami")).await;
+    assert_eq!(who["activations"], 1, "one activation per instance: {who}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_value_patterns_work_in_javascript() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    let server = serve_js("patterns", dir.path());
+    let url = |path: &str| server.url(path);
+
+    // In-memory cache: a write fills the map; a new instance reads storage.
+    let alice = json!({"name": "Alice", "email": "alice@example.com"});
+    let (status, body) = send_json(
+        &client,
+        "PUT",
+        &url("/users/dir/user/alice"),
+        &alice.to_string(),
+    )
+    .await;
+    assert_eq!((status, &body), (200, &alice));
+    let (status, body) = send_json(
+        &client,
+        "PUT",
+        &url("/users/dir/user/alice"),
+        r#"{"email":"a@x.org"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"name": "Alice", "email": "a@x.org"}))
+    );
+    let got = get_json(&client, &url("/users/dir/user/alice")).await;
+    assert_eq!(
+        got,
+        json!({"user": {"name": "Alice", "email": "a@x.org"}, "from": "memory"})
+    );
+    let (status, _) = get(&client, &url("/users/dir/user/bob")).await;
+    assert_eq!(status, 404);
+
+    // Initialisation pattern: the constructor loads the value once.
+    for expected in 1..=3 {
+        let (status, body) = send_json(&client, "POST", &url("/counter/c/increment"), "").await;
+        assert_eq!((status, body), (200, json!(expected)));
+    }
+
+    // Write coalescing: both puts of a transfer land, or neither.
+    send_json(&client, "POST", &url("/accounts/bank/deposit/alice"), "100").await;
+    let (status, body) = send_json(
+        &client,
+        "POST",
+        &url("/accounts/bank/transfer"),
+        r#"{"from":"alice","to":"bob","amount":30}"#,
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"alice": 70, "bob": 30})));
+    let (status, body) = send_json(
+        &client,
+        "POST",
+        &url("/accounts/bank/transfer"),
+        r#"{"from":"bob","to":"alice","amount":31}"#,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("bob has 30"),
+        "{body}"
+    );
+
+    // Cleanup: deleteAlarm and deleteAll leave nothing.
+    let (_, body) = send_json(&client, "PUT", &url("/session/s1/keys/token"), "abc").await;
+    assert_eq!(body, json!({"keys": 1}));
+    let (_, body) = send_json(&client, "PUT", &url("/session/s1/keys/user"), "alice").await;
+    assert_eq!(body, json!({"keys": 2}));
+    let contents = get_json(&client, &url("/session/s1/contents")).await;
+    assert_eq!(contents["keys"], json!({"token": "abc", "user": "alice"}));
+    assert!(contents["alarm"].is_number(), "{contents}");
+    let (status, _) = send_json(&client, "POST", &url("/session/s1/cleanup"), "").await;
+    assert_eq!(status, 200);
+
+    // After a restart: each pattern's state is durable.
+    drop(server);
+    let server = Server::start(&dir.path().join("dohost.toml"), &dir.path().join("data"));
+    let url = |path: &str| server.url(path);
+    let got = get_json(&client, &url("/users/dir/user/alice")).await;
+    assert_eq!(got["from"], "storage");
+    let got = get_json(&client, &url("/users/dir/user/alice")).await;
+    assert_eq!(got["from"], "memory");
+    let (_, body) = send_json(&client, "POST", &url("/counter/c/increment"), "").await;
+    assert_eq!(body, json!(4));
+    let balances = get_json(&client, &url("/accounts/bank/balances")).await;
+    assert_eq!(balances, json!({"alice": 70, "bob": 30}));
+    let contents = get_json(&client, &url("/session/s1/contents")).await;
+    assert_eq!(contents, json!({"keys": {}, "alarm": null}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sql_and_alarm_patterns_work_in_javascript() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    let server = serve_js("patterns", dir.path());
+    let url = |path: &str| server.url(path);
+
+    // Schema migration: the first activation creates version 1...
+    let schema = get_json(&client, &url("/migration/db/schema")).await;
+    assert_eq!(schema, json!({"version": 1, "columns": ["id", "name"]}));
+    let (status, rows) = send_json(
+        &client,
+        "POST",
+        &url("/migration/db/users"),
+        r#"{"name":"ann"}"#,
+    )
+    .await;
+    assert_eq!((status, rows), (200, json!([{"id": 1, "name": "ann"}])));
+
+    // Rate limiter: three calls in the window, the fourth refused.
+    for allowed in [true, true, true, false] {
+        let (status, body) = send_json(
+            &client,
+            "POST",
+            &url("/limits/api/check/k1?limit=3&window=60000"),
+            "",
+        )
+        .await;
+        assert_eq!(body, json!({"allowed": allowed}));
+        assert_eq!(status, if allowed { 200 } else { 429 });
+    }
+    let (_, body) = send_json(
+        &client,
+        "POST",
+        &url("/limits/api/check/k2?limit=3&window=60000"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        body,
+        json!({"allowed": true}),
+        "another key has its own window"
+    );
+
+    // Batch processing: items wait in memory until the alarm, 5 s after the
+    // first, writes them in one statement.
+    for item in ["a", "b", "c"] {
+        let (status, _) = send_json(&client, "POST", &url("/batch/jobs/items"), item).await;
+        assert_eq!(status, 202);
+    }
+    let status = get_json(&client, &url("/batch/jobs/status")).await;
+    assert_eq!(status, json!({"processed": [], "pending": ["a", "b", "c"]}));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = get_json(&client, &url("/batch/jobs/status")).await;
+        if status["processed"] == json!(["a", "b", "c"]) {
+            assert_eq!(status["pending"], json!([]));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the batch was never processed: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // ...and the next activation, after a restart, migrates it to version 2.
+    drop(server);
+    let server = Server::start(&dir.path().join("dohost.toml"), &dir.path().join("data"));
+    let url = |path: &str| server.url(path);
+    let schema = get_json(&client, &url("/migration/db/schema")).await;
+    assert_eq!(
+        schema,
+        json!({"version": 2, "columns": ["id", "name", "email"]})
+    );
+    let (_, rows) = send_json(
+        &client,
+        "POST",
+        &url("/migration/db/users"),
+        r#"{"name":"bob","email":"bob@example.com"}"#,
+    )
+    .await;
+    assert_eq!(
+        rows,
+        json!([{"id": 1, "name": "ann", "email": null}, {"id": 2, "name": "bob", "email": "bob@example.com"}])
+    );
+    let status = get_json(&client, &url("/batch/jobs/status")).await;
+    assert_eq!(status, json!({"processed": ["a", "b", "c"], "pending": []}));
+}
+
+/// Creates the document `name` in the JavaScript Workspace `workspace` and
+/// returns its id.
+async fn create_js_document(
+    client: &crate::support::HttpClient,
+    server: &Server,
+    workspace: &str,
+    name: &str,
+) -> String {
+    let (status, body) = send_json(
+        client,
+        "POST",
+        &server.url(&format!("/workspaces/{workspace}/documents")),
+        name,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_workspace_coordinates_its_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    let server = serve_js("patterns", dir.path());
+    let plan = create_js_document(&client, &server, "acme", "The plan").await;
+    let notes = create_js_document(&client, &server, "acme", "Notes").await;
+    assert_ne!(plan, notes);
+    let listed = get_json(&client, &server.url("/workspaces/acme/documents")).await;
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["The plan", "Notes"]);
+    assert_eq!(listed[0]["id"], plan.as_str());
+
+    let doc_url = server.url(&format!("/workspaces/acme/documents/{plan}"));
+    let (status, body) = send_json(&client, "PUT", &doc_url, "first draft").await;
+    assert_eq!((status, body), (200, json!({"version": 1})));
+    let doc = get_json(&client, &doc_url).await;
+    assert_eq!(
+        (
+            doc["name"].as_str(),
+            doc["text"].as_str(),
+            doc["version"].as_u64()
+        ),
+        (Some("The plan"), Some("first draft"), Some(1))
+    );
+    assert!(
+        doc["object_name"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{plan}")),
+        "{doc}"
+    );
+
+    // Another workspace has its own documents.
+    let other = get_json(&client, &server.url("/workspaces/other/documents")).await;
+    assert_eq!(other, json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_and_rust_objects_call_each_other_and_read_each_others_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    let rust_objects = workspace().join("examples/workspace/objects");
+    let js_patterns = workspace().join("examples/js/patterns/patterns.js");
+    let data = dir.path().join("data");
+    js_examples_built();
+
+    // JavaScript -> Rust: the JS Workspace creates Rust Documents over RPC.
+    let js_first = with_component(
+        &example_config("examples/js/patterns"),
+        "DOCUMENT",
+        &rust_objects,
+    );
+    let config = write_config(dir.path(), &js_first);
+    let server = Server::start(&config, &dir.path().join("data-js-first"));
+    let id = create_js_document(&client, &server, "mixed", "From JS").await;
+    let doc = get_json(
+        &client,
+        &server.url(&format!("/workspaces/mixed/documents/{id}")),
+    )
+    .await;
+    assert_eq!(
+        doc["name"], "From JS",
+        "the Rust Document answers the JS worker: {doc}"
+    );
+    assert_eq!(doc["version"], 0);
+    drop(server);
+
+    // Rust -> JavaScript: the Rust Workspace (and its worker) with
+    // JavaScript Documents.
+    let rust_config = example_config("examples/workspace");
+    let with_js = with_component(&rust_config, "DOCUMENT", &js_patterns);
+    let config = write_config(dir.path(), &with_js);
+    let server = Server::start(&config, &data);
+    let docs = server.url("/workspaces/acme/documents");
+    let (status, body) =
+        send_json(&client, "POST", &docs, r#"{"id":"plan","name":"The plan"}"#).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["name"], "The plan");
+    let (status, body) = send_json(&client, "PUT", &format!("{docs}/plan"), "written by JS").await;
+    assert_eq!((status, body), (200, json!({"version": 1})));
+    drop(server);
+
+    // The same Documents served by Rust read what JavaScript stored...
+    let config = write_config(dir.path(), &rust_config);
+    let server = Server::start(&config, &data);
+    let doc = get_json(&client, &server.url("/workspaces/acme/documents/plan")).await;
+    assert_eq!(
+        (
+            doc["name"].as_str(),
+            doc["text"].as_str(),
+            doc["version"].as_u64()
+        ),
+        (Some("The plan"), Some("written by JS"), Some(1)),
+        "{doc}"
+    );
+    assert!(
+        doc["created_at"].as_i64().unwrap() > 1_600_000_000_000,
+        "{doc}"
+    );
+    let (_, body) = send_json(
+        &client,
+        "PUT",
+        &server.url("/workspaces/acme/documents/plan"),
+        "written by Rust",
+    )
+    .await;
+    assert_eq!(body, json!({"version": 2}));
+    drop(server);
+
+    // ...and JavaScript reads what Rust stored.
+    let config = write_config(dir.path(), &with_js);
+    let server = Server::start(&config, &data);
+    let doc = get_json(&client, &server.url("/workspaces/acme/documents/plan")).await;
+    assert_eq!(
+        (
+            doc["name"].as_str(),
+            doc["text"].as_str(),
+            doc["version"].as_u64()
+        ),
+        (Some("The plan"), Some("written by Rust"), Some(2)),
+        "{doc}"
+    );
+}
