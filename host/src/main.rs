@@ -144,24 +144,34 @@ const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500
 /// and length.
 type Snapshot = Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)>;
 
-/// The files behind `config`'s components: a component file, or a Rust
-/// crate's Cargo.toml and sources.
+/// The files behind `config`'s components: a component file, a Rust
+/// crate's Cargo.toml and sources, or the JavaScript files (and JSON) in a
+/// module's folder.
 fn watched_files(config: &dohost::Config) -> Snapshot {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    /// Every file under `dir` that `keep` accepts, skipping `node_modules`
+    /// and hidden folders such as the data directory `.dohost`.
+    fn walk(dir: &Path, keep: fn(&Path) -> bool, out: &mut Vec<PathBuf>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
-                if path.file_name().is_some_and(|n| n == "node_modules") {
-                    continue;
+                let name = entry.file_name();
+                if name != "node_modules" && !name.to_string_lossy().starts_with('.') {
+                    walk(&path, keep, out);
                 }
-                walk(&path, out);
-            } else {
+            } else if keep(&path) {
                 out.push(path);
             }
         }
+    }
+    fn any(_: &Path) -> bool {
+        true
+    }
+    fn javascript(path: &Path) -> bool {
+        path.extension()
+            .is_some_and(|e| ["js", "mjs", "cjs", "json"].iter().any(|x| e == *x))
     }
     let mut files = Vec::new();
     let sources = config
@@ -174,12 +184,12 @@ fn watched_files(config: &dohost::Config) -> Snapshot {
             dohost::ComponentSource::File(path) => files.push(path.clone()),
             dohost::ComponentSource::RustCrate(dir) => {
                 files.push(dir.join("Cargo.toml"));
-                walk(&dir.join("src"), &mut files);
+                walk(&dir.join("src"), any, &mut files);
             }
-            // A module may import any file beside it.
+            // A module may import any module beside it.
             dohost::ComponentSource::JavaScript(module) => {
                 if let Some(dir) = module.parent() {
-                    walk(dir, &mut files);
+                    walk(dir, javascript, &mut files);
                 }
             }
             dohost::ComponentSource::Bytes(_) => {}

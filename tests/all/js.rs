@@ -551,3 +551,89 @@ async fn javascript_and_rust_objects_call_each_other_and_read_each_others_values
         "{doc}"
     );
 }
+
+/// Runs `dohost build DIR` with `env` set; its success and stderr.
+fn dohost_build(dir: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .arg("build")
+        .arg(dir)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run dohost build");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dohost_build_installs_the_tools_once_then_builds_a_package_folder_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("greeter");
+    std::fs::create_dir_all(app.join("src")).unwrap();
+    std::fs::write(
+        app.join("package.json"),
+        r#"{"name": "greeter", "private": true, "main": "src/greeter.js"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("src/greeter.js"),
+        r#"import { DurableObject } from "cloudflare:workers";
+export class Greeter extends DurableObject {
+  async fetch(request) {
+    const seen = ((await this.ctx.storage.get("seen")) ?? 0) + 1;
+    await this.ctx.storage.put("seen", seen);
+    return new Response(`${this.env.GREETING}, ${this.ctx.id.name} (${seen})`);
+  }
+}
+"#,
+    )
+    .unwrap();
+    write_config(
+        dir.path(),
+        "[[durable_objects.bindings]]\nname = \"GREETER\"\nclass_name = \"Greeter\"\ncomponent = \"greeter\"\n\
+         [vars]\nGREETING = \"hello\"\n",
+    );
+
+    // The first build installs the tools into the package, saying so.
+    let (ok, log) = dohost_build(dir.path(), &[]);
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("installing the JavaScript build tools into") && log.contains("greeter"),
+        "{log}"
+    );
+    assert!(
+        app.join("node_modules/@bytecodealliance/componentize-js")
+            .is_dir()
+    );
+    let manifest = std::fs::read_to_string(app.join("package.json")).unwrap();
+    assert!(
+        manifest.contains("componentize-js"),
+        "recorded in package.json: {manifest}"
+    );
+
+    // The next build needs no network: npm would fail with this registry.
+    std::fs::write(
+        app.join("src/greeter.js"),
+        std::fs::read_to_string(app.join("src/greeter.js"))
+            .unwrap()
+            .replace("${seen}", "seen ${seen}"),
+    )
+    .unwrap();
+    let offline = [
+        ("npm_config_registry", "http://127.0.0.1:9/"),
+        ("npm_config_offline", "true"),
+    ];
+    let (ok, log) = dohost_build(dir.path(), &offline);
+    assert!(ok, "{log}");
+    assert!(!log.contains("installing"), "{log}");
+    let (ok, log) = dohost_build(dir.path(), &offline);
+    assert!(
+        ok && log.contains("unchanged since the last build"),
+        "{log}"
+    );
+
+    let server = Server::start(&dir.path().join("dohost.toml"), &dir.path().join("data"));
+    let (status, body) = get(&client(), &server.url("/GREETER/ada/")).await;
+    assert_eq!((status, body.as_str()), (200, "hello, ada (seen 1)"));
+}
