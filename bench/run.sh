@@ -3,10 +3,13 @@
 #   (a) one hot counter object, (b) 10,000 counter objects chosen at random (a durable put each);
 #   (c) /sql on one object, (d) /sql on 1,000 objects chosen at random (an INSERT and a COUNT(*) each);
 #   (e) RPC: one object calls ping() on another 100 times per request (one connection: round trips
-#   are sequential), and a worker calls ping() on 100 objects per request (bench/guests, bench/workerd).
+#   are sequential), and a worker calls ping() on 100 objects per request (bench/guests, bench/workerd);
+#   (f) JavaScript: workerd's own Counter (bench/js/counter.js) built for dohost, one hot object through its
+#   worker and the default router, and $JS_OBJECTS objects at random, beside the Rust counter and workerd.
 # Every dohost response is durable (the output gate waits for the fsync'd commit).
-# Usage: bench/run.sh            (env: SECONDS_PER_RUN=8 CONNECTIONS=16 OBJECTS=10000 SQL_OBJECTS=1000
-#                                 ONLY=kv|sql|rpc to run only (a)-(b), (c)-(d) or (e), WORKERD_RUN=path/to/run.sh)
+# Usage: bench/run.sh            (env: SECONDS_PER_RUN=8 CONNECTIONS=16 OBJECTS=10000 SQL_OBJECTS=1000 JS_OBJECTS=2000
+#                                 ONLY=kv|sql|rpc|js to run only (a)-(b), (c)-(d), (e) or (a),(b),(f),
+#                                 WORKERD_RUN=path/to/run.sh)
 # Needs: cargo, curl; workerd is installed from npm on first use by shared/bench/workerd/run.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,12 +18,14 @@ secs=${SECONDS_PER_RUN:-8}
 conns=${CONNECTIONS:-16}
 objects=${OBJECTS:-10000}
 sql_objects=${SQL_OBJECTS:-1000}
+js_objects=${JS_OBJECTS:-2000}
 only=${ONLY:-}
 case "$only" in
-  "" | kv | sql | rpc) ;;
-  *) echo "ONLY=$only: expected kv, sql or rpc (or unset for every run)" >&2; exit 2 ;;
+  "" | kv | sql | rpc | js) ;;
+  *) echo "ONLY=$only: expected kv, sql, rpc or js (or unset for every run)" >&2; exit 2 ;;
 esac
-want_kv() { [ -z "$only" ] || [ "$only" = kv ]; }
+want_kv() { [ -z "$only" ] || [ "$only" = kv ] || [ "$only" = js ]; }
+want_js() { [ -z "$only" ] || [ "$only" = js ]; }
 want_sql() { [ -z "$only" ] || [ "$only" = sql ]; }
 want_rpc() { [ -z "$only" ] || [ "$only" = rpc ]; }
 workerd_run=${WORKERD_RUN:-$root/../shared/bench/workerd/run.sh}
@@ -39,7 +44,8 @@ load() { # label url objects [connections]
 }
 
 wait_http() { # url
-  for _ in $(seq 1 200); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done
+  # Up to 60 s: a JavaScript component takes seconds to compile on first start.
+  for _ in $(seq 1 1200); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done
   echo "server at $1 did not answer" >&2; return 1
 }
 
@@ -83,6 +89,21 @@ rpc_loads() { # prefix base
   load "$1-rpc-pingpong" "$2/pingpong/a?peer=b&n=100" 1 1
   load "$1-rpc-fanout" "$2/fanout/f?n=100" 1
 }
+# The JavaScript counter: workerd's Counter, built for dohost.
+if want_js; then
+  ./target/release/dohost build bench/js >&2
+  wasm=$(ls -t bench/js/node_modules/.cache/dohost/out/durable-object-counter-*.wasm | head -1)
+  echo "JavaScript counter component: $(stat -c %s "$wasm") bytes ($wasm)" | tee "$work/js-size" >&2
+  start_dohost bench/js/dohost.toml "$work/dohost-js-worker" "http://127.0.0.1:8787/warmup"
+  load js-worker-hot "http://127.0.0.1:8787/my-counter" 1
+  stop_last
+  sed '/^main = /d' bench/js/dohost.toml | sed "s|counter.js|$root/bench/js/counter.js|" >"$work/js-router.toml"
+  start_dohost "$work/js-router.toml" "$work/dohost-js-router" "http://127.0.0.1:8787/COUNTER/warmup/"
+  load js-hot "http://127.0.0.1:8787/COUNTER/my-counter/" 1
+  load js-random "http://127.0.0.1:8787/COUNTER/j{}/" "$js_objects"
+  stop_last
+fi
+
 if want_rpc; then
   start_dohost bench/guests/dohost.toml "$work/dohost-rpc" "http://127.0.0.1:8787/pingpong/warmup?n=1"
   rpc_loads dohost "http://127.0.0.1:8787"
@@ -107,6 +128,9 @@ elif want_kv || want_sql; then
     load workerd-hot "http://127.0.0.1:8788/my-counter" 1
     load workerd-random "http://127.0.0.1:8788/o{}" "$objects"
   fi
+  if want_js; then
+    load workerd-js-random "http://127.0.0.1:8788/j{}" "$js_objects"
+  fi
   if want_sql; then
     load workerd-sql-hot "http://127.0.0.1:8788/my-counter/sql" 1
     load workerd-sql-random "http://127.0.0.1:8788/s{}/sql" "$sql_objects"
@@ -115,14 +139,17 @@ elif want_kv || want_sql; then
 fi
 
 echo
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB; $conns connections, ${secs}s per run; random: $objects objects (put), $sql_objects objects (sql)"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB; $conns connections, ${secs}s per run; random: $objects objects (put), $sql_objects objects (sql), $js_objects objects (js)"
+[ -f "$work/js-size" ] && cat "$work/js-size"
 awk '
   /^RESULT/ { rps[$2]=$3; p50[$2]=$4; p99[$2]=$5; err[$2]=$6; order[n++]=$2 }
   END {
     printf "| run | req/s | p50 ms | p99 ms | errors | vs workerd |\n|---|---:|---:|---:|---:|---:|\n"
     for (i = 0; i < n; i++) {
       # dohost-worker-hot and dohost-hot compare with workerd-hot, dohost-sql-random with workerd-sql-random, ...
-      k = order[i]; peer = k; sub(/^dohost-(worker-)?/, "workerd-", peer)
+      # js-hot with workerd-hot, js-random with workerd-js-random (the same number of objects).
+      k = order[i]; peer = k; sub(/^(dohost|js)-(worker-)?/, "workerd-", peer)
+      if (k == "js-random") peer = "workerd-js-random"
       ratio = (k !~ /^workerd/ && rps[peer] > 0) ? sprintf("%.1fx", rps[k] / rps[peer]) : "-"
       printf "| %s | %d | %s | %s | %s | %s |\n", k, rps[k], p50[k], p99[k], err[k], ratio
     }

@@ -130,6 +130,13 @@ pub struct Stats {
     /// Objects in memory (holding an instance) now, at most
     /// [`Settings::max_live_objects`].
     pub objects_in_memory: usize,
+    /// Objects activated (instantiated and constructed) since the host
+    /// started.
+    pub activations: u64,
+    /// The time those activations took, in all: creating the instance and
+    /// running the class's constructor (`init`), not the wait for a slot
+    /// under [`Settings::max_live_objects`].
+    pub activation_time: std::time::Duration,
 }
 
 /// What every namespace and worker of a host shares.
@@ -151,6 +158,10 @@ pub(crate) struct HostShared {
     pub(crate) schedule: Arc<Schedule>,
     /// Alarm handlers that ran to an end ([`Stats::alarms_run`]).
     pub(crate) alarms_run: std::sync::atomic::AtomicU64,
+    /// Successful activations and their total time in nanoseconds
+    /// ([`Stats::activations`], [`Stats::activation_time`]).
+    pub(crate) activations: std::sync::atomic::AtomicU64,
+    pub(crate) activation_nanos: std::sync::atomic::AtomicU64,
     /// Every namespace, for objects' calls. Weak: the namespaces hold this
     /// shared state, and the host owns them.
     pub(crate) namespaces: std::sync::OnceLock<std::sync::Weak<BTreeMap<String, Namespace>>>,
@@ -328,6 +339,7 @@ impl Host {
 
     /// Counters describing the host's storage right now.
     pub fn stats(&self) -> Stats {
+        let shared = &self.inner.shared;
         Stats {
             cache_bytes: self.inner.shared.cache_budget.used(),
             disk_reads: self.inner.shared.store.disk_reads(),
@@ -338,6 +350,14 @@ impl Host {
                 .alarms_run
                 .load(std::sync::atomic::Ordering::Relaxed),
             objects_in_memory: self.inner.shared.residency.count(),
+            activations: shared
+                .activations
+                .load(std::sync::atomic::Ordering::Relaxed),
+            activation_time: std::time::Duration::from_nanos(
+                shared
+                    .activation_nanos
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
         }
     }
 
@@ -604,6 +624,8 @@ impl HostBuilder {
             actors: tokio_util::task::TaskTracker::new(),
             schedule,
             alarms_run: std::sync::atomic::AtomicU64::new(0),
+            activations: std::sync::atomic::AtomicU64::new(0),
+            activation_nanos: std::sync::atomic::AtomicU64::new(0),
             namespaces: std::sync::OnceLock::new(),
         });
         // From here on the database is open: a failure must release it.

@@ -479,6 +479,7 @@ impl Actor {
         let Some(io) = self.io.take() else {
             return Ok(());
         };
+        let started = std::time::Instant::now();
         let state = ObjectState::new(io);
         let mut store = self
             .shared
@@ -507,7 +508,17 @@ impl Actor {
             .await;
         self.instance = Some((store, instance));
         match init {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let shared = &self.shared;
+                shared
+                    .activations
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared
+                    .activation_nanos
+                    .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
             Ok(Err(message)) => {
                 self.reset();
                 Err(Error::new(

@@ -208,6 +208,15 @@ function fromSqlValue({ tag, val }) {
   }
 }
 
+/** Runs the storage code that needs no host call (see `rehearse` in index.js). */
+export function rehearseStorage() {
+  const storage = new DurableObjectStorage();
+  void storage.sql;
+  const values = [null, 1, 1.5, 2n, true, "text", new Uint8Array(1)].map(toSqlValue).map(fromSqlValue);
+  decode("rehearsal", encode("rehearsal", { values: values.length, at: [readOptions(), writeOptions()] }));
+  entriesToMap([]);
+}
+
 const BATCH_ROWS = 256;
 
 /**
