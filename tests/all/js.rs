@@ -403,6 +403,15 @@ async fn the_sql_and_alarm_patterns_work_in_javascript() {
     assert_eq!(status, json!({"processed": ["a", "b", "c"], "pending": []}));
 }
 
+/// A Document's name, text and version, as either language describes it.
+fn document_summary(doc: &Value) -> (Option<&str>, Option<&str>, Option<u64>) {
+    (
+        doc["name"].as_str(),
+        doc["text"].as_str(),
+        doc["version"].as_u64(),
+    )
+}
+
 /// Creates the document `name` in the JavaScript Workspace `workspace` and
 /// returns its id.
 async fn create_js_document(
@@ -445,11 +454,7 @@ async fn a_javascript_workspace_coordinates_its_documents() {
     assert_eq!((status, body), (200, json!({"version": 1})));
     let doc = get_json(&client, &doc_url).await;
     assert_eq!(
-        (
-            doc["name"].as_str(),
-            doc["text"].as_str(),
-            doc["version"].as_u64()
-        ),
+        document_summary(&doc),
         (Some("The plan"), Some("first draft"), Some(1))
     );
     assert!(
@@ -515,11 +520,7 @@ async fn javascript_and_rust_objects_call_each_other_and_read_each_others_values
     let server = Server::start(&config, &data);
     let doc = get_json(&client, &server.url("/workspaces/acme/documents/plan")).await;
     assert_eq!(
-        (
-            doc["name"].as_str(),
-            doc["text"].as_str(),
-            doc["version"].as_u64()
-        ),
+        document_summary(&doc),
         (Some("The plan"), Some("written by JS"), Some(1)),
         "{doc}"
     );
@@ -542,11 +543,7 @@ async fn javascript_and_rust_objects_call_each_other_and_read_each_others_values
     let server = Server::start(&config, &data);
     let doc = get_json(&client, &server.url("/workspaces/acme/documents/plan")).await;
     assert_eq!(
-        (
-            doc["name"].as_str(),
-            doc["text"].as_str(),
-            doc["version"].as_u64()
-        ),
+        document_summary(&doc),
         (Some("The plan"), Some("written by Rust"), Some(2)),
         "{doc}"
     );
