@@ -28,7 +28,7 @@ pub const JS_BUILD_PACKAGES: [&str; 2] =
     ["@bytecodealliance/componentize-js@0.23.0", "esbuild@0.28.2"];
 
 /// Which export a JavaScript guest's component provides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JsRole {
     /// The module's exported classes, as Durable Objects (the
     /// `durable-object` world).

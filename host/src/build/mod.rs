@@ -153,6 +153,10 @@ pub fn build_config(config: &mut Config, progress: &mut dyn FnMut(&str)) -> Resu
         sources.push(("main worker".to_owned(), JsRole::Worker, main));
     }
     let mut target_checked = false;
+    // One module may serve several bindings (one per class) and the main
+    // worker: build it once per role.
+    let mut js_built: std::collections::HashMap<(PathBuf, JsRole), PathBuf> =
+        std::collections::HashMap::new();
     for (what, role, source) in sources {
         let started = Instant::now();
         let wasm = match source {
@@ -171,6 +175,10 @@ pub fn build_config(config: &mut Config, progress: &mut dyn FnMut(&str)) -> Resu
                 wasm
             }
             ComponentSource::JavaScript(module) => {
+                if let Some(wasm) = js_built.get(&(module.clone(), role)) {
+                    *source = ComponentSource::File(wasm.clone());
+                    continue;
+                }
                 progress(&format!(
                     "building {what} from {} (JavaScript)",
                     module.display()
@@ -186,6 +194,7 @@ pub fn build_config(config: &mut Config, progress: &mut dyn FnMut(&str)) -> Resu
                         format!("{:.1} s", started.elapsed().as_secs_f64())
                     }
                 ));
+                js_built.insert((module.clone(), role), built.wasm.clone());
                 built.wasm
             }
             ComponentSource::File(_) | ComponentSource::Bytes(_) => continue,
