@@ -23,9 +23,14 @@ use super::build_error;
 use crate::error::Result;
 
 /// The npm packages a JavaScript build needs, at the versions dohost is
-/// tested with.
-pub const JS_BUILD_PACKAGES: [&str; 2] =
-    ["@bytecodealliance/componentize-js@0.23.0", "esbuild@0.28.2"];
+/// tested with. componentize-js 0.23.0 imports
+/// `@bytecodealliance/preview2-shim` without declaring it, so it is named
+/// here; without it a fresh install cannot build.
+pub const JS_BUILD_PACKAGES: [&str; 3] = [
+    "@bytecodealliance/componentize-js@0.23.0",
+    "@bytecodealliance/preview2-shim@0.25.0",
+    "esbuild@0.28.2",
+];
 
 /// Which export a JavaScript guest's component provides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
