@@ -1,5 +1,6 @@
-// The base classes guest code extends. They use no import, so the worker
-// role can load a module that defines Durable Object classes too.
+// The base classes guest code extends, and what both roles (objects and
+// entry worker) share. They use no import, so the worker role can load a
+// module that defines Durable Object classes too.
 
 /**
  * The base class of a Durable Object class (Cloudflare's `DurableObject`
@@ -30,4 +31,50 @@ export function exportedClasses(app) {
 
 function isClass(value) {
   return typeof value === "function" && /^class[\s{]/.test(Function.prototype.toString.call(value));
+}
+
+/**
+ * The work an event started that it waits for before it ends: promises
+ * from `waitUntil` and `blockConcurrencyWhile`.
+ */
+export class PendingWork {
+  #pending = [];
+  add(promise) {
+    this.#pending.push(promise);
+    return promise;
+  }
+  /** Waits for everything added, including what is added meanwhile. */
+  async settle() {
+    while (this.#pending.length > 0) await this.#pending.shift();
+  }
+}
+
+/**
+ * Prepares, at build time, the realm the component's bindings run in.
+ * componentize-js runs its import and export glue in a global of its own,
+ * whose built-in classes (Promise, Uint8Array, DataView, String, ...)
+ * SpiderMonkey creates on first use; left to the first event, that cost
+ * about half a millisecond on every activation. `glue` is any import
+ * function: its Function constructor evaluates code in that realm.
+ */
+export function rehearseBindings(glue) {
+  try {
+    const GlueFunction = Object.getPrototypeOf(glue).constructor;
+    const rehearsal = new GlueFunction(`
+      void [Promise, Uint8Array, DataView, ArrayBuffer, Map, Symbol, BigInt, FinalizationRegistry,
+        Object, Array, String, Number, Boolean, JSON, Error, TypeError, RangeError];
+      void ["x".charCodeAt(0), (1).toString(), [].length, Array.isArray([]), Number.isInteger(1),
+        BigInt.asIntN(64, 1n), BigInt.asUintN(64, 1n), JSON.stringify({}), globalThis?.process?.env];
+      const buffer = new ArrayBuffer(8);
+      new DataView(buffer).setUint32(0, 1, true);
+      return (async () => {
+        await null;
+        return new Uint8Array(buffer.slice(0, 4));
+      })();
+    `);
+    rehearsal().catch(() => {});
+  } catch {
+    // Only a warm-up: an engine without a separate realm, or without the
+    // Function constructor, does this work on the first event instead.
+  }
 }

@@ -9,7 +9,7 @@
 // `worker` world).
 
 import * as context from "dohost:object/context@0.1.0";
-import { DurableObject, exportedClasses } from "./base.js";
+import { DurableObject, PendingWork, exportedClasses, rehearseBindings } from "./base.js";
 import { DurableObjectId, makeEnv } from "./env.js";
 import { errorMessage, fromWebResponse, toWebRequest } from "./http.js";
 import { DurableObjectStorage, rehearseStorage } from "./storage.js";
@@ -20,7 +20,7 @@ export { DurableObjectId, DurableObjectNamespace } from "./env.js";
 
 /** `this.ctx` of a Durable Object (Cloudflare's DurableObjectState). */
 export class DurableObjectState {
-  #pending = [];
+  #work = new PendingWork();
   #id;
   constructor() {
     this.storage = new DurableObjectStorage();
@@ -38,19 +38,17 @@ export class DurableObjectState {
    * Cloudflare) finishes before any request sees the object.
    */
   blockConcurrencyWhile(callback) {
-    const done = (async () => callback())();
-    this.#pending.push(done);
-    return done;
+    return this.#work.add((async () => callback())());
   }
 
   /** Accepted as in Cloudflare; the work finishes within the current event. */
   waitUntil(promise) {
-    this.#pending.push(Promise.resolve(promise).catch(() => {}));
+    this.#work.add(Promise.resolve(promise).catch(() => {}));
   }
 
   /** @internal Waits for the work started by the constructor or an event. */
-  async settle() {
-    while (this.#pending.length > 0) await this.#pending.shift();
+  settle() {
+    return this.#work.settle();
   }
 }
 
@@ -81,6 +79,7 @@ async function handled(f) {
  * first runs, and every activation would otherwise pay for that again.
  */
 function rehearse() {
+  rehearseBindings(context.id);
   rehearseStorage();
   errorMessage(new TypeError("rehearsal"));
   new DurableObjectId("0".repeat(64), "rehearsal").equals(new DurableObjectId("0".repeat(64)));

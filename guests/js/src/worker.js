@@ -3,9 +3,10 @@
 // module also exports are left alone here; they run as objects from the
 // `durable-object` build of the same module.
 
+import { var as getVar } from "dohost:object/env@0.1.0";
 import { makeEnv } from "./env.js";
 import { errorMessage, fromWebResponse, toWebRequest } from "./http.js";
-import { WorkerEntrypoint } from "./base.js";
+import { PendingWork, WorkerEntrypoint, rehearseBindings } from "./base.js";
 
 export { DurableObject, WorkerEntrypoint } from "./base.js";
 export { CallError, SqlError, StorageError } from "./errors.js";
@@ -13,13 +14,13 @@ export { DurableObjectId, DurableObjectNamespace } from "./env.js";
 
 /** `ctx` of an entry worker's fetch (Cloudflare's ExecutionContext). */
 class ExecutionContext {
-  #pending = [];
+  #work = new PendingWork();
   waitUntil(promise) {
-    this.#pending.push(Promise.resolve(promise).catch(() => {}));
+    this.#work.add(Promise.resolve(promise).catch(() => {}));
   }
   passThroughOnException() {}
-  async settle() {
-    while (this.#pending.length > 0) await this.#pending.shift();
+  settle() {
+    return this.#work.settle();
   }
 }
 
@@ -27,6 +28,8 @@ class ExecutionContext {
 export function workerHandler(app) {
   const entry = app.default;
   const env = makeEnv();
+  // At build time, as objectHandler does (see rehearseBindings).
+  rehearseBindings(getVar);
   return {
     async fetch(req) {
       try {
