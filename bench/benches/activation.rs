@@ -17,6 +17,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// The objects are measured in rounds and the median round reported, so a
+/// burst of noise on a shared machine moves one round rather than the result.
+const ROUNDS: usize = 10;
+
 fn components(root: &Path) -> [(&'static str, PathBuf); 2] {
     let mut progress = |line: &str| eprintln!("{line}");
     dohost::build::ensure_guest_target(&mut progress).expect("guest target");
@@ -41,7 +45,7 @@ fn main() {
         .unwrap_or(1000);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     println!(
-        "| component | size | slots | activations | activation (median of 10 rounds) | request to a new object |"
+        "| component | size | slots | activations | activation (median of {ROUNDS} rounds) | request to a new object |"
     );
     println!("|---|---:|---|---:|---:|---:|");
     let cases = [
@@ -91,16 +95,13 @@ fn measure(
     // One object first, so the component's compile and the first
     // instance's page faults are not counted.
     rt.block_on(request_to(&namespace, "warm-up".to_owned()));
-    // Measured in rounds, and the median round reported, so a burst of
-    // noise on a shared machine moves one round rather than the result.
-    let rounds = 10;
+    let count = objects / ROUNDS;
     let mut activation = Vec::new();
     let mut request = Vec::new();
     let mut activations = 0;
-    for round in 0..rounds {
+    for round in 0..ROUNDS {
         let before = host.stats();
         let started = Instant::now();
-        let count = objects / rounds;
         for i in 0..count {
             rt.block_on(request_to(&namespace, format!("object-{round}-{i}")));
         }
