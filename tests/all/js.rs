@@ -208,6 +208,19 @@ async fn the_sdk_tour_answers_as_cloudflare_would() {
     assert_eq!(status, 500);
     assert!(body.contains("TypeError: thrown from fetch"), "{body}");
     assert_eq!(get_json(&client, &url("whoami")).await["activations"], 1);
+    // So does one from the constructor, thrown or from the work it blocks on.
+    for (name, thrown) in [
+        ("refuses", "Error: refused in the constructor"),
+        ("refuses-later", "Error: refused in blockConcurrencyWhile"),
+    ] {
+        let (status, body) = get(&client, &server.url(&format!("/API/{name}/whoami"))).await;
+        assert_eq!(status, 500, "{body}");
+        assert!(
+            body.contains(&format!("class Api failed to construct: {thrown}")),
+            "{body}"
+        );
+    }
+    assert_eq!(get_json(&client, &url("whoami")).await["activations"], 1);
 
     let wiped = get_json(&client, &url("wipe")).await;
     assert_eq!(wiped, json!({"keys": 0, "alarm": null}));

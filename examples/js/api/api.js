@@ -9,8 +9,11 @@ const entries = (map) => Object.fromEntries(map);
 export class Api extends DurableObject {
   constructor(ctx, env) {
     super(ctx, env);
+    // Objects with these names show how a failed construction is reported.
+    if (ctx.id.name === "refuses") throw new Error("refused in the constructor");
     // Runs before the first event: every activation counts itself.
     ctx.blockConcurrencyWhile(async () => {
+      if (ctx.id.name === "refuses-later") throw new Error("refused in blockConcurrencyWhile");
       this.activations = ((await ctx.storage.get("activations")) ?? 0) + 1;
       await ctx.storage.put("activations", this.activations);
     });

@@ -16,7 +16,7 @@ export function toWebRequest(req) {
 /** A web `Request` (or what `fetch` takes) as the host's request record. */
 export async function fromWebRequest(input, init) {
   const request = input instanceof Request && init === undefined ? input : new Request(input, init);
-  const body = NO_BODY_METHODS.has(request.method) ? new Uint8Array(0) : await bytesOf(request);
+  const body = NO_BODY_METHODS.has(request.method) ? new Uint8Array(0) : new Uint8Array(await request.arrayBuffer());
   return {
     method: request.method,
     url: request.url,
@@ -39,12 +39,8 @@ export async function fromWebResponse(response, what) {
   return {
     status: response.status,
     headers: [...response.headers],
-    body: await bytesOf(response),
+    body: new Uint8Array(await response.arrayBuffer()),
   };
-}
-
-async function bytesOf(message) {
-  return new Uint8Array(await message.arrayBuffer());
 }
 
 /** A short description of a value for error messages. */

@@ -20,9 +20,11 @@ export { DurableObjectId, DurableObjectNamespace } from "./env.js";
 
 /** `this.ctx` of a Durable Object (Cloudflare's DurableObjectState). */
 export class DurableObjectState {
-  #work = new PendingWork();
+  #work;
   #id;
-  constructor() {
+  /** @internal `work` is the object's PendingWork, which its events wait for. */
+  constructor(work) {
+    this.#work = work;
     this.storage = new DurableObjectStorage();
   }
 
@@ -38,17 +40,19 @@ export class DurableObjectState {
    * Cloudflare) finishes before any request sees the object.
    */
   blockConcurrencyWhile(callback) {
-    return this.#work.add((async () => callback())());
+    let result;
+    try {
+      result = callback();
+    } catch (e) {
+      result = Promise.reject(e);
+    }
+    // An async callback's promise is held as it is, not wrapped in another.
+    return this.#work.add(Promise.resolve(result));
   }
 
   /** Accepted as in Cloudflare; the work finishes within the current event. */
   waitUntil(promise) {
     this.#work.add(Promise.resolve(promise).catch(() => {}));
-  }
-
-  /** @internal Waits for the work started by the constructor or an event. */
-  settle() {
-    return this.#work.settle();
   }
 }
 
@@ -64,15 +68,6 @@ function rpcMethod(instance, className, method) {
   return fn;
 }
 
-/** Runs a handler, reporting what it throws as the error message. */
-async function handled(f) {
-  try {
-    return await f();
-  } catch (e) {
-    throw errorMessage(e);
-  }
-}
-
 /**
  * Runs, at build time, the SDK code that needs no host call, so the engine
  * snapshot holds it compiled: SpiderMonkey compiles a function when it
@@ -83,7 +78,11 @@ function rehearse() {
   rehearseStorage();
   errorMessage(new TypeError("rehearsal"));
   new DurableObjectId("0".repeat(64), "rehearsal").equals(new DurableObjectId("0".repeat(64)));
-  (async () => handled(async () => Promise.resolve(1)))().catch(() => {});
+  const work = new PendingWork();
+  new DurableObjectState(work).blockConcurrencyWhile(async () => 1);
+  (async () => {
+    if (work.pending) await work.settle();
+  })().catch(() => {});
   try {
     const request = toWebRequest({ method: "POST", url: "http://rehearsal/", headers: [["a", "b"]], body: new Uint8Array(1) });
     void [request.method, request.url, request.headers.get("a"), new URL(request.url).pathname];
@@ -95,57 +94,82 @@ function rehearse() {
   }
 }
 
-/** The `handler` export for the module `app`: constructs and drives its classes. */
+/**
+ * The `handler` export for the module `app`: constructs and drives its
+ * classes. Each event is one function that reports what it throws by its
+ * message, and waits for the object's pending work only when there is some,
+ * so that the SDK adds few promises to those of the guest's own code (see
+ * PendingWork).
+ */
 export function objectHandler(app) {
   // Computed now, at build time (componentize-js runs the module's top
   // level before it snapshots the engine): reading a class's source to tell
   // classes from functions costs a few hundred microseconds per activation.
   const classes = exportedClasses(app);
   rehearse();
+  const work = new PendingWork();
   let instance;
-  let state;
   let className;
   const needs = (method) => {
     if (typeof instance[method] !== "function") throw new Error(`class ${className} has no ${method}() method`);
   };
-  return {
+  const handler = {
     classes() {
       return classes;
     },
     init(name) {
-      return handled(async () => {
+      try {
         if (!classes.includes(name)) {
           throw new Error(`this module exports no class ${name}; it exports ${classes.join(", ") || "none"}`);
         }
         className = name;
-        state = new DurableObjectState();
-        instance = new app[name](state, makeEnv());
-        await state.settle();
+        instance = new app[name](new DurableObjectState(work), makeEnv());
+      } catch (e) {
+        throw errorMessage(e);
+      }
+      if (!work.pending) return undefined;
+      return work.settle().catch((e) => {
+        throw errorMessage(e);
       });
     },
-    fetch(req) {
-      return handled(async () => {
+    async fetch(req) {
+      try {
         needs("fetch");
         const response = await instance.fetch(toWebRequest(req));
-        await state.settle();
-        return fromWebResponse(response, `${className}.fetch`);
-      });
+        if (work.pending) await work.settle();
+        return await fromWebResponse(response, `${className}.fetch`);
+      } catch (e) {
+        throw errorMessage(e);
+      }
     },
-    alarm(info) {
-      return handled(async () => {
+    async alarm(info) {
+      try {
         needs("alarm");
         await instance.alarm({ retryCount: info.retryCount, isRetry: info.isRetry });
-        await state.settle();
-      });
+        if (work.pending) await work.settle();
+      } catch (e) {
+        throw errorMessage(e);
+      }
     },
-    call(method, args) {
-      return handled(async () => {
+    async call(method, args) {
+      try {
         const fn = rpcMethod(instance, className, method);
         const parsed = JSON.parse(args);
         const result = await fn.apply(instance, Array.isArray(parsed) ? parsed : [parsed]);
-        await state.settle();
+        if (work.pending) await work.settle();
         return JSON.stringify(result ?? null);
-      });
+      } catch (e) {
+        throw errorMessage(e);
+      }
     },
   };
+  // The events too, with no object constructed, so that their functions are
+  // compiled in the snapshot; each stops at its first check.
+  try {
+    handler.init("");
+  } catch {
+    // Expected: the module exports no class "".
+  }
+  for (const event of [handler.fetch, handler.alarm, handler.call]) event().catch(() => {});
+  return handler;
 }

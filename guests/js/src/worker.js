@@ -14,14 +14,14 @@ export { DurableObjectId, DurableObjectNamespace } from "./env.js";
 
 /** `ctx` of an entry worker's fetch (Cloudflare's ExecutionContext). */
 class ExecutionContext {
-  #work = new PendingWork();
+  #work;
+  constructor(work) {
+    this.#work = work;
+  }
   waitUntil(promise) {
     this.#work.add(Promise.resolve(promise).catch(() => {}));
   }
   passThroughOnException() {}
-  settle() {
-    return this.#work.settle();
-  }
 }
 
 /** The `worker-handler` export for the module `app`. */
@@ -33,7 +33,8 @@ export function workerHandler(app) {
   return {
     async fetch(req) {
       try {
-        const ctx = new ExecutionContext();
+        const work = new PendingWork();
+        const ctx = new ExecutionContext(work);
         const request = toWebRequest(req);
         let response;
         if (typeof entry === "function" && entry.prototype instanceof WorkerEntrypoint) {
@@ -43,7 +44,7 @@ export function workerHandler(app) {
         } else {
           throw new Error("the module's default export has no fetch(request, env, ctx) handler");
         }
-        await ctx.settle();
+        if (work.pending) await work.settle();
         return await fromWebResponse(response, "the default export's fetch");
       } catch (e) {
         throw errorMessage(e);
