@@ -83,6 +83,14 @@ async fn the_sdk_tour_answers_as_cloudflare_would() {
                "contentType": null, "custom": null, "body": "the body"})
     );
 
+    let (status, text) = send(&client, "PUT", &url("text"), "grüße 🦀").await;
+    assert_eq!((status, text.as_str()), (200, "ключ 🔑 = grüße 🦀 ✓ ☃"));
+    let (status, text) = get(&client, &url("responses")).await;
+    assert_eq!((status, text.as_str()), (418, "short and stout"));
+    let (status, text) = get(&client, &url("responses?read")).await;
+    assert_eq!(status, 500, "{text}");
+    assert!(text.contains("TypeError"), "{text}");
+
     let kv = get_json(&client, &url("kv")).await;
     assert_eq!(
         kv,

@@ -42,6 +42,31 @@ export class Api extends DurableObject {
     );
   }
 
+  // Text beyond ASCII through storage and back, in a body.
+  async route_text(request) {
+    const s = this.ctx.storage;
+    const key = "ключ 🔑";
+    await s.put(key, `${await request.text()} ✓`);
+    const [[stored, value]] = await s.list({ prefix: "ключ" });
+    await s.delete(key);
+    return new Response(`${stored} = ${value} ☃`);
+  }
+
+  // A subclass of Response, and one whose body was read before it returned.
+  async route_responses(request, url) {
+    if (url.searchParams.has("read")) {
+      const response = new Response("read already");
+      await response.text();
+      return response;
+    }
+    class Teapot extends Response {
+      constructor() {
+        super("short and stout", { status: 418 });
+      }
+    }
+    return new Teapot();
+  }
+
   // Who the object is, and what the constructor did.
   async route_whoami() {
     return json({

@@ -4,6 +4,28 @@
 const NO_BODY_METHODS = new Set(["GET", "HEAD"]);
 const NO_BODY_STATUSES = new Set([101, 204, 205, 304]);
 
+const encoder = new TextEncoder();
+
+/**
+ * The body each `Response` was made with, when it is one the host can take
+ * as it is: a string (or no body) from guest code, or bytes the SDK made.
+ * Reading a body back through the engine's stream costs several promises
+ * and about a tenth of a hot request, so `fromWebResponse` takes the body
+ * from here when the guest has not read it.
+ */
+const knownBodies = new WeakMap();
+
+// `Response` stays the engine's class (same prototype, statics and
+// `instanceof`); constructing one also notes its body.
+globalThis.Response = new Proxy(Response, {
+  construct(target, args, newTarget) {
+    const response = Reflect.construct(target, args, newTarget);
+    const body = args[0];
+    if (body === undefined || body === null || typeof body === "string") knownBodies.set(response, body ?? "");
+    return response;
+  },
+});
+
 /** The host's request record as a web `Request`. */
 export function toWebRequest(req) {
   const init = { method: req.method, headers: req.headers };
@@ -28,14 +50,32 @@ export async function fromWebRequest(input, init) {
 /** The host's response record as a web `Response`. */
 export function toWebResponse(res) {
   const body = NO_BODY_STATUSES.has(res.status) ? null : res.body;
-  return new Response(body, { status: res.status, headers: res.headers });
+  const response = new Response(body, { status: res.status, headers: res.headers });
+  // The host's bytes, which nothing else holds.
+  if (body !== null) knownBodies.set(response, body);
+  return response;
 }
 
-/** What a handler returned, which must be a `Response`, as the host's record. */
-export async function fromWebResponse(response, what) {
+/**
+ * What a handler returned, which must be a `Response`, as the host's
+ * record: at once when its body is known (see knownBodies), else
+ * `undefined`, and `readWebResponse` reads it.
+ */
+export function fromWebResponse(response, what) {
   if (!(response instanceof Response)) {
     throw new TypeError(`${what} must return a Response, not ${describe(response)}`);
   }
+  const known = knownBodies.get(response);
+  if (known === undefined || response.bodyUsed) return undefined;
+  return {
+    status: response.status,
+    headers: [...response.headers],
+    body: typeof known === "string" ? encoder.encode(known) : known,
+  };
+}
+
+/** A `Response` as the host's record, its body read through the engine. */
+export async function readWebResponse(response) {
   return {
     status: response.status,
     headers: [...response.headers],

@@ -11,7 +11,7 @@
 import * as context from "dohost:object/context@0.1.0";
 import { DurableObject, PendingWork, exportedClasses, rehearseBindings } from "./base.js";
 import { DurableObjectId, makeEnv } from "./env.js";
-import { errorMessage, fromWebResponse, toWebRequest } from "./http.js";
+import { errorMessage, fromWebResponse, readWebResponse, toWebRequest } from "./http.js";
 import { DurableObjectStorage, rehearseStorage } from "./storage.js";
 
 export { DurableObject, WorkerEntrypoint } from "./base.js";
@@ -85,7 +85,7 @@ function rehearse() {
     const request = toWebRequest({ method: "POST", url: "http://rehearsal/", headers: [["a", "b"]], body: new Uint8Array(1) });
     void [request.method, request.url, request.headers.get("a"), new URL(request.url).pathname];
     const response = new Response("rehearsal", { status: 200, headers: { a: "b" } });
-    void [response.status, [...response.headers]];
+    fromWebResponse(response, "rehearsal");
   } catch {
     // Only a warm-up: an engine that cannot build these before it runs
     // builds them on the first request instead.
@@ -135,7 +135,7 @@ export function objectHandler(app) {
         needs("fetch");
         const response = await instance.fetch(toWebRequest(req));
         if (work.pending) await work.settle();
-        return await fromWebResponse(response, `${className}.fetch`);
+        return fromWebResponse(response, `${className}.fetch`) ?? (await readWebResponse(response));
       } catch (e) {
         throw errorMessage(e);
       }

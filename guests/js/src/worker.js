@@ -5,7 +5,7 @@
 
 import { var as getVar } from "dohost:object/env@0.1.0";
 import { makeEnv } from "./env.js";
-import { errorMessage, fromWebResponse, toWebRequest } from "./http.js";
+import { errorMessage, fromWebResponse, readWebResponse, toWebRequest } from "./http.js";
 import { PendingWork, WorkerEntrypoint, rehearseBindings } from "./base.js";
 
 export { DurableObject, WorkerEntrypoint } from "./base.js";
@@ -45,7 +45,7 @@ export function workerHandler(app) {
           throw new Error("the module's default export has no fetch(request, env, ctx) handler");
         }
         if (work.pending) await work.settle();
-        return await fromWebResponse(response, "the default export's fetch");
+        return fromWebResponse(response, "the default export's fetch") ?? (await readWebResponse(response));
       } catch (e) {
         throw errorMessage(e);
       }
