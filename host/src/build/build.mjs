@@ -9,9 +9,9 @@
 // `import ... from "dohost"` resolves to, HANDLER the SDK function that
 // makes the world's export from the module (objectHandler or
 // workerHandler). The output is one JSON line: {"wasm", "bytes", "cached"}.
-// The component is named by a hash of the bundled code, the world and the
-// contract, so an unchanged guest is not componentized again; the module's
-// older components are removed.
+// The component is named by a hash of the bundled code, the glue edits
+// below, the world and the contract, so an unchanged guest is not
+// componentized again; the module's older components are removed.
 //
 // componentize-js generates JavaScript glue between the component's
 // imports and exports and the guest's code; `fasterGlue` below edits two
