@@ -67,20 +67,16 @@ export function fromWebResponse(response, what) {
   }
   const known = knownBodies.get(response);
   if (known === undefined || response.bodyUsed) return undefined;
-  return {
-    status: response.status,
-    headers: [...response.headers],
-    body: typeof known === "string" ? encoder.encode(known) : known,
-  };
+  return responseRecord(response, typeof known === "string" ? encoder.encode(known) : known);
 }
 
 /** A `Response` as the host's record, its body read through the engine. */
 export async function readWebResponse(response) {
-  return {
-    status: response.status,
-    headers: [...response.headers],
-    body: new Uint8Array(await response.arrayBuffer()),
-  };
+  return responseRecord(response, new Uint8Array(await response.arrayBuffer()));
+}
+
+function responseRecord(response, body) {
+  return { status: response.status, headers: [...response.headers], body };
 }
 
 /** A short description of a value for error messages. */
