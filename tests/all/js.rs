@@ -208,6 +208,14 @@ async fn the_sdk_tour_answers_as_cloudflare_would() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    let (status, stack) = get(&client, &url("stack")).await;
+    assert_eq!(status, 200);
+    assert!(stack.starts_with("errorAfterAwait@"), "{stack}");
+    assert!(
+        !stack.contains("async*"),
+        "async stacks were recorded: {stack}"
+    );
+
     let (status, body) = get(&client, &url("nowhere")).await;
     assert_eq!((status, body.as_str()), (404, "no route /nowhere"));
     // An exception from the object's code becomes a 500 naming it, and the

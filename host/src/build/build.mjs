@@ -9,17 +9,20 @@
 // `import ... from "dohost"` resolves to, HANDLER the SDK function that
 // makes the world's export from the module (objectHandler or
 // workerHandler). The output is one JSON line: {"wasm", "bytes", "cached"}.
-// The component is named by a hash of the bundled code, the glue edits
-// below, the world and the contract, so an unchanged guest is not
+// The component is named by a hash of the bundled code, the glue and
+// engine edits below, the world and the contract, so an unchanged guest is not
 // componentized again; the module's older components are removed.
 //
 // componentize-js generates JavaScript glue between the component's
 // imports and exports and the guest's code; `fasterGlue` below edits two
 // parts of it that cost much of each event in the engine's interpreter.
+// And `quietEngine` builds on a copy of its engine that records async
+// stacks only under a debugger, as Firefox does.
 
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { componentize, version } from "@bytecodealliance/componentize-js";
 
@@ -54,6 +57,48 @@ function fasterGlue(glue) {
   return glue
     .replace(ENCODE, () => FAST_ENCODE)
     .replace(/^(\s*)_debugLog\(/gm, (_, indent) => `${indent}0 && _debugLog(`);
+}
+
+// StarlingMonkey, the engine componentize-js 0.23.0 ships, leaves
+// SpiderMonkey's `asyncStack` option on: every promise the guest creates
+// and every one it resolves records the whole JavaScript stack, for the
+// "async*" frames of error stacks. That is about 45% of the work of
+// constructing an object on a fresh instance, and the engine offers no
+// setting for it. The option's companion, `asyncStackCaptureDebuggeeOnly`
+// (Firefox's default), records them only while a debugger watches the
+// realm; turning it on is one constant in the engine's code, the
+// ContextOptions `JS_NewContext` gives the context: `i32.const 1295`
+// becomes `i32.const 1807` (bit 9 added, same length). The edit is made
+// only on the exact engine it was worked out on.
+const ENGINE = {
+  file: "../lib/starlingmonkey_embedding.wasm",
+  sha256: "6094cd93d966f9bec9b01332db6e0eedbaf22f60b745c9f823f21e33cbd4d365",
+  at: 2286151,
+  stock: [0x41, 0x8f, 0x0a],
+  edited: [0x41, 0x8f, 0x0e],
+};
+
+/**
+ * The path of the engine with async stacks recorded only under a debugger,
+ * written into `dir` once; undefined (with a warning) when componentize-js's
+ * engine is not the one this edit is for.
+ */
+function quietEngine(dir) {
+  const stock = readFileSync(fileURLToPath(new URL(ENGINE.file, import.meta.resolve("@bytecodealliance/componentize-js"))));
+  const sha256 = createHash("sha256").update(stock).digest("hex");
+  const at = stock.subarray(ENGINE.at, ENGINE.at + ENGINE.stock.length);
+  if (sha256 !== ENGINE.sha256 || !at.equals(Buffer.from(ENGINE.stock))) {
+    console.error(`dohost: the engine of componentize-js ${version} is not the one dohost edits; its promises record async stacks`);
+    return undefined;
+  }
+  const path = join(dir, `engine-${sha256.slice(0, 16)}-async-stacks-debuggee-only.wasm`);
+  if (!existsSync(path)) {
+    const edited = Buffer.from(stock);
+    edited.set(ENGINE.edited, ENGINE.at);
+    writeFileSync(`${path}.${process.pid}.tmp`, edited);
+    renameSync(`${path}.${process.pid}.tmp`, path);
+  }
+  return path;
 }
 
 // The glue generator, through the object componentize() calls it on.
@@ -95,8 +140,12 @@ const bundle = await build({
 });
 const code = bundle.outputFiles[0].text;
 
+mkdirSync(outDir, { recursive: true });
+const engine = quietEngine(outDir);
+
 const hash = createHash("sha256");
 hash.update(`componentize-js ${version}\0${FAST_ENCODE}${fasterGlue}\0${world}\0`);
+hash.update(engine ? JSON.stringify(ENGINE) : "stock engine");
 for (const name of readdirSync(witDir).sort()) hash.update(readFileSync(join(witDir, name)));
 hash.update(code);
 const key = hash.digest("hex").slice(0, 32);
@@ -104,7 +153,6 @@ const key = hash.digest("hex").slice(0, 32);
 // Named after the module and its path, so the builds of one module replace
 // each other and those of other modules stay.
 const module = `${world}-${basename(entry).replace(/\.m?js$/, "")}-${createHash("sha256").update(entry).digest("hex").slice(0, 8)}-`;
-mkdirSync(outDir, { recursive: true });
 const wasm = join(outDir, `${module}${key}.wasm`);
 let cached = true;
 if (!existsSync(wasm)) {
@@ -117,6 +165,7 @@ if (!existsSync(wasm)) {
     worldName: world,
     // The host provides no wasi:http; requests arrive through dohost's handler.
     disableFeatures: ["http", "fetch-event"],
+    ...(engine && { engine }),
   });
   writeFileSync(`${wasm}.${process.pid}.tmp`, component);
   renameSync(`${wasm}.${process.pid}.tmp`, wasm);
