@@ -4,12 +4,12 @@
 import { CallError, DurableObject, SqlError, StorageError } from "dohost";
 
 const json = (value, init) => Response.json(value, init);
+const entries = (map) => Object.fromEntries(map);
 
 async function errorAfterAwait() {
   await null;
   return new Error("made here").stack;
 }
-const entries = (map) => Object.fromEntries(map);
 
 export class Api extends DurableObject {
   constructor(ctx, env) {

@@ -10,8 +10,8 @@
 // makes the world's export from the module (objectHandler or
 // workerHandler). The output is one JSON line: {"wasm", "bytes", "cached"}.
 // The component is named by a hash of the bundled code, the glue and
-// engine edits below, the world and the contract, so an unchanged guest is not
-// componentized again; the module's older components are removed.
+// engine edits below, the world and the contract, so an unchanged guest is
+// not componentized again; the module's older components are removed.
 //
 // componentize-js generates JavaScript glue between the component's
 // imports and exports and the guest's code; `fasterGlue` below edits two
