@@ -8,7 +8,8 @@
 //!   initialisation: activating an object is a slot reuse, not an mmap.
 //!   The pool is sized from the live-object cap. A freed slot keeps the
 //!   pages its instance wrote ([`KEEP_RESIDENT`]), reset in place, so the
-//!   next instance does not fault them in again.
+//!   next instance does not fault them in again; on a host with swap, see
+//!   [`swap_active`].
 //! - Each store has a resource limiter ([`GuestMeter`]): linear memory
 //!   beyond the per-object limit is refused, so the guest's allocation
 //!   fails (a Rust guest aborts, a trap) and the trap says which limit it
@@ -93,7 +94,7 @@ impl Runtime {
             // (slots are affine to components) starts without page faults.
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT)
-            .pagemap_scan(Enabled::Auto);
+            .pagemap_scan(page_scan());
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -295,6 +296,38 @@ impl Runtime {
     }
 }
 
+/// How a freed slot finds the pages its instance wrote. wasmtime 48 asks
+/// the kernel (PAGEMAP_SCAN) for written pages that are present in memory:
+/// a written page the kernel has swapped out is neither reset nor
+/// decommitted, so the next object in the slot would read the previous
+/// one's data. The scan is therefore used only where no swap is active
+/// when the host starts; otherwise a slot copies its first
+/// [`KEEP_RESIDENT`] bytes back from the image and decommits the rest,
+/// which leaves nothing behind.
+fn page_scan() -> Enabled {
+    let swap = match std::fs::read_to_string("/proc/swaps") {
+        Ok(swaps) => swap_active(&swaps),
+        // Unreadable where it should be: assume swap.
+        Err(_) => cfg!(target_os = "linux"),
+    };
+    if swap {
+        tracing::info!(
+            "swap is active: freed instance slots are reset by copying, not by a page scan"
+        );
+        Enabled::No
+    } else {
+        Enabled::Auto
+    }
+}
+
+/// Whether `/proc/swaps` lists any swap device or file under its header.
+fn swap_active(proc_swaps: &str) -> bool {
+    proc_swaps
+        .lines()
+        .skip(1)
+        .any(|line| !line.trim().is_empty())
+}
+
 /// The epoch callback of a store: counts ticks of guest execution in the
 /// current event and traps past `budget`; otherwise yields so other tasks on
 /// the thread run.
@@ -405,4 +438,22 @@ pub(crate) fn instantiate_error(err: &wasmtime::Error, context: &str, max_live: 
         );
     }
     Error::new(ErrorKind::Component, format!("{context}: {err:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::swap_active;
+
+    #[test]
+    fn swap_is_active_when_proc_swaps_lists_a_device() {
+        let header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+        assert!(!swap_active(header));
+        assert!(!swap_active(""));
+        assert!(swap_active(&format!(
+            "{header}/dev/zram0                               partition\t4194300\t\t0\t\t100\n"
+        )));
+        assert!(swap_active(&format!(
+            "{header}/swapfile                               file\t\t2097148\t\t1024\t\t-2\n"
+        )));
+    }
 }
