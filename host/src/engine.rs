@@ -8,8 +8,8 @@
 //!   initialisation: activating an object is a slot reuse, not an mmap.
 //!   The pool is sized from the live-object cap. A freed slot keeps the
 //!   pages its instance wrote ([`KEEP_RESIDENT`]), reset in place, so the
-//!   next instance does not fault them in again; on a host with swap, see
-//!   [`swap_active`].
+//!   next instance does not fault them in again (by a page scan only where
+//!   no swap is active: see [`page_scan`]).
 //! - Each store has a resource limiter ([`GuestMeter`]): linear memory
 //!   beyond the per-object limit is refused, so the guest's allocation
 //!   fails (a Rust guest aborts, a trap) and the trap says which limit it
