@@ -26,6 +26,9 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { componentize, version } from "@bytecodealliance/componentize-js";
 
+/** A file of the componentize-js package, by its path from the package's entry module. */
+const packageFile = (path) => new URL(path, import.meta.resolve("@bytecodealliance/componentize-js"));
+
 // componentize-js 0.23.0's glue encodes every string it passes to the host
 // with a loop over its characters in JavaScript, to size the allocation
 // first: about 2,700 wasm instructions per character on the interpreter, a
@@ -84,7 +87,7 @@ const ENGINE = {
  * engine is not the one this edit is for.
  */
 function quietEngine(dir) {
-  const stock = readFileSync(fileURLToPath(new URL(ENGINE.file, import.meta.resolve("@bytecodealliance/componentize-js"))));
+  const stock = readFileSync(fileURLToPath(packageFile(ENGINE.file)));
   const sha256 = createHash("sha256").update(stock).digest("hex");
   const at = stock.subarray(ENGINE.at, ENGINE.at + ENGINE.stock.length);
   if (sha256 !== ENGINE.sha256 || !at.equals(Buffer.from(ENGINE.stock))) {
@@ -103,7 +106,7 @@ function quietEngine(dir) {
 
 // The glue generator, through the object componentize() calls it on.
 const splicer = await import(
-  new URL("../lib/spidermonkey-embedding-splicer.js", import.meta.resolve("@bytecodealliance/componentize-js")).href
+  packageFile("../lib/spidermonkey-embedding-splicer.js").href
 ).then((m) => m.splicer, () => undefined);
 if (typeof splicer?.spliceBindings === "function") {
   const generate = splicer.spliceBindings;
