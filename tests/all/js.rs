@@ -164,6 +164,8 @@ async fn the_sdk_tour_answers_as_cloudflare_would() {
     assert_eq!(stubs["roundTrip"], true);
     assert_eq!(stubs["sameName"], true);
     assert_eq!(stubs["sum"], 5);
+    assert_eq!(stubs["manyIds"], 300);
+    assert_eq!(stubs["sumAfterMany"], 42);
     assert_eq!(
         stubs["structured"],
         json!({"got": {"list": [1, 2], "text": "t"}, "by": "other"})

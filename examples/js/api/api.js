@@ -215,6 +215,13 @@ export class Api extends DurableObject {
       structured: await other.describe({ list: [1, 2], text: "t" }),
       otherFetch: await (await other.fetch("http://api/echo?from=stub", { method: "POST", body: "hi" })).json(),
     };
+    // More stubs than the SDK keeps host handles for at once (256): the
+    // oldest handles are given back, and a stub whose handle went takes a
+    // new one on its next call.
+    const many = [];
+    for (let i = 0; i < 300; i++) many.push(ns.get(ns.idFromName(`many-${i}`)));
+    out.manyIds = new Set(many.map((stub) => stub.id.toString())).size;
+    out.sumAfterMany = await other.add(20, 22);
     try {
       await other.noSuchMethod();
     } catch (e) {

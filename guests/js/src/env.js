@@ -38,8 +38,10 @@ export class DurableObjectId {
 /** One binding's namespace (Cloudflare's DurableObjectNamespace). */
 export class DurableObjectNamespace {
   #ns;
-  constructor(ns) {
+  #binding;
+  constructor(ns, binding) {
     this.#ns = ns;
+    this.#binding = binding;
   }
   idFromName(name) {
     return new DurableObjectId(this.#ns.idFromName(String(name)), String(name));
@@ -53,33 +55,73 @@ export class DurableObjectNamespace {
   /** A stub for `id` (an id from this namespace, or its string). */
   get(id) {
     if (id instanceof DurableObjectId && id.name !== undefined) return this.getByName(id.name);
-    return makeStub(
-      calling(() => this.#ns.get(String(id))),
-      id instanceof DurableObjectId ? id : undefined,
-    );
+    const hex = String(id);
+    const key = `${this.#binding}\0id\0${hex}`;
+    const open = () => calling(() => this.#ns.get(hex));
+    // Opened now, so that a malformed id throws here, as in Cloudflare.
+    const handle = stubHandle(key, open);
+    const stubId = id instanceof DurableObjectId ? id : new DurableObjectId((handle.hex ??= handle.raw.id()));
+    return makeStub(key, open, stubId);
   }
   getByName(name) {
-    const raw = this.#ns.getByName(String(name));
-    return makeStub(raw, new DurableObjectId(raw.id(), String(name)));
+    name = String(name);
+    const key = `${this.#binding}\0name\0${name}`;
+    const open = () => this.#ns.getByName(name);
+    const handle = stubHandle(key, open);
+    return makeStub(key, open, new DurableObjectId((handle.hex ??= handle.raw.id()), name));
   }
+}
+
+/** How many of the host's stub handles an instance holds at most (see stubHandle). */
+const MAX_STUB_HANDLES = 256;
+
+/** The host's stub handles, by binding and name or id, least recently used first. */
+const stubHandles = new Map();
+
+/**
+ * The host's stub handle for `key`, opened with `open` when there is none.
+ * A handle is a resource in the host's table, and componentize-js's glue
+ * never gives one back: the engine runs no FinalizationRegistry callbacks,
+ * and the glue unregisters a handle from its registry on every method call
+ * anyway. A worker that made a stub per request, as the seed's does, would
+ * hold one more handle on every request. So a stub holds no handle of its
+ * own: each call takes one from here, and past MAX_STUB_HANDLES the least
+ * recently used is dropped. No JavaScript runs while a host call is
+ * running, so no handle is dropped while it is in use.
+ */
+function stubHandle(key, open) {
+  let handle = stubHandles.get(key);
+  if (handle !== undefined) {
+    stubHandles.delete(key);
+  } else {
+    handle = { raw: open(), hex: undefined };
+    if (stubHandles.size >= MAX_STUB_HANDLES) {
+      const [oldest, old] = stubHandles.entries().next().value;
+      stubHandles.delete(oldest);
+      old.raw[Symbol.dispose ?? Symbol.for("dispose")]();
+    }
+  }
+  stubHandles.set(key, handle);
+  return handle;
 }
 
 // Properties of a stub that are not RPC methods.
 const NOT_METHODS = new Set(["then", "toJSON", "constructor"]);
 
 /**
- * A stub (Cloudflare's DurableObjectStub): `fetch` sends an HTTP request;
- * any other method name calls the object's RPC method of that name with
- * JSON arguments and resolves to its JSON result.
+ * A stub (Cloudflare's DurableObjectStub) for the object `id`, whose host
+ * handle is `stubHandle(key, open)`: `fetch` sends an HTTP request; any
+ * other method name calls the object's RPC method of that name with JSON
+ * arguments and resolves to its JSON result.
  */
-function makeStub(raw, id) {
-  const stubId = id ?? new DurableObjectId(raw.id());
+function makeStub(key, open, id) {
+  const raw = () => stubHandle(key, open).raw;
   const target = {
-    id: stubId,
-    name: stubId.name,
+    id,
+    name: id.name,
     async fetch(input, init) {
       const request = await fromWebRequest(input, init);
-      return toWebResponse(calling(() => raw.fetch(request)));
+      return toWebResponse(calling(() => raw().fetch(request)));
     },
   };
   return new Proxy(target, {
@@ -87,7 +129,7 @@ function makeStub(raw, id) {
       if (prop in t) return t[prop];
       if (typeof prop === "symbol" || NOT_METHODS.has(prop)) return undefined;
       return async (...args) => {
-        const result = calling(() => raw.call(prop, JSON.stringify(args)));
+        const result = calling(() => raw().call(prop, JSON.stringify(args)));
         return JSON.parse(result);
       };
     },
@@ -119,7 +161,7 @@ function lookup(name) {
   const value = getVar(name);
   if (value !== undefined) return value;
   try {
-    return new DurableObjectNamespace(ObjectNamespace.open(name));
+    return new DurableObjectNamespace(ObjectNamespace.open(name), name);
   } catch {
     return undefined;
   }
