@@ -580,11 +580,12 @@ async fn javascript_and_rust_objects_call_each_other_and_read_each_others_values
     );
 }
 
-/// Runs `dohost build DIR` with `env` set; its success and stderr.
+/// Runs `dohost build .` in `dir` with `env` set; its success and stderr.
 fn dohost_build(dir: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
         .arg("build")
-        .arg(dir)
+        .arg(".")
+        .current_dir(dir)
         .envs(env.iter().copied())
         .output()
         .expect("run dohost build");
@@ -664,4 +665,40 @@ export class Greeter extends DurableObject {
     let server = Server::start(&dir.path().join("dohost.toml"), &dir.path().join("data"));
     let (status, body) = get(&client(), &server.url("/GREETER/ada/")).await;
     assert_eq!((status, body.as_str()), (200, "hello, ada (seen 1)"));
+}
+
+/// A folder holding only dohost.toml and a module, with no package.json
+/// above it: `dohost build .` installs the tools beside dohost.toml, and the
+/// relative folder still names it once node runs in the project's cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dohost_build_dot_builds_a_bare_module_beside_its_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hello.js"),
+        r#"import { DurableObject } from "dohost";
+export class Hello extends DurableObject {
+  async fetch() {
+    return new Response(`hello from ${this.ctx.id.name}`);
+  }
+}
+"#,
+    )
+    .unwrap();
+    write_config(
+        dir.path(),
+        "[[durable_objects.bindings]]\nname = \"HELLO\"\nclass_name = \"Hello\"\ncomponent = \"hello.js\"\n",
+    );
+
+    let (ok, log) = dohost_build(dir.path(), &[]);
+    assert!(ok, "{log}");
+    assert!(
+        dir.path()
+            .join("node_modules/@bytecodealliance/componentize-js")
+            .is_dir(),
+        "{log}"
+    );
+
+    let server = Server::start(&dir.path().join("dohost.toml"), &dir.path().join("data"));
+    let (status, body) = get(&client(), &server.url("/HELLO/ada/")).await;
+    assert_eq!((status, body.as_str()), (200, "hello from ada"));
 }

@@ -268,7 +268,14 @@ pub fn build_js_guest(
 ) -> Result<JsBuild> {
     let module = std::fs::canonicalize(module)
         .map_err(|e| build_error(format!("cannot read {}: {e}", module.display())))?;
-    let project = project_dir(&module, fallback_project);
+    // Absolute, because node runs in the project's cache folder: a relative
+    // configuration folder (`dohost build .`) would point elsewhere from there.
+    let project = std::path::absolute(project_dir(&module, fallback_project)).map_err(|e| {
+        build_error(format!(
+            "cannot resolve {}: {e}",
+            fallback_project.display()
+        ))
+    })?;
     // One build at a time per project: npm install and the output files are
     // shared by every build of the project, also across processes.
     let _lock = lock_project(&project)?;
