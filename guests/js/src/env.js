@@ -60,7 +60,7 @@ export class DurableObjectNamespace {
     const open = () => calling(() => this.#ns.get(hex));
     // Opened now, so that a malformed id throws here, as in Cloudflare.
     const handle = stubHandle(key, open);
-    const stubId = id instanceof DurableObjectId ? id : new DurableObjectId((handle.hex ??= handle.raw.id()));
+    const stubId = id instanceof DurableObjectId ? id : new DurableObjectId(objectHex(handle));
     return makeStub(key, open, stubId);
   }
   getByName(name) {
@@ -68,7 +68,7 @@ export class DurableObjectNamespace {
     const key = `${this.#binding}\0name\0${name}`;
     const open = () => this.#ns.getByName(name);
     const handle = stubHandle(key, open);
-    return makeStub(key, open, new DurableObjectId((handle.hex ??= handle.raw.id()), name));
+    return makeStub(key, open, new DurableObjectId(objectHex(handle), name));
   }
 }
 
@@ -103,6 +103,12 @@ function stubHandle(key, open) {
   }
   stubHandles.set(key, handle);
   return handle;
+}
+
+/** The hex id of the object a stub handle reaches, asked of the host once. */
+function objectHex(handle) {
+  handle.hex ??= handle.raw.id();
+  return handle.hex;
 }
 
 // Properties of a stub that are not RPC methods.
