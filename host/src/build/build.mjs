@@ -15,7 +15,8 @@
 //
 // componentize-js generates JavaScript glue between the component's
 // imports and exports and the guest's code; `fasterGlue` below edits three
-// parts of it that cost much of each event in the engine's interpreter.
+// parts of it that cost much of each event in the engine's interpreter,
+// and makes it free the memory an import's arguments took.
 // And `quietEngine` builds on a copy of its engine that records async
 // stacks only under a debugger, as Firefox does.
 
@@ -57,8 +58,40 @@ const FAST_DATA_VIEW = `let dv = new DataView(new ArrayBuffer());
 let dvBuffer = dv.buffer;
 const dataView = mem => dv = new DataView(dvBuffer = mem.buffer);`;
 
+// The glue lowers an import's arguments (strings, lists) into memory it
+// takes with `$realloc`, and never gives that memory back: a worker that
+// forwarded requests with `stub.fetch` kept every request's headers, until
+// it reached its memory limit and trapped. In the import functions the
+// allocations are now noted and freed when the host call returns: the host
+// has read the arguments by then.
+const IMPORT_ARGUMENTS = `
+const _importArguments = [];
+function _importRealloc(old, oldSize, align, size) {
+  const ptr = $realloc(old, oldSize, align, size);
+  if (size !== 0) _importArguments.push(ptr);
+  return ptr;
+}
+function _freeImportArguments() {
+  for (let i = 0; i < _importArguments.length; i++) $dealloc(_importArguments[i]);
+  _importArguments.length = 0;
+}
+`;
+
+/** Each import function or imported resource class, up to its closing brace. */
+const IMPORT_BLOCK = /^(?:function|class) import_[\s\S]*?^}$/gm;
+/** The host call in an import function. */
+const IMPORT_CALL = /^([ \t]*)(ret = \$import_.*;)$/gm;
+
+/** The import functions, taking their arguments' memory from `_importRealloc` and freeing it after the call. */
+function freeImportArguments(glue) {
+  return glue.replace(IMPORT_BLOCK, (block) =>
+    block.replaceAll("$realloc", "_importRealloc").replace(IMPORT_CALL, "$1$2\n$1_freeImportArguments();"),
+  );
+}
+
 /**
- * The glue with the faster string encoding and memory access, and with its
+ * The glue with the faster string encoding and memory access, freeing its
+ * imports' arguments (see IMPORT_ARGUMENTS), and with its
  * `_debugLog(...)` statements (which log only under node with JCO_DEBUG
  * set, never in the engine) no longer building their arguments on every
  * call. Glue of another shape is left as it is, with a warning.
@@ -67,14 +100,15 @@ function fasterGlue(glue) {
   if (
     glue.split(ENCODE).length !== 2 ||
     glue.split(DATA_VIEW).length !== 2 ||
+    glue.search(IMPORT_CALL) < 0 ||
     !glue.includes("const TEXT_ENCODER_UTF8 = new TextEncoder();")
   ) {
     console.error(`dohost: the glue of componentize-js ${version} is not the one dohost speeds up; building it as it is`);
     return glue;
   }
-  return glue
+  return freeImportArguments(glue)
     .replace(ENCODE, () => FAST_ENCODE)
-    .replace(DATA_VIEW, () => FAST_DATA_VIEW)
+    .replace(DATA_VIEW, () => FAST_DATA_VIEW + IMPORT_ARGUMENTS)
     .replaceAll("dataView($memory)", "($memory.buffer === dvBuffer ? dv : dataView($memory))")
     .replace(/^(\s*)_debugLog\(/gm, (_, indent) => `${indent}0 && _debugLog(`);
 }
@@ -164,7 +198,7 @@ mkdirSync(outDir, { recursive: true });
 const engine = quietEngine(outDir);
 
 const hash = createHash("sha256");
-hash.update(`componentize-js ${version}\0${FAST_ENCODE}${FAST_DATA_VIEW}${fasterGlue}\0${world}\0`);
+hash.update(`componentize-js ${version}\0${FAST_ENCODE}${FAST_DATA_VIEW}${IMPORT_ARGUMENTS}${freeImportArguments}${fasterGlue}\0${world}\0`);
 hash.update(engine ? JSON.stringify(ENGINE) : "stock engine");
 for (const name of readdirSync(witDir).sort()) hash.update(readFileSync(join(witDir, name)));
 hash.update(code);
