@@ -611,11 +611,11 @@ async fn javascript_and_rust_objects_call_each_other_and_read_each_others_values
     );
 }
 
-/// Runs `dohost build .` in `dir` with `env` set; its success and stderr.
-fn dohost_build(dir: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
+/// Runs `dohost build TARGET` in `dir` with `env` set; its success and stderr.
+fn dohost_build(dir: &std::path::Path, target: &str, env: &[(&str, &str)]) -> (bool, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
         .arg("build")
-        .arg(".")
+        .arg(target)
         .current_dir(dir)
         .envs(env.iter().copied())
         .output()
@@ -656,7 +656,7 @@ export class Greeter extends DurableObject {
     );
 
     // The first build installs the tools into the package, saying so.
-    let (ok, log) = dohost_build(dir.path(), &[]);
+    let (ok, log) = dohost_build(dir.path(), ".", &[]);
     assert!(ok, "{log}");
     assert!(
         log.contains("installing the JavaScript build tools into") && log.contains("greeter"),
@@ -684,10 +684,10 @@ export class Greeter extends DurableObject {
         ("npm_config_registry", "http://127.0.0.1:9/"),
         ("npm_config_offline", "true"),
     ];
-    let (ok, log) = dohost_build(dir.path(), &offline);
+    let (ok, log) = dohost_build(dir.path(), ".", &offline);
     assert!(ok, "{log}");
     assert!(!log.contains("installing"), "{log}");
-    let (ok, log) = dohost_build(dir.path(), &offline);
+    let (ok, log) = dohost_build(dir.path(), ".", &offline);
     assert!(
         ok && log.contains("unchanged since the last build"),
         "{log}"
@@ -699,10 +699,11 @@ export class Greeter extends DurableObject {
 }
 
 /// A folder holding only dohost.toml and a module, with no package.json
-/// above it: `dohost build .` installs the tools beside dohost.toml, and the
-/// relative folder still names it once node runs in the project's cache.
+/// above it: `dohost build dohost.toml` installs the tools beside
+/// dohost.toml, and the relative folder (the empty path, as the file's
+/// parent) still names it once node runs in the project's cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dohost_build_dot_builds_a_bare_module_beside_its_config() {
+async fn dohost_build_in_its_folder_builds_a_bare_module_beside_its_config() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("hello.js"),
@@ -720,7 +721,7 @@ export class Hello extends DurableObject {
         "[[durable_objects.bindings]]\nname = \"HELLO\"\nclass_name = \"Hello\"\ncomponent = \"hello.js\"\n",
     );
 
-    let (ok, log) = dohost_build(dir.path(), &[]);
+    let (ok, log) = dohost_build(dir.path(), "dohost.toml", &[]);
     assert!(ok, "{log}");
     assert!(
         dir.path()

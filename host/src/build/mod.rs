@@ -133,10 +133,12 @@ pub fn build_rust_guest(dir: &Path) -> Result<PathBuf> {
 ///
 /// As [`build_rust_guest`], [`ensure_guest_target`] and [`build_js_guest`].
 pub fn build_config(config: &mut Config, progress: &mut dyn FnMut(&str)) -> Result<()> {
+    // `dohost.toml` alone has the empty path as its parent.
     let config_dir = config
         .path
         .as_deref()
         .and_then(Path::parent)
+        .filter(|dir| !dir.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let mut sources: Vec<(String, JsRole, &mut ComponentSource)> = config
         .bindings
