@@ -13,7 +13,10 @@
 //! - Each store has a resource limiter ([`GuestMeter`]): linear memory
 //!   beyond the per-object limit is refused, so the guest's allocation
 //!   fails (a Rust guest aborts, a trap) and the trap says which limit it
-//!   hit.
+//!   hit. It also notes how far the memory has grown: linear memory never
+//!   shrinks, so an instance past [`GuestMeter::memory_nearly_full`] is
+//!   replaced by a fresh one between events rather than kept until an event
+//!   traps on the limit.
 //! - A ticker thread advances the engine's epoch every [`EPOCH_TICK`]; a guest
 //!   running past its tick yields to the async runtime, and one that runs past
 //!   its CPU budget for the event traps (see [`cpu_deadline`]).
@@ -230,6 +233,11 @@ pub(crate) fn wasi_ctx(output: &GuestOutput) -> wasmtime_wasi::WasiCtx {
 /// thousands in a large guest).
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
+/// The share of the memory limit past which an instance is replaced
+/// between events ([`GuestMeter::memory_nearly_full`]): three quarters,
+/// leaving the last quarter for one event's own needs.
+const REPLACE_AT_MEMORY_QUARTERS: usize = 3;
+
 /// What a store keeps about its guest's execution: CPU ticks used by the
 /// current event, the memory limit and whether the guest hit it, and the
 /// guest's captured output. Object and worker stores both hold one.
@@ -240,6 +248,8 @@ pub(crate) struct GuestMeter {
     memory_limit: usize,
     /// The size a refused memory growth asked for.
     memory_refused: Option<usize>,
+    /// The size of the guest's largest linear memory.
+    memory_size: usize,
 }
 
 impl wasmtime::ResourceLimiter for GuestMeter {
@@ -253,6 +263,7 @@ impl wasmtime::ResourceLimiter for GuestMeter {
             self.memory_refused = Some(desired);
             return Ok(false);
         }
+        self.memory_size = self.memory_size.max(desired);
         Ok(true)
     }
 
@@ -272,6 +283,22 @@ impl GuestMeter {
         self.cpu_ticks = 0;
         self.memory_refused = None;
         self.output.clear();
+    }
+
+    /// Whether the guest's memory has grown past three quarters of its
+    /// limit. Its instance is then dropped between events and the next
+    /// event gets a fresh one: a guest's heap can creep up for good (a
+    /// leak, or what a JavaScript engine's collector never gives back: a
+    /// componentize-js guest keeps some 100 KB of every request with a
+    /// 60 KB header), and kept, it would trap on the limit in the middle
+    /// of an event.
+    pub(crate) fn memory_nearly_full(&self) -> bool {
+        self.memory_size > self.memory_limit / 4 * REPLACE_AT_MEMORY_QUARTERS
+    }
+
+    /// The guest's memory size and its limit, in MiB, for a log line.
+    pub(crate) fn memory_mib(&self) -> (usize, usize) {
+        (self.memory_size >> 20, self.memory_limit >> 20)
     }
 }
 
@@ -412,7 +439,7 @@ pub(crate) fn describe_trap(err: &wasmtime::Error, meter: &GuestMeter) -> String
     let mut message = String::new();
     if let Some(desired) = meter.memory_refused {
         message = format!(
-            "the object reached its memory limit of {} MiB (it asked to grow to {} MiB); ",
+            "the instance reached its memory limit of {} MiB (it asked to grow to {} MiB); ",
             meter.memory_limit >> 20,
             desired >> 20
         );

@@ -35,7 +35,11 @@
 //! **Reset.** A trap discards the event's writes and the instance; the next
 //! event gets a fresh instance (the cache, which only holds what completed
 //! events and `sync` sent, is kept). A failed commit clears the cache too,
-//! so the object goes back to what is durable.
+//! so the object goes back to what is durable. Between events, an instance
+//! whose memory has grown near its limit
+//! ([`GuestMeter::memory_nearly_full`]) is reset the same way, before an
+//! event traps on the limit; like an eviction, this loses only in-memory
+//! state.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -559,6 +563,17 @@ impl Actor {
     ) -> Result<(&mut wasmtime::Store<ObjectState>, &mut DurableObject)> {
         if self.instance.is_some() && self.code.generation() != self.generation {
             tracing::debug!(object = %self.identity.id_hex, "the code was updated: resetting the object");
+            self.reset();
+        }
+        if let Some((store, _)) = &self.instance
+            && store.data().meter.memory_nearly_full()
+        {
+            let (size, limit) = store.data().meter.memory_mib();
+            tracing::info!(
+                object = %self.identity.id_hex,
+                "the object's memory grew to {size} MiB of its {limit} MiB limit; \
+                 resetting it to a fresh instance"
+            );
             self.reset();
         }
         if self.instance.is_none() {

@@ -4,7 +4,8 @@
 //!
 //! Workers hold no state between requests that anything may rely on, so the
 //! host keeps a small pool of warm instances and gives each concurrent request
-//! its own. An instance that trapped is dropped, never reused.
+//! its own. An instance that trapped is dropped, never reused, and so is one
+//! whose memory has grown near its limit ([`GuestMeter::memory_nearly_full`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -120,11 +121,19 @@ impl WorkerPool {
             .await;
         match result {
             Ok(outcome) => {
-                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                if idle.len() < MAX_IDLE_WORKERS && generation == self.code.generation() {
-                    idle.push((generation, (store, instance)));
+                let meter = &store.data().meter;
+                if meter.memory_nearly_full() {
+                    let (size, limit) = meter.memory_mib();
+                    tracing::info!(
+                        "a worker instance's memory grew to {size} MiB of its {limit} MiB limit; \
+                         it is dropped, and later requests get a fresh one"
+                    );
+                } else {
+                    let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                    if idle.len() < MAX_IDLE_WORKERS && generation == self.code.generation() {
+                        idle.push((generation, (store, instance)));
+                    }
                 }
-                drop(idle);
                 outcome.map_err(|message| Error::new(ErrorKind::GuestError, message))
             }
             Err(trap) => {

@@ -305,9 +305,22 @@ pub fn client() -> HttpClient {
 
 /// Sends one request; returns (status, body text).
 pub async fn send(client: &HttpClient, method: &str, url: &str, body: &str) -> (u16, String) {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(url)
+    send_with_headers(client, method, url, &[], body).await
+}
+
+/// Sends one request with `headers`; returns (status, body text).
+pub async fn send_with_headers(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req
         .body(Full::new(Bytes::from(body.to_owned())))
         .expect("request");
     let resp = client
