@@ -9,9 +9,10 @@
 // `import ... from "dohost"` resolves to, HANDLER the SDK function that
 // makes the world's export from the module (objectHandler or
 // workerHandler). The output is one JSON line: {"wasm", "bytes", "cached"}.
-// The component is named by a hash of the bundled code, the glue and
-// engine edits below, the world and the contract, so an unchanged guest is
-// not componentized again; the module's older components are removed.
+// The component is named by a hash of the bundled code, this script (and
+// so the glue and engine edits below), the world and the contract, so an
+// unchanged guest is not componentized again; the module's older
+// components are removed.
 //
 // componentize-js generates JavaScript glue between the component's
 // imports and exports and the guest's code; `fasterGlue` below edits three
@@ -198,8 +199,9 @@ mkdirSync(outDir, { recursive: true });
 const engine = quietEngine(outDir);
 
 const hash = createHash("sha256");
-hash.update(`componentize-js ${version}\0${FAST_ENCODE}${FAST_DATA_VIEW}${IMPORT_ARGUMENTS}${freeImportArguments}${fasterGlue}\0${world}\0`);
-hash.update(engine ? JSON.stringify(ENGINE) : "stock engine");
+hash.update(`componentize-js ${version}\0${world}\0`);
+hash.update(readFileSync(fileURLToPath(import.meta.url)));
+hash.update(engine ? "edited engine" : "stock engine");
 for (const name of readdirSync(witDir).sort()) hash.update(readFileSync(join(witDir, name)));
 hash.update(code);
 const key = hash.digest("hex").slice(0, 32);
