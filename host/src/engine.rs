@@ -239,8 +239,9 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 const REPLACE_AT_MEMORY_QUARTERS: usize = 3;
 
 /// What a store keeps about its guest's execution: CPU ticks used by the
-/// current event, the memory limit and whether the guest hit it, and the
-/// guest's captured output. Object and worker stores both hold one.
+/// current event, the memory limit, how far the memory has grown and whether
+/// it hit the limit, and the guest's captured output. Object and worker
+/// stores both hold one.
 #[derive(Default)]
 pub(crate) struct GuestMeter {
     pub(crate) output: GuestOutput,
