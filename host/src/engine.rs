@@ -289,10 +289,9 @@ impl GuestMeter {
     /// Whether the guest's memory has grown past three quarters of its
     /// limit. Its instance is then dropped between events and the next
     /// event gets a fresh one: a guest's heap can creep up for good (a
-    /// leak, or what a JavaScript engine's collector never gives back: a
-    /// componentize-js guest keeps some 100 KB of every request with a
-    /// 60 KB header), and kept, it would trap on the limit in the middle
-    /// of an event.
+    /// leak, or a fragmented heap: a componentize-js guest's memory grows
+    /// by some 100 KB with every request that has a 60 KB header), and
+    /// kept, it would trap on the limit in the middle of an event.
     pub(crate) fn memory_nearly_full(&self) -> bool {
         self.memory_size > self.memory_limit / 4 * REPLACE_AT_MEMORY_QUARTERS
     }

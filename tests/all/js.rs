@@ -93,12 +93,12 @@ async fn a_javascript_worker_gives_back_the_memory_of_what_it_forwards() {
     assert!(!log.contains("memory grew"), "{log}");
 }
 
-/// A JavaScript guest keeps some 100 KB of every request with a 60 KB
-/// header that its engine never gives back, in the worker and the object
-/// alike. With a 32 MiB limit both would trap about 150 requests in; the
-/// host replaces each instance between events once its memory passes three
-/// quarters of the limit, so all 600 requests count up, the object's count
-/// carried over in storage.
+/// A JavaScript guest's memory grows by some 100 KB with every request
+/// that has a 60 KB header, and its engine never gives that back, in the
+/// worker and the object alike. With a 32 MiB limit, a host that kept its
+/// instances trapped 14 times in these 600 requests; this one replaces each
+/// instance between events once its memory passes three quarters of the
+/// limit, so all 600 count up, the object's count carried over in storage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn javascript_instances_near_their_memory_limit_are_replaced_between_events() {
     let dir = tempfile::tempdir().unwrap();
