@@ -14,9 +14,14 @@ use crate::support::{
 
 /// Serves the JavaScript example `example` (under examples/js) from `dir`.
 fn serve_js(example: &str, dir: &std::path::Path) -> Server {
+    serve_js_with(example, dir, "")
+}
+
+/// As [`serve_js`], with `extra` appended to the example's dohost.toml.
+fn serve_js_with(example: &str, dir: &std::path::Path, extra: &str) -> Server {
     js_examples_built();
-    let config = write_config(dir, &example_config(&format!("examples/js/{example}")));
-    Server::start(&config, &dir.join("data"))
+    let config = example_config(&format!("examples/js/{example}")) + extra;
+    Server::start(&write_config(dir, &config), &dir.join("data"))
 }
 
 async fn get_json(client: &crate::support::HttpClient, url: &str) -> Value {
@@ -102,9 +107,11 @@ async fn a_javascript_worker_gives_back_the_memory_of_what_it_forwards() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn javascript_instances_near_their_memory_limit_are_replaced_between_events() {
     let dir = tempfile::tempdir().unwrap();
-    js_examples_built();
-    let config = example_config("examples/js/counter") + "\n[limits]\nmemory_bytes = 33554432\n";
-    let server = Server::start(&write_config(dir.path(), &config), &dir.path().join("data"));
+    let server = serve_js_with(
+        "counter",
+        dir.path(),
+        "\n[limits]\nmemory_bytes = 33554432\n",
+    );
     count_with_big_headers(&server, 600).await;
     let log = server.log();
     for instance in ["a worker instance's memory", "the object's memory"] {
