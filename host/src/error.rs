@@ -105,10 +105,6 @@ impl Error {
         Self::new(ErrorKind::Config, message)
     }
 
-    pub(crate) fn storage(context: &str, err: impl fmt::Display) -> Self {
-        Self::new(ErrorKind::Storage, format!("{context}: {err}"))
-    }
-
     pub(crate) fn io(context: impl fmt::Display, err: std::io::Error) -> Self {
         Self::new(ErrorKind::Io, format!("{context}: {err}"))
     }
@@ -121,3 +117,15 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<dohost_store::Error> for Error {
+    fn from(e: dohost_store::Error) -> Self {
+        let kind = match e.kind() {
+            dohost_store::ErrorKind::Config => ErrorKind::Config,
+            dohost_store::ErrorKind::Io => ErrorKind::Io,
+            dohost_store::ErrorKind::ShutDown => ErrorKind::ShutDown,
+            _ => ErrorKind::Storage,
+        };
+        Error::new(kind, e.message())
+    }
+}

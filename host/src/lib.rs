@@ -22,50 +22,40 @@
 //!
 //! The same engine runs as a server: `dohost serve --config dohost.toml`
 //! (see [`server::serve`]).
+//!
+//! ## Layers
+//!
+//! Each layer names only those below it:
+//!
+//! - the store (crate `dohost-store`): what is durable;
+//! - `runtime`: what runs, the engine, object actors, namespaces, workers;
+//! - `imports`: the host side of each WIT interface, found by the linker;
+//! - `host`: this API ([`Host`], [`HostBuilder`], [`Config`], admin), the
+//!   only place that wires the others together;
+//! - [`server`] and the `dohost` binary, which use only this public API.
+//!
+//! `docs/design.md` in the repository draws them and a request's path
+//! through them.
 
 #![deny(missing_docs)]
 
-mod admin;
-mod alarm;
-mod bindings;
-pub mod build;
-mod cache;
-mod calls;
-mod code;
-pub mod config;
-mod engine;
 mod error;
 mod host;
-mod kv;
-mod migrations;
-mod namespace;
-mod object;
-mod pages;
-
-mod residency;
+mod imports;
+mod runtime;
 pub mod server;
-mod sql;
-mod storage;
-mod stub;
-mod vfs;
-mod worker;
+mod settings;
 
-pub use admin::{DataDir, KeyInfo, MAX_KEYS_SHOWN, ObjectDetails, ObjectSummary, TableInfo};
-pub use alarm::{
-    DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, MAX_DELIVERIES, SCHEDULE_WINDOW,
-};
-pub use config::{BindingConfig, ComponentSource, Config, Migration};
+pub use dohost_store::{CommitHook, CommitStage, KeyInfo, MAX_KEYS_SHOWN, TableInfo};
 pub use error::{Error, ErrorKind, Result};
-pub use host::{
-    DEFAULT_CACHE_PER_OBJECT, DEFAULT_CACHE_TOTAL, DEFAULT_CALL_TIMEOUT,
-    DEFAULT_CPU_TIME_PER_EVENT, DEFAULT_DATA_DIR, DEFAULT_MAILBOX_CAPACITY,
-    DEFAULT_MAX_LIVE_OBJECTS, DEFAULT_MEMORY_PER_OBJECT, Host, HostBuilder, Settings, Stats,
+pub use host::config::{BindingConfig, ComponentSource, Config, Migration};
+pub use host::{DataDir, Host, HostBuilder, ObjectDetails, ObjectSummary, Stats, build, config};
+pub use runtime::{Namespace, ObjectId, Stub};
+pub use settings::{
+    DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, DEFAULT_CACHE_PER_OBJECT,
+    DEFAULT_CACHE_TOTAL, DEFAULT_CALL_TIMEOUT, DEFAULT_CPU_TIME_PER_EVENT, DEFAULT_DATA_DIR,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_LIVE_OBJECTS,
+    DEFAULT_MAX_SQL_DATABASE_BYTES, DEFAULT_MEMORY_PER_OBJECT, MAX_DELIVERIES, MAX_KEY_BYTES,
+    MAX_KEYS_PER_CALL, MAX_SQL_PARAMS, MAX_SQL_STATEMENT_BYTES, MAX_SQL_VALUE_BYTES,
+    MAX_TRANSACTION_DEPTH, MAX_VALUE_BYTES, SCHEDULE_WINDOW, Settings,
 };
-pub use kv::{MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_TRANSACTION_DEPTH, MAX_VALUE_BYTES};
-pub use namespace::{Namespace, ObjectId};
-pub use object::DEFAULT_IDLE_TIMEOUT;
-pub use sql::{
-    DEFAULT_MAX_SQL_DATABASE_BYTES, MAX_SQL_PARAMS, MAX_SQL_STATEMENT_BYTES, MAX_SQL_VALUE_BYTES,
-};
-pub use storage::{CommitHook, CommitStage};
-pub use stub::Stub;

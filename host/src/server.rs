@@ -17,8 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::error::Error;
-use crate::host::Host;
+use crate::{Error, Host};
 
 /// The largest request body accepted, in bytes (Cloudflare's limit on the
 /// free plan): bodies are held in memory while an object handles them.

@@ -1,0 +1,449 @@
+//! Object admin: list, inspect and delete the objects of a data directory.
+//!
+//! The same answers come from three places:
+//! - a running host ([`Host::objects`], [`Host::object`],
+//!   [`Host::delete_object`]); a deletion goes through the object's
+//!   actor, so it waits for the running event and the next event finds an
+//!   empty object;
+//! - the admin HTTP API of a running host, when `[admin] token` is set:
+//!   `GET /_dohost/objects[?binding=B]`, `GET /_dohost/objects/B/NAME_OR_ID`
+//!   and `DELETE /_dohost/objects/B/NAME_OR_ID`, each with
+//!   `Authorization: Bearer <token>`;
+//! - a stopped server's data directory ([`DataDir`], `dohost objects`).
+//!
+//! An object is listed once it has written something (the store's
+//! directory of objects). Inspection reads what is durable.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::host::Host;
+use crate::error::{Error, ErrorKind, Result};
+use crate::runtime::{block_on, minted_by, name_id, parse_id};
+use dohost_store::{
+    KeyInfo, NamespaceRecord, ObjectKey, Store, TableInfo, WriteSet, pass_gate, read_registry,
+};
+
+#[cfg(doc)]
+use dohost_store::MAX_KEYS_SHOWN;
+
+/// One object of the directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ObjectSummary {
+    /// The binding its namespace is bound as, e.g. `COUNTER`.
+    pub binding: String,
+    /// Its class, e.g. `Counter`.
+    pub class: String,
+    /// Its id, 64 hex characters.
+    pub id: String,
+    /// The name it was addressed by, if it ever was.
+    pub name: Option<String>,
+}
+
+/// What an object holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ObjectDetails {
+    /// Which object.
+    #[serde(flatten)]
+    pub object: ObjectSummary,
+    /// Its first KV keys ([`MAX_KEYS_SHOWN`] at most) with the size of
+    /// each value, in key order.
+    pub keys: Vec<KeyInfo>,
+    /// How many KV keys it has.
+    pub keys_total: u64,
+    /// The tables of its SQL database with their row counts.
+    pub sql_tables: Vec<TableInfo>,
+    /// The size of its SQL database file, in bytes.
+    pub sql_bytes: u64,
+    /// When its alarm is due, in milliseconds since the Unix epoch.
+    pub alarm: Option<i64>,
+}
+
+/// A namespace as the admin sees it.
+#[derive(Clone, Debug)]
+pub(crate) struct Place {
+    pub(crate) binding: String,
+    pub(crate) class: String,
+    pub(crate) ns: NamespaceRecord,
+}
+
+impl Place {
+    /// The object `name_or_id` names: an id of this namespace (64 hex
+    /// characters it minted) or else a name.
+    pub(crate) fn resolve(&self, name_or_id: &str) -> ObjectKey {
+        let id = parse_id(name_or_id)
+            .filter(|id| minted_by(&self.ns.secret, id))
+            .unwrap_or_else(|| name_id(&self.ns.secret, name_or_id));
+        ObjectKey::new(self.ns.number, &id)
+    }
+}
+
+/// The place bound as `binding` among `places`.
+pub(crate) fn place<'a>(places: &'a [Place], binding: &str) -> Result<&'a Place> {
+    places.iter().find(|p| p.binding == binding).ok_or_else(|| {
+        let known: Vec<&str> = places.iter().map(|p| p.binding.as_str()).collect();
+        Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "no binding {binding:?}; the bindings are: {}",
+                known.join(", ")
+            ),
+        )
+    })
+}
+
+/// The objects of `places` (of the one bound as `binding`, if given), in
+/// binding and id order.
+pub(crate) fn list(
+    store: &Store,
+    places: &[Place],
+    binding: Option<&str>,
+) -> Result<Vec<ObjectSummary>> {
+    let chosen: Vec<&Place> = match binding {
+        Some(b) => vec![place(places, b)?],
+        None => places.iter().collect(),
+    };
+    let mut found = Vec::new();
+    for p in chosen {
+        for (key, name) in store.objects(p.ns.number)? {
+            found.push(ObjectSummary {
+                binding: p.binding.clone(),
+                class: p.class.clone(),
+                id: hex::encode(key.id()),
+                name,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// What the object `name_or_id` of `place` holds; `None` if it has never
+/// written anything.
+pub(crate) fn show(
+    store: &Arc<Store>,
+    place: &Place,
+    name_or_id: &str,
+) -> Result<Option<ObjectDetails>> {
+    let key = place.resolve(name_or_id);
+    let Some(contents) = store.contents(key)? else {
+        return Ok(None);
+    };
+    Ok(Some(ObjectDetails {
+        object: ObjectSummary {
+            binding: place.binding.clone(),
+            class: place.class.clone(),
+            id: hex::encode(key.id()),
+            name: contents.name,
+        },
+        keys: contents.keys,
+        keys_total: contents.keys_total,
+        sql_tables: contents.sql_tables,
+        sql_bytes: contents.sql_bytes,
+        alarm: contents.alarm,
+    }))
+}
+
+/// A stopped server's data directory, opened to list, inspect and delete
+/// objects (`dohost objects`). The bindings are those the server had when
+/// it last started.
+///
+/// ```no_run
+/// # fn run() -> dohost::Result<()> {
+/// let data = dohost::DataDir::open(".dohost")?;
+/// for object in data.objects(Some("COUNTER"))? {
+///     println!("{} {:?}", object.id, object.name);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct DataDir {
+    store: Arc<Store>,
+    places: Vec<Place>,
+    stopped: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl std::fmt::Debug for DataDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataDir")
+            .field(
+                "bindings",
+                &self.places.iter().map(|p| &p.binding).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl DataDir {
+    /// Opens the data directory `dir` of a stopped server.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] when `dir` holds no database,
+    /// [`ErrorKind::Storage`] when it cannot be opened, e.g. because a
+    /// running server has it (use the admin HTTP API then).
+    pub fn open(dir: impl AsRef<Path>) -> Result<DataDir> {
+        let dir = dir.as_ref();
+        let path = dir.join("dohost.redb");
+        if !path.is_file() {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "{} holds no dohost database; give the data directory of a server (--data)",
+                    dir.display()
+                ),
+            ));
+        }
+        let (store, stopped) = Store::open(&path, None, Arc::new(|_: &[_]| {})).map_err(|e| {
+            let e = Error::from(e);
+            Error::new(
+                e.kind(),
+                format!(
+                    "{}; if `dohost serve` is running on it, use the admin HTTP API ([admin] token) instead",
+                    e.message()
+                ),
+            )
+        })?;
+        let registry = read_registry(&store)?;
+        let places = registry
+            .bound
+            .iter()
+            .filter_map(|(binding, class)| {
+                Some(Place {
+                    binding: binding.clone(),
+                    class: class.clone(),
+                    ns: *registry.classes.get(class)?,
+                })
+            })
+            .collect();
+        Ok(DataDir {
+            store: Arc::new(store),
+            places,
+            stopped: Some(stopped),
+        })
+    }
+
+    /// The objects of every binding, or of `binding`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] for an unknown binding;
+    /// [`ErrorKind::Storage`] if the database cannot be read.
+    pub fn objects(&self, binding: Option<&str>) -> Result<Vec<ObjectSummary>> {
+        list(&self.store, &self.places, binding)
+    }
+
+    /// What the object `name_or_id` (an id of the namespace, or a name) of
+    /// `binding` holds; `None` if it has never written anything.
+    ///
+    /// # Errors
+    ///
+    /// As [`DataDir::objects`].
+    pub fn object(&self, binding: &str, name_or_id: &str) -> Result<Option<ObjectDetails>> {
+        show(&self.store, place(&self.places, binding)?, name_or_id)
+    }
+
+    /// Deletes the object `name_or_id` of `binding`: its keys, SQL database,
+    /// alarm and directory entry, in one durable commit. `false` if there
+    /// was no such object.
+    ///
+    /// # Errors
+    ///
+    /// As [`DataDir::objects`], and [`ErrorKind::Storage`] if the commit
+    /// fails (then nothing is deleted).
+    pub fn delete_object(&self, binding: &str, name_or_id: &str) -> Result<bool> {
+        let key = place(&self.places, binding)?.resolve(name_or_id);
+        if !self.store.has_object(&key)? {
+            return Ok(false);
+        }
+        let done = self.store.commit(key, WriteSet::deletion(), None);
+        block_on(async {
+            pass_gate(Some(futures_util::FutureExt::shared(done))).await?;
+            Ok(())
+        })?;
+        Ok(true)
+    }
+}
+
+impl Drop for DataDir {
+    /// Commits what was sent and releases the database.
+    fn drop(&mut self) {
+        self.store.close();
+        if let Some(stopped) = self.stopped.take() {
+            let _ = block_on(async {
+                let _ = stopped.await;
+                Ok(())
+            });
+        }
+    }
+}
+
+/// Where the admin HTTP API lives, when it is on.
+pub(crate) const HTTP_PREFIX: &str = "/_dohost/";
+
+/// Answers an admin HTTP request (see the module docs): JSON bodies,
+/// `{"error": ".."}` with the status of the error on failure, 401 for a
+/// missing or wrong token.
+pub(crate) async fn serve_http(
+    host: &Host,
+    token: &str,
+    request: http::Request<bytes::Bytes>,
+) -> http::Response<bytes::Bytes> {
+    let given = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let refusal = match given {
+        None => Some(
+            "the admin API needs the header Authorization: Bearer <token>, with the [admin] token of dohost.toml",
+        ),
+        // Compared as hashes: blake3's equality takes the same time
+        // wherever the two differ.
+        Some(given) if blake3::hash(given.as_bytes()) != blake3::hash(token.as_bytes()) => {
+            Some("wrong admin token")
+        }
+        Some(_) => None,
+    };
+    if let Some(message) = refusal {
+        let mut response = json_reply(401, &serde_json::json!({ "error": message }));
+        response.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    }
+
+    let path = &request.uri().path()[HTTP_PREFIX.len()..];
+    let segments: Vec<String> = path
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let method = request.method().clone();
+    let outcome = match (&method, segments.as_slice()) {
+        (&http::Method::GET, ["objects"]) => {
+            let binding = request.uri().query().and_then(|q| {
+                q.split('&')
+                    .find_map(|pair| pair.strip_prefix("binding="))
+                    .map(|b| percent_encoding::percent_decode_str(b).decode_utf8_lossy())
+            });
+            host.objects(binding.as_deref())
+                .map(|objects| (200, serde_json::json!(objects)))
+        }
+        (&http::Method::GET, ["objects", binding, name_or_id]) => {
+            host.object(binding, name_or_id).map(|found| match found {
+                Some(details) => (200, serde_json::json!(details)),
+                None => not_found(binding, name_or_id),
+            })
+        }
+        (&http::Method::DELETE, ["objects", binding, name_or_id]) => host
+            .delete_object(binding, name_or_id)
+            .await
+            .map(|deleted| {
+                if deleted {
+                    (200, serde_json::json!({ "deleted": true }))
+                } else {
+                    not_found(binding, name_or_id)
+                }
+            }),
+        _ => Ok((
+            404,
+            serde_json::json!({
+                "error": format!(
+                    "no admin route {method} {}; the routes are GET {HTTP_PREFIX}objects[?binding=B], GET {HTTP_PREFIX}objects/B/NAME_OR_ID and DELETE {HTTP_PREFIX}objects/B/NAME_OR_ID",
+                    request.uri().path()
+                )
+            }),
+        )),
+    };
+    match outcome {
+        Ok((status, body)) => json_reply(status, &body),
+        Err(e) => json_reply(
+            e.http_status(),
+            &serde_json::json!({ "error": e.message() }),
+        ),
+    }
+}
+
+fn not_found(binding: &str, name_or_id: &str) -> (u16, serde_json::Value) {
+    (
+        404,
+        serde_json::json!({
+            "error": format!("{binding} has no object {name_or_id:?} (it has never written anything, or was deleted)")
+        }),
+    )
+}
+
+fn json_reply(status: u16, body: &serde_json::Value) -> http::Response<bytes::Bytes> {
+    let mut response = http::Response::new(bytes::Bytes::from(format!("{body:#}\n")));
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+impl Host {
+    /// The objects of every binding, or of `binding`, that have written
+    /// something, in binding and id order.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] for an unknown binding;
+    /// [`ErrorKind::Storage`] if the database cannot be read.
+    pub fn objects(&self, binding: Option<&str>) -> Result<Vec<ObjectSummary>> {
+        list(&self.inner.shared.store, &self.places(), binding)
+    }
+
+    /// What the object `name_or_id` (an id of the namespace, or a name) of
+    /// `binding` holds, as far as it is durable; `None` if it has never
+    /// written anything.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::objects`].
+    pub fn object(&self, binding: &str, name_or_id: &str) -> Result<Option<ObjectDetails>> {
+        let places = self.places();
+        show(
+            &self.inner.shared.store,
+            place(&places, binding)?,
+            name_or_id,
+        )
+    }
+
+    /// Deletes the object `name_or_id` of `binding`: it finishes its
+    /// running event, then its instance, keys, SQL database, alarm and
+    /// directory entry go in one durable commit; its next event starts
+    /// empty. `false` if it had never written anything.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::objects`], and [`ErrorKind::Storage`] if the commit fails.
+    pub async fn delete_object(&self, binding: &str, name_or_id: &str) -> Result<bool> {
+        let places = self.places();
+        let key = place(&places, binding)?.resolve(name_or_id);
+        self.namespace(binding)?.delete_object(&key.id()).await
+    }
+
+    /// Every namespace, for the admin.
+    fn places(&self) -> Vec<Place> {
+        self.inner
+            .namespaces
+            .values()
+            .map(|ns| Place {
+                binding: ns.binding().to_owned(),
+                class: ns.class_name().to_owned(),
+                ns: ns.record(),
+            })
+            .collect()
+    }
+}

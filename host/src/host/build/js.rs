@@ -1,0 +1,329 @@
+//! Building JavaScript guests with componentize-js.
+//!
+//! A JavaScript guest is an ES module (`component = "src/counter.js"`) or a
+//! folder with a `package.json` whose `main` names the module. Its project is
+//! the nearest folder at or above the module with a `package.json` (or the
+//! configuration's folder, where one is created). The first build installs
+//! the npm packages it needs into that project with `npm install`, printing
+//! npm's progress; later builds run offline.
+//!
+//! A build writes the JavaScript SDK and the WIT contract, both embedded in
+//! dohost so they always match this host, under
+//! `node_modules/.cache/dohost/`, and runs `build.mjs` there with node: it
+//! bundles the module with the SDK (esbuild; `import ... from "dohost"` and
+//! `"cloudflare:workers"` both resolve to the SDK) and turns the bundle into
+//! a component (componentize-js, which pre-initialises the engine with
+//! Wizer). The component's name is a hash of the bundle, so an unchanged
+//! guest is not built again.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::build_error;
+use crate::error::Result;
+
+/// The npm packages a JavaScript build needs, at the versions dohost is
+/// tested with. componentize-js 0.23.0 imports
+/// `@bytecodealliance/preview2-shim` without declaring it, so it is named
+/// here; without it a fresh install cannot build.
+pub const JS_BUILD_PACKAGES: [&str; 3] = [
+    "@bytecodealliance/componentize-js@0.23.0",
+    "@bytecodealliance/preview2-shim@0.25.0",
+    "esbuild@0.28.2",
+];
+
+/// Which export a JavaScript guest's component provides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JsRole {
+    /// The module's exported classes, as Durable Objects (the
+    /// `durable-object` world).
+    Objects,
+    /// The module's default export, as the entry worker (the `worker`
+    /// world).
+    Worker,
+}
+
+impl JsRole {
+    fn world(self) -> &'static str {
+        match self {
+            JsRole::Objects => "durable-object",
+            JsRole::Worker => "worker",
+        }
+    }
+
+    fn sdk(self) -> (&'static str, &'static str) {
+        match self {
+            JsRole::Objects => ("index.js", "objectHandler"),
+            JsRole::Worker => ("worker.js", "workerHandler"),
+        }
+    }
+}
+
+/// The SDK's files (`guests/js/src`), embedded so a build always uses the
+/// SDK of this host.
+const SDK_FILES: [(&str, &str); 7] = [
+    ("base.js", include_str!("../../../../guests/js/src/base.js")),
+    ("env.js", include_str!("../../../../guests/js/src/env.js")),
+    (
+        "errors.js",
+        include_str!("../../../../guests/js/src/errors.js"),
+    ),
+    ("http.js", include_str!("../../../../guests/js/src/http.js")),
+    (
+        "index.js",
+        include_str!("../../../../guests/js/src/index.js"),
+    ),
+    (
+        "storage.js",
+        include_str!("../../../../guests/js/src/storage.js"),
+    ),
+    (
+        "worker.js",
+        include_str!("../../../../guests/js/src/worker.js"),
+    ),
+];
+
+/// The WIT contract (`wit/`), embedded for the same reason.
+const WIT_FILES: [(&str, &str); 8] = [
+    ("alarm.wit", include_str!("../../../../wit/alarm.wit")),
+    ("context.wit", include_str!("../../../../wit/context.wit")),
+    ("handler.wit", include_str!("../../../../wit/handler.wit")),
+    (
+        "namespace.wit",
+        include_str!("../../../../wit/namespace.wit"),
+    ),
+    ("sql.wit", include_str!("../../../../wit/sql.wit")),
+    ("storage.wit", include_str!("../../../../wit/storage.wit")),
+    ("types.wit", include_str!("../../../../wit/types.wit")),
+    ("worlds.wit", include_str!("../../../../wit/worlds.wit")),
+];
+
+const BUILD_SCRIPT: &str = include_str!("build.mjs");
+
+/// The module a JavaScript component source names: `path` itself when it
+/// is a `.js` or `.mjs` file, or the `main` of the `package.json` in the
+/// folder `path` (else its `src/index.js` or `index.js`). `None` when
+/// `path` is neither.
+///
+/// # Errors
+///
+/// A message saying what is wrong when `path` is a folder with a
+/// `package.json` that names no module that exists.
+pub fn js_module(path: &Path) -> std::result::Result<Option<PathBuf>, String> {
+    if path.is_file() {
+        let is_js = path.extension().is_some_and(|e| e == "js" || e == "mjs");
+        return Ok(is_js.then(|| path.to_path_buf()));
+    }
+    let manifest = path.join("package.json");
+    if !manifest.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&manifest)
+        .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
+    let package: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not valid JSON: {e}", manifest.display()))?;
+    let candidates: Vec<String> = match package["main"].as_str() {
+        Some(main) => vec![main.to_owned()],
+        None => vec!["src/index.js".to_owned(), "index.js".to_owned()],
+    };
+    for candidate in &candidates {
+        let module = path.join(candidate);
+        if module.is_file() {
+            return Ok(Some(module));
+        }
+    }
+    Err(format!(
+        "{} names no module that exists (looked for {}); set \"main\" to the module that exports the classes",
+        manifest.display(),
+        candidates.join(", ")
+    ))
+}
+
+/// The folder whose `node_modules` serves the module: the nearest folder at
+/// or above it with a `package.json`, else `fallback`.
+fn project_dir(module: &Path, fallback: &Path) -> PathBuf {
+    module
+        .ancestors()
+        .skip(1)
+        .find(|dir| dir.join("package.json").is_file())
+        .map_or_else(|| fallback.to_path_buf(), Path::to_path_buf)
+}
+
+fn tools_installed(project: &Path) -> bool {
+    JS_BUILD_PACKAGES.iter().all(|spec| {
+        let name = &spec[..spec.rfind('@').unwrap_or(spec.len())];
+        project
+            .join("node_modules")
+            .join(name)
+            .join("package.json")
+            .is_file()
+    })
+}
+
+/// Installs [`JS_BUILD_PACKAGES`] into `project` with npm when they are
+/// missing; npm's progress goes to the terminal.
+fn ensure_tools(project: &Path, progress: &mut dyn FnMut(&str)) -> Result<()> {
+    if tools_installed(project) {
+        return Ok(());
+    }
+    if !project.join("package.json").is_file() {
+        progress(&format!(
+            "creating {} to hold the JavaScript build tools",
+            project.join("package.json").display()
+        ));
+        std::fs::write(project.join("package.json"), "{\n  \"private\": true\n}\n").map_err(
+            |e| {
+                build_error(format!(
+                    "cannot create package.json in {}: {e}",
+                    project.display()
+                ))
+            },
+        )?;
+    }
+    progress(&format!(
+        "installing the JavaScript build tools into {} with npm ({}; once per project, then builds run offline)",
+        project.display(),
+        JS_BUILD_PACKAGES.join(", ")
+    ));
+    let status = Command::new(npm())
+        // No install scripts: none of the tools needs one (esbuild finds
+        // its binary package without its postinstall check).
+        .args(["install", "--save-dev", "--save-exact", "--no-audit", "--no-fund", "--ignore-scripts"])
+        .args(JS_BUILD_PACKAGES)
+        .current_dir(project)
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(|e| {
+            build_error(format!(
+                "cannot run npm to install the JavaScript build tools ({e}); install Node.js 18 or later (with npm), or build the component yourself and point `component` at the .wasm"
+            ))
+        })?;
+    if !status.success() || !tools_installed(project) {
+        return Err(build_error(format!(
+            "`npm install` in {} failed ({status}); see npm's errors above, or run `npm install --save-dev {}` there by hand",
+            project.display(),
+            JS_BUILD_PACKAGES.join(" ")
+        )));
+    }
+    Ok(())
+}
+
+fn npm() -> &'static str {
+    if cfg!(windows) { "npm.cmd" } else { "npm" }
+}
+
+/// An exclusive lock on `project`'s builds, held until dropped. The lock
+/// file lives in the system's temp folder, named after the project's path.
+fn lock_project(project: &Path) -> Result<std::fs::File> {
+    let name = blake3::hash(project.as_os_str().as_encoded_bytes()).to_hex();
+    let path = std::env::temp_dir().join(format!("dohost-js-build-{}.lock", &name[..16]));
+    let file = std::fs::File::create(&path).map_err(|e| {
+        build_error(format!(
+            "cannot create the build lock {}: {e}",
+            path.display()
+        ))
+    })?;
+    file.lock()
+        .map_err(|e| build_error(format!("cannot lock {}: {e}", path.display())))?;
+    Ok(file)
+}
+
+/// Writes `files` into `dir`, leaving files that already hold the same text
+/// alone.
+fn write_files(dir: &Path, files: &[(&str, &str)]) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| build_error(format!("cannot create {}: {e}", dir.display())))?;
+    for (name, text) in files {
+        let path = dir.join(name);
+        if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
+            continue;
+        }
+        std::fs::write(&path, text)
+            .map_err(|e| build_error(format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// What [`build_js_guest`] produced.
+#[derive(Debug, Clone)]
+pub struct JsBuild {
+    /// The component file.
+    pub wasm: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// True when the module had not changed since a previous build, whose
+    /// component was reused.
+    pub cached: bool,
+}
+
+/// Builds the JavaScript module `module` into a component for `role`.
+/// `fallback_project` is where the build tools go when no folder above the
+/// module has a `package.json` (the configuration's folder).
+///
+/// # Errors
+///
+/// [`crate::ErrorKind::Build`] when npm or node cannot run, the packages
+/// cannot be installed, or the module does not bundle or componentize (the
+/// tools' messages are printed to stderr).
+pub fn build_js_guest(
+    module: &Path,
+    role: JsRole,
+    fallback_project: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<JsBuild> {
+    let module = std::fs::canonicalize(module)
+        .map_err(|e| build_error(format!("cannot read {}: {e}", module.display())))?;
+    // Absolute, because node runs in the project's cache folder: a relative
+    // configuration folder (`dohost build .`) would point elsewhere from there.
+    let project = std::path::absolute(project_dir(&module, fallback_project)).map_err(|e| {
+        build_error(format!(
+            "cannot resolve {}: {e}",
+            fallback_project.display()
+        ))
+    })?;
+    // One build at a time per project: npm install and the output files are
+    // shared by every build of the project, also across processes.
+    let _lock = lock_project(&project)?;
+    ensure_tools(&project, progress)?;
+    let work = project.join("node_modules").join(".cache").join("dohost");
+    write_files(&work.join("sdk"), &SDK_FILES)?;
+    write_files(&work.join("wit"), &WIT_FILES)?;
+    write_files(&work, &[("build.mjs", BUILD_SCRIPT)])?;
+    let (sdk_file, handler) = role.sdk();
+    let output = Command::new("node")
+        .arg(work.join("build.mjs"))
+        .arg(&module)
+        .arg(work.join("sdk").join(sdk_file))
+        .arg(handler)
+        .arg(role.world())
+        .arg(work.join("wit"))
+        .arg(work.join("out"))
+        .current_dir(&work)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| {
+            build_error(format!(
+                "cannot run node to build {} ({e}); install Node.js 18 or later",
+                module.display()
+            ))
+        })?;
+    if !output.status.success() {
+        return Err(build_error(format!(
+            "building the JavaScript guest {} failed; see the errors above",
+            module.display()
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str(line).ok())
+        .ok_or_else(|| build_error(format!("the JavaScript build printed no result: {stdout}")))?;
+    Ok(JsBuild {
+        wasm: PathBuf::from(result["wasm"].as_str().unwrap_or_default()),
+        bytes: result["bytes"].as_u64().unwrap_or(0),
+        cached: result["cached"].as_bool().unwrap_or(false),
+    })
+}

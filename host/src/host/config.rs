@@ -1,0 +1,687 @@
+//! `dohost.toml`: the application's configuration, read like wrangler.toml.
+//!
+//! ```toml
+//! name = "counter"
+//! main = "worker"                      # optional stateless entry worker
+//! [[durable_objects.bindings]]
+//! name = "COUNTER"                     # the binding, as in env.COUNTER
+//! class_name = "Counter"               # the class the component exports
+//! component = "counter"                # a .wasm component or a Rust guest crate dir
+//! [vars]
+//! GREETING = "hello"
+//! [[migrations]]                       # applied once each, in order
+//! tag = "v1"
+//! new_sqlite_classes = ["Counter"]     # or new_classes
+//! [[migrations]]
+//! tag = "v2"
+//! renamed_classes = [{ from = "Counter", to = "AdvancedCounter" }]
+//! deleted_classes = ["OldThing"]       # its objects' storage and alarms go
+//! [limits]
+//! sql_database_bytes = 1_000_000_000  # per object (default 10 GB)
+//! mailbox_capacity = 1024              # events waiting per object; more get 503
+//! call_timeout_ms = 60000              # a call to an object gives up after this
+//! cpu_ms = 30000                       # CPU time per event
+//! memory_bytes = 134217728             # linear memory per object (128 MiB)
+//! idle_timeout_ms = 10000              # an object without events leaves memory
+//! max_live_objects = 10000             # then the least recently used idle one leaves
+//! [admin]
+//! token = "a long random secret"       # enables /_dohost/ (Authorization: Bearer ...)
+//! [alarms]
+//! retry_delay_ms = 2000                # first retry of a failed alarm
+//! max_retries = 6                      # then it is dropped
+//! ```
+//!
+//! Paths are relative to the file. Every error names the file, the field and
+//! the fix; nothing starts with a configuration that did not validate.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+pub use crate::runtime::ComponentSource;
+pub use dohost_store::Migration;
+
+/// One Durable Object namespace binding (`[[durable_objects.bindings]]`).
+#[derive(Debug, Clone)]
+pub struct BindingConfig {
+    /// The binding name, e.g. `COUNTER` (`env.COUNTER`, and the first path
+    /// segment of the default router).
+    pub name: String,
+    /// The class the component exports for this namespace, e.g. `Counter`.
+    pub class_name: String,
+    /// The component implementing the class.
+    pub component: ComponentSource,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The application name (informational).
+    pub name: Option<String>,
+    /// The stateless entry worker; without one the default router serves
+    /// `/<BINDING>/<object-name>/<rest>`.
+    pub main: Option<ComponentSource>,
+    /// Durable Object namespace bindings.
+    pub bindings: Vec<BindingConfig>,
+    /// `[vars]`, visible to every guest through the `env` interface.
+    pub vars: BTreeMap<String, String>,
+    /// `[limits] sql_database_bytes`: the largest SQL database of one object
+    /// (default [`crate::DEFAULT_MAX_SQL_DATABASE_BYTES`]).
+    pub max_sql_database_bytes: Option<u64>,
+    /// `[limits] mailbox_capacity`: how many events may wait for one object
+    /// (default [`crate::DEFAULT_MAILBOX_CAPACITY`]).
+    pub mailbox_capacity: Option<usize>,
+    /// `[limits] call_timeout_ms`: how long a call to an object may take
+    /// (default [`crate::DEFAULT_CALL_TIMEOUT`]).
+    pub call_timeout: Option<std::time::Duration>,
+    /// `[limits] cpu_ms`: CPU time per event
+    /// (default [`crate::DEFAULT_CPU_TIME_PER_EVENT`]).
+    pub cpu_time_per_event: Option<std::time::Duration>,
+    /// `[limits] memory_bytes`: linear memory per object
+    /// (default [`crate::DEFAULT_MEMORY_PER_OBJECT`]).
+    pub memory_per_object: Option<usize>,
+    /// `[limits] idle_timeout_ms`: how long an object without events stays
+    /// in memory (default [`crate::DEFAULT_IDLE_TIMEOUT`]).
+    pub idle_timeout: Option<std::time::Duration>,
+    /// `[limits] max_live_objects`: objects in memory at once
+    /// (default [`crate::DEFAULT_MAX_LIVE_OBJECTS`]).
+    pub max_live_objects: Option<u32>,
+    /// `[[migrations]]`, in file order.
+    pub migrations: Vec<Migration>,
+    /// `[admin] token`: the bearer token of the admin HTTP API
+    /// (`/_dohost/...`); without one the API is off.
+    pub admin_token: Option<String>,
+    /// `[alarms] retry_delay_ms`: the delay before the first retry of a
+    /// failed alarm (default [`crate::DEFAULT_ALARM_RETRY_DELAY`]).
+    pub alarm_retry_delay: Option<std::time::Duration>,
+    /// `[alarms] max_retries`: how many times a failed alarm is retried
+    /// (default [`crate::DEFAULT_ALARM_MAX_RETRIES`]).
+    pub alarm_max_retries: Option<u32>,
+    /// The file this was read from, if any (for messages).
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    name: Option<String>,
+    main: Option<String>,
+    /// Accepted so a wrangler.toml-shaped file reads as is; dohost has no
+    /// compatibility flags yet.
+    #[allow(dead_code)]
+    compatibility_date: Option<String>,
+    durable_objects: Option<RawDurableObjects>,
+    #[serde(default)]
+    vars: BTreeMap<String, toml::Value>,
+    limits: Option<RawLimits>,
+    alarms: Option<RawAlarms>,
+    #[serde(default)]
+    migrations: Vec<RawMigration>,
+    admin: Option<RawAdmin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    token: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMigration {
+    tag: String,
+    #[serde(default)]
+    new_classes: Vec<String>,
+    #[serde(default)]
+    new_sqlite_classes: Vec<String>,
+    #[serde(default)]
+    renamed_classes: Vec<RawRename>,
+    #[serde(default)]
+    transferred_classes: Vec<RawTransfer>,
+    #[serde(default)]
+    deleted_classes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRename {
+    from: String,
+    to: String,
+}
+
+/// A class moved from another application (`from_script`) that used the
+/// same data directory: for dohost, a rename.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransfer {
+    from: String,
+    #[allow(dead_code)]
+    from_script: Option<String>,
+    to: String,
+}
+
+/// The shortest admin token accepted: long enough not to be guessed.
+const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+/// The smallest memory limit of an object: a Rust or JS guest needs a few
+/// MiB to start.
+const MIN_MEMORY_PER_OBJECT: u64 = 4 << 20;
+
+/// The largest memory limit of an object: a wasm32 memory cannot grow past
+/// 4 GiB.
+const MAX_MEMORY_PER_OBJECT: u64 = 4 << 30;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlarms {
+    retry_delay_ms: Option<u64>,
+    max_retries: Option<u32>,
+}
+
+/// The most retries `[alarms] max_retries` may ask for: with doubling
+/// delays, more would wait for years.
+const MAX_ALARM_RETRIES: u32 = 30;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    sql_database_bytes: Option<u64>,
+    mailbox_capacity: Option<usize>,
+    call_timeout_ms: Option<u64>,
+    cpu_ms: Option<u64>,
+    memory_bytes: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_live_objects: Option<u32>,
+}
+
+/// The smallest SQL database size limit that makes sense: a few pages.
+const MIN_SQL_DATABASE_BYTES: u64 = 64 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDurableObjects {
+    #[serde(default)]
+    bindings: Vec<RawBinding>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBinding {
+    name: String,
+    class_name: String,
+    component: String,
+}
+
+impl Config {
+    /// Reads and validates a `dohost.toml`.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Config`] naming the file, the field and the fix
+    /// when the file is missing, is not valid TOML, has an unknown or missing
+    /// field, or points at a component that does not exist.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(format!(
+                "{}: cannot read the configuration: {e}; give the path of a dohost.toml (`dohost serve --config FILE`, `dohost build DIR`)",
+                path.display()
+            ))
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates configuration text as if it were read from `path` (relative
+    /// component paths resolve against `path`'s directory).
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::load`].
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let file = path.display();
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| Error::config(format!("{file}: {}", e.to_string().trim_end())))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+
+        let mut bindings = Vec::new();
+        for (i, b) in raw
+            .durable_objects
+            .map(|d| d.bindings)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let field = format!("durable_objects.bindings[{i}]");
+            if !is_identifier(&b.name) {
+                return Err(Error::config(format!(
+                    "{file}: {field}.name = {:?} is not a valid binding name; use letters, digits and _ (not starting with a digit), e.g. \"COUNTER\"",
+                    b.name
+                )));
+            }
+            if bindings.iter().any(|x: &BindingConfig| x.name == b.name) {
+                return Err(Error::config(format!(
+                    "{file}: {field}.name = {:?} is bound twice; give each binding its own name",
+                    b.name
+                )));
+            }
+            if !is_identifier(&b.class_name) {
+                return Err(Error::config(format!(
+                    "{file}: {field}.class_name = {:?} is not a class name; use the name the component exports, e.g. \"Counter\"",
+                    b.class_name
+                )));
+            }
+            let component =
+                resolve_component(dir, &b.component, &format!("{file}: {field}.component"))?;
+            bindings.push(BindingConfig {
+                name: b.name,
+                class_name: b.class_name,
+                component,
+            });
+        }
+
+        let main = match raw.main {
+            Some(m) => Some(resolve_component(dir, &m, &format!("{file}: main"))?),
+            None => None,
+        };
+        if bindings.is_empty() {
+            return Err(Error::config(format!(
+                "{file}: no Durable Object bindings; add a [[durable_objects.bindings]] table with name, class_name and component"
+            )));
+        }
+
+        let mut vars = BTreeMap::new();
+        for (k, v) in raw.vars {
+            let value = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => serde_json::to_string(&other).map_err(|e| {
+                    Error::config(format!(
+                        "{file}: vars.{k}: cannot be represented as text: {e}"
+                    ))
+                })?,
+            };
+            vars.insert(k, value);
+        }
+
+        let limits = raw.limits.unwrap_or_default();
+        let max_sql_database_bytes = limits.sql_database_bytes;
+        if let Some(bytes) = max_sql_database_bytes
+            && bytes < MIN_SQL_DATABASE_BYTES
+        {
+            return Err(Error::config(format!(
+                "{file}: limits.sql_database_bytes = {bytes} is too small; use at least {MIN_SQL_DATABASE_BYTES} (the default is {})",
+                crate::DEFAULT_MAX_SQL_DATABASE_BYTES
+            )));
+        }
+
+        if limits.mailbox_capacity == Some(0) {
+            return Err(Error::config(format!(
+                "{file}: limits.mailbox_capacity = 0 would refuse every event; use at least 1 (the default is {})",
+                crate::DEFAULT_MAILBOX_CAPACITY
+            )));
+        }
+        for (field, value, default) in [
+            (
+                "call_timeout_ms = 0 would fail every call",
+                limits.call_timeout_ms,
+                crate::DEFAULT_CALL_TIMEOUT,
+            ),
+            (
+                "cpu_ms = 0 would stop every event",
+                limits.cpu_ms,
+                crate::DEFAULT_CPU_TIME_PER_EVENT,
+            ),
+            (
+                "idle_timeout_ms = 0 would evict every object between events",
+                limits.idle_timeout_ms,
+                crate::DEFAULT_IDLE_TIMEOUT,
+            ),
+        ] {
+            if value == Some(0) {
+                return Err(Error::config(format!(
+                    "{file}: limits.{field}; use at least 1 (the default is {})",
+                    default.as_millis()
+                )));
+            }
+        }
+        if let Some(bytes) = limits.memory_bytes
+            && !(MIN_MEMORY_PER_OBJECT..=MAX_MEMORY_PER_OBJECT).contains(&bytes)
+        {
+            return Err(Error::config(format!(
+                "{file}: limits.memory_bytes = {bytes} is out of range; use {MIN_MEMORY_PER_OBJECT} to {MAX_MEMORY_PER_OBJECT} (the default is {})",
+                crate::DEFAULT_MEMORY_PER_OBJECT
+            )));
+        }
+        if limits.max_live_objects == Some(0) {
+            return Err(Error::config(format!(
+                "{file}: limits.max_live_objects = 0 would refuse every object; use at least 1 (the default is {})",
+                crate::DEFAULT_MAX_LIVE_OBJECTS
+            )));
+        }
+        let migrations = parse_migrations(raw.migrations, &file.to_string())?;
+        let admin_token = match raw.admin {
+            Some(admin) if admin.token.chars().count() < MIN_ADMIN_TOKEN_CHARS => {
+                return Err(Error::config(format!(
+                    "{file}: admin.token is too short to be secret; use at least {MIN_ADMIN_TOKEN_CHARS} random characters (e.g. `openssl rand -hex 32`)"
+                )));
+            }
+            Some(admin) => Some(admin.token),
+            None => None,
+        };
+
+        let alarms = raw.alarms.unwrap_or(RawAlarms {
+            retry_delay_ms: None,
+            max_retries: None,
+        });
+        if alarms.retry_delay_ms == Some(0) {
+            return Err(Error::config(format!(
+                "{file}: alarms.retry_delay_ms = 0: a failed alarm needs a delay before its retry; use at least 1 (the default is {})",
+                crate::DEFAULT_ALARM_RETRY_DELAY.as_millis()
+            )));
+        }
+        if let Some(retries) = alarms.max_retries
+            && retries > MAX_ALARM_RETRIES
+        {
+            return Err(Error::config(format!(
+                "{file}: alarms.max_retries = {retries} is too many; use at most {MAX_ALARM_RETRIES} (the default is {})",
+                crate::DEFAULT_ALARM_MAX_RETRIES
+            )));
+        }
+
+        Ok(Config {
+            name: raw.name,
+            main,
+            bindings,
+            vars,
+            max_sql_database_bytes,
+            mailbox_capacity: limits.mailbox_capacity,
+            call_timeout: limits.call_timeout_ms.map(std::time::Duration::from_millis),
+            cpu_time_per_event: limits.cpu_ms.map(std::time::Duration::from_millis),
+            memory_per_object: limits
+                .memory_bytes
+                .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
+            idle_timeout: limits.idle_timeout_ms.map(std::time::Duration::from_millis),
+            max_live_objects: limits.max_live_objects,
+            migrations,
+            admin_token,
+            alarm_retry_delay: alarms.retry_delay_ms.map(std::time::Duration::from_millis),
+            alarm_max_retries: alarms.max_retries,
+            path: Some(path.to_path_buf()),
+        })
+    }
+
+    /// The binding called `name`, if configured.
+    pub fn binding(&self, name: &str) -> Option<&BindingConfig> {
+        self.bindings.iter().find(|b| b.name == name)
+    }
+}
+
+/// Checks `[[migrations]]`: tags present and unique, class names that
+/// could be exported.
+fn parse_migrations(raw: Vec<RawMigration>, file: &str) -> Result<Vec<Migration>> {
+    let mut migrations: Vec<Migration> = Vec::new();
+    for (i, m) in raw.into_iter().enumerate() {
+        let field = format!("migrations[{i}]");
+        if m.tag.trim().is_empty() {
+            return Err(Error::config(format!(
+                "{file}: {field}.tag is empty; give each migration a unique tag, e.g. \"v{}\"",
+                i + 1
+            )));
+        }
+        if migrations.iter().any(|x| x.tag == m.tag) {
+            return Err(Error::config(format!(
+                "{file}: {field}.tag = {:?} is used twice; give each migration its own tag",
+                m.tag
+            )));
+        }
+        let renamed: Vec<(String, String)> = m
+            .renamed_classes
+            .into_iter()
+            .map(|r| (r.from, r.to))
+            .chain(m.transferred_classes.into_iter().map(|t| (t.from, t.to)))
+            .collect();
+        let new_classes: Vec<String> = m
+            .new_classes
+            .into_iter()
+            .chain(m.new_sqlite_classes)
+            .collect();
+        let named = new_classes
+            .iter()
+            .chain(&m.deleted_classes)
+            .chain(renamed.iter().flat_map(|(from, to)| [from, to]));
+        for class in named {
+            if !is_identifier(class) {
+                return Err(Error::config(format!(
+                    "{file}: {field} (tag {:?}) names {class:?}, which is not a class name; use the name the component exports, e.g. \"Counter\"",
+                    m.tag
+                )));
+            }
+        }
+        migrations.push(Migration {
+            tag: m.tag,
+            new_classes,
+            renamed_classes: renamed,
+            deleted_classes: m.deleted_classes,
+        });
+    }
+    Ok(migrations)
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn resolve_component(dir: &Path, value: &str, field: &str) -> Result<ComponentSource> {
+    const WHAT: &str = "a .wasm component, a Rust guest crate directory, or a JavaScript module (.js, or a folder with package.json)";
+    if value.is_empty() {
+        return Err(Error::config(format!("{field} is empty; set it to {WHAT}")));
+    }
+    let path = dir.join(value);
+    if path.is_dir() && path.join("Cargo.toml").is_file() {
+        return Ok(ComponentSource::RustCrate(path));
+    }
+    match crate::build::js_module(&path) {
+        Ok(Some(module)) => return Ok(ComponentSource::JavaScript(module)),
+        Ok(None) => {}
+        Err(why) => return Err(Error::config(format!("{field} = {value:?}: {why}"))),
+    }
+    if path.is_dir() {
+        return Err(Error::config(format!(
+            "{field} = {value:?}: {} is a directory without Cargo.toml or package.json; point it at {WHAT}",
+            path.display()
+        )));
+    }
+    if path.extension().is_some_and(|e| e == "wasm") {
+        // A .wasm path need not exist yet: `dohost build` may produce it.
+        return Ok(ComponentSource::File(path));
+    }
+    if path.exists() {
+        return Err(Error::config(format!(
+            "{field} = {value:?} is none of {WHAT}; point it at one of those"
+        )));
+    }
+    Err(Error::config(format!(
+        "{field} = {value:?}: {} does not exist; point it at {WHAT}",
+        path.display()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A temp dir with a guest crate, the path of a dohost.toml in it, and
+    /// the text of one binding to that crate.
+    fn one_binding() -> (tempfile::TempDir, PathBuf, &'static str) {
+        let dir = tempfile::tempdir().unwrap();
+        let crate_dir = dir.path().join("guest");
+        std::fs::create_dir(&crate_dir).unwrap();
+        std::fs::write(crate_dir.join("Cargo.toml"), "").unwrap();
+        let text = "[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"C\"\ncomponent = \"guest\"\n";
+        let path = dir.path().join("dohost.toml");
+        (dir, path, text)
+    }
+
+    #[test]
+    fn a_component_may_be_a_javascript_module_or_a_package_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dohost.toml");
+        std::fs::create_dir_all(dir.path().join("app/src")).unwrap();
+        std::fs::write(dir.path().join("app/src/counter.js"), "").unwrap();
+        std::fs::write(dir.path().join("app/lib.mjs"), "").unwrap();
+        let component = |value: &str| {
+            let text = format!(
+                "[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"C\"\ncomponent = {value:?}\n"
+            );
+            Config::parse(&text, &path).map(|c| c.bindings[0].component.clone())
+        };
+        let module = |c: ComponentSource| match c {
+            ComponentSource::JavaScript(m) => m,
+            other => panic!("not JavaScript: {other:?}"),
+        };
+        assert_eq!(
+            module(component("app/src/counter.js").unwrap()),
+            dir.path().join("app/src/counter.js")
+        );
+        // A folder with package.json: its "main", else src/index.js.
+        std::fs::write(
+            dir.path().join("app/package.json"),
+            r#"{"main": "lib.mjs"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            module(component("app").unwrap()),
+            dir.path().join("app/lib.mjs")
+        );
+        std::fs::write(dir.path().join("app/package.json"), "{}").unwrap();
+        let err = component("app").unwrap_err().to_string();
+        assert!(
+            err.contains("src/index.js, index.js") && err.contains("\"main\""),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("app/package.json"), "{").unwrap();
+        let err = component("app").unwrap_err().to_string();
+        assert!(err.contains("is not valid JSON"), "{err}");
+        let err = component("app/src/missing.js").unwrap_err().to_string();
+        assert!(
+            err.contains("does not exist") && err.contains("JavaScript module"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn limits_set_the_sql_database_size() {
+        let (_dir, path, text) = one_binding();
+        let plain = Config::parse(text, &path).unwrap();
+        assert_eq!(plain.max_sql_database_bytes, None);
+        let limited = Config::parse(
+            &format!("{text}[limits]\nsql_database_bytes = 65536\n"),
+            &path,
+        )
+        .unwrap();
+        assert_eq!(limited.max_sql_database_bytes, Some(65536));
+    }
+
+    #[test]
+    fn alarms_set_the_retry_policy_within_bounds() {
+        let (_dir, path, text) = one_binding();
+        let set = Config::parse(
+            &format!("{text}[alarms]\nretry_delay_ms = 50\nmax_retries = 2\n"),
+            &path,
+        )
+        .unwrap();
+        assert_eq!(
+            set.alarm_retry_delay,
+            Some(std::time::Duration::from_millis(50))
+        );
+        assert_eq!(set.alarm_max_retries, Some(2));
+        let zero = Config::parse(&format!("{text}[alarms]\nretry_delay_ms = 0\n"), &path);
+        assert!(
+            zero.unwrap_err()
+                .to_string()
+                .contains("alarms.retry_delay_ms = 0")
+        );
+        let many = Config::parse(&format!("{text}[alarms]\nmax_retries = 31\n"), &path);
+        assert!(many.unwrap_err().to_string().contains("at most 30"));
+    }
+
+    #[test]
+    fn limits_set_the_mailbox_and_the_call_timeout() {
+        let (_dir, path, text) = one_binding();
+        let set = Config::parse(
+            &format!("{text}[limits]\nmailbox_capacity = 4\ncall_timeout_ms = 250\n"),
+            &path,
+        )
+        .unwrap();
+        assert_eq!(set.mailbox_capacity, Some(4));
+        assert_eq!(
+            set.call_timeout,
+            Some(std::time::Duration::from_millis(250))
+        );
+        for zero in ["mailbox_capacity = 0", "call_timeout_ms = 0"] {
+            let err = Config::parse(&format!("{text}[limits]\n{zero}\n"), &path).unwrap_err();
+            assert!(err.to_string().contains(&format!("limits.{zero}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn migrations_and_the_admin_token_are_read_and_checked() {
+        let (_dir, path, text) = one_binding();
+        let set = Config::parse(
+            &format!(
+                "{text}[[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [\"C\"]\n\
+                 [[migrations]]\ntag = \"v2\"\nrenamed_classes = [{{ from = \"C\", to = \"D\" }}]\n\
+                 transferred_classes = [{{ from = \"E\", from_script = \"other\", to = \"F\" }}]\n\
+                 deleted_classes = [\"G\"]\n[admin]\ntoken = \"0123456789abcdef\"\n"
+            ),
+            &path,
+        )
+        .unwrap();
+        assert_eq!(set.migrations.len(), 2);
+        assert_eq!(set.migrations[0].new_classes, ["C"]);
+        assert_eq!(
+            set.migrations[1].renamed_classes,
+            [
+                ("C".to_owned(), "D".to_owned()),
+                ("E".to_owned(), "F".to_owned())
+            ]
+        );
+        assert_eq!(set.migrations[1].deleted_classes, ["G"]);
+        assert_eq!(set.admin_token.as_deref(), Some("0123456789abcdef"));
+
+        for (extra, expected) in [
+            (
+                "[[migrations]]\ntag = \"v1\"\n[[migrations]]\ntag = \"v1\"\n",
+                "migrations[1].tag = \"v1\" is used twice",
+            ),
+            ("[[migrations]]\ntag = \"\"\n", "migrations[0].tag is empty"),
+            (
+                "[[migrations]]\ntag = \"v1\"\ndeleted_classes = [\"no such\"]\n",
+                "names \"no such\", which is not a class name",
+            ),
+            ("[admin]\ntoken = \"short\"\n", "admin.token is too short"),
+            (
+                "[limits]\nmemory_bytes = 1024\n",
+                "limits.memory_bytes = 1024 is out of range",
+            ),
+            ("[limits]\ncpu_ms = 0\n", "limits.cpu_ms = 0"),
+        ] {
+            let err = Config::parse(&format!("{text}{extra}"), &path).unwrap_err();
+            assert!(
+                err.to_string().contains(expected),
+                "{err}\nexpected: {expected}"
+            );
+        }
+    }
+}

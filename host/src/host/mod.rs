@@ -1,0 +1,19 @@
+//! The embedding API and the composition root: [`Host`] and its builder,
+//! the default router, code reloads, object admin, the configuration file
+//! and guest builds. The only place that wires the layers together: the
+//! store, the runtime over it, and the imports the linker finds by trait
+//! ([`link`]).
+
+mod admin;
+pub mod build;
+mod builder;
+pub mod config;
+#[allow(clippy::module_inception)] // the file of the `Host` type, named after it
+mod host;
+mod link;
+mod reload;
+mod router;
+
+pub use admin::{DataDir, ObjectDetails, ObjectSummary};
+pub use builder::HostBuilder;
+pub use host::{Host, Stats};

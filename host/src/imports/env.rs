@@ -1,0 +1,14 @@
+//! `dohost:object/env`: the host's `[vars]`, for objects and workers alike.
+
+use crate::runtime::Vars;
+use crate::runtime::bindings::object::dohost::object::env::Host;
+
+impl Host for &Vars {
+    fn vars(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(self.list())
+    }
+
+    fn var(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.get(&name))
+    }
+}

@@ -1,0 +1,486 @@
+//! The engine: one wasmtime [`Engine`] for every component of a host.
+//!
+//! - Components are compiled once, then kept: compiled artifacts are cached on
+//!   disk under the data directory (`cache/<hash>.cwasm`, keyed by the
+//!   component's bytes and the engine's compatibility hash), so a restart
+//!   loads them in milliseconds instead of compiling again.
+//! - Instances come from the pooling allocator with copy-on-write memory
+//!   initialisation: activating an object is a slot reuse, not an mmap.
+//!   The pool is sized from the live-object cap. A freed slot keeps the
+//!   pages its instance wrote ([`KEEP_RESIDENT`]), reset in place, so the
+//!   next instance does not fault them in again (by a page scan only where
+//!   no swap is active: see [`page_scan`]).
+//! - Each store has a resource limiter ([`GuestMeter`]): linear memory
+//!   beyond the per-object limit is refused, so the guest's allocation
+//!   fails (a Rust guest aborts, a trap) and the trap says which limit it
+//!   hit. It also notes how far the memory has grown: linear memory never
+//!   shrinks, so an instance past [`GuestMeter::memory_nearly_full`] is
+//!   replaced by a fresh one between events rather than kept until an event
+//!   traps on the limit.
+//! - A ticker thread advances the engine's epoch every [`EPOCH_TICK`]; a guest
+//!   running past its tick yields to the async runtime, and one that runs past
+//!   its CPU budget for the event traps (see [`cpu_deadline`]).
+//! - WASI is linked with no preopened directories, no sockets, no host
+//!   environment and no arguments; stdout and stderr are captured per store.
+
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+    ProfilingStrategy, UpdateDeadline,
+};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use super::code::ComponentSource;
+use super::guest::GuestState;
+use crate::error::{Error, ErrorKind, Result};
+
+/// How often the epoch advances. A running guest yields to other tasks at
+/// least this often, and CPU time per event is counted in these ticks.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// How many bytes of a guest's recent stdout/stderr are kept to explain a
+/// trap (a panic message, say) in the error it causes.
+const OUTPUT_TAIL_BYTES: usize = 4096;
+
+/// Instance slots kept beyond the live-object cap, for stateless workers.
+pub(crate) const WORKER_SLOTS: u32 = 256;
+
+/// The most bytes of a memory (and of a table) a free slot keeps resident
+/// for its next instance. A JavaScript object writes about a megabyte while
+/// it activates; keeping those pages saves their faults (about a fifth of
+/// its activation) at the cost of that much memory per slot once used.
+const KEEP_RESIDENT: usize = 2 << 20;
+
+/// Engine-wide limits, fixed when the engine is made.
+#[derive(Clone, Debug)]
+pub(crate) struct EngineLimits {
+    pub(crate) max_live_objects: u32,
+    pub(crate) memory_per_instance: usize,
+}
+
+/// The engine and its linkers, shared by every namespace of a host.
+pub(crate) struct Runtime {
+    pub(crate) engine: Engine,
+    memory_per_instance: usize,
+    cache_dir: PathBuf,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    pub(crate) fn new(limits: &EngineLimits, cache_dir: PathBuf) -> Result<Runtime> {
+        let slots = limits.max_live_objects.saturating_add(WORKER_SLOTS);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots.saturating_mul(8))
+            .total_memories(slots.saturating_mul(2))
+            .total_tables(slots.saturating_mul(4))
+            .total_stacks(slots)
+            .max_memory_size(limits.memory_per_instance)
+            .total_gc_heaps(0)
+            // A slot keeps the pages its last instance wrote, reset to the
+            // image in place, so the next object of the same component
+            // (slots are affine to components) starts without page faults.
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT)
+            .pagemap_scan(page_scan());
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            // Reserve only what an instance may use, so thousands of live
+            // objects fit in the address space; accesses are bounds-checked.
+            .memory_reservation(limits.memory_per_instance as u64)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // For `perf`: names the compiled wasm functions in /tmp/perf-PID.map.
+        if std::env::var_os("DOHOST_PERFMAP").is_some() {
+            config.profiler(ProfilingStrategy::PerfMap);
+        }
+        let engine = Engine::new(&config).map_err(|e| {
+            Error::new(
+                ErrorKind::Component,
+                format!("cannot create the wasm engine: {e:#}"),
+            )
+        })?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let stop = ticker_stop.clone();
+        let ticking = engine.clone();
+        std::thread::Builder::new()
+            .name("dohost-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })
+            .map_err(|e| Error::io("cannot start the epoch thread", e))?;
+
+        Ok(Runtime {
+            engine,
+            memory_per_instance: limits.memory_per_instance,
+            cache_dir,
+            ticker_stop,
+        })
+    }
+
+    /// A linker with WASI (and nothing of the host) added.
+    pub(crate) fn linker<T: wasmtime_wasi::WasiView + 'static>(&self) -> Result<Linker<T>> {
+        let mut linker = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| Error::new(ErrorKind::Component, format!("linking WASI: {e:#}")))?;
+        Ok(linker)
+    }
+
+    /// Loads a component, from the on-disk cache when it was compiled before.
+    /// `what` names it in errors (e.g. "binding COUNTER").
+    pub(crate) fn load(&self, source: &ComponentSource, what: &str) -> Result<Component> {
+        let bytes: Bytes = match source {
+            ComponentSource::Bytes(b) => Bytes::copy_from_slice(b),
+            ComponentSource::File(path) => std::fs::read(path).map(Bytes::from).map_err(|e| {
+                Error::new(
+                    ErrorKind::Component,
+                    format!(
+                        "{what}: cannot read component {}: {e}; build it (dohost build) or fix the path",
+                        path.display()
+                    ),
+                )
+            })?,
+            ComponentSource::RustCrate(dir) | ComponentSource::JavaScript(dir) => {
+                return Err(Error::new(
+                    ErrorKind::Component,
+                    format!(
+                        "{what}: {} is a guest that has not been built; run `dohost build` (or dohost::build::build_config) first",
+                        dir.display()
+                    ),
+                ));
+            }
+        };
+        let mut engine_hash = std::hash::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&engine_hash.finish().to_le_bytes());
+        hasher.update(&bytes);
+        let cached = self
+            .cache_dir
+            .join(format!("{}.cwasm", hasher.finalize().to_hex()));
+
+        if cached.is_file() {
+            // SAFETY: files in the cache directory are written only by
+            // `store_cached` below from `Component::serialize` of this engine
+            // configuration (the name includes the compatibility hash).
+            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(
+                    "{what}: ignoring unusable cached {}: {e:#}",
+                    cached.display()
+                ),
+            }
+        }
+        let component = Component::new(&self.engine, &bytes).map_err(|e| {
+            Error::new(
+                ErrorKind::Component,
+                format!("{what}: not a valid component: {e:#}"),
+            )
+        })?;
+        if let Err(e) = store_cached(&component, &cached) {
+            tracing::warn!("{what}: cannot cache the compiled component: {e}");
+        }
+        Ok(component)
+    }
+}
+
+fn store_cached(component: &Component, path: &Path) -> std::io::Result<()> {
+    let bytes = component.serialize().map_err(std::io::Error::other)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// A WASI context with nothing of the host in it: no files, no sockets, no
+/// environment, no arguments; output goes to `output`.
+pub(crate) fn wasi_ctx(output: &GuestOutput) -> wasmtime_wasi::WasiCtx {
+    WasiCtxBuilder::new()
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .stdout(output.clone())
+        .stderr(output.clone())
+        .build()
+}
+
+/// The most elements a guest's table may hold (function references:
+/// thousands in a large guest).
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// The share of the memory limit past which an instance is replaced
+/// between events ([`GuestMeter::memory_nearly_full`]): three quarters,
+/// leaving the last quarter for one event's own needs.
+const REPLACE_AT_MEMORY_QUARTERS: usize = 3;
+
+/// What a store keeps about its guest's execution: CPU ticks used by the
+/// current event, the memory limit, how far the memory has grown and whether
+/// it hit the limit, and the guest's captured output. Object and worker
+/// stores both hold one.
+#[derive(Default)]
+pub(crate) struct GuestMeter {
+    pub(crate) output: GuestOutput,
+    cpu_ticks: u64,
+    memory_limit: usize,
+    /// The size a refused memory growth asked for.
+    memory_refused: Option<usize>,
+    /// The size of the guest's largest linear memory.
+    memory_size: usize,
+}
+
+impl wasmtime::ResourceLimiter for GuestMeter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_refused = Some(desired);
+            return Ok(false);
+        }
+        self.memory_size = self.memory_size.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+impl GuestMeter {
+    /// Starts counting a new event: no ticks used, no output kept.
+    pub(crate) fn begin_event(&mut self) {
+        self.cpu_ticks = 0;
+        self.memory_refused = None;
+        self.output.clear();
+    }
+
+    /// Whether the guest's memory has grown past three quarters of its
+    /// limit. Its instance is then dropped between events and the next
+    /// event gets a fresh one: a guest's heap can creep up for good (a
+    /// leak, or a fragmented heap: a componentize-js guest's memory grows
+    /// by some 100 KB with every request that has a 60 KB header), and
+    /// kept, it would trap on the limit in the middle of an event.
+    pub(crate) fn memory_nearly_full(&self) -> bool {
+        self.memory_size > self.memory_limit / 4 * REPLACE_AT_MEMORY_QUARTERS
+    }
+
+    /// The guest's memory size and its limit, in MiB, for a log line.
+    pub(crate) fn memory_mib(&self) -> (usize, usize) {
+        (self.memory_size >> 20, self.memory_limit >> 20)
+    }
+}
+
+impl Runtime {
+    /// A store for `state` whose guest yields every epoch tick, traps once
+    /// an event has used more than `budget` of CPU time, and may not grow
+    /// its memory past the per-instance limit.
+    pub(crate) fn store<Io: Send + 'static>(
+        &self,
+        mut state: GuestState<Io>,
+        budget: Duration,
+    ) -> wasmtime::Store<GuestState<Io>> {
+        state.meter.memory_limit = self.memory_per_instance;
+        let mut store = wasmtime::Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.meter);
+        store.epoch_deadline_callback(move |mut cx| {
+            cpu_deadline(&mut cx.data_mut().meter.cpu_ticks, budget)
+        });
+        store.set_epoch_deadline(1);
+        store
+    }
+}
+
+/// How a freed slot finds the pages its instance wrote. wasmtime 48 asks
+/// the kernel (PAGEMAP_SCAN) for written pages that are present in memory:
+/// a written page the kernel has swapped out is neither reset nor
+/// decommitted, so the next object in the slot would read the previous
+/// one's data. The scan is therefore used only where no swap is active
+/// when the host starts; otherwise a slot copies its first
+/// [`KEEP_RESIDENT`] bytes back from the image and decommits the rest,
+/// which leaves nothing behind.
+fn page_scan() -> Enabled {
+    let swap = match std::fs::read_to_string("/proc/swaps") {
+        Ok(swaps) => swap_active(&swaps),
+        // Unreadable where it should be: assume swap.
+        Err(_) => cfg!(target_os = "linux"),
+    };
+    if swap {
+        tracing::info!(
+            "swap is active: freed instance slots are reset by copying, not by a page scan"
+        );
+        Enabled::No
+    } else {
+        Enabled::Auto
+    }
+}
+
+/// Whether `/proc/swaps` lists any swap device or file under its header.
+fn swap_active(proc_swaps: &str) -> bool {
+    proc_swaps
+        .lines()
+        .skip(1)
+        .any(|line| !line.trim().is_empty())
+}
+
+/// The epoch callback of a store: counts ticks of guest execution in the
+/// current event and traps past `budget`; otherwise yields so other tasks on
+/// the thread run.
+fn cpu_deadline(ticks: &mut u64, budget: Duration) -> wasmtime::Result<UpdateDeadline> {
+    *ticks += 1;
+    let used = EPOCH_TICK.saturating_mul(u32::try_from(*ticks).unwrap_or(u32::MAX));
+    if used > budget {
+        return Err(wasmtime::format_err!(
+            "the event exceeded its CPU time limit of {} ms",
+            budget.as_millis()
+        ));
+    }
+    Ok(UpdateDeadline::Yield(1))
+}
+
+/// A guest's stdout and stderr: each line is logged at debug level and the
+/// last [`OUTPUT_TAIL_BYTES`] are kept to explain a trap.
+#[derive(Clone, Default)]
+pub(crate) struct GuestOutput {
+    tail: Arc<Mutex<VecDeque<u8>>>,
+}
+
+impl GuestOutput {
+    /// Takes the kept output (lossy UTF-8), leaving it empty.
+    pub(crate) fn take(&self) -> String {
+        let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes: Vec<u8> = tail.drain(..).collect();
+        String::from_utf8_lossy(&bytes).trim_end().to_owned()
+    }
+
+    /// Forgets the kept output.
+    pub(crate) fn clear(&self) {
+        self.tail.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(tokio::io::sink())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for GuestOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        tracing::debug!(target: "dohost::guest", "{}", String::from_utf8_lossy(&bytes).trim_end());
+        let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        tail.extend(bytes.iter().copied());
+        let excess = tail.len().saturating_sub(OUTPUT_TAIL_BYTES);
+        tail.drain(..excess);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for GuestOutput {
+    async fn ready(&mut self) {}
+}
+
+/// Describes a wasmtime error from a guest call for a person: the memory
+/// limit if the guest hit it, the trap and its backtrace, plus what the guest
+/// last printed (e.g. a panic message).
+pub(crate) fn describe_trap(err: &wasmtime::Error, meter: &GuestMeter) -> String {
+    let mut message = String::new();
+    if let Some(desired) = meter.memory_refused {
+        message = format!(
+            "the instance reached its memory limit of {} MiB (it asked to grow to {} MiB); ",
+            meter.memory_limit >> 20,
+            desired >> 20
+        );
+    }
+    message.push_str(&format!("{err:?}"));
+    let printed = meter.output.take();
+    if !printed.is_empty() {
+        message.push_str("\nguest output:\n");
+        message.push_str(&printed);
+    }
+    message
+}
+
+/// Classifies an instantiation failure: a full instance pool is an overload
+/// (retry later, HTTP 503); anything else is a component problem.
+pub(crate) fn instantiate_error(err: &wasmtime::Error, context: &str, max_live: u32) -> Error {
+    if err.is::<wasmtime::PoolConcurrencyLimitError>() {
+        return Error::new(
+            ErrorKind::Overloaded,
+            format!(
+                "{context}: every instance slot is in use ({max_live} live objects plus {WORKER_SLOTS} for workers); idle objects free theirs after the idle timeout, retry later ({err:#})"
+            ),
+        );
+    }
+    Error::new(ErrorKind::Component, format!("{context}: {err:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::swap_active;
+
+    #[test]
+    fn swap_is_active_when_proc_swaps_lists_a_device() {
+        let header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+        assert!(!swap_active(header));
+        assert!(!swap_active(""));
+        assert!(swap_active(&format!(
+            "{header}/dev/zram0                               partition\t4194300\t\t0\t\t100\n"
+        )));
+        assert!(swap_active(&format!(
+            "{header}/swapfile                               file\t\t2097148\t\t1024\t\t-2\n"
+        )));
+    }
+}

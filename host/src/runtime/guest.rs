@@ -1,0 +1,103 @@
+//! The data of a guest's wasmtime store, for objects and workers alike.
+//!
+//! [`GuestState`] holds what every guest has: WASI with nothing of the host
+//! in it, the resource table, the [`GuestMeter`], and the guest's io: an
+//! object's ([`ObjectIo`](super::object::ObjectIo)) or a worker's. What the
+//! imports every guest has need (`env`, `namespace`) they reach through a
+//! view, as wasmtime-wasi's interfaces do: [`Vars`] and [`Calls`], each a
+//! [`HasData`] type, so each of those imports is written once.
+
+use std::collections::BTreeMap;
+
+use wasmtime::component::{HasData, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::calls::Calls;
+use super::engine::{GuestMeter, wasi_ctx};
+use super::shared::HostShared;
+use super::stub::CallChain;
+use dohost_store::Gate;
+
+/// A guest's store data: WASI, resources, meter, and `io`, what the guest
+/// is.
+pub(crate) struct GuestState<Io> {
+    wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) meter: GuestMeter,
+    pub(crate) io: Io,
+}
+
+impl<Io> GuestState<Io> {
+    /// A store's data for a guest with `io`: no WASI access to the host,
+    /// nothing measured yet.
+    pub(crate) fn new(io: Io) -> GuestState<Io> {
+        let meter = GuestMeter::default();
+        GuestState {
+            wasi: wasi_ctx(&meter.output),
+            table: ResourceTable::new(),
+            meter,
+            io,
+        }
+    }
+}
+
+impl<Io: Send + 'static> WasiView for GuestState<Io> {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// What the imports every guest has need of its io: the host it runs in,
+/// and what a call it makes now carries.
+pub(crate) trait GuestIo: Send + 'static {
+    /// The host's shared state.
+    fn shared(&self) -> &HostShared;
+    /// The chain a call made now belongs to, and the gate it must pass
+    /// before it is sent.
+    fn outgoing(&self) -> (CallChain, Option<Gate>);
+}
+
+impl<Io: GuestIo> GuestState<Io> {
+    /// The view of the `namespace` import.
+    pub(crate) fn calls(&mut self) -> Calls<'_> {
+        Calls {
+            table: &mut self.table,
+            caller: &mut self.io,
+        }
+    }
+
+    /// The view of the `env` import.
+    pub(crate) fn vars(&mut self) -> &Vars {
+        &self.io.shared().vars
+    }
+}
+
+/// A host's `[vars]`, as the `env` import sees them.
+#[derive(Debug, Default)]
+pub(crate) struct Vars(BTreeMap<String, String>);
+
+impl Vars {
+    pub(crate) fn new(vars: BTreeMap<String, String>) -> Vars {
+        Vars(vars)
+    }
+
+    /// Every variable, sorted by name.
+    pub(crate) fn list(&self) -> Vec<(String, String)> {
+        self.0.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// The variable `name`, if it is set.
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
+/// The `env` import's [`HasData`]: it sees [`Vars`].
+pub(crate) struct VarsImport;
+
+impl HasData for VarsImport {
+    type Data<'a> = &'a Vars;
+}

@@ -1,0 +1,38 @@
+//! The runtime: what runs. One wasmtime engine and the generated bindings;
+//! code loading; object actors with their input and output gates;
+//! namespaces, ids, stubs and call chains; the entry worker; the alarm
+//! scheduler; residency; each object's SQLite engine.
+//!
+//! It stands on the store (`dohost-store`) and never names the imports or
+//! the embedding API above it: the host side of each WIT interface lives in
+//! `imports/` and reaches the runtime through the store data
+//! ([`GuestState`]) and its views ([`Calls`], [`Vars`]).
+
+pub(crate) mod alarm;
+pub(crate) mod bindings;
+mod calls;
+mod code;
+mod engine;
+mod guest;
+mod ids;
+mod namespace;
+pub(crate) mod object;
+mod residency;
+mod shared;
+pub(crate) mod sql;
+mod stub;
+mod worker;
+
+pub(crate) use calls::{Calls, CallsImport};
+pub use code::ComponentSource;
+pub(crate) use code::{block_on, load_binding, load_worker};
+pub(crate) use engine::{EngineLimits, Runtime};
+pub(crate) use guest::{GuestIo, GuestState, Vars, VarsImport};
+pub(crate) use ids::{minted_by, name_id, parse_id};
+pub(crate) use namespace::find;
+pub use namespace::{Namespace, ObjectId};
+pub(crate) use object::ObjectState;
+pub(crate) use shared::HostShared;
+pub use stub::Stub;
+pub(crate) use stub::{from_wit_response, to_wit_request};
+pub(crate) use worker::{WorkerPool, WorkerState};

@@ -1,0 +1,96 @@
+//! An object's io: what it keeps across instance resets. Its identity, its
+//! storage (the running event's writes, the cache, the SQL page file and
+//! the commits in flight, all in [`ObjectStorage`]), its SQLite connection,
+//! and the chain of calls the running event belongs to.
+
+use std::sync::Arc;
+
+use super::Identity;
+use crate::runtime::guest::GuestIo;
+use crate::runtime::shared::HostShared;
+use crate::runtime::sql::Sql;
+use crate::runtime::stub::{CallChain, object_label};
+use dohost_store::{AlarmRecord, Gate, ObjectRecord, ObjectStorage};
+
+/// The object's storage and context, kept across instance resets.
+pub(crate) struct ObjectIo {
+    pub(crate) identity: Identity,
+    pub(crate) shared: Arc<HostShared>,
+    /// The object's KV storage, SQL pages and commits.
+    pub(crate) storage: ObjectStorage,
+    /// The object's SQLite connection (none until first used).
+    pub(crate) sql: Sql,
+    /// The alarm whose handler is running, as stored when it began.
+    pub(crate) running_alarm: Option<AlarmRecord>,
+    /// The chain of objects waiting on the running event (empty for a
+    /// request from outside or an alarm).
+    pub(crate) chain: CallChain,
+}
+
+impl ObjectIo {
+    pub(crate) fn new(identity: Identity, shared: Arc<HostShared>) -> ObjectIo {
+        let settings = &shared.settings;
+        let storage = ObjectStorage::new(
+            identity.key,
+            shared.store.clone(),
+            shared.cache_budget.clone(),
+            settings.max_sql_database_bytes,
+        );
+        ObjectIo {
+            sql: Sql::new(
+                storage.pages(),
+                settings.max_sql_database_bytes,
+                settings.cpu_time_per_event,
+            ),
+            storage,
+            identity,
+            shared,
+            running_alarm: None,
+            chain: CallChain::default(),
+        }
+    }
+
+    /// Hands what the event has committed so far, KV and SQL, to the
+    /// committer.
+    pub(crate) fn flush(&mut self) {
+        // A cursor's statement ends here, so an autocommit write it was
+        // part of is in the page file.
+        self.sql.close_cursors();
+        let identity = &self.identity;
+        self.storage.flush(|| ObjectRecord {
+            class: identity.class.to_string(),
+            name: identity.name.clone(),
+        });
+    }
+
+    /// The gate an event's response, and a call the object makes, must
+    /// pass.
+    pub(crate) fn response_gate(&self) -> Option<Gate> {
+        self.storage.response_gate()
+    }
+
+    /// Drops the running event's writes, KV and SQL (it trapped). The
+    /// connection goes first: it may hold the event's pages in its cache.
+    pub(crate) fn discard_event(&mut self) {
+        self.sql.close();
+        self.storage.discard_event();
+    }
+
+    /// Goes back to what redb holds, once nothing sent is still in flight.
+    pub(crate) async fn forget(&mut self) {
+        self.sql.close();
+        self.storage.forget().await;
+    }
+}
+
+impl GuestIo for ObjectIo {
+    fn shared(&self) -> &HostShared {
+        &self.shared
+    }
+
+    fn outgoing(&self) -> (CallChain, Option<Gate>) {
+        let me = &self.identity;
+        let label = object_label(&me.binding, &me.key.id(), me.name.as_deref());
+        (self.chain.then(me.key, label), self.response_gate())
+    }
+}

@@ -1,0 +1,399 @@
+//! Stubs: the client side of a call to an object.
+//!
+//! A [`Stub`] sends one object either an HTTP-shaped request (`fetch`) or
+//! an RPC call (`call`: a method name and JSON arguments, so a guest in any
+//! language can answer it). Either becomes an event in the object's bounded
+//! mailbox; a full mailbox fails the call at once as overloaded. The answer
+//! is released only once the object's writes are durable (the output gate,
+//! see [`super::object`]).
+//!
+//! **Call chains.** An object that waits on a call takes no other event
+//! until the call returns. So every event carries the chain of objects
+//! waiting on it, and a call to an object already in its chain (A calls B,
+//! B calls A) is refused at once, naming the cycle, instead of waiting for
+//! an answer that can never come.
+//!
+//! **Timeouts.** Every call gives up after [`Settings::call_timeout`],
+//! time in the mailbox included. That also ends waits no chain can see (A
+//! and B, each in an event of its own, calling each other). An event whose
+//! caller has given up before it started is skipped.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use tokio::sync::oneshot;
+
+use super::bindings::{WitRequest, WitResponse};
+use super::namespace::Namespace;
+use super::object::{Answer, Event, Origin, Request};
+use crate::error::{Error, ErrorKind, Result};
+use dohost_store::{ObjectKey, pass_gate};
+
+#[cfg(doc)]
+use crate::settings::Settings;
+
+/// A client for one object. Cheap to clone.
+#[derive(Clone)]
+pub struct Stub {
+    namespace: Namespace,
+    id: [u8; 32],
+    name: Option<String>,
+}
+
+impl fmt::Debug for Stub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stub")
+            .field("binding", &self.namespace.binding())
+            .field("id", &hex::encode(self.id))
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Stub {
+    pub(crate) fn new(namespace: Namespace, id: [u8; 32], name: Option<String>) -> Stub {
+        Stub {
+            namespace,
+            id,
+            name,
+        }
+    }
+
+    /// The object's id as 64 hex characters.
+    pub fn id(&self) -> String {
+        hex::encode(self.id)
+    }
+
+    /// The name the stub addresses the object by, if it was made from one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Sends `request` to the object's `fetch` and returns its response once
+    /// every write the object made up to that response is durable.
+    ///
+    /// A relative URI (`/path`) is given the origin `http://localhost`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::GuestTrap`] if the object trapped (it is reset),
+    /// [`ErrorKind::GuestError`] if its handler returned an error,
+    /// [`ErrorKind::Overloaded`] if its mailbox is full,
+    /// [`ErrorKind::Timeout`] if it did not answer within the call timeout,
+    /// [`ErrorKind::Storage`] if its writes could not be made durable.
+    /// [`Error::is_remote`], [`Error::is_retryable`] and
+    /// [`Error::is_overloaded`] say what a caller may do about it.
+    pub async fn fetch(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
+        let response = self
+            .fetch_wit(to_wit_request(request), &CallChain::default())
+            .await?;
+        from_wit_response(response)
+    }
+
+    /// Calls the object's RPC method `method` with `args`, the positional
+    /// arguments: a tuple (`&()` for none, `&(a, b)` for two) or one value
+    /// (`&5` is the one argument `5`; wrap a single array argument as
+    /// `&(vec,)`). Returns the method's result, deserialized from JSON.
+    ///
+    /// ```no_run
+    /// # async fn run(stub: dohost::Stub) -> dohost::Result<()> {
+    /// let count: u64 = stub.call("increment", &()).await?;
+    /// let sum: u64 = stub.call("add", &(2, 3)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Stub::fetch`]; [`ErrorKind::GuestError`] also when the object has
+    /// no such method or the arguments do not fit it, and
+    /// [`ErrorKind::BadRequest`] when `args` or the result do not convert.
+    pub async fn call<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &impl Serialize,
+    ) -> Result<R> {
+        let result = self.call_json(method, &args_json(args)?).await?;
+        serde_json::from_str(&result).map_err(|e| {
+            Error::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "the result of {}.{method} ({result}) does not fit the expected type: {e}",
+                    self.label()
+                ),
+            )
+        })
+    }
+
+    /// Calls the object's RPC method `method` with `args`, a JSON array of
+    /// the positional arguments, and returns the method's JSON result.
+    ///
+    /// # Errors
+    ///
+    /// As [`Stub::call`]; [`ErrorKind::BadRequest`] when `args` is not a
+    /// JSON array.
+    pub async fn call_json(&self, method: &str, args: &str) -> Result<String> {
+        self.call_wit(method.to_owned(), args.to_owned(), &CallChain::default())
+            .await
+    }
+
+    /// Sends a request on behalf of the chain `chain`.
+    pub(crate) async fn fetch_wit(
+        &self,
+        req: WitRequest,
+        chain: &CallChain,
+    ) -> Result<WitResponse> {
+        match self.send(Request::Fetch(req), chain).await? {
+            Answer::Fetch(response) => Ok(response),
+            Answer::Call(_) => Err(mixed_answer()),
+        }
+    }
+
+    /// Calls a method on behalf of the chain `chain`.
+    pub(crate) async fn call_wit(
+        &self,
+        method: String,
+        args: String,
+        chain: &CallChain,
+    ) -> Result<String> {
+        if serde_json::from_str::<Vec<IgnoredAny>>(&args).is_err() {
+            return Err(Error::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "the arguments of {}.{method} must be a JSON array of the positional \
+                     arguments ([] for none); got {args:.100}",
+                    self.label()
+                ),
+            ));
+        }
+        match self.send(Request::Call { method, args }, chain).await? {
+            Answer::Call(result) => Ok(result),
+            Answer::Fetch(_) => Err(mixed_answer()),
+        }
+    }
+
+    /// Puts `request` in the object's mailbox and waits for the answer and
+    /// its output gate, within the call timeout.
+    async fn send(&self, request: Request, chain: &CallChain) -> Result<Answer> {
+        let key = ObjectKey::new(self.namespace.number(), &self.id);
+        if let Some(cycle) = chain.cycle_to(key, &self.label()) {
+            return Err(Error::new(ErrorKind::CallCycle, cycle));
+        }
+        let (reply, answer) = oneshot::channel();
+        let origin = Origin {
+            name: self.name.clone(),
+            chain: chain.clone(),
+        };
+        self.namespace.deliver(
+            &self.id,
+            self.name.as_deref(),
+            Event::Request {
+                request,
+                origin,
+                reply,
+            },
+        )?;
+        let timeout = self.namespace.shared().settings.call_timeout;
+        let answered = async {
+            let reply = answer.await.map_err(|_| {
+                Error::new(
+                    ErrorKind::GuestTrap,
+                    format!("{} stopped before it answered", self.label()),
+                )
+            })?;
+            pass_gate(reply.gate).await?;
+            reply.result
+        };
+        tokio::time::timeout(timeout, answered)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{} did not answer within the call timeout ({} ms); it may still run \
+                         the call",
+                        self.label(),
+                        timeout.as_millis()
+                    ),
+                ))
+            })
+    }
+
+    /// How messages name the object: `BINDING:name`, or `BINDING:id`.
+    fn label(&self) -> String {
+        object_label(self.namespace.binding(), &self.id, self.name.as_deref())
+    }
+}
+
+/// How messages name an object: `BINDING:name`, or `BINDING:id`.
+pub(crate) fn object_label(binding: &str, id: &[u8; 32], name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{binding}:{name}"),
+        None => format!("{binding}:{}", hex::encode(id)),
+    }
+}
+
+fn mixed_answer() -> Error {
+    Error::new(
+        ErrorKind::Component,
+        "the object answered a different kind of event than it was sent",
+    )
+}
+
+/// The JSON array of positional arguments for `args` (see [`Stub::call`]).
+fn args_json(args: &impl Serialize) -> Result<String> {
+    let value = serde_json::to_value(args).map_err(|e| {
+        Error::new(
+            ErrorKind::BadRequest,
+            format!("the arguments cannot be written as JSON: {e}"),
+        )
+    })?;
+    Ok(match value {
+        serde_json::Value::Null => "[]".to_owned(),
+        serde_json::Value::Array(_) => value.to_string(),
+        one => serde_json::Value::Array(vec![one]).to_string(),
+    })
+}
+
+/// The objects waiting, each on the next, in one chain of calls: the chain
+/// an event was called from, plus the object running it. Cheap to clone and
+/// to extend.
+#[derive(Clone, Default)]
+pub(crate) struct CallChain(Option<Arc<Link>>);
+
+struct Link {
+    key: ObjectKey,
+    label: String,
+    before: CallChain,
+}
+
+impl CallChain {
+    /// This chain with the object `key` (named `label` in messages) waiting
+    /// at its end.
+    pub(crate) fn then(&self, key: ObjectKey, label: String) -> CallChain {
+        CallChain(Some(Arc::new(Link {
+            key,
+            label,
+            before: self.clone(),
+        })))
+    }
+
+    /// If a call to `key` would come back to an object waiting in this
+    /// chain: the error message naming the cycle.
+    fn cycle_to(&self, key: ObjectKey, label: &str) -> Option<String> {
+        let mut links = Vec::new();
+        let mut at = &self.0;
+        while let Some(link) = at {
+            links.push(link);
+            at = &link.before.0;
+        }
+        let first = links.iter().rposition(|l| l.key == key)?;
+        let mut path: Vec<&str> = links[..=first]
+            .iter()
+            .rev()
+            .map(|l| l.label.as_str())
+            .collect();
+        path.push(label);
+        Some(format!(
+            "call cycle {}: {} is waiting on this chain of calls and takes no other event until it \
+             returns, so the call would deadlock; refused",
+            path.join(" → "),
+            links[first].label
+        ))
+    }
+}
+
+/// Converts an HTTP request to the contract's record.
+pub(crate) fn to_wit_request(request: http::Request<Bytes>) -> WitRequest {
+    let (parts, body) = request.into_parts();
+    let url = if parts.uri.scheme().is_some() && parts.uri.authority().is_some() {
+        parts.uri.to_string()
+    } else {
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        format!("http://{host}{path}")
+    };
+    WitRequest {
+        method: parts.method.as_str().to_owned(),
+        url,
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+    }
+}
+
+/// Converts the contract's response record to an HTTP response.
+pub(crate) fn from_wit_response(response: WitResponse) -> Result<http::Response<Bytes>> {
+    let bad =
+        |what: String| Error::new(ErrorKind::GuestError, format!("the guest returned {what}"));
+    let status = http::StatusCode::from_u16(response.status)
+        .map_err(|_| bad(format!("an invalid status code {}", response.status)))?;
+    let mut builder = http::Response::builder().status(status);
+    for (name, value) in &response.headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| bad(format!("an invalid header name {name:?}")))?;
+        let value = http::HeaderValue::from_str(value)
+            .map_err(|_| bad(format!("an invalid value for header {name}")))?;
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(Bytes::from(response.body))
+        .map_err(|e| bad(format!("an invalid response: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> ObjectKey {
+        ObjectKey::new(0, &[n; 32])
+    }
+
+    #[test]
+    fn a_call_back_into_a_waiting_object_is_a_cycle() {
+        let chain = CallChain::default()
+            .then(key(1), "A:a".into())
+            .then(key(2), "B:b".into());
+        let cycle = chain.cycle_to(key(1), "A:a").expect("A waits on B");
+        assert!(
+            cycle.starts_with("call cycle A:a → B:b → A:a: A:a is waiting"),
+            "{cycle}"
+        );
+        // The cycle is named from the first time the callee waits.
+        let longer = chain.then(key(3), "C:c".into());
+        let cycle = longer.cycle_to(key(2), "B:b").expect("B waits on C");
+        assert!(cycle.starts_with("call cycle B:b → C:c → B:b"), "{cycle}");
+    }
+
+    #[test]
+    fn calls_to_objects_outside_the_chain_are_no_cycle() {
+        assert!(CallChain::default().cycle_to(key(1), "A:a").is_none());
+        let chain = CallChain::default().then(key(1), "A:a".into());
+        assert!(chain.cycle_to(key(2), "B:b").is_none());
+        // Chains are values: extending one leaves the other as it was.
+        let _other = chain.then(key(2), "B:b".into());
+        assert!(chain.cycle_to(key(2), "B:b").is_none());
+    }
+
+    #[test]
+    fn arguments_become_a_json_array_of_positional_arguments() {
+        assert_eq!(args_json(&()).unwrap(), "[]");
+        assert_eq!(args_json(&5).unwrap(), "[5]");
+        assert_eq!(args_json(&(2, "x")).unwrap(), "[2,\"x\"]");
+        assert_eq!(args_json(&(vec![1, 2],)).unwrap(), "[[1,2]]");
+    }
+}

@@ -1,0 +1,552 @@
+//! The committer: one thread that owns redb's single writer.
+//!
+//! Writes never go to redb from an event directly. When an event ends, its
+//! write set is sent here ([`crate::Store::commit`]). The committer takes
+//! every write set waiting, from every object, commits them in one redb
+//! transaction (group commit: one fsync for all of them), and only then
+//! tells each one's waiter. A failed commit fails every waiter of its batch
+//! and writes none of the batch; what was acknowledged before stays.
+//! Callers hold an event's response until its write set is durable (the
+//! output gate, [`crate::Gate`]).
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use redb::{Database, ReadableTable};
+use tokio::sync::oneshot;
+
+use crate::alarm::{AlarmChange, AlarmListener, AlarmRecord, AlarmWrite};
+use crate::directory::ObjectRecord;
+use crate::error::{Error, Result};
+use crate::keys::{ObjectKey, alarm_time_key};
+use crate::store::{ALARM_TIMES, ALARMS, KV, OBJECTS, PAGES};
+use crate::writes::{Write, WriteSet};
+
+/// The largest number of write sets one redb transaction commits. Bounds the
+/// memory and latency of one group commit under a flood of writes.
+const MAX_WRITE_SETS_PER_COMMIT: usize = 4096;
+
+/// The outcome the committer reports for a write set: `Err` names why its
+/// commit failed.
+pub type CommitResult = std::result::Result<(), String>;
+
+/// Called by the committer around each group commit; lets tests hold a
+/// commit back to observe the output gate.
+pub type CommitHook = Arc<dyn Fn(CommitStage) + Send + Sync>;
+
+/// Where the committer is in a group commit, for a [`CommitHook`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitStage {
+    /// About to open the redb write transaction.
+    Before,
+    /// The transaction is durable; waiters are about to be told.
+    After,
+}
+
+pub(crate) enum Message {
+    Commit(CommitRequest),
+    /// Commit everything received so far, then stop.
+    Stop,
+}
+
+pub(crate) struct CommitRequest {
+    pub(crate) object: ObjectKey,
+    pub(crate) writes: WriteSet,
+    pub(crate) record: Option<ObjectRecord>,
+    pub(crate) done: oneshot::Sender<CommitResult>,
+}
+
+/// Starts the committer thread over `db`. The receiver fires once it has
+/// stopped and let go of the database.
+pub(crate) fn start(
+    db: Arc<Database>,
+    hook: Option<CommitHook>,
+    alarms: AlarmListener,
+) -> Result<(mpsc::Sender<Message>, oneshot::Receiver<()>)> {
+    let (tx, rx) = mpsc::channel();
+    let (stopped_tx, stopped) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("dohost-committer".into())
+        .spawn(move || {
+            run(&db, &rx, hook.as_ref(), &alarms);
+            drop(db);
+            let _ = stopped_tx.send(());
+        })
+        .map_err(|e| {
+            Error::new(
+                crate::ErrorKind::Io,
+                format!("cannot start the committer thread: {e}"),
+            )
+        })?;
+    Ok((tx, stopped))
+}
+
+fn run(
+    db: &Database,
+    rx: &mpsc::Receiver<Message>,
+    hook: Option<&CommitHook>,
+    alarms: &AlarmListener,
+) {
+    let mut stopping = false;
+    while !stopping {
+        let mut batch = Vec::new();
+        match rx.recv() {
+            Ok(Message::Commit(first)) => batch.push(first),
+            Ok(Message::Stop) | Err(_) => break,
+        }
+        while batch.len() < MAX_WRITE_SETS_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(Message::Commit(more)) => batch.push(more),
+                Ok(Message::Stop) => {
+                    stopping = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if let Some(hook) = hook {
+            hook(CommitStage::Before);
+        }
+        let started = std::time::Instant::now();
+        let mut changes = Vec::new();
+        let result = commit_batch(db, &batch, &mut changes);
+        tracing::debug!(
+            write_sets = batch.len(),
+            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "group commit"
+        );
+        if let Err(e) = &result {
+            tracing::error!(write_sets = batch.len(), "group commit failed: {e}");
+        } else {
+            if !changes.is_empty() {
+                alarms(&changes);
+            }
+            if let Some(hook) = hook {
+                hook(CommitStage::After);
+            }
+        }
+        for request in batch {
+            let _ = request.done.send(result.clone());
+        }
+    }
+}
+
+/// Applies the alarm part of `writes` (its alarm write, or the removal
+/// that `clear` implies) to the `alarms` table and its time index; the
+/// change the scheduler must hear of, if any.
+fn write_alarm(
+    alarms: &mut redb::Table<&[u8], &[u8]>,
+    alarm_times: &mut redb::Table<&[u8], &[u8]>,
+    object: &ObjectKey,
+    writes: &WriteSet,
+) -> std::result::Result<Option<AlarmChange>, redb::StorageError> {
+    let write = match (writes.clear, writes.alarm) {
+        (_, Some(write)) => write,
+        (true, None) => AlarmWrite::Delete,
+        (false, None) => return Ok(None),
+    };
+    let old = alarms
+        .get(object.as_bytes())?
+        .and_then(|v| AlarmRecord::decode(v.value()));
+    let new = write.record();
+    match new {
+        Some(record) => {
+            alarms.insert(object.as_bytes(), record.encode().as_slice())?;
+        }
+        None => {
+            alarms.remove(object.as_bytes())?;
+        }
+    }
+    let (old_time, new_time) = (old.map(|r| r.time), new.map(|r| r.time));
+    if old_time != new_time {
+        if let Some(time) = old_time {
+            alarm_times.remove(alarm_time_key(time, object).as_slice())?;
+        }
+        if let Some(time) = new_time {
+            alarm_times.insert(alarm_time_key(time, object).as_slice(), [].as_slice())?;
+        }
+    }
+    // The start of a delivery keeps the time: nothing to schedule.
+    let quiet =
+        matches!(write, AlarmWrite::Started(_)) || (old_time.is_none() && new_time.is_none());
+    Ok((!quiet).then_some(AlarmChange {
+        object: *object,
+        old: old_time,
+        new: new_time,
+    }))
+}
+
+/// Commits `batch` in one transaction; adds the alarm changes it made to
+/// `changes`.
+fn commit_batch(
+    db: &Database,
+    batch: &[CommitRequest],
+    changes: &mut Vec<AlarmChange>,
+) -> CommitResult {
+    let err = |e: &dyn std::fmt::Display| format!("storage commit failed: {e}");
+    let txn = db.begin_write().map_err(|e| err(&e))?;
+    {
+        let mut kv = txn.open_table(KV).map_err(|e| err(&e))?;
+        let mut pages = txn.open_table(PAGES).map_err(|e| err(&e))?;
+        let mut alarms = txn.open_table(ALARMS).map_err(|e| err(&e))?;
+        let mut alarm_times = txn.open_table(ALARM_TIMES).map_err(|e| err(&e))?;
+        let mut objects = txn.open_table(OBJECTS).map_err(|e| err(&e))?;
+        for request in batch {
+            if let Some(change) = write_alarm(
+                &mut alarms,
+                &mut alarm_times,
+                &request.object,
+                &request.writes,
+            )
+            .map_err(|e| err(&e))?
+            {
+                changes.push(change);
+            }
+            let object = &request.object;
+            let end = object.end();
+            if request.writes.clear {
+                let lo = object.kv_key("");
+                kv.retain_in::<&[u8], _>(lo.as_slice()..end.as_slice(), |_, _| false)
+                    .map_err(|e| err(&e))?;
+            }
+            let page_writes = &request.writes.pages;
+            let cut = match (request.writes.clear, page_writes.truncate) {
+                (true, _) => Some(0),
+                (false, cut) => cut,
+            };
+            if let Some(cut) = cut {
+                let lo = object.page_key(cut);
+                pages
+                    .retain_in::<&[u8], _>(lo.as_slice()..end.as_slice(), |_, _| false)
+                    .map_err(|e| err(&e))?;
+            }
+            for (page, bytes) in &page_writes.pages {
+                pages
+                    .insert(object.page_key(*page).as_slice(), bytes.as_ref())
+                    .map_err(|e| err(&e))?;
+            }
+            for (key, Write { value, .. }) in &request.writes.entries {
+                let k = object.kv_key(key);
+                match value {
+                    Some(v) => {
+                        kv.insert(k.as_slice(), v.as_ref()).map_err(|e| err(&e))?;
+                    }
+                    None => {
+                        kv.remove(k.as_slice()).map_err(|e| err(&e))?;
+                    }
+                }
+            }
+            if request.writes.unregister {
+                objects.remove(object.as_bytes()).map_err(|e| err(&e))?;
+            }
+            if let Some(record) = &request.record {
+                let mut record = record.clone();
+                if record.name.is_none() {
+                    // Activated without its name (e.g. by its alarm): keep
+                    // the name an earlier activation recorded.
+                    let known = objects
+                        .get(object.as_bytes())
+                        .map_err(|e| err(&e))?
+                        .and_then(|v| serde_json::from_slice::<ObjectRecord>(v.value()).ok());
+                    record.name = known.and_then(|k| k.name);
+                }
+                let json = serde_json::to_vec(&record).map_err(|e| err(&e))?;
+                objects
+                    .insert(object.as_bytes(), json.as_slice())
+                    .map_err(|e| err(&e))?;
+            }
+        }
+    }
+    txn.commit().map_err(|e| err(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Condvar, Mutex};
+
+    use bytes::Bytes;
+    use redb::StorageBackend;
+    use redb::backends::FileBackend;
+
+    use super::*;
+    use crate::Store;
+    use crate::alarm::AlarmChange;
+
+    /// A disk that fails every write and sync while `failing` is set, as a
+    /// full or broken disk would.
+    #[derive(Debug)]
+    struct FailingDisk {
+        inner: FileBackend,
+        failing: Arc<AtomicBool>,
+    }
+
+    impl FailingDisk {
+        fn check(&self) -> std::io::Result<()> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("the disk failed"));
+            }
+            Ok(())
+        }
+    }
+
+    impl StorageBackend for FailingDisk {
+        fn len(&self) -> std::io::Result<u64> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.write(offset, data)
+        }
+    }
+
+    /// Holds the committer at the start of a group commit while `held`,
+    /// counts group commits, and from commit number `fail_from` on makes
+    /// the disk fail.
+    struct Gatekeeper {
+        held: Mutex<bool>,
+        released: Condvar,
+        commits: AtomicUsize,
+        fail_from: AtomicUsize,
+        failing: Arc<AtomicBool>,
+    }
+
+    impl Gatekeeper {
+        fn new() -> Arc<Gatekeeper> {
+            Arc::new(Gatekeeper {
+                held: Mutex::new(false),
+                released: Condvar::new(),
+                commits: AtomicUsize::new(0),
+                fail_from: AtomicUsize::new(usize::MAX),
+                failing: Arc::new(AtomicBool::new(false)),
+            })
+        }
+
+        fn hook(self: &Arc<Self>) -> CommitHook {
+            let me = self.clone();
+            Arc::new(move |stage| {
+                if stage == CommitStage::Before {
+                    let n = me.commits.fetch_add(1, Ordering::SeqCst) + 1;
+                    let mut held = me.held.lock().unwrap();
+                    while *held {
+                        held = me.released.wait(held).unwrap();
+                    }
+                    if n >= me.fail_from.load(Ordering::SeqCst) {
+                        me.failing.store(true, Ordering::SeqCst);
+                    }
+                }
+            })
+        }
+
+        fn hold(&self) {
+            *self.held.lock().unwrap() = true;
+        }
+
+        /// Waits until the committer has begun its `n`th group commit.
+        fn wait_for_commit(&self, n: usize) {
+            while self.commits.load(Ordering::SeqCst) < n {
+                std::thread::yield_now();
+            }
+        }
+
+        fn release(&self) {
+            *self.held.lock().unwrap() = false;
+            self.released.notify_all();
+        }
+    }
+
+    fn object(n: u8) -> ObjectKey {
+        ObjectKey::new(1, &[n; 32])
+    }
+
+    fn put(key: &str, value: &str) -> WriteSet {
+        let mut writes = WriteSet::default();
+        writes.entries.insert(
+            key.to_owned(),
+            Write {
+                value: Some(Bytes::copy_from_slice(value.as_bytes())),
+                no_cache: false,
+            },
+        );
+        writes
+    }
+
+    fn read(store: &Store, n: u8, key: &str) -> Option<Vec<u8>> {
+        store.get_many(&object(n), &[key.to_owned()]).unwrap()[0].clone()
+    }
+
+    fn no_alarms() -> AlarmListener {
+        Arc::new(|_: &[AlarmChange]| {})
+    }
+
+    /// Opens a store on `path` whose disk fails once `gate` says so.
+    fn open_failing(
+        path: &std::path::Path,
+        gate: &Arc<Gatekeeper>,
+    ) -> (Store, oneshot::Receiver<()>) {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .unwrap();
+        let disk = FailingDisk {
+            inner: FileBackend::new(file).unwrap(),
+            failing: gate.failing.clone(),
+        };
+        let db = Database::builder().create_with_backend(disk).unwrap();
+        Store::start(db, Some(gate.hook()), no_alarms()).unwrap()
+    }
+
+    fn close(store: Store, stopped: oneshot::Receiver<()>) {
+        store.close();
+        let _ = stopped.blocking_recv();
+    }
+
+    #[test]
+    fn a_batch_from_several_objects_commits_in_one_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = Gatekeeper::new();
+        let (store, stopped) =
+            Store::open(&dir.path().join("db.redb"), Some(gate.hook()), no_alarms()).unwrap();
+        // The first commit holds the committer while three more objects'
+        // write sets queue up behind it.
+        gate.hold();
+        let first = store.commit(object(0), put("k", "0"), None);
+        gate.wait_for_commit(1);
+        let queued: Vec<_> = (1..=3)
+            .map(|n| store.commit(object(n), put("k", &n.to_string()), None))
+            .collect();
+        gate.release();
+        assert_eq!(first.blocking_recv().unwrap(), Ok(()));
+        for done in queued {
+            assert_eq!(done.blocking_recv().unwrap(), Ok(()));
+        }
+        assert_eq!(
+            gate.commits.load(Ordering::SeqCst),
+            2,
+            "one group commit for the three"
+        );
+        for n in 0..=3 {
+            assert_eq!(read(&store, n, "k"), Some(n.to_string().into_bytes()));
+        }
+        close(store, stopped);
+    }
+
+    #[test]
+    fn a_failed_commit_fails_every_waiter_and_loses_nothing_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        let gate = Gatekeeper::new();
+        let (store, stopped) = open_failing(&path, &gate);
+        let acknowledged = store.commit(object(0), put("kept", "yes"), None);
+        assert_eq!(acknowledged.blocking_recv().unwrap(), Ok(()));
+
+        // Commit 2 holds the committer while three objects' write sets
+        // queue up for commit 3, which meets a failing disk.
+        gate.hold();
+        let second = store.commit(object(9), put("kept", "too"), None);
+        gate.wait_for_commit(2);
+        let failed: Vec<_> = (0..=2)
+            .map(|n| store.commit(object(n), put("lost", &n.to_string()), None))
+            .collect();
+        gate.fail_from.store(3, Ordering::SeqCst);
+        gate.release();
+        assert_eq!(second.blocking_recv().unwrap(), Ok(()));
+        for done in failed {
+            let outcome = done.blocking_recv().unwrap();
+            assert!(
+                outcome
+                    .as_ref()
+                    .is_err_and(|e| e.starts_with("storage commit failed")),
+                "{outcome:?}"
+            );
+        }
+        assert_eq!(gate.commits.load(Ordering::SeqCst), 3);
+        close(store, stopped);
+
+        // Reopened on a working disk: every acknowledged write is there,
+        // and nothing of the failed batch.
+        let (store, stopped) = Store::open(&path, None, no_alarms()).unwrap();
+        assert_eq!(read(&store, 0, "kept"), Some(b"yes".to_vec()));
+        assert_eq!(read(&store, 9, "kept"), Some(b"too".to_vec()));
+        for n in 0..=2 {
+            assert_eq!(read(&store, n, "lost"), None, "object {n}");
+        }
+        close(store, stopped);
+    }
+
+    #[test]
+    fn a_commit_after_close_fails_instead_of_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, stopped) = Store::open(&dir.path().join("db.redb"), None, no_alarms()).unwrap();
+        store.close();
+        let _ = stopped.blocking_recv();
+        let outcome = store.commit(object(0), put("k", "v"), None).blocking_recv();
+        assert!(matches!(outcome, Ok(Err(_))), "{outcome:?}");
+    }
+
+    #[test]
+    fn alarm_changes_reach_the_listener_once_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let listener: AlarmListener = {
+            let heard = heard.clone();
+            Arc::new(move |changes: &[AlarmChange]| {
+                heard.lock().unwrap().extend_from_slice(changes)
+            })
+        };
+        let (store, stopped) = Store::open(&dir.path().join("db.redb"), None, listener).unwrap();
+        let record = AlarmRecord {
+            time: 50,
+            retries: 0,
+        };
+        let commit = |write| {
+            let writes = WriteSet {
+                alarm: Some(write),
+                ..WriteSet::default()
+            };
+            store
+                .commit(object(0), writes, None)
+                .blocking_recv()
+                .unwrap()
+        };
+        commit(AlarmWrite::Set(record)).unwrap();
+        // A delivery that began keeps the time: the scheduler is not told.
+        commit(AlarmWrite::Started(AlarmRecord {
+            retries: 1,
+            ..record
+        }))
+        .unwrap();
+        commit(AlarmWrite::Delete).unwrap();
+        assert_eq!(
+            *heard.lock().unwrap(),
+            [
+                AlarmChange {
+                    object: object(0),
+                    old: None,
+                    new: Some(50)
+                },
+                AlarmChange {
+                    object: object(0),
+                    old: Some(50),
+                    new: None
+                }
+            ]
+        );
+        assert_eq!(store.alarms_after(None, 10).unwrap(), []);
+        close(store, stopped);
+    }
+}

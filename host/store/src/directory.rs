@@ -1,0 +1,196 @@
+//! The directory of objects: every object that has written something, with
+//! its class and the name it was addressed by, and what the admin reads of
+//! an object (its keys, SQL tables and alarm). Inspection reads what is
+//! durable and writes nothing.
+
+use std::sync::{Arc, Mutex};
+
+use redb::ReadableDatabase;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::keys::{ObjectKey, namespace_range};
+use crate::pages::{PAGE_SIZE, PageFile};
+use crate::store::{KV, OBJECTS, Store};
+
+/// The most keys [`Contents::keys`] lists.
+pub const MAX_KEYS_SHOWN: usize = 1000;
+
+/// The directory record of an object.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ObjectRecord {
+    /// The object's class when it first wrote.
+    pub class: String,
+    /// The name it was addressed by, if any.
+    pub name: Option<String>,
+}
+
+/// A KV key of an object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct KeyInfo {
+    /// The key.
+    pub key: String,
+    /// The size of its value, in bytes.
+    pub bytes: usize,
+}
+
+/// A table of an object's SQL database.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct TableInfo {
+    /// The table's name.
+    pub name: String,
+    /// How many rows it has.
+    pub rows: u64,
+}
+
+/// What an object holds, as far as it is durable.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Contents {
+    /// The name it was addressed by, if it ever was.
+    pub name: Option<String>,
+    /// Its first KV keys ([`MAX_KEYS_SHOWN`] at most), in key order.
+    pub keys: Vec<KeyInfo>,
+    /// How many KV keys it has.
+    pub keys_total: u64,
+    /// The tables of its SQL database with their row counts.
+    pub sql_tables: Vec<TableInfo>,
+    /// The size of its SQL database file, in bytes.
+    pub sql_bytes: u64,
+    /// When its alarm is due, in milliseconds since the Unix epoch.
+    pub alarm: Option<i64>,
+}
+
+fn directory_error(e: impl std::fmt::Display) -> Error {
+    Error::storage("reading the directory of objects", e)
+}
+
+impl Store {
+    /// The objects of namespace `number` with the names they recorded, in
+    /// id order.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Storage`] if the directory cannot be read.
+    pub fn objects(&self, number: u32) -> Result<Vec<(ObjectKey, Option<String>)>> {
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(directory_error)?;
+        let table = txn.open_table(OBJECTS).map_err(directory_error)?;
+        let (lo, hi) = namespace_range(number);
+        let mut found = Vec::new();
+        for entry in table
+            .range::<&[u8]>(lo.as_slice()..hi.as_slice())
+            .map_err(directory_error)?
+        {
+            let (k, v) = entry.map_err(directory_error)?;
+            let Some(key) = ObjectKey::from_bytes(k.value()) else {
+                continue;
+            };
+            let record: Option<ObjectRecord> = serde_json::from_slice(v.value()).ok();
+            found.push((key, record.and_then(|r| r.name)));
+        }
+        Ok(found)
+    }
+
+    /// Whether the directory lists the object `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Storage`] if the directory cannot be read.
+    pub fn has_object(&self, key: &ObjectKey) -> Result<bool> {
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(directory_error)?;
+        let objects = txn.open_table(OBJECTS).map_err(directory_error)?;
+        Ok(objects
+            .get(key.as_bytes())
+            .map_err(directory_error)?
+            .is_some())
+    }
+
+    /// What the object `key` holds; `None` if it has never written
+    /// anything.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Storage`] if its storage cannot be read.
+    pub fn contents(self: &Arc<Self>, key: ObjectKey) -> Result<Option<Contents>> {
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(directory_error)?;
+        let objects = txn.open_table(OBJECTS).map_err(directory_error)?;
+        let Some(record) = objects.get(key.as_bytes()).map_err(directory_error)? else {
+            return Ok(None);
+        };
+        let record: Option<ObjectRecord> = serde_json::from_slice(record.value()).ok();
+        let kv = txn.open_table(KV).map_err(directory_error)?;
+        let mut keys = Vec::new();
+        let mut keys_total = 0;
+        let (lo, hi) = (key.kv_key(""), key.end());
+        for entry in kv
+            .range::<&[u8]>(lo.as_slice()..hi.as_slice())
+            .map_err(directory_error)?
+        {
+            let (k, v) = entry.map_err(directory_error)?;
+            keys_total += 1;
+            if keys.len() == MAX_KEYS_SHOWN {
+                continue;
+            }
+            keys.push(KeyInfo {
+                key: String::from_utf8_lossy(&k.value()[lo.len()..]).into_owned(),
+                bytes: v.value().len(),
+            });
+        }
+        drop((kv, objects, txn));
+        let page_count = self.page_count(&key)?;
+        let sql_tables = if page_count == 0 {
+            Vec::new()
+        } else {
+            self.sql_tables(key)
+                .map_err(|e| Error::storage("reading the object's SQL database", e))?
+        };
+        Ok(Some(Contents {
+            name: record.and_then(|r| r.name),
+            keys,
+            keys_total,
+            sql_tables,
+            sql_bytes: u64::from(page_count) * PAGE_SIZE as u64,
+            alarm: self.read_alarm(&key)?.map(|a| a.time),
+        }))
+    }
+
+    /// The tables of the SQL database of `object` with their row counts,
+    /// read through the same VFS objects use, without writing.
+    fn sql_tables(
+        self: &Arc<Self>,
+        object: ObjectKey,
+    ) -> std::result::Result<Vec<TableInfo>, rusqlite::Error> {
+        let file = Arc::new(Mutex::new(PageFile::new(object, self.clone(), u64::MAX)));
+        let conn = crate::vfs::open(file)?;
+        conn.execute_batch(
+            "PRAGMA locking_mode = EXCLUSIVE;
+             PRAGMA journal_mode = MEMORY;
+             PRAGMA query_only = ON;",
+        )?;
+        let names: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+            )?
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        names
+            .into_iter()
+            .map(|name| {
+                let quoted = name.replace('"', "\"\"");
+                let rows: i64 =
+                    conn.query_row(&format!("SELECT count(*) FROM \"{quoted}\""), [], |row| {
+                        row.get(0)
+                    })?;
+                Ok(TableInfo {
+                    name,
+                    rows: u64::try_from(rows).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,83 @@
+//! # dohost-store
+//!
+//! What is durable in dohost: every object's state in one redb file, written
+//! by one group committer, and each object's view of it while it runs. This
+//! crate knows nothing of WebAssembly, of the WIT contract, or of the
+//! runtime above it.
+//!
+//! ```no_run
+//! # async fn run() -> dohost_store::Result<()> {
+//! use std::sync::Arc;
+//! use dohost_store::{CacheBudget, ObjectKey, ObjectRecord, ObjectStorage, Store, WriteOptions};
+//!
+//! let (store, _stopped) = Store::open("dohost.redb".as_ref(), None, Arc::new(|_: &[_]| {}))?;
+//! let budget = CacheBudget::new(8 << 20, 512 << 20);
+//! let mut storage = ObjectStorage::new(ObjectKey::new(0, &[7; 32]), Arc::new(store), budget, 1 << 30);
+//! storage.writes.write("count".into(), Some("1".into()), WriteOptions::default());
+//! storage.flush(|| ObjectRecord { class: "Counter".into(), name: None });
+//! dohost_store::pass_gate(storage.response_gate()).await?; // durable now
+//! # Ok(()) }
+//! ```
+//!
+//! ## Layout
+//!
+//! All keys are bytes, compared bytewise; tables keyed by object start with
+//! the 36-byte [`ObjectKey`] (namespace number, big-endian, then the
+//! object id), so an object's rows are one contiguous range.
+//!
+//! - `kv`: object key + UTF-8 storage key -> value bytes.
+//! - `pages`: object key + page number (u32 big-endian) -> page bytes
+//!   ([`PAGE_SIZE`]): the object's SQLite database file ([`PageFile`]).
+//!   The file's length is its last page's end.
+//! - `alarms`: object key -> the object's alarm ([`AlarmRecord`]: time in
+//!   ms since the epoch, i64 big-endian, and how many deliveries of it
+//!   began, u32 big-endian).
+//! - `alarm_times`: the alarm's time (i64 with its sign bit flipped, so
+//!   bytewise order is numeric order) + object key -> nothing: the
+//!   scheduler's index of alarms by time ([`Store::alarms_after`]).
+//! - `objects`: object key -> JSON [`ObjectRecord`] (class, name): the
+//!   directory of objects that have written something.
+//! - `classes`, `bound`, `migrations`: which class owns which namespace
+//!   number ([`Registry`]). (`namespaces`, binding name -> number and
+//!   secret, is how older data directories recorded it; it is taken over
+//!   on the first start.)
+//!
+//! ## Writing
+//!
+//! An event's writes collect in its write layers ([`EventWrites`]); when it
+//! ends they go, as one [`WriteSet`], to the cache as pending and to the
+//! committer ([`ObjectStorage::flush`]), which commits the write sets of
+//! every object waiting in one redb transaction and only then tells each
+//! one's waiter. A response waits for its [`Gate`] (the output gate).
+
+#![deny(missing_docs)]
+
+mod alarm;
+mod cache;
+mod committer;
+mod directory;
+mod error;
+mod keys;
+mod migrations;
+mod object;
+mod pages;
+mod registry;
+mod store;
+pub mod vfs;
+mod writes;
+
+pub use alarm::{AlarmChange, AlarmListener, AlarmRecord, AlarmWrite};
+pub use cache::CacheBudget;
+pub use committer::{CommitHook, CommitResult, CommitStage};
+pub use directory::{Contents, KeyInfo, MAX_KEYS_SHOWN, ObjectRecord, TableInfo};
+pub use error::{Error, ErrorKind, Result};
+pub use keys::{OBJECT_KEY_LEN, ObjectKey};
+pub use migrations::{Binding, Migration};
+pub use object::{Gate, ObjectStorage, pass_gate};
+pub use pages::{MemoryPages, PAGE_SIZE, PageFile, PageSource, WriteError};
+pub use registry::{NamespaceRecord, Registry, prepare, read_registry};
+pub use store::Store;
+pub use writes::{
+    EventWrites, ListRange, MAX_TRANSACTION_DEPTH, PageWrites, TransactionError, Write,
+    WriteOptions, WriteSet,
+};

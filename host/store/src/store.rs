@@ -1,0 +1,355 @@
+//! The database: every object's state in one redb file, read directly and
+//! written only through the committer ([`crate::committer`]).
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, RwLock};
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+use tokio::sync::oneshot;
+
+use crate::alarm::{AlarmListener, AlarmRecord};
+use crate::committer::{CommitHook, CommitRequest, CommitResult, Message};
+use crate::directory::ObjectRecord;
+use crate::error::{Error, Result};
+use crate::keys::{OBJECT_KEY_LEN, ObjectKey, alarm_time_key, decode_alarm_time_key};
+use crate::writes::{ListRange, WriteSet};
+
+pub(crate) const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+pub(crate) const PAGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pages");
+pub(crate) const ALARMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("alarms");
+pub(crate) const ALARM_TIMES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("alarm_times");
+pub(crate) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+pub(crate) const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
+
+/// The shared database and the sending side of the committer.
+pub struct Store {
+    /// None once the store is closed: the database file is released.
+    db: RwLock<Option<Arc<Database>>>,
+    commits: mpsc::Sender<Message>,
+    /// Keys read and lists run against redb ([`Store::disk_reads`]).
+    disk_reads: AtomicU64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("disk_reads", &self.disk_reads())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path` and starts its committer.
+    /// The receiver fires once the committer has committed everything it
+    /// was sent and stopped (after [`Store::close`]) and its database handle
+    /// is gone. `hook` is called around each group commit; `alarms` hears
+    /// of every committed alarm change.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Storage`] if the database cannot be opened
+    /// (another process has it open, say), [`crate::ErrorKind::Io`] if the
+    /// committer thread cannot start.
+    pub fn open(
+        path: &Path,
+        hook: Option<CommitHook>,
+        alarms: AlarmListener,
+    ) -> Result<(Store, oneshot::Receiver<()>)> {
+        let db = Database::create(path)
+            .map_err(|e| Error::storage(&format!("cannot open database {}", path.display()), e))?;
+        Self::start(db, hook, alarms)
+    }
+
+    /// Creates the tables of `db` and starts its committer.
+    pub(crate) fn start(
+        db: Database,
+        hook: Option<CommitHook>,
+        alarms: AlarmListener,
+    ) -> Result<(Store, oneshot::Receiver<()>)> {
+        let db = Arc::new(db);
+        let txn = db.begin_write().map_err(|e| Error::storage("begin", e))?;
+        for table in [KV, PAGES, ALARMS, ALARM_TIMES, OBJECTS] {
+            txn.open_table(table)
+                .map_err(|e| Error::storage("creating the tables", e))?;
+        }
+        txn.open_table(NAMESPACES)
+            .map_err(|e| Error::storage("creating the tables", e))?;
+        txn.commit()
+            .map_err(|e| Error::storage("creating the tables", e))?;
+        let (commits, stopped) = crate::committer::start(db.clone(), hook, alarms)?;
+        Ok((
+            Store {
+                db: RwLock::new(Some(db)),
+                commits,
+                disk_reads: AtomicU64::new(0),
+            },
+            stopped,
+        ))
+    }
+
+    /// The database, while the store is open.
+    pub(crate) fn db(&self) -> Result<Arc<Database>> {
+        self.db
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(Error::shut_down)
+    }
+
+    /// Tells the committer to commit what it has and stop, and lets go of
+    /// the database; the file is released once the committer is done.
+    pub fn close(&self) {
+        let _ = self.commits.send(Message::Stop);
+        self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// Storage reads that went to redb so far: one per key a read did not
+    /// find in memory, one per list.
+    pub fn disk_reads(&self) -> u64 {
+        self.disk_reads.load(Ordering::Relaxed)
+    }
+
+    /// Reads committed values, one per key, in one read transaction.
+    pub(crate) fn get_many(
+        &self,
+        object: &ObjectKey,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        self.disk_reads
+            .fetch_add(keys.len() as u64, Ordering::Relaxed);
+        let txn = self
+            .db()?
+            .begin_read()
+            .map_err(|e| Error::storage("read", e))?;
+        let table = txn.open_table(KV).map_err(|e| Error::storage("read", e))?;
+        keys.iter()
+            .map(|key| {
+                let value = table
+                    .get(object.kv_key(key).as_slice())
+                    .map_err(|e| Error::storage("read", e))?;
+                Ok(value.map(|v| v.value().to_vec()))
+            })
+            .collect()
+    }
+
+    /// Reads one committed value of `table` (`what` names the read in
+    /// errors).
+    fn read_one(
+        &self,
+        table: TableDefinition<&[u8], &[u8]>,
+        key: &[u8],
+        what: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        self.disk_reads.fetch_add(1, Ordering::Relaxed);
+        let txn = self
+            .db()?
+            .begin_read()
+            .map_err(|e| Error::storage(what, e))?;
+        let table = txn.open_table(table).map_err(|e| Error::storage(what, e))?;
+        let value = table.get(key).map_err(|e| Error::storage(what, e))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// Reads a committed page of `object`'s SQL database.
+    pub(crate) fn read_page(&self, object: &ObjectKey, page: u32) -> Result<Option<Vec<u8>>> {
+        self.read_one(PAGES, &object.page_key(page), "read page")
+    }
+
+    /// The committed alarm of `object`, if it has one.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Storage`] if it cannot be read.
+    pub fn read_alarm(&self, object: &ObjectKey) -> Result<Option<AlarmRecord>> {
+        match self.read_one(ALARMS, object.as_bytes(), "read alarm")? {
+            None => Ok(None),
+            Some(v) => AlarmRecord::decode(&v).map(Some).ok_or_else(|| {
+                Error::storage("read alarm", format!("the alarm of {object:?} is corrupt"))
+            }),
+        }
+    }
+
+    /// Up to `limit` committed alarms in (time, object) order, starting
+    /// after `after` (from the first when `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Storage`] if the index cannot be read,
+    /// [`crate::ErrorKind::ShutDown`] once the store is closed.
+    pub fn alarms_after(
+        &self,
+        after: Option<(i64, ObjectKey)>,
+        limit: usize,
+    ) -> Result<Vec<(i64, ObjectKey)>> {
+        let txn = self
+            .db()?
+            .begin_read()
+            .map_err(|e| Error::storage("read alarm times", e))?;
+        let table = txn
+            .open_table(ALARM_TIMES)
+            .map_err(|e| Error::storage("read alarm times", e))?;
+        let lower = after.map(|(time, object)| alarm_time_key(time, &object));
+        let bounds = match &lower {
+            Some(k) => (Bound::Excluded(k.as_slice()), Bound::Unbounded),
+            None => (Bound::Unbounded, Bound::Unbounded),
+        };
+        let mut out = Vec::new();
+        for entry in table
+            .range::<&[u8]>(bounds)
+            .map_err(|e| Error::storage("read alarm times", e))?
+            .take(limit)
+        {
+            let (k, _) = entry.map_err(|e| Error::storage("read alarm times", e))?;
+            let found = decode_alarm_time_key(k.value())
+                .ok_or_else(|| Error::storage("read alarm times", "an index entry is corrupt"))?;
+            out.push(found);
+        }
+        Ok(out)
+    }
+
+    /// The committed length of `object`'s SQL database file, in pages.
+    pub(crate) fn page_count(&self, object: &ObjectKey) -> Result<u32> {
+        let txn = self
+            .db()?
+            .begin_read()
+            .map_err(|e| Error::storage("read pages", e))?;
+        let table = txn
+            .open_table(PAGES)
+            .map_err(|e| Error::storage("read pages", e))?;
+        let lo = object.page_key(0);
+        let hi = object.end();
+        let last = table
+            .range::<&[u8]>(lo.as_slice()..hi.as_slice())
+            .map_err(|e| Error::storage("read pages", e))?
+            .next_back()
+            .transpose()
+            .map_err(|e| Error::storage("read pages", e))?;
+        Ok(last.map_or(0, |(k, _)| {
+            let mut n = [0u8; 4];
+            n.copy_from_slice(&k.value()[OBJECT_KEY_LEN..]);
+            u32::from_be_bytes(n) + 1
+        }))
+    }
+
+    /// Lists committed entries of `object` in `range` (none if
+    /// `committed_cleared`: a pending `delete-all` hides them), merged with
+    /// `overlay` (newer state of some keys, `None` = deleted), honouring
+    /// order and limit.
+    pub(crate) fn list(
+        &self,
+        object: &ObjectKey,
+        range: &ListRange,
+        overlay: &BTreeMap<&str, Option<&[u8]>>,
+        committed_cleared: bool,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let (lower, upper) = range.key_bounds();
+        let lo = object.kv_key(&lower);
+        let hi = match &upper {
+            Some(u) => object.kv_key_bytes(u),
+            None => object.end(),
+        };
+        self.disk_reads.fetch_add(1, Ordering::Relaxed);
+        let limit = range.limit.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        if lo >= hi || limit == 0 {
+            return Ok(out);
+        }
+        let txn = self
+            .db()?
+            .begin_read()
+            .map_err(|e| Error::storage("list", e))?;
+        let table = txn.open_table(KV).map_err(|e| Error::storage("list", e))?;
+        let bounds = (
+            Bound::Included(lo.as_slice()),
+            Bound::Excluded(hi.as_slice()),
+        );
+        let iter = table
+            .range::<&[u8]>(bounds)
+            .map_err(|e| Error::storage("list", e))?;
+        let mut db: Box<dyn Iterator<Item = _>> = if range.reverse {
+            Box::new(iter.rev())
+        } else {
+            Box::new(iter)
+        };
+        let mut ov: Box<dyn Iterator<Item = (&&str, &Option<&[u8]>)>> = if range.reverse {
+            Box::new(overlay.iter().rev())
+        } else {
+            Box::new(overlay.iter())
+        };
+        if committed_cleared {
+            db = Box::new(std::iter::empty());
+        }
+        let mut next_db = || -> Result<Option<(String, Vec<u8>)>> {
+            match db.next() {
+                None => Ok(None),
+                Some(Err(e)) => Err(Error::storage("list", e)),
+                Some(Ok((k, v))) => {
+                    let key = String::from_utf8_lossy(&k.value()[OBJECT_KEY_LEN..]).into_owned();
+                    Ok(Some((key, v.value().to_vec())))
+                }
+            }
+        };
+        let mut d = next_db()?;
+        let mut o = ov.next();
+        while out.len() < limit {
+            let take_overlay = match (&d, &o) {
+                (None, None) => break,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some((dk, _)), Some((ok, _))) => {
+                    let ord = dk.as_str().cmp(**ok);
+                    let ord = if range.reverse { ord.reverse() } else { ord };
+                    match ord {
+                        std::cmp::Ordering::Less => false,
+                        std::cmp::Ordering::Greater => true,
+                        std::cmp::Ordering::Equal => {
+                            // The overlay is newer: drop the committed entry.
+                            d = next_db()?;
+                            true
+                        }
+                    }
+                }
+            };
+            if take_overlay {
+                if let Some((k, Some(v))) = o {
+                    out.push(((*k).to_owned(), v.to_vec()));
+                }
+                o = ov.next();
+            } else if let Some(entry) = d.take() {
+                out.push(entry);
+                d = next_db()?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Hands a write set to the committer. The receiver fires once the write
+    /// set is durable (or its commit failed). `record` enters the object in
+    /// the directory of objects, if given.
+    pub fn commit(
+        &self,
+        object: ObjectKey,
+        writes: WriteSet,
+        record: Option<ObjectRecord>,
+    ) -> oneshot::Receiver<CommitResult> {
+        let (done, rx) = oneshot::channel();
+        let request = CommitRequest {
+            object,
+            writes,
+            record,
+            done,
+        };
+        if let Err(mpsc::SendError(Message::Commit(request))) =
+            self.commits.send(Message::Commit(request))
+        {
+            let _ = request
+                .done
+                .send(Err("the host is shut down; the write is not durable".into()));
+        }
+        rx
+    }
+}
