@@ -10,7 +10,7 @@
 # Usage: bench/run.sh            (env: SECONDS_PER_RUN=8 CONNECTIONS=16 OBJECTS=10000 SQL_OBJECTS=1000 JS_OBJECTS=2000
 #                                 ONLY=kv|sql|rpc|js to run only (a)-(b), (c)-(d), (e) or (a),(b),(f),
 #                                 WORKERD_RUN=path/to/run.sh)
-# Needs: cargo, curl; workerd is installed from npm on first use by shared/bench/workerd/run.sh.
+# Needs: cargo, curl, npm; workerd is installed from npm on first use by bench/workerd/run.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -28,7 +28,7 @@ want_kv() { [ -z "$only" ] || [ "$only" = kv ] || [ "$only" = js ]; }
 want_js() { [ -z "$only" ] || [ "$only" = js ]; }
 want_sql() { [ -z "$only" ] || [ "$only" = sql ]; }
 want_rpc() { [ -z "$only" ] || [ "$only" = rpc ]; }
-workerd_run=${WORKERD_RUN:-$root/../shared/bench/workerd/run.sh}
+workerd_run=${WORKERD_RUN:-$root/bench/workerd/run.sh}
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -58,7 +58,7 @@ start_dohost() { # config data [ready-url]
 
 stop_last() { kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'; }
 
-# dohost with the seed's worker in front (forwards everything to "my-counter").
+# dohost with the counter example's worker in front (forwards everything to "my-counter").
 if want_kv; then
   start_dohost examples/counter/dohost.toml "$work/dohost-worker"
   load dohost-worker-hot "http://127.0.0.1:8787/" 1

@@ -1,6 +1,7 @@
-// The reference Counter of shared/bench/workerd/worker.js, unchanged (its
-// "cloudflare:workers" import resolves to the dohost SDK), so dohost and
-// workerd run the same JavaScript.
+// The reference Counter Durable Object of the side-by-side benchmarks, run
+// unchanged by workerd (bench/workerd/run.sh) and by dohost (its
+// "cloudflare:workers" import resolves to the dohost SDK), so both run the
+// same JavaScript.
 // GET /<name>            increments the counter object <name>, durable put, returns the count
 // GET /<name>/sql        inserts a row into the object's SQLite table, returns the row count
 import { DurableObject } from "cloudflare:workers";

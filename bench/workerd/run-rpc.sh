@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start workerd serving bench/workerd/rpc.js (the RPC benchmark's reference), in-memory storage.
 # Usage: run-rpc.sh [PORT] [DATA_DIR]    (defaults: 8788, a fresh temp dir)
-# Uses the workerd that ../shared/bench/workerd/run.sh installs into $WORKERD_HOME
+# Uses the workerd that bench/workerd/run.sh installs into $WORKERD_HOME
 # (default ~/.cache/dohost-bench-workerd). Prints the server's pid once it answers.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -10,7 +10,7 @@ data=${2:-$(mktemp -d)}
 home=${WORKERD_HOME:-$HOME/.cache/dohost-bench-workerd}
 workerd="$home/node_modules/.bin/workerd"
 if [ ! -x "$workerd" ]; then
-  echo "workerd is not installed at $workerd; run ../shared/bench/workerd/run.sh once" >&2
+  echo "workerd is not installed at $workerd; run bench/workerd/run.sh once" >&2
   exit 1
 fi
 mkdir -p "$data"
