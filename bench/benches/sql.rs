@@ -45,14 +45,14 @@ fn id(i: u64) -> i64 {
 /// A database file at `path` holding the table, locked for good by its
 /// first statement if `exclusive` (as an object holds its own database), or
 /// locked and unlocked around every statement, SQLite's default.
-fn rusqlite_seeded(path: &std::path::Path, exclusive: bool) -> rusqlite::Connection {
+fn rusqlite_filled(path: &std::path::Path, exclusive: bool) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(path).expect("open");
     if exclusive {
         conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
             .expect("locking mode");
     }
     conn.execute_batch(&format!("{CREATE}; {FILL};"))
-        .expect("seed");
+        .expect("fill");
     conn
 }
 
@@ -85,14 +85,14 @@ fn sql(c: &mut Criterion) {
             &probe,
             dohost::DEFAULT_CACHE_PER_OBJECT,
         );
-        let seed = json!([
+        let fill = json!([
             {"op": "sql", "query": CREATE},
             {"op": "sql", "query": FILL},
             {"op": "sql", "query": "SELECT count(*), sum(length(v)) FROM t"},
         ]);
-        let seeded = rt.block_on(ops(&stub, &seed));
+        let filled = rt.block_on(ops(&stub, &fill));
         assert_eq!(
-            seeded[2]["ok"]["rows"],
+            filled[2]["ok"]["rows"],
             json!([[{"i": ROWS.to_string()}, {"i": (ROWS * 100).to_string()}]])
         );
 
@@ -115,7 +115,7 @@ fn sql(c: &mut Criterion) {
         rt.block_on(dohost.shutdown());
     }
 
-    let conn = rusqlite_seeded(&dir.path().join("rusqlite.db"), false);
+    let conn = rusqlite_filled(&dir.path().join("rusqlite.db"), false);
     group.bench_function("point query, rusqlite (prepare_cached + query_row)", |b| {
         b.iter_custom(|iters| rusqlite_point(&conn, true, iters));
     });
@@ -126,7 +126,7 @@ fn sql(c: &mut Criterion) {
         },
     );
     drop(conn);
-    let conn = rusqlite_seeded(&dir.path().join("rusqlite-exclusive.db"), true);
+    let conn = rusqlite_filled(&dir.path().join("rusqlite-exclusive.db"), true);
     group.bench_function(
         "point query, rusqlite (prepare_cached + query_row, locking_mode exclusive)",
         |b| b.iter_custom(|iters| rusqlite_point(&conn, true, iters)),

@@ -18,7 +18,7 @@ fn storage(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let value = "v".repeat(100);
     let hundred: Vec<(String, &String)> = (0..100).map(|i| (format!("l{i:03}"), &value)).collect();
-    let seed = json!([
+    let fill = json!([
         {"op": "put", "key": "k", "value": value},
         {"op": "put_many", "entries": hundred},
     ]);
@@ -32,7 +32,7 @@ fn storage(c: &mut Criterion) {
             &probe,
             dohost::DEFAULT_CACHE_PER_OBJECT,
         );
-        rt.block_on(ops(&stub, &seed));
+        rt.block_on(ops(&stub, &fill));
 
         let get = json!({"op": "get", "key": "k"});
         group.bench_function("get (cached)", |b| {

@@ -1,4 +1,4 @@
-//! The seed's counter, end to end through `dohost serve` and its worker:
+//! The counter example, end to end through `dohost serve` and its worker:
 //! three requests count 1, 2, 3, and a restart keeps the count; its `/sql`
 //! route (the SQL benchmark's request) counts rows apart from the counter.
 

@@ -1,5 +1,5 @@
 //! JavaScript guests (examples/js), built by dohost with the JS SDK and
-//! served by `dohost serve`: the seed's Counter and worker, the storage
+//! served by `dohost serve`: the Counter example and its worker, the storage
 //! patterns, a tour of the SDK's API, and calls between JavaScript and Rust
 //! objects in both directions.
 
@@ -43,7 +43,7 @@ async fn send_json(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_seeds_javascript_counter_counts_through_its_worker_across_restarts() {
+async fn the_javascript_counter_counts_through_its_worker_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let client = client();
     let server = serve_js("counter", dir.path());
@@ -66,7 +66,7 @@ async fn the_seeds_javascript_counter_counts_through_its_worker_across_restarts(
     assert_eq!((status, body.as_str()), (200, "5"));
 }
 
-/// Sends `count` requests with a 60 KB header to the seed's counter through
+/// Sends `count` requests with a 60 KB header to the counter example through
 /// its worker; each must count up from 1.
 async fn count_with_big_headers(server: &Server, count: usize) {
     let client = client();
@@ -83,7 +83,7 @@ async fn count_with_big_headers(server: &Server, count: usize) {
     }
 }
 
-/// The seed's worker forwards each request with `stub.fetch`, whose
+/// The counter example's worker forwards each request with `stub.fetch`, whose
 /// arguments componentize-js's glue copies into the worker's memory. 400
 /// requests with a 60 KB header each pass through it: before the glue gave
 /// that memory back, the worker kept every copy, about 400 KB a request,

@@ -1,5 +1,5 @@
 //! Migrations: a renamed class keeps its objects (declared, or detected as
-//! in the seed-000 upgrade), a deleted class takes its storage and alarms
+//! in the counter's upgrade to AdvancedCounter), a deleted class takes its storage and alarms
 //! with it, migrations apply once, and a configuration that does not fit
 //! the data directory refuses to start, naming the problem and the fix.
 
@@ -21,7 +21,7 @@ fn counter_config(dir: &Path, class: &str, component: &Path) -> std::path::PathB
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_seed_000_rename_keeps_the_count() {
+async fn a_renamed_class_keeps_the_count() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let g = guests();

@@ -26,7 +26,7 @@ pub struct Guests {
     pub counter: PathBuf,
     pub worker: PathBuf,
     pub probe: PathBuf,
-    /// `AdvancedCounter`: the seed-000 Counter, renamed.
+    /// `AdvancedCounter`: the counter example's Counter, renamed.
     pub advanced: PathBuf,
     /// Imports `test:stray/clock`, which dohost does not provide.
     pub stray: PathBuf,

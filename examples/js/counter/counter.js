@@ -1,5 +1,5 @@
-// The seed's Counter Durable Object and entry worker, as written for
-// Cloudflare: only the import line differs ("dohost" for
+// The Counter Durable Object and entry worker of Cloudflare's docs, as
+// written for Cloudflare: only the import line differs ("dohost" for
 // "cloudflare:workers", which dohost also accepts).
 import { DurableObject } from "dohost";
 

@@ -83,7 +83,7 @@ const stubHandles = new Map();
  * A handle is a resource in the host's table, and componentize-js's glue
  * never gives one back: the engine runs no FinalizationRegistry callbacks,
  * and the glue unregisters a handle from its registry on every method call
- * anyway. A worker that made a stub per request, as the seed's does, would
+ * anyway. A worker that made a stub per request, as the counter example's does, would
  * hold one more handle on every request. So a stub holds no handle of its
  * own: each call takes one from here, and past MAX_STUB_HANDLES the least
  * recently used is dropped. No JavaScript runs while a host call is

@@ -1,8 +1,8 @@
-//! The seed's Counter Durable Object: each request increments a count kept in
-//! storage and answers with the new value as text. A request whose path ends
-//! with `/sql` instead inserts a row into the object's SQL table `hits` and
-//! answers with the number of rows, as the workerd reference worker in the
-//! benchmarks does.
+//! The Counter Durable Object of Cloudflare's docs, in Rust: each request
+//! increments a count kept in storage and answers with the new value as
+//! text. A request whose path ends with `/sql` instead inserts a row into
+//! the object's SQL table `hits` and answers with the number of rows, as the
+//! workerd reference worker in the benchmarks does.
 //!
 //! Build: `cargo build --release --target wasm32-wasip2 -p counter` (or `dohost build examples/counter`).
 

@@ -1,4 +1,4 @@
-//! The seed's entry worker: forwards every request to the Counter object
+//! The counter example's entry worker: forwards every request to the Counter object
 //! named "my-counter", as in
 //! `env.COUNTER.get(env.COUNTER.idFromName("my-counter")).fetch(request)`.
 

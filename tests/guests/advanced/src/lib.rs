@@ -1,6 +1,6 @@
 //! Upgrades for dohost's tests.
 //!
-//! - The seed-000 upgrade: examples/counter's `Counter`, renamed
+//! - A class rename: examples/counter's `Counter`, renamed
 //!   `AdvancedCounter`, which counts by `?by=N` as well. It keeps the count
 //!   under the same key, so a renamed namespace goes on counting.
 //! - A new version of the probe's `Greeter`, for code reloads: the same
