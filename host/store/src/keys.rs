@@ -5,7 +5,7 @@
 //! order equal to the order of what it encodes.
 
 /// Length of an object key: namespace number (4) + object id (32).
-pub const OBJECT_KEY_LEN: usize = 36;
+pub(crate) const OBJECT_KEY_LEN: usize = 36;
 
 /// The storage identity of one object: namespace number and object id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

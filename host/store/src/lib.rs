@@ -71,7 +71,7 @@ pub use cache::CacheBudget;
 pub use committer::{CommitHook, CommitResult, CommitStage};
 pub use directory::{Contents, KeyInfo, MAX_KEYS_SHOWN, ObjectRecord, TableInfo};
 pub use error::{Error, ErrorKind, Result};
-pub use keys::{OBJECT_KEY_LEN, ObjectKey};
+pub use keys::ObjectKey;
 pub use migrations::{Binding, Migration};
 pub use object::{Gate, ObjectStorage, pass_gate};
 pub use pages::{MemoryPages, PAGE_SIZE, PageFile, PageSource, WriteError};

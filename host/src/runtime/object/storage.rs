@@ -116,10 +116,11 @@ impl ObjectIo {
         entries
             .iter()
             .try_for_each(|(k, v)| check_key(k).and_then(|()| check_value(v)))?;
+        let options = write_options(options);
         for (key, value) in entries {
             self.storage
                 .writes
-                .write(key, Some(Bytes::from(value)), write_options(options));
+                .write(key, Some(Bytes::from(value)), options);
         }
         Ok(())
     }
@@ -133,10 +134,11 @@ impl ObjectIo {
         // Whether a key existed needs its value; a delete is not a read
         // worth caching.
         let values = self.read_many(checked_keys(keys)?, true)?;
+        let options = write_options(options);
         let mut existed = 0u32;
         for (key, value) in values {
             existed += u32::from(value.is_some());
-            self.storage.writes.write(key, None, write_options(options));
+            self.storage.writes.write(key, None, options);
         }
         Ok(existed)
     }
