@@ -40,13 +40,20 @@ pub enum ErrorKind {
     /// A call would have re-entered an object that is waiting in the same
     /// call chain, so it was refused instead of deadlocking (HTTP 500).
     CallCycle,
+    /// The request lacks the credentials a route needs (HTTP 401).
+    Unauthorized,
 }
 
-/// A failure in the `dohost` library: a kind and a readable message.
+/// A failure in the `dohost` library: a kind, a readable one-line message,
+/// and for some failures a detail for the log (a trap's backtrace and the
+/// guest's last output).
+///
+/// `{err}` shows the message; `{err:#}` the message and the detail.
 #[derive(Debug, Clone)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    detail: Option<Box<str>>,
 }
 
 /// `Result` with [`Error`].
@@ -58,7 +65,23 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            detail: None,
         }
+    }
+
+    /// This error with `detail` for the log: what an operator needs and a
+    /// client should not see.
+    #[must_use]
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        let detail: String = detail.into();
+        self.detail = (!detail.is_empty()).then(|| detail.into_boxed_str());
+        self
+    }
+
+    /// The detail for the log, if any: a trap's backtrace and the guest's
+    /// last output, the bindings a route could have named.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
     }
 
     /// What class of failure this is.
@@ -76,6 +99,7 @@ impl Error {
         match self.kind {
             ErrorKind::NotFound => 404,
             ErrorKind::BadRequest => 400,
+            ErrorKind::Unauthorized => 401,
             ErrorKind::Overloaded | ErrorKind::ShutDown => 503,
             ErrorKind::Timeout => 504,
             _ => 500,
@@ -112,7 +136,11 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        match &self.detail {
+            Some(detail) if f.alternate() => write!(f, "\n{detail}"),
+            _ => Ok(()),
+        }
     }
 }
 

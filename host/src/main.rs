@@ -4,8 +4,8 @@
 //! dohost serve [--config dohost.toml] [--listen 127.0.0.1:8787] [--data DIR] [--watch]
 //! dohost build [DIR]
 //! dohost objects list [BINDING] [--config dohost.toml | --data DIR]
-//! dohost objects show BINDING NAME|ID [--config dohost.toml | --data DIR]
-//! dohost objects delete BINDING NAME|ID [--config dohost.toml | --data DIR]
+//! dohost objects show BINDING NAME|id:ID [--config dohost.toml | --data DIR]
+//! dohost objects delete BINDING NAME|id:ID [--config dohost.toml | --data DIR]
 //! ```
 //!
 //! The data directory is `.dohost` beside the configuration file unless
@@ -52,6 +52,11 @@ enum Command {
         /// restart on the new.
         #[arg(long)]
         watch: bool,
+        /// Development mode: error responses carry the whole error (a trap's
+        /// backtrace, the guest's output, the configured bindings), as
+        /// `[server] debug_errors = true` does.
+        #[arg(long)]
+        dev: bool,
     },
     /// Build the guest components a dohost.toml points at.
     Build {
@@ -85,14 +90,14 @@ enum ObjectsAction {
     Show {
         /// The binding, e.g. COUNTER.
         binding: String,
-        /// The object's name (as given to idFromName) or its id.
+        /// The object's name (as given to idFromName), or `id:` and its id.
         name_or_id: String,
     },
     /// Delete an object's storage, SQL database and alarm, in one commit.
     Delete {
         /// The binding, e.g. COUNTER.
         binding: String,
-        /// The object's name (as given to idFromName) or its id.
+        /// The object's name (as given to idFromName), or `id:` and its id.
         name_or_id: String,
     },
 }
@@ -307,9 +312,13 @@ fn run(cli: Cli) -> Result<()> {
             listen,
             data,
             watch: watching,
+            dev,
         } => {
             let data = data.unwrap_or_else(|| default_data_dir(&config));
             let (written, config) = load_and_build(&config)?;
+            let mut server = config.server.clone();
+            server.debug_errors |= dev;
+            raise_descriptor_limit();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -344,7 +353,7 @@ fn run(cli: Cli) -> Result<()> {
                         _ = term.recv() => {},
                     }
                 };
-                dohost::server::serve(host.clone(), listener, shutdown).await?;
+                dohost::server::serve(host.clone(), listener, server, shutdown).await?;
                 stop_watching.store(true, std::sync::atomic::Ordering::Relaxed);
                 // Let running events finish and their writes commit; open
                 // keep-alive connections may hold the host, so wait a while.
@@ -357,6 +366,20 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("dohost: stopped");
                 Ok(())
             })
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one, as servers do: each
+/// connection needs a descriptor. The server stays below whatever limit
+/// results.
+fn raise_descriptor_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!("cannot raise the open-file limit: {e}");
         }
     }
 }

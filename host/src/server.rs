@@ -1,29 +1,49 @@
 //! The HTTP front end of `dohost serve`: hyper 1 over tokio, one task per
-//! connection, every request handed to [`Host::fetch`].
+//! connection, every request placed by [`Host::route`] on its head and
+//! carried out by [`Host::fetch_routed`].
 //!
-//! Errors become plain-text responses that say what went wrong: 404 for a
-//! path the router cannot place, 413 for a body over [`MAX_REQUEST_BODY`],
-//! 503 when an object is overloaded, 500 with the trap for a guest that
-//! failed (the object is reset and the server keeps serving).
+//! What a client cannot do to the server ([`ServerSettings`], `[server]` in
+//! `dohost.toml`):
+//! - hold a connection without sending: a head must arrive within the
+//!   header timeout from its first byte, and a connection with nothing
+//!   moving and no request running is closed after the idle timeout;
+//! - trickle a body: it must arrive within the body timeout plus its length
+//!   over the minimum body rate (408 otherwise);
+//! - make the server buffer what it will refuse: 401 and 404 are answered
+//!   on the head, without reading the body; bodies over the request-body
+//!   limit get 413, and past the memory all bodies together may hold, 503;
+//! - exhaust connections or descriptors: at the connection cap (lowered to
+//!   fit the descriptor limit) the oldest idle connection is closed for the
+//!   new one, and a new one is refused with 503 only if none is idle.
+//!
+//! Errors become plain-text responses that say what a client may know: the
+//! message of a 4xx, and for a 5xx one line with an error id, the whole
+//! error (a trap's backtrace, the guest's output) going to the log under
+//! that id. With [`ServerSettings::debug_errors`] the response carries the
+//! whole error too.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 
-use crate::{Error, Host};
+use crate::{Error, Host, RESERVED_DESCRIPTORS, ServerSettings};
 
-/// The largest request body accepted, in bytes (Cloudflare's limit on the
-/// free plan): bodies are held in memory while an object handles them.
-pub const MAX_REQUEST_BODY: usize = 100 << 20;
-
-/// Serves `host` on `listener` until `shutdown` resolves.
+/// Serves `host` on `listener` with `settings` until `shutdown` resolves.
 ///
 /// # Errors
 ///
@@ -31,73 +51,555 @@ pub const MAX_REQUEST_BODY: usize = 100 << 20;
 pub async fn serve(
     host: Host,
     listener: TcpListener,
+    settings: ServerSettings,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let cap = connection_cap(settings.max_connections);
+    let edge = Arc::new(Edge {
+        host,
+        budget: BodyBudget {
+            used: AtomicUsize::new(0),
+            limit: settings.body_memory,
+        },
+        connections: Connections {
+            clock: Instant::now(),
+            open: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(0),
+        },
+        settings,
+        at_cap: AtomicBool::new(false),
+    });
+    let sweeper = tokio::spawn(sweep(edge.clone()));
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
+                Ok((stream, _)) => stream,
                 Err(e) => {
-                    // Out of file descriptors and the like: wait, retry.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    // Out of file descriptors: close the oldest idle
+                    // connection and accept again.
+                    let out_of_descriptors = matches!(e.raw_os_error(), Some(23 | 24));
+                    let shed = out_of_descriptors && edge.connections.shed_oldest_idle();
+                    if !edge.at_cap.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "accepting a connection failed ({e}); closing idle connections to make room (logged once until the server is below its limits again)"
+                        );
+                    }
+                    if !shed {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
                     continue;
                 }
             },
-            () = &mut shutdown => return Ok(()),
+            () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let host = host.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let host = host.clone();
-                async move { Ok::<_, Infallible>(handle(&host, req).await) }
-            });
-            if let Err(e) = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!("connection ended with an error: {e}");
+        let open = edge.connections.len();
+        if open >= cap {
+            if !edge.at_cap.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "{open} connections are open, the cap ({cap}; [server] max_connections and the descriptor limit): closing the oldest idle ones for new clients (logged once until the server is below its limits again)"
+                );
             }
-        });
-    }
-}
-
-async fn handle(host: &Host, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
-    let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            let too_large = e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some();
-            return if too_large {
-                text(
-                    413,
-                    format!("request body is larger than the limit of {MAX_REQUEST_BODY} bytes\n"),
-                )
-            } else {
-                text(400, format!("cannot read the request body: {e}\n"))
-            };
+            if !edge.connections.shed_oldest_idle() {
+                tokio::spawn(refuse(stream, cap));
+                continue;
+            }
+        } else if open < cap - cap / 10 {
+            edge.at_cap.store(false, Ordering::Relaxed);
         }
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(connection(edge.clone(), stream));
+    }
+    sweeper.abort();
+    Ok(())
+}
+
+/// The connection cap: `configured`, lowered to fit the process's
+/// descriptor limit.
+fn connection_cap(configured: usize) -> usize {
+    let descriptors = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    let fits = descriptors.saturating_sub(RESERVED_DESCRIPTORS).max(1);
+    configured.min(usize::try_from(fits).unwrap_or(usize::MAX))
+}
+
+/// What every connection shares.
+struct Edge {
+    host: Host,
+    settings: ServerSettings,
+    budget: BodyBudget,
+    connections: Connections,
+    /// The server is at a limit and said so (logged once per episode).
+    at_cap: AtomicBool,
+}
+
+/// The open connections, for the timeouts and the cap.
+struct Connections {
+    clock: Instant,
+    open: Mutex<HashMap<u64, Arc<Conn>>>,
+    next: AtomicU64,
+}
+
+/// One open connection as the sweeper sees it. Times are milliseconds on
+/// the [`Connections`] clock.
+struct Conn {
+    /// When bytes last moved either way.
+    progress: AtomicU64,
+    /// When the next request's head began (its first byte), plus one; 0
+    /// when no head is under way.
+    head_started: AtomicU64,
+    /// Requests being handled (their response not yet produced).
+    handling: AtomicUsize,
+    /// Told to close.
+    close: Notify,
+}
+
+impl Conn {
+    fn idle(&self) -> bool {
+        self.handling.load(Ordering::Relaxed) == 0 && self.head_started.load(Ordering::Relaxed) == 0
+    }
+}
+
+impl Connections {
+    fn now(&self) -> u64 {
+        u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn len(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn add(&self) -> (u64, Arc<Conn>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(Conn {
+            progress: AtomicU64::new(self.now()),
+            head_started: AtomicU64::new(0),
+            handling: AtomicUsize::new(0),
+            close: Notify::new(),
+        });
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, conn.clone());
+        (id, conn)
+    }
+
+    fn remove(&self, id: u64) {
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    /// Closes the idle connection that moved bytes longest ago; whether
+    /// there was one.
+    fn shed_oldest_idle(&self) -> bool {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let oldest = open
+            .iter()
+            .filter(|(_, c)| c.idle())
+            .min_by_key(|(_, c)| c.progress.load(Ordering::Relaxed));
+        match oldest {
+            Some((_, conn)) => {
+                conn.close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Closes connections past the header or the idle timeout.
+async fn sweep(edge: Arc<Edge>) {
+    let settings = &edge.settings;
+    let period = (settings.header_timeout.min(settings.idle_timeout) / 4)
+        .clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let header = u64::try_from(settings.header_timeout.as_millis()).unwrap_or(u64::MAX);
+    let idle = u64::try_from(settings.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+    let mut ticks = tokio::time::interval(period);
+    loop {
+        ticks.tick().await;
+        let now = edge.connections.now();
+        let open = edge
+            .connections
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for conn in open.values() {
+            if conn.handling.load(Ordering::Relaxed) > 0 {
+                continue;
+            }
+            let head = conn.head_started.load(Ordering::Relaxed);
+            let late_head = head > 0 && now.saturating_sub(head - 1) > header;
+            let silent = now.saturating_sub(conn.progress.load(Ordering::Relaxed)) > idle;
+            if late_head || silent {
+                conn.close.notify_one();
+            }
+        }
+    }
+}
+
+/// Answers a connection over the cap with 503 and closes it.
+async fn refuse(mut stream: TcpStream, cap: usize) {
+    let body = format!(
+        "the server has {cap} connections open, its limit, and none is idle; retry later\n"
+    );
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// Serves one connection until it ends or is told to close.
+async fn connection(edge: Arc<Edge>, stream: TcpStream) {
+    let (id, conn) = edge.connections.add();
+    let io = Tracked {
+        stream,
+        conn: conn.clone(),
+        edge: edge.clone(),
     };
-    match host.fetch(http::Request::from_parts(parts, body)).await {
+    let service = {
+        let edge = edge.clone();
+        let conn = conn.clone();
+        service_fn(move |req| {
+            let edge = edge.clone();
+            let handling = Handling::start(conn.clone());
+            async move {
+                let response = handle(&edge, req).await;
+                drop(handling);
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let served = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::select! {
+        ended = served => if let Err(e) = ended {
+            tracing::debug!("connection ended with an error: {e}");
+        },
+        () = conn.close.notified() => tracing::debug!("connection closed: timed out or shed"),
+    }
+    edge.connections.remove(id);
+}
+
+/// A request being handled on a connection, from its head to its response.
+struct Handling(Arc<Conn>);
+
+impl Handling {
+    fn start(conn: Arc<Conn>) -> Self {
+        conn.handling.fetch_add(1, Ordering::Relaxed);
+        conn.head_started.store(0, Ordering::Relaxed);
+        Handling(conn)
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.0.handling.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A socket that tells its [`Conn`] when bytes move.
+struct Tracked {
+    stream: TcpStream,
+    conn: Arc<Conn>,
+    edge: Arc<Edge>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            let now = this.edge.connections.now();
+            this.conn.progress.store(now, Ordering::Relaxed);
+            if this.conn.handling.load(Ordering::Relaxed) == 0 {
+                let _ = this.conn.head_started.compare_exchange(
+                    0,
+                    now + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled
+            && n > 0
+        {
+            let now = this.edge.connections.now();
+            this.conn.progress.store(now, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled
+            && n > 0
+        {
+            let now = this.edge.connections.now();
+            this.conn.progress.store(now, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// The request-body memory all connections hold together.
+struct BodyBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl BodyBudget {
+    /// Takes `bytes` of the budget, if they are left.
+    fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// Budget held by one request's body until its response is produced.
+struct Held<'a> {
+    budget: &'a BodyBudget,
+    bytes: usize,
+}
+
+impl Held<'_> {
+    fn grow(&mut self, bytes: usize) -> bool {
+        let taken = self.budget.take(bytes);
+        if taken {
+            self.bytes += bytes;
+        }
+        taken
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.budget.give_back(self.bytes);
+    }
+}
+
+type Reply = hyper::Response<Full<Bytes>>;
+
+async fn handle(edge: &Edge, req: hyper::Request<Incoming>) -> Reply {
+    let (parts, body) = req.into_parts();
+    let has_body = parts.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    let route = match edge.host.route(&parts) {
+        Ok(route) if route.reads_body() => route,
+        Ok(route) => {
+            // Answered on the head: the body is never read, so the
+            // connection cannot carry another request.
+            let answered = edge
+                .host
+                .fetch_routed(route, http::Request::from_parts(parts, Bytes::new()))
+                .await;
+            let reply = match answered {
+                Ok(response) => response.map(Full::new),
+                Err(e) => error_response(edge, &e),
+            };
+            return closing_if(has_body, reply);
+        }
+        Err(e) => return closing_if(has_body, error_response(edge, &e)),
+    };
+    let mut held = Held {
+        budget: &edge.budget,
+        bytes: 0,
+    };
+    let body = match read_body(edge, &parts, body, &mut held).await {
+        Ok(body) => body,
+        Err(refusal) => return closing_if(true, refusal),
+    };
+    let result = edge
+        .host
+        .fetch_routed(route, http::Request::from_parts(parts, body))
+        .await;
+    drop(held);
+    match result {
         Ok(response) => response.map(Full::new),
-        Err(e) => error_response(&e),
+        Err(e) => error_response(edge, &e),
     }
 }
 
-fn error_response(err: &Error) -> hyper::Response<Full<Bytes>> {
+/// Reads a request body within the size limit, the body memory and the
+/// minimum rate; the refusal to answer otherwise.
+async fn read_body(
+    edge: &Edge,
+    head: &http::request::Parts,
+    mut body: Incoming,
+    held: &mut Held<'_>,
+) -> Result<Bytes, Reply> {
+    let settings = &edge.settings;
+    let limit = settings.max_request_body;
+    let too_large = || {
+        text(
+            413,
+            format!(
+                "the request body is larger than the limit of {limit} bytes ([server] max_request_body_bytes)\n"
+            ),
+        )
+    };
+    let overloaded = || {
+        let mut reply = text(
+            503,
+            format!(
+                "the server holds {} bytes of request bodies, its limit ([server] body_memory_bytes); retry later\n",
+                settings.body_memory
+            ),
+        );
+        reply.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+        reply
+    };
+    let declared = head
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    if let Some(length) = declared {
+        if length > limit {
+            return Err(too_large());
+        }
+        if !held.grow(length) {
+            return Err(overloaded());
+        }
+    }
+    let mut bytes = BytesMut::with_capacity(declared.unwrap_or(0));
+    let start = tokio::time::Instant::now();
+    let rate = settings.min_body_rate.max(1) as f64;
+    loop {
+        let allowed = settings.body_timeout + Duration::from_secs_f64(bytes.len() as f64 / rate);
+        let frame = match tokio::time::timeout_at(start + allowed, body.frame()).await {
+            Ok(frame) => frame,
+            Err(_) => {
+                return Err(text(
+                    408,
+                    format!(
+                        "the request body arrived too slowly: {} bytes in {} ms, below {} bytes/s after {} ms ([server] min_body_rate, body_timeout_ms)\n",
+                        bytes.len(),
+                        start.elapsed().as_millis(),
+                        settings.min_body_rate,
+                        settings.body_timeout.as_millis()
+                    ),
+                ));
+            }
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|e| text(400, format!("cannot read the request body: {e}\n")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if bytes.len() + data.len() > limit {
+            return Err(too_large());
+        }
+        let beyond_declared = (bytes.len() + data.len()).saturating_sub(held.bytes);
+        if beyond_declared > 0 && !held.grow(beyond_declared) {
+            return Err(overloaded());
+        }
+        bytes.extend_from_slice(&data);
+    }
+    Ok(bytes.freeze())
+}
+
+/// `reply`, closing the connection after it if `close`.
+fn closing_if(close: bool, mut reply: Reply) -> Reply {
+    if close {
+        reply.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    reply
+}
+
+/// The longest reason a 5xx response gives, in bytes.
+const MAX_REASON_BYTES: usize = 500;
+
+fn error_response(edge: &Edge, err: &Error) -> Reply {
     let status = err.http_status();
-    if status >= 500 {
-        tracing::warn!("{status}: {err}");
+    let debug = edge.settings.debug_errors;
+    if status < 500 {
+        tracing::debug!("{status}: {err:#}");
+        return text(
+            status,
+            if debug {
+                format!("{err:#}\n")
+            } else {
+                format!("{err}\n")
+            },
+        );
     }
-    text(status, format!("{err}\n"))
+    let id = format!("{:016x}", rand::random::<u64>());
+    tracing::warn!("{status} (error id {id}): {err:#}");
+    if debug {
+        return text(status, format!("{err:#}\n(error id {id})\n"));
+    }
+    let mut reason = err.message().lines().next().unwrap_or_default().to_owned();
+    if reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
+    text(status, format!("{reason}\n(error id {id})\n"))
 }
 
-fn text(status: u16, body: String) -> hyper::Response<Full<Bytes>> {
+fn text(status: u16, body: String) -> Reply {
     let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);

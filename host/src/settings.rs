@@ -139,3 +139,104 @@ impl Default for Settings {
         }
     }
 }
+
+/// The longest object name, in bytes: names are hashed into ids and kept in
+/// the directory of objects, so they must stay small. Cloudflare documents
+/// no limit; 2 KiB is the limit of a storage key.
+pub const MAX_OBJECT_NAME_BYTES: usize = 2048;
+
+/// How long a client may take to send a request's head by default, counted
+/// from its first byte.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection may stay open with no request and no bytes moving
+/// by default (an idle keep-alive connection, a silent client, a client that
+/// stopped reading its response).
+pub const DEFAULT_CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a request body may take by default before the minimum rate
+/// applies: a body must arrive within this time plus its length over
+/// [`DEFAULT_MIN_BODY_RATE`].
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The slowest a request body may arrive by default, in bytes per second,
+/// after [`DEFAULT_BODY_TIMEOUT`].
+pub const DEFAULT_MIN_BODY_RATE: u64 = 16 * 1024;
+
+/// The largest request body by default, in bytes (Cloudflare's limit on the
+/// free plan): bodies are held in memory while an object handles them.
+pub const DEFAULT_MAX_REQUEST_BODY: usize = 100 << 20;
+
+/// The most open connections by default; the server also stays below its
+/// file-descriptor limit. Past the cap the oldest idle connection is closed
+/// for a new one.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Descriptors kept free for the database, compiled components and logs
+/// when the connection cap is derived from the descriptor limit.
+pub const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// The machine's memory in bytes (`MemTotal` of `/proc/meminfo`), or 8 GiB
+/// where that cannot be read.
+pub fn machine_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(8 << 30)
+}
+
+/// The request-body memory all connections together may hold by default:
+/// an eighth of the machine's memory, at least one largest body.
+pub fn default_body_memory() -> usize {
+    let eighth = usize::try_from(machine_memory() / 8).unwrap_or(usize::MAX);
+    eighth.max(DEFAULT_MAX_REQUEST_BODY)
+}
+
+/// How `dohost serve` treats its clients (`[server]` in `dohost.toml`).
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// Time to send a request's head, from its first byte
+    /// ([`DEFAULT_HEADER_TIMEOUT`]; `header_timeout_ms`).
+    pub header_timeout: Duration,
+    /// Time a connection may stay open with nothing moving and no request
+    /// running ([`DEFAULT_CONNECTION_IDLE_TIMEOUT`]; `idle_timeout_ms`).
+    pub idle_timeout: Duration,
+    /// Grace time for a request body ([`DEFAULT_BODY_TIMEOUT`];
+    /// `body_timeout_ms`).
+    pub body_timeout: Duration,
+    /// Minimum body rate past the grace time, bytes per second
+    /// ([`DEFAULT_MIN_BODY_RATE`]; `min_body_rate`).
+    pub min_body_rate: u64,
+    /// Largest request body ([`DEFAULT_MAX_REQUEST_BODY`];
+    /// `max_request_body_bytes`); larger ones get 413.
+    pub max_request_body: usize,
+    /// Request-body bytes all connections together may hold
+    /// ([`default_body_memory`]; `body_memory_bytes`); past it, 503.
+    pub body_memory: usize,
+    /// Open connections at most ([`DEFAULT_MAX_CONNECTIONS`], lowered to
+    /// fit the descriptor limit; `max_connections`).
+    pub max_connections: usize,
+    /// Whether error responses carry the whole error (traps' backtraces,
+    /// the guest's output, the configured bindings) instead of one line
+    /// and an error id (`debug_errors`, off; on with `dohost serve --dev`).
+    pub debug_errors: bool,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_CONNECTION_IDLE_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            min_body_rate: DEFAULT_MIN_BODY_RATE,
+            max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            body_memory: default_body_memory(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            debug_errors: false,
+        }
+    }
+}

@@ -88,7 +88,8 @@ async fn objects_are_listed_shown_and_deleted_in_a_stopped_data_directory() {
     );
 
     // By name and by id, the same object.
-    for which in ["p", probe_id.as_str()] {
+    let marked_id = format!("id:{probe_id}");
+    for which in ["p", marked_id.as_str()] {
         let (ok, shown, log) = objects(data, &["show", "PROBE", which]);
         assert!(ok, "{log}");
         let shown: Value = serde_json::from_str(&shown).unwrap();
@@ -100,6 +101,12 @@ async fn objects_are_listed_shown_and_deleted_in_a_stopped_data_directory() {
         assert_eq!(shown["sql_tables"], json!([{"name": "notes", "rows": 2}]));
         assert_eq!(shown["alarm"], json!(4_000_000_000_000i64));
     }
+
+    // An id without its prefix is a name, never taken for the id.
+    let (ok, _, log) = objects(data, &["show", "PROBE", &probe_id]);
+    assert!(!ok && log.contains("PROBE has no object"), "{log}");
+    let (ok, _, log) = objects(data, &["show", "PROBE", "id:00ff"]);
+    assert!(!ok && log.contains("is not an id of PROBE"), "{log}");
 
     let (ok, _, log) = objects(data, &["delete", "PROBE", "p"]);
     assert!(ok, "{log}");
@@ -189,6 +196,13 @@ async fn the_admin_api_needs_its_token_and_deletes_live_objects() {
     assert_eq!((status, body), (401, json!({"error": "wrong admin token"})));
     let (status, _) = admin("DELETE", "/_dohost/objects/COUNTER/live", Some("guess")).await;
     assert_eq!(status, 401);
+
+    // The scheme is matched in any case (RFC 9110).
+    let lowercase = http::Request::get(server.url("/_dohost/objects"))
+        .header("authorization", format!("bearer {TOKEN}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    assert_eq!(http.request(lowercase).await.unwrap().status(), 200);
 
     let (status, body) = admin("GET", "/_dohost/objects?binding=COUNTER", Some(TOKEN)).await;
     assert_eq!(status, 200);

@@ -24,10 +24,8 @@ async fn a_trap_resets_only_that_object_and_discards_its_writes() {
 
     let (status, body) = get(&http, &server.url("/PROBE/p/panic")).await;
     assert_eq!(status, 500);
-    assert!(
-        body.contains("trapped") && body.contains("probe panic on request"),
-        "{body}"
-    );
+    assert!(body.contains("trapped"), "{body}");
+    assert!(server.log().contains("probe panic on request"));
 
     // Fresh instance (in-memory count restarts), committed state kept.
     assert_eq!(
@@ -57,7 +55,8 @@ async fn a_trap_resets_only_that_object_and_discards_its_writes() {
 
     // A returned error is a 500 too, but the object is not reset.
     let (status, body) = get(&http, &server.url("/PROBE/p/error")).await;
-    assert_eq!((status, body.trim()), (500, "probe error on request"));
+    assert_eq!(status, 500);
+    assert_eq!(body.lines().next(), Some("probe error on request"));
     assert_eq!(
         get(&http, &server.url("/PROBE/p/count")).await,
         (200, "2 5".to_owned())

@@ -14,6 +14,7 @@ mod counter_e2e;
 mod crash_recovery;
 mod embedding;
 mod guest_faults;
+mod http_edge;
 mod input_gate_ordering;
 mod isolation;
 mod js;

@@ -174,7 +174,28 @@ impl Server {
 
     /// As [`Server::start`], with more arguments for `dohost serve`.
     pub fn start_with(config: &Path, data: &Path, args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dohost"))
+        Server::spawn(
+            Command::new(env!("CARGO_BIN_EXE_dohost")),
+            config,
+            data,
+            args,
+        )
+    }
+
+    /// As [`Server::start`], in a process that may open at most
+    /// `descriptors` files (`ulimit -n`, soft and hard).
+    pub fn start_with_descriptors(config: &Path, data: &Path, descriptors: u32) -> Server {
+        let mut shell = Command::new("sh");
+        shell.args([
+            "-c",
+            &format!("ulimit -n {descriptors} && exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_dohost"),
+        ]);
+        Server::spawn(shell, config, data, &[])
+    }
+
+    fn spawn(mut command: Command, config: &Path, data: &Path, args: &[&str]) -> Server {
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .arg("--data")
@@ -218,6 +239,23 @@ impl Server {
                 );
             }
         }
+    }
+
+    /// The server's address, `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    /// The server's resident memory now, in bytes (`VmRSS`).
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server's /proc status");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .expect("VmRSS");
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -7,8 +7,8 @@
 //!   empty object;
 //! - the admin HTTP API of a running host, when `[admin] token` is set:
 //!   `GET /_dohost/objects[?binding=B]`, `GET /_dohost/objects/B/NAME_OR_ID`
-//!   and `DELETE /_dohost/objects/B/NAME_OR_ID`, each with
-//!   `Authorization: Bearer <token>`;
+//!   and `DELETE /_dohost/objects/B/NAME_OR_ID` (a name, or `id:` and an
+//!   id), each with `Authorization: Bearer <token>`;
 //! - a stopped server's data directory ([`DataDir`], `dohost objects`).
 //!
 //! An object is listed once it has written something (the store's
@@ -72,15 +72,30 @@ pub(crate) struct Place {
 }
 
 impl Place {
-    /// The object `name_or_id` names: an id of this namespace (64 hex
-    /// characters it minted) or else a name.
-    pub(crate) fn resolve(&self, name_or_id: &str) -> ObjectKey {
-        let id = parse_id(name_or_id)
-            .filter(|id| minted_by(&self.ns.secret, id))
-            .unwrap_or_else(|| name_id(&self.ns.secret, name_or_id));
-        ObjectKey::new(self.ns.number, &id)
+    /// The object `name_or_id` names: `id:` and an id of this namespace
+    /// (64 hex characters it minted), or else a name. A name is never taken
+    /// for an id, even one that looks like one.
+    pub(crate) fn resolve(&self, name_or_id: &str) -> Result<ObjectKey> {
+        let id = match name_or_id.strip_prefix(ID_PREFIX) {
+            Some(hex) => parse_id(hex)
+                .filter(|id| minted_by(&self.ns.secret, id))
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "{name_or_id:?} is not an id of {}: an id is {ID_PREFIX} and the 64 hex characters its namespace gave it",
+                            self.binding
+                        ),
+                    )
+                })?,
+            None => name_id(&self.ns.secret, name_or_id),
+        };
+        Ok(ObjectKey::new(self.ns.number, &id))
     }
 }
+
+/// How admin lookups mark an id, as opposed to a name: `id:<64 hex>`.
+pub(crate) const ID_PREFIX: &str = "id:";
 
 /// The place bound as `binding` among `places`.
 pub(crate) fn place<'a>(places: &'a [Place], binding: &str) -> Result<&'a Place> {
@@ -128,7 +143,7 @@ pub(crate) fn show(
     place: &Place,
     name_or_id: &str,
 ) -> Result<Option<ObjectDetails>> {
-    let key = place.resolve(name_or_id);
+    let key = place.resolve(name_or_id)?;
     let Some(contents) = store.contents(key)? else {
         return Ok(None);
     };
@@ -235,7 +250,7 @@ impl DataDir {
         list(&self.store, &self.places, binding)
     }
 
-    /// What the object `name_or_id` (an id of the namespace, or a name) of
+    /// What the object `name_or_id` (a name, or `id:` and an id of the namespace) of
     /// `binding` holds; `None` if it has never written anything.
     ///
     /// # Errors
@@ -254,7 +269,7 @@ impl DataDir {
     /// As [`DataDir::objects`], and [`ErrorKind::Storage`] if the commit
     /// fails (then nothing is deleted).
     pub fn delete_object(&self, binding: &str, name_or_id: &str) -> Result<bool> {
-        let key = place(&self.places, binding)?.resolve(name_or_id);
+        let key = place(&self.places, binding)?.resolve(name_or_id)?;
         if !self.store.has_object(&key)? {
             return Ok(false);
         }
@@ -283,39 +298,46 @@ impl Drop for DataDir {
 /// Where the admin HTTP API lives, when it is on.
 pub(crate) const HTTP_PREFIX: &str = "/_dohost/";
 
-/// Answers an admin HTTP request (see the module docs): JSON bodies,
-/// `{"error": ".."}` with the status of the error on failure, 401 for a
-/// missing or wrong token.
-pub(crate) async fn serve_http(
-    host: &Host,
+/// Checks an admin request's `Authorization: Bearer <token>` header (the
+/// scheme in any case), on its head alone: the refusal to answer, with
+/// status 401, if it lacks the token.
+pub(crate) fn refusal(
     token: &str,
-    request: http::Request<bytes::Bytes>,
-) -> http::Response<bytes::Bytes> {
-    let given = request
-        .headers()
+    head: &http::request::Parts,
+) -> Option<http::Response<bytes::Bytes>> {
+    let given = head
+        .headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, credentials)| credentials.trim());
     let refusal = match given {
-        None => Some(
-            "the admin API needs the header Authorization: Bearer <token>, with the [admin] token of dohost.toml",
-        ),
+        None => {
+            "the admin API needs the header Authorization: Bearer <token>, with the [admin] token of dohost.toml"
+        }
         // Compared as hashes: blake3's equality takes the same time
         // wherever the two differ.
         Some(given) if blake3::hash(given.as_bytes()) != blake3::hash(token.as_bytes()) => {
-            Some("wrong admin token")
+            "wrong admin token"
         }
-        Some(_) => None,
+        Some(_) => return None,
     };
-    if let Some(message) = refusal {
-        let mut response = json_reply(401, &serde_json::json!({ "error": message }));
-        response.headers_mut().insert(
-            http::header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static("Bearer"),
-        );
-        return response;
-    }
+    let mut response = json_reply(401, &serde_json::json!({ "error": refusal }));
+    response.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer"),
+    );
+    Some(response)
+}
 
+/// Answers an admin HTTP request (see the module docs) whose token
+/// [`refusal`] accepted: JSON bodies, `{"error": ".."}` with the status
+/// of the error on failure.
+pub(crate) async fn serve_http(
+    host: &Host,
+    request: http::Request<bytes::Bytes>,
+) -> http::Response<bytes::Bytes> {
     let path = &request.uri().path()[HTTP_PREFIX.len()..];
     let segments: Vec<String> = path
         .split('/')
@@ -404,7 +426,7 @@ impl Host {
         list(&self.inner.shared.store, &self.places(), binding)
     }
 
-    /// What the object `name_or_id` (an id of the namespace, or a name) of
+    /// What the object `name_or_id` (a name, or `id:` and an id of the namespace) of
     /// `binding` holds, as far as it is durable; `None` if it has never
     /// written anything.
     ///
@@ -430,7 +452,7 @@ impl Host {
     /// As [`Host::objects`], and [`ErrorKind::Storage`] if the commit fails.
     pub async fn delete_object(&self, binding: &str, name_or_id: &str) -> Result<bool> {
         let places = self.places();
-        let key = place(&places, binding)?.resolve(name_or_id);
+        let key = place(&places, binding)?.resolve(name_or_id)?;
         self.namespace(binding)?.delete_object(&key.id()).await
     }
 

@@ -29,6 +29,15 @@
 //! [alarms]
 //! retry_delay_ms = 2000                # first retry of a failed alarm
 //! max_retries = 6                      # then it is dropped
+//! [server]                             # how `dohost serve` treats its clients
+//! header_timeout_ms = 10000            # to send a request's head
+//! idle_timeout_ms = 60000              # a connection with nothing moving is closed
+//! body_timeout_ms = 10000              # a body's grace time, then...
+//! min_body_rate = 16384                # ...it must arrive at this many bytes/s
+//! max_request_body_bytes = 104857600   # larger bodies get 413
+//! body_memory_bytes = 3221225472       # all bodies in memory (default: RAM / 8); then 503
+//! max_connections = 10000              # then the oldest idle connection is closed
+//! debug_errors = false                 # whole errors (backtraces) in responses
 //! ```
 //!
 //! Paths are relative to the file. Every error names the file, the field and
@@ -41,6 +50,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 pub use crate::runtime::ComponentSource;
+use crate::settings::ServerSettings;
 pub use dohost_store::Migration;
 
 /// One Durable Object namespace binding (`[[durable_objects.bindings]]`).
@@ -99,6 +109,9 @@ pub struct Config {
     /// `[alarms] max_retries`: how many times a failed alarm is retried
     /// (default [`crate::DEFAULT_ALARM_MAX_RETRIES`]).
     pub alarm_max_retries: Option<u32>,
+    /// `[server]`: how `dohost serve` treats its clients (timeouts, body
+    /// limits, the connection cap, error detail).
+    pub server: ServerSettings,
     /// The file this was read from, if any (for messages).
     pub path: Option<PathBuf>,
 }
@@ -120,6 +133,20 @@ struct RawConfig {
     #[serde(default)]
     migrations: Vec<RawMigration>,
     admin: Option<RawAdmin>,
+    server: Option<RawServer>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    header_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    min_body_rate: Option<u64>,
+    max_request_body_bytes: Option<u64>,
+    body_memory_bytes: Option<u64>,
+    max_connections: Option<usize>,
+    debug_errors: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -397,6 +424,8 @@ impl Config {
             )));
         }
 
+        let server = parse_server(raw.server.unwrap_or_default(), &file.to_string())?;
+
         Ok(Config {
             name: raw.name,
             main,
@@ -415,6 +444,7 @@ impl Config {
             admin_token,
             alarm_retry_delay: alarms.retry_delay_ms.map(std::time::Duration::from_millis),
             alarm_max_retries: alarms.max_retries,
+            server,
             path: Some(path.to_path_buf()),
         })
     }
@@ -423,6 +453,48 @@ impl Config {
     pub fn binding(&self, name: &str) -> Option<&BindingConfig> {
         self.bindings.iter().find(|b| b.name == name)
     }
+}
+
+/// Checks `[server]`: every limit at least 1, the body memory at least one
+/// largest body.
+fn parse_server(raw: RawServer, file: &str) -> Result<ServerSettings> {
+    let mut server = ServerSettings::default();
+    let ms = std::time::Duration::from_millis;
+    for (key, value) in [
+        ("header_timeout_ms", raw.header_timeout_ms),
+        ("idle_timeout_ms", raw.idle_timeout_ms),
+        ("body_timeout_ms", raw.body_timeout_ms),
+        ("min_body_rate", raw.min_body_rate),
+        ("max_request_body_bytes", raw.max_request_body_bytes),
+        ("body_memory_bytes", raw.body_memory_bytes),
+        ("max_connections", raw.max_connections.map(|n| n as u64)),
+    ] {
+        if value == Some(0) {
+            return Err(Error::config(format!(
+                "{file}: server.{key} = 0 would refuse every client; use at least 1 or leave it out for the default"
+            )));
+        }
+    }
+    let bytes = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
+    server.header_timeout = raw.header_timeout_ms.map_or(server.header_timeout, ms);
+    server.idle_timeout = raw.idle_timeout_ms.map_or(server.idle_timeout, ms);
+    server.body_timeout = raw.body_timeout_ms.map_or(server.body_timeout, ms);
+    server.min_body_rate = raw.min_body_rate.unwrap_or(server.min_body_rate);
+    server.max_request_body = raw
+        .max_request_body_bytes
+        .map_or(server.max_request_body, bytes);
+    server.body_memory = raw
+        .body_memory_bytes
+        .map_or(server.body_memory.max(server.max_request_body), bytes);
+    if server.body_memory < server.max_request_body {
+        return Err(Error::config(format!(
+            "{file}: server.body_memory_bytes = {} is less than one largest body (max_request_body_bytes = {}); raise it or lower max_request_body_bytes",
+            server.body_memory, server.max_request_body
+        )));
+    }
+    server.max_connections = raw.max_connections.unwrap_or(server.max_connections);
+    server.debug_errors = raw.debug_errors.unwrap_or(false);
+    Ok(server)
 }
 
 /// Checks `[[migrations]]`: tags present and unique, class names that
@@ -632,6 +704,46 @@ mod tests {
         for zero in ["mailbox_capacity = 0", "call_timeout_ms = 0"] {
             let err = Config::parse(&format!("{text}[limits]\n{zero}\n"), &path).unwrap_err();
             assert!(err.to_string().contains(&format!("limits.{zero}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_server_section_sets_timeouts_and_bounds() {
+        let (_dir, path, text) = one_binding();
+        let plain = Config::parse(text, &path).unwrap();
+        assert_eq!(plain.server.header_timeout, crate::DEFAULT_HEADER_TIMEOUT);
+        assert!(!plain.server.debug_errors);
+        let set = Config::parse(
+            &format!(
+                "{text}[server]\nheader_timeout_ms = 5\nidle_timeout_ms = 6\nbody_timeout_ms = 7\n\
+                 min_body_rate = 8\nmax_request_body_bytes = 9\nbody_memory_bytes = 10\n\
+                 max_connections = 11\ndebug_errors = true\n"
+            ),
+            &path,
+        )
+        .unwrap()
+        .server;
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(
+            (set.header_timeout, set.idle_timeout, set.body_timeout),
+            (ms(5), ms(6), ms(7))
+        );
+        assert_eq!(
+            (set.min_body_rate, set.max_request_body, set.body_memory),
+            (8, 9, 10)
+        );
+        assert_eq!(set.max_connections, 11);
+        assert!(set.debug_errors);
+        for (extra, expected) in [
+            ("max_connections = 0", "server.max_connections = 0"),
+            (
+                "max_request_body_bytes = 10\nbody_memory_bytes = 9",
+                "less than one largest body",
+            ),
+            ("timeout = 1", "unknown field `timeout`"),
+        ] {
+            let err = Config::parse(&format!("{text}[server]\n{extra}\n"), &path).unwrap_err();
+            assert!(err.to_string().contains(expected), "{err}");
         }
     }
 

@@ -17,3 +17,4 @@ mod router;
 pub use admin::{DataDir, ObjectDetails, ObjectSummary};
 pub use builder::HostBuilder;
 pub use host::{Host, Stats};
+pub use router::Route;

@@ -1,60 +1,100 @@
 //! The default router: how [`Host::fetch`] places a request, through the
-//! entry worker when one is configured, else by its path.
+//! entry worker when one is configured, else by its path. A request is
+//! placed on its head alone ([`Host::route`]), so a server answers 401 and
+//! 404 before it reads a byte of the body.
 
 use bytes::Bytes;
 
 use super::admin;
 use super::host::Host;
 use crate::error::{Error, ErrorKind, Result};
-use crate::runtime::{from_wit_response, to_wit_request};
+use crate::runtime::{Stub, from_wit_response, to_wit_request};
+use crate::settings::MAX_OBJECT_NAME_BYTES;
+
+/// Where a request goes, decided from its head by [`Host::route`]; carried
+/// out, with the body, by [`Host::fetch_routed`].
+pub struct Route(Place);
+
+enum Place {
+    /// An answer already (the admin API refused the request's token).
+    Answered(http::Response<Bytes>),
+    Admin,
+    Worker,
+    Object {
+        stub: Stub,
+        uri: http::Uri,
+    },
+}
+
+impl Route {
+    /// Whether carrying out the request needs its body: `false` when the
+    /// answer is known from the head.
+    pub fn reads_body(&self) -> bool {
+        !matches!(self.0, Place::Answered(_))
+    }
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match &self.0 {
+            Place::Answered(_) => "Route::Answered",
+            Place::Admin => "Route::Admin",
+            Place::Worker => "Route::Worker",
+            Place::Object { .. } => "Route::Object",
+        })
+    }
+}
 
 impl Host {
-    /// The names of all bindings, comma-separated.
-    fn binding_names(&self) -> String {
-        self.inner
-            .namespaces
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// Serves one HTTP request as `dohost serve` does: through the entry
-    /// worker when one is configured, otherwise through the default router,
-    /// which sends `/<BINDING>/<object-name>/<rest>` to the object named
-    /// `<object-name>` (by `id_from_name`) with the path `/<rest>`.
+    /// Places a request by its head, as `dohost serve` does: the admin API
+    /// (`/_dohost/`, when `[admin] token` is set; a missing or wrong token is
+    /// answered here, 401), else the entry worker when one is configured,
+    /// else the default router, which sends `/<BINDING>/<object-name>/<rest>`
+    /// to the object named `<object-name>` (by `id_from_name`) with the path
+    /// `/<rest>`.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NotFound`] for a path the router cannot place, and every
-    /// error of [`Stub::fetch`](crate::Stub::fetch).
-    pub async fn fetch(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
+    /// [`ErrorKind::NotFound`] for a path the router cannot place (the
+    /// configured bindings are in [`Error::detail`], not the message);
+    /// [`ErrorKind::BadRequest`] for an object name that is not
+    /// percent-encoded UTF-8 or longer than [`MAX_OBJECT_NAME_BYTES`].
+    pub fn route(&self, head: &http::request::Parts) -> Result<Route> {
         self.inner.start_scheduler();
         if let Some(token) = &self.inner.admin_token
-            && request.uri().path().starts_with(admin::HTTP_PREFIX)
+            && head.uri.path().starts_with(admin::HTTP_PREFIX)
         {
-            return Ok(admin::serve_http(self, token, request).await);
+            return Ok(Route(match admin::refusal(token, head) {
+                None => Place::Admin,
+                Some(refusal) => Place::Answered(refusal),
+            }));
         }
-        if let Some(worker) = &self.inner.worker {
-            let response = worker.fetch(to_wit_request(request)).await?;
-            return from_wit_response(response);
+        if self.inner.worker.is_some() {
+            return Ok(Route(Place::Worker));
         }
-        let (mut parts, body) = request.into_parts();
-        let path = parts.uri.path().to_owned();
+        let path = head.uri.path();
         let mut segments = path.trim_start_matches('/').splitn(3, '/');
         let binding = segments.next().unwrap_or_default();
         let name = segments.next().unwrap_or_default();
         let rest = segments.next().unwrap_or_default();
+        let bindings = || {
+            let names: Vec<&str> = self.inner.namespaces.keys().map(String::as_str).collect();
+            format!("configured bindings: {}", names.join(", "))
+        };
         if binding.is_empty() || name.is_empty() {
             return Err(Error::new(
                 ErrorKind::NotFound,
-                format!(
-                    "no route for {path:?}: request /<BINDING>/<object-name>/<path>, with BINDING one of: {}",
-                    self.binding_names()
-                ),
-            ));
+                format!("no route for {path:?}: request /<BINDING>/<object-name>/<path>"),
+            )
+            .with_detail(bindings()));
         }
-        let namespace = self.namespace(binding)?;
+        let Some(namespace) = self.inner.namespaces.get(binding) else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no route for {path:?}: no Durable Object binding named {binding:?}"),
+            )
+            .with_detail(bindings()));
+        };
         let name = percent_encoding::percent_decode_str(name)
             .decode_utf8()
             .map_err(|_| {
@@ -63,21 +103,71 @@ impl Host {
                     format!("object name {name:?} is not valid percent-encoded UTF-8"),
                 )
             })?;
+        if name.len() > MAX_OBJECT_NAME_BYTES {
+            return Err(Error::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "the object name is {} bytes long; the limit is {MAX_OBJECT_NAME_BYTES}",
+                    name.len()
+                ),
+            ));
+        }
         let mut rewritten = format!("/{rest}");
-        if let Some(query) = parts.uri.query() {
+        if let Some(query) = head.uri.query() {
             rewritten.push('?');
             rewritten.push_str(query);
         }
-        let mut uri = parts.uri.clone().into_parts();
+        let mut uri = head.uri.clone().into_parts();
         uri.path_and_query = Some(rewritten.parse().map_err(|e| {
             Error::new(
                 ErrorKind::BadRequest,
                 format!("invalid path {rewritten:?}: {e}"),
             )
         })?);
-        parts.uri = http::Uri::from_parts(uri)
+        let uri = http::Uri::from_parts(uri)
             .map_err(|e| Error::new(ErrorKind::BadRequest, format!("invalid URI: {e}")))?;
-        let request = http::Request::from_parts(parts, body);
-        namespace.id_from_name(&name).get().fetch(request).await
+        let stub = namespace.id_from_name(&name).get();
+        Ok(Route(Place::Object { stub, uri }))
+    }
+
+    /// Carries out a request placed by [`Host::route`] (from the same head).
+    ///
+    /// # Errors
+    ///
+    /// Every error of [`Stub::fetch`](crate::Stub::fetch).
+    pub async fn fetch_routed(
+        &self,
+        route: Route,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>> {
+        match route.0 {
+            Place::Answered(response) => Ok(response),
+            Place::Admin => Ok(admin::serve_http(self, request).await),
+            Place::Worker => {
+                let worker = self.inner.worker.as_ref().ok_or_else(|| {
+                    Error::new(ErrorKind::NotFound, "this host has no entry worker")
+                })?;
+                let response = worker.fetch(to_wit_request(request)).await?;
+                from_wit_response(response)
+            }
+            Place::Object { stub, uri } => {
+                let (mut parts, body) = request.into_parts();
+                parts.uri = uri;
+                stub.fetch(http::Request::from_parts(parts, body)).await
+            }
+        }
+    }
+
+    /// Serves one HTTP request as `dohost serve` does: [`Host::route`], then
+    /// [`Host::fetch_routed`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::route`] and [`Host::fetch_routed`].
+    pub async fn fetch(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
+        let (parts, body) = request.into_parts();
+        let route = self.route(&parts)?;
+        self.fetch_routed(route, http::Request::from_parts(parts, body))
+            .await
     }
 }

@@ -154,10 +154,12 @@ pub(crate) async fn exported_classes(
         .call_classes(&mut store)
         .await
         .map_err(|e| {
-            let message = engine::describe_trap(&e, &store.data().meter);
+            let (reason, detail) = engine::describe_trap(&e, &store.data().meter);
             Error::new(
                 ErrorKind::Component,
-                format!("{what}: the component trapped when asked for its classes: {message}"),
+                format!(
+                    "{what}: the component trapped when asked for its classes: {reason}\n{detail}"
+                ),
             )
         })
 }

@@ -432,25 +432,35 @@ impl Pollable for GuestOutput {
     async fn ready(&mut self) {}
 }
 
-/// Describes a wasmtime error from a guest call for a person: the memory
-/// limit if the guest hit it, the trap and its backtrace, plus what the guest
-/// last printed (e.g. a panic message).
-pub(crate) fn describe_trap(err: &wasmtime::Error, meter: &GuestMeter) -> String {
-    let mut message = String::new();
-    if let Some(desired) = meter.memory_refused {
-        message = format!(
-            "the instance reached its memory limit of {} MiB (it asked to grow to {} MiB); ",
+/// Describes a wasmtime error from a guest call for a person: one line
+/// saying why (the memory limit if the guest hit it, the CPU limit, the
+/// trap), and the detail for the log: the whole error with its backtrace
+/// and what the guest last printed (e.g. a panic message).
+pub(crate) fn describe_trap(err: &wasmtime::Error, meter: &GuestMeter) -> (String, String) {
+    let reason = if let Some(desired) = meter.memory_refused {
+        format!(
+            "the instance reached its memory limit of {} MiB (it asked to grow to {} MiB)",
             meter.memory_limit >> 20,
             desired >> 20
-        );
-    }
-    message.push_str(&format!("{err:?}"));
+        )
+    } else {
+        let outer = err.to_string();
+        if !outer.starts_with("error while executing") {
+            outer
+        } else if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+            format!("wasm trap: {trap}")
+        } else {
+            err.root_cause().to_string()
+        }
+    };
+    let reason = reason.lines().next().unwrap_or_default().to_owned();
+    let mut detail = format!("{err:?}");
     let printed = meter.output.take();
     if !printed.is_empty() {
-        message.push_str("\nguest output:\n");
-        message.push_str(&printed);
+        detail.push_str("\nguest output:\n");
+        detail.push_str(&printed);
     }
-    message
+    (reason, detail)
 }
 
 /// Classifies an instantiation failure: a full instance pool is an overload

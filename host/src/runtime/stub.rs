@@ -311,10 +311,13 @@ pub(crate) fn to_wit_request(request: http::Request<Bytes>) -> WitRequest {
     let url = if parts.uri.scheme().is_some() && parts.uri.authority().is_some() {
         parts.uri.to_string()
     } else {
+        // The Host header only if it is an authority (host and port): it
+        // must not move the path the guest sees (`Host: x/sql#`).
         let host = parts
             .headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
+            .filter(|h| is_host_and_port(h))
             .unwrap_or("localhost");
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         format!("http://{host}{path}")
@@ -336,6 +339,26 @@ pub(crate) fn to_wit_request(request: http::Request<Bytes>) -> WitRequest {
     }
 }
 
+/// Whether `value` is a `Host` header's host and optional port: an
+/// authority without user information, nothing before or after it.
+fn is_host_and_port(value: &str) -> bool {
+    !value.is_empty()
+        && !value.contains('@')
+        && value
+            .parse::<http::uri::Authority>()
+            .is_ok_and(|a| a.as_str() == value)
+}
+
+/// Headers a guest may not set on a response: hyper frames the body itself
+/// (a `Content-Length` that contradicts the body would split responses on
+/// a keep-alive connection), and hop-by-hop headers belong to the server.
+const FRAMING_HEADERS: [http::HeaderName; 4] = [
+    http::header::CONTENT_LENGTH,
+    http::header::TRANSFER_ENCODING,
+    http::header::CONNECTION,
+    http::header::UPGRADE,
+];
+
 /// Converts the contract's response record to an HTTP response.
 pub(crate) fn from_wit_response(response: WitResponse) -> Result<http::Response<Bytes>> {
     let bad =
@@ -346,6 +369,9 @@ pub(crate) fn from_wit_response(response: WitResponse) -> Result<http::Response<
     for (name, value) in &response.headers {
         let name = http::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| bad(format!("an invalid header name {name:?}")))?;
+        if FRAMING_HEADERS.contains(&name) {
+            continue;
+        }
         let value = http::HeaderValue::from_str(value)
             .map_err(|_| bad(format!("an invalid value for header {name}")))?;
         builder = builder.header(name, value);
@@ -387,6 +413,38 @@ mod tests {
         // Chains are values: extending one leaves the other as it was.
         let _other = chain.then(key(2), "B:b".into());
         assert!(chain.cycle_to(key(2), "B:b").is_none());
+    }
+
+    #[test]
+    fn the_guest_sees_a_url_from_the_request_line_and_a_valid_host() {
+        let url = |host: &str| {
+            let request = http::Request::get("/count?x=1")
+                .header(http::header::HOST, host)
+                .body(Bytes::new())
+                .unwrap();
+            to_wit_request(request).url
+        };
+        assert_eq!(url("example.com:8787"), "http://example.com:8787/count?x=1");
+        assert_eq!(url("[::1]:80"), "http://[::1]:80/count?x=1");
+        for hostile in ["x/sql#", "x?y", "user@x", "x#", "", "a b"] {
+            assert_eq!(url(hostile), "http://localhost/count?x=1", "{hostile:?}");
+        }
+    }
+
+    #[test]
+    fn a_guest_cannot_frame_its_response() {
+        let response = from_wit_response(WitResponse {
+            status: 200,
+            headers: vec![
+                ("content-length".into(), "2".into()),
+                ("Transfer-Encoding".into(), "chunked".into()),
+                ("x-kept".into(), "yes".into()),
+            ],
+            body: b"hello".to_vec(),
+        })
+        .unwrap();
+        assert_eq!(response.headers().len(), 1, "{:?}", response.headers());
+        assert_eq!(response.headers()["x-kept"], "yes");
     }
 
     #[test]

@@ -117,12 +117,13 @@ impl WorkerPool {
                 outcome.map_err(|message| Error::new(ErrorKind::GuestError, message))
             }
             Err(trap) => {
-                let message = engine::describe_trap(&trap, &store.data().meter);
-                tracing::warn!("the worker trapped: {message}");
+                let (reason, detail) = engine::describe_trap(&trap, &store.data().meter);
+                tracing::warn!("the worker trapped: {reason}\n{detail}");
                 Err(Error::new(
                     ErrorKind::GuestTrap,
-                    format!("the worker trapped: {message}"),
-                ))
+                    format!("the worker trapped: {reason}"),
+                )
+                .with_detail(detail))
             }
         }
     }

@@ -332,20 +332,23 @@ impl Actor {
                 ))
             }
             Err(trap) => {
-                let message = self.trap_message(&trap);
+                let (reason, detail) = self.trap_message(&trap);
                 self.reset();
+                tracing::warn!(object = %self.identity.id_hex, "class {class} trapped while constructing: {reason}\n{detail}");
                 Err(Error::new(
                     ErrorKind::GuestTrap,
-                    format!("class {class} trapped while constructing: {message}"),
-                ))
+                    format!("class {class} trapped while constructing: {reason}"),
+                )
+                .with_detail(detail))
             }
         }
     }
 
-    fn trap_message(&self, trap: &wasmtime::Error) -> String {
+    /// Why the instance trapped, in one line, and the detail for the log.
+    fn trap_message(&self, trap: &wasmtime::Error) -> (String, String) {
         match &self.instance {
             Some((store, _)) => engine::describe_trap(trap, &store.data().meter),
-            None => format!("{trap:?}"),
+            None => (trap.to_string(), format!("{trap:?}")),
         }
     }
 
@@ -390,13 +393,14 @@ impl Actor {
 
     /// Resets the object after a trap; the error to report.
     fn trapped(&mut self, trap: &wasmtime::Error) -> Error {
-        let message = self.trap_message(trap);
+        let (reason, detail) = self.trap_message(trap);
         self.reset();
-        tracing::warn!(object = %self.identity.id_hex, "object trapped and was reset: {message}");
+        tracing::warn!(object = %self.identity.id_hex, "object trapped and was reset: {reason}\n{detail}");
         Error::new(
             ErrorKind::GuestTrap,
-            format!("the object trapped and was reset: {message}"),
+            format!("the object trapped and was reset: {reason}"),
         )
+        .with_detail(detail)
     }
 
     /// Runs a request or an RPC call.

@@ -14,6 +14,8 @@
 //! - `GET /panic`, `GET /error`, `GET /loop`: a trap, a returned error, a busy loop.
 //! - `GET /alloc/<MiB>`: allocates and touches that much memory.
 //! - `GET /spin/<ms>`: busy for `<ms>` ms, then answers `{start, end}`.
+//! - `GET /framing`: `hello` with a `Content-Length: 2` and a
+//!   `Transfer-Encoding: chunked` header that contradict it.
 //!
 //! The alarm handler appends `{retry_count, is_retry, at, alarm}` (`alarm`:
 //! what `get_alarm` says inside the handler) to the JSON list under the key
@@ -131,6 +133,14 @@ impl DurableObject for Probe {
                     block.len() >> 20
                 )))
             }
+            ("GET", "framing") => Ok(Response {
+                status: 200,
+                headers: vec![
+                    ("content-length".into(), "2".into()),
+                    ("transfer-encoding".into(), "chunked".into()),
+                ],
+                body: b"hello".to_vec(),
+            }),
             ("GET", "loop") => {
                 let mut x: u64 = 0;
                 loop {
