@@ -46,11 +46,12 @@ mod runtime;
 pub mod server;
 mod settings;
 
-pub use dohost_store::{CommitHook, CommitStage, KeyInfo, MAX_KEYS_SHOWN, TableInfo};
+pub use dohost_store::{CommitHook, CommitStage, Health, KeyInfo, MAX_KEYS_SHOWN, TableInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use host::config::{BindingConfig, ComponentSource, Config, Migration};
 pub use host::{
-    DataDir, Host, HostBuilder, ObjectDetails, ObjectSummary, Route, Stats, build, config,
+    DataDir, HEALTH_PATH, Host, HostBuilder, ObjectDetails, ObjectSummary, READY_PATH, Route,
+    Stats, build, config,
 };
 pub use runtime::{Namespace, ObjectId, Stub};
 pub use settings::{

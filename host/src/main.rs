@@ -353,6 +353,7 @@ fn run(cli: Cli) -> Result<()> {
                         _ = term.recv() => {},
                     }
                 };
+                tokio::spawn(exit_if_storage_fails(host.clone()));
                 dohost::server::serve(host.clone(), listener, server, shutdown).await?;
                 stop_watching.store(true, std::sync::atomic::Ordering::Relaxed);
                 // Let running events finish and their writes commit; open
@@ -369,6 +370,26 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
 }
+
+/// Exits the process when the storage layer cannot go on (its committer
+/// panicked, or the database cannot be opened again after a failed
+/// commit), so a supervisor restarts the server on what is durable instead
+/// of it answering every write with an error.
+async fn exit_if_storage_fails(host: dohost::Host) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        ticks.tick().await;
+        if let dohost::Health::Failed(reason) = host.health() {
+            eprintln!(
+                "dohost: the storage layer cannot go on ({reason}); exiting so the server can be restarted on what is durable"
+            );
+            std::process::exit(EXIT_STORAGE_FAILED);
+        }
+    }
+}
+
+/// The exit code when the storage layer cannot go on (EX_IOERR).
+const EXIT_STORAGE_FAILED: i32 = 74;
 
 /// Raises the soft limit on open files to the hard one, as servers do: each
 /// connection needs a descriptor. The server stays below whatever limit

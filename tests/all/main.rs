@@ -13,6 +13,7 @@ mod config_errors;
 mod counter_e2e;
 mod crash_recovery;
 mod embedding;
+mod faults;
 mod guest_faults;
 mod http_edge;
 mod input_gate_ordering;

@@ -267,6 +267,17 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// Stops the server with SIGTERM, as a supervisor would, and waits
+    /// for it to exit: it closes its database cleanly.
+    pub fn stop(mut self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success());
+        self.child.wait().expect("wait");
+    }
+
     /// Kills the server with SIGKILL (no shutdown work at all).
     pub fn kill9(mut self) {
         self.child.kill().expect("kill -9");

@@ -171,7 +171,7 @@ impl HostBuilder {
         let data_dir = self
             .data_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        std::fs::create_dir_all(&data_dir).map_err(|e| {
+        crate::runtime::private_dir(&data_dir).map_err(|e| {
             Error::io(
                 format!("cannot create data directory {}", data_dir.display()),
                 e,

@@ -14,6 +14,7 @@ use super::config::Config;
 use super::reload::Sources;
 use crate::error::Result;
 use crate::runtime::{HostShared, Namespace, WorkerPool, alarm, find};
+use dohost_store::Health;
 
 #[cfg(doc)]
 use crate::error::ErrorKind;
@@ -193,6 +194,19 @@ impl Host {
     /// Dropping the last `Host` handle does the same in the background.
     pub async fn shutdown(self) {
         self.inner.close().await;
+    }
+
+    /// Whether the storage layer can write: after a failed commit (a full
+    /// disk) it fails writes fast and retries, and reads go on;
+    /// [`Health::Failed`] means it cannot go on and the process should be
+    /// restarted (`dohost serve` exits).
+    pub fn health(&self) -> Health {
+        self.inner.shared.store.health()
+    }
+
+    /// Whether [`Host::shutdown`] has begun: new events are refused.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.shared.closed.load(Ordering::SeqCst)
     }
 
     /// Counters describing the host's storage right now.

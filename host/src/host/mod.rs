@@ -17,4 +17,4 @@ mod router;
 pub use admin::{DataDir, ObjectDetails, ObjectSummary};
 pub use builder::HostBuilder;
 pub use host::{Host, Stats};
-pub use router::Route;
+pub use router::{HEALTH_PATH, READY_PATH, Route};

@@ -10,6 +10,7 @@ use super::host::Host;
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::{Stub, from_wit_response, to_wit_request};
 use crate::settings::MAX_OBJECT_NAME_BYTES;
+use dohost_store::Health;
 
 /// Where a request goes, decided from its head by [`Host::route`]; carried
 /// out, with the body, by [`Host::fetch_routed`].
@@ -45,7 +46,36 @@ impl std::fmt::Debug for Route {
     }
 }
 
+/// Liveness: 200 unless the storage layer cannot go on (then the process
+/// should be restarted), with no token needed.
+pub const HEALTH_PATH: &str = "/_dohost/health";
+
+/// Readiness: 200 while the host takes events and can write, 503 with the
+/// reason otherwise (shutting down, or a disk that cannot be written).
+pub const READY_PATH: &str = "/_dohost/ready";
+
 impl Host {
+    /// The answer of [`HEALTH_PATH`], or of [`READY_PATH`] if `ready`.
+    fn health_response(&self, ready: bool) -> http::Response<Bytes> {
+        let (status, text) = match self.health() {
+            Health::Failed(reason) => (503, format!("failed: {reason}\n")),
+            _ if ready && self.is_shut_down() => (503, "shutting down\n".to_owned()),
+            Health::Unwritable(reason) if ready => (
+                503,
+                format!("not ready: the database cannot be written: {reason}\n"),
+            ),
+            _ => (200, "ok\n".to_owned()),
+        };
+        let mut response = http::Response::new(Bytes::from(text));
+        *response.status_mut() =
+            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE);
+        response.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        response
+    }
+
     /// Places a request by its head, as `dohost serve` does: the admin API
     /// (`/_dohost/`, when `[admin] token` is set; a missing or wrong token is
     /// answered here, 401), else the entry worker when one is configured,
@@ -61,6 +91,11 @@ impl Host {
     /// percent-encoded UTF-8 or longer than [`MAX_OBJECT_NAME_BYTES`].
     pub fn route(&self, head: &http::request::Parts) -> Result<Route> {
         self.inner.start_scheduler();
+        match head.uri.path() {
+            HEALTH_PATH => return Ok(Route(Place::Answered(self.health_response(false)))),
+            READY_PATH => return Ok(Route(Place::Answered(self.health_response(true)))),
+            _ => {}
+        }
         if let Some(token) = &self.inner.admin_token
             && head.uri.path().starts_with(admin::HTTP_PREFIX)
         {

@@ -19,7 +19,9 @@ impl From<Error> for CallError {
             remote: err.is_remote(),
             retryable: err.is_retryable(),
             overloaded: err.is_overloaded(),
-            message: err.message().to_owned(),
+            // The calling object is the same application: it sees the
+            // whole error, a trap's backtrace and output included.
+            message: format!("{err:#}"),
         }
     }
 }

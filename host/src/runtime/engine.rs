@@ -183,11 +183,12 @@ impl Runtime {
             .cache_dir
             .join(format!("{}.cwasm", hasher.finalize().to_hex()));
 
-        if cached.is_file() {
-            // SAFETY: files in the cache directory are written only by
-            // `store_cached` below from `Component::serialize` of this engine
-            // configuration (the name includes the compatibility hash).
-            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+        if let Some(compiled) = load_cached(&cached) {
+            // SAFETY: the bytes are those `store_cached` below wrote from
+            // `Component::serialize` of this engine configuration (the name
+            // includes the compatibility hash), as the recorded hash beside
+            // them proves.
+            match unsafe { Component::deserialize(&self.engine, &compiled) } {
                 Ok(component) => return Ok(component),
                 Err(e) => tracing::warn!(
                     "{what}: ignoring unusable cached {}: {e:#}",
@@ -208,14 +209,66 @@ impl Runtime {
     }
 }
 
+/// The file beside a cached `.cwasm` holding the blake3 hash of its bytes.
+fn hash_file(path: &Path) -> std::path::PathBuf {
+    path.with_extension("cwasm.b3")
+}
+
+/// The bytes of a cached compiled component, if the file is there and its
+/// hash matches the one recorded when it was written: a damaged or
+/// replaced file is compiled again, never loaded.
+fn load_cached(path: &Path) -> Option<Vec<u8>> {
+    let bytes = std::fs::read(path).ok()?;
+    let recorded = std::fs::read_to_string(hash_file(path)).ok()?;
+    if blake3::hash(&bytes).to_hex().as_str() == recorded.trim() {
+        Some(bytes)
+    } else {
+        tracing::warn!(
+            "{} does not match its recorded hash: compiling the component again",
+            path.display()
+        );
+        None
+    }
+}
+
+/// Writes a compiled component and its hash into the cache, readable by
+/// the owner only; a file that could not be written whole is removed.
 fn store_cached(component: &Component, path: &Path) -> std::io::Result<()> {
     let bytes = component.serialize().map_err(std::io::Error::other)?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        private_dir(dir)?;
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    let write = |target: &Path, contents: &[u8]| {
+        let tmp = target.with_extension(format!("tmp{}", std::process::id()));
+        let written = private_file(&tmp, contents).and_then(|()| std::fs::rename(&tmp, target));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    };
+    write(path, &bytes)?;
+    write(&hash_file(path), blake3::hash(&bytes).to_hex().as_bytes())
+}
+
+/// Creates `dir` (and its parents) readable by the owner only (0700).
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Writes `contents` to a new file `path` readable by the owner only (0600).
+fn private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
 }
 
 /// A WASI context with nothing of the host in it: no files, no sockets, no

@@ -26,7 +26,7 @@ mod worker;
 pub(crate) use calls::{Calls, CallsImport};
 pub use code::ComponentSource;
 pub(crate) use code::{block_on, load_binding, load_worker};
-pub(crate) use engine::{EngineLimits, Runtime};
+pub(crate) use engine::{EngineLimits, Runtime, private_dir};
 pub(crate) use guest::{GuestIo, GuestState, Vars, VarsImport};
 pub(crate) use ids::{minted_by, name_id, parse_id};
 pub(crate) use namespace::find;

@@ -9,8 +9,9 @@
 //! Callers hold an event's response until its write set is durable (the
 //! output gate, [`crate::Gate`]).
 
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableTable};
 use tokio::sync::oneshot;
@@ -56,10 +57,39 @@ pub(crate) struct CommitRequest {
     pub(crate) done: oneshot::Sender<CommitResult>,
 }
 
-/// Starts the committer thread over `db`. The receiver fires once it has
-/// stopped and let go of the database.
+/// Opens the database file again after a failed commit.
+pub(crate) type Reopen = Box<dyn Fn() -> Result<Database> + Send>;
+
+/// Where the store's one database handle lives: readers clone it, the
+/// committer replaces it when it opens the file again. `None` once the
+/// store is closed, and while the file is being opened again.
+pub(crate) type DbSlot = Arc<RwLock<Option<Arc<Database>>>>;
+
+/// Whether the store can write ([`crate::Store::health`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Commits go through.
+    Writable,
+    /// A commit failed (a full or failing disk); writes fail fast with
+    /// this reason until a retry commits again.
+    Unwritable(String),
+    /// The committer cannot go on (it panicked, or the file cannot be
+    /// opened again): the process should exit and be restarted.
+    Failed(String),
+}
+
+/// How long writes fail fast after a failed commit before the committer
+/// tries the disk again; doubled after each failed retry up to
+/// [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Starts the committer thread over the database in `slot`. The receiver
+/// fires once it has stopped and let go of the database.
 pub(crate) fn start(
-    db: Arc<Database>,
+    slot: DbSlot,
+    reopen: Option<Reopen>,
+    health: Arc<Mutex<Health>>,
     hook: Option<CommitHook>,
     alarms: AlarmListener,
 ) -> Result<(mpsc::Sender<Message>, oneshot::Receiver<()>)> {
@@ -68,8 +98,18 @@ pub(crate) fn start(
     std::thread::Builder::new()
         .name("dohost-committer".into())
         .spawn(move || {
-            run(&db, &rx, hook.as_ref(), &alarms);
-            drop(db);
+            let db = slot.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let mut committer = Committer {
+                db,
+                slot,
+                reopen,
+                health,
+                hook,
+                alarms,
+                retry_at: None,
+                retry_delay: FIRST_RETRY_DELAY,
+            };
+            committer.run(&rx);
             let _ = stopped_tx.send(());
         })
         .map_err(|e| {
@@ -81,52 +121,177 @@ pub(crate) fn start(
     Ok((tx, stopped))
 }
 
-fn run(
-    db: &Database,
-    rx: &mpsc::Receiver<Message>,
-    hook: Option<&CommitHook>,
-    alarms: &AlarmListener,
-) {
-    let mut stopping = false;
-    while !stopping {
-        let mut batch = Vec::new();
-        match rx.recv() {
-            Ok(Message::Commit(first)) => batch.push(first),
-            Ok(Message::Stop) | Err(_) => break,
-        }
-        while batch.len() < MAX_WRITE_SETS_PER_COMMIT {
-            match rx.try_recv() {
-                Ok(Message::Commit(more)) => batch.push(more),
-                Ok(Message::Stop) => {
-                    stopping = true;
-                    break;
+struct Committer {
+    /// The committer's own handle: the store lets go of the slot's when it
+    /// closes, and the committer still commits what it was sent.
+    db: Option<Arc<Database>>,
+    slot: DbSlot,
+    reopen: Option<Reopen>,
+    health: Arc<Mutex<Health>>,
+    hook: Option<CommitHook>,
+    alarms: AlarmListener,
+    /// While unwritable: when to try the disk again.
+    retry_at: Option<Instant>,
+    retry_delay: Duration,
+}
+
+impl Committer {
+    fn set_health(&self, health: Health) {
+        *self.health.lock().unwrap_or_else(|p| p.into_inner()) = health;
+    }
+
+    fn health(&self) -> Health {
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn run(&mut self, rx: &mpsc::Receiver<Message>) {
+        let mut stopping = false;
+        while !stopping {
+            let mut batch = Vec::new();
+            match rx.recv() {
+                Ok(Message::Commit(first)) => batch.push(first),
+                Ok(Message::Stop) | Err(_) => break,
+            }
+            while batch.len() < MAX_WRITE_SETS_PER_COMMIT {
+                match rx.try_recv() {
+                    Ok(Message::Commit(more)) => batch.push(more),
+                    Ok(Message::Stop) => {
+                        stopping = true;
+                        break;
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
+            }
+            let result = self.commit(&batch);
+            for request in batch {
+                let _ = request.done.send(result.clone());
             }
         }
-        if let Some(hook) = hook {
+        // Let go of the database: the file is released once the store and
+        // its readers have too.
+        self.db = None;
+    }
+
+    /// Commits one batch, or fails it fast while the disk cannot be
+    /// written.
+    fn commit(&mut self, batch: &[CommitRequest]) -> CommitResult {
+        match self.health() {
+            Health::Failed(reason) => {
+                return Err(format!("storage commit failed: {reason}"));
+            }
+            Health::Unwritable(reason) if self.retry_at.is_some_and(|at| Instant::now() < at) => {
+                return Err(format!(
+                    "storage commit failed: the database cannot be written now ({reason}); retrying shortly"
+                ));
+            }
+            _ => {}
+        }
+        let Some(db) = self.db.clone() else {
+            return Err("storage commit failed: the database is closed".into());
+        };
+        if let Some(hook) = &self.hook {
             hook(CommitStage::Before);
         }
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let mut changes = Vec::new();
-        let result = commit_batch(db, &batch, &mut changes);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            commit_batch(&db, batch, &mut changes)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(format!(
+                "storage commit failed: redb panicked ({})",
+                crate::store::panic_message(panic.as_ref())
+            ))
+        });
         tracing::debug!(
             write_sets = batch.len(),
             micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             "group commit"
         );
-        if let Err(e) = &result {
-            tracing::error!(write_sets = batch.len(), "group commit failed: {e}");
-        } else {
-            if !changes.is_empty() {
-                alarms(&changes);
+        match &result {
+            Ok(()) => {
+                if !changes.is_empty() {
+                    (self.alarms)(&changes);
+                }
+                if let Some(hook) = &self.hook {
+                    hook(CommitStage::After);
+                }
+                if self.retry_at.take().is_some() {
+                    tracing::warn!("the database can be written again");
+                    self.retry_delay = FIRST_RETRY_DELAY;
+                    self.set_health(Health::Writable);
+                }
             }
-            if let Some(hook) = hook {
-                hook(CommitStage::After);
+            Err(e) => {
+                tracing::error!(write_sets = batch.len(), "group commit failed: {e}");
+                drop(db);
+                self.recover(e);
             }
         }
-        for request in batch {
-            let _ = request.done.send(result.clone());
+        result
+    }
+
+    /// After a failed commit redb refuses every later read and write of
+    /// its handle: opens the file again (what was acknowledged is there),
+    /// so reads go on, and fails writes fast until a retry commits.
+    fn recover(&mut self, cause: &str) {
+        let reason = cause
+            .strip_prefix("storage commit failed: ")
+            .unwrap_or(cause)
+            .to_owned();
+        let Some(reopen) = &self.reopen else {
+            self.set_health(Health::Failed(format!(
+                "{reason}; the database cannot be opened again"
+            )));
+            return;
+        };
+        let shared = self.slot.write().unwrap_or_else(|p| p.into_inner()).take();
+        let store_open = shared.is_some();
+        drop(shared);
+        if let Some(old) = self.db.take() {
+            // Readers hold their handle only for one read.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut old = old;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(shared) if Instant::now() < deadline => {
+                        old = shared;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(_) => {
+                        self.set_health(Health::Failed(format!(
+                            "{reason}; the database is still in use and cannot be opened again"
+                        )));
+                        return;
+                    }
+                }
+            }
+        }
+        match reopen() {
+            Ok(db) => {
+                let db = Arc::new(db);
+                self.db = Some(db.clone());
+                if store_open {
+                    *self.slot.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
+                }
+                tracing::warn!(
+                    "the database was opened again after a failed commit; writes fail for {} ms, then are tried again",
+                    self.retry_delay.as_millis()
+                );
+                self.retry_at = Some(Instant::now() + self.retry_delay);
+                self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY_DELAY);
+                self.set_health(Health::Unwritable(reason));
+            }
+            Err(e) => self.set_health(Health::Failed(format!(
+                "{reason}; opening the database again failed: {e}"
+            ))),
         }
     }
 }
@@ -407,7 +572,7 @@ mod tests {
             failing: gate.failing.clone(),
         };
         let db = Database::builder().create_with_backend(disk).unwrap();
-        Store::start(db, Some(gate.hook()), no_alarms()).unwrap()
+        Store::start(db, None, Some(gate.hook()), no_alarms()).unwrap()
     }
 
     fn close(store: Store, stopped: oneshot::Receiver<()>) {

@@ -75,23 +75,25 @@ impl Store {
     ///
     /// [`crate::ErrorKind::Storage`] if the directory cannot be read.
     pub fn objects(&self, number: u32) -> Result<Vec<(ObjectKey, Option<String>)>> {
-        let db = self.db()?;
-        let txn = db.begin_read().map_err(directory_error)?;
-        let table = txn.open_table(OBJECTS).map_err(directory_error)?;
-        let (lo, hi) = namespace_range(number);
-        let mut found = Vec::new();
-        for entry in table
-            .range::<&[u8]>(lo.as_slice()..hi.as_slice())
-            .map_err(directory_error)?
-        {
-            let (k, v) = entry.map_err(directory_error)?;
-            let Some(key) = ObjectKey::from_bytes(k.value()) else {
-                continue;
-            };
-            let record: Option<ObjectRecord> = serde_json::from_slice(v.value()).ok();
-            found.push((key, record.and_then(|r| r.name)));
-        }
-        Ok(found)
+        crate::store::guarded("list objects", || {
+            let db = self.db()?;
+            let txn = db.begin_read().map_err(directory_error)?;
+            let table = txn.open_table(OBJECTS).map_err(directory_error)?;
+            let (lo, hi) = namespace_range(number);
+            let mut found = Vec::new();
+            for entry in table
+                .range::<&[u8]>(lo.as_slice()..hi.as_slice())
+                .map_err(directory_error)?
+            {
+                let (k, v) = entry.map_err(directory_error)?;
+                let Some(key) = ObjectKey::from_bytes(k.value()) else {
+                    continue;
+                };
+                let record: Option<ObjectRecord> = serde_json::from_slice(v.value()).ok();
+                found.push((key, record.and_then(|r| r.name)));
+            }
+            Ok(found)
+        })
     }
 
     /// Whether the directory lists the object `key`.
@@ -100,13 +102,15 @@ impl Store {
     ///
     /// [`crate::ErrorKind::Storage`] if the directory cannot be read.
     pub fn has_object(&self, key: &ObjectKey) -> Result<bool> {
-        let db = self.db()?;
-        let txn = db.begin_read().map_err(directory_error)?;
-        let objects = txn.open_table(OBJECTS).map_err(directory_error)?;
-        Ok(objects
-            .get(key.as_bytes())
-            .map_err(directory_error)?
-            .is_some())
+        crate::store::guarded("read the directory", || {
+            let db = self.db()?;
+            let txn = db.begin_read().map_err(directory_error)?;
+            let objects = txn.open_table(OBJECTS).map_err(directory_error)?;
+            Ok(objects
+                .get(key.as_bytes())
+                .map_err(directory_error)?
+                .is_some())
+        })
     }
 
     /// What the object `key` holds; `None` if it has never written
@@ -116,47 +120,49 @@ impl Store {
     ///
     /// [`crate::ErrorKind::Storage`] if its storage cannot be read.
     pub fn contents(self: &Arc<Self>, key: ObjectKey) -> Result<Option<Contents>> {
-        let db = self.db()?;
-        let txn = db.begin_read().map_err(directory_error)?;
-        let objects = txn.open_table(OBJECTS).map_err(directory_error)?;
-        let Some(record) = objects.get(key.as_bytes()).map_err(directory_error)? else {
-            return Ok(None);
-        };
-        let record: Option<ObjectRecord> = serde_json::from_slice(record.value()).ok();
-        let kv = txn.open_table(KV).map_err(directory_error)?;
-        let mut keys = Vec::new();
-        let mut keys_total = 0;
-        let (lo, hi) = (key.kv_key(""), key.end());
-        for entry in kv
-            .range::<&[u8]>(lo.as_slice()..hi.as_slice())
-            .map_err(directory_error)?
-        {
-            let (k, v) = entry.map_err(directory_error)?;
-            keys_total += 1;
-            if keys.len() == MAX_KEYS_SHOWN {
-                continue;
+        crate::store::guarded("read an object", || {
+            let db = self.db()?;
+            let txn = db.begin_read().map_err(directory_error)?;
+            let objects = txn.open_table(OBJECTS).map_err(directory_error)?;
+            let Some(record) = objects.get(key.as_bytes()).map_err(directory_error)? else {
+                return Ok(None);
+            };
+            let record: Option<ObjectRecord> = serde_json::from_slice(record.value()).ok();
+            let kv = txn.open_table(KV).map_err(directory_error)?;
+            let mut keys = Vec::new();
+            let mut keys_total = 0;
+            let (lo, hi) = (key.kv_key(""), key.end());
+            for entry in kv
+                .range::<&[u8]>(lo.as_slice()..hi.as_slice())
+                .map_err(directory_error)?
+            {
+                let (k, v) = entry.map_err(directory_error)?;
+                keys_total += 1;
+                if keys.len() == MAX_KEYS_SHOWN {
+                    continue;
+                }
+                keys.push(KeyInfo {
+                    key: String::from_utf8_lossy(&k.value()[lo.len()..]).into_owned(),
+                    bytes: v.value().len(),
+                });
             }
-            keys.push(KeyInfo {
-                key: String::from_utf8_lossy(&k.value()[lo.len()..]).into_owned(),
-                bytes: v.value().len(),
-            });
-        }
-        drop((kv, objects, txn));
-        let page_count = self.page_count(&key)?;
-        let sql_tables = if page_count == 0 {
-            Vec::new()
-        } else {
-            self.sql_tables(key)
-                .map_err(|e| Error::storage("reading the object's SQL database", e))?
-        };
-        Ok(Some(Contents {
-            name: record.and_then(|r| r.name),
-            keys,
-            keys_total,
-            sql_tables,
-            sql_bytes: u64::from(page_count) * PAGE_SIZE as u64,
-            alarm: self.read_alarm(&key)?.map(|a| a.time),
-        }))
+            drop((kv, objects, txn));
+            let page_count = self.page_count(&key)?;
+            let sql_tables = if page_count == 0 {
+                Vec::new()
+            } else {
+                self.sql_tables(key)
+                    .map_err(|e| Error::storage("reading the object's SQL database", e))?
+            };
+            Ok(Some(Contents {
+                name: record.and_then(|r| r.name),
+                keys,
+                keys_total,
+                sql_tables,
+                sql_bytes: u64::from(page_count) * PAGE_SIZE as u64,
+                alarm: self.read_alarm(&key)?.map(|a| a.time),
+            }))
+        })
     }
 
     /// The tables of the SQL database of `object` with their row counts,

@@ -68,7 +68,7 @@ mod writes;
 
 pub use alarm::{AlarmChange, AlarmListener, AlarmRecord, AlarmWrite};
 pub use cache::CacheBudget;
-pub use committer::{CommitHook, CommitResult, CommitStage};
+pub use committer::{CommitHook, CommitResult, CommitStage, Health};
 pub use directory::{Contents, KeyInfo, MAX_KEYS_SHOWN, ObjectRecord, TableInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use keys::ObjectKey;

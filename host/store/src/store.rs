@@ -12,7 +12,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use tokio::sync::oneshot;
 
 use crate::alarm::{AlarmListener, AlarmRecord};
-use crate::committer::{CommitHook, CommitRequest, CommitResult, Message};
+use crate::committer::{CommitHook, CommitRequest, CommitResult, DbSlot, Health, Message, Reopen};
 use crate::directory::ObjectRecord;
 use crate::error::{Error, Result};
 use crate::keys::{OBJECT_KEY_LEN, ObjectKey, alarm_time_key, decode_alarm_time_key};
@@ -25,10 +25,101 @@ pub(crate) const ALARM_TIMES: TableDefinition<&[u8], &[u8]> = TableDefinition::n
 pub(crate) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 pub(crate) const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
 
+/// Opens (or creates, readable by its owner only) the redb file at `path`.
+/// A file left by a crash is repaired first, which takes time that grows
+/// with its size: the log says when that starts and how long it took. A
+/// file too damaged to open is an error, never a panic.
+pub(crate) fn open_database(path: &Path) -> Result<Database> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Created 0600 here if it is new; redb then opens it as it is.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| {
+                Error::new(
+                    crate::ErrorKind::Io,
+                    format!("cannot create database {}: {e}", path.display()),
+                )
+            })?;
+    }
+    let repair_started: Arc<std::sync::Mutex<Option<std::time::Instant>>> = Arc::default();
+    let mut builder = Database::builder();
+    let started = repair_started.clone();
+    let file = path.display().to_string();
+    builder.set_repair_callback(move |_session| {
+        let mut started = started.lock().unwrap_or_else(|p| p.into_inner());
+        if started.is_none() {
+            tracing::warn!(
+                "{file} was not closed cleanly (the process was killed or crashed): recovering it"
+            );
+            *started = Some(std::time::Instant::now());
+        }
+    });
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.create(path)));
+    let db = match opened {
+        Ok(Ok(db)) => db,
+        Ok(Err(e)) => {
+            return Err(Error::storage(
+                &format!("cannot open database {}", path.display()),
+                e,
+            ));
+        }
+        Err(panic) => {
+            let why = panic_message(panic.as_ref());
+            return Err(Error::new(
+                crate::ErrorKind::Storage,
+                format!(
+                    "cannot open database {}: the file is damaged ({why}); restore it from a backup, or run `dohost check` to see what is readable",
+                    path.display()
+                ),
+            ));
+        }
+    };
+    if let Some(started) = *repair_started.lock().unwrap_or_else(|p| p.into_inner()) {
+        tracing::warn!(
+            "{} recovered in {} ms",
+            path.display(),
+            started.elapsed().as_millis()
+        );
+    }
+    Ok(db)
+}
+
+/// Runs a read of redb, turning a panic inside redb (a damaged file) into
+/// an error naming the read: the reading object's event fails, the rest of
+/// the host goes on.
+pub(crate) fn guarded<T>(what: &str, read: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
+        Err(Error::storage(
+            what,
+            format!(
+                "the database file is damaged ({}); run `dohost check` to see what is readable",
+                panic_message(panic.as_ref())
+            ),
+        ))
+    })
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message")
+}
+
 /// The shared database and the sending side of the committer.
 pub struct Store {
     /// None once the store is closed: the database file is released.
-    db: RwLock<Option<Arc<Database>>>,
+    db: DbSlot,
+    /// Whether commits go through, as the committer last found.
+    health: Arc<std::sync::Mutex<Health>>,
     commits: mpsc::Sender<Message>,
     /// Keys read and lists run against redb ([`Store::disk_reads`]).
     disk_reads: AtomicU64,
@@ -59,14 +150,20 @@ impl Store {
         hook: Option<CommitHook>,
         alarms: AlarmListener,
     ) -> Result<(Store, oneshot::Receiver<()>)> {
-        let db = Database::create(path)
-            .map_err(|e| Error::storage(&format!("cannot open database {}", path.display()), e))?;
-        Self::start(db, hook, alarms)
+        let db = open_database(path)?;
+        let path = path.to_path_buf();
+        Self::start(
+            db,
+            Some(Box::new(move || open_database(&path))),
+            hook,
+            alarms,
+        )
     }
 
     /// Creates the tables of `db` and starts its committer.
     pub(crate) fn start(
         db: Database,
+        reopen: Option<Reopen>,
         hook: Option<CommitHook>,
         alarms: AlarmListener,
     ) -> Result<(Store, oneshot::Receiver<()>)> {
@@ -80,10 +177,14 @@ impl Store {
             .map_err(|e| Error::storage("creating the tables", e))?;
         txn.commit()
             .map_err(|e| Error::storage("creating the tables", e))?;
-        let (commits, stopped) = crate::committer::start(db.clone(), hook, alarms)?;
+        let slot: DbSlot = Arc::new(RwLock::new(Some(db)));
+        let health = Arc::new(std::sync::Mutex::new(Health::Writable));
+        let (commits, stopped) =
+            crate::committer::start(slot.clone(), reopen, health.clone(), hook, alarms)?;
         Ok((
             Store {
-                db: RwLock::new(Some(db)),
+                db: slot,
+                health,
                 commits,
                 disk_reads: AtomicU64::new(0),
             },
@@ -93,11 +194,24 @@ impl Store {
 
     /// The database, while the store is open.
     pub(crate) fn db(&self) -> Result<Arc<Database>> {
-        self.db
-            .read()
+        let db = self.db.read().unwrap_or_else(|p| p.into_inner()).clone();
+        db.ok_or_else(|| match self.health() {
+            Health::Writable => Error::shut_down(),
+            Health::Unwritable(reason) | Health::Failed(reason) => Error::new(
+                crate::ErrorKind::Storage,
+                format!("the database cannot be read: {reason}"),
+            ),
+        })
+    }
+
+    /// Whether commits go through: after a failed commit the store fails
+    /// writes fast and retries; if the committer cannot go on at all the
+    /// process should exit so it can be restarted.
+    pub fn health(&self) -> Health {
+        self.health
+            .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .ok_or_else(Error::shut_down)
     }
 
     /// Tells the committer to commit what it has and stop, and lets go of
@@ -119,21 +233,23 @@ impl Store {
         object: &ObjectKey,
         keys: &[String],
     ) -> Result<Vec<Option<Vec<u8>>>> {
-        self.disk_reads
-            .fetch_add(keys.len() as u64, Ordering::Relaxed);
-        let txn = self
-            .db()?
-            .begin_read()
-            .map_err(|e| Error::storage("read", e))?;
-        let table = txn.open_table(KV).map_err(|e| Error::storage("read", e))?;
-        keys.iter()
-            .map(|key| {
-                let value = table
-                    .get(object.kv_key(key).as_slice())
-                    .map_err(|e| Error::storage("read", e))?;
-                Ok(value.map(|v| v.value().to_vec()))
-            })
-            .collect()
+        guarded("read", || {
+            self.disk_reads
+                .fetch_add(keys.len() as u64, Ordering::Relaxed);
+            let txn = self
+                .db()?
+                .begin_read()
+                .map_err(|e| Error::storage("read", e))?;
+            let table = txn.open_table(KV).map_err(|e| Error::storage("read", e))?;
+            keys.iter()
+                .map(|key| {
+                    let value = table
+                        .get(object.kv_key(key).as_slice())
+                        .map_err(|e| Error::storage("read", e))?;
+                    Ok(value.map(|v| v.value().to_vec()))
+                })
+                .collect()
+        })
     }
 
     /// Reads one committed value of `table` (`what` names the read in
@@ -144,14 +260,16 @@ impl Store {
         key: &[u8],
         what: &str,
     ) -> Result<Option<Vec<u8>>> {
-        self.disk_reads.fetch_add(1, Ordering::Relaxed);
-        let txn = self
-            .db()?
-            .begin_read()
-            .map_err(|e| Error::storage(what, e))?;
-        let table = txn.open_table(table).map_err(|e| Error::storage(what, e))?;
-        let value = table.get(key).map_err(|e| Error::storage(what, e))?;
-        Ok(value.map(|v| v.value().to_vec()))
+        guarded("read", || {
+            self.disk_reads.fetch_add(1, Ordering::Relaxed);
+            let txn = self
+                .db()?
+                .begin_read()
+                .map_err(|e| Error::storage(what, e))?;
+            let table = txn.open_table(table).map_err(|e| Error::storage(what, e))?;
+            let value = table.get(key).map_err(|e| Error::storage(what, e))?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })
     }
 
     /// Reads a committed page of `object`'s SQL database.
@@ -185,54 +303,59 @@ impl Store {
         after: Option<(i64, ObjectKey)>,
         limit: usize,
     ) -> Result<Vec<(i64, ObjectKey)>> {
-        let txn = self
-            .db()?
-            .begin_read()
-            .map_err(|e| Error::storage("read alarm times", e))?;
-        let table = txn
-            .open_table(ALARM_TIMES)
-            .map_err(|e| Error::storage("read alarm times", e))?;
-        let lower = after.map(|(time, object)| alarm_time_key(time, &object));
-        let bounds = match &lower {
-            Some(k) => (Bound::Excluded(k.as_slice()), Bound::Unbounded),
-            None => (Bound::Unbounded, Bound::Unbounded),
-        };
-        let mut out = Vec::new();
-        for entry in table
-            .range::<&[u8]>(bounds)
-            .map_err(|e| Error::storage("read alarm times", e))?
-            .take(limit)
-        {
-            let (k, _) = entry.map_err(|e| Error::storage("read alarm times", e))?;
-            let found = decode_alarm_time_key(k.value())
-                .ok_or_else(|| Error::storage("read alarm times", "an index entry is corrupt"))?;
-            out.push(found);
-        }
-        Ok(out)
+        guarded("read alarm times", || {
+            let txn = self
+                .db()?
+                .begin_read()
+                .map_err(|e| Error::storage("read alarm times", e))?;
+            let table = txn
+                .open_table(ALARM_TIMES)
+                .map_err(|e| Error::storage("read alarm times", e))?;
+            let lower = after.map(|(time, object)| alarm_time_key(time, &object));
+            let bounds = match &lower {
+                Some(k) => (Bound::Excluded(k.as_slice()), Bound::Unbounded),
+                None => (Bound::Unbounded, Bound::Unbounded),
+            };
+            let mut out = Vec::new();
+            for entry in table
+                .range::<&[u8]>(bounds)
+                .map_err(|e| Error::storage("read alarm times", e))?
+                .take(limit)
+            {
+                let (k, _) = entry.map_err(|e| Error::storage("read alarm times", e))?;
+                let found = decode_alarm_time_key(k.value()).ok_or_else(|| {
+                    Error::storage("read alarm times", "an index entry is corrupt")
+                })?;
+                out.push(found);
+            }
+            Ok(out)
+        })
     }
 
     /// The committed length of `object`'s SQL database file, in pages.
     pub(crate) fn page_count(&self, object: &ObjectKey) -> Result<u32> {
-        let txn = self
-            .db()?
-            .begin_read()
-            .map_err(|e| Error::storage("read pages", e))?;
-        let table = txn
-            .open_table(PAGES)
-            .map_err(|e| Error::storage("read pages", e))?;
-        let lo = object.page_key(0);
-        let hi = object.end();
-        let last = table
-            .range::<&[u8]>(lo.as_slice()..hi.as_slice())
-            .map_err(|e| Error::storage("read pages", e))?
-            .next_back()
-            .transpose()
-            .map_err(|e| Error::storage("read pages", e))?;
-        Ok(last.map_or(0, |(k, _)| {
-            let mut n = [0u8; 4];
-            n.copy_from_slice(&k.value()[OBJECT_KEY_LEN..]);
-            u32::from_be_bytes(n) + 1
-        }))
+        guarded("read pages", || {
+            let txn = self
+                .db()?
+                .begin_read()
+                .map_err(|e| Error::storage("read pages", e))?;
+            let table = txn
+                .open_table(PAGES)
+                .map_err(|e| Error::storage("read pages", e))?;
+            let lo = object.page_key(0);
+            let hi = object.end();
+            let last = table
+                .range::<&[u8]>(lo.as_slice()..hi.as_slice())
+                .map_err(|e| Error::storage("read pages", e))?
+                .next_back()
+                .transpose()
+                .map_err(|e| Error::storage("read pages", e))?;
+            Ok(last.map_or(0, |(k, _)| {
+                let mut n = [0u8; 4];
+                n.copy_from_slice(&k.value()[OBJECT_KEY_LEN..]);
+                u32::from_be_bytes(n) + 1
+            }))
+        })
     }
 
     /// Lists committed entries of `object` in `range` (none if
@@ -246,85 +369,88 @@ impl Store {
         overlay: &BTreeMap<&str, Option<&[u8]>>,
         committed_cleared: bool,
     ) -> Result<Vec<(String, Vec<u8>)>> {
-        let (lower, upper) = range.key_bounds();
-        let lo = object.kv_key(&lower);
-        let hi = match &upper {
-            Some(u) => object.kv_key_bytes(u),
-            None => object.end(),
-        };
-        self.disk_reads.fetch_add(1, Ordering::Relaxed);
-        let limit = range.limit.unwrap_or(usize::MAX);
-        let mut out = Vec::new();
-        if lo >= hi || limit == 0 {
-            return Ok(out);
-        }
-        let txn = self
-            .db()?
-            .begin_read()
-            .map_err(|e| Error::storage("list", e))?;
-        let table = txn.open_table(KV).map_err(|e| Error::storage("list", e))?;
-        let bounds = (
-            Bound::Included(lo.as_slice()),
-            Bound::Excluded(hi.as_slice()),
-        );
-        let iter = table
-            .range::<&[u8]>(bounds)
-            .map_err(|e| Error::storage("list", e))?;
-        let mut db: Box<dyn Iterator<Item = _>> = if range.reverse {
-            Box::new(iter.rev())
-        } else {
-            Box::new(iter)
-        };
-        let mut ov: Box<dyn Iterator<Item = (&&str, &Option<&[u8]>)>> = if range.reverse {
-            Box::new(overlay.iter().rev())
-        } else {
-            Box::new(overlay.iter())
-        };
-        if committed_cleared {
-            db = Box::new(std::iter::empty());
-        }
-        let mut next_db = || -> Result<Option<(String, Vec<u8>)>> {
-            match db.next() {
-                None => Ok(None),
-                Some(Err(e)) => Err(Error::storage("list", e)),
-                Some(Ok((k, v))) => {
-                    let key = String::from_utf8_lossy(&k.value()[OBJECT_KEY_LEN..]).into_owned();
-                    Ok(Some((key, v.value().to_vec())))
-                }
+        guarded("list", || {
+            let (lower, upper) = range.key_bounds();
+            let lo = object.kv_key(&lower);
+            let hi = match &upper {
+                Some(u) => object.kv_key_bytes(u),
+                None => object.end(),
+            };
+            self.disk_reads.fetch_add(1, Ordering::Relaxed);
+            let limit = range.limit.unwrap_or(usize::MAX);
+            let mut out = Vec::new();
+            if lo >= hi || limit == 0 {
+                return Ok(out);
             }
-        };
-        let mut d = next_db()?;
-        let mut o = ov.next();
-        while out.len() < limit {
-            let take_overlay = match (&d, &o) {
-                (None, None) => break,
-                (Some(_), None) => false,
-                (None, Some(_)) => true,
-                (Some((dk, _)), Some((ok, _))) => {
-                    let ord = dk.as_str().cmp(**ok);
-                    let ord = if range.reverse { ord.reverse() } else { ord };
-                    match ord {
-                        std::cmp::Ordering::Less => false,
-                        std::cmp::Ordering::Greater => true,
-                        std::cmp::Ordering::Equal => {
-                            // The overlay is newer: drop the committed entry.
-                            d = next_db()?;
-                            true
-                        }
+            let txn = self
+                .db()?
+                .begin_read()
+                .map_err(|e| Error::storage("list", e))?;
+            let table = txn.open_table(KV).map_err(|e| Error::storage("list", e))?;
+            let bounds = (
+                Bound::Included(lo.as_slice()),
+                Bound::Excluded(hi.as_slice()),
+            );
+            let iter = table
+                .range::<&[u8]>(bounds)
+                .map_err(|e| Error::storage("list", e))?;
+            let mut db: Box<dyn Iterator<Item = _>> = if range.reverse {
+                Box::new(iter.rev())
+            } else {
+                Box::new(iter)
+            };
+            let mut ov: Box<dyn Iterator<Item = (&&str, &Option<&[u8]>)>> = if range.reverse {
+                Box::new(overlay.iter().rev())
+            } else {
+                Box::new(overlay.iter())
+            };
+            if committed_cleared {
+                db = Box::new(std::iter::empty());
+            }
+            let mut next_db = || -> Result<Option<(String, Vec<u8>)>> {
+                match db.next() {
+                    None => Ok(None),
+                    Some(Err(e)) => Err(Error::storage("list", e)),
+                    Some(Ok((k, v))) => {
+                        let key =
+                            String::from_utf8_lossy(&k.value()[OBJECT_KEY_LEN..]).into_owned();
+                        Ok(Some((key, v.value().to_vec())))
                     }
                 }
             };
-            if take_overlay {
-                if let Some((k, Some(v))) = o {
-                    out.push(((*k).to_owned(), v.to_vec()));
+            let mut d = next_db()?;
+            let mut o = ov.next();
+            while out.len() < limit {
+                let take_overlay = match (&d, &o) {
+                    (None, None) => break,
+                    (Some(_), None) => false,
+                    (None, Some(_)) => true,
+                    (Some((dk, _)), Some((ok, _))) => {
+                        let ord = dk.as_str().cmp(**ok);
+                        let ord = if range.reverse { ord.reverse() } else { ord };
+                        match ord {
+                            std::cmp::Ordering::Less => false,
+                            std::cmp::Ordering::Greater => true,
+                            std::cmp::Ordering::Equal => {
+                                // The overlay is newer: drop the committed entry.
+                                d = next_db()?;
+                                true
+                            }
+                        }
+                    }
+                };
+                if take_overlay {
+                    if let Some((k, Some(v))) = o {
+                        out.push(((*k).to_owned(), v.to_vec()));
+                    }
+                    o = ov.next();
+                } else if let Some(entry) = d.take() {
+                    out.push(entry);
+                    d = next_db()?;
                 }
-                o = ov.next();
-            } else if let Some(entry) = d.take() {
-                out.push(entry);
-                d = next_db()?;
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Hands a write set to the committer. The receiver fires once the write

@@ -1,0 +1,183 @@
+//! Faults end cleanly: a full disk fails writes with a clear error while
+//! reads go on, and writes work again once space is freed; a damaged data
+//! file is an error at start, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::support::{Server, client, get, router_config, run_dohost, send};
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `mib` MiB at `dir`; `None` (and says why) where
+    /// this machine does not let the test mount one (not root).
+    fn mount(dir: &Path, mib: u32) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!(
+                "SKIPPED: cannot mount a tmpfs to fill ({}); run the tests as root to check a full disk",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the filesystem of `dir` with one file; its path.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let block = vec![0u8; 1 << 20];
+    while file.write_all(&block).is_ok() {}
+    let _ = file.flush();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_writes_clearly_keeps_reads_and_recovers_when_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = Tmpfs::mount(&dir.path().join("disk"), 24) else {
+        return;
+    };
+    let server = Server::start(&router_config(dir.path()), &disk.0.join("data"));
+    let http = client();
+    for n in 0..20 {
+        let (status, _) = send(
+            &http,
+            "PUT",
+            &server.url(&format!("/PROBE/p/kv/k{n}")),
+            &format!("v{n}"),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        get(&http, &server.url("/_dohost/ready")).await,
+        (200, "ok\n".to_owned())
+    );
+
+    let filler = fill(&disk.0);
+    // A write larger than what is left: it fails with an error that says
+    // so, and is not acknowledged.
+    let big = "x".repeat(100_000);
+    let mut failed = None;
+    for n in 0..50 {
+        let (status, body) = send(
+            &http,
+            "PUT",
+            &server.url(&format!("/PROBE/p/kv/big{n}")),
+            &big,
+        )
+        .await;
+        if status != 200 {
+            failed = Some((n, status, body));
+            break;
+        }
+    }
+    let (n, status, body) = failed.expect("a write on a full disk fails");
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("storage commit failed"), "{body}");
+    // Reads of what was acknowledged go on; writes fail fast; the server
+    // says it is not ready, and is alive.
+    for k in [0, 19] {
+        assert_eq!(
+            get(&http, &server.url(&format!("/PROBE/p/kv/k{k}"))).await,
+            (200, format!("v{k}"))
+        );
+    }
+    let (status, body) = get(&http, &server.url("/_dohost/ready")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("cannot be written"), "{body}");
+    assert_eq!(get(&http, &server.url("/_dohost/health")).await.0, 200);
+    assert_eq!(
+        get(&http, &server.url(&format!("/PROBE/p/kv/big{n}")))
+            .await
+            .0,
+        404,
+        "the failed write is not there"
+    );
+
+    // Space is back: writes go through again without a restart.
+    std::fs::remove_file(filler).unwrap();
+    let start = Instant::now();
+    loop {
+        let (status, body) = send(&http, "PUT", &server.url("/PROBE/p/kv/after"), "yes").await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "writes did not come back: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        get(&http, &server.url("/PROBE/p/kv/after")).await,
+        (200, "yes".to_owned())
+    );
+    assert_eq!(
+        get(&http, &server.url("/_dohost/ready")).await,
+        (200, "ok\n".to_owned())
+    );
+    drop(server);
+    drop(disk);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_database_file_is_an_error_at_start_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = router_config(dir.path());
+    let server = Server::start(&config, &data);
+    assert_eq!(get(&client(), &server.url("/COUNTER/c/")).await.0, 200);
+    // Closed cleanly: redb trusts such a file when it opens it again.
+    server.stop();
+    // Overwrite the pages after the header with garbage: redb
+    // panics when it opens such a file.
+    let file = std::fs::read_dir(&data)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "redb"))
+        .expect("a .redb file in the data directory");
+    let mut bytes = std::fs::read(&file).unwrap();
+    for (i, b) in bytes.iter_mut().enumerate().skip(512).take(32 * 1024) {
+        *b = (i * 7 + 13) as u8;
+    }
+    std::fs::write(&file, bytes).unwrap();
+    let (ok, log) = run_dohost(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    // The process ends through its error path (a panic would end it with
+    // no `error:` line), naming the file and what to do.
+    assert!(!ok, "{log}");
+    assert!(log.contains("error: cannot open database"), "{log}");
+    assert!(log.contains("the file is damaged"), "{log}");
+}
