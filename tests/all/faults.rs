@@ -142,6 +142,58 @@ async fn a_full_disk_fails_writes_clearly_keeps_reads_and_recovers_when_freed() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_go_on_exits_the_process_for_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = Tmpfs::mount(&dir.path().join("disk"), 16) else {
+        return;
+    };
+    let data = disk.0.join("data");
+    let mut server = Server::start(&router_config(dir.path()), &data);
+    let http = client();
+    let (status, _) = send(&http, "PUT", &server.url("/PROBE/p/kv/k"), "kept").await;
+    assert_eq!(status, 200);
+    // The file cannot be opened again (a directory stands at its path),
+    // and the next commit fails on a full disk.
+    std::fs::rename(data.join("dohost.redb"), disk.0.join("moved.redb")).unwrap();
+    std::fs::create_dir(data.join("dohost.redb")).unwrap();
+    let _filler = fill(&disk.0);
+    let big = "x".repeat(100_000);
+    for n in 0..50 {
+        let (status, _) = send(
+            &http,
+            "PUT",
+            &server.url(&format!("/PROBE/p/kv/b{n}")),
+            &big,
+        )
+        .await;
+        if status != 200 {
+            break;
+        }
+    }
+    let exited = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("the server exits when its store cannot go on");
+    assert_eq!(exited.code(), Some(74), "{}", server.log());
+    assert!(
+        server.log().contains("the storage layer cannot go on"),
+        "{}",
+        server.log()
+    );
+    drop(server);
+    // Restarted on the file: what was acknowledged is there.
+    std::fs::remove_dir(data.join("dohost.redb")).unwrap();
+    std::fs::rename(disk.0.join("moved.redb"), data.join("dohost.redb")).unwrap();
+    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    let server = Server::start(&router_config(dir.path()), &data);
+    assert_eq!(
+        get(&http, &server.url("/PROBE/p/kv/k")).await,
+        (200, "kept".to_owned())
+    );
+    drop(server);
+    drop(disk);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_database_file_is_an_error_at_start_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

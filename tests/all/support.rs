@@ -278,6 +278,19 @@ impl Server {
         self.child.wait().expect("wait");
     }
 
+    /// Waits up to `limit` for the server to exit on its own: its exit
+    /// status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Kills the server with SIGKILL (no shutdown work at all).
     pub fn kill9(mut self) {
         self.child.kill().expect("kill -9");
