@@ -14,6 +14,11 @@ pub const DEFAULT_DATA_DIR: &str = ".dohost";
 /// recently used idle object leaves when another must activate at the cap.
 pub const DEFAULT_MAX_LIVE_OBJECTS: u32 = 10_000;
 
+/// How many entry-worker instances may exist at once by default, idle or
+/// running; more requests wait for one. Separate from the live objects, so
+/// a flood of worker requests cannot take their instance slots.
+pub const DEFAULT_MAX_WORKER_INSTANCES: u32 = 256;
+
 /// How long an idle object stays in memory by default (Cloudflare evicts
 /// after about 10 s without events).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,6 +94,10 @@ pub struct Settings {
     /// Objects in memory at once ([`DEFAULT_MAX_LIVE_OBJECTS`]); beyond it
     /// the least recently used idle object leaves.
     pub max_live_objects: u32,
+    /// Entry-worker instances at once, idle or running
+    /// ([`DEFAULT_MAX_WORKER_INSTANCES`]); more requests wait for one, up
+    /// to the call timeout.
+    pub max_worker_instances: u32,
     /// Time without events after which an object leaves memory
     /// ([`DEFAULT_IDLE_TIMEOUT`]).
     pub idle_timeout: Duration,
@@ -125,6 +134,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             max_live_objects: DEFAULT_MAX_LIVE_OBJECTS,
+            max_worker_instances: DEFAULT_MAX_WORKER_INSTANCES,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
             call_timeout: DEFAULT_CALL_TIMEOUT,

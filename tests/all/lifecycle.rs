@@ -166,3 +166,39 @@ async fn when_every_object_in_memory_is_busy_another_is_overloaded() {
         "1 1"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_worker_requests_waits_for_worker_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = crate::support::guests();
+    // The counter example's worker sends every request to one object,
+    // here a probe that spins: each request holds its worker instance
+    // while it waits.
+    let host = dohost::Host::builder()
+        .data_dir(dir.path())
+        .binding("COUNTER", "Probe", &g.probe)
+        .worker(dohost::ComponentSource::File(g.worker.clone()))
+        .settings(dohost::Settings {
+            max_live_objects: 8,
+            max_worker_instances: 4,
+            ..dohost::Settings::default()
+        })
+        .build()
+        .unwrap();
+    let requests: Vec<_> = (0..40)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move { host.fetch(request("GET", "/spin/20", "")).await })
+        })
+        .collect();
+    let mut most = 0;
+    while !requests.iter().all(tokio::task::JoinHandle::is_finished) {
+        most = most.max(host.stats().worker_instances);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for answer in requests {
+        assert_eq!(answer.await.unwrap().unwrap().status(), 200);
+    }
+    assert!(most <= 4, "{most} worker instances at once");
+    assert!(most >= 2, "the requests ran concurrently: {most}");
+}

@@ -37,6 +37,10 @@ pub struct HostBuilder {
     admin_token: Option<String>,
 }
 
+/// Instance slots beyond the live objects and the workers, for loading
+/// components (each is instantiated once to list its classes).
+const LOADING_SLOTS: u32 = 8;
+
 impl HostBuilder {
     /// Takes bindings, the entry worker, vars and `[limits]` from `config`
     /// (replacing any set before; a later [`HostBuilder::settings`] replaces
@@ -57,6 +61,9 @@ impl HostBuilder {
         }
         if let Some(idle) = config.idle_timeout {
             settings.idle_timeout = idle;
+        }
+        if let Some(workers) = config.max_worker_instances {
+            settings.max_worker_instances = workers;
         }
         if let Some(live) = config.max_live_objects {
             settings.max_live_objects = live;
@@ -180,6 +187,14 @@ impl HostBuilder {
         let runtime = Runtime::new(
             &EngineLimits {
                 max_live_objects: self.settings.max_live_objects,
+                // A few slots besides, for the instances that tell which
+                // classes a component exports when it is loaded.
+                worker_slots: LOADING_SLOTS
+                    + if self.main.is_some() {
+                        self.settings.max_worker_instances
+                    } else {
+                        0
+                    },
                 memory_per_instance: self.settings.memory_per_object,
             },
             data_dir.join("cache"),

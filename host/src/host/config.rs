@@ -24,6 +24,7 @@
 //! memory_bytes = 134217728             # linear memory per object (128 MiB)
 //! idle_timeout_ms = 10000              # an object without events leaves memory
 //! max_live_objects = 10000             # then the least recently used idle one leaves
+//! max_worker_instances = 256           # entry-worker instances; more requests wait
 //! [admin]
 //! token = "a long random secret"       # enables /_dohost/ (Authorization: Bearer ...)
 //! [alarms]
@@ -98,6 +99,9 @@ pub struct Config {
     /// `[limits] max_live_objects`: objects in memory at once
     /// (default [`crate::DEFAULT_MAX_LIVE_OBJECTS`]).
     pub max_live_objects: Option<u32>,
+    /// `[limits] max_worker_instances`: entry-worker instances at once
+    /// (default [`crate::DEFAULT_MAX_WORKER_INSTANCES`]).
+    pub max_worker_instances: Option<u32>,
     /// `[[migrations]]`, in file order.
     pub migrations: Vec<Migration>,
     /// `[admin] token`: the bearer token of the admin HTTP API
@@ -221,6 +225,7 @@ struct RawLimits {
     memory_bytes: Option<u64>,
     idle_timeout_ms: Option<u64>,
     max_live_objects: Option<u32>,
+    max_worker_instances: Option<u32>,
 }
 
 /// The smallest SQL database size limit that makes sense: a few pages.
@@ -388,6 +393,12 @@ impl Config {
                 crate::DEFAULT_MEMORY_PER_OBJECT
             )));
         }
+        if limits.max_worker_instances == Some(0) {
+            return Err(Error::config(format!(
+                "{file}: limits.max_worker_instances = 0 would refuse every request to the worker; use at least 1 (the default is {})",
+                crate::DEFAULT_MAX_WORKER_INSTANCES
+            )));
+        }
         if limits.max_live_objects == Some(0) {
             return Err(Error::config(format!(
                 "{file}: limits.max_live_objects = 0 would refuse every object; use at least 1 (the default is {})",
@@ -440,6 +451,7 @@ impl Config {
                 .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
             idle_timeout: limits.idle_timeout_ms.map(std::time::Duration::from_millis),
             max_live_objects: limits.max_live_objects,
+            max_worker_instances: limits.max_worker_instances,
             migrations,
             admin_token,
             alarm_retry_delay: alarms.retry_delay_ms.map(std::time::Duration::from_millis),

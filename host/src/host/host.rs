@@ -44,6 +44,9 @@ pub struct Stats {
     /// Objects activated (instantiated and constructed) since the host
     /// started.
     pub activations: u64,
+    /// Entry-worker instances now, idle or running (at most
+    /// [`Settings::max_worker_instances`]).
+    pub worker_instances: usize,
     /// The time those activations took, in all: creating the instance and
     /// running the class's constructor (`init`), not the wait for a slot
     /// under [`Settings::max_live_objects`].
@@ -214,6 +217,7 @@ impl Host {
         let shared = &self.inner.shared;
         Stats {
             cache_bytes: shared.cache_budget.used(),
+            worker_instances: self.inner.worker.as_ref().map_or(0, WorkerPool::instances),
             disk_reads: shared.store.disk_reads(),
             alarms_in_memory: shared.schedule.in_memory(),
             alarms_run: shared.alarms_run.load(Ordering::Relaxed),

@@ -52,8 +52,6 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// trap (a panic message, say) in the error it causes.
 const OUTPUT_TAIL_BYTES: usize = 4096;
 
-/// Instance slots kept beyond the live-object cap, for stateless workers.
-pub(crate) const WORKER_SLOTS: u32 = 256;
 
 /// The most bytes of a memory (and of a table) a free slot keeps resident
 /// for its next instance. A JavaScript object writes about a megabyte while
@@ -65,6 +63,9 @@ const KEEP_RESIDENT: usize = 2 << 20;
 #[derive(Clone, Debug)]
 pub(crate) struct EngineLimits {
     pub(crate) max_live_objects: u32,
+    /// Instance slots kept beyond the live-object cap, for the entry
+    /// worker.
+    pub(crate) worker_slots: u32,
     pub(crate) memory_per_instance: usize,
 }
 
@@ -84,7 +85,7 @@ impl Drop for Runtime {
 
 impl Runtime {
     pub(crate) fn new(limits: &EngineLimits, cache_dir: PathBuf) -> Result<Runtime> {
-        let slots = limits.max_live_objects.saturating_add(WORKER_SLOTS);
+        let slots = limits.max_live_objects.saturating_add(limits.worker_slots);
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(slots)
             .total_core_instances(slots.saturating_mul(8))
@@ -523,7 +524,7 @@ pub(crate) fn instantiate_error(err: &wasmtime::Error, context: &str, max_live: 
         return Error::new(
             ErrorKind::Overloaded,
             format!(
-                "{context}: every instance slot is in use ({max_live} live objects plus {WORKER_SLOTS} for workers); idle objects free theirs after the idle timeout, retry later ({err:#})"
+                "{context}: every instance slot is in use ({max_live} live objects plus the worker instances); idle objects free theirs after the idle timeout, retry later ({err:#})"
             ),
         );
     }

@@ -23,6 +23,10 @@ use dohost_store::Gate;
 /// How many idle worker instances are kept warm for the next requests.
 const MAX_IDLE_WORKERS: usize = 64;
 
+/// A worker instance with the permit that counts it against
+/// [`Settings::max_worker_instances`](crate::settings::Settings::max_worker_instances).
+type Counted = (tokio::sync::OwnedSemaphorePermit, WarmWorker);
+
 /// What a worker is: a guest of the host that holds no input gate and
 /// writes nothing.
 pub(crate) struct WorkerIo {
@@ -48,7 +52,12 @@ type WarmWorker = (wasmtime::Store<WorkerState>, Worker);
 pub(crate) struct WorkerPool {
     code: Code<WorkerPre<WorkerState>>,
     /// Instances between requests, with the code generation each runs.
-    idle: Mutex<Vec<(u64, WarmWorker)>>,
+    idle: Mutex<Vec<(u64, Counted)>>,
+    /// One permit per instance, idle or running: a flood of requests waits
+    /// for an instance instead of taking every instance slot of the host.
+    instances: Arc<tokio::sync::Semaphore>,
+    /// Told when an instance goes back to `idle`.
+    returned: tokio::sync::Notify,
     shared: Arc<HostShared>,
 }
 
@@ -57,6 +66,10 @@ impl WorkerPool {
         WorkerPool {
             code: Code::new(pre),
             idle: Mutex::new(Vec::new()),
+            instances: Arc::new(tokio::sync::Semaphore::new(
+                shared.settings.max_worker_instances as usize,
+            )),
+            returned: tokio::sync::Notify::new(),
             shared,
         }
     }
@@ -68,7 +81,49 @@ impl WorkerPool {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    async fn instantiate(&self) -> Result<(u64, WarmWorker)> {
+    /// Worker instances now, idle or running.
+    pub(crate) fn instances(&self) -> usize {
+        self.shared.settings.max_worker_instances as usize - self.instances.available_permits()
+    }
+
+    /// An idle instance, or a new one once one more may exist: waits up
+    /// to the call timeout for a running one to finish.
+    async fn take(&self) -> Result<(u64, Counted)> {
+        let timeout = self.shared.settings.call_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(warm) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+                return Ok(warm);
+            }
+            tokio::select! {
+                permit = self.instances.clone().acquire_owned() => {
+                    let permit = permit
+                        .map_err(|_| Error::new(ErrorKind::ShutDown, "the worker pool is closed"))?;
+                    return self.instantiate(permit).await;
+                }
+                () = &mut returned => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    let limit = self.shared.settings.max_worker_instances;
+                    return Err(Error::new(
+                        ErrorKind::Overloaded,
+                        format!(
+                            "overloaded: all {limit} worker instances ([limits] max_worker_instances) stayed busy for the call timeout ({} ms); retry later",
+                            timeout.as_millis()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// A new instance, counted by `permit`.
+    async fn instantiate(
+        &self,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<(u64, Counted)> {
         let state = GuestState::new(WorkerIo {
             shared: self.shared.clone(),
         });
@@ -84,16 +139,12 @@ impl WorkerPool {
                 self.shared.settings.max_live_objects,
             )
         })?;
-        Ok((generation, (store, instance)))
+        Ok((generation, (permit, (store, instance))))
     }
 
     /// Runs one request through a worker instance.
     pub(crate) async fn fetch(&self, req: WitRequest) -> Result<WitResponse> {
-        let warm = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let (generation, (mut store, instance)) = match warm {
-            Some(w) => w,
-            None => self.instantiate().await?,
-        };
+        let (generation, (permit, (mut store, instance))) = self.take().await?;
         store.data_mut().meter.begin_event();
         let result = instance
             .dohost_object_worker_handler()
@@ -111,7 +162,8 @@ impl WorkerPool {
                 } else {
                     let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
                     if idle.len() < MAX_IDLE_WORKERS && generation == self.code.generation() {
-                        idle.push((generation, (store, instance)));
+                        idle.push((generation, (permit, (store, instance))));
+                        self.returned.notify_one();
                     }
                 }
                 outcome.map_err(|message| Error::new(ErrorKind::GuestError, message))
