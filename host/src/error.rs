@@ -38,7 +38,8 @@ pub enum ErrorKind {
     /// object may still run it (HTTP 504).
     Timeout,
     /// A call would have re-entered an object that is waiting in the same
-    /// call chain, so it was refused instead of deadlocking (HTTP 500).
+    /// call chain, so it was refused instead of deadlocking, or would have
+    /// gone deeper than [`crate::MAX_CALL_DEPTH`] (HTTP 500).
     CallCycle,
     /// The request lacks the credentials a route needs (HTTP 401).
     Unauthorized,

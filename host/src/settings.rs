@@ -19,6 +19,14 @@ pub const DEFAULT_MAX_LIVE_OBJECTS: u32 = 10_000;
 /// a flood of worker requests cannot take their instance slots.
 pub const DEFAULT_MAX_WORKER_INSTANCES: u32 = 256;
 
+/// How many threads run object events by default: twice the cores, at
+/// least 4, so a few long SQL statements or busy guests leave threads for
+/// the other objects (and never hold the threads that serve connections).
+pub fn default_guest_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    (cores * 2).max(4)
+}
+
 /// How long an idle object stays in memory by default (Cloudflare evicts
 /// after about 10 s without events).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,6 +40,15 @@ pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
 /// timeout error. It also ends deadlocks between call chains: two objects
 /// that call each other from different chains both time out.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The most wall-clock time one event may take by default, waiting on
+/// other objects included; past it the event fails and the object is
+/// reset. Twice the call timeout: a caller has given up by then.
+pub const DEFAULT_WALL_TIME_PER_EVENT: Duration = Duration::from_secs(120);
+
+/// The deepest chain of calls between objects: A calling B calling C ...
+/// at most this many objects waiting (Cloudflare's subrequest depth).
+pub const MAX_CALL_DEPTH: usize = 16;
 
 /// The most CPU time one event may use by default (Cloudflare's default).
 pub const DEFAULT_CPU_TIME_PER_EVENT: Duration = Duration::from_secs(30);
@@ -98,6 +115,9 @@ pub struct Settings {
     /// ([`DEFAULT_MAX_WORKER_INSTANCES`]); more requests wait for one, up
     /// to the call timeout.
     pub max_worker_instances: u32,
+    /// Threads that run object events ([`default_guest_threads`]), apart
+    /// from those serving connections.
+    pub guest_threads: usize,
     /// Time without events after which an object leaves memory
     /// ([`DEFAULT_IDLE_TIMEOUT`]).
     pub idle_timeout: Duration,
@@ -107,6 +127,8 @@ pub struct Settings {
     pub call_timeout: Duration,
     /// CPU time per event ([`DEFAULT_CPU_TIME_PER_EVENT`]).
     pub cpu_time_per_event: Duration,
+    /// Wall-clock time per event ([`DEFAULT_WALL_TIME_PER_EVENT`]).
+    pub wall_time_per_event: Duration,
     /// Linear memory per instance ([`DEFAULT_MEMORY_PER_OBJECT`]).
     pub memory_per_object: usize,
     /// Bytes of cached storage values per object
@@ -135,10 +157,12 @@ impl Default for Settings {
         Settings {
             max_live_objects: DEFAULT_MAX_LIVE_OBJECTS,
             max_worker_instances: DEFAULT_MAX_WORKER_INSTANCES,
+            guest_threads: default_guest_threads(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             cpu_time_per_event: DEFAULT_CPU_TIME_PER_EVENT,
+            wall_time_per_event: DEFAULT_WALL_TIME_PER_EVENT,
             memory_per_object: DEFAULT_MEMORY_PER_OBJECT,
             cache_per_object: DEFAULT_CACHE_PER_OBJECT,
             cache_total: DEFAULT_CACHE_TOTAL,

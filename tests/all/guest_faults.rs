@@ -143,3 +143,99 @@ async fn a_guest_that_allocates_1_gib_traps_at_the_memory_limit() {
         .unwrap();
     assert_eq!(crate::support::text(&r), "1 2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_slow_statements_do_not_stall_a_third_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&router_config(dir.path()), &dir.path().join("data"));
+    let http = client();
+    assert_eq!(get(&http, &server.url("/COUNTER/third/")).await.0, 200);
+    // One statement per core, each busy for seconds inside SQLite.
+    let slow = serde_json::json!([{"op": "sql", "params": [],
+        "query": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000000) SELECT count(*) FROM c"}])
+    .to_string();
+    let statements: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let (http, url, slow) = (
+                http.clone(),
+                server.url(&format!("/PROBE/{name}/ops")),
+                slow.clone(),
+            );
+            tokio::spawn(async move {
+                let start = std::time::Instant::now();
+                let (status, body) = send(&http, "POST", &url, &slow).await;
+                (status, body, start.elapsed())
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let start = std::time::Instant::now();
+    assert_eq!(
+        get(&http, &server.url("/COUNTER/third/")).await,
+        (200, "2".to_owned())
+    );
+    let third = start.elapsed();
+    for statement in statements {
+        let (status, body, took) = statement.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("30000000"), "{body}");
+        assert!(
+            third * 4 < took,
+            "the third object waited {third:?} while the statements took {took:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_past_its_wall_clock_limit_fails_and_the_object_is_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = crate::support::library_host(dir.path())
+        .settings(dohost::Settings {
+            max_live_objects: 8,
+            wall_time_per_event: std::time::Duration::from_millis(500),
+            ..dohost::Settings::default()
+        })
+        .build()
+        .unwrap();
+    let waiter = crate::support::probe_stub(&host, "waiter");
+    assert_eq!(waiter.call::<u64>("memory", &()).await.unwrap(), 1);
+    // It waits on another object for longer than its limit (little CPU).
+    let start = std::time::Instant::now();
+    let err = waiter
+        .call::<serde_json::Value>("forward", &("PROBE", "sleeper", "spin", [3000]))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("wall-clock time limit of 500 ms"),
+        "{err}"
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(2));
+    assert_eq!(
+        waiter.call::<u64>("memory", &()).await.unwrap(),
+        1,
+        "a fresh instance"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_deeper_than_the_limit_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = crate::support::library_host(dir.path()).build().unwrap();
+    let first = crate::support::probe_stub(&host, "n0");
+    let path = |n: usize| (1..n).map(|i| format!("n{i}")).collect::<Vec<_>>();
+    let visited: Vec<String> = first
+        .call("relay", &(path(dohost::MAX_CALL_DEPTH),))
+        .await
+        .unwrap();
+    assert_eq!(visited.len(), dohost::MAX_CALL_DEPTH);
+    let err = first
+        .call::<Vec<String>>("relay", &(path(dohost::MAX_CALL_DEPTH + 1),))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message()
+            .contains("17 calls deep, past the limit of 16"),
+        "{err}"
+    );
+}

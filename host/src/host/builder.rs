@@ -13,8 +13,8 @@ use super::reload::Sources;
 use crate::error::{Error, Result};
 use crate::runtime::alarm::Schedule;
 use crate::runtime::{
-    ComponentSource, EngineLimits, HostShared, Namespace, Runtime, WorkerPool, block_on,
-    load_binding, load_worker,
+    ComponentSource, EngineLimits, GuestThreads, HostShared, Namespace, Runtime, WorkerPool,
+    block_on, load_binding, load_worker,
 };
 use crate::settings::{DEFAULT_DATA_DIR, Settings};
 use dohost_store::{AlarmChange, Binding, CommitHook, Migration, Store};
@@ -61,6 +61,9 @@ impl HostBuilder {
         }
         if let Some(idle) = config.idle_timeout {
             settings.idle_timeout = idle;
+        }
+        if let Some(wall) = config.wall_time_per_event {
+            settings.wall_time_per_event = wall;
         }
         if let Some(workers) = config.max_worker_instances {
             settings.max_worker_instances = workers;
@@ -210,12 +213,14 @@ impl HostBuilder {
         };
         let (store, committer_stopped) =
             Store::open(&data_dir.join("dohost.redb"), self.commit_hook, listener)?;
+        let guests = GuestThreads::start(self.settings.guest_threads)?;
         let shared = Arc::new(HostShared::new(
             runtime,
             Arc::new(store),
             self.vars,
             self.settings,
             schedule,
+            guests,
         ));
         // From here on the database is open: a failure must release it.
         let assembled = (|| {
@@ -262,6 +267,7 @@ impl HostBuilder {
             Ok(parts) => parts,
             Err(e) => {
                 shared.store.close();
+                shared.guests.stop();
                 let _ = block_on(async {
                     let _ = committer_stopped.await;
                     Ok(())

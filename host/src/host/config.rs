@@ -21,6 +21,7 @@
 //! mailbox_capacity = 1024              # events waiting per object; more get 503
 //! call_timeout_ms = 60000              # a call to an object gives up after this
 //! cpu_ms = 30000                       # CPU time per event
+//! wall_ms = 120000                     # wall-clock time per event
 //! memory_bytes = 134217728             # linear memory per object (128 MiB)
 //! idle_timeout_ms = 10000              # an object without events leaves memory
 //! max_live_objects = 10000             # then the least recently used idle one leaves
@@ -90,6 +91,9 @@ pub struct Config {
     /// `[limits] cpu_ms`: CPU time per event
     /// (default [`crate::DEFAULT_CPU_TIME_PER_EVENT`]).
     pub cpu_time_per_event: Option<std::time::Duration>,
+    /// `[limits] wall_ms`: wall-clock time per event
+    /// (default [`crate::DEFAULT_WALL_TIME_PER_EVENT`]).
+    pub wall_time_per_event: Option<std::time::Duration>,
     /// `[limits] memory_bytes`: linear memory per object
     /// (default [`crate::DEFAULT_MEMORY_PER_OBJECT`]).
     pub memory_per_object: Option<usize>,
@@ -222,6 +226,7 @@ struct RawLimits {
     mailbox_capacity: Option<usize>,
     call_timeout_ms: Option<u64>,
     cpu_ms: Option<u64>,
+    wall_ms: Option<u64>,
     memory_bytes: Option<u64>,
     idle_timeout_ms: Option<u64>,
     max_live_objects: Option<u32>,
@@ -373,6 +378,11 @@ impl Config {
                 crate::DEFAULT_CPU_TIME_PER_EVENT,
             ),
             (
+                "wall_ms = 0 would stop every event",
+                limits.wall_ms,
+                crate::DEFAULT_WALL_TIME_PER_EVENT,
+            ),
+            (
                 "idle_timeout_ms = 0 would evict every object between events",
                 limits.idle_timeout_ms,
                 crate::DEFAULT_IDLE_TIMEOUT,
@@ -446,6 +456,7 @@ impl Config {
             mailbox_capacity: limits.mailbox_capacity,
             call_timeout: limits.call_timeout_ms.map(std::time::Duration::from_millis),
             cpu_time_per_event: limits.cpu_ms.map(std::time::Duration::from_millis),
+            wall_time_per_event: limits.wall_ms.map(std::time::Duration::from_millis),
             memory_per_object: limits
                 .memory_bytes
                 .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),

@@ -129,6 +129,7 @@ impl HostInner {
             if let Some(stopped) = stopped {
                 let _ = stopped.await;
             }
+            shared.guests.stop();
         }
     }
 }
@@ -142,7 +143,10 @@ impl Drop for HostInner {
             Ok(runtime) => {
                 runtime.spawn(closing);
             }
-            Err(_) => self.shared.store.close(),
+            Err(_) => {
+                self.shared.store.close();
+                self.shared.guests.stop();
+            }
         }
     }
 }

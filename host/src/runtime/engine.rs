@@ -52,7 +52,6 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// trap (a panic message, say) in the error it causes.
 const OUTPUT_TAIL_BYTES: usize = 4096;
 
-
 /// The most bytes of a memory (and of a table) a free slot keeps resident
 /// for its next instance. A JavaScript object writes about a megabyte while
 /// it activates; keeping those pages saves their faults (about a fifth of

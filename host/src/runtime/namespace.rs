@@ -284,7 +284,10 @@ impl Namespace {
             self.0.code.clone(),
             self.0.live.clone(),
         );
-        self.0.shared.actors.spawn(actor.run(rx));
+        let shared = &self.0.shared;
+        shared
+            .actors
+            .spawn_on(actor.run(rx), shared.guests.handle());
         LiveEntry {
             actor: number,
             mailbox: tx,

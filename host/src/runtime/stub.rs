@@ -30,6 +30,7 @@ use super::bindings::{WitRequest, WitResponse};
 use super::namespace::Namespace;
 use super::object::{Answer, Event, Origin, Request};
 use crate::error::{Error, ErrorKind, Result};
+use crate::settings::MAX_CALL_DEPTH;
 use dohost_store::{ObjectKey, pass_gate};
 
 #[cfg(doc)]
@@ -181,6 +182,17 @@ impl Stub {
         if let Some(cycle) = chain.cycle_to(key, &self.label()) {
             return Err(Error::new(ErrorKind::CallCycle, cycle));
         }
+        if chain.depth() >= MAX_CALL_DEPTH {
+            return Err(Error::new(
+                ErrorKind::CallCycle,
+                format!(
+                    "the call to {} would be {} calls deep, past the limit of {MAX_CALL_DEPTH}: {}",
+                    self.label(),
+                    chain.depth() + 1,
+                    chain.path()
+                ),
+            ));
+        }
         let (reply, answer) = oneshot::channel();
         let origin = Origin {
             name: self.name.clone(),
@@ -278,6 +290,29 @@ impl CallChain {
             label,
             before: self.clone(),
         })))
+    }
+
+    /// How many objects wait in this chain.
+    pub(crate) fn depth(&self) -> usize {
+        let mut depth = 0;
+        let mut at = &self.0;
+        while let Some(link) = at {
+            depth += 1;
+            at = &link.before.0;
+        }
+        depth
+    }
+
+    /// The objects waiting, first caller first: `A → B → C`.
+    fn path(&self) -> String {
+        let mut labels = Vec::new();
+        let mut at = &self.0;
+        while let Some(link) = at {
+            labels.push(link.label.as_str());
+            at = &link.before.0;
+        }
+        labels.reverse();
+        labels.join(" → ")
     }
 
     /// If a call to `key` would come back to an object waiting in this

@@ -307,10 +307,14 @@ impl Actor {
         };
         let class = self.identity.class.to_string();
         store.data().io.sql.begin_event();
-        let init = instance
-            .dohost_object_handler()
-            .call_init(&mut store, &class)
-            .await;
+        let wall = self.shared.settings.wall_time_per_event;
+        let init = within_wall(
+            wall,
+            instance
+                .dohost_object_handler()
+                .call_init(&mut store, &class),
+        )
+        .await;
         self.instance = Some((store, instance));
         match init {
             Ok(Ok(())) => {
@@ -406,17 +410,18 @@ impl Actor {
     /// Runs a request or an RPC call.
     async fn request(&mut self, request: Request) -> Result<Answer> {
         self.settle().await;
+        let wall = self.shared.settings.wall_time_per_event;
         let (store, instance) = self.begin_event().await?;
         let handler = instance.dohost_object_handler();
         let result = match &request {
-            Request::Fetch(req) => handler
-                .call_fetch(&mut *store, req)
+            Request::Fetch(req) => within_wall(wall, handler.call_fetch(&mut *store, req))
                 .await
                 .map(|outcome| outcome.map(Answer::Fetch)),
-            Request::Call { method, args } => handler
-                .call_call(&mut *store, method, args)
-                .await
-                .map(|outcome| outcome.map(Answer::Call)),
+            Request::Call { method, args } => {
+                within_wall(wall, handler.call_call(&mut *store, method, args))
+                    .await
+                    .map(|outcome| outcome.map(Answer::Call))
+            }
         };
         match result {
             Ok(outcome) => {
@@ -465,11 +470,15 @@ impl Actor {
                     retry_count: record.retries,
                     is_retry: record.retries > 0,
                 };
+                let wall = self.shared.settings.wall_time_per_event;
                 let (store, instance) = self.instance.as_mut().expect("begun above");
-                let outcome = instance
-                    .dohost_object_handler()
-                    .call_alarm(&mut *store, info)
-                    .await;
+                let outcome = within_wall(
+                    wall,
+                    instance
+                        .dohost_object_handler()
+                        .call_alarm(&mut *store, info),
+                )
+                .await;
                 let result = match outcome {
                     Ok(outcome) => self.finish_event().and_then(|()| {
                         outcome.map_err(|message| Error::new(ErrorKind::GuestError, message))
@@ -561,4 +570,19 @@ impl Actor {
         }
         Ok(())
     }
+}
+
+/// Runs a call into the guest for at most `limit` of wall-clock time. Past
+/// it the call is abandoned (its instance must not be entered again: the
+/// caller resets the object, as after a trap).
+async fn within_wall<T>(
+    limit: std::time::Duration,
+    call: impl std::future::Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(wasmtime::Error::msg(format!(
+            "the event exceeded its wall-clock time limit of {} ms ([limits] wall_ms)",
+            limit.as_millis()
+        )))
+    })
 }
