@@ -153,6 +153,7 @@ impl From<dohost_store::Error> for Error {
             dohost_store::ErrorKind::Config => ErrorKind::Config,
             dohost_store::ErrorKind::Io => ErrorKind::Io,
             dohost_store::ErrorKind::ShutDown => ErrorKind::ShutDown,
+            dohost_store::ErrorKind::TooLarge => ErrorKind::BadRequest,
             _ => ErrorKind::Storage,
         };
         Error::new(kind, e.message())

@@ -56,6 +56,18 @@ pub const DEFAULT_CPU_TIME_PER_EVENT: Duration = Duration::from_secs(30);
 /// The most linear memory one instance may use by default.
 pub const DEFAULT_MEMORY_PER_OBJECT: usize = 128 << 20;
 
+/// The most bytes one event may write by default (KV keys and values; SQL
+/// pages apart), held in memory until its commit: past it a write fails
+/// with an error naming the limit.
+pub const DEFAULT_WRITE_SET_BYTES: usize = 128 << 20;
+
+/// The linear memory all live instances may hold together by default: half
+/// the machine's memory. Past it idle objects leave memory first; then a
+/// growth is refused and a new activation answered 503.
+pub fn default_total_memory() -> usize {
+    usize::try_from(machine_memory() / 2).unwrap_or(usize::MAX)
+}
+
 /// How many bytes of cached values one object may keep by default.
 pub const DEFAULT_CACHE_PER_OBJECT: usize = 8 << 20;
 
@@ -131,6 +143,12 @@ pub struct Settings {
     pub wall_time_per_event: Duration,
     /// Linear memory per instance ([`DEFAULT_MEMORY_PER_OBJECT`]).
     pub memory_per_object: usize,
+    /// Linear memory of all instances together
+    /// ([`default_total_memory`]).
+    pub total_memory_bytes: usize,
+    /// Bytes one event may write to KV, and separately to SQL pages
+    /// ([`DEFAULT_WRITE_SET_BYTES`]).
+    pub write_set_bytes: usize,
     /// Bytes of cached storage values per object
     /// ([`DEFAULT_CACHE_PER_OBJECT`]); writes not yet durable are held
     /// beyond it until they are.
@@ -164,6 +182,8 @@ impl Default for Settings {
             cpu_time_per_event: DEFAULT_CPU_TIME_PER_EVENT,
             wall_time_per_event: DEFAULT_WALL_TIME_PER_EVENT,
             memory_per_object: DEFAULT_MEMORY_PER_OBJECT,
+            total_memory_bytes: default_total_memory(),
+            write_set_bytes: DEFAULT_WRITE_SET_BYTES,
             cache_per_object: DEFAULT_CACHE_PER_OBJECT,
             cache_total: DEFAULT_CACHE_TOTAL,
             max_sql_database_bytes: DEFAULT_MAX_SQL_DATABASE_BYTES,
@@ -210,18 +230,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// when the connection cap is derived from the descriptor limit.
 pub const RESERVED_DESCRIPTORS: u64 = 64;
 
-/// The machine's memory in bytes (`MemTotal` of `/proc/meminfo`), or 8 GiB
-/// where that cannot be read.
-pub fn machine_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib * 1024)
-        })
-        .unwrap_or(8 << 30)
-}
+pub use dohost_store::machine_memory;
 
 /// The request-body memory all connections together may hold by default:
 /// an eighth of the machine's memory, at least one largest body.

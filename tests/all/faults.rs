@@ -174,11 +174,8 @@ async fn a_store_that_cannot_go_on_exits_the_process_for_a_restart() {
         .wait_exit(Duration::from_secs(10))
         .expect("the server exits when its store cannot go on");
     assert_eq!(exited.code(), Some(74), "{}", server.log());
-    assert!(
-        server.log().contains("the storage layer cannot go on"),
-        "{}",
-        server.log()
-    );
+    let log = server.log_with("the storage layer cannot go on");
+    assert!(log.contains("the storage layer cannot go on"), "{log}");
     drop(server);
     // Restarted on the file: what was acknowledged is there.
     std::fs::remove_dir(data.join("dohost.redb")).unwrap();

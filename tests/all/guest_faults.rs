@@ -25,7 +25,11 @@ async fn a_trap_resets_only_that_object_and_discards_its_writes() {
     let (status, body) = get(&http, &server.url("/PROBE/p/panic")).await;
     assert_eq!(status, 500);
     assert!(body.contains("trapped"), "{body}");
-    assert!(server.log().contains("probe panic on request"));
+    assert!(
+        server
+            .log_with("probe panic on request")
+            .contains("probe panic on request")
+    );
 
     // Fresh instance (in-memory count restarts), committed state kept.
     assert_eq!(

@@ -323,7 +323,7 @@ async fn errors_tell_the_client_one_line_and_the_log_the_rest() {
         .unwrap_or_else(|| panic!("no error id: {body}"));
     assert!(!body.contains("probe panic on request"), "{body}");
     // The log has the whole error under that id.
-    let log = server.log();
+    let log = server.log_with("probe panic on request");
     let logged = log
         .lines()
         .position(|l| l.contains(&format!("error id {id}")))

@@ -20,6 +20,7 @@ mod input_gate_ordering;
 mod isolation;
 mod js;
 mod lifecycle;
+mod memory_limits;
 mod migrations;
 mod output_gate;
 mod reload;

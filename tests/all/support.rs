@@ -262,6 +262,18 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// Waits up to 10 s for the server to print `needle`; what it printed.
+    pub fn log_with(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// What the server printed so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()

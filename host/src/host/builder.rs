@@ -62,6 +62,12 @@ impl HostBuilder {
         if let Some(idle) = config.idle_timeout {
             settings.idle_timeout = idle;
         }
+        if let Some(bytes) = config.write_set_bytes {
+            settings.write_set_bytes = bytes;
+        }
+        if let Some(total) = config.total_memory_bytes {
+            settings.total_memory_bytes = total;
+        }
         if let Some(wall) = config.wall_time_per_event {
             settings.wall_time_per_event = wall;
         }
@@ -189,6 +195,7 @@ impl HostBuilder {
         })?;
         let runtime = Runtime::new(
             &EngineLimits {
+                total_memory: self.settings.total_memory_bytes,
                 max_live_objects: self.settings.max_live_objects,
                 // A few slots besides, for the instances that tell which
                 // classes a component exports when it is loaded.
@@ -214,6 +221,7 @@ impl HostBuilder {
         let (store, committer_stopped) =
             Store::open(&data_dir.join("dohost.redb"), self.commit_hook, listener)?;
         let guests = GuestThreads::start(self.settings.guest_threads)?;
+        let memory = runtime.memory.clone();
         let shared = Arc::new(HostShared::new(
             runtime,
             Arc::new(store),
@@ -222,6 +230,10 @@ impl HostBuilder {
             schedule,
             guests,
         ));
+        // A memory growth past the instances' budget asks idle objects to
+        // leave first.
+        let weak = Arc::downgrade(&shared);
+        memory.set_evictor(move || weak.upgrade().is_some_and(|s| s.residency.evict_one()));
         // From here on the database is open: a failure must release it.
         let assembled = (|| {
             let mut pres = Vec::new();

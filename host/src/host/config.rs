@@ -23,6 +23,8 @@
 //! cpu_ms = 30000                       # CPU time per event
 //! wall_ms = 120000                     # wall-clock time per event
 //! memory_bytes = 134217728             # linear memory per object (128 MiB)
+//! total_memory_bytes = 12884901888     # of all objects (default: RAM / 2); idle ones leave first
+//! write_set_bytes = 134217728          # one event's KV writes, and its SQL pages
 //! idle_timeout_ms = 10000              # an object without events leaves memory
 //! max_live_objects = 10000             # then the least recently used idle one leaves
 //! max_worker_instances = 256           # entry-worker instances; more requests wait
@@ -94,6 +96,12 @@ pub struct Config {
     /// `[limits] wall_ms`: wall-clock time per event
     /// (default [`crate::DEFAULT_WALL_TIME_PER_EVENT`]).
     pub wall_time_per_event: Option<std::time::Duration>,
+    /// `[limits] total_memory_bytes`: linear memory of all instances
+    /// together (default [`crate::default_total_memory`]).
+    pub total_memory_bytes: Option<usize>,
+    /// `[limits] write_set_bytes`: what one event may write
+    /// (default [`crate::DEFAULT_WRITE_SET_BYTES`]).
+    pub write_set_bytes: Option<usize>,
     /// `[limits] memory_bytes`: linear memory per object
     /// (default [`crate::DEFAULT_MEMORY_PER_OBJECT`]).
     pub memory_per_object: Option<usize>,
@@ -228,6 +236,8 @@ struct RawLimits {
     cpu_ms: Option<u64>,
     wall_ms: Option<u64>,
     memory_bytes: Option<u64>,
+    total_memory_bytes: Option<u64>,
+    write_set_bytes: Option<u64>,
     idle_timeout_ms: Option<u64>,
     max_live_objects: Option<u32>,
     max_worker_instances: Option<u32>,
@@ -403,6 +413,18 @@ impl Config {
                 crate::DEFAULT_MEMORY_PER_OBJECT
             )));
         }
+        for (key, value) in [
+            ("total_memory_bytes", limits.total_memory_bytes),
+            ("write_set_bytes", limits.write_set_bytes),
+        ] {
+            if let Some(bytes) = value
+                && bytes < MIN_MEMORY_PER_OBJECT
+            {
+                return Err(Error::config(format!(
+                    "{file}: limits.{key} = {bytes} is too small; use at least {MIN_MEMORY_PER_OBJECT} or leave it out for the default"
+                )));
+            }
+        }
         if limits.max_worker_instances == Some(0) {
             return Err(Error::config(format!(
                 "{file}: limits.max_worker_instances = 0 would refuse every request to the worker; use at least 1 (the default is {})",
@@ -457,6 +479,12 @@ impl Config {
             call_timeout: limits.call_timeout_ms.map(std::time::Duration::from_millis),
             cpu_time_per_event: limits.cpu_ms.map(std::time::Duration::from_millis),
             wall_time_per_event: limits.wall_ms.map(std::time::Duration::from_millis),
+            total_memory_bytes: limits
+                .total_memory_bytes
+                .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
+            write_set_bytes: limits
+                .write_set_bytes
+                .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
             memory_per_object: limits
                 .memory_bytes
                 .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),

@@ -26,8 +26,8 @@
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -61,6 +61,8 @@ const KEEP_RESIDENT: usize = 2 << 20;
 /// Engine-wide limits, fixed when the engine is made.
 #[derive(Clone, Debug)]
 pub(crate) struct EngineLimits {
+    /// The linear memory of all instances together.
+    pub(crate) total_memory: usize,
     pub(crate) max_live_objects: u32,
     /// Instance slots kept beyond the live-object cap, for the entry
     /// worker.
@@ -72,6 +74,8 @@ pub(crate) struct EngineLimits {
 pub(crate) struct Runtime {
     pub(crate) engine: Engine,
     memory_per_instance: usize,
+    /// The linear memory of all instances together.
+    pub(crate) memory: Arc<MemoryBudget>,
     cache_dir: PathBuf,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -135,6 +139,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             memory_per_instance: limits.memory_per_instance,
+            memory: Arc::new(MemoryBudget::new(limits.total_memory)),
             cache_dir,
             ticker_stop,
         })
@@ -292,6 +297,87 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 /// leaving the last quarter for one event's own needs.
 const REPLACE_AT_MEMORY_QUARTERS: usize = 3;
 
+/// The linear memory all live instances hold together, bounded by
+/// [`Settings::total_memory_bytes`](crate::settings::Settings::total_memory_bytes).
+/// A growth past it first asks idle objects to leave memory.
+pub(crate) struct MemoryBudget {
+    used: AtomicUsize,
+    limit: usize,
+    /// Asks the least recently used idle object to leave memory; whether
+    /// there was one.
+    evictor: OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
+}
+
+impl MemoryBudget {
+    fn new(limit: usize) -> MemoryBudget {
+        MemoryBudget {
+            used: AtomicUsize::new(0),
+            limit,
+            evictor: OnceLock::new(),
+        }
+    }
+
+    /// Sets how to ask an idle object to leave memory.
+    pub(crate) fn set_evictor(&self, evict: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.evictor.set(Box::new(evict));
+    }
+
+    /// Bytes held now.
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Whether a new instance would likely not fit: less than
+    /// [`ACTIVATION_HEADROOM`] left.
+    pub(crate) fn nearly_full(&self) -> bool {
+        self.used().saturating_add(ACTIVATION_HEADROOM) > self.limit
+    }
+
+    /// The limit, in MiB, for messages.
+    pub(crate) fn limit_mib(&self) -> usize {
+        self.limit >> 20
+    }
+
+    fn try_take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Takes `bytes`, asking idle objects to leave memory while it does
+    /// not fit, for up to [`MEMORY_WAIT`]; whether it got them.
+    async fn take(&self, bytes: usize) -> bool {
+        let deadline = tokio::time::Instant::now() + MEMORY_WAIT;
+        loop {
+            if self.try_take(bytes) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            // Objects asked earlier may still be leaving: ask one more and
+            // look again shortly.
+            if let Some(evict) = self.evictor.get() {
+                evict();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// The memory an activating instance is assumed to need at first.
+const ACTIVATION_HEADROOM: usize = 8 << 20;
+
+/// How long a memory growth waits for idle objects to leave before it is
+/// refused.
+const MEMORY_WAIT: Duration = Duration::from_secs(1);
+
 /// What a store keeps about its guest's execution: CPU ticks used by the
 /// current event, the memory limit, how far the memory has grown and whether
 /// it hit the limit, and the guest's captured output. Object and worker
@@ -305,12 +391,27 @@ pub(crate) struct GuestMeter {
     memory_refused: Option<usize>,
     /// The size of the guest's largest linear memory.
     memory_size: usize,
+    /// The host's budget for all instances' memory, and how much of it
+    /// this store holds.
+    budget: Option<Arc<MemoryBudget>>,
+    accounted: usize,
+    /// The last refused growth did not fit the budget of all instances.
+    total_refused: bool,
 }
 
-impl wasmtime::ResourceLimiter for GuestMeter {
-    fn memory_growing(
+impl Drop for GuestMeter {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give_back(self.accounted);
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime::ResourceLimiterAsync for GuestMeter {
+    async fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -318,11 +419,20 @@ impl wasmtime::ResourceLimiter for GuestMeter {
             self.memory_refused = Some(desired);
             return Ok(false);
         }
+        let more = desired.saturating_sub(current);
+        if let Some(budget) = &self.budget {
+            if !budget.take(more).await {
+                self.memory_refused = Some(desired);
+                self.total_refused = true;
+                return Ok(false);
+            }
+            self.accounted += more;
+        }
         self.memory_size = self.memory_size.max(desired);
         Ok(true)
     }
 
-    fn table_growing(
+    async fn table_growing(
         &mut self,
         _current: usize,
         desired: usize,
@@ -337,6 +447,7 @@ impl GuestMeter {
     pub(crate) fn begin_event(&mut self) {
         self.cpu_ticks = 0;
         self.memory_refused = None;
+        self.total_refused = false;
         self.output.clear();
     }
 
@@ -366,8 +477,9 @@ impl Runtime {
         budget: Duration,
     ) -> wasmtime::Store<GuestState<Io>> {
         state.meter.memory_limit = self.memory_per_instance;
+        state.meter.budget = Some(self.memory.clone());
         let mut store = wasmtime::Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.meter);
+        store.limiter_async(|state| &mut state.meter);
         store.epoch_deadline_callback(move |mut cx| {
             cpu_deadline(&mut cx.data_mut().meter.cpu_ticks, budget)
         });
@@ -490,7 +602,13 @@ impl Pollable for GuestOutput {
 /// trap), and the detail for the log: the whole error with its backtrace
 /// and what the guest last printed (e.g. a panic message).
 pub(crate) fn describe_trap(err: &wasmtime::Error, meter: &GuestMeter) -> (String, String) {
-    let reason = if let Some(desired) = meter.memory_refused {
+    let reason = if let (Some(desired), true) = (meter.memory_refused, meter.total_refused) {
+        format!(
+            "the instances of this host together reached their memory limit of {} MiB ([limits] total_memory_bytes) when this one asked to grow to {} MiB, and no idle object could leave to make room",
+            meter.budget.as_ref().map_or(0, |b| b.limit_mib()),
+            desired >> 20
+        )
+    } else if let Some(desired) = meter.memory_refused {
         format!(
             "the instance reached its memory limit of {} MiB (it asked to grow to {} MiB)",
             meter.memory_limit >> 20,

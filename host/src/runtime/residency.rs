@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::engine::MemoryBudget;
 use crate::error::{Error, ErrorKind, Result};
 
 /// How long an activation waits for an evicted object to leave before it
@@ -24,6 +25,8 @@ const EVICTION_WAIT: Duration = Duration::from_millis(200);
 /// The resident objects of a host.
 pub(crate) struct Residency {
     cap: usize,
+    /// All instances' memory: an object activates only while it has room.
+    memory: Arc<MemoryBudget>,
     state: Mutex<State>,
     /// Signalled whenever an object leaves.
     left: Notify,
@@ -46,9 +49,10 @@ struct Resident {
 }
 
 impl Residency {
-    pub(crate) fn new(cap: u32) -> Residency {
+    pub(crate) fn new(cap: u32, memory: Arc<MemoryBudget>) -> Residency {
         Residency {
             cap: usize::try_from(cap).unwrap_or(usize::MAX).max(1),
+            memory,
             state: Mutex::new(State::default()),
             left: Notify::new(),
         }
@@ -78,7 +82,8 @@ impl Residency {
             left.as_mut().enable();
             {
                 let mut state = self.state();
-                if state.resident.len() < self.cap {
+                let memory_full = self.memory.nearly_full() && !state.resident.is_empty();
+                if state.resident.len() < self.cap && !memory_full {
                     let now = state.clock;
                     state.resident.insert(
                         actor,
@@ -101,6 +106,16 @@ impl Residency {
                     Some(victim) => {
                         victim.asked = true;
                         victim.evict.notify_one();
+                    }
+                    None if !asked_already && memory_full => {
+                        return Err(Error::new(
+                            ErrorKind::Overloaded,
+                            format!(
+                                "overloaded: the objects in memory hold {} MiB, the limit for all instances ([limits] total_memory_bytes = {} MiB), and all are running events; retry later",
+                                self.memory.used() >> 20,
+                                self.memory.limit_mib()
+                            ),
+                        ));
                     }
                     None if !asked_already => {
                         return Err(Error::new(
@@ -125,6 +140,25 @@ impl Residency {
     }
 
     /// Actor `actor` starts an event.
+    /// Asks the least recently used idle object to leave memory (for an
+    /// instance whose memory must grow); whether there was one.
+    pub(crate) fn evict_one(&self) -> bool {
+        let mut state = self.state();
+        let victim = state
+            .resident
+            .values_mut()
+            .filter(|r| !r.busy && !r.asked)
+            .min_by_key(|r| r.last_used);
+        match victim {
+            Some(victim) => {
+                victim.asked = true;
+                victim.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
     pub(crate) fn busy(&self, actor: u64) {
         if let Some(r) = self.state().resident.get_mut(&actor) {
             r.busy = true;

@@ -57,13 +57,14 @@ impl HostShared {
         schedule: Arc<Schedule>,
         guests: GuestThreads,
     ) -> HostShared {
+        let residency = Residency::new(settings.max_live_objects, runtime.memory.clone());
         HostShared {
             guests,
             runtime,
             store,
             vars: Vars::new(vars),
             cache_budget: CacheBudget::new(settings.cache_per_object, settings.cache_total),
-            residency: Residency::new(settings.max_live_objects),
+            residency,
             settings,
             closed: AtomicBool::new(false),
             actors: TaskTracker::new(),

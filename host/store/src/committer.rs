@@ -110,6 +110,10 @@ pub(crate) fn start(
                 retry_delay: FIRST_RETRY_DELAY,
             };
             committer.run(&rx);
+            // No commit may be sent to a stopped committer: later ones fail
+            // at once (see Store::commit).
+            drop(rx);
+            drop(committer);
             let _ = stopped_tx.send(());
         })
         .map_err(|e| {

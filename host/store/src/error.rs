@@ -19,6 +19,9 @@ pub enum ErrorKind {
     Io,
     /// The database is closed.
     ShutDown,
+    /// A read or write is larger than a limit allows (named in the
+    /// message).
+    TooLarge,
 }
 
 /// A failure of the store: a kind and a readable message.

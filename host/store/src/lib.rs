@@ -12,7 +12,7 @@
 //!
 //! let (store, _stopped) = Store::open("dohost.redb".as_ref(), None, Arc::new(|_: &[_]| {}))?;
 //! let budget = CacheBudget::new(8 << 20, 512 << 20);
-//! let mut storage = ObjectStorage::new(ObjectKey::new(0, &[7; 32]), Arc::new(store), budget, 1 << 30);
+//! let mut storage = ObjectStorage::new(ObjectKey::new(0, &[7; 32]), Arc::new(store), budget, 1 << 30, 64 << 20);
 //! storage.writes.write("count".into(), Some("1".into()), WriteOptions::default());
 //! storage.flush(|| ObjectRecord { class: "Counter".into(), name: None });
 //! dohost_store::pass_gate(storage.response_gate()).await?; // durable now
@@ -77,6 +77,19 @@ pub use object::{Gate, ObjectStorage, pass_gate};
 pub use pages::{MemoryPages, PAGE_SIZE, PageFile, PageSource, WriteError};
 pub use registry::{NamespaceRecord, Registry, prepare, read_registry};
 pub use store::Store;
+
+/// The machine's memory in bytes (`MemTotal` of `/proc/meminfo`), or 8 GiB
+/// where that cannot be read.
+pub fn machine_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(8 << 30)
+}
 pub use writes::{
     EventWrites, ListRange, MAX_TRANSACTION_DEPTH, PageWrites, TransactionError, Write,
     WriteOptions, WriteSet,

@@ -82,15 +82,18 @@ pub struct ObjectStorage {
 
 impl ObjectStorage {
     /// The storage of object `key` in `store`: its cache counts against
-    /// `budget`, its SQL database may grow to `max_sql_bytes`. Reads
+    /// `budget`, its SQL database may grow to `max_sql_bytes`, one event
+    /// may change `max_event_bytes` of its pages. Reads
     /// nothing yet.
     pub fn new(
         key: ObjectKey,
         store: Arc<Store>,
         budget: Arc<CacheBudget>,
         max_sql_bytes: u64,
+        max_event_bytes: usize,
     ) -> ObjectStorage {
-        let pages = PageFile::new(key, store.clone(), max_sql_bytes);
+        let pages =
+            PageFile::new(key, store.clone(), max_sql_bytes).with_event_limit(max_event_bytes);
         ObjectStorage {
             key,
             store,
@@ -154,7 +157,9 @@ impl ObjectStorage {
     /// # Errors
     ///
     /// [`ErrorKind::Storage`] if redb cannot be read.
-    pub fn list(&self, range: &ListRange) -> Result<Vec<(String, Vec<u8>)>> {
+    /// [`ErrorKind::TooLarge`] if the result would hold more than
+    /// `max_bytes` of keys and values.
+    pub fn list(&self, range: &ListRange, max_bytes: usize) -> Result<Vec<(String, Vec<u8>)>> {
         let (lower, upper) = range.key_bounds();
         let mut overlay = BTreeMap::new();
         let mut cleared = self
@@ -163,7 +168,8 @@ impl ObjectStorage {
         cleared |= self
             .writes
             .overlay_in(&lower, upper.as_deref(), &mut overlay);
-        self.store.list(&self.key, range, &overlay, cleared)
+        self.store
+            .list(&self.key, range, &overlay, cleared, max_bytes)
     }
 
     /// Hands what the event has committed so far, with the SQL pages it
@@ -290,7 +296,13 @@ mod tests {
 
     fn storage(store: &Arc<Store>) -> ObjectStorage {
         let budget = CacheBudget::new(usize::MAX, usize::MAX);
-        ObjectStorage::new(ObjectKey::new(0, &[1; 32]), store.clone(), budget, 1 << 20)
+        ObjectStorage::new(
+            ObjectKey::new(0, &[1; 32]),
+            store.clone(),
+            budget,
+            1 << 20,
+            usize::MAX,
+        )
     }
 
     fn get(storage: &mut ObjectStorage, key: &str) -> Option<Bytes> {
@@ -322,7 +334,7 @@ mod tests {
         object.settle().unwrap();
         assert!(object.response_gate().is_none());
         object.writes.write("b".into(), Some("2".into()), CONFIRMED);
-        let listed = object.list(&ListRange::default()).unwrap();
+        let listed = object.list(&ListRange::default(), usize::MAX).unwrap();
         assert_eq!(
             listed,
             [("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())]

@@ -41,6 +41,9 @@ pub enum WriteError {
     /// Reading the page to change part of it failed (see
     /// [`PageFile::last_error`]).
     Read,
+    /// The running event changed more pages than one event may (see
+    /// [`PageFile::last_error`]).
+    EventTooLarge,
 }
 
 /// One object's database file (see the module docs).
@@ -48,6 +51,8 @@ pub struct PageFile {
     object: ObjectKey,
     store: Arc<dyn PageSource>,
     max_bytes: u64,
+    /// The most bytes of pages one event may change.
+    max_event_bytes: usize,
     /// The file's length as the running event sees it; `None` until first
     /// needed (then read from redb: nothing else is pending).
     len: Option<u64>,
@@ -98,6 +103,7 @@ impl PageFile {
             object,
             store,
             max_bytes,
+            max_event_bytes: usize::MAX,
             len: None,
             staged_len: None,
             dirty: BTreeMap::new(),
@@ -106,6 +112,13 @@ impl PageFile {
             pending_cuts: Vec::new(),
             last_error: None,
         }
+    }
+
+    /// This file, whose events may change at most `bytes` of pages each.
+    #[must_use]
+    pub fn with_event_limit(mut self, bytes: usize) -> Self {
+        self.max_event_bytes = bytes;
+        self
     }
 
     fn fail(&mut self, e: String) -> String {
@@ -200,6 +213,15 @@ impl PageFile {
             let number = page_of(at);
             let within = (at % PAGE_SIZE as u64) as usize;
             let n = (PAGE_SIZE - within).min(data.len() - done);
+            if !self.dirty.contains_key(&number)
+                && (self.dirty.len() + 1) * PAGE_SIZE > self.max_event_bytes
+            {
+                self.last_error = Some(format!(
+                    "the event changed {} bytes of SQL pages, the limit for one event ([limits] write_set_bytes); split the work over several events",
+                    self.max_event_bytes
+                ));
+                return Err(WriteError::EventTooLarge);
+            }
             let bytes = if n == PAGE_SIZE {
                 Bytes::copy_from_slice(&data[done..done + n])
             } else {

@@ -362,12 +362,14 @@ impl Store {
     /// `committed_cleared`: a pending `delete-all` hides them), merged with
     /// `overlay` (newer state of some keys, `None` = deleted), honouring
     /// order and limit.
+    /// The result may hold at most `max_bytes` of keys and values.
     pub(crate) fn list(
         &self,
         object: &ObjectKey,
         range: &ListRange,
         overlay: &BTreeMap<&str, Option<&[u8]>>,
         committed_cleared: bool,
+        max_bytes: usize,
     ) -> Result<Vec<(String, Vec<u8>)>> {
         guarded("list", || {
             let (lower, upper) = range.key_bounds();
@@ -378,7 +380,7 @@ impl Store {
             };
             self.disk_reads.fetch_add(1, Ordering::Relaxed);
             let limit = range.limit.unwrap_or(usize::MAX);
-            let mut out = Vec::new();
+            let mut out: Vec<(String, Vec<u8>)> = Vec::new();
             if lo >= hi || limit == 0 {
                 return Ok(out);
             }
@@ -420,7 +422,22 @@ impl Store {
             };
             let mut d = next_db()?;
             let mut o = ov.next();
+            let (mut bytes, mut counted) = (0usize, 0usize);
             while out.len() < limit {
+                if let Some((k, v)) = out.last()
+                    && out.len() > counted
+                {
+                    counted = out.len();
+                    bytes += k.len() + v.len();
+                    if bytes > max_bytes {
+                        return Err(Error::new(
+                            crate::ErrorKind::TooLarge,
+                            format!(
+                                "the list result is larger than {max_bytes} bytes, half the object's memory limit; list in pages with `limit` and `start_after`"
+                            ),
+                        ));
+                    }
+                }
                 let take_overlay = match (&d, &o) {
                     (None, None) => break,
                     (Some(_), None) => false,

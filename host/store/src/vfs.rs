@@ -28,6 +28,19 @@ use crate::pages::{PageFile, WriteError};
 /// per process, when the VFS is registered.
 const SQLITE_SOFT_HEAP_LIMIT: i64 = 1 << 30;
 
+/// SQLite's memory in all past which its allocations fail (the statement
+/// fails with "out of memory", the host goes on): a quarter of the machine's
+/// memory, at least twice the soft limit.
+fn sqlite_hard_heap_limit() -> i64 {
+    i64::try_from(crate::machine_memory() / 4)
+        .unwrap_or(i64::MAX)
+        .max(2 * SQLITE_SOFT_HEAP_LIMIT)
+}
+
+/// The largest temporary file (a sorter's or a temporary table's) one
+/// connection may hold in memory.
+const MAX_TEMP_FILE_BYTES: usize = 256 << 20;
+
 /// The name the VFS is registered under.
 const VFS_NAME: &CStr = c"dohost";
 
@@ -106,6 +119,7 @@ fn register() -> rusqlite::Result<()> {
             // Every object's connection keeps a page cache; past this much
             // SQLite memory in all, caches give up pages rather than grow.
             ffi::sqlite3_soft_heap_limit64(SQLITE_SOFT_HEAP_LIMIT);
+            ffi::sqlite3_hard_heap_limit64(sqlite_hard_heap_limit());
             let rc = ffi::sqlite3_vfs_register(Box::into_raw(vfs), 0);
             if rc == ffi::SQLITE_OK {
                 Ok(())
@@ -305,7 +319,7 @@ unsafe extern "C" fn x_write(
     match backing {
         Backing::Database(pages) => match lock(pages).write(offset, data) {
             Ok(()) => ffi::SQLITE_OK,
-            Err(WriteError::Full) => ffi::SQLITE_FULL,
+            Err(WriteError::Full | WriteError::EventTooLarge) => ffi::SQLITE_FULL,
             Err(WriteError::Read) => ffi::SQLITE_IOERR_WRITE,
         },
         Backing::Memory(bytes) => {
@@ -313,6 +327,9 @@ unsafe extern "C" fn x_write(
                 return ffi::SQLITE_FULL;
             };
             let end = start + data.len();
+            if end > MAX_TEMP_FILE_BYTES {
+                return ffi::SQLITE_FULL;
+            }
             if bytes.len() < end {
                 bytes.resize(end, 0);
             }
@@ -329,7 +346,7 @@ unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: ffi::sqlite3
     match backing {
         Backing::Database(pages) => match lock(pages).truncate(size) {
             Ok(()) => ffi::SQLITE_OK,
-            Err(WriteError::Full) => ffi::SQLITE_FULL,
+            Err(WriteError::Full | WriteError::EventTooLarge) => ffi::SQLITE_FULL,
             Err(WriteError::Read) => ffi::SQLITE_IOERR_TRUNCATE,
         },
         Backing::Memory(bytes) => {

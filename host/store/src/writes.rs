@@ -168,6 +168,9 @@ pub struct EventWrites {
     layers: Vec<WriteSet>,
     /// Some write of the event did not ask for `allow-unconfirmed`.
     confirmed: bool,
+    /// Bytes of keys and values written in the layers (a key written twice
+    /// counts twice until a rollback or a commit recounts).
+    bytes: usize,
 }
 
 impl Default for EventWrites {
@@ -175,6 +178,7 @@ impl Default for EventWrites {
         EventWrites {
             layers: vec![WriteSet::default()],
             confirmed: false,
+            bytes: 0,
         }
     }
 }
@@ -205,9 +209,25 @@ impl EventWrites {
         None
     }
 
+    /// Bytes of keys and values the event has written and not yet handed
+    /// to the committer: what one event's write-set limit bounds.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn recount(&mut self) {
+        self.bytes = self
+            .layers
+            .iter()
+            .flat_map(|layer| &layer.entries)
+            .map(|(k, w)| k.len() + w.value.as_ref().map_or(0, Bytes::len))
+            .sum();
+    }
+
     /// Writes `value` to `key` (`None` deletes it).
     pub fn write(&mut self, key: String, value: Option<Bytes>, options: WriteOptions) {
         self.confirmed |= !options.allow_unconfirmed;
+        self.bytes += key.len() + value.as_ref().map_or(0, Bytes::len);
         let no_cache = options.no_cache;
         self.top().entries.insert(key, Write { value, no_cache });
     }
@@ -289,6 +309,7 @@ impl EventWrites {
             return Err(TransactionError::NoTransaction);
         }
         self.layers.pop();
+        self.recount();
         Ok(())
     }
 
@@ -296,7 +317,9 @@ impl EventWrites {
     /// its response must wait for it. Open transactions stay open.
     pub(crate) fn take_committed(&mut self) -> (WriteSet, bool) {
         let confirmed = std::mem::take(&mut self.confirmed);
-        (std::mem::take(&mut self.layers[0]), confirmed)
+        let taken = std::mem::take(&mut self.layers[0]);
+        self.recount();
+        (taken, confirmed)
     }
 
     /// Ends the event: transactions left open are rolled back (the guest

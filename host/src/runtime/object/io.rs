@@ -35,6 +35,7 @@ impl ObjectIo {
             shared.store.clone(),
             shared.cache_budget.clone(),
             settings.max_sql_database_bytes,
+            settings.write_set_bytes,
         );
         ObjectIo {
             sql: Sql::new(

@@ -116,6 +116,14 @@ impl ObjectIo {
         entries
             .iter()
             .try_for_each(|(k, v)| check_key(k).and_then(|()| check_value(v)))?;
+        let adding: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let limit = self.shared.settings.write_set_bytes;
+        let total = self.storage.writes.bytes() + adding;
+        if total > limit {
+            return Err(StorageError::Internal(format!(
+                "the event's writes would reach {total} bytes, over the limit of {limit} for one event ([limits] write_set_bytes); split the work over several events"
+            )));
+        }
         let options = write_options(options);
         for (key, value) in entries {
             self.storage
@@ -163,7 +171,10 @@ impl ObjectIo {
             reverse: options.reverse,
             limit: options.limit.and_then(|l| usize::try_from(l).ok()),
         };
-        self.storage.list(&range).map_err(internal)
+        // The result is copied into the guest and decoded there: half its
+        // memory at most.
+        let limit = self.shared.settings.memory_per_object / 2;
+        self.storage.list(&range, limit).map_err(internal)
     }
 
     /// `delete-all`: every key, the alarm and the SQL database.

@@ -166,10 +166,13 @@ impl Sql {
                 );
             }
             ffi::SQLITE_FULL => {
-                e.message = format!(
-                    "{}: the object's SQL database reached its size limit of {} bytes",
-                    e.message, self.max_bytes
-                );
+                e.message = match self.file().last_error.take() {
+                    Some(cause) => format!("{}: {cause}", e.message),
+                    None => format!(
+                        "{}: the object's SQL database reached its size limit of {} bytes",
+                        e.message, self.max_bytes
+                    ),
+                };
             }
             ffi::SQLITE_IOERR => {
                 if let Some(cause) = self.file().last_error.take() {
