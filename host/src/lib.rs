@@ -46,12 +46,14 @@ mod runtime;
 pub mod server;
 mod settings;
 
-pub use dohost_store::{CommitHook, CommitStage, Health, KeyInfo, MAX_KEYS_SHOWN, TableInfo};
+pub use dohost_store::{
+    CheckReport, CommitHook, CommitStage, Health, KeyInfo, MAX_KEYS_SHOWN, TableInfo,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use host::config::{BindingConfig, ComponentSource, Config, Migration};
 pub use host::{
     DataDir, HEALTH_PATH, Host, HostBuilder, ObjectDetails, ObjectSummary, READY_PATH, Route,
-    Stats, build, config,
+    Stats, build, check_data_dir, config,
 };
 pub use runtime::{Namespace, ObjectId, Stub};
 pub use settings::{

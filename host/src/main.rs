@@ -3,6 +3,7 @@
 //! ```text
 //! dohost serve [--config dohost.toml] [--listen 127.0.0.1:8787] [--data DIR] [--watch]
 //! dohost build [DIR]
+//! dohost check [--config dohost.toml | --data DIR]
 //! dohost objects list [BINDING] [--config dohost.toml | --data DIR]
 //! dohost objects show BINDING NAME|id:ID [--config dohost.toml | --data DIR]
 //! dohost objects delete BINDING NAME|id:ID [--config dohost.toml | --data DIR]
@@ -63,6 +64,18 @@ enum Command {
         /// A dohost.toml, or the directory holding one.
         #[arg(default_value = ".")]
         dir: PathBuf,
+    },
+    /// Verify the data directory of a stopped server: the file's structure
+    /// and the checksum of every stored value and SQL page. Exits 1 if
+    /// anything is damaged.
+    Check {
+        /// The data directory; by default `.dohost` beside the configuration
+        /// file.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The configuration file whose data directory to check.
+        #[arg(long, default_value = "dohost.toml")]
+        config: PathBuf,
     },
     /// List, inspect or delete the objects of a stopped server's data
     /// directory (a running server answers the same on its admin HTTP API).
@@ -291,8 +304,33 @@ fn objects(action: ObjectsAction, data: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `dohost check`: prints what it verified and what is damaged.
+fn check(data: &Path) -> Result<()> {
+    let report = dohost::check_data_dir(data)?;
+    println!("{}", report.structure);
+    println!(
+        "verified {} values, {} SQL pages and {} alarms",
+        report.values, report.pages, report.alarms
+    );
+    for (object, what) in &report.damaged {
+        println!("damaged: {object}: {}", what.join(", "));
+    }
+    if report.is_clean() && report.structure.ends_with("intact") {
+        progress(&format!("{} is intact", data.display()));
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} is damaged: restore it from a backup; until then the objects named above fail the reads of what is damaged",
+            data.display()
+        )
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Check { data, config } => {
+            check(&data.unwrap_or_else(|| default_data_dir(&config)))
+        }
         Command::Objects {
             action,
             data,

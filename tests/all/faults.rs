@@ -230,3 +230,109 @@ async fn a_damaged_database_file_is_an_error_at_start_not_a_panic() {
     assert!(log.contains("error: cannot open database"), "{log}");
     assert!(log.contains("the file is damaged"), "{log}");
 }
+
+/// Flips one byte inside every copy of `marker` in `file`; how many.
+fn damage(file: &Path, marker: &[u8]) -> usize {
+    let mut bytes = std::fs::read(file).unwrap();
+    let mut found = 0;
+    let mut at = 0;
+    while let Some(i) = bytes[at..].windows(marker.len()).position(|w| w == marker) {
+        let i = at + i;
+        bytes[i + marker.len() / 2] ^= 0x20;
+        found += 1;
+        at = i + marker.len();
+    }
+    std::fs::write(file, bytes).unwrap();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_value_or_page_is_detected_not_served_and_check_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = router_config(dir.path());
+    let server = Server::start(&config, &data);
+    let http = client();
+    let kv_marker = "kv-marker-0123456789-abcdefghij";
+    let sql_marker = "sql-marker-9876543210-jihgfedcba";
+    assert_eq!(
+        send(&http, "PUT", &server.url("/PROBE/hurt/kv/k"), kv_marker)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        send(
+            &http,
+            "PUT",
+            &server.url("/PROBE/hurt/kv/fine"),
+            "still here"
+        )
+        .await
+        .0,
+        200
+    );
+    let sql = serde_json::json!([
+        {"op": "sql", "query": "CREATE TABLE t (s TEXT)", "params": []},
+        {"op": "sql", "query": format!("INSERT INTO t VALUES ('{sql_marker}')"), "params": []},
+    ]);
+    assert_eq!(
+        send(
+            &http,
+            "POST",
+            &server.url("/PROBE/hurt/ops"),
+            &sql.to_string()
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(get(&http, &server.url("/COUNTER/well/")).await.0, 200);
+    server.stop();
+
+    let file = data.join("dohost.redb");
+    assert!(damage(&file, kv_marker.as_bytes()) > 0);
+    assert!(damage(&file, sql_marker.as_bytes()) > 0);
+
+    // `dohost check` finds both, by object.
+    let data_arg = data.to_str().unwrap();
+    let mut check = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"));
+    let out = check.args(["check", "--data", data_arg]).output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{report}");
+    assert!(report.contains("(named \"hurt\")"), "{report}");
+    assert!(report.contains("the value of key \"k\""), "{report}");
+    assert!(report.contains("SQL page"), "{report}");
+
+    // The server starts; the damaged reads fail, naming the object; the
+    // rest is served.
+    let server = Server::start(&config, &data);
+    let (status, body) = get(&http, &server.url("/PROBE/hurt/kv/k")).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("damaged"), "{body}");
+    assert_eq!(
+        get(&http, &server.url("/PROBE/hurt/kv/fine")).await,
+        (200, "still here".to_owned())
+    );
+    let count = serde_json::json!([{"op": "sql", "query": "SELECT s FROM t", "params": []}]);
+    let (_, body) = send(
+        &http,
+        "POST",
+        &server.url("/PROBE/hurt/ops"),
+        &count.to_string(),
+    )
+    .await;
+    assert!(
+        !body.contains(sql_marker),
+        "a damaged page was served: {body}"
+    );
+    assert!(body.contains("damaged"), "{body}");
+    assert_eq!(
+        get(&http, &server.url("/COUNTER/well/")).await,
+        (200, "2".to_owned())
+    );
+}

@@ -191,6 +191,28 @@ impl std::fmt::Debug for DataDir {
     }
 }
 
+/// Verifies the data directory `dir` of a stopped server (`dohost check`):
+/// redb's integrity check of the file, then the checksum of every KV value
+/// and SQL page, and every alarm record.
+///
+/// # Errors
+///
+/// [`ErrorKind::NotFound`] when `dir` holds no database,
+/// [`ErrorKind::Storage`] when it cannot be opened at all.
+pub fn check_data_dir(dir: impl AsRef<Path>) -> Result<dohost_store::CheckReport> {
+    let path = dir.as_ref().join("dohost.redb");
+    if !path.is_file() {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "{} holds no dohost database; give the data directory of a server (--data)",
+                dir.as_ref().display()
+            ),
+        ));
+    }
+    Ok(dohost_store::check_file(&path)?)
+}
+
 impl DataDir {
     /// Opens the data directory `dir` of a stopped server.
     ///

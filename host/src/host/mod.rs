@@ -14,7 +14,7 @@ mod link;
 mod reload;
 mod router;
 
-pub use admin::{DataDir, ObjectDetails, ObjectSummary};
+pub use admin::{DataDir, ObjectDetails, ObjectSummary, check_data_dir};
 pub use builder::HostBuilder;
 pub use host::{Host, Stats};
 pub use router::{HEALTH_PATH, READY_PATH, Route};

@@ -20,6 +20,7 @@ use crate::alarm::{AlarmChange, AlarmListener, AlarmRecord, AlarmWrite};
 use crate::directory::ObjectRecord;
 use crate::error::{Error, Result};
 use crate::keys::{ObjectKey, alarm_time_key};
+use crate::sealed::seal;
 use crate::store::{ALARM_TIMES, ALARMS, KV, OBJECTS, PAGES};
 use crate::writes::{Write, WriteSet};
 
@@ -391,14 +392,15 @@ fn commit_batch(
             }
             for (page, bytes) in &page_writes.pages {
                 pages
-                    .insert(object.page_key(*page).as_slice(), bytes.as_ref())
+                    .insert(object.page_key(*page).as_slice(), seal(bytes).as_slice())
                     .map_err(|e| err(&e))?;
             }
             for (key, Write { value, .. }) in &request.writes.entries {
                 let k = object.kv_key(key);
                 match value {
                     Some(v) => {
-                        kv.insert(k.as_slice(), v.as_ref()).map_err(|e| err(&e))?;
+                        kv.insert(k.as_slice(), seal(v).as_slice())
+                            .map_err(|e| err(&e))?;
                     }
                     None => {
                         kv.remove(k.as_slice()).map_err(|e| err(&e))?;

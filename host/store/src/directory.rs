@@ -143,7 +143,7 @@ impl Store {
                 }
                 keys.push(KeyInfo {
                     key: String::from_utf8_lossy(&k.value()[lo.len()..]).into_owned(),
-                    bytes: v.value().len(),
+                    bytes: v.value().len().saturating_sub(crate::sealed::SEAL_BYTES),
                 });
             }
             drop((kv, objects, txn));

@@ -54,6 +54,7 @@
 
 mod alarm;
 mod cache;
+mod check;
 mod committer;
 mod directory;
 mod error;
@@ -62,12 +63,14 @@ mod migrations;
 mod object;
 mod pages;
 mod registry;
+mod sealed;
 mod store;
 pub mod vfs;
 mod writes;
 
 pub use alarm::{AlarmChange, AlarmListener, AlarmRecord, AlarmWrite};
 pub use cache::CacheBudget;
+pub use check::{CheckReport, check_file};
 pub use committer::{CommitHook, CommitResult, CommitStage, Health};
 pub use directory::{Contents, KeyInfo, MAX_KEYS_SHOWN, ObjectRecord, TableInfo};
 pub use error::{Error, ErrorKind, Result};

@@ -16,6 +16,7 @@ use crate::committer::{CommitHook, CommitRequest, CommitResult, DbSlot, Health, 
 use crate::directory::ObjectRecord;
 use crate::error::{Error, Result};
 use crate::keys::{OBJECT_KEY_LEN, ObjectKey, alarm_time_key, decode_alarm_time_key};
+use crate::sealed::{damaged, unseal};
 use crate::writes::{ListRange, WriteSet};
 
 pub(crate) const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
@@ -177,6 +178,7 @@ impl Store {
             .map_err(|e| Error::storage("creating the tables", e))?;
         txn.commit()
             .map_err(|e| Error::storage("creating the tables", e))?;
+        crate::sealed::upgrade(&db)?;
         let slot: DbSlot = Arc::new(RwLock::new(Some(db)));
         let health = Arc::new(std::sync::Mutex::new(Health::Writable));
         let (commits, stopped) =
@@ -246,7 +248,13 @@ impl Store {
                     let value = table
                         .get(object.kv_key(key).as_slice())
                         .map_err(|e| Error::storage("read", e))?;
-                    Ok(value.map(|v| v.value().to_vec()))
+                    value
+                        .map(|v| {
+                            unseal(v.value()).map(<[u8]>::to_vec).ok_or_else(|| {
+                                damaged(&format!("the value of key {key:?} of object {object:?}"))
+                            })
+                        })
+                        .transpose()
                 })
                 .collect()
         })
@@ -274,7 +282,13 @@ impl Store {
 
     /// Reads a committed page of `object`'s SQL database.
     pub(crate) fn read_page(&self, object: &ObjectKey, page: u32) -> Result<Option<Vec<u8>>> {
-        self.read_one(PAGES, &object.page_key(page), "read page")
+        let Some(stored) = self.read_one(PAGES, &object.page_key(page), "read page")? else {
+            return Ok(None);
+        };
+        match unseal(&stored) {
+            Some(bytes) => Ok(Some(bytes.to_vec())),
+            None => Err(damaged(&format!("SQL page {page} of object {object:?}"))),
+        }
     }
 
     /// The committed alarm of `object`, if it has one.
@@ -416,7 +430,10 @@ impl Store {
                     Some(Ok((k, v))) => {
                         let key =
                             String::from_utf8_lossy(&k.value()[OBJECT_KEY_LEN..]).into_owned();
-                        Ok(Some((key, v.value().to_vec())))
+                        let value = unseal(v.value()).ok_or_else(|| {
+                            damaged(&format!("the value of key {key:?} of object {object:?}"))
+                        })?;
+                        Ok(Some((key, value.to_vec())))
                     }
                 }
             };
