@@ -336,3 +336,56 @@ async fn a_damaged_value_or_page_is_detected_not_served_and_check_reports_it() {
         (200, "2".to_owned())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_after_a_crash_is_logged_with_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = router_config(dir.path());
+    let server = Server::start(&config, &data);
+    assert_eq!(get(&client(), &server.url("/COUNTER/c/")).await.0, 200);
+    server.kill9();
+    let server = Server::start(&config, &data);
+    let log = server.log_with("recovered in");
+    assert!(log.contains("was not closed cleanly"), "{log}");
+    assert!(log.contains("recovered in"), "{log}");
+    assert_eq!(
+        get(&client(), &server.url("/COUNTER/c/")).await,
+        (200, "2".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_is_private_and_a_tampered_compiled_component_is_not_loaded() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = router_config(dir.path());
+    let server = Server::start(&config, &data);
+    assert_eq!(get(&client(), &server.url("/COUNTER/c/")).await.0, 200);
+    server.stop();
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("dohost.redb")), 0o600);
+    let compiled: Vec<PathBuf> = std::fs::read_dir(data.join("cache"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert!(!compiled.is_empty());
+    for file in &compiled {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+        let mut bytes = std::fs::read(file).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(file, bytes).unwrap();
+    }
+    let server = Server::start(&config, &data);
+    let log = server.log_with("does not match its recorded hash");
+    assert!(log.contains("does not match its recorded hash"), "{log}");
+    assert_eq!(
+        get(&client(), &server.url("/COUNTER/c/")).await,
+        (200, "2".to_owned())
+    );
+}
