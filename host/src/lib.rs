@@ -67,5 +67,5 @@ pub use settings::{
     MAX_DELIVERIES, MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_OBJECT_NAME_BYTES, MAX_SQL_PARAMS,
     MAX_SQL_STATEMENT_BYTES, MAX_SQL_VALUE_BYTES, MAX_TRANSACTION_DEPTH, MAX_VALUE_BYTES,
     RESERVED_DESCRIPTORS, SCHEDULE_WINDOW, ServerSettings, Settings, default_body_memory,
-    default_guest_threads, default_total_memory, machine_memory,
+    default_total_memory, default_worker_threads, machine_memory,
 };

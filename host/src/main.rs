@@ -358,6 +358,7 @@ fn run(cli: Cli) -> Result<()> {
             server.debug_errors |= dev;
             raise_descriptor_limit();
             let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.server.worker_threads)
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;

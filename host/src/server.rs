@@ -504,6 +504,9 @@ async fn read_body(
         );
         reply
     };
+    if hyper::body::Body::is_end_stream(&body) {
+        return Ok(Bytes::new());
+    }
     let declared = head
         .headers
         .get(http::header::CONTENT_LENGTH)

@@ -19,10 +19,11 @@ pub const DEFAULT_MAX_LIVE_OBJECTS: u32 = 10_000;
 /// a flood of worker requests cannot take their instance slots.
 pub const DEFAULT_MAX_WORKER_INSTANCES: u32 = 256;
 
-/// How many threads run object events by default: twice the cores, at
-/// least 4, so a few long SQL statements or busy guests leave threads for
-/// the other objects (and never hold the threads that serve connections).
-pub fn default_guest_threads() -> usize {
+/// How many threads `dohost serve` runs connections and object events on
+/// by default: twice the cores, at least 4, so a few long SQL statements
+/// (which hold their thread) leave threads for the other objects and the
+/// connections.
+pub fn default_worker_threads() -> usize {
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     (cores * 2).max(4)
 }
@@ -127,9 +128,6 @@ pub struct Settings {
     /// ([`DEFAULT_MAX_WORKER_INSTANCES`]); more requests wait for one, up
     /// to the call timeout.
     pub max_worker_instances: u32,
-    /// Threads that run object events ([`default_guest_threads`]), apart
-    /// from those serving connections.
-    pub guest_threads: usize,
     /// Time without events after which an object leaves memory
     /// ([`DEFAULT_IDLE_TIMEOUT`]).
     pub idle_timeout: Duration,
@@ -175,7 +173,6 @@ impl Default for Settings {
         Settings {
             max_live_objects: DEFAULT_MAX_LIVE_OBJECTS,
             max_worker_instances: DEFAULT_MAX_WORKER_INSTANCES,
-            guest_threads: default_guest_threads(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
             call_timeout: DEFAULT_CALL_TIMEOUT,
@@ -260,6 +257,9 @@ pub struct ServerSettings {
     /// Request-body bytes all connections together may hold
     /// ([`default_body_memory`]; `body_memory_bytes`); past it, 503.
     pub body_memory: usize,
+    /// Threads of the async runtime `dohost serve` runs on
+    /// ([`default_worker_threads`]; `worker_threads`).
+    pub worker_threads: usize,
     /// Open connections at most ([`DEFAULT_MAX_CONNECTIONS`], lowered to
     /// fit the descriptor limit; `max_connections`).
     pub max_connections: usize,
@@ -279,6 +279,7 @@ impl Default for ServerSettings {
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
             body_memory: default_body_memory(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            worker_threads: default_worker_threads(),
             debug_errors: false,
         }
     }

@@ -13,8 +13,8 @@ use super::reload::Sources;
 use crate::error::{Error, Result};
 use crate::runtime::alarm::Schedule;
 use crate::runtime::{
-    ComponentSource, EngineLimits, GuestThreads, HostShared, Namespace, Runtime, WorkerPool,
-    block_on, load_binding, load_worker,
+    ComponentSource, EngineLimits, HostShared, Namespace, Runtime, WorkerPool, block_on,
+    load_binding, load_worker,
 };
 use crate::settings::{DEFAULT_DATA_DIR, Settings};
 use dohost_store::{AlarmChange, Binding, CommitHook, Migration, Store};
@@ -220,7 +220,6 @@ impl HostBuilder {
         };
         let (store, committer_stopped) =
             Store::open(&data_dir.join("dohost.redb"), self.commit_hook, listener)?;
-        let guests = GuestThreads::start(self.settings.guest_threads)?;
         let memory = runtime.memory.clone();
         let shared = Arc::new(HostShared::new(
             runtime,
@@ -228,7 +227,6 @@ impl HostBuilder {
             self.vars,
             self.settings,
             schedule,
-            guests,
         ));
         // A memory growth past the instances' budget asks idle objects to
         // leave first.
@@ -279,7 +277,6 @@ impl HostBuilder {
             Ok(parts) => parts,
             Err(e) => {
                 shared.store.close();
-                shared.guests.stop();
                 let _ = block_on(async {
                     let _ = committer_stopped.await;
                     Ok(())

@@ -41,6 +41,7 @@
 //! max_request_body_bytes = 104857600   # larger bodies get 413
 //! body_memory_bytes = 3221225472       # all bodies in memory (default: RAM / 8); then 503
 //! max_connections = 10000              # then the oldest idle connection is closed
+//! worker_threads = 4                   # threads for connections and objects (default: 2 x cores, at least 4)
 //! debug_errors = false                 # whole errors (backtraces) in responses
 //! ```
 //!
@@ -162,6 +163,7 @@ struct RawServer {
     max_request_body_bytes: Option<u64>,
     body_memory_bytes: Option<u64>,
     max_connections: Option<usize>,
+    worker_threads: Option<usize>,
     debug_errors: Option<bool>,
 }
 
@@ -544,6 +546,7 @@ fn parse_server(raw: RawServer, file: &str) -> Result<ServerSettings> {
         )));
     }
     server.max_connections = raw.max_connections.unwrap_or(server.max_connections);
+    server.worker_threads = raw.worker_threads.unwrap_or(server.worker_threads);
     server.debug_errors = raw.debug_errors.unwrap_or(false);
     Ok(server)
 }

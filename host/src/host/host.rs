@@ -129,7 +129,6 @@ impl HostInner {
             if let Some(stopped) = stopped {
                 let _ = stopped.await;
             }
-            shared.guests.stop();
         }
     }
 }
@@ -143,10 +142,7 @@ impl Drop for HostInner {
             Ok(runtime) => {
                 runtime.spawn(closing);
             }
-            Err(_) => {
-                self.shared.store.close();
-                self.shared.guests.stop();
-            }
+            Err(_) => self.shared.store.close(),
         }
     }
 }

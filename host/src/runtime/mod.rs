@@ -32,7 +32,7 @@ pub(crate) use ids::{minted_by, name_id, parse_id};
 pub(crate) use namespace::find;
 pub use namespace::{Namespace, ObjectId};
 pub(crate) use object::ObjectState;
-pub(crate) use shared::{GuestThreads, HostShared};
+pub(crate) use shared::HostShared;
 pub use stub::Stub;
 pub(crate) use stub::{from_wit_response, to_wit_request};
 pub(crate) use worker::{WorkerPool, WorkerState};

@@ -284,10 +284,7 @@ impl Namespace {
             self.0.code.clone(),
             self.0.live.clone(),
         );
-        let shared = &self.0.shared;
-        shared
-            .actors
-            .spawn_on(actor.run(rx), shared.guests.handle());
+        self.0.shared.actors.spawn(actor.run(rx));
         LiveEntry {
             actor: number,
             mailbox: tx,

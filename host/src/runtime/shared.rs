@@ -30,10 +30,7 @@ pub(crate) struct HostShared {
     /// Every object actor and the alarm scheduler, so shutdown can wait
     /// for them.
     pub(crate) actors: TaskTracker,
-    /// The threads object events run on, apart from the threads that
-    /// serve connections: a long SQL statement or a busy guest occupies
-    /// one of these, never the reactor.
-    pub(crate) guests: GuestThreads,
+
     /// The earliest alarms ([`super::alarm`]).
     pub(crate) schedule: Arc<Schedule>,
     /// Alarm handlers that ran to an end.
@@ -55,11 +52,9 @@ impl HostShared {
         vars: BTreeMap<String, String>,
         settings: Settings,
         schedule: Arc<Schedule>,
-        guests: GuestThreads,
     ) -> HostShared {
         let residency = Residency::new(settings.max_live_objects, runtime.memory.clone());
         HostShared {
-            guests,
             runtime,
             store,
             vars: Vars::new(vars),
@@ -86,45 +81,5 @@ impl HostShared {
                 Error::new(ErrorKind::ShutDown, "the host is shut down; no more calls")
             })?;
         find(&namespaces, binding)
-    }
-}
-
-/// A multi-threaded tokio runtime of its own for object events.
-pub(crate) struct GuestThreads {
-    handle: tokio::runtime::Handle,
-    runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
-}
-
-impl GuestThreads {
-    /// Starts `threads` threads.
-    pub(crate) fn start(threads: usize) -> Result<GuestThreads> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads.max(1))
-            .thread_name("dohost-guest")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("cannot start the guest threads", e))?;
-        Ok(GuestThreads {
-            handle: runtime.handle().clone(),
-            runtime: std::sync::Mutex::new(Some(runtime)),
-        })
-    }
-
-    /// Where object events are spawned.
-    pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
-        &self.handle
-    }
-
-    /// Stops the threads without waiting for them (the host has let its
-    /// objects finish first).
-    pub(crate) fn stop(&self) {
-        if let Some(runtime) = self
-            .runtime
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            runtime.shutdown_background();
-        }
     }
 }

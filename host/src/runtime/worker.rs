@@ -89,6 +89,9 @@ impl WorkerPool {
     /// An idle instance, or a new one once one more may exist: waits up
     /// to the call timeout for a running one to finish.
     async fn take(&self) -> Result<(u64, Counted)> {
+        if let Some(warm) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(warm);
+        }
         let timeout = self.shared.settings.call_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
