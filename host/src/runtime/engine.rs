@@ -243,16 +243,20 @@ fn store_cached(component: &Component, path: &Path) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         private_dir(dir)?;
     }
-    let write = |target: &Path, contents: &[u8]| {
-        let tmp = target.with_extension(format!("tmp{}", std::process::id()));
-        let written = private_file(&tmp, contents).and_then(|()| std::fs::rename(&tmp, target));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written
-    };
-    write(path, &bytes)?;
-    write(&hash_file(path), blake3::hash(&bytes).to_hex().as_bytes())
+    replace_file(path, &bytes)?;
+    replace_file(&hash_file(path), blake3::hash(&bytes).to_hex().as_bytes())
+}
+
+/// Writes `contents` to `target` whole or not at all: into a temporary
+/// file beside it, renamed over it; the temporary file is removed if that
+/// fails.
+fn replace_file(target: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = target.with_extension(format!("tmp{}", std::process::id()));
+    let written = private_file(&tmp, contents).and_then(|()| std::fs::rename(&tmp, target));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Creates `dir` (and its parents) readable by the owner only (0700).
@@ -650,6 +654,28 @@ pub(crate) fn instantiate_error(err: &wasmtime::Error, context: &str, max_live: 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cache_file_that_cannot_be_written_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("x.cwasm");
+        // A directory where the file should go: the rename fails.
+        std::fs::create_dir_all(target.join("in-the-way")).unwrap();
+        assert!(super::replace_file(&target, b"compiled").is_err());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, ["x.cwasm"], "only what was there before");
+        // Where it can be written, it is, readable by the owner only.
+        let target = dir.path().join("y.cwasm");
+        super::replace_file(&target, b"compiled").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"compiled");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
     use super::swap_active;
 
     #[test]
