@@ -81,8 +81,13 @@ pub async fn serve(
                     let out_of_descriptors = matches!(e.raw_os_error(), Some(23 | 24));
                     let shed = out_of_descriptors && edge.connections.shed_oldest_idle();
                     if !edge.at_cap.swap(true, Ordering::Relaxed) {
+                        let action = if out_of_descriptors {
+                            "closing the oldest idle connections to make room"
+                        } else {
+                            "retrying"
+                        };
                         tracing::warn!(
-                            "accepting a connection failed ({e}); closing idle connections to make room (logged once until the server is below its limits again)"
+                            "accepting a connection failed ({e}); {action} (logged once until the server is below its limits again)"
                         );
                     }
                     if !shed {
