@@ -48,6 +48,26 @@ struct Resident {
     evict: Arc<Notify>,
 }
 
+impl State {
+    /// Asks the least recently used idle object not asked yet to leave
+    /// memory; whether there was one.
+    fn ask_one_to_leave(&mut self) -> bool {
+        let victim = self
+            .resident
+            .values_mut()
+            .filter(|r| !r.busy && !r.asked)
+            .min_by_key(|r| r.last_used);
+        match victim {
+            Some(victim) => {
+                victim.asked = true;
+                victim.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 impl Residency {
     pub(crate) fn new(cap: u32, memory: Arc<MemoryBudget>) -> Residency {
         Residency {
@@ -97,36 +117,20 @@ impl Residency {
                     return Ok(());
                 }
                 let asked_already = state.resident.values().any(|r| r.asked);
-                let victim = state
-                    .resident
-                    .values_mut()
-                    .filter(|r| !r.busy && !r.asked)
-                    .min_by_key(|r| r.last_used);
-                match victim {
-                    Some(victim) => {
-                        victim.asked = true;
-                        victim.evict.notify_one();
-                    }
-                    None if !asked_already && memory_full => {
-                        return Err(Error::new(
-                            ErrorKind::Overloaded,
-                            format!(
-                                "overloaded: the objects in memory hold {} MiB, the limit for all instances ([limits] total_memory_bytes = {} MiB), and all are running events; retry later",
-                                self.memory.used() >> 20,
-                                self.memory.limit_mib()
-                            ),
-                        ));
-                    }
-                    None if !asked_already => {
-                        return Err(Error::new(
-                            ErrorKind::Overloaded,
-                            format!(
-                                "all {} objects in memory are running events, so no other can activate (limits.max_live_objects); retry later",
-                                self.cap
-                            ),
-                        ));
-                    }
-                    None => {}
+                if !state.ask_one_to_leave() && !asked_already {
+                    let why = if memory_full {
+                        format!(
+                            "overloaded: the objects in memory hold {} MiB, the limit for all instances ([limits] total_memory_bytes = {} MiB), and all are running events; retry later",
+                            self.memory.used() >> 20,
+                            self.memory.limit_mib()
+                        )
+                    } else {
+                        format!(
+                            "all {} objects in memory are running events, so no other can activate (limits.max_live_objects); retry later",
+                            self.cap
+                        )
+                    };
+                    return Err(Error::new(ErrorKind::Overloaded, why));
                 }
             }
             if tokio::time::timeout(EVICTION_WAIT, left).await.is_err() {
@@ -139,26 +143,13 @@ impl Residency {
         }
     }
 
-    /// Actor `actor` starts an event.
     /// Asks the least recently used idle object to leave memory (for an
     /// instance whose memory must grow); whether there was one.
     pub(crate) fn evict_one(&self) -> bool {
-        let mut state = self.state();
-        let victim = state
-            .resident
-            .values_mut()
-            .filter(|r| !r.busy && !r.asked)
-            .min_by_key(|r| r.last_used);
-        match victim {
-            Some(victim) => {
-                victim.asked = true;
-                victim.evict.notify_one();
-                true
-            }
-            None => false,
-        }
+        self.state().ask_one_to_leave()
     }
 
+    /// Actor `actor` starts an event.
     pub(crate) fn busy(&self, actor: u64) {
         if let Some(r) = self.state().resident.get_mut(&actor) {
             r.busy = true;
