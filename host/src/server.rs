@@ -318,6 +318,22 @@ struct Tracked {
     edge: Arc<Edge>,
 }
 
+impl Tracked {
+    /// Notes that bytes moved, now; the time noted.
+    fn moved(&self) -> u64 {
+        let now = self.edge.connections.now();
+        self.conn.progress.store(now, Ordering::Relaxed);
+        now
+    }
+
+    /// Notes a write that moved bytes.
+    fn wrote(&self, polled: &Poll<std::io::Result<usize>>) {
+        if matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
+            self.moved();
+        }
+    }
+}
+
 impl AsyncRead for Tracked {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -328,8 +344,7 @@ impl AsyncRead for Tracked {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
         if buf.filled().len() > before {
-            let now = this.edge.connections.now();
-            this.conn.progress.store(now, Ordering::Relaxed);
+            let now = this.moved();
             if this.conn.handling.load(Ordering::Relaxed) == 0 {
                 let _ = this.conn.head_started.compare_exchange(
                     0,
@@ -351,12 +366,7 @@ impl AsyncWrite for Tracked {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = polled
-            && n > 0
-        {
-            let now = this.edge.connections.now();
-            this.conn.progress.store(now, Ordering::Relaxed);
-        }
+        this.wrote(&polled);
         polled
     }
 
@@ -375,12 +385,7 @@ impl AsyncWrite for Tracked {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = polled
-            && n > 0
-        {
-            let now = this.edge.connections.now();
-            this.conn.progress.store(now, Ordering::Relaxed);
-        }
+        this.wrote(&polled);
         polled
     }
 
