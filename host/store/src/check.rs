@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::alarm::AlarmRecord;
 use crate::directory::ObjectRecord;
@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 use crate::keys::{OBJECT_KEY_LEN, ObjectKey};
 use crate::sealed::unseal;
 use crate::store::{ALARMS, KV, OBJECTS, PAGES, open_database};
+
+/// What is damaged in a table entry (key, stored value), if anything.
+type Damage<'a> = &'a dyn Fn(&[u8], &[u8]) -> Option<String>;
 
 /// What [`check_file`] found.
 #[derive(Debug, Default)]
@@ -56,57 +59,48 @@ pub fn check_file(path: &Path) -> Result<CheckReport> {
     let err = |e: &dyn std::fmt::Display| Error::storage("check", e);
     let txn = db.begin_read().map_err(|e| err(&e))?;
     let mut damaged: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
-    let mut note = |key: &[u8], what: String| {
-        if let Some(object) = ObjectKey::from_bytes(key.get(..OBJECT_KEY_LEN).unwrap_or_default()) {
-            damaged.entry(object).or_default().push(what);
-        }
-    };
-    let kv = txn.open_table(KV).map_err(|e| err(&e))?;
-    for entry in kv.iter().map_err(|e| err(&e))? {
-        match entry {
-            Ok((k, v)) => {
-                report.values += 1;
-                if unseal(v.value()).is_none() {
-                    let key = String::from_utf8_lossy(&k.value()[OBJECT_KEY_LEN..]).into_owned();
-                    note(k.value(), format!("the value of key {key:?}"));
+    let mut scan =
+        |table: TableDefinition<&[u8], &[u8]>, entries: &str, damage: Damage<'_>| -> Result<u64> {
+            let mut read = 0;
+            for entry in txn
+                .open_table(table)
+                .map_err(|e| err(&e))?
+                .iter()
+                .map_err(|e| err(&e))?
+            {
+                match entry {
+                    Ok((k, v)) => {
+                        read += 1;
+                        let object = ObjectKey::from_bytes(
+                            k.value().get(..OBJECT_KEY_LEN).unwrap_or_default(),
+                        );
+                        if let (Some(object), Some(what)) = (object, damage(k.value(), v.value())) {
+                            damaged.entry(object).or_default().push(what);
+                        }
+                    }
+                    Err(e) => report
+                        .structure
+                        .push_str(&format!("; one of the {entries} cannot be read: {e}")),
                 }
             }
-            Err(e) => report
-                .structure
-                .push_str(&format!("; a KV entry cannot be read: {e}")),
-        }
-    }
-    let pages = txn.open_table(PAGES).map_err(|e| err(&e))?;
-    for entry in pages.iter().map_err(|e| err(&e))? {
-        match entry {
-            Ok((k, v)) => {
-                report.pages += 1;
-                if unseal(v.value()).is_none() {
-                    let number = k.value()[OBJECT_KEY_LEN..]
-                        .try_into()
-                        .map_or(0, u32::from_be_bytes);
-                    note(k.value(), format!("SQL page {number}"));
-                }
-            }
-            Err(e) => report
-                .structure
-                .push_str(&format!("; a SQL page cannot be read: {e}")),
-        }
-    }
-    let alarms = txn.open_table(ALARMS).map_err(|e| err(&e))?;
-    for entry in alarms.iter().map_err(|e| err(&e))? {
-        match entry {
-            Ok((k, v)) => {
-                report.alarms += 1;
-                if AlarmRecord::decode(v.value()).is_none() {
-                    note(k.value(), "its alarm".to_owned());
-                }
-            }
-            Err(e) => report
-                .structure
-                .push_str(&format!("; an alarm cannot be read: {e}")),
-        }
-    }
+            Ok(read)
+        };
+    let values = scan(KV, "KV entries", &|k, v| {
+        let key = String::from_utf8_lossy(&k[OBJECT_KEY_LEN..]);
+        unseal(v)
+            .is_none()
+            .then(|| format!("the value of key {key:?}"))
+    })?;
+    let pages = scan(PAGES, "SQL pages", &|k, v| {
+        let number = k[OBJECT_KEY_LEN..].try_into().map_or(0, u32::from_be_bytes);
+        unseal(v).is_none().then(|| format!("SQL page {number}"))
+    })?;
+    let alarms = scan(ALARMS, "alarms", &|_, v| {
+        AlarmRecord::decode(v)
+            .is_none()
+            .then(|| "its alarm".to_owned())
+    })?;
+    (report.values, report.pages, report.alarms) = (values, pages, alarms);
     let objects = txn.open_table(OBJECTS).map_err(|e| err(&e))?;
     for (object, what) in damaged {
         let name = objects
@@ -114,19 +108,13 @@ pub fn check_file(path: &Path) -> Result<CheckReport> {
             .ok()
             .flatten()
             .and_then(|v| serde_json::from_slice::<ObjectRecord>(v.value()).ok())
-            .and_then(|record| record.name);
-        let label = match name {
-            Some(name) => format!(
-                "namespace {} object {} (named {name:?})",
-                object.namespace(),
-                hex::encode(object.id())
-            ),
-            None => format!(
-                "namespace {} object {}",
-                object.namespace(),
-                hex::encode(object.id())
-            ),
-        };
+            .and_then(|record| record.name)
+            .map_or_else(String::new, |name| format!(" (named {name:?})"));
+        let label = format!(
+            "namespace {} object {}{name}",
+            object.namespace(),
+            hex::encode(object.id())
+        );
         report.damaged.push((label, what));
     }
     Ok(report)
