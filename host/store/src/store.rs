@@ -282,13 +282,15 @@ impl Store {
 
     /// Reads a committed page of `object`'s SQL database.
     pub(crate) fn read_page(&self, object: &ObjectKey, page: u32) -> Result<Option<Vec<u8>>> {
-        let Some(stored) = self.read_one(PAGES, &object.page_key(page), "read page")? else {
+        let Some(mut stored) = self.read_one(PAGES, &object.page_key(page), "read page")? else {
             return Ok(None);
         };
-        match unseal(&stored) {
-            Some(bytes) => Ok(Some(bytes.to_vec())),
-            None => Err(damaged(&format!("SQL page {page} of object {object:?}"))),
-        }
+        let len = unseal(&stored)
+            .ok_or_else(|| damaged(&format!("SQL page {page} of object {object:?}")))?
+            .len();
+        // The page is the stored bytes less their seal: no second copy.
+        stored.truncate(len);
+        Ok(Some(stored))
     }
 
     /// The committed alarm of `object`, if it has one.
