@@ -201,12 +201,7 @@ async fn a_damaged_database_file_is_an_error_at_start_not_a_panic() {
     server.stop();
     // Overwrite the pages after the header with garbage: redb
     // panics when it opens such a file.
-    let file = std::fs::read_dir(&data)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "redb"))
-        .expect("a .redb file in the data directory");
+    let file = data.join("dohost.redb");
     let mut bytes = std::fs::read(&file).unwrap();
     for (i, b) in bytes.iter_mut().enumerate().skip(512).take(32 * 1024) {
         *b = (i * 7 + 13) as u8;
