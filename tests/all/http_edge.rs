@@ -322,8 +322,9 @@ async fn errors_tell_the_client_one_line_and_the_log_the_rest() {
         .and_then(|rest| rest.strip_suffix(')'))
         .unwrap_or_else(|| panic!("no error id: {body}"));
     assert!(!body.contains("probe panic on request"), "{body}");
-    // The log has the whole error under that id.
-    let log = server.log_with("probe panic on request");
+    // The log has the whole error under that id. The trap's own warning
+    // also quotes the panic and may be written first, so wait for the id.
+    let log = server.log_with(&format!("error id {id}"));
     let logged = log
         .lines()
         .position(|l| l.contains(&format!("error id {id}")))
