@@ -80,8 +80,13 @@ function _freeImportArguments() {
 
 /** Each import function or imported resource class, up to its closing brace. */
 const IMPORT_BLOCK = /^(?:function|class) import_[\s\S]*?^}$/gm;
-/** The host call in an import function. */
-const IMPORT_CALL = /^([ \t]*)(ret = \$import_.*;)$/gm;
+/**
+ * The host call in an import function, with a result (`ret = ...`) or
+ * without one (`finish-fetch`): the arguments of both are freed at once,
+ * within the export call that made them. Freed later, they would be freed
+ * after the engine has reused their memory.
+ */
+const IMPORT_CALL = /^([ \t]*)((?:ret = )?\$import_.*;)$/gm;
 
 /** The import functions, taking their arguments' memory from `_importRealloc` and freeing it after the call. */
 function freeImportArguments(glue) {
