@@ -166,6 +166,62 @@ pub struct Settings {
     /// How many of the earliest alarms the scheduler keeps in memory
     /// ([`SCHEDULE_WINDOW`]); the rest wait in redb.
     pub alarm_window: usize,
+    /// Outbound HTTP and subrequests: the egress policy and its limits
+    /// (`[outbound]`).
+    pub outbound: OutboundSettings,
+}
+
+/// How many subrequests (outbound requests and calls to objects) one event
+/// may start by default (Cloudflare's limit).
+pub const DEFAULT_MAX_SUBREQUESTS: u32 = 1000;
+
+/// How many outbound requests of one event may be in flight at once by
+/// default; more wait for one to finish (Cloudflare's 6 connections).
+pub const DEFAULT_MAX_OUTBOUND_CONNECTIONS: u32 = 6;
+
+/// How long one outbound request may take by default, its response body
+/// read included.
+pub const DEFAULT_OUTBOUND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest response body an outbound request may bring back by
+/// default.
+pub const DEFAULT_OUTBOUND_RESPONSE_BYTES: u64 = 32 << 20;
+
+/// Where objects and workers may send HTTP requests, and how much
+/// (`[outbound]` in dohost.toml).
+#[derive(Clone, Debug)]
+pub struct OutboundSettings {
+    /// Destinations allowed even if the default refuses them: host names
+    /// (`api.example.com`, `*.example.com`), addresses (`127.0.0.1`,
+    /// `[::1]`), networks (`10.0.0.0/8`), each with an optional `:port`.
+    /// An allow rule beats every deny rule.
+    pub allow: Vec<String>,
+    /// Destinations refused even if the default allows them, in the same
+    /// forms (`*` refuses everything not allowed).
+    pub deny: Vec<String>,
+    /// Time per outbound request ([`DEFAULT_OUTBOUND_TIMEOUT`]).
+    pub timeout: Duration,
+    /// Response body bytes per outbound request
+    /// ([`DEFAULT_OUTBOUND_RESPONSE_BYTES`]).
+    pub max_response_bytes: u64,
+    /// Subrequests per event ([`DEFAULT_MAX_SUBREQUESTS`]).
+    pub max_subrequests: u32,
+    /// Outbound requests in flight per event
+    /// ([`DEFAULT_MAX_OUTBOUND_CONNECTIONS`]).
+    pub max_connections: u32,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        OutboundSettings {
+            allow: Vec::new(),
+            deny: Vec::new(),
+            timeout: DEFAULT_OUTBOUND_TIMEOUT,
+            max_response_bytes: DEFAULT_OUTBOUND_RESPONSE_BYTES,
+            max_subrequests: DEFAULT_MAX_SUBREQUESTS,
+            max_connections: DEFAULT_MAX_OUTBOUND_CONNECTIONS,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -187,6 +243,7 @@ impl Default for Settings {
             alarm_retry_delay: DEFAULT_ALARM_RETRY_DELAY,
             alarm_max_retries: DEFAULT_ALARM_MAX_RETRIES,
             alarm_window: SCHEDULE_WINDOW,
+            outbound: OutboundSettings::default(),
         }
     }
 }

@@ -34,31 +34,6 @@ function isClass(value) {
 }
 
 /**
- * The work an event started that it waits for before it ends: promises
- * from `waitUntil` and `blockConcurrencyWhile`.
- *
- * An event asks `pending` before it calls `settle`, so an event that
- * started no work creates no promise: SpiderMonkey records the stack for
- * every promise it creates, which on a fresh instance is a fair share of an
- * event's time.
- */
-export class PendingWork {
-  #pending = [];
-  add(promise) {
-    this.#pending.push(promise);
-    return promise;
-  }
-  /** Whether anything added is not yet waited for. */
-  get pending() {
-    return this.#pending.length > 0;
-  }
-  /** Waits for everything added, including what is added meanwhile. */
-  async settle() {
-    while (this.#pending.length > 0) await this.#pending.shift();
-  }
-}
-
-/**
  * Prepares, at build time, the realm the component's bindings run in.
  * componentize-js runs its import and export glue in a global of its own,
  * whose built-in classes (Promise, Uint8Array, DataView, String, ...)

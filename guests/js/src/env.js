@@ -4,7 +4,7 @@
 import { ObjectNamespace } from "dohost:object/namespace@0.1.0";
 import { var as getVar } from "dohost:object/env@0.1.0";
 import { CallError } from "./errors.js";
-import { fromWebRequest, toWebResponse } from "./http.js";
+import { stubCall, stubFetch } from "./ops.js";
 
 /** Runs a namespace or stub import, turning its `call-error` into a CallError. */
 function calling(f) {
@@ -125,19 +125,15 @@ function makeStub(key, open, id) {
   const target = {
     id,
     name: id.name,
-    async fetch(input, init) {
-      const request = await fromWebRequest(input, init);
-      return toWebResponse(calling(() => raw().fetch(request)));
+    fetch(input, init) {
+      return stubFetch(raw(), input, init);
     },
   };
   return new Proxy(target, {
     get(t, prop) {
       if (prop in t) return t[prop];
       if (typeof prop === "symbol" || NOT_METHODS.has(prop)) return undefined;
-      return async (...args) => {
-        const result = calling(() => raw().call(prop, JSON.stringify(args)));
-        return JSON.parse(result);
-      };
+      return (...args) => stubCall(raw(), prop, args);
     },
   });
 }

@@ -9,9 +9,10 @@
 // `worker` world).
 
 import * as context from "dohost:object/context@0.1.0";
-import { DurableObject, PendingWork, exportedClasses, rehearseBindings } from "./base.js";
+import { DurableObject, exportedClasses, rehearseBindings } from "./base.js";
 import { DurableObjectId, makeEnv } from "./env.js";
 import { errorMessage, fromWebResponse, readWebResponse, toWebRequest } from "./http.js";
+import { blockConcurrencyWhile, events, finishWhen, installGlobals, resume } from "./ops.js";
 import { DurableObjectStorage, rehearseStorage } from "./storage.js";
 
 export { DurableObject, WorkerEntrypoint } from "./base.js";
@@ -20,11 +21,8 @@ export { DurableObjectId, DurableObjectNamespace } from "./env.js";
 
 /** `this.ctx` of a Durable Object (Cloudflare's DurableObjectState). */
 export class DurableObjectState {
-  #work;
   #id;
-  /** @internal `work` is the object's PendingWork, which its events wait for. */
-  constructor(work) {
-    this.#work = work;
+  constructor() {
     this.storage = new DurableObjectStorage();
   }
 
@@ -35,24 +33,21 @@ export class DurableObjectState {
   }
 
   /**
-   * Runs `callback` and holds every event until it settles. The constructor
-   * runs before the object's first event, so initialisation put here (as in
-   * Cloudflare) finishes before any request sees the object.
+   * Runs `callback` and keeps every other event out of the object until
+   * the promise it returns settles (events already running go on). In the
+   * constructor, as in Cloudflare, initialisation finishes before any
+   * request sees the object. If `callback` throws, the object is reset.
    */
   blockConcurrencyWhile(callback) {
-    let result;
-    try {
-      result = callback();
-    } catch (e) {
-      result = Promise.reject(e);
-    }
-    // An async callback's promise is held as it is, not wrapped in another.
-    return this.#work.add(Promise.resolve(result));
+    return blockConcurrencyWhile(callback);
   }
 
-  /** Accepted as in Cloudflare; the work finishes within the current event. */
+  /**
+   * Lets `promise` run on after the event's response: the object stays in
+   * memory while it does, within the event's wall-clock limit.
+   */
   waitUntil(promise) {
-    this.#work.add(Promise.resolve(promise).catch(() => {}));
+    Promise.resolve(promise).catch(() => {});
   }
 }
 
@@ -78,9 +73,6 @@ function rehearse() {
   rehearseStorage();
   errorMessage(new TypeError("rehearsal"));
   new DurableObjectId("0".repeat(64), "rehearsal").equals(new DurableObjectId("0".repeat(64)));
-  const work = new PendingWork();
-  new DurableObjectState(work).blockConcurrencyWhile(async () => 1);
-  if (work.pending) work.settle().catch(() => {});
   try {
     const request = toWebRequest({ method: "POST", url: "http://rehearsal/", headers: [["a", "b"]], body: new Uint8Array(1) });
     void [request.method, request.url, request.headers.get("a"), new URL(request.url).pathname];
@@ -94,18 +86,17 @@ function rehearse() {
 
 /**
  * The `handler` export for the module `app`: constructs and drives its
- * classes. Each event is one function that reports what it throws by its
- * message, and waits for the object's pending work only when there is some,
- * so that the SDK adds few promises to those of the guest's own code (see
- * PendingWork).
+ * classes. Each event export starts the handler and returns; the event ends
+ * through `finish-*` once the handler's promise settles, in this call or a
+ * later `resume` (see ops.js).
  */
 export function objectHandler(app) {
   // Computed now, at build time (componentize-js runs the module's top
   // level before it snapshots the engine): reading a class's source to tell
   // classes from functions costs a few hundred microseconds per activation.
   const classes = exportedClasses(app);
+  installGlobals();
   rehearse();
-  const work = new PendingWork();
   let instance;
   let className;
   const needs = (method) => {
@@ -121,46 +112,37 @@ export function objectHandler(app) {
           throw new Error(`this module exports no class ${name}; it exports ${classes.join(", ") || "none"}`);
         }
         className = name;
-        instance = new app[name](new DurableObjectState(work), makeEnv());
-      } catch (e) {
-        throw errorMessage(e);
-      }
-      if (!work.pending) return undefined;
-      return work.settle().catch((e) => {
-        throw errorMessage(e);
-      });
-    },
-    async fetch(req) {
-      try {
-        needs("fetch");
-        const response = await instance.fetch(toWebRequest(req));
-        if (work.pending) await work.settle();
-        return fromWebResponse(response, `${className}.fetch`) ?? (await readWebResponse(response));
+        instance = new app[name](new DurableObjectState(), makeEnv());
       } catch (e) {
         throw errorMessage(e);
       }
     },
-    async alarm(info) {
-      try {
-        needs("alarm");
-        await instance.alarm({ retryCount: info.retryCount, isRetry: info.isRetry });
-        if (work.pending) await work.settle();
-      } catch (e) {
-        throw errorMessage(e);
-      }
+    fetch(event, req) {
+      finishWhen(events.finishFetch, event, runFetch(req));
     },
-    async call(method, args) {
-      try {
-        const fn = rpcMethod(instance, className, method);
-        const parsed = JSON.parse(args);
-        const result = await fn.apply(instance, Array.isArray(parsed) ? parsed : [parsed]);
-        if (work.pending) await work.settle();
-        return JSON.stringify(result ?? null);
-      } catch (e) {
-        throw errorMessage(e);
-      }
+    alarm(event, info) {
+      finishWhen(events.finishAlarm, event, runAlarm(info));
     },
+    call(event, method, args) {
+      finishWhen(events.finishCall, event, runCall(method, args));
+    },
+    resume,
   };
+  async function runFetch(req) {
+    needs("fetch");
+    const response = await instance.fetch(toWebRequest(req));
+    return fromWebResponse(response, `${className}.fetch`) ?? (await readWebResponse(response));
+  }
+  async function runAlarm(info) {
+    needs("alarm");
+    await instance.alarm({ retryCount: info.retryCount, isRetry: info.isRetry });
+  }
+  async function runCall(method, args) {
+    const fn = rpcMethod(instance, className, method);
+    const parsed = JSON.parse(args);
+    const result = await fn.apply(instance, Array.isArray(parsed) ? parsed : [parsed]);
+    return JSON.stringify(result ?? null);
+  }
   // The events too, with no object constructed, so that their functions are
   // compiled in the snapshot; each stops at its first check.
   try {
@@ -168,6 +150,6 @@ export function objectHandler(app) {
   } catch {
     // Expected: the module exports no class "".
   }
-  for (const event of [handler.fetch, handler.alarm, handler.call]) event().catch(() => {});
+  for (const run of [runFetch, runAlarm, runCall]) run().catch(() => {});
   return handler;
 }

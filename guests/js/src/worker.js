@@ -5,8 +5,9 @@
 
 import { var as getVar } from "dohost:object/env@0.1.0";
 import { makeEnv } from "./env.js";
-import { errorMessage, fromWebResponse, readWebResponse, toWebRequest } from "./http.js";
-import { PendingWork, WorkerEntrypoint, rehearseBindings } from "./base.js";
+import { fromWebResponse, readWebResponse, toWebRequest } from "./http.js";
+import { WorkerEntrypoint, rehearseBindings } from "./base.js";
+import { events, finishWhen, installGlobals, resume } from "./ops.js";
 
 export { DurableObject, WorkerEntrypoint } from "./base.js";
 export { CallError, SqlError, StorageError } from "./errors.js";
@@ -14,12 +15,9 @@ export { DurableObjectId, DurableObjectNamespace } from "./env.js";
 
 /** `ctx` of an entry worker's fetch (Cloudflare's ExecutionContext). */
 class ExecutionContext {
-  #work;
-  constructor(work) {
-    this.#work = work;
-  }
+  /** Lets `promise` run on after the response, within the request's wall-clock limit. */
   waitUntil(promise) {
-    this.#work.add(Promise.resolve(promise).catch(() => {}));
+    Promise.resolve(promise).catch(() => {});
   }
   passThroughOnException() {}
 }
@@ -28,27 +26,26 @@ class ExecutionContext {
 export function workerHandler(app) {
   const entry = app.default;
   const env = makeEnv();
+  installGlobals();
   // At build time, as objectHandler does (see rehearseBindings).
   rehearseBindings(getVar);
+  async function run(req) {
+    const ctx = new ExecutionContext();
+    const request = toWebRequest(req);
+    let response;
+    if (typeof entry === "function" && entry.prototype instanceof WorkerEntrypoint) {
+      response = await new entry(ctx, env).fetch(request);
+    } else if (entry && typeof entry.fetch === "function") {
+      response = await entry.fetch(request, env, ctx);
+    } else {
+      throw new Error("the module's default export has no fetch(request, env, ctx) handler");
+    }
+    return fromWebResponse(response, "the default export's fetch") ?? (await readWebResponse(response));
+  }
   return {
-    async fetch(req) {
-      try {
-        const work = new PendingWork();
-        const ctx = new ExecutionContext(work);
-        const request = toWebRequest(req);
-        let response;
-        if (typeof entry === "function" && entry.prototype instanceof WorkerEntrypoint) {
-          response = await new entry(ctx, env).fetch(request);
-        } else if (entry && typeof entry.fetch === "function") {
-          response = await entry.fetch(request, env, ctx);
-        } else {
-          throw new Error("the module's default export has no fetch(request, env, ctx) handler");
-        }
-        if (work.pending) await work.settle();
-        return fromWebResponse(response, "the default export's fetch") ?? (await readWebResponse(response));
-      } catch (e) {
-        throw errorMessage(e);
-      }
+    fetch(event, req) {
+      finishWhen(events.finishFetch, event, run(req));
     },
+    resume,
   };
 }

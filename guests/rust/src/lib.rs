@@ -237,7 +237,7 @@ pub mod __private {
     pub use wit_bindgen;
 
     use super::*;
-    use crate::bindings::dohost::object::types;
+    use crate::bindings::dohost::object::{events, types};
 
     /// Constructs the class called `name`, if the component exports it.
     pub type Construct = fn(name: &str) -> Option<Box<dyn ErasedObject>>;
@@ -285,7 +285,13 @@ pub mod __private {
         }
     }
 
-    pub fn fetch(req: types::Request) -> Result<types::Response, String> {
+    /// Runs request event `event` to its end and reports it to the host.
+    pub fn fetch(event: u64, req: types::Request) {
+        let result = run_fetch(req);
+        events::finish_fetch(event, result.as_ref().map_err(String::as_str));
+    }
+
+    fn run_fetch(req: types::Request) -> Result<types::Response, String> {
         OBJECT.with(|o| {
             let mut object = o.borrow_mut();
             let object = object
@@ -298,7 +304,13 @@ pub mod __private {
         })
     }
 
-    pub fn alarm(
+    /// Runs alarm event `event` to its end and reports it to the host.
+    pub fn alarm(event: u64, info: crate::bindings::exports::dohost::object::handler::AlarmInfo) {
+        let result = run_alarm(info);
+        events::finish_alarm(event, result.as_ref().map(|_| ()).map_err(String::as_str));
+    }
+
+    fn run_alarm(
         info: crate::bindings::exports::dohost::object::handler::AlarmInfo,
     ) -> Result<(), String> {
         OBJECT.with(|o| {
@@ -315,7 +327,17 @@ pub mod __private {
         })
     }
 
-    pub fn call(method: String, args: String) -> Result<String, String> {
+    /// Runs RPC event `event` to its end and reports it to the host.
+    pub fn call(event: u64, method: String, args: String) {
+        let result = run_call(method, args);
+        events::finish_call(event, result.as_deref().map_err(String::as_str));
+    }
+
+    /// An operation's outcome. This SDK's calls wait inside the host, so it
+    /// starts no operation and none comes back.
+    pub fn resume(_op: u64, _outcome: events::Outcome) {}
+
+    fn run_call(method: String, args: String) -> Result<String, String> {
         OBJECT.with(|o| {
             let mut object = o.borrow_mut();
             let object = object
@@ -325,21 +347,39 @@ pub mod __private {
         })
     }
 
-    pub fn worker_fetch<W: Worker>(req: types::Request) -> Result<types::Response, String> {
-        W::fetch(req.into(), &Env::new())
+    /// Runs the worker's request event `event` and reports it to the host.
+    pub fn worker_fetch<W: Worker>(event: u64, req: types::Request) {
+        let result = W::fetch(req.into(), &Env::new())
             .map(Into::into)
-            .map_err(|e| e.message)
+            .map_err(|e| e.message);
+        events::finish_fetch(event, result.as_ref().map_err(String::as_str));
     }
+
+    const NOT_AN_OBJECT: &str =
+        "this component is a worker (export_worker!), not a Durable Object class";
 
     pub fn not_an_object() -> Result<(), String> {
-        Err("this component is a worker (export_worker!), not a Durable Object class".to_owned())
+        Err(NOT_AN_OBJECT.to_owned())
     }
 
-    pub fn not_a_worker() -> Result<types::Response, String> {
-        Err(
-            "this component exports Durable Object classes (export_objects!), not a worker"
-                .to_owned(),
-        )
+    /// Ends event `event` as one this component does not handle.
+    pub fn not_an_object_fetch(event: u64) {
+        events::finish_fetch(event, Err(NOT_AN_OBJECT));
+    }
+
+    pub fn not_an_object_alarm(event: u64) {
+        events::finish_alarm(event, Err(NOT_AN_OBJECT));
+    }
+
+    pub fn not_an_object_call(event: u64) {
+        events::finish_call(event, Err(NOT_AN_OBJECT));
+    }
+
+    pub fn not_a_worker(event: u64) {
+        events::finish_fetch(
+            event,
+            Err("this component exports Durable Object classes (export_objects!), not a worker"),
+        );
     }
 }
 
@@ -371,30 +411,38 @@ macro_rules! export_objects {
             }
 
             fn fetch(
+                event: u64,
                 req: $crate::__private::bindings::dohost::object::types::Request,
-            ) -> ::std::result::Result<$crate::__private::bindings::dohost::object::types::Response, ::std::string::String> {
-                $crate::__private::fetch(req)
+            ) {
+                $crate::__private::fetch(event, req)
             }
 
             fn alarm(
+                event: u64,
                 info: $crate::__private::bindings::exports::dohost::object::handler::AlarmInfo,
-            ) -> ::std::result::Result<(), ::std::string::String> {
-                $crate::__private::alarm(info)
+            ) {
+                $crate::__private::alarm(event, info)
             }
 
-            fn call(
-                method: ::std::string::String,
-                args: ::std::string::String,
-            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
-                $crate::__private::call(method, args)
+            fn call(event: u64, method: ::std::string::String, args: ::std::string::String) {
+                $crate::__private::call(event, method, args)
+            }
+
+            fn resume(op: u64, outcome: $crate::__private::bindings::dohost::object::events::Outcome) {
+                $crate::__private::resume(op, outcome)
             }
         }
 
         impl $crate::__private::bindings::exports::dohost::object::worker_handler::Guest for __DohostGuest {
             fn fetch(
+                event: u64,
                 _req: $crate::__private::bindings::dohost::object::types::Request,
-            ) -> ::std::result::Result<$crate::__private::bindings::dohost::object::types::Response, ::std::string::String> {
-                $crate::__private::not_a_worker()
+            ) {
+                $crate::__private::not_a_worker(event)
+            }
+
+            fn resume(op: u64, outcome: $crate::__private::bindings::dohost::object::events::Outcome) {
+                $crate::__private::resume(op, outcome)
             }
         }
 
@@ -423,30 +471,38 @@ macro_rules! export_worker {
             }
 
             fn fetch(
+                event: u64,
                 _req: $crate::__private::bindings::dohost::object::types::Request,
-            ) -> ::std::result::Result<$crate::__private::bindings::dohost::object::types::Response, ::std::string::String> {
-                $crate::__private::not_an_object().map(|()| unreachable!())
+            ) {
+                $crate::__private::not_an_object_fetch(event)
             }
 
             fn alarm(
+                event: u64,
                 _info: $crate::__private::bindings::exports::dohost::object::handler::AlarmInfo,
-            ) -> ::std::result::Result<(), ::std::string::String> {
-                $crate::__private::not_an_object()
+            ) {
+                $crate::__private::not_an_object_alarm(event)
             }
 
-            fn call(
-                _method: ::std::string::String,
-                _args: ::std::string::String,
-            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
-                $crate::__private::not_an_object().map(|()| unreachable!())
+            fn call(event: u64, _method: ::std::string::String, _args: ::std::string::String) {
+                $crate::__private::not_an_object_call(event)
+            }
+
+            fn resume(op: u64, outcome: $crate::__private::bindings::dohost::object::events::Outcome) {
+                $crate::__private::resume(op, outcome)
             }
         }
 
         impl $crate::__private::bindings::exports::dohost::object::worker_handler::Guest for __DohostGuest {
             fn fetch(
+                event: u64,
                 req: $crate::__private::bindings::dohost::object::types::Request,
-            ) -> ::std::result::Result<$crate::__private::bindings::dohost::object::types::Response, ::std::string::String> {
-                $crate::__private::worker_fetch::<$worker>(req)
+            ) {
+                $crate::__private::worker_fetch::<$worker>(event, req)
+            }
+
+            fn resume(op: u64, outcome: $crate::__private::bindings::dohost::object::events::Outcome) {
+                $crate::__private::resume(op, outcome)
             }
         }
 

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::runtime::alarm::Schedule;
 use crate::runtime::{
     ComponentSource, EngineLimits, HostShared, Namespace, Runtime, WorkerPool, block_on,
-    load_binding, load_worker,
+    load_binding, load_worker, outbound::Outbound,
 };
 use crate::settings::{DEFAULT_DATA_DIR, Settings};
 use dohost_store::{AlarmChange, Binding, CommitHook, Migration, Store};
@@ -89,6 +89,7 @@ impl HostBuilder {
         if let Some(delay) = config.alarm_retry_delay {
             self.settings.alarm_retry_delay = delay;
         }
+        self.settings.outbound = config.outbound.clone();
         if let Some(retries) = config.alarm_max_retries {
             self.settings.alarm_max_retries = retries;
         }
@@ -211,6 +212,7 @@ impl HostBuilder {
         )?;
         let object_linker = link::object_linker(&runtime)?;
         let worker_linker = link::worker_linker(&runtime)?;
+        let outbound = Outbound::new(self.settings.outbound.clone()).map_err(Error::config)?;
 
         let schedule = Schedule::new(self.settings.alarm_window);
         // The committer tells the scheduler of every committed alarm change.
@@ -227,6 +229,7 @@ impl HostBuilder {
             self.vars,
             self.settings,
             schedule,
+            outbound,
         ));
         // A memory growth past the instances' budget asks idle objects to
         // leave first.

@@ -43,6 +43,13 @@
 //! max_connections = 10000              # then the oldest idle connection is closed
 //! worker_threads = 4                   # threads for connections and objects (default: 2 x cores, at least 4)
 //! debug_errors = false                 # whole errors (backtraces) in responses
+//! [outbound]                           # fetch() from objects and workers
+//! allow = ["127.0.0.1:8080", "*.internal.example"]  # beyond the default: public addresses only
+//! deny = ["ads.example.com"]           # refused even if public; allow beats deny
+//! timeout_ms = 30000                   # per request, its body included
+//! max_response_bytes = 33554432        # per response body
+//! max_subrequests = 1000               # fetches and object calls per event
+//! max_connections = 6                  # fetches of one event in flight; more wait
 //! ```
 //!
 //! Paths are relative to the file. Every error names the file, the field and
@@ -55,7 +62,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 pub use crate::runtime::ComponentSource;
-use crate::settings::ServerSettings;
+use crate::settings::{OutboundSettings, ServerSettings};
 pub use dohost_store::Migration;
 
 /// One Durable Object namespace binding (`[[durable_objects.bindings]]`).
@@ -129,6 +136,9 @@ pub struct Config {
     /// `[server]`: how `dohost serve` treats its clients (timeouts, body
     /// limits, the connection cap, error detail).
     pub server: ServerSettings,
+    /// `[outbound]`: where objects and workers may send HTTP requests, and
+    /// the limits on subrequests.
+    pub outbound: OutboundSettings,
     /// The file this was read from, if any (for messages).
     pub path: Option<PathBuf>,
 }
@@ -151,6 +161,20 @@ struct RawConfig {
     migrations: Vec<RawMigration>,
     admin: Option<RawAdmin>,
     server: Option<RawServer>,
+    outbound: Option<RawOutbound>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOutbound {
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+    timeout_ms: Option<u64>,
+    max_response_bytes: Option<u64>,
+    max_subrequests: Option<u32>,
+    max_connections: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -470,6 +494,7 @@ impl Config {
         }
 
         let server = parse_server(raw.server.unwrap_or_default(), &file.to_string())?;
+        let outbound = parse_outbound(raw.outbound.unwrap_or_default(), &file.to_string())?;
 
         Ok(Config {
             name: raw.name,
@@ -498,6 +523,7 @@ impl Config {
             alarm_retry_delay: alarms.retry_delay_ms.map(std::time::Duration::from_millis),
             alarm_max_retries: alarms.max_retries,
             server,
+            outbound,
             path: Some(path.to_path_buf()),
         })
     }
@@ -506,6 +532,41 @@ impl Config {
     pub fn binding(&self, name: &str) -> Option<&BindingConfig> {
         self.bindings.iter().find(|b| b.name == name)
     }
+}
+
+/// Checks `[outbound]`: every limit at least 1. The rules are checked when
+/// the host is built, which names a bad one.
+fn parse_outbound(raw: RawOutbound, file: &str) -> Result<OutboundSettings> {
+    let mut outbound = OutboundSettings {
+        allow: raw.allow,
+        deny: raw.deny,
+        ..OutboundSettings::default()
+    };
+    for (key, value) in [
+        ("timeout_ms", raw.timeout_ms),
+        ("max_response_bytes", raw.max_response_bytes),
+        ("max_subrequests", raw.max_subrequests.map(u64::from)),
+        ("max_connections", raw.max_connections.map(u64::from)),
+    ] {
+        if value == Some(0) {
+            return Err(Error::config(format!(
+                "{file}: outbound.{key} = 0 would refuse every request; use at least 1 or leave it out for the default"
+            )));
+        }
+    }
+    if let Some(ms) = raw.timeout_ms {
+        outbound.timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(bytes) = raw.max_response_bytes {
+        outbound.max_response_bytes = bytes;
+    }
+    if let Some(n) = raw.max_subrequests {
+        outbound.max_subrequests = n;
+    }
+    if let Some(n) = raw.max_connections {
+        outbound.max_connections = n;
+    }
+    Ok(outbound)
 }
 
 /// Checks `[server]`: every limit at least 1, the body memory at least one

@@ -6,13 +6,15 @@
 //!
 //! Object-only interfaces (`context`, `storage`, `sql`, `alarm`) are
 //! implemented on an object's store data; the ones every guest has (`env`,
-//! `namespace`, `types`) on the views objects and workers share, so each is
-//! written once.
+//! `namespace`, `outbound`, `events`, `types`) on the views objects and
+//! workers share, so each is written once.
 
 mod alarm;
 mod context;
 mod env;
+mod events;
 mod namespace;
+mod outbound;
 mod sql;
 mod storage;
 mod types;

@@ -93,6 +93,21 @@ impl HostStub for Calls<'_> {
             .map_err(CallError::from))
     }
 
+    fn start_fetch(&mut self, stub: Resource<Stub>, req: WitRequest) -> wasmtime::Result<u64> {
+        let stub = self.table.get(&stub)?.clone();
+        Ok(self.start_request(stub, req))
+    }
+
+    fn start_call(
+        &mut self,
+        stub: Resource<Stub>,
+        method: String,
+        args: String,
+    ) -> wasmtime::Result<u64> {
+        let stub = self.table.get(&stub)?.clone();
+        Ok(Calls::start_call(self, stub, method, args))
+    }
+
     fn drop(&mut self, stub: Resource<Stub>) -> wasmtime::Result<()> {
         self.table.delete(stub)?;
         Ok(())

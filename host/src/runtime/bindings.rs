@@ -36,6 +36,8 @@ pub(crate) mod worker {
             "dohost:object/types": super::object::dohost::object::types,
             "dohost:object/env": super::object::dohost::object::env,
             "dohost:object/namespace": super::object::dohost::object::namespace,
+            "dohost:object/outbound": super::object::dohost::object::outbound,
+            "dohost:object/events": super::object::dohost::object::events,
         },
     });
 }

@@ -1,15 +1,25 @@
-//! Calls a guest makes: what the `namespace` import works on. Namespaces and
-//! stubs live in the guest's resource table; every call a guest makes goes
-//! out with the guest's call chain (empty for a worker, which holds no input
-//! gate) after its output gate.
+//! Calls a guest makes: what the `namespace`, `outbound` and `events`
+//! imports work on. Namespaces and stubs live in the guest's resource
+//! table; every call a guest makes goes out with the guest's call chain
+//! (empty for a worker, which holds no input gate) after its output gate.
+//! A call that waits inside the import passes the gate of earlier events'
+//! writes; an operation (`start-*`, see [`super::tasks`]) is launched when
+//! its turn ends, behind the gate of that turn's writes too.
 
 use wasmtime::component::{HasData, ResourceTable};
 
+use super::bindings::object::dohost::object::events::Outcome;
+use super::bindings::object::dohost::object::namespace::CallError;
+use super::bindings::object::dohost::object::outbound::{
+    FetchError, FetchErrorKind, Fetched, Redirect,
+};
 use super::bindings::{WitRequest, WitResponse};
 use super::guest::GuestIo;
 use super::namespace::Namespace;
+use super::outbound::{self, OutboundRequest};
 use super::stub::Stub;
-use crate::error::Result;
+use super::tasks::{OpId, Tasks};
+use crate::error::{Error, ErrorKind, Result};
 use dohost_store::pass_gate;
 
 /// A guest's side of its calls: its resource table and where its calls
@@ -17,6 +27,7 @@ use dohost_store::pass_gate;
 pub(crate) struct Calls<'a> {
     pub(crate) table: &'a mut ResourceTable,
     pub(crate) caller: &'a mut dyn GuestIo,
+    pub(crate) tasks: &'a mut Tasks,
 }
 
 /// The `namespace` import's [`HasData`]: it sees [`Calls`].
@@ -39,7 +50,7 @@ impl Calls<'_> {
         stub: Stub,
         req: WitRequest,
     ) -> impl Future<Output = Result<WitResponse>> + Send + 'static {
-        let (chain, gate) = self.caller.outgoing();
+        let (chain, gate) = self.caller.outgoing(true);
         async move {
             pass_gate(gate).await?;
             stub.fetch_wit(req, &chain).await
@@ -54,10 +65,118 @@ impl Calls<'_> {
         method: String,
         args: String,
     ) -> impl Future<Output = Result<String>> + Send + 'static {
-        let (chain, gate) = self.caller.outgoing();
+        let (chain, gate) = self.caller.outgoing(true);
         async move {
             pass_gate(gate).await?;
             stub.call_wit(method, args, &chain).await
         }
+    }
+
+    /// Starts `req` to the object of `stub` as an operation of the running
+    /// turn's event.
+    pub(crate) fn start_request(&mut self, stub: Stub, req: WitRequest) -> OpId {
+        let op = self.tasks.next_op();
+        let chain = self.caller.outgoing(self.tasks.blocked > 0).0;
+        let run = match self.tasks.subrequest(&self.caller.shared().settings) {
+            Ok(_) => Box::pin(async move {
+                Outcome::StubFetch(stub.fetch_wit(req, &chain).await.map_err(CallError::from))
+            }) as futures_util::future::BoxFuture<'static, Outcome>,
+            Err(limit) => Box::pin(std::future::ready(Outcome::StubFetch(Err(
+                CallError::from(Error::new(ErrorKind::Overloaded, limit)),
+            )))),
+        };
+        self.tasks.start(op, run);
+        op
+    }
+
+    /// Starts a call of `method` on the object of `stub`, as
+    /// [`Calls::start_request`] starts a request.
+    pub(crate) fn start_call(&mut self, stub: Stub, method: String, args: String) -> OpId {
+        let op = self.tasks.next_op();
+        let chain = self.caller.outgoing(self.tasks.blocked > 0).0;
+        let run = match self.tasks.subrequest(&self.caller.shared().settings) {
+            Ok(_) => Box::pin(async move {
+                Outcome::StubCall(
+                    stub.call_wit(method, args, &chain)
+                        .await
+                        .map_err(CallError::from),
+                )
+            }) as futures_util::future::BoxFuture<'static, Outcome>,
+            Err(limit) => Box::pin(std::future::ready(Outcome::StubCall(Err(CallError::from(
+                Error::new(ErrorKind::Overloaded, limit),
+            ))))),
+        };
+        self.tasks.start(op, run);
+        op
+    }
+
+    /// Starts an outbound HTTP request, within the running turn's event's
+    /// subrequest and connection limits.
+    pub(crate) fn start_fetch(&mut self, req: WitRequest, redirect: Redirect) -> OpId {
+        let op = self.tasks.next_op();
+        let shared = self.caller.shared();
+        let run = match self.tasks.subrequest(&shared.settings) {
+            Ok(connections) => {
+                let client = shared.outbound.clone();
+                let request = OutboundRequest {
+                    method: req.method,
+                    url: req.url,
+                    headers: req.headers,
+                    body: req.body,
+                    redirect: match redirect {
+                        Redirect::Follow => outbound::Redirect::Follow,
+                        Redirect::Manual => outbound::Redirect::Manual,
+                        Redirect::Error => outbound::Redirect::Error,
+                    },
+                };
+                Box::pin(async move {
+                    // Waits for one of the event's connections.
+                    let _connection = connections.acquire_owned().await;
+                    Outcome::Http(client.fetch(request).await.map_err(fetch_error).map(
+                        |response| Fetched {
+                            response: WitResponse {
+                                status: response.status,
+                                headers: response.headers,
+                                body: response.body,
+                            },
+                            url: response.url,
+                            redirected: response.redirected,
+                        },
+                    ))
+                }) as futures_util::future::BoxFuture<'static, Outcome>
+            }
+            Err(limit) => Box::pin(std::future::ready(Outcome::Http(Err(FetchError {
+                kind: FetchErrorKind::Limit,
+                message: limit,
+            })))),
+        };
+        self.tasks.start(op, run);
+        op
+    }
+
+    /// Starts a timer of `ms` milliseconds.
+    pub(crate) fn start_sleep(&mut self, ms: u64) -> OpId {
+        let op = self.tasks.next_op();
+        self.tasks.start(
+            op,
+            Box::pin(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                Outcome::Slept
+            }),
+        );
+        op
+    }
+}
+
+fn fetch_error(e: outbound::FetchError) -> FetchError {
+    FetchError {
+        kind: match e.kind {
+            outbound::FetchErrorKind::Refused => FetchErrorKind::Refused,
+            outbound::FetchErrorKind::Limit => FetchErrorKind::Limit,
+            outbound::FetchErrorKind::Timeout => FetchErrorKind::Timeout,
+            outbound::FetchErrorKind::Network => FetchErrorKind::Network,
+            outbound::FetchErrorKind::Invalid => FetchErrorKind::Invalid,
+        },
+        message: e.message,
     }
 }

@@ -16,6 +16,7 @@ use super::calls::Calls;
 use super::engine::{GuestMeter, wasi_ctx};
 use super::shared::HostShared;
 use super::stub::CallChain;
+use super::tasks::Tasks;
 use dohost_store::Gate;
 
 /// A guest's store data: WASI, resources, meter, and `io`, what the guest
@@ -24,6 +25,8 @@ pub(crate) struct GuestState<Io> {
     wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) meter: GuestMeter,
+    /// The events the instance runs and the operations they started.
+    pub(crate) tasks: Tasks,
     pub(crate) io: Io,
 }
 
@@ -36,6 +39,7 @@ impl<Io> GuestState<Io> {
             wasi: wasi_ctx(&meter.output),
             table: ResourceTable::new(),
             meter,
+            tasks: Tasks::default(),
             io,
         }
     }
@@ -56,8 +60,10 @@ pub(crate) trait GuestIo: Send + 'static {
     /// The host's shared state.
     fn shared(&self) -> &HostShared;
     /// The chain a call made now belongs to, and the gate it must pass
-    /// before it is sent.
-    fn outgoing(&self) -> (CallChain, Option<Gate>);
+    /// before it is sent. `waits`: whether the caller takes no other event
+    /// until the call returns (a call inside the import, or inside
+    /// `blockConcurrencyWhile`), so a call back to it would deadlock.
+    fn outgoing(&self, waits: bool) -> (CallChain, Option<Gate>);
 }
 
 impl<Io: GuestIo> GuestState<Io> {
@@ -66,6 +72,7 @@ impl<Io: GuestIo> GuestState<Io> {
         Calls {
             table: &mut self.table,
             caller: &mut self.io,
+            tasks: &mut self.tasks,
         }
     }
 

@@ -17,10 +17,12 @@ mod guest;
 mod ids;
 mod namespace;
 pub(crate) mod object;
+pub(crate) mod outbound;
 mod residency;
 mod shared;
 pub(crate) mod sql;
 mod stub;
+pub(crate) mod tasks;
 mod worker;
 
 pub(crate) use calls::{Calls, CallsImport};

@@ -10,6 +10,7 @@ use super::alarm::Schedule;
 use super::engine::Runtime;
 use super::guest::Vars;
 use super::namespace::{Namespace, find};
+use super::outbound::Outbound;
 use super::residency::Residency;
 use crate::error::{Error, ErrorKind, Result};
 use crate::settings::Settings;
@@ -25,6 +26,8 @@ pub(crate) struct HostShared {
     pub(crate) cache_budget: Arc<CacheBudget>,
     /// The objects in memory and the cap on them.
     pub(crate) residency: Residency,
+    /// The client of outbound HTTP requests, with the egress policy.
+    pub(crate) outbound: Arc<Outbound>,
     /// Set once the host shuts down: no new events are accepted.
     pub(crate) closed: AtomicBool,
     /// Every object actor and the alarm scheduler, so shutdown can wait
@@ -52,9 +55,11 @@ impl HostShared {
         vars: BTreeMap<String, String>,
         settings: Settings,
         schedule: Arc<Schedule>,
+        outbound: Outbound,
     ) -> HostShared {
         let residency = Residency::new(settings.max_live_objects, runtime.memory.clone());
         HostShared {
+            outbound: Arc::new(outbound),
             runtime,
             store,
             vars: Vars::new(vars),

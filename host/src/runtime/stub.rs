@@ -7,11 +7,13 @@
 //! is released only once the object's writes are durable (the output gate,
 //! see [`super::object`]).
 //!
-//! **Call chains.** An object that waits on a call takes no other event
-//! until the call returns. So every event carries the chain of objects
-//! waiting on it, and a call to an object already in its chain (A calls B,
-//! B calls A) is refused at once, naming the cycle, instead of waiting for
-//! an answer that can never come.
+//! **Call chains.** Every event carries the chain of objects waiting on
+//! it, which bounds the depth of calls. An object that waits on an
+//! operation (`start-call`) may take other events meanwhile, so A → B → A
+//! works. One that waits inside a call (the import's `call`), or inside
+//! `blockConcurrencyWhile`, takes no other event until it returns; a call
+//! back to such an object is refused at once, naming the cycle, instead of
+//! waiting for an answer that can never come.
 //!
 //! **Timeouts.** Every call gives up after [`Settings::call_timeout`],
 //! time in the mailbox included. That also ends waits no chain can see (A
@@ -278,16 +280,19 @@ pub(crate) struct CallChain(Option<Arc<Link>>);
 struct Link {
     key: ObjectKey,
     label: String,
+    /// Whether the object takes no other event while it waits.
+    waits: bool,
     before: CallChain,
 }
 
 impl CallChain {
     /// This chain with the object `key` (named `label` in messages) waiting
-    /// at its end.
-    pub(crate) fn then(&self, key: ObjectKey, label: String) -> CallChain {
+    /// at its end; `waits` if it takes no other event meanwhile.
+    pub(crate) fn then(&self, key: ObjectKey, label: String, waits: bool) -> CallChain {
         CallChain(Some(Arc::new(Link {
             key,
             label,
+            waits,
             before: self.clone(),
         })))
     }
@@ -315,8 +320,9 @@ impl CallChain {
         labels.join(" → ")
     }
 
-    /// If a call to `key` would come back to an object waiting in this
-    /// chain: the error message naming the cycle.
+    /// If a call to `key` would come back to an object that waits in this
+    /// chain and takes no other event meanwhile: the error message naming
+    /// the cycle.
     fn cycle_to(&self, key: ObjectKey, label: &str) -> Option<String> {
         let mut links = Vec::new();
         let mut at = &self.0;
@@ -324,7 +330,7 @@ impl CallChain {
             links.push(link);
             at = &link.before.0;
         }
-        let first = links.iter().rposition(|l| l.key == key)?;
+        let first = links.iter().rposition(|l| l.key == key && l.waits)?;
         let mut path: Vec<&str> = links[..=first]
             .iter()
             .rev()
@@ -333,7 +339,8 @@ impl CallChain {
         path.push(label);
         Some(format!(
             "call cycle {}: {} is waiting on this chain of calls and takes no other event until it \
-             returns, so the call would deadlock; refused",
+             returns (a blocking call, or blockConcurrencyWhile), so the call would deadlock; \
+             refused",
             path.join(" → "),
             links[first].label
         ))
@@ -426,16 +433,17 @@ mod tests {
 
     #[test]
     fn a_call_back_into_a_waiting_object_is_a_cycle() {
-        let chain = CallChain::default()
-            .then(key(1), "A:a".into())
-            .then(key(2), "B:b".into());
+        let chain =
+            CallChain::default()
+                .then(key(1), "A:a".into(), true)
+                .then(key(2), "B:b".into(), true);
         let cycle = chain.cycle_to(key(1), "A:a").expect("A waits on B");
         assert!(
             cycle.starts_with("call cycle A:a → B:b → A:a: A:a is waiting"),
             "{cycle}"
         );
         // The cycle is named from the first time the callee waits.
-        let longer = chain.then(key(3), "C:c".into());
+        let longer = chain.then(key(3), "C:c".into(), true);
         let cycle = longer.cycle_to(key(2), "B:b").expect("B waits on C");
         assert!(cycle.starts_with("call cycle B:b → C:c → B:b"), "{cycle}");
     }
@@ -443,10 +451,13 @@ mod tests {
     #[test]
     fn calls_to_objects_outside_the_chain_are_no_cycle() {
         assert!(CallChain::default().cycle_to(key(1), "A:a").is_none());
-        let chain = CallChain::default().then(key(1), "A:a".into());
+        let chain = CallChain::default().then(key(1), "A:a".into(), true);
         assert!(chain.cycle_to(key(2), "B:b").is_none());
+        // An object that takes other events while it waits may be called back.
+        let open = CallChain::default().then(key(1), "A:a".into(), false);
+        assert!(open.cycle_to(key(1), "A:a").is_none());
         // Chains are values: extending one leaves the other as it was.
-        let _other = chain.then(key(2), "B:b".into());
+        let _other = chain.then(key(2), "B:b".into(), true);
         assert!(chain.cycle_to(key(2), "B:b").is_none());
     }
 

@@ -10,6 +10,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::bindings::object::dohost::object::events::Outcome;
 use super::bindings::worker::{Worker, WorkerPre};
 use super::bindings::{WitRequest, WitResponse};
 use super::code::Code;
@@ -17,7 +18,9 @@ use super::engine;
 use super::guest::{GuestIo, GuestState};
 use super::shared::HostShared;
 use super::stub::CallChain;
+use super::tasks::{EventId, Finished, InFlight, OpId};
 use crate::error::{Error, ErrorKind, Result};
+use crate::settings::Settings;
 use dohost_store::Gate;
 
 /// How many idle worker instances are kept warm for the next requests.
@@ -38,7 +41,7 @@ impl GuestIo for WorkerIo {
         &self.shared
     }
 
-    fn outgoing(&self) -> (CallChain, Option<Gate>) {
+    fn outgoing(&self, _waits: bool) -> (CallChain, Option<Gate>) {
         (CallChain::default(), None)
     }
 }
@@ -48,8 +51,11 @@ pub(crate) type WorkerState = GuestState<WorkerIo>;
 
 type WarmWorker = (wasmtime::Store<WorkerState>, Worker);
 
-/// Warm instances of the entry worker.
-pub(crate) struct WorkerPool {
+/// Warm instances of the entry worker. Cheap to share: work a request
+/// left running (`waitUntil`) finishes in a task of its own.
+pub(crate) struct WorkerPool(Arc<Pool>);
+
+struct Pool {
     code: Code<WorkerPre<WorkerState>>,
     /// Instances between requests, with the code generation each runs.
     idle: Mutex<Vec<(u64, Counted)>>,
@@ -61,9 +67,22 @@ pub(crate) struct WorkerPool {
     shared: Arc<HostShared>,
 }
 
+/// The one event a worker instance runs at a time.
+const EVENT: EventId = 1;
+
+/// A request running in a worker instance.
+struct Run {
+    generation: u64,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    store: wasmtime::Store<WorkerState>,
+    instance: Worker,
+    in_flight: InFlight,
+    deadline: tokio::time::Instant,
+}
+
 impl WorkerPool {
     pub(crate) fn new(pre: WorkerPre<WorkerState>, shared: Arc<HostShared>) -> WorkerPool {
-        WorkerPool {
+        WorkerPool(Arc::new(Pool {
             code: Code::new(pre),
             idle: Mutex::new(Vec::new()),
             instances: Arc::new(tokio::sync::Semaphore::new(
@@ -71,21 +90,150 @@ impl WorkerPool {
             )),
             returned: tokio::sync::Notify::new(),
             shared,
-        }
+        }))
     }
 
     /// Runs new requests on `pre` (see [`super::code`]); instances of
     /// the old code finish their requests and are dropped.
     pub(crate) fn swap_code(&self, pre: WorkerPre<WorkerState>) {
-        self.code.swap(pre);
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.0.code.swap(pre);
+        self.0
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Worker instances now, idle or running.
     pub(crate) fn instances(&self) -> usize {
-        self.shared.settings.max_worker_instances as usize - self.instances.available_permits()
+        self.0.shared.settings.max_worker_instances as usize - self.0.instances.available_permits()
     }
 
+    /// Runs one request through a worker instance. The response comes back
+    /// as soon as the worker gives it; what the worker still waits on then
+    /// (`waitUntil`) runs on, within the request's wall-clock limit, before
+    /// the instance takes another request.
+    pub(crate) async fn fetch(&self, req: WitRequest) -> Result<WitResponse> {
+        let (generation, (permit, (store, instance))) = self.0.take().await?;
+        let settings = &self.0.shared.settings;
+        let mut run = Run {
+            generation,
+            permit,
+            store,
+            instance,
+            in_flight: InFlight::default(),
+            deadline: tokio::time::Instant::now() + settings.wall_time_per_event,
+        };
+        run.store.data_mut().tasks.open(EVENT, settings);
+        let (answer, run) = run.answer(req, settings).await?;
+        if run.in_flight.is_empty() {
+            self.0.put_back(run);
+        } else {
+            let pool = self.0.clone();
+            self.0.shared.actors.spawn(async move {
+                if let Some(run) = run.drain(&pool.shared.settings).await {
+                    pool.put_back(run);
+                }
+            });
+        }
+        answer
+    }
+}
+
+/// What a worker's turn calls.
+enum TurnCall {
+    Request(WitRequest),
+    Resume(OpId, Outcome),
+}
+
+impl Run {
+    /// Runs turns until the worker answers the request: the answer and the
+    /// run, or the error if the instance trapped (it is dropped).
+    async fn answer(
+        mut self,
+        req: WitRequest,
+        settings: &Settings,
+    ) -> Result<(Result<WitResponse>, Run)> {
+        let mut call = TurnCall::Request(req);
+        loop {
+            if let Some(finished) = self.turn(call, settings).await? {
+                let answer = match finished {
+                    Finished::Fetch(result) => {
+                        result.map_err(|message| Error::new(ErrorKind::GuestError, message))
+                    }
+                    Finished::Call(_) | Finished::Alarm(_) => Err(Error::new(
+                        ErrorKind::Component,
+                        "the worker finished its request as another kind of event",
+                    )),
+                };
+                return Ok((answer, self));
+            }
+            let (op, _, outcome) = tokio::select! {
+                next = self.in_flight.next(), if !self.in_flight.is_empty() => next,
+                () = tokio::time::sleep_until(self.deadline) => {
+                    let limit = settings.wall_time_per_event.as_millis();
+                    let error = Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "the worker exceeded its wall-clock time limit of {limit} ms \
+                             ([limits] wall_ms)"
+                        ),
+                    );
+                    return Ok((Err(error), self));
+                }
+            };
+            call = TurnCall::Resume(op, outcome);
+        }
+    }
+
+    /// Runs the turns of what the worker still waits on after it answered;
+    /// the run, unless it trapped.
+    async fn drain(mut self, settings: &Settings) -> Option<Run> {
+        while !self.in_flight.is_empty() {
+            let (op, _, outcome) = self.in_flight.next().await;
+            self.turn(TurnCall::Resume(op, outcome), settings)
+                .await
+                .ok()?;
+        }
+        Some(self)
+    }
+
+    /// One turn; how the worker finished its request, if it did in this
+    /// turn.
+    async fn turn(&mut self, call: TurnCall, settings: &Settings) -> Result<Option<Finished>> {
+        let store = &mut self.store;
+        store.data_mut().meter.begin_event();
+        store.data_mut().tasks.event = EVENT;
+        let handler = self.instance.dohost_object_worker_handler();
+        let result = match &call {
+            TurnCall::Request(req) => handler.call_fetch(&mut *store, EVENT, req).await,
+            TurnCall::Resume(op, outcome) => handler.call_resume(&mut *store, *op, outcome).await,
+        };
+        if let Err(trap) = result {
+            let (reason, detail) = engine::describe_trap(&trap, &store.data().meter);
+            tracing::warn!("the worker trapped: {reason}\n{detail}");
+            return Err(Error::new(
+                ErrorKind::GuestTrap,
+                format!("the worker trapped: {reason}"),
+            )
+            .with_detail(detail));
+        }
+        let tasks = &mut store.data_mut().tasks;
+        for op in std::mem::take(&mut tasks.cancelled) {
+            self.in_flight.cancel(op);
+        }
+        for started in std::mem::take(&mut tasks.started) {
+            self.in_flight
+                .launch(started, None, self.deadline, settings.wall_time_per_event);
+        }
+        Ok(std::mem::take(&mut tasks.finished)
+            .into_iter()
+            .find(|(event, _)| *event == EVENT)
+            .map(|(_, finished)| finished))
+    }
+}
+
+impl Pool {
     /// An idle instance, or a new one once one more may exist: waits up
     /// to the call timeout for a running one to finish.
     async fn take(&self) -> Result<(u64, Counted)> {
@@ -145,41 +293,23 @@ impl WorkerPool {
         Ok((generation, (permit, (store, instance))))
     }
 
-    /// Runs one request through a worker instance.
-    pub(crate) async fn fetch(&self, req: WitRequest) -> Result<WitResponse> {
-        let (generation, (permit, (mut store, instance))) = self.take().await?;
-        store.data_mut().meter.begin_event();
-        let result = instance
-            .dohost_object_worker_handler()
-            .call_fetch(&mut store, &req)
-            .await;
-        match result {
-            Ok(outcome) => {
-                let meter = &store.data().meter;
-                if meter.memory_nearly_full() {
-                    let (size, limit) = meter.memory_mib();
-                    tracing::info!(
-                        "a worker instance's memory grew to {size} MiB of its {limit} MiB limit; \
-                         it is dropped, and later requests get a fresh one"
-                    );
-                } else {
-                    let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                    if idle.len() < MAX_IDLE_WORKERS && generation == self.code.generation() {
-                        idle.push((generation, (permit, (store, instance))));
-                        self.returned.notify_one();
-                    }
-                }
-                outcome.map_err(|message| Error::new(ErrorKind::GuestError, message))
-            }
-            Err(trap) => {
-                let (reason, detail) = engine::describe_trap(&trap, &store.data().meter);
-                tracing::warn!("the worker trapped: {reason}\n{detail}");
-                Err(Error::new(
-                    ErrorKind::GuestTrap,
-                    format!("the worker trapped: {reason}"),
-                )
-                .with_detail(detail))
-            }
+    /// Keeps a run's instance for the next request, unless its memory has
+    /// grown near its limit or its code is old.
+    fn put_back(&self, mut run: Run) {
+        run.store.data_mut().tasks.close(EVENT);
+        let meter = &run.store.data().meter;
+        if meter.memory_nearly_full() {
+            let (size, limit) = meter.memory_mib();
+            tracing::info!(
+                "a worker instance's memory grew to {size} MiB of its {limit} MiB limit; \
+                 it is dropped, and later requests get a fresh one"
+            );
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_WORKERS && run.generation == self.code.generation() {
+            idle.push((run.generation, (run.permit, (run.store, run.instance))));
+            self.returned.notify_one();
         }
     }
 }

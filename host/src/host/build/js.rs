@@ -61,7 +61,7 @@ impl JsRole {
 
 /// The SDK's files (`guests/js/src`), embedded so a build always uses the
 /// SDK of this host.
-const SDK_FILES: [(&str, &str); 7] = [
+const SDK_FILES: [(&str, &str); 8] = [
     ("base.js", include_str!("../../../../guests/js/src/base.js")),
     ("env.js", include_str!("../../../../guests/js/src/env.js")),
     (
@@ -73,6 +73,7 @@ const SDK_FILES: [(&str, &str); 7] = [
         "index.js",
         include_str!("../../../../guests/js/src/index.js"),
     ),
+    ("ops.js", include_str!("../../../../guests/js/src/ops.js")),
     (
         "storage.js",
         include_str!("../../../../guests/js/src/storage.js"),
@@ -84,14 +85,16 @@ const SDK_FILES: [(&str, &str); 7] = [
 ];
 
 /// The WIT contract (`wit/`), embedded for the same reason.
-const WIT_FILES: [(&str, &str); 8] = [
+const WIT_FILES: [(&str, &str); 10] = [
     ("alarm.wit", include_str!("../../../../wit/alarm.wit")),
     ("context.wit", include_str!("../../../../wit/context.wit")),
+    ("events.wit", include_str!("../../../../wit/events.wit")),
     ("handler.wit", include_str!("../../../../wit/handler.wit")),
     (
         "namespace.wit",
         include_str!("../../../../wit/namespace.wit"),
     ),
+    ("outbound.wit", include_str!("../../../../wit/outbound.wit")),
     ("sql.wit", include_str!("../../../../wit/sql.wit")),
     ("storage.wit", include_str!("../../../../wit/storage.wit")),
     ("types.wit", include_str!("../../../../wit/types.wit")),

@@ -22,8 +22,8 @@ pub(crate) struct ObjectIo {
     pub(crate) sql: Sql,
     /// The alarm whose handler is running, as stored when it began.
     pub(crate) running_alarm: Option<AlarmRecord>,
-    /// The chain of objects waiting on the running event (empty for a
-    /// request from outside or an alarm).
+    /// The chain of objects waiting on the running turn's event (empty for
+    /// a request from outside or an alarm).
     pub(crate) chain: CallChain,
 }
 
@@ -89,9 +89,9 @@ impl GuestIo for ObjectIo {
         &self.shared
     }
 
-    fn outgoing(&self) -> (CallChain, Option<Gate>) {
+    fn outgoing(&self, waits: bool) -> (CallChain, Option<Gate>) {
         let me = &self.identity;
         let label = object_label(&me.binding, &me.key.id(), me.name.as_deref());
-        (self.chain.then(me.key, label), self.response_gate())
+        (self.chain.then(me.key, label, waits), self.response_gate())
     }
 }

@@ -39,13 +39,14 @@
 //! event traps on the limit; like an eviction, this loses only in-memory
 //! state.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::bindings::object::DurableObject;
+use super::bindings::object::dohost::object::events::Outcome;
 use super::bindings::object::exports::dohost::object::handler::AlarmInfo;
 use super::bindings::{WitRequest, WitResponse};
 use super::code::Code;
@@ -53,6 +54,7 @@ use super::engine;
 use super::guest::GuestState;
 use super::shared::HostShared;
 use super::stub::CallChain;
+use super::tasks::{EventId, Finished, InFlight, OpId};
 use crate::error::{Error, ErrorKind, Result};
 use dohost_store::{AlarmRecord, AlarmWrite, Gate, ObjectKey, WriteSet, pass_gate};
 
@@ -146,6 +148,50 @@ pub(crate) struct Actor {
     /// Signalled when the object should leave memory to make room
     /// ([`super::residency`]).
     evict: Arc<tokio::sync::Notify>,
+    /// The events the instance runs, answered or not, until nothing of
+    /// theirs is in flight.
+    running: HashMap<EventId, Running>,
+    /// The operations the events wait on.
+    in_flight: InFlight,
+    /// Events taken from the mailbox while the object kept new events out
+    /// (`blockConcurrencyWhile` in its constructor): they go first.
+    held: VecDeque<Event>,
+    /// The number of the last event started.
+    last_event: EventId,
+}
+
+/// An event the instance runs.
+struct Running {
+    /// Who waits for its end; `None` once answered.
+    waiter: Option<Waiter>,
+    /// The chain of objects waiting on it.
+    chain: CallChain,
+    /// When its wall-clock time is over: it fails if not answered, and its
+    /// operations end.
+    deadline: tokio::time::Instant,
+}
+
+/// Who waits for an event's end.
+enum Waiter {
+    /// A stub, for a request (`call` false) or an RPC call.
+    Stub {
+        reply: oneshot::Sender<Reply>,
+        call: bool,
+    },
+    /// The alarm scheduler: the alarm as stored before and as the handler
+    /// began, and the delivery permit.
+    Alarm {
+        record: AlarmRecord,
+        begun: AlarmRecord,
+        _permit: tokio::sync::OwnedSemaphorePermit,
+    },
+}
+
+/// What a turn calls in the guest.
+enum TurnCall {
+    Request(Request),
+    Alarm(AlarmInfo),
+    Resume(OpId, Outcome),
 }
 
 impl Drop for Actor {
@@ -175,18 +221,52 @@ impl Actor {
             generation: 0,
             io: Some(io),
             evict: Arc::new(tokio::sync::Notify::new()),
+            running: HashMap::new(),
+            in_flight: InFlight::default(),
+            held: VecDeque::new(),
+            last_event: 0,
         }
     }
 
     /// Runs the actor until it has been idle for the configured timeout, is
     /// asked to make room ([`super::residency`]), or its namespace is gone.
+    ///
+    /// It takes a new event whenever the object does not keep events out
+    /// and completes operations as they finish, one turn at a time.
     pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
         let idle = self.shared.settings.idle_timeout;
         let evict = self.evict.clone();
+        let most_running = self.shared.settings.mailbox_capacity.max(1);
         loop {
+            if !self.busy() {
+                // Between events: another object may take its place.
+                self.shared.residency.idle(self.number);
+            }
+            if !self.blocked()
+                && let Some(event) = self.held.pop_front()
+            {
+                self.handle(event).await;
+                continue;
+            }
+            let busy = self.busy();
+            let accepting = !self.blocked() && self.running.len() < most_running;
+            let deadline = self
+                .running
+                .values()
+                .filter(|r| r.waiter.is_some())
+                .map(|r| r.deadline)
+                .min();
             let why = tokio::select! {
                 biased;
-                event = rx.recv() => match event {
+                (op, event, outcome) = self.in_flight.next() => {
+                    self.turn(event, TurnCall::Resume(op, outcome)).await;
+                    continue;
+                }
+                () = sleep_until(deadline) => {
+                    self.expire();
+                    continue;
+                }
+                event = rx.recv(), if accepting => match event {
                     Some(event) => {
                         self.handle(event).await;
                         continue;
@@ -196,8 +276,8 @@ impl Actor {
                         return;
                     }
                 },
-                () = evict.notified() => "evicted to make room for another object (limits.max_live_objects)",
-                () = tokio::time::sleep(idle) => "evicted after the idle timeout",
+                () = evict.notified(), if !busy => "evicted to make room for another object (limits.max_live_objects)",
+                () = tokio::time::sleep(idle), if !busy => "evicted after the idle timeout",
             };
             // Let the last commit land before the object's cache goes
             // away, so a reactivation reads what this one wrote.
@@ -218,10 +298,21 @@ impl Actor {
         }
     }
 
+    /// Whether an event runs or waits on an operation.
+    fn busy(&self) -> bool {
+        !self.running.is_empty() || !self.in_flight.is_empty()
+    }
+
+    /// Whether the object keeps new events out (`blockConcurrencyWhile`).
+    fn blocked(&self) -> bool {
+        self.instance
+            .as_ref()
+            .is_some_and(|(store, _)| store.data().tasks.blocked > 0)
+    }
+
     async fn handle(&mut self, event: Event) {
         self.shared.residency.busy(self.number);
         self.event(event).await;
-        self.shared.residency.idle(self.number);
     }
 
     async fn event(&mut self, event: Event) {
@@ -237,20 +328,256 @@ impl Actor {
                     return;
                 }
                 if self.identity.name.is_none() && origin.name.is_some() {
-                    self.identity.name = origin.name;
+                    self.identity.name = origin.name.clone();
                     self.io_mut().identity.name = self.identity.name.clone();
                 }
-                self.io_mut().chain = origin.chain;
-                let result = self.request(request).await;
-                let gate = self.io_mut().response_gate();
-                let _ = reply.send(Reply { result, gate });
+                if let Err(e) = self.begin_event().await {
+                    let _ = reply.send(Reply {
+                        result: Err(e),
+                        gate: None,
+                    });
+                    return;
+                }
+                if self.blocked() {
+                    // The constructor keeps events out until it is done.
+                    self.held.push_front(Event::Request {
+                        request,
+                        origin,
+                        reply,
+                    });
+                    return;
+                }
+                let call = matches!(request, Request::Call { .. });
+                let event = self.open_event(Waiter::Stub { reply, call }, origin.chain);
+                self.turn(event, TurnCall::Request(request)).await;
             }
-            Event::Alarm { _permit } => {
-                self.io_mut().chain = CallChain::default();
-                self.alarm().await;
-            }
+            Event::Alarm { _permit } => self.alarm(_permit).await,
             Event::Delete { reply } => {
                 let _ = reply.send(self.delete().await);
+            }
+        }
+    }
+
+    /// Starts an event for `waiter`: its number, budget and deadline.
+    fn open_event(&mut self, waiter: Waiter, chain: CallChain) -> EventId {
+        self.last_event += 1;
+        let event = self.last_event;
+        let settings = &self.shared.settings;
+        let deadline = tokio::time::Instant::now() + settings.wall_time_per_event;
+        if let Some((store, _)) = &mut self.instance {
+            store.data_mut().tasks.open(event, settings);
+        }
+        self.running.insert(
+            event,
+            Running {
+                waiter: Some(waiter),
+                chain,
+                deadline,
+            },
+        );
+        event
+    }
+
+    /// Runs one turn of event `event`: calls the guest, then answers the
+    /// events it finished and launches the operations it started.
+    async fn turn(&mut self, event: EventId, call: TurnCall) {
+        let wall = self.shared.settings.wall_time_per_event;
+        let chain = self
+            .running
+            .get(&event)
+            .map(|r| r.chain.clone())
+            .unwrap_or_default();
+        let Some((store, instance)) = &mut self.instance else {
+            return;
+        };
+        store.data_mut().meter.begin_event();
+        store.data().io.sql.begin_event();
+        store.data_mut().tasks.event = event;
+        store.data_mut().io.chain = chain;
+        let handler = instance.dohost_object_handler();
+        let result = match &call {
+            TurnCall::Request(Request::Fetch(req)) => {
+                within_wall(wall, handler.call_fetch(&mut *store, event, req)).await
+            }
+            TurnCall::Request(Request::Call { method, args }) => {
+                within_wall(wall, handler.call_call(&mut *store, event, method, args)).await
+            }
+            TurnCall::Alarm(info) => {
+                within_wall(wall, handler.call_alarm(&mut *store, event, *info)).await
+            }
+            TurnCall::Resume(op, outcome) => {
+                within_wall(wall, handler.call_resume(&mut *store, *op, outcome)).await
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.end_turn();
+            }
+            Err(trap) => {
+                let error = self.trapped(&trap);
+                self.fail_all(&error);
+            }
+        }
+        self.retire();
+    }
+
+    /// After a turn returned: commits its writes, answers the events it
+    /// finished (behind the gate of those writes) and launches the
+    /// operations it started (behind the same gate).
+    ///
+    /// If `blockConcurrencyWhile` failed in the turn, the object is reset;
+    /// the guest's message is returned.
+    fn end_turn(&mut self) -> Option<String> {
+        if let Err(e) = self.finish_event() {
+            self.fail_all(&e);
+            return None;
+        }
+        self.io_mut().flush();
+        let gate = self.io_mut().response_gate();
+        let Some((store, _)) = &mut self.instance else {
+            return None;
+        };
+        let tasks = &mut store.data_mut().tasks;
+        let finished = std::mem::take(&mut tasks.finished);
+        let started = std::mem::take(&mut tasks.started);
+        let cancelled = std::mem::take(&mut tasks.cancelled);
+        let failure = tasks.failure.take();
+        for op in cancelled {
+            self.in_flight.cancel(op);
+        }
+        let wall = self.shared.settings.wall_time_per_event;
+        for started in started {
+            let deadline = self
+                .running
+                .get(&started.event)
+                .map_or_else(tokio::time::Instant::now, |r| r.deadline);
+            self.in_flight.launch(started, gate.clone(), deadline, wall);
+        }
+        for (event, finished) in finished {
+            self.answer(event, finished, gate.clone());
+        }
+        let message = failure?;
+        let error = Error::new(
+            ErrorKind::GuestError,
+            format!("blockConcurrencyWhile failed, so the object was reset: {message}"),
+        );
+        tracing::warn!(object = %self.identity.id_hex, "{error}");
+        self.reset();
+        self.fail_all(&error);
+        Some(message)
+    }
+
+    /// Delivers how event `event` ended to whoever waits for it.
+    fn answer(&mut self, event: EventId, finished: Finished, gate: Option<Gate>) {
+        let Some(waiter) = self.running.get_mut(&event).and_then(|r| r.waiter.take()) else {
+            // Answered already (it passed its wall-clock limit), or a
+            // number the host never gave out.
+            return;
+        };
+        let guest_error = |message| Error::new(ErrorKind::GuestError, message);
+        match (waiter, finished) {
+            (Waiter::Stub { reply, call: false }, Finished::Fetch(result)) => {
+                let result = result.map(Answer::Fetch).map_err(guest_error);
+                let _ = reply.send(Reply { result, gate });
+            }
+            (Waiter::Stub { reply, call: true }, Finished::Call(result)) => {
+                let result = result.map(Answer::Call).map_err(guest_error);
+                let _ = reply.send(Reply { result, gate });
+            }
+            (
+                Waiter::Alarm {
+                    record,
+                    begun,
+                    _permit,
+                },
+                Finished::Alarm(result),
+            ) => {
+                self.shared
+                    .alarms_run
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.alarm_done(record, begun, result.map_err(guest_error));
+            }
+            (waiter, _) => self.fail(
+                waiter,
+                Error::new(
+                    ErrorKind::Component,
+                    "the guest finished an event as a different kind of event than it was sent",
+                ),
+            ),
+        }
+    }
+
+    /// Ends what waits with `error`.
+    fn fail(&mut self, waiter: Waiter, error: Error) {
+        match waiter {
+            Waiter::Stub { reply, .. } => {
+                let _ = reply.send(Reply {
+                    result: Err(error),
+                    gate: None,
+                });
+            }
+            Waiter::Alarm {
+                record,
+                begun,
+                _permit,
+            } => {
+                self.shared
+                    .alarms_run
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.alarm_done(record, begun, Err(error));
+            }
+        }
+    }
+
+    /// Fails every event not answered yet with `error`, and drops what
+    /// they wait on: the instance is gone.
+    fn fail_all(&mut self, error: &Error) {
+        self.in_flight.clear();
+        let waiters: Vec<Waiter> = self.running.drain().filter_map(|(_, r)| r.waiter).collect();
+        for waiter in waiters {
+            self.fail(waiter, error.clone());
+        }
+    }
+
+    /// Fails the events whose wall-clock time is over; their operations
+    /// end by the same deadline.
+    fn expire(&mut self) {
+        let now = tokio::time::Instant::now();
+        let wall = self.shared.settings.wall_time_per_event;
+        let over: Vec<Waiter> = self
+            .running
+            .values_mut()
+            .filter(|r| r.deadline <= now)
+            .filter_map(|r| r.waiter.take())
+            .collect();
+        for waiter in over {
+            self.fail(
+                waiter,
+                Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the event exceeded its wall-clock time limit of {} ms ([limits] wall_ms)",
+                        wall.as_millis()
+                    ),
+                ),
+            );
+        }
+        self.retire();
+    }
+
+    /// Forgets the events that are answered and wait on nothing.
+    fn retire(&mut self) {
+        let in_flight = &self.in_flight;
+        let done: Vec<EventId> = self
+            .running
+            .iter()
+            .filter(|(event, r)| r.waiter.is_none() && !in_flight.has_event(**event))
+            .map(|(event, _)| *event)
+            .collect();
+        for event in done {
+            self.running.remove(&event);
+            if let Some((store, _)) = &mut self.instance {
+                store.data_mut().tasks.close(event);
             }
         }
     }
@@ -263,8 +590,8 @@ impl Actor {
         }
     }
 
-    /// Drops the instance and the event's writes, keeping the io (the
-    /// cache holds only what completed events and syncs wrote).
+    /// Drops the instance and the running turn's writes, keeping the io
+    /// (the cache holds only what completed turns and syncs wrote).
     fn reset(&mut self) {
         if let Some((store, _)) = self.instance.take() {
             self.io = Some(store.into_data().io);
@@ -307,6 +634,11 @@ impl Actor {
         };
         let class = self.identity.class.to_string();
         store.data().io.sql.begin_event();
+        // The constructor's turn belongs to an event of its own, which no
+        // one waits for: what it starts runs within its wall-clock time.
+        let init_event = self.open_event_number(&mut store);
+        store.data_mut().tasks.event = init_event;
+        store.data_mut().io.chain = CallChain::default();
         let wall = self.shared.settings.wall_time_per_event;
         let init = within_wall(
             wall,
@@ -318,6 +650,20 @@ impl Actor {
         self.instance = Some((store, instance));
         match init {
             Ok(Ok(())) => {
+                let failure = self.end_turn();
+                self.retire();
+                if let Some(message) = failure {
+                    return Err(Error::new(
+                        ErrorKind::GuestError,
+                        format!("class {class} failed to construct: {message}"),
+                    ));
+                }
+                if self.instance.is_none() {
+                    return Err(Error::new(
+                        ErrorKind::GuestError,
+                        format!("class {class} failed to construct"),
+                    ));
+                }
                 let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 let shared = &self.shared;
                 shared
@@ -330,6 +676,7 @@ impl Actor {
             }
             Ok(Err(message)) => {
                 self.reset();
+                self.fail_all(&Error::new(ErrorKind::GuestError, message.clone()));
                 Err(Error::new(
                     ErrorKind::GuestError,
                     format!("class {class} failed to construct: {message}"),
@@ -338,6 +685,7 @@ impl Actor {
             Err(trap) => {
                 let (reason, detail) = self.trap_message(&trap);
                 self.reset();
+                self.fail_all(&Error::new(ErrorKind::GuestTrap, reason.clone()));
                 tracing::warn!(object = %self.identity.id_hex, "class {class} trapped while constructing: {reason}\n{detail}");
                 Err(Error::new(
                     ErrorKind::GuestTrap,
@@ -346,6 +694,24 @@ impl Actor {
                 .with_detail(detail))
             }
         }
+    }
+
+    /// Opens the constructor's event in a store not yet the actor's: an
+    /// event no one waits for, answered from the start.
+    fn open_event_number(&mut self, store: &mut wasmtime::Store<ObjectState>) -> EventId {
+        self.last_event += 1;
+        let event = self.last_event;
+        let settings = &self.shared.settings;
+        store.data_mut().tasks.open(event, settings);
+        self.running.insert(
+            event,
+            Running {
+                waiter: None,
+                chain: CallChain::default(),
+                deadline: tokio::time::Instant::now() + settings.wall_time_per_event,
+            },
+        );
+        event
     }
 
     /// Why the instance trapped, in one line, and the detail for the log.
@@ -361,38 +727,39 @@ impl Actor {
         if let Err(e) = self.io_mut().storage.settle() {
             tracing::warn!(object = %self.identity.id_hex, "a commit of this object failed ({e}); resetting it to its durable state");
             self.reset();
+            self.fail_all(&Error::new(
+                ErrorKind::Storage,
+                format!("a commit of this object failed ({e}); the object was reset"),
+            ));
             self.io_mut().forget().await;
         }
     }
 
-    /// The live instance, activated if needed, ready for an event.
-    async fn begin_event(
-        &mut self,
-    ) -> Result<(&mut wasmtime::Store<ObjectState>, &mut DurableObject)> {
-        if self.instance.is_some() && self.code.generation() != self.generation {
-            tracing::debug!(object = %self.identity.id_hex, "the code was updated: resetting the object");
-            self.reset();
-        }
-        if let Some((store, _)) = &self.instance
-            && store.data().meter.memory_nearly_full()
-        {
-            let (size, limit) = store.data().meter.memory_mib();
-            tracing::info!(
-                object = %self.identity.id_hex,
-                "the object's memory grew to {size} MiB of its {limit} MiB limit; \
-                 resetting it to a fresh instance"
-            );
-            self.reset();
+    /// The live instance, activated if needed, ready for a new event. An
+    /// instance with nothing running is replaced first if its code was
+    /// updated or its memory has grown near its limit.
+    async fn begin_event(&mut self) -> Result<()> {
+        self.settle().await;
+        if self.instance.is_some() && !self.busy() {
+            if self.code.generation() != self.generation {
+                tracing::debug!(object = %self.identity.id_hex, "the code was updated: resetting the object");
+                self.reset();
+            } else if let Some((store, _)) = &self.instance
+                && store.data().meter.memory_nearly_full()
+            {
+                let (size, limit) = store.data().meter.memory_mib();
+                tracing::info!(
+                    object = %self.identity.id_hex,
+                    "the object's memory grew to {size} MiB of its {limit} MiB limit; \
+                     resetting it to a fresh instance"
+                );
+                self.reset();
+            }
         }
         if self.instance.is_none() {
             self.activate().await?;
         }
-        let Some((store, instance)) = &mut self.instance else {
-            return Err(Error::new(ErrorKind::Component, "object has no instance"));
-        };
-        store.data_mut().meter.begin_event();
-        store.data().io.sql.begin_event();
-        Ok((store, instance))
+        Ok(())
     }
 
     /// Resets the object after a trap; the error to report.
@@ -407,33 +774,16 @@ impl Actor {
         .with_detail(detail)
     }
 
-    /// Runs a request or an RPC call.
-    async fn request(&mut self, request: Request) -> Result<Answer> {
-        self.settle().await;
-        let wall = self.shared.settings.wall_time_per_event;
-        let (store, instance) = self.begin_event().await?;
-        let handler = instance.dohost_object_handler();
-        let result = match &request {
-            Request::Fetch(req) => within_wall(wall, handler.call_fetch(&mut *store, req))
-                .await
-                .map(|outcome| outcome.map(Answer::Fetch)),
-            Request::Call { method, args } => {
-                within_wall(wall, handler.call_call(&mut *store, method, args))
-                    .await
-                    .map(|outcome| outcome.map(Answer::Call))
-            }
-        };
-        match result {
-            Ok(outcome) => {
-                self.end_event()?;
-                outcome.map_err(|message| Error::new(ErrorKind::GuestError, message))
-            }
-            Err(trap) => Err(self.trapped(&trap)),
+    /// Starts the object's alarm if it is due (see [`super::alarm`]).
+    async fn alarm(&mut self, permit: tokio::sync::OwnedSemaphorePermit) {
+        if self
+            .running
+            .values()
+            .any(|r| matches!(r.waiter, Some(Waiter::Alarm { .. })))
+        {
+            // Its handler runs already; its end reschedules what is left.
+            return;
         }
-    }
-
-    /// Delivers the object's alarm if it is due (see [`super::alarm`]).
-    async fn alarm(&mut self) {
         self.settle().await;
         let key = self.identity.key;
         let schedule = self.shared.schedule.clone();
@@ -452,45 +802,8 @@ impl Actor {
             schedule.remind(record.time, key);
             return;
         }
-        let mut started = None;
-        let result = match self.begin_event().await {
-            Ok(_) => {
-                // Stored before the handler runs: a crash from here on makes
-                // the next delivery a retry.
-                let begun = AlarmRecord {
-                    time: record.time,
-                    retries: record.retries.saturating_add(1),
-                };
-                started = Some(begun);
-                let io = self.io_mut();
-                io.storage.writes.write_alarm(AlarmWrite::Started(begun));
-                io.flush();
-                io.running_alarm = Some(begun);
-                let info = AlarmInfo {
-                    retry_count: record.retries,
-                    is_retry: record.retries > 0,
-                };
-                let wall = self.shared.settings.wall_time_per_event;
-                let (store, instance) = self.instance.as_mut().expect("begun above");
-                let outcome = within_wall(
-                    wall,
-                    instance
-                        .dohost_object_handler()
-                        .call_alarm(&mut *store, info),
-                )
-                .await;
-                let result = match outcome {
-                    Ok(outcome) => self.finish_event().and_then(|()| {
-                        outcome.map_err(|message| Error::new(ErrorKind::GuestError, message))
-                    }),
-                    Err(trap) => Err(self.trapped(&trap)),
-                };
-                self.io_mut().running_alarm = None;
-                self.shared
-                    .alarms_run
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                result
-            }
+        match self.begin_event().await {
+            Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Overloaded => {
                 schedule.remind(
                     super::alarm::now_ms() + super::alarm::REDELIVERY_DELAY_MS,
@@ -499,17 +812,54 @@ impl Actor {
                 return;
             }
             // The object could not be constructed: a failed delivery.
-            Err(e) => Err(e),
+            Err(e) => {
+                self.alarm_done(record, record, Err(e));
+                return;
+            }
+        }
+        if self.blocked() {
+            // The constructor keeps events out; the alarm comes again.
+            schedule.remind(
+                super::alarm::now_ms() + super::alarm::REDELIVERY_DELAY_MS,
+                key,
+            );
+            return;
+        }
+        // Stored before the handler runs: a crash from here on makes the
+        // next delivery a retry.
+        let begun = AlarmRecord {
+            time: record.time,
+            retries: record.retries.saturating_add(1),
         };
-        let expected = started.unwrap_or(record);
         let io = self.io_mut();
+        io.storage.writes.write_alarm(AlarmWrite::Started(begun));
+        io.flush();
+        io.running_alarm = Some(begun);
+        let info = AlarmInfo {
+            retry_count: record.retries,
+            is_retry: record.retries > 0,
+        };
+        let waiter = Waiter::Alarm {
+            record,
+            begun,
+            _permit: permit,
+        };
+        let event = self.open_event(waiter, CallChain::default());
+        self.turn(event, TurnCall::Alarm(info)).await;
+    }
+
+    /// Settles the alarm after its handler ended with `result`: cleared,
+    /// or kept for a retry, unless the handler chose itself.
+    fn alarm_done(&mut self, record: AlarmRecord, begun: AlarmRecord, result: Result<()>) {
+        let io = self.io_mut();
+        io.running_alarm = None;
         // The handler's own set-alarm or delete-alarm (in this write set or
         // made durable by a sync) stands.
         let handler_chose =
-            io.storage.writes.writes_alarm() || io.storage.alarm().ok() != Some(Some(expected));
+            io.storage.writes.writes_alarm() || io.storage.alarm().ok() != Some(Some(begun));
         if !handler_chose {
             let write = match &result {
-                Ok(_) => AlarmWrite::Delete,
+                Ok(()) => AlarmWrite::Delete,
                 Err(e) => super::alarm::after_failure(
                     record,
                     e.message(),
@@ -527,6 +877,10 @@ impl Actor {
     /// commit after every earlier one; the next event finds it empty.
     async fn delete(&mut self) -> Result<()> {
         self.reset();
+        self.fail_all(&Error::new(
+            ErrorKind::GuestError,
+            "the object was deleted by the admin",
+        ));
         let io = self.io_mut();
         io.forget().await;
         let done = io
@@ -538,27 +892,18 @@ impl Actor {
         Ok(())
     }
 
-    /// Hands the event's writes to the committer; transactions the guest
-    /// left open are rolled back. An error if the event's writes had to be
-    /// dropped instead.
-    fn end_event(&mut self) -> Result<()> {
-        self.finish_event()?;
-        self.io_mut().flush();
-        Ok(())
-    }
-
-    /// Closes the event's transactions (rolling back those the guest left
-    /// open) so its write set can be sent. An error if the event's writes
+    /// Closes the turn's transactions (rolling back those the guest left
+    /// open) so its write set can be sent. An error if the turn's writes
     /// had to be dropped instead.
     fn finish_event(&mut self) -> Result<()> {
         let io = self.io_mut();
         let open = io.storage.writes.close_transactions();
         if open > 0 {
-            tracing::warn!(object = %io.identity.id_hex, "the event ended with {open} transaction(s) open; rolled back");
+            tracing::warn!(object = %io.identity.id_hex, "the turn ended with {open} transaction(s) open; rolled back");
         }
         if let Err(e) = io.sql.end_event() {
             // The savepoints could not be rolled back: the connection's
-            // state is unknown, so the event's writes are dropped.
+            // state is unknown, so the turn's writes are dropped.
             let message = format!(
                 "the event's open SQL transaction could not be rolled back ({}); its writes are \
                  dropped and the object is reset",
@@ -569,6 +914,14 @@ impl Actor {
             return Err(Error::new(ErrorKind::Storage, message));
         }
         Ok(())
+    }
+}
+
+/// Waits until `deadline`, or forever without one (for `select!`).
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

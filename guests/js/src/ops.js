@@ -1,0 +1,180 @@
+// Operations: what guest code awaits that is not storage. Calls to other
+// objects, `fetch()` to the outside world and timers each start a host
+// operation that returns its number at once; the host later calls the
+// component's `resume` export with the outcome, which settles the promise
+// the operation was given here. Between the two the object may take other
+// events (Cloudflare's input gate; see wit/events.wit).
+//
+// The events themselves end through `finish-*` imports, called when the
+// handler's promise settles, which may be in a later `resume`.
+
+import * as events from "dohost:object/events@0.1.0";
+import { startFetch } from "dohost:object/outbound@0.1.0";
+import { CallError } from "./errors.js";
+import { errorMessage, fromWebRequest, toWebResponse } from "./http.js";
+
+/** Operation number -> the settling functions of the promise awaiting it. */
+const waiting = new Map();
+
+/** A promise of operation `op`'s outcome. */
+export function awaitOp(op) {
+  return new Promise((resolve, reject) => waiting.set(op, { resolve, reject }));
+}
+
+/** The `resume` export: settles the promise of operation `op`. */
+export function resume(op, outcome) {
+  const settle = waiting.get(op);
+  if (settle === undefined) return;
+  waiting.delete(op);
+  const { resolve, reject } = settle;
+  switch (outcome.tag) {
+    case "stub-fetch":
+    case "stub-call":
+      if (outcome.val.tag === "ok") resolve(outcome.val.val);
+      else reject(new CallError(outcome.val.val));
+      break;
+    case "http":
+      if (outcome.val.tag === "ok") resolve(outcome.val.val);
+      else reject(fetchError(outcome.val.val));
+      break;
+    case "slept":
+      resolve();
+      break;
+    default:
+      reject(new Error(String(outcome.val)));
+  }
+}
+
+/** Ends event `event` with what `promise` settles to, through `finish`. */
+export function finishWhen(finish, event, promise) {
+  promise.then(
+    (value) => finish(event, { tag: "ok", val: value }),
+    (error) => finish(event, { tag: "err", val: errorMessage(error) }),
+  );
+}
+
+/** `fetch()` failed as the web platform's does: a TypeError, naming why. */
+function fetchError({ kind, message }) {
+  const error = new TypeError(message);
+  error.kind = kind;
+  return error;
+}
+
+/**
+ * The global `fetch()`: sends the request through the host, under its
+ * egress policy and the event's subrequest limits. The request leaves once
+ * the writes made before it are durable.
+ */
+export async function fetch(input, init) {
+  const request = input instanceof Request && init === undefined ? input : new Request(input, init);
+  const signal = init?.signal ?? request.signal;
+  signal?.throwIfAborted?.();
+  const redirect = init?.redirect ?? request.redirect ?? "follow";
+  if (!["follow", "manual", "error"].includes(redirect)) {
+    throw new TypeError(`fetch: redirect must be "follow", "manual" or "error", not ${JSON.stringify(redirect)}`);
+  }
+  const record = await fromWebRequest(request);
+  const op = startFetch(record, redirect);
+  const fetched = awaitOp(op);
+  if (signal) {
+    signal.addEventListener("abort", () => {
+      const settle = waiting.get(op);
+      if (settle === undefined) return;
+      waiting.delete(op);
+      events.cancel(op);
+      settle.reject(signal.reason ?? new DOMException("The operation was aborted.", "AbortError"));
+    });
+  }
+  const { response, url, redirected } = await fetched;
+  const web = toWebResponse(response);
+  Object.defineProperty(web, "url", { value: url });
+  Object.defineProperty(web, "redirected", { value: redirected });
+  return web;
+}
+
+/** Timer number -> its operation, while it waits. */
+const timers = new Map();
+let lastTimer = 0;
+
+/** `setTimeout` through a host timer, so the object takes events meanwhile. */
+export function setTimeout(callback, delay = 0, ...args) {
+  const id = ++lastTimer;
+  const ms = Math.max(0, Math.floor(Number(delay) || 0));
+  const op = events.startSleep(BigInt(ms));
+  timers.set(id, op);
+  awaitOp(op).then(() => {
+    if (timers.get(id) !== op) return;
+    timers.delete(id);
+    if (typeof callback === "function") callback(...args);
+  });
+  return id;
+}
+
+/** `setInterval` as repeated host timers. */
+export function setInterval(callback, delay = 0, ...args) {
+  const id = ++lastTimer;
+  const ms = Math.max(0, Math.floor(Number(delay) || 0));
+  const tick = () => {
+    const op = events.startSleep(BigInt(ms));
+    timers.set(id, op);
+    awaitOp(op).then(() => {
+      if (timers.get(id) !== op) return;
+      tick();
+      if (typeof callback === "function") callback(...args);
+    });
+  };
+  tick();
+  return id;
+}
+
+/** `clearTimeout` and `clearInterval`: gives up the timer's operation. */
+export function clearTimeout(id) {
+  const op = timers.get(id);
+  if (op === undefined) return;
+  timers.delete(id);
+  waiting.delete(op);
+  events.cancel(op);
+}
+
+/** Installs `fetch` and the timers as globals, as the Workers runtime has them. */
+export function installGlobals() {
+  globalThis.fetch = fetch;
+  globalThis.setTimeout = setTimeout;
+  globalThis.setInterval = setInterval;
+  globalThis.clearTimeout = clearTimeout;
+  globalThis.clearInterval = clearTimeout;
+}
+
+/** Sends a request to an object through its stub handle `raw`. */
+export async function stubFetch(raw, input, init) {
+  const request = await fromWebRequest(input, init);
+  return toWebResponse(await awaitOp(raw.startFetch(request)));
+}
+
+/** Calls RPC method `method` through the stub handle `raw`. */
+export async function stubCall(raw, method, args) {
+  return JSON.parse(await awaitOp(raw.startCall(method, JSON.stringify(args))));
+}
+
+/** `blockConcurrencyWhile`: keeps new events out until `callback` settles. */
+export function blockConcurrencyWhile(callback) {
+  events.blockConcurrency();
+  let result;
+  try {
+    result = Promise.resolve(callback());
+  } catch (e) {
+    result = Promise.reject(e);
+  }
+  return result.then(
+    (value) => {
+      events.allowConcurrency(undefined);
+      return value;
+    },
+    (error) => {
+      events.allowConcurrency(errorMessage(error));
+      throw error;
+    },
+  );
+}
+
+export { events };
