@@ -1,12 +1,16 @@
 //! Objects: one actor per live Durable Object.
 //!
 //! **Input gate.** Each live object is an actor: a task that owns the
-//! object's wasm instance and takes events from a bounded mailbox strictly one
-//! at a time. No second event enters an object while one runs, so code like
-//! `get` then `put` needs no locking.
+//! object's wasm instance and takes events from a bounded mailbox. An event
+//! runs in turns ([`super::tasks`]): the export call that starts it, and a
+//! `resume` for each operation it awaited. Turns never overlap and storage
+//! calls are synchronous, so every turn is atomic and `get` then `put`
+//! needs no locking; between turns the actor may take the next event
+//! (Cloudflare's input gate opens while an event awaits anything but
+//! storage), unless the object blocks concurrency.
 //!
-//! **Storage.** During an event, writes go to the event's write layers and
-//! reads go from them to the object's cache to redb; when the event
+//! **Storage.** During a turn, writes go to the turn's write layers and
+//! reads go from them to the object's cache to redb; when the turn
 //! returns, its write set goes to the committer. All of that is the
 //! object's [`ObjectStorage`](dohost_store::ObjectStorage), kept in its
 //! io ([`ObjectIo`]) across instance resets. The object may start its next
@@ -17,10 +21,10 @@
 //! `allow-unconfirmed`). Whoever delivers the response
 //! ([`Stub`](super::Stub)) waits for the gate first, so no response or RPC
 //! result leaves before the writes it may reflect are durable, even one of
-//! an event that wrote nothing but read uncommitted data. A call the object
-//! makes to another object passes the same gate before it is sent, so the
-//! callee never acts on writes of earlier events that could still be lost
-//! (the running event's own writes commit when it ends, or at a `sync`).
+//! an event that wrote nothing but read uncommitted data. A blocking call
+//! the object makes passes the gate of earlier turns before it is sent; an
+//! operation (a call, a `fetch`) passes the gate taken after the turn that
+//! started it, so nothing outside acts on writes that could still be lost.
 //!
 //! **Calls.** A request or RPC call names the chain of objects waiting on
 //! it ([`CallChain`]); each call the object makes while the event runs
@@ -29,8 +33,8 @@
 //! **Alarms.** An alarm arrives as an event like a fetch; see
 //! [`super::alarm`] for what the actor does with it.
 //!
-//! **Reset.** A trap discards the event's writes and the instance; the next
-//! event gets a fresh instance (the cache, which only holds what completed
+//! **Reset.** A trap discards the turn's writes and the instance, and fails
+//! every event the instance ran; the next event gets a fresh instance (the cache, which only holds what completed
 //! events and `sync` sent, is kept). A failed commit clears the cache too,
 //! so the object goes back to what is durable. Between events, an instance
 //! whose memory has grown near its limit
