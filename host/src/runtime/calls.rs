@@ -17,10 +17,11 @@ use super::bindings::{WitRequest, WitResponse};
 use super::guest::GuestIo;
 use super::namespace::Namespace;
 use super::outbound::{self, OutboundRequest};
-use super::stub::Stub;
+use super::stub::{CallChain, Stub};
 use super::tasks::{OpId, Tasks};
 use crate::error::{Error, ErrorKind, Result};
 use dohost_store::pass_gate;
+use futures_util::future::BoxFuture;
 
 /// A guest's side of its calls: its resource table and where its calls
 /// come from.
@@ -75,45 +76,47 @@ impl Calls<'_> {
     /// Starts `req` to the object of `stub` as an operation of the running
     /// turn's event.
     pub(crate) fn start_request(&mut self, stub: Stub, req: WitRequest) -> OpId {
-        let op = self.tasks.next_op();
-        let chain = self.caller.outgoing(self.tasks.blocked > 0).0;
-        let run = match self.tasks.subrequest(&self.caller.shared().settings) {
-            Ok(_) => Box::pin(async move {
-                Outcome::StubFetch(stub.fetch_wit(req, &chain).await.map_err(CallError::from))
-            }) as futures_util::future::BoxFuture<'static, Outcome>,
-            Err(limit) => Box::pin(std::future::ready(Outcome::StubFetch(Err(
-                CallError::from(Error::new(ErrorKind::Overloaded, limit)),
-            )))),
-        };
-        self.tasks.start(op, run);
-        op
+        self.start_call_op(Outcome::StubFetch, |chain| async move {
+            stub.fetch_wit(req, &chain).await
+        })
     }
 
     /// Starts a call of `method` on the object of `stub`, as
     /// [`Calls::start_request`] starts a request.
     pub(crate) fn start_call(&mut self, stub: Stub, method: String, args: String) -> OpId {
-        let op = self.tasks.next_op();
+        self.start_call_op(Outcome::StubCall, |chain| async move {
+            stub.call_wit(method, args, &chain).await
+        })
+    }
+
+    /// Starts what `send` sends on behalf of the caller's chain, within the
+    /// event's subrequest limit; `outcome` wraps its answer for `resume`.
+    fn start_call_op<T, F>(
+        &mut self,
+        outcome: fn(std::result::Result<T, CallError>) -> Outcome,
+        send: impl FnOnce(CallChain) -> F,
+    ) -> OpId
+    where
+        T: 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
         let chain = self.caller.outgoing(self.tasks.blocked > 0).0;
-        let run = match self.tasks.subrequest(&self.caller.shared().settings) {
-            Ok(_) => Box::pin(async move {
-                Outcome::StubCall(
-                    stub.call_wit(method, args, &chain)
-                        .await
-                        .map_err(CallError::from),
-                )
-            }) as futures_util::future::BoxFuture<'static, Outcome>,
-            Err(limit) => Box::pin(std::future::ready(Outcome::StubCall(Err(CallError::from(
-                Error::new(ErrorKind::Overloaded, limit),
-            ))))),
-        };
-        self.tasks.start(op, run);
-        op
+        let run: BoxFuture<'static, Outcome> =
+            match self.tasks.subrequest(&self.caller.shared().settings) {
+                Ok(_) => {
+                    let sent = send(chain);
+                    Box::pin(async move { outcome(sent.await.map_err(CallError::from)) })
+                }
+                Err(limit) => Box::pin(std::future::ready(outcome(Err(CallError::from(
+                    Error::new(ErrorKind::Overloaded, limit),
+                ))))),
+            };
+        self.tasks.start(run)
     }
 
     /// Starts an outbound HTTP request, within the running turn's event's
     /// subrequest and connection limits.
     pub(crate) fn start_fetch(&mut self, req: WitRequest, redirect: Redirect) -> OpId {
-        let op = self.tasks.next_op();
         let shared = self.caller.shared();
         let run = match self.tasks.subrequest(&shared.settings) {
             Ok(connections) => {
@@ -143,28 +146,22 @@ impl Calls<'_> {
                             redirected: response.redirected,
                         },
                     ))
-                }) as futures_util::future::BoxFuture<'static, Outcome>
+                }) as BoxFuture<'static, Outcome>
             }
             Err(limit) => Box::pin(std::future::ready(Outcome::Http(Err(FetchError {
                 kind: FetchErrorKind::Limit,
                 message: limit,
             })))),
         };
-        self.tasks.start(op, run);
-        op
+        self.tasks.start(run)
     }
 
     /// Starts a timer of `ms` milliseconds.
     pub(crate) fn start_sleep(&mut self, ms: u64) -> OpId {
-        let op = self.tasks.next_op();
-        self.tasks.start(
-            op,
-            Box::pin(async move {
-                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-                Outcome::Slept
-            }),
-        );
-        op
+        self.tasks.start(Box::pin(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            Outcome::Slept
+        }))
     }
 }
 

@@ -94,16 +94,14 @@ impl Tasks {
         self.budgets.remove(&event);
     }
 
-    /// The number of a new operation of the running turn's event.
-    pub(crate) fn next_op(&mut self) -> OpId {
+    /// Records `run` as an operation of the running turn's event; its
+    /// number.
+    pub(crate) fn start(&mut self, run: BoxFuture<'static, Outcome>) -> OpId {
         self.next_op += 1;
-        self.next_op
-    }
-
-    /// Records a started operation.
-    pub(crate) fn start(&mut self, op: OpId, run: BoxFuture<'static, Outcome>) {
+        let op = self.next_op;
         let event = self.event;
         self.started.push(Started { op, event, run });
+        op
     }
 
     /// Takes one subrequest from the running turn's event: its connection

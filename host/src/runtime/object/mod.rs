@@ -352,7 +352,7 @@ impl Actor {
                     return;
                 }
                 let call = matches!(request, Request::Call { .. });
-                let event = self.open_event(Waiter::Stub { reply, call }, origin.chain);
+                let event = self.open_event(Some(Waiter::Stub { reply, call }), origin.chain);
                 self.turn(event, TurnCall::Request(request)).await;
             }
             Event::Alarm { _permit } => self.alarm(_permit).await,
@@ -362,8 +362,9 @@ impl Actor {
         }
     }
 
-    /// Starts an event for `waiter`: its number, budget and deadline.
-    fn open_event(&mut self, waiter: Waiter, chain: CallChain) -> EventId {
+    /// Starts an event for `waiter` (none for the constructor's, which no
+    /// one waits for): its number, budget and deadline.
+    fn open_event(&mut self, waiter: Option<Waiter>, chain: CallChain) -> EventId {
         self.last_event += 1;
         let event = self.last_event;
         let settings = &self.shared.settings;
@@ -374,7 +375,7 @@ impl Actor {
         self.running.insert(
             event,
             Running {
-                waiter: Some(waiter),
+                waiter,
                 chain,
                 deadline,
             },
@@ -495,12 +496,7 @@ impl Actor {
                     _permit,
                 },
                 Finished::Alarm(result),
-            ) => {
-                self.shared
-                    .alarms_run
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.alarm_done(record, begun, result.map_err(guest_error));
-            }
+            ) => self.alarm_ran(record, begun, result.map_err(guest_error)),
             (waiter, _) => self.fail(
                 waiter,
                 Error::new(
@@ -524,12 +520,7 @@ impl Actor {
                 record,
                 begun,
                 _permit,
-            } => {
-                self.shared
-                    .alarms_run
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.alarm_done(record, begun, Err(error));
-            }
+            } => self.alarm_ran(record, begun, Err(error)),
         }
     }
 
@@ -637,10 +628,12 @@ impl Actor {
             }
         };
         let class = self.identity.class.to_string();
-        store.data().io.sql.begin_event();
+        self.instance = Some((store, instance));
         // The constructor's turn belongs to an event of its own, which no
         // one waits for: what it starts runs within its wall-clock time.
-        let init_event = self.open_event_number(&mut store);
+        let init_event = self.open_event(None, CallChain::default());
+        let (store, instance) = self.instance.as_mut().expect("set above");
+        store.data().io.sql.begin_event();
         store.data_mut().tasks.event = init_event;
         store.data_mut().io.chain = CallChain::default();
         let wall = self.shared.settings.wall_time_per_event;
@@ -648,10 +641,9 @@ impl Actor {
             wall,
             instance
                 .dohost_object_handler()
-                .call_init(&mut store, &class),
+                .call_init(&mut *store, &class),
         )
         .await;
-        self.instance = Some((store, instance));
         match init {
             Ok(Ok(())) => {
                 let failure = self.end_turn();
@@ -698,24 +690,6 @@ impl Actor {
                 .with_detail(detail))
             }
         }
-    }
-
-    /// Opens the constructor's event in a store not yet the actor's: an
-    /// event no one waits for, answered from the start.
-    fn open_event_number(&mut self, store: &mut wasmtime::Store<ObjectState>) -> EventId {
-        self.last_event += 1;
-        let event = self.last_event;
-        let settings = &self.shared.settings;
-        store.data_mut().tasks.open(event, settings);
-        self.running.insert(
-            event,
-            Running {
-                waiter: None,
-                chain: CallChain::default(),
-                deadline: tokio::time::Instant::now() + settings.wall_time_per_event,
-            },
-        );
-        event
     }
 
     /// Why the instance trapped, in one line, and the detail for the log.
@@ -848,8 +822,16 @@ impl Actor {
             begun,
             _permit: permit,
         };
-        let event = self.open_event(waiter, CallChain::default());
+        let event = self.open_event(Some(waiter), CallChain::default());
         self.turn(event, TurnCall::Alarm(info)).await;
+    }
+
+    /// Counts an alarm handler that ran to an end and settles its alarm.
+    fn alarm_ran(&mut self, record: AlarmRecord, begun: AlarmRecord, result: Result<()>) {
+        self.shared
+            .alarms_run
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.alarm_done(record, begun, result);
     }
 
     /// Settles the alarm after its handler ended with `result`: cleared,
