@@ -1,10 +1,15 @@
 //! What a guest knows of its surroundings: its own identity ([`State`]), the
 //! configuration's variables and the namespaces of other objects ([`Env`]).
 
+use std::future::Future;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::bindings::dohost::object::events::{self, Outcome};
 use crate::bindings::dohost::object::{context, env, namespace};
+use crate::outbound::unexpected;
+use crate::task::{Operation, spawn};
 use crate::{Error, Request, Response, Result, Sql, Storage};
 
 /// The object's own state handle: its id, name, storage and SQL database.
@@ -42,6 +47,33 @@ impl State {
     /// as `self.storage().sql()`.
     pub fn sql(&self) -> Sql {
         Sql::new()
+    }
+
+    /// Runs `work` and keeps every other event out of the object until it
+    /// finishes (Cloudflare's `blockConcurrencyWhile`); events already
+    /// running go on once it is done. An `Err` resets the object, as on
+    /// Cloudflare: every event running in it fails with that message.
+    ///
+    /// # Errors
+    ///
+    /// What `work` returns.
+    pub async fn block_concurrency_while<T>(
+        &self,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        events::block_concurrency();
+        let result = work.await;
+        match &result {
+            Ok(_) => events::allow_concurrency(None),
+            Err(e) => events::allow_concurrency(Some(e.message())),
+        }
+        result
+    }
+
+    /// Lets `work` run on after the event's response is sent (Cloudflare's
+    /// `ctx.waitUntil`), within the event's wall-clock limit.
+    pub fn wait_until(&self, work: impl Future<Output = ()> + 'static) {
+        spawn(work);
     }
 }
 
@@ -163,15 +195,19 @@ impl Stub {
     }
 
     /// Sends `request` to the object and returns its response, released by
-    /// the host once the object's writes are durable.
+    /// the host once the object's writes are durable. This object may take
+    /// other events while it waits.
     ///
     /// # Errors
     ///
     /// When the object trapped, returned an error, or is overloaded, or the
     /// call timed out or would have closed a cycle of calls; see
     /// [`Error::is_remote`], [`Error::is_retryable`], [`Error::is_overloaded`].
-    pub fn fetch(&self, request: Request) -> Result<Response> {
-        Ok(self.0.fetch(&request.into())?.into())
+    pub async fn fetch(&self, request: Request) -> Result<Response> {
+        match Operation::new(self.0.start_fetch(&request.into())).await {
+            Outcome::StubFetch(result) => Ok(result?.into()),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Calls the object's RPC method `method` (see [`crate::methods!`])
@@ -180,20 +216,26 @@ impl Stub {
     /// a single array argument as `&(vec,)`). Returns the method's result.
     ///
     /// ```ignore
-    /// let count: u64 = stub.call("increment", &())?;
-    /// let sum: u64 = stub.call("add", &(2, 3))?;
+    /// let count: u64 = stub.call("increment", &()).await?;
+    /// let sum: u64 = stub.call("add", &(2, 3)).await?;
     /// ```
     ///
-    /// While the call runs this object takes no other event; a call back
-    /// into an object waiting in the same chain of calls fails at once.
+    /// While the call runs this object may take other events, calls back
+    /// from the object it called included (A → B → A).
     ///
     /// # Errors
     ///
     /// As [`Stub::fetch`]; also when the object has no such method, the
     /// arguments do not fit it (both `remote`), or the result does not
     /// deserialize into `R`.
-    pub fn call<R: DeserializeOwned>(&self, method: &str, args: &impl Serialize) -> Result<R> {
-        let result = self.call_json(method, &crate::rpc::args_json(args)?)?;
+    pub async fn call<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &impl Serialize,
+    ) -> Result<R> {
+        let result = self
+            .call_json(method, &crate::rpc::args_json(args)?)
+            .await?;
         serde_json::from_str(&result).map_err(|e| {
             Error::new(format!(
                 "the result of {method} ({result:.100}) does not fit the expected type: {e}"
@@ -207,8 +249,11 @@ impl Stub {
     /// # Errors
     ///
     /// As [`Stub::call`].
-    pub fn call_json(&self, method: &str, args: &str) -> Result<String> {
-        Ok(self.0.call(method, args)?)
+    pub async fn call_json(&self, method: &str, args: &str) -> Result<String> {
+        match Operation::new(self.0.start_call(method, args)).await {
+            Outcome::StubCall(result) => Ok(result?),
+            other => Err(unexpected(other)),
+        }
     }
 }
 

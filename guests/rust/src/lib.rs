@@ -19,7 +19,7 @@
 //!         Counter { state }
 //!     }
 //!
-//!     fn fetch(&mut self, _req: Request) -> Result<Response> {
+//!     async fn fetch(&self, _req: Request) -> Result<Response> {
 //!         let storage = self.state.storage();
 //!         let value = storage.get::<u64>("value")?.unwrap_or(0) + 1;
 //!         storage.put("value", &value)?;
@@ -39,10 +39,18 @@
 //! [`Stub::fetch`] or [`Stub::call`] for RPC methods, which a class exposes
 //! with [`methods!`].
 //!
-//! Calls into the host look synchronous: the host suspends the guest while
-//! it waits, and runs one event per object at a time, so `get` then `put`
-//! needs no locking. That holds while the object waits on another object
-//! too: no other event enters it meanwhile.
+//! Handlers are `async` and take `&self`, as in Cloudflare's `workers-rs`.
+//! Storage and SQL calls are synchronous and never interleave: everything
+//! an event does between two `.await`s is atomic, so `get` then `put` needs
+//! no locking. What an event awaits (stub calls, [`fetch`] to the outside
+//! world, [`sleep`]) lets the object take its next event meanwhile
+//! (Cloudflare's input gate), which is why handlers share `&self`: state
+//! kept in fields that several events change goes in a `Cell` or
+//! `RefCell`, never borrowed across an `.await`.
+//! [`State::block_concurrency_while`] keeps other events out while it
+//! runs. Await several things at once with the combinators of
+//! [`future`] (`join`, `join_all`, `try_join_all`, `select`), and let work
+//! run on after the response with [`State::wait_until`].
 
 #![deny(missing_docs)]
 
@@ -54,18 +62,23 @@ pub mod bindings;
 mod cursor;
 mod env;
 mod http;
+mod outbound;
 mod row;
 mod rpc;
 mod sql;
 mod sql_value;
 mod storage;
+mod task;
 
 use std::cell::RefCell;
 use std::fmt;
 
 pub use cursor::Cursor;
 pub use env::{Env, Namespace, ObjectId, State, Stub};
+pub use futures_util::future;
+pub use futures_util::{join, try_join};
 pub use http::{Request, Response};
+pub use outbound::{Redirect, fetch, fetch_with};
 pub use row::Row;
 pub use rpc::Method;
 pub use sql::{MAX_SQL_PARAMS, MAX_SQL_STATEMENT_BYTES, MAX_SQL_VALUE_BYTES, Sql};
@@ -73,6 +86,7 @@ pub use sql_value::{FromSql, SqlValue};
 pub use storage::{
     ListOptions, MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_VALUE_BYTES, Storage, Transaction,
 };
+pub use task::sleep;
 
 /// An error from the host or from a guest's own code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,9 +174,11 @@ pub fn now_ms() -> i64 {
 ///
 /// The host constructs one value per object when the object is activated
 /// (before its first event) and calls [`DurableObject::fetch`] for each
-/// request, one at a time. Fields are the object's in-memory state: they
-/// last while the object stays live, so anything that must survive goes to
-/// [`State::storage`].
+/// request. One event runs at a time until it awaits something other than
+/// storage; then the next may start (see the crate's documentation). Fields
+/// are the object's in-memory state: they last while the object stays live,
+/// so anything that must survive goes to [`State::storage`].
+#[allow(async_fn_in_trait)] // The guest has one thread: no future is `Send`.
 pub trait DurableObject: 'static {
     /// Constructs the object. Runs before any event reaches it (Cloudflare's
     /// constructor with `blockConcurrencyWhile`): storage reads here are
@@ -178,7 +194,7 @@ pub trait DurableObject: 'static {
     /// # Errors
     ///
     /// Whatever the object wants to report as a failure.
-    fn fetch(&mut self, req: Request) -> Result<Response>;
+    async fn fetch(&self, req: Request) -> Result<Response>;
 
     /// Handles the object's alarm when it is due ([`Storage::set_alarm`]).
     /// `Ok` clears the alarm, unless the handler set a new one. An `Err` or
@@ -192,7 +208,7 @@ pub trait DurableObject: 'static {
     /// # Errors
     ///
     /// Whatever the object wants retried.
-    fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
+    async fn alarm(&self, info: AlarmInfo) -> Result<()> {
         let _ = info;
         Err(Error::new(
             "this class has no alarm handler: implement DurableObject::alarm",
@@ -212,13 +228,14 @@ pub trait DurableObject: 'static {
     ///
     /// When there is no such method, the arguments do not fit, or the
     /// method fails.
-    fn call(&mut self, method: &str, args: &str) -> Result<String> {
+    async fn call(&self, method: &str, args: &str) -> Result<String> {
         let _ = args;
         Err(rpc::unknown_method(method, &[]))
     }
 }
 
 /// A stateless entry worker (a Cloudflare Worker's default export).
+#[allow(async_fn_in_trait)] // The guest has one thread: no future is `Send`.
 pub trait Worker: 'static {
     /// Handles one HTTP request, typically by forwarding it to an object
     /// through `env.namespace(..)`.
@@ -226,7 +243,7 @@ pub trait Worker: 'static {
     /// # Errors
     ///
     /// Whatever the worker wants to report as a failure (a 500).
-    fn fetch(req: Request, env: &Env) -> Result<Response>;
+    async fn fetch(req: Request, env: &Env) -> Result<Response>;
 }
 
 #[doc(hidden)]
@@ -236,46 +253,60 @@ pub mod __private {
     pub use crate::rpc::{invoke, unknown_method};
     pub use wit_bindgen;
 
+    use std::rc::Rc;
+
     use super::*;
     use crate::bindings::dohost::object::{events, types};
+    use crate::rpc::LocalFuture;
+    use crate::task;
 
     /// Constructs the class called `name`, if the component exports it.
-    pub type Construct = fn(name: &str) -> Option<Box<dyn ErasedObject>>;
+    pub type Construct = fn(name: &str) -> Option<Rc<dyn ErasedObject>>;
 
-    /// A [`DurableObject`] behind a vtable.
+    /// A [`DurableObject`] behind a vtable; each event's future holds the
+    /// object, since several may be running.
     pub trait ErasedObject {
-        fn fetch(&mut self, req: Request) -> Result<Response>;
-        fn alarm(&mut self, info: AlarmInfo) -> Result<()>;
-        fn call(&mut self, method: &str, args: &str) -> Result<String>;
+        fn fetch(self: Rc<Self>, req: Request) -> LocalFuture<'static, Result<Response>>;
+        fn alarm(self: Rc<Self>, info: AlarmInfo) -> LocalFuture<'static, Result<()>>;
+        fn call(
+            self: Rc<Self>,
+            method: String,
+            args: String,
+        ) -> LocalFuture<'static, Result<String>>;
     }
 
     impl<T: DurableObject> ErasedObject for T {
-        fn fetch(&mut self, req: Request) -> Result<Response> {
-            DurableObject::fetch(self, req)
+        fn fetch(self: Rc<Self>, req: Request) -> LocalFuture<'static, Result<Response>> {
+            Box::pin(async move { DurableObject::fetch(&*self, req).await })
         }
 
-        fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
-            DurableObject::alarm(self, info)
+        fn alarm(self: Rc<Self>, info: AlarmInfo) -> LocalFuture<'static, Result<()>> {
+            Box::pin(async move { DurableObject::alarm(&*self, info).await })
         }
 
-        fn call(&mut self, method: &str, args: &str) -> Result<String> {
-            DurableObject::call(self, method, args)
+        fn call(
+            self: Rc<Self>,
+            method: String,
+            args: String,
+        ) -> LocalFuture<'static, Result<String>> {
+            Box::pin(async move { DurableObject::call(&*self, &method, &args).await })
         }
     }
 
     /// Builds a `T` as an erased object.
-    pub fn construct<T: DurableObject>() -> Box<dyn ErasedObject> {
-        Box::new(T::new(State::new(), Env::new()))
+    pub fn construct<T: DurableObject>() -> Rc<dyn ErasedObject> {
+        Rc::new(T::new(State::new(), Env::new()))
     }
 
     thread_local! {
-        static OBJECT: RefCell<Option<Box<dyn ErasedObject>>> = const { RefCell::new(None) };
+        static OBJECT: RefCell<Option<Rc<dyn ErasedObject>>> = const { RefCell::new(None) };
     }
 
     pub fn init(class: String, construct: Construct, classes: &[&str]) -> Result<(), String> {
         match construct(&class) {
             Some(object) => {
                 OBJECT.with(|o| *o.borrow_mut() = Some(object));
+                task::run_woken();
                 Ok(())
             }
             None => Err(format!(
@@ -285,74 +316,70 @@ pub mod __private {
         }
     }
 
-    /// Runs request event `event` to its end and reports it to the host.
+    fn object(event: &str) -> Result<Rc<dyn ErasedObject>, String> {
+        OBJECT
+            .with(|o| o.borrow().clone())
+            .ok_or_else(|| format!("{event} before init: the host must call init first"))
+    }
+
+    /// Runs request event `event`; reports it to the host when it ends,
+    /// in this turn or a later one.
     pub fn fetch(event: u64, req: types::Request) {
-        let result = run_fetch(req);
-        events::finish_fetch(event, result.as_ref().map_err(String::as_str));
+        task::run(async move {
+            let result = match object("fetch") {
+                Ok(object) => object
+                    .fetch(req.into())
+                    .await
+                    .map(Into::into)
+                    .map_err(|e| e.message),
+                Err(e) => Err(e),
+            };
+            events::finish_fetch(event, result.as_ref().map_err(String::as_str));
+        });
     }
 
-    fn run_fetch(req: types::Request) -> Result<types::Response, String> {
-        OBJECT.with(|o| {
-            let mut object = o.borrow_mut();
-            let object = object
-                .as_mut()
-                .ok_or_else(|| "fetch before init: the host must call init first".to_owned())?;
-            object
-                .fetch(req.into())
-                .map(Into::into)
-                .map_err(|e| e.message)
-        })
-    }
-
-    /// Runs alarm event `event` to its end and reports it to the host.
+    /// Runs alarm event `event`; reports it to the host when it ends.
     pub fn alarm(event: u64, info: crate::bindings::exports::dohost::object::handler::AlarmInfo) {
-        let result = run_alarm(info);
-        events::finish_alarm(event, result.as_ref().map(|_| ()).map_err(String::as_str));
+        let info = AlarmInfo {
+            retry_count: info.retry_count,
+            is_retry: info.is_retry,
+        };
+        task::run(async move {
+            let result = match object("alarm") {
+                Ok(object) => object.alarm(info).await.map_err(|e| e.message),
+                Err(e) => Err(e),
+            };
+            events::finish_alarm(event, result.as_ref().map(|_| ()).map_err(String::as_str));
+        });
     }
 
-    fn run_alarm(
-        info: crate::bindings::exports::dohost::object::handler::AlarmInfo,
-    ) -> Result<(), String> {
-        OBJECT.with(|o| {
-            let mut object = o.borrow_mut();
-            let object = object
-                .as_mut()
-                .ok_or_else(|| "alarm before init: the host must call init first".to_owned())?;
-            object
-                .alarm(AlarmInfo {
-                    retry_count: info.retry_count,
-                    is_retry: info.is_retry,
-                })
-                .map_err(|e| e.message)
-        })
-    }
-
-    /// Runs RPC event `event` to its end and reports it to the host.
+    /// Runs RPC event `event`; reports it to the host when it ends.
     pub fn call(event: u64, method: String, args: String) {
-        let result = run_call(method, args);
-        events::finish_call(event, result.as_deref().map_err(String::as_str));
+        task::run(async move {
+            let result = match object("call") {
+                Ok(object) => object.call(method, args).await.map_err(|e| e.message),
+                Err(e) => Err(e),
+            };
+            events::finish_call(event, result.as_deref().map_err(String::as_str));
+        });
     }
 
-    /// An operation's outcome. This SDK's calls wait inside the host, so it
-    /// starts no operation and none comes back.
-    pub fn resume(_op: u64, _outcome: events::Outcome) {}
-
-    fn run_call(method: String, args: String) -> Result<String, String> {
-        OBJECT.with(|o| {
-            let mut object = o.borrow_mut();
-            let object = object
-                .as_mut()
-                .ok_or_else(|| "call before init: the host must call init first".to_owned())?;
-            object.call(&method, &args).map_err(|e| e.message)
-        })
+    /// An operation's outcome: wakes what awaits it.
+    pub fn resume(op: u64, outcome: events::Outcome) {
+        task::resume(op, outcome);
     }
 
-    /// Runs the worker's request event `event` and reports it to the host.
+    /// Runs the worker's request event `event`; reports it to the host
+    /// when it ends.
     pub fn worker_fetch<W: Worker>(event: u64, req: types::Request) {
-        let result = W::fetch(req.into(), &Env::new())
-            .map(Into::into)
-            .map_err(|e| e.message);
-        events::finish_fetch(event, result.as_ref().map_err(String::as_str));
+        task::run(async move {
+            let env = Env::new();
+            let result = W::fetch(req.into(), &env)
+                .await
+                .map(Into::into)
+                .map_err(|e| e.message);
+            events::finish_fetch(event, result.as_ref().map_err(String::as_str));
+        });
     }
 
     const NOT_AN_OBJECT: &str =
@@ -401,7 +428,7 @@ macro_rules! export_objects {
             }
 
             fn init(class_name: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
-                fn construct(name: &str) -> ::std::option::Option<::std::boxed::Box<dyn $crate::__private::ErasedObject>> {
+                fn construct(name: &str) -> ::std::option::Option<::std::rc::Rc<dyn $crate::__private::ErasedObject>> {
                     match name {
                         $(stringify!($class) => ::std::option::Option::Some($crate::__private::construct::<$class>()),)+
                         _ => ::std::option::Option::None,

@@ -7,6 +7,9 @@
 //! parameter's type, and the return value (`T`, or `Result<T>` to fail the
 //! call) is serialized back.
 
+use std::future::{Future, ready};
+use std::pin::Pin;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -14,27 +17,32 @@ use serde_json::Value;
 use crate::bindings::dohost::object::context;
 use crate::{Error, Result};
 
+/// A future the guest's executor runs; not `Send` (the guest has one
+/// thread).
+pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
 /// A method of class `S` that [`methods!`](crate::methods) can expose;
-/// implemented for methods taking `&mut self` or `&self` and up to six
+/// implemented for methods, plain or `async`, taking `&self` and up to six
 /// arguments that implement `Deserialize`, returning a `Serialize` value or
 /// a [`Result`] of one. `M` only tells the shapes apart.
-pub trait Method<S, M> {
+pub trait Method<'a, S, M> {
     /// Runs the method on `object` with `args` (already split into the
     /// positional arguments), returning the result as JSON.
-    ///
-    /// # Errors
-    ///
-    /// When the arguments do not fit, or the method fails.
-    fn invoke(self, object: &mut S, name: &str, args: Vec<Value>) -> Result<String>;
+    fn invoke(
+        self,
+        object: &'a S,
+        name: &'a str,
+        args: Vec<Value>,
+    ) -> LocalFuture<'a, Result<String>>;
 }
 
-/// Shapes of [`Method`]: the receiver, the arguments and the result.
+/// Shapes of [`Method`]: plain or async, the arguments and the result.
 #[doc(hidden)]
-pub struct Shape<Receiver, Args, Returns>(Receiver, Args, Returns);
+pub struct Shape<Kind, Args, Returns>(Kind, Args, Returns);
 #[doc(hidden)]
-pub struct ByMut;
+pub struct Blocking;
 #[doc(hidden)]
-pub struct ByRef;
+pub struct Async;
 #[doc(hidden)]
 pub struct Plain;
 #[doc(hidden)]
@@ -72,30 +80,62 @@ fn argument<T: DeserializeOwned>(name: &str, index: usize, value: Value) -> Resu
 
 macro_rules! method_impls {
     ($count:literal $(, $arg:ident)*) => {
-        method_impls!(@one ByMut, &mut S, Plain, R, [], $count $(, $arg)*);
-        method_impls!(@one ByMut, &mut S, Fallible, Result<R>, [?], $count $(, $arg)*);
-        method_impls!(@one ByRef, &S, Plain, R, [], $count $(, $arg)*);
-        method_impls!(@one ByRef, &S, Fallible, Result<R>, [?], $count $(, $arg)*);
+        method_impls!(@blocking Plain, R, [], $count $(, $arg)*);
+        method_impls!(@blocking Fallible, Result<R>, [?], $count $(, $arg)*);
+        method_impls!(@async Plain, R, [], $count $(, $arg)*);
+        method_impls!(@async Fallible, Result<R>, [?], $count $(, $arg)*);
     };
-    (@one $receiver:ident, $self_ty:ty, $returns:ident, $ret:ty, [$($try:tt)?], $count:literal $(, $arg:ident)*) => {
-        impl<S, F, R, $($arg),*> Method<S, Shape<$receiver, ($($arg,)*), $returns>> for F
+    (@decode $name:ident, $args:ident, $count:literal $(, $arg:ident)*) => {{
+        arity($name, &$args, $count)?;
+        let mut args = $args.into_iter().enumerate();
+        $(
+            let $arg: $arg = {
+                let (index, value) = args.next().expect("counted above");
+                argument($name, index, value)?
+            };
+        )*
+        Ok(($($arg,)*))
+    }};
+    (@blocking $returns:ident, $ret:ty, [$($try:tt)?], $count:literal $(, $arg:ident)*) => {
+        impl<'a, S: 'a, F, R, $($arg),*> Method<'a, S, Shape<Blocking, ($($arg,)*), $returns>> for F
         where
-            F: FnOnce($self_ty $(, $arg)*) -> $ret,
+            F: FnOnce(&'a S $(, $arg)*) -> $ret,
             R: Serialize,
             $($arg: DeserializeOwned,)*
         {
             #[allow(non_snake_case, unused_mut, unused_variables)]
-            fn invoke(self, object: &mut S, name: &str, args: Vec<Value>) -> Result<String> {
-                arity(name, &args, $count)?;
-                let mut args = args.into_iter().enumerate();
-                $(
-                    let $arg: $arg = {
-                        let (index, value) = args.next().expect("counted above");
-                        argument(name, index, value)?
+            fn invoke(self, object: &'a S, name: &'a str, args: Vec<Value>) -> LocalFuture<'a, Result<String>> {
+                let run = || {
+                    let decode = || -> Result<($($arg,)*)> {
+                        method_impls!(@decode name, args, $count $(, $arg)*)
                     };
-                )*
-                let value = self(object $(, $arg)*);
-                result_json(name, &value $($try)?)
+                    let ($($arg,)*) = decode()?;
+                    let value = self(object $(, $arg)*);
+                    result_json(name, &value $($try)?)
+                };
+                Box::pin(ready(run()))
+            }
+        }
+    };
+    (@async $returns:ident, $ret:ty, [$($try:tt)?], $count:literal $(, $arg:ident)*) => {
+        impl<'a, S: 'a, F, Fut, R, $($arg),*> Method<'a, S, Shape<Async, ($($arg,)*), $returns>> for F
+        where
+            F: FnOnce(&'a S $(, $arg)*) -> Fut + 'a,
+            Fut: Future<Output = $ret> + 'a,
+            R: Serialize,
+            $($arg: DeserializeOwned + 'a,)*
+        {
+            #[allow(non_snake_case, unused_mut, unused_variables)]
+            fn invoke(self, object: &'a S, name: &'a str, args: Vec<Value>) -> LocalFuture<'a, Result<String>> {
+                let decode = || -> Result<($($arg,)*)> {
+                    method_impls!(@decode name, args, $count $(, $arg)*)
+                };
+                let decoded = decode();
+                Box::pin(async move {
+                    let ($($arg,)*) = decoded?;
+                    let value = self(object $(, $arg)*).await;
+                    result_json(name, &value $($try)?)
+                })
             }
         }
     };
@@ -111,19 +151,19 @@ method_impls!(6, A1, A2, A3, A4, A5, A6);
 
 /// Runs `method` (called `name`) on `object` with the JSON array `args`.
 #[doc(hidden)]
-pub fn invoke<S, M>(
-    object: &mut S,
-    method: impl Method<S, M>,
-    name: &str,
+pub fn invoke<'a, S, M>(
+    object: &'a S,
+    method: impl Method<'a, S, M>,
+    name: &'a str,
     args: &str,
-) -> Result<String> {
+) -> LocalFuture<'a, Result<String>> {
     let args: Vec<Value> = match serde_json::from_str::<Value>(args) {
         Ok(Value::Array(args)) => args,
         Ok(Value::Null) => Vec::new(),
         _ => {
-            return Err(Error::new(format!(
+            return Box::pin(ready(Err(Error::new(format!(
                 "the arguments of {name} are not a JSON array: {args:.100}"
-            )));
+            )))));
         }
     };
     method.invoke(object, name, args)
@@ -179,18 +219,19 @@ macro_rules! __method_name {
 /// ```ignore
 /// impl DurableObject for Counter {
 ///     fn new(state: State, _env: Env) -> Self { Counter { state } }
-///     fn fetch(&mut self, _req: Request) -> Result<Response> { ... }
-///     dohost_sdk::methods!(increment, add, "getCount" => get_count);
+///     async fn fetch(&self, _req: Request) -> Result<Response> { ... }
+///     dohost_sdk::methods!(increment, add, "getCount" => get_count, total);
 /// }
 ///
 /// impl Counter {
-///     fn increment(&mut self) -> Result<u64> { self.add(1) }
-///     fn add(&mut self, by: u64) -> Result<u64> { ... }
+///     fn increment(&self) -> Result<u64> { self.add(1) }
+///     fn add(&self, by: u64) -> Result<u64> { ... }
 ///     fn get_count(&self) -> u64 { ... }
+///     async fn total(&self) -> Result<u64> { /* awaits other objects */ }
 /// }
 /// ```
 ///
-/// A method takes `&mut self` or `&self` and up to six arguments whose
+/// A method, plain or `async`, takes `&self` and up to six arguments whose
 /// types implement `serde::Deserialize`, and returns a type that implements
 /// `serde::Serialize` (`()` included) or a [`Result`] of one; an `Err`
 /// reaches the caller as a remote error. A call with the wrong number of
@@ -199,10 +240,10 @@ macro_rules! __method_name {
 #[macro_export]
 macro_rules! methods {
     ($($($wire:literal =>)? $name:ident),* $(,)?) => {
-        fn call(&mut self, method: &str, args: &str) -> $crate::Result<::std::string::String> {
+        async fn call(&self, method: &str, args: &str) -> $crate::Result<::std::string::String> {
             $(
                 if method == $crate::__method_name!($($wire)?, $name) {
-                    return $crate::__private::invoke(self, Self::$name, method, args);
+                    return $crate::__private::invoke(self, Self::$name, method, args).await;
                 }
             )*
             ::std::result::Result::Err($crate::__private::unknown_method(
@@ -215,19 +256,23 @@ macro_rules! methods {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
+    use futures_util::FutureExt;
+
     use super::*;
 
     struct Adder {
-        total: u64,
+        total: Cell<u64>,
     }
 
     impl Adder {
-        fn add(&mut self, by: u64) -> u64 {
-            self.total += by;
-            self.total
+        fn add(&self, by: u64) -> u64 {
+            self.total.set(self.total.get() + by);
+            self.total.get()
         }
 
-        fn checked(&mut self, by: u64, label: String) -> Result<(String, u64)> {
+        fn checked(&self, by: u64, label: String) -> Result<(String, u64)> {
             if by == 0 {
                 return Err(Error::new("by must not be 0"));
             }
@@ -235,42 +280,67 @@ mod tests {
         }
 
         fn total(&self) -> u64 {
-            self.total
+            self.total.get()
         }
 
-        fn reset(&mut self) {
-            self.total = 0;
+        fn reset(&self) {
+            self.total.set(0);
+        }
+
+        async fn add_later(&self, by: u64) -> u64 {
+            self.add(by)
+        }
+
+        async fn checked_later(&self, by: u64, label: String) -> Result<(String, u64)> {
+            self.checked(by, label)
+        }
+    }
+
+    /// Runs a method whose future is ready at once (nothing here waits on
+    /// the host).
+    fn call<'a, M>(
+        adder: &'a Adder,
+        method: impl Method<'a, Adder, M>,
+        name: &'a str,
+        args: &str,
+    ) -> Result<String> {
+        invoke(adder, method, name, args)
+            .now_or_never()
+            .expect("nothing here waits")
+    }
+
+    fn adder(total: u64) -> Adder {
+        Adder {
+            total: Cell::new(total),
         }
     }
 
     #[test]
     fn methods_of_every_shape_take_json_arguments_and_return_json() {
-        let mut adder = Adder { total: 1 };
-        assert_eq!(invoke(&mut adder, Adder::add, "add", "[2]").unwrap(), "3");
+        let adder = adder(1);
+        assert_eq!(call(&adder, Adder::add, "add", "[2]").unwrap(), "3");
         assert_eq!(
-            invoke(&mut adder, Adder::checked, "checked", r#"[4, "x"]"#).unwrap(),
+            call(&adder, Adder::checked, "checked", r#"[4, "x"]"#).unwrap(),
             r#"["x",7]"#
         );
+        assert_eq!(call(&adder, Adder::total, "total", "[]").unwrap(), "7");
+        assert_eq!(call(&adder, Adder::total, "total", "null").unwrap(), "7");
         assert_eq!(
-            invoke(&mut adder, Adder::total, "total", "[]").unwrap(),
-            "7"
+            call(&adder, Adder::add_later, "add_later", "[3]").unwrap(),
+            "10"
         );
         assert_eq!(
-            invoke(&mut adder, Adder::total, "total", "null").unwrap(),
-            "7"
+            call(&adder, Adder::checked_later, "checked_later", r#"[1, "y"]"#).unwrap(),
+            r#"["y",11]"#
         );
-        assert_eq!(
-            invoke(&mut adder, Adder::reset, "reset", "[]").unwrap(),
-            "null"
-        );
-        assert_eq!(adder.total, 0);
+        assert_eq!(call(&adder, Adder::reset, "reset", "[]").unwrap(), "null");
+        assert_eq!(adder.total.get(), 0);
     }
 
     #[test]
     fn bad_calls_say_what_is_wrong() {
-        let mut adder = Adder { total: 0 };
         let err = |args: &str| {
-            invoke(&mut Adder { total: 0 }, Adder::checked, "checked", args)
+            call(&adder(0), Adder::checked, "checked", args)
                 .unwrap_err()
                 .message()
                 .to_owned()
@@ -282,8 +352,15 @@ mod tests {
         );
         assert!(err(r#"["one", "x"]"#).starts_with("argument 1 of checked does not fit"));
         assert!(err("{}").starts_with("the arguments of checked are not a JSON array"));
-        let one = invoke(&mut adder, Adder::add, "add", "[1, 2]").unwrap_err();
+        let one = call(&adder(0), Adder::add, "add", "[1, 2]").unwrap_err();
         assert_eq!(one.message(), "add takes 1 argument, but the call passed 2");
+        let later = call(
+            &adder(0),
+            Adder::checked_later,
+            "checked_later",
+            "[0, \"x\"]",
+        );
+        assert_eq!(later.unwrap_err().message(), "by must not be 0");
     }
 
     #[test]

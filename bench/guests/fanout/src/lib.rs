@@ -9,7 +9,7 @@ use dohost_sdk::{Env, Error, Request, Response, Result, Worker};
 pub struct FanOut;
 
 impl Worker for FanOut {
-    fn fetch(req: Request, env: &Env) -> Result<Response> {
+    async fn fetch(req: Request, env: &Env) -> Result<Response> {
         let peers = env.namespace("PEER")?;
         let path = req.path().to_owned();
         let mut parts = path.trim_start_matches('/').split('/');
@@ -25,11 +25,12 @@ impl Worker for FanOut {
                 for i in 0..n {
                     sum += peers
                         .get_by_name(&format!("{prefix}{i}"))
-                        .call::<u64>("ping", &())?;
+                        .call::<u64>("ping", &())
+                        .await?;
                 }
                 Ok(Response::text(sum.to_string()))
             }
-            (Some("pingpong"), Some(name)) => peers.get_by_name(name).fetch(req),
+            (Some("pingpong"), Some(name)) => peers.get_by_name(name).fetch(req).await,
             _ => Ok(Response::text(
                 "GET /fanout/<prefix>?n=<n> or /pingpong/<name>?peer=<name>&n=<n>\n",
             )

@@ -4,20 +4,25 @@
 //! Peer called `<name>` `n` times, one after another, answering the last
 //! count.
 
+use std::cell::Cell;
+
 use dohost_sdk::{DurableObject, Env, Error, Request, Response, Result, State};
 
 /// One side of a ping-pong.
 pub struct Peer {
     env: Env,
-    pings: u64,
+    pings: Cell<u64>,
 }
 
 impl DurableObject for Peer {
     fn new(_state: State, env: Env) -> Self {
-        Peer { env, pings: 0 }
+        Peer {
+            env,
+            pings: Cell::new(0),
+        }
     }
 
-    fn fetch(&mut self, req: Request) -> Result<Response> {
+    async fn fetch(&self, req: Request) -> Result<Response> {
         let (mut peer, mut n) = ("b".to_owned(), 100u32);
         for (key, value) in req
             .query()
@@ -34,7 +39,7 @@ impl DurableObject for Peer {
         let peer = self.env.namespace("PEER")?.get_by_name(&peer);
         let mut last = 0;
         for _ in 0..n {
-            last = peer.call::<u64>("ping", &())?;
+            last = peer.call::<u64>("ping", &()).await?;
         }
         Ok(Response::text(last.to_string()))
     }
@@ -43,9 +48,9 @@ impl DurableObject for Peer {
 }
 
 impl Peer {
-    fn ping(&mut self) -> u64 {
-        self.pings += 1;
-        self.pings
+    fn ping(&self) -> u64 {
+        self.pings.set(self.pings.get() + 1);
+        self.pings.get()
     }
 }
 

@@ -17,6 +17,8 @@
 //!
 //! Run: `cargo run --release -p dohost -- serve --config examples/batch-processor/dohost.toml`.
 
+use std::cell::RefCell;
+
 use dohost_sdk::{
     AlarmInfo, DurableObject, Env, Error, Request, Response, Result, State, now_ms, params,
 };
@@ -32,7 +34,7 @@ const DEFAULT_BATCH_DELAY_MS: i64 = 5000;
 pub struct BatchProcessor {
     state: State,
     env: Env,
-    pending: Vec<String>,
+    pending: RefCell<Vec<String>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -43,8 +45,8 @@ struct Item {
 }
 
 impl BatchProcessor {
-    fn add_item(&mut self, item: String) -> Result<Response> {
-        self.pending.push(item);
+    fn add_item(&self, item: String) -> Result<Response> {
+        self.pending.borrow_mut().push(item);
         let storage = self.state.storage();
         let alarm = match storage.get_alarm()? {
             Some(alarm) => alarm,
@@ -54,7 +56,7 @@ impl BatchProcessor {
                 alarm
             }
         };
-        Response::json(&serde_json::json!({"pending": self.pending.len(), "alarm": alarm}))
+        Response::json(&serde_json::json!({"pending": self.pending.borrow().len(), "alarm": alarm}))
     }
 
     fn delay_ms(&self) -> Result<i64> {
@@ -85,11 +87,11 @@ impl DurableObject for BatchProcessor {
         BatchProcessor {
             state,
             env,
-            pending: Vec::new(),
+            pending: RefCell::new(Vec::new()),
         }
     }
 
-    fn fetch(&mut self, req: Request) -> Result<Response> {
+    async fn fetch(&self, req: Request) -> Result<Response> {
         // Created here rather than in the constructor, so a failure is
         // answered rather than failing the activation.
         self.state.sql().exec(
@@ -122,7 +124,7 @@ impl DurableObject for BatchProcessor {
                 Response::json(&items)
             }
             ("GET", "/status") => Response::json(&serde_json::json!({
-                "pending": self.pending.len(),
+                "pending": self.pending.borrow().len(),
                 "alarm": self.state.storage().get_alarm()?,
                 "batches": self.batches()?,
             })),
@@ -133,19 +135,19 @@ impl DurableObject for BatchProcessor {
         }
     }
 
-    fn alarm(&mut self, _info: AlarmInfo) -> Result<()> {
-        if self.pending.is_empty() {
+    async fn alarm(&self, _info: AlarmInfo) -> Result<()> {
+        if self.pending.borrow().is_empty() {
             return Ok(());
         }
         let batch = self.batches()? + 1;
-        let items = serde_json::to_string(&self.pending)
+        let items = serde_json::to_string(&*self.pending.borrow())
             .map_err(|e| Error::new(format!("cannot encode the batch: {e}")))?;
         // One statement for the whole batch, however many items it has.
         self.state.sql().exec(
             "INSERT INTO processed_items (item, batch) SELECT value, ? FROM json_each(?)",
             params![batch, items],
         )?;
-        self.pending.clear();
+        self.pending.borrow_mut().clear();
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ impl DurableObject for Counter {
         Counter { state }
     }
 
-    fn fetch(&mut self, req: Request) -> Result<Response> {
+    async fn fetch(&self, req: Request) -> Result<Response> {
         if req.path().ends_with("/sql") {
             return self.hit();
         }

@@ -8,10 +8,10 @@ use dohost_sdk::{Env, Request, Response, Result, Worker};
 pub struct Forwarder;
 
 impl Worker for Forwarder {
-    fn fetch(req: Request, env: &Env) -> Result<Response> {
+    async fn fetch(req: Request, env: &Env) -> Result<Response> {
         let counter = env.namespace("COUNTER")?;
         let id = counter.id_from_name("my-counter");
-        counter.get(&id)?.fetch(req)
+        counter.get(&id)?.fetch(req).await
     }
 }
 

@@ -8,6 +8,8 @@
 //! - `GET /items/count`: `{"count": ..}`.
 //! - `GET /items/sum`: `{"sum": ..}`, the sum of the values.
 
+use std::cell::Cell;
+
 use dohost_sdk::{DurableObject, Env, Request, Response, Result, Sql, State, Storage, params};
 use serde::Serialize;
 
@@ -30,7 +32,7 @@ pub struct BatchWriter {
     storage: Storage,
     /// Whether the table exists (`CREATE TABLE IF NOT EXISTS` runs until it
     /// succeeds once).
-    ready: bool,
+    ready: Cell<bool>,
 }
 
 fn parse_count(count: Option<&str>) -> std::result::Result<u32, Failure> {
@@ -56,11 +58,11 @@ fn create_table(sql: Sql) -> Result<()> {
 }
 
 impl BatchWriter {
-    fn handle(&mut self, req: &Request) -> Handled {
+    fn handle(&self, req: &Request) -> Handled {
         let sql = self.storage.sql();
-        if !self.ready {
+        if !self.ready.get() {
             create_table(sql)?;
-            self.ready = true;
+            self.ready.set(true);
         }
         let (method, path) = route(req);
         match (method, path.as_slice()) {
@@ -111,11 +113,11 @@ impl DurableObject for BatchWriter {
         let storage = state.storage();
         BatchWriter {
             storage,
-            ready: create_table(storage.sql()).is_ok(),
+            ready: Cell::new(create_table(storage.sql()).is_ok()),
         }
     }
 
-    fn fetch(&mut self, req: Request) -> Result<Response> {
+    async fn fetch(&self, req: Request) -> Result<Response> {
         finish(self.handle(&req))
     }
 }

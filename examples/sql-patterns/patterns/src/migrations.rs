@@ -13,6 +13,8 @@
 //! The version the code wants is `SCHEMA_VERSION` from `[vars]` (1 or 2,
 //! by default 2), so a deployment can move from one to the next.
 
+use std::cell::RefCell;
+
 use dohost_sdk::{
     DurableObject, Env, Error, Request, Response, Result, Sql, State, Storage, params,
 };
@@ -84,7 +86,7 @@ pub struct Migrations {
     target: Result<u32>,
     /// The migrated schema, or why migrating failed (tried again on the
     /// next request).
-    schema: Result<Schema>,
+    schema: RefCell<Result<Schema>>,
 }
 
 fn user_version(sql: Sql) -> Result<u32> {
@@ -138,12 +140,15 @@ fn checked_field<'a>(field: &str, value: &'a str) -> std::result::Result<&'a str
 }
 
 impl Migrations {
-    fn handle(&mut self, req: &Request) -> Handled {
+    fn handle(&self, req: &Request) -> Handled {
         let target = self.target.clone()?;
-        if self.schema.is_err() {
-            self.schema = migrate(self.storage, target);
-        }
-        let schema = self.schema.clone()?;
+        let schema = {
+            let mut schema = self.schema.borrow_mut();
+            if schema.is_err() {
+                *schema = migrate(self.storage, target);
+            }
+            schema.clone()?
+        };
         let (method, path) = route(req);
         match (method, path.as_slice()) {
             ("POST", ["users"]) => self.add_user(schema, req),
@@ -206,11 +211,11 @@ impl DurableObject for Migrations {
         Migrations {
             storage,
             target,
-            schema,
+            schema: RefCell::new(schema),
         }
     }
 
-    fn fetch(&mut self, req: Request) -> Result<Response> {
+    async fn fetch(&self, req: Request) -> Result<Response> {
         finish(self.handle(&req))
     }
 }

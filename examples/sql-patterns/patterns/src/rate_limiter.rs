@@ -10,6 +10,8 @@
 //!
 //! The window is `RATE_WINDOW_MS` from `[vars]` (by default 60,000 ms).
 
+use std::cell::RefCell;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dohost_sdk::{DurableObject, Env, Error, Request, Response, Result, Sql, State, params};
@@ -44,7 +46,7 @@ pub struct RateLimiter {
     /// The window in milliseconds, or why `RATE_WINDOW_MS` is unusable; and
     /// whether the table is there (created again on the next request if
     /// creating it failed).
-    setup: Result<i64>,
+    setup: RefCell<Result<i64>>,
 }
 
 fn now_ms() -> Result<i64> {
@@ -65,11 +67,14 @@ fn setup(sql: Sql, env: &Env) -> Result<i64> {
 }
 
 impl RateLimiter {
-    fn handle(&mut self, req: &Request) -> Handled {
-        if self.setup.is_err() {
-            self.setup = setup(self.sql, &self.env);
-        }
-        let window = self.setup.clone()?;
+    fn handle(&self, req: &Request) -> Handled {
+        let window = {
+            let mut window = self.setup.borrow_mut();
+            if window.is_err() {
+                *window = setup(self.sql, &self.env);
+            }
+            window.clone()?
+        };
         let (method, path) = route(req);
         match (method, path.as_slice()) {
             ("POST", ["hit"]) => self.hit(window),
@@ -120,12 +125,12 @@ impl DurableObject for RateLimiter {
         let sql = state.sql();
         RateLimiter {
             sql,
-            setup: setup(sql, &env),
+            setup: RefCell::new(setup(sql, &env)),
             env,
         }
     }
 
-    fn fetch(&mut self, req: Request) -> Result<Response> {
+    async fn fetch(&self, req: Request) -> Result<Response> {
         finish(self.handle(&req))
     }
 }

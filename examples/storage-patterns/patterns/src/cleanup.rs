@@ -18,7 +18,7 @@ pub struct Cleanup {
 }
 
 impl Cleanup {
-    fn handle(&mut self, req: &Request) -> Handled {
+    fn handle(&self, req: &Request) -> Handled {
         let storage = self.storage;
         let (method, path) = route(req);
         match (method, path.as_slice()) {
@@ -62,7 +62,7 @@ impl DurableObject for Cleanup {
         }
     }
 
-    fn fetch(&mut self, req: Request) -> Result<Response> {
+    async fn fetch(&self, req: Request) -> Result<Response> {
         finish(self.handle(&req))
     }
 }

@@ -76,7 +76,7 @@ fn parse_items(n: &str) -> std::result::Result<u32, Failure> {
 }
 
 impl Coalescer {
-    fn handle(&mut self, req: &Request) -> Handled {
+    fn handle(&self, req: &Request) -> Handled {
         let (method, path) = route(req);
         match (method, path.as_slice()) {
             ("POST", ["write", n]) => self.write(parse_items(n)?, Via::Put),
@@ -139,7 +139,7 @@ impl DurableObject for Coalescer {
         }
     }
 
-    fn fetch(&mut self, req: Request) -> Result<Response> {
+    async fn fetch(&self, req: Request) -> Result<Response> {
         finish(self.handle(&req))
     }
 }

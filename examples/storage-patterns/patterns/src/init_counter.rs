@@ -5,6 +5,8 @@
 //!   constructor read.
 //! - `POST /increment`: adds one and answers as `GET /` does.
 
+use std::cell::RefCell;
+
 use dohost_sdk::{DurableObject, Env, Request, Response, Result, State, Storage};
 use serde::Serialize;
 
@@ -27,8 +29,9 @@ struct Count {
 /// again.
 pub struct InitCounter {
     storage: Storage,
-    /// The count, or why the constructor could not read it.
-    count: Result<Count>,
+    /// The count, or why the constructor could not read it. A `RefCell`:
+    /// handlers share `&self`.
+    count: RefCell<Result<Count>>,
 }
 
 fn load(storage: Storage) -> Result<Count> {
@@ -40,13 +43,14 @@ fn load(storage: Storage) -> Result<Count> {
 }
 
 impl InitCounter {
-    fn handle(&mut self, req: &Request) -> Handled {
+    fn handle(&self, req: &Request) -> Handled {
         // A failed load is tried again rather than counting from 0, which
         // would overwrite the stored count.
-        if self.count.is_err() {
-            self.count = load(self.storage);
+        let mut count = self.count.borrow_mut();
+        if count.is_err() {
+            *count = load(self.storage);
         }
-        let count = self.count.as_mut().map_err(|e| e.clone())?;
+        let count = count.as_mut().map_err(|e| e.clone())?;
         let (method, path) = route(req);
         match (method, path.as_slice()) {
             ("GET", [""]) => Ok(Response::json(count)?),
@@ -66,11 +70,11 @@ impl DurableObject for InitCounter {
         let storage = state.storage();
         InitCounter {
             storage,
-            count: load(storage),
+            count: RefCell::new(load(storage)),
         }
     }
 
-    fn fetch(&mut self, req: Request) -> Result<Response> {
+    async fn fetch(&self, req: Request) -> Result<Response> {
         finish(self.handle(&req))
     }
 }

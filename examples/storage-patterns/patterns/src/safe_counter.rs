@@ -19,7 +19,7 @@ pub struct SafeCounter {
 }
 
 impl SafeCounter {
-    fn handle(&mut self, req: &Request) -> Handled {
+    fn handle(&self, req: &Request) -> Handled {
         let (method, path) = route(req);
         match (method, path.as_slice()) {
             ("GET", [""]) => {
@@ -43,7 +43,7 @@ impl DurableObject for SafeCounter {
         }
     }
 
-    fn fetch(&mut self, req: Request) -> Result<Response> {
+    async fn fetch(&self, req: Request) -> Result<Response> {
         finish(self.handle(&req))
     }
 }

@@ -6,6 +6,7 @@
 //!   `"storage"` when the map did not have it); 404 if there is none.
 //! - `PUT /user/<id>` with `{"name": .., "email": ..}`: stores the user.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use dohost_sdk::{DurableObject, Env, Request, Response, Result, State, Storage};
@@ -40,7 +41,8 @@ struct Found<'a> {
 /// storage and the map.
 pub struct UserCache {
     storage: Storage,
-    users: HashMap<String, User>,
+    /// A `RefCell`: handlers share `&self`.
+    users: RefCell<HashMap<String, User>>,
 }
 
 fn key(id: &str) -> String {
@@ -48,7 +50,7 @@ fn key(id: &str) -> String {
 }
 
 impl UserCache {
-    fn handle(&mut self, req: &Request) -> Handled {
+    fn handle(&self, req: &Request) -> Handled {
         let (method, path) = route(req);
         match (method, path.as_slice()) {
             ("GET", ["user", id]) => self.get_user(checked_name(id)?),
@@ -65,8 +67,8 @@ impl UserCache {
         }
     }
 
-    fn get_user(&mut self, id: &str) -> Handled {
-        if let Some(user) = self.users.get(id) {
+    fn get_user(&self, id: &str) -> Handled {
+        if let Some(user) = self.users.borrow().get(id) {
             return Ok(Response::json(&Found {
                 user,
                 from: "memory",
@@ -83,18 +85,19 @@ impl UserCache {
         Ok(response)
     }
 
-    fn update_user(&mut self, id: &str, user: User) -> Handled {
+    fn update_user(&self, id: &str, user: User) -> Handled {
         self.storage.put(&key(id), &user)?;
         let response = Response::json(&user)?;
         self.remember(id, user);
         Ok(response)
     }
 
-    fn remember(&mut self, id: &str, user: User) {
-        if self.users.len() >= MAX_CACHED_USERS && !self.users.contains_key(id) {
-            self.users.clear();
+    fn remember(&self, id: &str, user: User) {
+        let mut users = self.users.borrow_mut();
+        if users.len() >= MAX_CACHED_USERS && !users.contains_key(id) {
+            users.clear();
         }
-        self.users.insert(id.to_owned(), user);
+        users.insert(id.to_owned(), user);
     }
 }
 
@@ -102,11 +105,11 @@ impl DurableObject for UserCache {
     fn new(state: State, _env: Env) -> Self {
         UserCache {
             storage: state.storage(),
-            users: HashMap::new(),
+            users: RefCell::new(HashMap::new()),
         }
     }
 
-    fn fetch(&mut self, req: Request) -> Result<Response> {
+    async fn fetch(&self, req: Request) -> Result<Response> {
         finish(self.handle(&req))
     }
 }

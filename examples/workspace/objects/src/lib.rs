@@ -14,10 +14,15 @@
 //! - `GET .../documents`: the workspace's documents, oldest first.
 //! - `GET .../documents/<id>`: the document's own view of itself (RPC
 //!   `describe`).
+//! - `GET .../contents`: every document's own view, asked of all the
+//!   children at once (JavaScript's `Promise.all`), so it takes about as
+//!   long as the slowest child rather than the sum.
 //! - `PUT .../documents/<id>` with text: replaces the document's text (RPC
 //!   `write`) and answers its new version.
 
-use dohost_sdk::{DurableObject, Env, Error, Request, Response, Result, State, now_ms, params};
+use dohost_sdk::{
+    DurableObject, Env, Error, Request, Response, Result, State, future, now_ms, params,
+};
 use serde::{Deserialize, Serialize};
 
 /// What `POST .../documents` takes.
@@ -75,7 +80,7 @@ impl DurableObject for Workspace {
         Workspace { state, env }
     }
 
-    fn fetch(&mut self, req: Request) -> Result<Response> {
+    async fn fetch(&self, req: Request) -> Result<Response> {
         let path = req.path().to_owned();
         let rest: Vec<&str> = path.trim_start_matches('/').split('/').skip(2).collect();
         match (req.method.as_str(), rest.as_slice()) {
@@ -84,22 +89,23 @@ impl DurableObject for Workspace {
                     Ok(new) => new,
                     Err(e) => return Ok(Response::text(format!("{e}\n")).with_status(400)),
                 };
-                self.create(new)
+                self.create(new).await
             }
             ("GET", ["documents"]) => Response::json(&self.list()?),
+            ("GET", ["contents"]) => Response::json(&self.contents().await?),
             ("GET", ["documents", id]) => match self.child(id)? {
-                Some(child) => Response::json(&child.call::<DocumentInfo>("describe", &())?),
+                Some(child) => Response::json(&child.call::<DocumentInfo>("describe", &()).await?),
                 None => Ok(not_found(id)),
             },
             ("PUT", ["documents", id]) => match self.child(id)? {
                 Some(child) => {
-                    let version: u32 = child.call("write", &req.text()?)?;
+                    let version: u32 = child.call("write", &req.text()?).await?;
                     Response::json(&serde_json::json!({ "version": version }))
                 }
                 None => Ok(not_found(id)),
             },
             _ => Ok(Response::text(
-                "routes: POST|GET /workspaces/<name>/documents, GET|PUT /workspaces/<name>/documents/<id>\n",
+                "routes: POST|GET /workspaces/<name>/documents, GET|PUT /workspaces/<name>/documents/<id>, GET /workspaces/<name>/contents\n",
             )
             .with_status(404)),
         }
@@ -131,7 +137,7 @@ impl Workspace {
         self.stub(id).map(Some)
     }
 
-    fn create(&mut self, new: NewDocument) -> Result<Response> {
+    async fn create(&self, new: NewDocument) -> Result<Response> {
         if new.id.is_empty() || new.id.contains('/') {
             return Ok(
                 Response::text("a document id is a non-empty string without '/'\n")
@@ -139,20 +145,22 @@ impl Workspace {
             );
         }
         if self.child(&new.id)?.is_some() {
-            return Ok(
-                Response::text(format!("document {:?} already exists\n", new.id)).with_status(409),
-            );
+            return Ok(already_exists(&new.id));
         }
         let child = self.stub(&new.id)?;
-        let info: DocumentInfo = child.call("initialize", &new.name)?;
+        // Other events may run while the call waits, a create of the same
+        // id among them: `initialize` with the same name is harmless twice,
+        // and the table's primary key lets only the first create record it.
+        let info: DocumentInfo = child.call("initialize", &new.name).await?;
         let listed = Listed {
             id: new.id,
             name: info.name,
             object_id: child.id(),
             created_at: info.created_at,
         };
-        self.state.sql().exec(
-            "INSERT INTO documents (id, name, object_id, created_at) VALUES (?, ?, ?, ?)",
+        let inserted = self.state.sql().exec(
+            "INSERT INTO documents (id, name, object_id, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (id) DO NOTHING",
             params![
                 listed.id.as_str(),
                 listed.name.as_str(),
@@ -160,7 +168,27 @@ impl Workspace {
                 listed.created_at
             ],
         )?;
+        if inserted.rows_written() == 0 {
+            return Ok(already_exists(&listed.id));
+        }
         Ok(Response::json(&listed)?.with_status(201))
+    }
+
+    /// Every document's own view, with its id, asking all the children at
+    /// once.
+    async fn contents(&self) -> Result<Vec<(String, DocumentInfo)>> {
+        let listed = self.list()?;
+        let stubs = listed
+            .iter()
+            .map(|doc| self.stub(&doc.id))
+            .collect::<Result<Vec<_>>>()?;
+        let infos = future::try_join_all(
+            stubs
+                .iter()
+                .map(|child| child.call::<DocumentInfo>("describe", &())),
+        )
+        .await?;
+        Ok(listed.into_iter().map(|doc| doc.id).zip(infos).collect())
     }
 
     fn list(&self) -> Result<Vec<Listed>> {
@@ -172,6 +200,10 @@ impl Workspace {
             )?
             .to_array_as()
     }
+}
+
+fn already_exists(id: &str) -> Response {
+    Response::text(format!("document {id:?} already exists\n")).with_status(409)
 }
 
 fn not_found(id: &str) -> Response {
@@ -188,7 +220,7 @@ impl DurableObject for Document {
         Document { state }
     }
 
-    fn fetch(&mut self, _req: Request) -> Result<Response> {
+    async fn fetch(&self, _req: Request) -> Result<Response> {
         Response::json(&self.describe()?)
     }
 
@@ -198,7 +230,7 @@ impl DurableObject for Document {
 impl Document {
     /// Names the document. Repeating it with the same name is harmless (a
     /// retried create); another name is an error.
-    fn initialize(&mut self, name: String) -> Result<DocumentInfo> {
+    fn initialize(&self, name: String) -> Result<DocumentInfo> {
         let storage = self.state.storage();
         match storage.get::<String>("name")? {
             Some(existing) if existing != name => {
@@ -229,7 +261,7 @@ impl Document {
         })
     }
 
-    fn write(&mut self, text: String) -> Result<u32> {
+    fn write(&self, text: String) -> Result<u32> {
         let storage = self.state.storage();
         if storage.get::<String>("name")?.is_none() {
             return Err(Error::new("this document was never initialized"));

@@ -9,12 +9,15 @@ use dohost_sdk::{Env, Request, Response, Result, Worker};
 pub struct Router;
 
 impl Worker for Router {
-    fn fetch(req: Request, env: &Env) -> Result<Response> {
+    async fn fetch(req: Request, env: &Env) -> Result<Response> {
         let path = req.path().to_owned();
         let mut segments = path.trim_start_matches('/').split('/');
         match (segments.next(), segments.next()) {
             (Some("workspaces"), Some(name)) if !name.is_empty() => {
-                env.namespace("WORKSPACE")?.get_by_name(name).fetch(req)
+                env.namespace("WORKSPACE")?
+                    .get_by_name(name)
+                    .fetch(req)
+                    .await
             }
             _ => Ok(Response::text(
                 "not found: this app serves /workspaces/<workspace>/documents[/<id>]\n",

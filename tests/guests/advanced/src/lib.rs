@@ -18,7 +18,7 @@ impl DurableObject for AdvancedCounter {
         AdvancedCounter { state }
     }
 
-    fn fetch(&mut self, req: Request) -> Result<Response> {
+    async fn fetch(&self, req: Request) -> Result<Response> {
         let by = match req.query().and_then(|q| q.strip_prefix("by=")) {
             Some(n) => n
                 .parse::<u64>()
@@ -42,7 +42,7 @@ impl DurableObject for Greeter {
         Greeter { state }
     }
 
-    fn fetch(&mut self, _req: Request) -> Result<Response> {
+    async fn fetch(&self, _req: Request) -> Result<Response> {
         let storage = self.state.storage();
         let times = storage.get::<u64>("greeted")?.unwrap_or(0) + 1;
         storage.put("greeted", &times)?;

@@ -30,6 +30,8 @@ mod ops;
 mod rpc;
 mod sql_ops;
 
+use std::cell::Cell;
+
 use dohost_sdk::{
     AlarmInfo, DurableObject, Env, Error, ListOptions, Request, Response, Result, State, now_ms,
     params,
@@ -40,7 +42,7 @@ use serde_json::{Value, json};
 pub struct Probe {
     state: State,
     env: Env,
-    in_memory: u64,
+    in_memory: Cell<u64>,
 }
 
 fn query_param(req: &Request, name: &str) -> Option<String> {
@@ -56,11 +58,11 @@ impl DurableObject for Probe {
         Probe {
             state,
             env,
-            in_memory: 0,
+            in_memory: Cell::new(0),
         }
     }
 
-    fn fetch(&mut self, req: Request) -> Result<Response> {
+    async fn fetch(&self, req: Request) -> Result<Response> {
         let storage = self.state.storage();
         let path = req.path().to_owned();
         let (route, arg) = path
@@ -108,10 +110,14 @@ impl DurableObject for Probe {
             })),
             ("GET", "var") => Ok(Response::text(self.env.var(arg).unwrap_or_default())),
             ("GET", "count") => {
-                self.in_memory += 1;
+                self.in_memory.set(self.in_memory.get() + 1);
                 let stored = storage.get::<u64>("count")?.unwrap_or(0) + 1;
                 storage.put("count", &stored)?;
-                Ok(Response::text(format!("{} {}", self.in_memory, stored)))
+                Ok(Response::text(format!(
+                    "{} {}",
+                    self.in_memory.get(),
+                    stored
+                )))
             }
             ("PUT", "put-then-panic") => {
                 storage.put_bytes(arg, &req.body)?;
@@ -151,7 +157,7 @@ impl DurableObject for Probe {
         }
     }
 
-    fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
+    async fn alarm(&self, info: AlarmInfo) -> Result<()> {
         let storage = self.state.storage();
         let mut log: Vec<Value> = storage.get("alarm-log")?.unwrap_or_default();
         let mut entry = json!({
@@ -216,7 +222,19 @@ impl DurableObject for Probe {
     }
 
     dohost_sdk::methods!(
-        increment, add, echo, whoami, fail, panic, spin, memory, relay, forward, fan_out, ids,
+        increment,
+        add,
+        echo,
+        whoami,
+        fail,
+        panic,
+        spin,
+        memory,
+        relay,
+        relay_blocked,
+        forward,
+        fan_out,
+        ids,
         check_id
     );
 }
@@ -239,7 +257,7 @@ impl DurableObject for Greeter {
         Greeter { state, env }
     }
 
-    fn fetch(&mut self, req: Request) -> Result<Response> {
+    async fn fetch(&self, req: Request) -> Result<Response> {
         if let Some(ms) = req.query().and_then(|q| q.strip_prefix("spin=")) {
             let ms: i64 = ms.parse().map_err(|_| Error::new("spin=<ms>"))?;
             spin_until(now_ms() + ms);
