@@ -2,8 +2,10 @@
 //! test runs the real `dohost serve` process or the real library against a
 //! redb file in a temp dir, with guest components built from source in this
 //! repository (examples/counter, examples/storage-patterns, examples/sql-patterns,
-//! examples/batch-processor, examples/workspace, tests/guests/{probe,advanced,stray}).
+//! examples/batch-processor, examples/workspace, examples/js, tests/guests/{probe,advanced,stray});
+//! the world outside dohost is a real HTTP server on loopback (`outside`).
 
+mod outside;
 mod support;
 
 mod admin;
@@ -22,6 +24,7 @@ mod js;
 mod lifecycle;
 mod memory_limits;
 mod migrations;
+mod outbound;
 mod output_gate;
 mod reload;
 mod rpc;

@@ -11,6 +11,7 @@ use dohost::CommitStage;
 
 use serde_json::json;
 
+use crate::outside::Outside;
 use crate::support::{library_host, probe_stub, request, run_ops, text};
 
 /// A commit hook that records stages and, when `hold` is set, blocks the next
@@ -32,12 +33,18 @@ fn commit_held(valve: &Valve) -> bool {
 
 /// A library host whose commits pass through `Valve`.
 fn gated_host(dir: &std::path::Path) -> (dohost::Host, Valve) {
+    gated_host_with(dir, dohost::Settings::default())
+}
+
+/// As [`gated_host`], with `settings`.
+fn gated_host_with(dir: &std::path::Path, settings: dohost::Settings) -> (dohost::Host, Valve) {
     let valve = Valve {
         events: Arc::default(),
         hold: Arc::default(),
     };
     let (events, hold) = (valve.events.clone(), valve.hold.clone());
     let host = library_host(dir)
+        .settings(settings)
         .commit_hook(Arc::new(move |stage| {
             let held = if stage == CommitStage::Before {
                 hold.lock().unwrap().take()
@@ -117,6 +124,59 @@ async fn responses_wait_for_their_commit() {
     let after = held + events[held..].iter().position(|e| e == "After").unwrap();
     let answered = events.iter().position(|e| e == "write answered").unwrap();
     assert!(after < answered, "durable before answered: {events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_leaves_only_once_the_write_before_it_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = Outside::start().await;
+    let settings = dohost::Settings {
+        outbound: dohost::OutboundSettings {
+            allow: vec![outside.addr.clone()],
+            ..dohost::OutboundSettings::default()
+        },
+        ..dohost::Settings::default()
+    };
+    let (host, valve) = gated_host_with(dir.path(), settings);
+    let probe = probe_stub(&host, "webhook");
+    probe.fetch(request("PUT", "/kv/a", "0")).await.unwrap();
+
+    // The event writes `sent`, then fetches: the request must not leave
+    // while the write's commit is held.
+    let release = hold_next_commit(&valve);
+    let spec = json!({"url": outside.url("/hello?webhook"), "put": "sent"});
+    let event = tokio::spawn({
+        let probe = probe.clone();
+        async move {
+            probe
+                .fetch(request("POST", "/fetch", &spec.to_string()))
+                .await
+        }
+    });
+    wait_until_held(&valve).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        outside.seen_path("/hello?webhook").is_empty(),
+        "the request left before the write it follows was durable"
+    );
+    release.send(()).unwrap();
+    let answer = event.await.unwrap().unwrap();
+    assert_eq!(answer.status(), 200, "{}", text(&answer));
+    assert!(
+        text(&answer).contains("\"text\":\"hello\""),
+        "{}",
+        text(&answer)
+    );
+    let seen = outside.seen_path("/hello?webhook");
+    assert_eq!(seen.len(), 1);
+    let events = valve.events.lock().unwrap().clone();
+    assert!(
+        events
+            .iter()
+            .skip_while(|e| *e != "commit held")
+            .any(|e| e == "After"),
+        "{events:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 import { CallError, DurableObject, SqlError, StorageError } from "dohost";
 
 const json = (value, init) => Response.json(value, init);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const entries = (map) => Object.fromEntries(map);
 
 async function errorAfterAwait() {
@@ -259,7 +260,88 @@ export class Api extends DurableObject {
     return json({ keys: (await this.ctx.storage.list()).size, alarm: await this.ctx.storage.getAlarm() });
   }
 
-  // RPC methods for route_stubs.
+  // fetch() to the world outside dohost. POST a JSON `{url, method?,
+  // bodyBytes?, redirect?, put?, times?}`: writes `put` first if given, then
+  // sends `times` requests at once; one `{status, length, text, redirected}`
+  // or `{error}` per request. The server's [outbound] rules say where an
+  // object may connect (by default not loopback: see dohost.toml).
+  async route_fetch(request) {
+    const spec = await request.json();
+    if (spec.put) await this.ctx.storage.put(spec.put, 1);
+    const send = async () => {
+      try {
+        const init = { method: spec.method ?? "GET", redirect: spec.redirect ?? "follow" };
+        if (spec.bodyBytes) init.body = "x".repeat(spec.bodyBytes);
+        const response = await fetch(spec.url, init);
+        const text = await response.text();
+        return { status: response.status, length: text.length, text: text.slice(0, 100), redirected: response.redirected };
+      } catch (e) {
+        return { error: `${e.name}: ${e.message}` };
+      }
+    };
+    return json(await Promise.all(Array.from({ length: spec.times ?? 1 }, send)));
+  }
+
+  // A stored counter, answered at once whatever else the object awaits.
+  async route_count() {
+    const count = ((await this.ctx.storage.get("count")) ?? 0) + 1;
+    await this.ctx.storage.put("count", count);
+    return json(count);
+  }
+
+  // One stored value: `?key=`.
+  async route_get(request, url) {
+    return json((await this.ctx.storage.get(url.searchParams.get("key"))) ?? null);
+  }
+
+  // `?n=&ms=`: nap(ms) on n objects under Promise.all; they run at once, so
+  // the whole takes about as long as one.
+  async route_all(request, url) {
+    const n = Number(url.searchParams.get("n"));
+    const ms = Number(url.searchParams.get("ms"));
+    const start = Date.now();
+    const naps = await Promise.all(
+      Array.from({ length: n }, (_, i) => this.env.API.get(this.env.API.idFromName(`napper-${i}`)).nap(ms)),
+    );
+    return json({ elapsed: Date.now() - start, naps });
+  }
+
+  // `?path=b,a`: relay through those objects; A → B → A works, since an
+  // object takes other events while it awaits a call.
+  async route_relay(request, url) {
+    const path = url.searchParams.get("path");
+    return json(await this.relay(path ? path.split(",") : []));
+  }
+
+  // `?ms=`: keeps every other event out of the object that long.
+  async route_block(request, url) {
+    await this.ctx.blockConcurrencyWhile(() => sleep(Number(url.searchParams.get("ms"))));
+    return json("unblocked");
+  }
+
+  // Answers at once; 300 ms later writes `later` and fetches `?url=`.
+  async route_later(request, url) {
+    this.ctx.waitUntil(
+      (async () => {
+        await sleep(300);
+        await this.ctx.storage.put("later", Date.now());
+        await fetch(url.searchParams.get("url"));
+      })(),
+    );
+    return json(Date.now());
+  }
+
+  // RPC methods for route_stubs, route_all and route_relay.
+  async nap(ms) {
+    await sleep(ms);
+    return ms;
+  }
+  async relay(path) {
+    const me = this.ctx.id.name;
+    if (path.length === 0) return [me];
+    const next = this.env.API.get(this.env.API.idFromName(path[0]));
+    return [me, ...(await next.relay(path.slice(1)))];
+  }
   add(a, b) {
     return a + b;
   }

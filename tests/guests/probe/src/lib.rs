@@ -14,6 +14,8 @@
 //! - `GET /panic`, `GET /error`, `GET /loop`: a trap, a returned error, a busy loop.
 //! - `GET /alloc/<MiB>`: allocates and touches that much memory.
 //! - `GET /spin/<ms>`: busy for `<ms>` ms, then answers `{start, end}`.
+//! - `POST /fetch`, `GET /sleep/<ms>`: requests to the outside world and
+//!   timers (see `outbound.rs`).
 //! - `GET /framing`: `hello` with a `Content-Length: 2` and a
 //!   `Transfer-Encoding: chunked` header that contradict it.
 //!
@@ -27,6 +29,7 @@
 //! also logging `end`); `"ops"` (run the ops under the key `alarm-ops`).
 
 mod ops;
+mod outbound;
 mod rpc;
 mod sql_ops;
 
@@ -123,6 +126,8 @@ impl DurableObject for Probe {
                 storage.put_bytes(arg, &req.body)?;
                 panic!("probe panic after writing {arg}");
             }
+            ("POST", "fetch") => outbound::fetch(&storage, &req).await,
+            ("GET", "sleep") => outbound::sleep_route(arg).await,
             ("GET", "panic") => panic!("probe panic on request"),
             ("GET", "error") => Err(Error::new("probe error on request")),
             ("GET", "spin") => {
