@@ -342,3 +342,70 @@ async fn kill_9_while_events_await_io_loses_no_acknowledged_write() {
         assert_eq!(before, 1, "before-{i}");
     }
 }
+
+/// The quotes example's upstream process, killed when dropped.
+struct Upstream(std::process::Child);
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The quotes example's upstream (`node upstream.mjs`) on a free port, with
+/// `delay_ms`; its address.
+fn start_upstream(delay_ms: u64) -> (Upstream, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("node")
+        .arg(crate::support::workspace().join("examples/js/quotes/upstream.mjs"))
+        .env("PORT", "0")
+        .env("QUOTE_DELAY_MS", delay_ms.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs upstream.mjs");
+    let stdout = child.stdout.take().unwrap();
+    let child = Upstream(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("upstream.mjs says where it listens");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quotes_example_answers_while_a_refresh_waits_on_its_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_upstream, addr) = start_upstream(2000);
+    js_examples_built();
+    let config = example_config("examples/js/quotes").replace("127.0.0.1:8788", &addr);
+    let server = Server::start(&write_config(dir.path(), &config), &dir.path().join("data"));
+    let client = client();
+    let refresh = tokio::spawn({
+        let (client, url) = (client.clone(), server.url("/QUOTES/main/refresh"));
+        async move { get_json(&client, &url).await }
+    });
+    // While the refresh waits, the object answers at once.
+    let mut refreshing = json!(0);
+    for _ in 0..100 {
+        let latest = get_json(&client, &server.url("/QUOTES/main/latest")).await;
+        refreshing = latest["refreshing"].clone();
+        if refreshing == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(refreshing, 1, "a request saw the refresh in flight");
+    assert!(!refresh.is_finished());
+    let quote = refresh.await.unwrap();
+    assert_eq!(quote["number"], 1, "{quote}");
+    let latest = get_json(&client, &server.url("/QUOTES/main/latest")).await;
+    assert_eq!(latest["latest"], quote);
+    assert_eq!(latest["refreshing"], 0);
+}

@@ -150,6 +150,7 @@ pub fn js_examples_built() {
             "examples/js/counter",
             "examples/js/patterns",
             "examples/js/api",
+            "examples/js/quotes",
         ] {
             let path = workspace().join(example).join("dohost.toml");
             let mut config = dohost::Config::load(&path).expect("the example's dohost.toml");
