@@ -1,6 +1,7 @@
 //! examples/workspace through `dohost serve`: a worker forwards to a
 //! Workspace by name; the Workspace creates Document children over RPC,
-//! records them in SQL and lists them.
+//! records them in SQL and lists them, and asks them all at once for their
+//! contents.
 
 use serde_json::{Value, json};
 
@@ -71,6 +72,33 @@ async fn a_workspace_creates_lists_and_reaches_its_documents() {
         (json!(0), json!(""))
     );
 
+    // Every document's own view, asked of all children at once.
+    let (status, body) = get(&client, &server.url("/workspaces/acme/contents")).await;
+    assert_eq!(status, 200, "{body}");
+    let contents: Vec<(String, Value)> = serde_json::from_str(&body).unwrap();
+    let texts: Vec<(&str, &str)> = contents
+        .iter()
+        .map(|(id, doc)| (id.as_str(), doc["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(texts.len(), 2);
+    assert!(texts.contains(&("plan", "first draft")), "{texts:?}");
+    assert!(texts.contains(&("notes", "")), "{texts:?}");
+
+    // Two creates of one id at once: the Workspace takes the second while
+    // the first awaits its child, and exactly one of them records it.
+    let racing = [0, 1].map(|_| {
+        let (client, docs) = (client.clone(), docs.clone());
+        tokio::spawn(
+            async move { send(&client, "POST", &docs, r#"{"id":"race","name":"Race"}"#).await },
+        )
+    });
+    let mut statuses = Vec::new();
+    for task in racing {
+        statuses.push(task.await.unwrap().0);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409]);
+
     // Another workspace has its own documents, even with the same ids.
     let other = server.url("/workspaces/globex/documents");
     let (status, body) = get(&client, &format!("{other}/plan")).await;
@@ -89,7 +117,7 @@ async fn a_workspace_creates_lists_and_reaches_its_documents() {
     drop(server);
     let server = serve_example_with_vars("examples/workspace", dir.path(), &data, &[]);
     let (_, body) = get(&client, &server.url("/workspaces/acme/documents")).await;
-    assert_eq!(serde_json::from_str::<Vec<Value>>(&body).unwrap().len(), 2);
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&body).unwrap().len(), 3);
     let (_, body) = get(&client, &server.url("/workspaces/acme/documents/plan")).await;
     assert!(body.contains("first draft"), "{body}");
 }
