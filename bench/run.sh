@@ -3,7 +3,9 @@
 #   (a) one hot counter object, (b) 10,000 counter objects chosen at random (a durable put each);
 #   (c) /sql on one object, (d) /sql on 1,000 objects chosen at random (an INSERT and a COUNT(*) each);
 #   (e) RPC: one object calls ping() on another 100 times per request (one connection: round trips
-#   are sequential), and a worker calls ping() on 100 objects per request (bench/guests, bench/workerd);
+#   are sequential), a worker calls ping() on 100 objects per request, one after another and all at
+#   once (Promise.all), and a hot object awaits a local HTTP service (bench/src/upstream.rs) in each
+#   request; in Rust (bench/guests) and in JavaScript (bench/js/rpc.js, the file workerd runs);
 #   (f) JavaScript: workerd's own Counter (bench/js/counter.js) built for dohost, one hot object through its
 #   worker and the default router, and $JS_OBJECTS objects at random, beside the Rust counter and workerd.
 # Every dohost response is durable (the output gate waits for the fsync'd commit).
@@ -88,6 +90,8 @@ fi
 rpc_loads() { # prefix base
   load "$1-rpc-pingpong" "$2/pingpong/a?peer=b&n=100" 1 1
   load "$1-rpc-fanout" "$2/fanout/f?n=100" 1
+  load "$1-rpc-fanout-parallel" "$2/fanout-parallel/p?n=100" 1
+  load "$1-upstream-hot" "$2/upstream/hot" 1
 }
 # The JavaScript counter: workerd's Counter, built for dohost.
 if want_js; then
@@ -105,8 +109,16 @@ if want_js; then
 fi
 
 if want_rpc; then
+  # The local HTTP service the upstream runs' objects fetch from.
+  ./target/release/upstream --listen 127.0.0.1:8790 2>"$work/upstream.log" &
+  pids+=($!)
+  wait_http "http://127.0.0.1:8790/"
   start_dohost bench/guests/dohost.toml "$work/dohost-rpc" "http://127.0.0.1:8787/pingpong/warmup?n=1"
   rpc_loads dohost "http://127.0.0.1:8787"
+  stop_last
+  ./target/release/dohost build bench/js/rpc.toml >&2
+  start_dohost bench/js/rpc.toml "$work/dohost-js-rpc" "http://127.0.0.1:8787/pingpong/warmup?n=1"
+  rpc_loads js "http://127.0.0.1:8787"
   stop_last
   if [ -x "$workerd_run" ]; then
     ipid=$("$workerd_run" 8789 "$work/workerd-install") # installs workerd on first use
@@ -114,7 +126,6 @@ if want_rpc; then
     wpid=$(bench/workerd/run-rpc.sh 8788 "$work/workerd-rpc")
     pids+=("$wpid")
     rpc_loads workerd "http://127.0.0.1:8788"
-    load workerd-rpc-fanout-parallel "http://127.0.0.1:8788/fanout-parallel/p?n=100" 1
     kill "$wpid" 2>/dev/null || true
   fi
 fi

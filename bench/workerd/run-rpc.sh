@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start workerd serving bench/workerd/rpc.js (the RPC benchmark's reference), in-memory storage.
+# Start workerd serving bench/js/rpc.js (the RPC and outbound benchmark's worker), in-memory storage,
+# with fetch() allowed to loopback (the local HTTP service on 127.0.0.1:8790).
 # Usage: run-rpc.sh [PORT] [DATA_DIR]    (defaults: 8788, a fresh temp dir)
 # Uses the workerd that bench/workerd/run.sh installs into $WORKERD_HOME
 # (default ~/.cache/dohost-bench-workerd). Prints the server's pid once it answers.
@@ -15,11 +16,14 @@ if [ ! -x "$workerd" ]; then
 fi
 mkdir -p "$data"
 data=$(cd "$data" && pwd)
-cp "$here/rpc.js" "$data/rpc.js"
+cp "$here/../js/rpc.js" "$data/rpc.js"
 cat > "$data/config.capnp" <<CAPNP
 using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
-  services = [ (name = "main", worker = .mainWorker) ],
+  services = [
+    (name = "main", worker = .mainWorker),
+    (name = "internet", network = (allow = ["public", "local"])),
+  ],
   sockets = [ ( name = "http", address = "127.0.0.1:$port", http = (), service = "main" ) ],
 );
 const mainWorker :Workerd.Worker = (
@@ -28,6 +32,7 @@ const mainWorker :Workerd.Worker = (
   durableObjectNamespaces = [ (className = "Peer", uniqueKey = "peer-key") ],
   durableObjectStorage = (inMemory = void),
   bindings = [ (name = "PEER", durableObjectNamespace = "Peer") ],
+  globalOutbound = "internet",
 );
 CAPNP
 "$workerd" serve "$data/config.capnp" >"$data/workerd.log" 2>&1 &

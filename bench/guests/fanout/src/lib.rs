@@ -1,9 +1,11 @@
-//! The RPC benchmark's entry worker, the same as `bench/workerd/rpc.js`'s
+//! The RPC benchmark's entry worker, the same as `bench/js/rpc.js`'s
 //! default export: `GET /fanout/<prefix>?n=<n>` calls `ping` on the Peers
 //! `<prefix>0` .. `<prefix><n-1>`, one after another, and answers the sum;
-//! `GET /pingpong/<name>?...` forwards to the Peer called `<name>`.
+//! `GET /fanout-parallel/<prefix>?n=<n>` does the same with all the calls at
+//! once; `GET /pingpong/<name>?...` and `GET /upstream/<name>` forward to the
+//! Peer called `<name>`.
 
-use dohost_sdk::{Env, Error, Request, Response, Result, Worker};
+use dohost_sdk::{Env, Error, Request, Response, Result, Worker, future};
 
 /// Fans out to Peers.
 pub struct FanOut;
@@ -13,16 +15,17 @@ impl Worker for FanOut {
         let peers = env.namespace("PEER")?;
         let path = req.path().to_owned();
         let mut parts = path.trim_start_matches('/').split('/');
+        let n = || -> Result<u32> {
+            req.query()
+                .and_then(|q| q.strip_prefix("n="))
+                .unwrap_or("100")
+                .parse()
+                .map_err(|_| Error::new("n is a number"))
+        };
         match (parts.next(), parts.next()) {
             (Some("fanout"), Some(prefix)) => {
-                let n: u32 = req
-                    .query()
-                    .and_then(|q| q.strip_prefix("n="))
-                    .unwrap_or("100")
-                    .parse()
-                    .map_err(|_| Error::new("n is a number"))?;
                 let mut sum = 0;
-                for i in 0..n {
+                for i in 0..n()? {
                     sum += peers
                         .get_by_name(&format!("{prefix}{i}"))
                         .call::<u64>("ping", &())
@@ -30,9 +33,19 @@ impl Worker for FanOut {
                 }
                 Ok(Response::text(sum.to_string()))
             }
-            (Some("pingpong"), Some(name)) => peers.get_by_name(name).fetch(req).await,
+            (Some("fanout-parallel"), Some(prefix)) => {
+                let stubs: Vec<_> = (0..n()?)
+                    .map(|i| peers.get_by_name(&format!("{prefix}{i}")))
+                    .collect();
+                let pings =
+                    future::try_join_all(stubs.iter().map(|s| s.call::<u64>("ping", &()))).await?;
+                Ok(Response::text(pings.iter().sum::<u64>().to_string()))
+            }
+            (Some("pingpong" | "upstream"), Some(name)) => {
+                peers.get_by_name(name).fetch(req).await
+            }
             _ => Ok(Response::text(
-                "GET /fanout/<prefix>?n=<n> or /pingpong/<name>?peer=<name>&n=<n>\n",
+                "GET /fanout/<prefix>?n=<n>, /fanout-parallel/<prefix>?n=<n>, /pingpong/<name>?peer=<name>&n=<n> or /upstream/<name>\n",
             )
             .with_status(404)),
         }

@@ -1,12 +1,16 @@
-//! The RPC benchmark's object, the same as `bench/workerd/rpc.js`'s `Peer`:
+//! The RPC benchmark's object, the same as `bench/js/rpc.js`'s `Peer`:
 //! `ping()` counts calls in memory (no storage, so the benchmark measures
-//! the calls), and `GET /pingpong?peer=<name>&n=<n>` calls `ping` on the
-//! Peer called `<name>` `n` times, one after another, answering the last
-//! count.
+//! the calls), `GET /pingpong?peer=<name>&n=<n>` calls `ping` on the Peer
+//! called `<name>` `n` times, one after another, answering the last count,
+//! and `GET /upstream/...` fetches the local HTTP service on
+//! 127.0.0.1:8790 and answers its body and a count.
 
 use std::cell::Cell;
 
 use dohost_sdk::{DurableObject, Env, Error, Request, Response, Result, State};
+
+/// The local HTTP service of the outbound run.
+const UPSTREAM: &str = "http://127.0.0.1:8790/";
 
 /// One side of a ping-pong.
 pub struct Peer {
@@ -23,6 +27,10 @@ impl DurableObject for Peer {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
+        if req.path().starts_with("/upstream/") {
+            let body = dohost_sdk::fetch(Request::get(UPSTREAM)).await?.text_body();
+            return Ok(Response::text(format!("{body} {}", self.ping())));
+        }
         let (mut peer, mut n) = ("b".to_owned(), 100u32);
         for (key, value) in req
             .query()

@@ -263,6 +263,12 @@ impl Actor {
             let why = tokio::select! {
                 biased;
                 (op, event, outcome) = self.in_flight.next() => {
+                    // An operation its event's deadline cut off: the event
+                    // fails first, so what the guest makes of the
+                    // cancellation reaches no one.
+                    if deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
+                        self.expire();
+                    }
                     self.turn(event, TurnCall::Resume(op, outcome)).await;
                     continue;
                 }
