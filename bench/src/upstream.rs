@@ -22,7 +22,10 @@ struct Args {
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let listener = TcpListener::bind(&args.listen).await?;
-    eprintln!("upstream: answering ok on http://{}", listener.local_addr()?);
+    eprintln!(
+        "upstream: answering ok on http://{}",
+        listener.local_addr()?
+    );
     loop {
         let (stream, _) = listener.accept().await?;
         tokio::spawn(async move {

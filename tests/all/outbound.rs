@@ -293,6 +293,24 @@ async fn wait_until_work_runs_after_the_response() {
     let written = get_json(&client, &server.url("/API/w/get?key=later")).await;
     let written = written.as_i64().expect("waitUntil wrote `later`");
     assert!(written >= answered_at + 250, "{written} vs {answered_at}");
+
+    // The same in Rust, with dohost_sdk::wait_until and sleep.
+    let (status, answered_at) = get(&client, &server.url("/PROBE/w/later/300")).await;
+    assert_eq!(status, 200, "{answered_at}");
+    let answered_at: i64 = answered_at.parse().unwrap();
+    let (status, _) = get(&client, &server.url("/PROBE/w/kv/later")).await;
+    assert_eq!(status, 404, "the wait_until work ran before the response");
+    let mut written = None;
+    for _ in 0..300 {
+        let (status, body) = get(&client, &server.url("/PROBE/w/kv/later")).await;
+        if status == 200 {
+            written = Some(body.parse::<i64>().unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let written = written.expect("wait_until wrote `later`");
+    assert!(written >= answered_at + 250, "{written} vs {answered_at}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

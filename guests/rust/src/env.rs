@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use crate::bindings::dohost::object::events::{self, Outcome};
 use crate::bindings::dohost::object::{context, env, namespace};
 use crate::outbound::unexpected;
-use crate::task::{Operation, spawn};
+use crate::task::Operation;
 use crate::{Error, Request, Response, Result, Sql, Storage};
 
 /// The object's own state handle: its id, name, storage and SQL database.
@@ -71,9 +71,10 @@ impl State {
     }
 
     /// Lets `work` run on after the event's response is sent (Cloudflare's
-    /// `ctx.waitUntil`), within the event's wall-clock limit.
+    /// `ctx.waitUntil`), within the event's wall-clock limit; the same as
+    /// [`crate::wait_until`].
     pub fn wait_until(&self, work: impl Future<Output = ()> + 'static) {
-        spawn(work);
+        crate::wait_until(work);
     }
 }
 

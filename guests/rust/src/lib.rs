@@ -86,7 +86,7 @@ pub use sql_value::{FromSql, SqlValue};
 pub use storage::{
     ListOptions, MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_VALUE_BYTES, Storage, Transaction,
 };
-pub use task::sleep;
+pub use task::{sleep, wait_until};
 
 /// An error from the host or from a guest's own code.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -186,3 +186,11 @@ pub async fn sleep(duration: Duration) {
     let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     let _ = Operation::new(events::start_sleep(ms)).await;
 }
+
+/// Lets `work` run on after the event's response is sent (Cloudflare's
+/// `ctx.waitUntil`), in objects and workers alike. Its operations belong to
+/// the event that started it: they count against its limits and end at its
+/// wall-clock limit.
+pub fn wait_until(work: impl Future<Output = ()> + 'static) {
+    spawn(work);
+}

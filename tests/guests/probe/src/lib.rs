@@ -14,8 +14,8 @@
 //! - `GET /panic`, `GET /error`, `GET /loop`: a trap, a returned error, a busy loop.
 //! - `GET /alloc/<MiB>`: allocates and touches that much memory.
 //! - `GET /spin/<ms>`: busy for `<ms>` ms, then answers `{start, end}`.
-//! - `POST /fetch`, `GET /sleep/<ms>`: requests to the outside world and
-//!   timers (see `outbound.rs`).
+//! - `POST /fetch`, `GET /sleep/<ms>`, `GET /later/<ms>`: requests to the
+//!   outside world, timers and `wait_until` (see `outbound.rs`).
 //! - `GET /framing`: `hello` with a `Content-Length: 2` and a
 //!   `Transfer-Encoding: chunked` header that contradict it.
 //!
@@ -128,6 +128,7 @@ impl DurableObject for Probe {
             }
             ("POST", "fetch") => outbound::fetch(&storage, &req).await,
             ("GET", "sleep") => outbound::sleep_route(arg).await,
+            ("GET", "later") => outbound::later(storage, arg),
             ("GET", "panic") => panic!("probe panic on request"),
             ("GET", "error") => Err(Error::new("probe error on request")),
             ("GET", "spin") => {

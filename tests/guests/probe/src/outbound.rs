@@ -7,10 +7,14 @@
 //!   one `{"status", "length", "text"}` (the first 100 bytes) or
 //!   `{"error"}` per request, in order.
 //! - `GET /sleep/<ms>`: answers `slept` after `<ms>` ms of [`sleep`].
+//! - `GET /later/<ms>`: answers the time at once; `<ms>` ms later (work
+//!   left to [`wait_until`]) writes the time then under the key `later`.
 
 use std::time::Duration;
 
-use dohost_sdk::{Redirect, Request, Response, Result, Storage, fetch_with, future, sleep};
+use dohost_sdk::{
+    Redirect, Request, Response, Result, Storage, fetch_with, future, now_ms, sleep, wait_until,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -73,4 +77,16 @@ pub(crate) async fn sleep_route(arg: &str) -> Result<Response> {
         .map_err(|_| dohost_sdk::Error::new("sleep/<ms>"))?;
     sleep(Duration::from_millis(ms)).await;
     Ok(Response::text("slept"))
+}
+
+pub(crate) fn later(storage: Storage, arg: &str) -> Result<Response> {
+    let ms: u64 = arg
+        .parse()
+        .map_err(|_| dohost_sdk::Error::new("later/<ms>"))?;
+    wait_until(async move {
+        sleep(Duration::from_millis(ms)).await;
+        // Nothing awaits this task's result: a failure shows as a missing key.
+        let _ = storage.put("later", &now_ms());
+    });
+    Ok(Response::text(now_ms().to_string()))
 }
