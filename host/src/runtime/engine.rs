@@ -106,6 +106,11 @@ impl Runtime {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
+            // Guests use the synchronous ABI (events resume through
+            // `resume`, wit/events.wit); wasmtime's concurrent machinery,
+            // on by default, would route every call through it at about
+            // five times the cost (docs/notes/2026-12-outbound-and-concurrency.md).
+            .concurrency_support(false)
             .epoch_interruption(true)
             .memory_init_cow(true)
             // Reserve only what an instance may use, so thousands of live
