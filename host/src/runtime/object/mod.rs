@@ -424,10 +424,7 @@ impl Actor {
             Ok(()) => {
                 self.end_turn();
             }
-            Err(trap) => {
-                let error = self.trapped(&trap);
-                self.fail_all(&error);
-            }
+            Err(trap) => self.trapped(&trap),
         }
         self.retire();
     }
@@ -439,8 +436,7 @@ impl Actor {
     /// If `blockConcurrencyWhile` failed in the turn, the object is reset;
     /// the guest's message is returned.
     fn end_turn(&mut self) -> Option<String> {
-        if let Err(e) = self.finish_event() {
-            self.fail_all(&e);
+        if self.finish_event().is_err() {
             return None;
         }
         self.io_mut().flush();
@@ -473,8 +469,7 @@ impl Actor {
             format!("blockConcurrencyWhile failed, so the object was reset: {message}"),
         );
         tracing::warn!(object = %self.identity.id_hex, "{error}");
-        self.reset();
-        self.fail_all(&error);
+        self.reset(&error);
         Some(message)
     }
 
@@ -530,16 +525,6 @@ impl Actor {
         }
     }
 
-    /// Fails every event not answered yet with `error`, and drops what
-    /// they wait on: the instance is gone.
-    fn fail_all(&mut self, error: &Error) {
-        self.in_flight.clear();
-        let waiters: Vec<Waiter> = self.running.drain().filter_map(|(_, r)| r.waiter).collect();
-        for waiter in waiters {
-            self.fail(waiter, error.clone());
-        }
-    }
-
     /// Fails the events whose wall-clock time is over; their operations
     /// end by the same deadline.
     fn expire(&mut self) {
@@ -592,13 +577,20 @@ impl Actor {
     }
 
     /// Drops the instance and the running turn's writes, keeping the io
-    /// (the cache holds only what completed turns and syncs wrote).
-    fn reset(&mut self) {
+    /// (the cache holds only what completed turns and syncs wrote). Every
+    /// event the instance ran and did not answer fails with `why`, and
+    /// what they wait on is dropped.
+    fn reset(&mut self, why: &Error) {
         if let Some((store, _)) = self.instance.take() {
             self.io = Some(store.into_data().io);
             self.shared.residency.leave(self.number);
         }
         self.io_mut().discard_event();
+        self.in_flight.clear();
+        let waiters: Vec<Waiter> = self.running.drain().filter_map(|(_, r)| r.waiter).collect();
+        for waiter in waiters {
+            self.fail(waiter, why.clone());
+        }
     }
 
     async fn activate(&mut self) -> Result<()> {
@@ -677,8 +669,7 @@ impl Actor {
                 Ok(())
             }
             Ok(Err(message)) => {
-                self.reset();
-                self.fail_all(&Error::new(ErrorKind::GuestError, message.clone()));
+                self.reset(&Error::new(ErrorKind::GuestError, message.clone()));
                 Err(Error::new(
                     ErrorKind::GuestError,
                     format!("class {class} failed to construct: {message}"),
@@ -686,8 +677,7 @@ impl Actor {
             }
             Err(trap) => {
                 let (reason, detail) = self.trap_message(&trap);
-                self.reset();
-                self.fail_all(&Error::new(ErrorKind::GuestTrap, reason.clone()));
+                self.reset(&Error::new(ErrorKind::GuestTrap, reason.clone()));
                 tracing::warn!(object = %self.identity.id_hex, "class {class} trapped while constructing: {reason}\n{detail}");
                 Err(Error::new(
                     ErrorKind::GuestTrap,
@@ -710,8 +700,7 @@ impl Actor {
     async fn settle(&mut self) {
         if let Err(e) = self.io_mut().storage.settle() {
             tracing::warn!(object = %self.identity.id_hex, "a commit of this object failed ({e}); resetting it to its durable state");
-            self.reset();
-            self.fail_all(&Error::new(
+            self.reset(&Error::new(
                 ErrorKind::Storage,
                 format!("a commit of this object failed ({e}); the object was reset"),
             ));
@@ -725,19 +714,27 @@ impl Actor {
     async fn begin_event(&mut self) -> Result<()> {
         self.settle().await;
         if self.instance.is_some() && !self.busy() {
+            // Nothing runs, so no event fails with these.
             if self.code.generation() != self.generation {
-                tracing::debug!(object = %self.identity.id_hex, "the code was updated: resetting the object");
-                self.reset();
+                let why = Error::new(
+                    ErrorKind::Component,
+                    "the code was updated: resetting the object",
+                );
+                tracing::debug!(object = %self.identity.id_hex, "{why}");
+                self.reset(&why);
             } else if let Some((store, _)) = &self.instance
                 && store.data().meter.memory_nearly_full()
             {
                 let (size, limit) = store.data().meter.memory_mib();
-                tracing::info!(
-                    object = %self.identity.id_hex,
-                    "the object's memory grew to {size} MiB of its {limit} MiB limit; \
-                     resetting it to a fresh instance"
+                let why = Error::new(
+                    ErrorKind::Component,
+                    format!(
+                        "the object's memory grew to {size} MiB of its {limit} MiB limit; \
+                         resetting it to a fresh instance"
+                    ),
                 );
-                self.reset();
+                tracing::info!(object = %self.identity.id_hex, "{why}");
+                self.reset(&why);
             }
         }
         if self.instance.is_none() {
@@ -746,16 +743,17 @@ impl Actor {
         Ok(())
     }
 
-    /// Resets the object after a trap; the error to report.
-    fn trapped(&mut self, trap: &wasmtime::Error) -> Error {
+    /// Resets the object after a trap, failing every event it ran with
+    /// the trap's error.
+    fn trapped(&mut self, trap: &wasmtime::Error) {
         let (reason, detail) = self.trap_message(trap);
-        self.reset();
         tracing::warn!(object = %self.identity.id_hex, "object trapped and was reset: {reason}\n{detail}");
-        Error::new(
+        let error = Error::new(
             ErrorKind::GuestTrap,
             format!("the object trapped and was reset: {reason}"),
         )
-        .with_detail(detail)
+        .with_detail(detail);
+        self.reset(&error);
     }
 
     /// Starts the object's alarm if it is due (see [`super::alarm`]).
@@ -868,8 +866,7 @@ impl Actor {
     /// Deletes the object: the instance and everything it wrote go, in one
     /// commit after every earlier one; the next event finds it empty.
     async fn delete(&mut self) -> Result<()> {
-        self.reset();
-        self.fail_all(&Error::new(
+        self.reset(&Error::new(
             ErrorKind::GuestError,
             "the object was deleted by the admin",
         ));
@@ -886,7 +883,7 @@ impl Actor {
 
     /// Closes the turn's transactions (rolling back those the guest left
     /// open) so its write set can be sent. An error if the turn's writes
-    /// had to be dropped instead.
+    /// had to be dropped instead: the object is then reset.
     fn finish_event(&mut self) -> Result<()> {
         let io = self.io_mut();
         let open = io.storage.writes.close_transactions();
@@ -902,8 +899,9 @@ impl Actor {
                 e.message
             );
             tracing::error!(object = %io.identity.id_hex, "{message}");
-            self.reset();
-            return Err(Error::new(ErrorKind::Storage, message));
+            let error = Error::new(ErrorKind::Storage, message);
+            self.reset(&error);
+            return Err(error);
         }
         Ok(())
     }
