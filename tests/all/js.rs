@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Server, client, example_config, get, js_examples_built, send, send_with_headers,
+    Server, client, example_config, get, get_json, js_examples_built, send, send_with_headers,
     with_component, workspace, write_config,
 };
 
@@ -22,12 +22,6 @@ fn serve_js_with(example: &str, dir: &std::path::Path, extra: &str) -> Server {
     js_examples_built();
     let config = example_config(&format!("examples/js/{example}")) + extra;
     Server::start(&write_config(dir, &config), &dir.join("data"))
-}
-
-async fn get_json(client: &crate::support::HttpClient, url: &str) -> Value {
-    let (status, body) = get(client, url).await;
-    assert_eq!(status, 200, "GET {url}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
 }
 
 async fn send_json(

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 
 use crate::outside::Outside;
 use crate::support::{
-    HttpClient, Server, client, example_config, get, guests, js_examples_built, send, write_config,
+    HttpClient, Server, client, example_config, get, get_json, guests, js_examples_built, send,
+    write_config,
 };
 
 /// The JavaScript tour and the Rust probe, with `outbound` (the body of an
@@ -41,12 +42,6 @@ async fn fetch_via(client: &HttpClient, server: &Server, object: &str, spec: Val
     let (status, body) = send(client, "POST", &url, &spec.to_string()).await;
     assert_eq!(status, 200, "POST {url}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"))
-}
-
-async fn get_json(client: &HttpClient, url: &str) -> Value {
-    let (status, body) = get(client, url).await;
-    assert_eq!(status, 200, "GET {url}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
 }
 
 const OBJECTS: [&str; 2] = ["API/a", "PROBE/a"];

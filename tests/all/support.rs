@@ -411,6 +411,13 @@ pub async fn get(client: &HttpClient, url: &str) -> (u16, String) {
     send(client, "GET", url, "").await
 }
 
+/// GETs `url`, which must answer 200 with JSON; the JSON.
+pub async fn get_json(client: &HttpClient, url: &str) -> serde_json::Value {
+    let (status, body) = get(client, url).await;
+    assert_eq!(status, 200, "GET {url}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
+}
+
 /// A library host over the counter and probe components, with small limits
 /// so many tests can hold one at once.
 pub fn library_host(data: &Path) -> dohost::HostBuilder {
