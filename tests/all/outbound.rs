@@ -246,6 +246,10 @@ async fn awaits_run_together_and_calls_come_back_but_not_into_a_blocked_object()
         "ten 400 ms calls at once took {elapsed} ms, not about 400 (the sum is 4000)"
     );
 
+    // setInterval, clearInterval and clearTimeout on host timers.
+    let timers = get_json(&client, &server.url("/API/a/timers")).await;
+    assert_eq!(timers, json!({"ticks": 3, "clearedTimeoutFired": false}));
+
     // A → B → A.
     let relay = get_json(&client, &server.url("/API/a/relay?path=b,a")).await;
     assert_eq!(relay, json!(["a", "b", "a"]));

@@ -319,6 +319,26 @@ export class Api extends DurableObject {
     return json("unblocked");
   }
 
+  // Timers: an interval cleared after its third tick, and a timeout
+  // cleared before it is due, which never fires.
+  async route_timers() {
+    let cleared = false;
+    const timeout = setTimeout(() => (cleared = true), 50);
+    clearTimeout(timeout);
+    const ticks = await new Promise((resolve) => {
+      let n = 0;
+      const interval = setInterval(() => {
+        n += 1;
+        if (n === 3) {
+          clearInterval(interval);
+          resolve(n);
+        }
+      }, 20);
+    });
+    await sleep(100);
+    return json({ ticks, clearedTimeoutFired: cleared });
+  }
+
   // Answers at once; 300 ms later writes `later` and fetches `?url=`.
   async route_later(request, url) {
     this.ctx.waitUntil(

@@ -96,14 +96,23 @@ export async function fetch(input, init) {
 const timers = new Map();
 let lastTimer = 0;
 
-/** `setTimeout` through a host timer, so the object takes events meanwhile. */
-export function setTimeout(callback, delay = 0, ...args) {
-  const id = ++lastTimer;
+/**
+ * Arms timer `id` for `delay` ms on a host timer; `fire` runs when it is
+ * due, unless the timer was cleared or armed again meanwhile.
+ */
+function arm(id, delay, fire) {
   const ms = Math.max(0, Math.floor(Number(delay) || 0));
   const op = events.startSleep(BigInt(ms));
   timers.set(id, op);
   awaitOp(op).then(() => {
-    if (timers.get(id) !== op) return;
+    if (timers.get(id) === op) fire();
+  });
+}
+
+/** `setTimeout` through a host timer, so the object takes events meanwhile. */
+export function setTimeout(callback, delay = 0, ...args) {
+  const id = ++lastTimer;
+  arm(id, delay, () => {
     timers.delete(id);
     if (typeof callback === "function") callback(...args);
   });
@@ -113,16 +122,11 @@ export function setTimeout(callback, delay = 0, ...args) {
 /** `setInterval` as repeated host timers. */
 export function setInterval(callback, delay = 0, ...args) {
   const id = ++lastTimer;
-  const ms = Math.max(0, Math.floor(Number(delay) || 0));
-  const tick = () => {
-    const op = events.startSleep(BigInt(ms));
-    timers.set(id, op);
-    awaitOp(op).then(() => {
-      if (timers.get(id) !== op) return;
+  const tick = () =>
+    arm(id, delay, () => {
       tick();
       if (typeof callback === "function") callback(...args);
     });
-  };
   tick();
   return id;
 }

@@ -8,8 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::bindings::dohost::object::events::{self, Outcome};
 use crate::bindings::dohost::object::{context, env, namespace};
-use crate::outbound::unexpected;
-use crate::task::Operation;
+use crate::task::{Operation, unexpected};
 use crate::{Error, Request, Response, Result, Sql, Storage};
 
 /// The object's own state handle: its id, name, storage and SQL database.

@@ -2,7 +2,7 @@
 
 use crate::bindings::dohost::object::events::Outcome;
 use crate::bindings::dohost::object::outbound;
-use crate::task::Operation;
+use crate::task::{Operation, unexpected};
 use crate::{Error, Request, Response, Result};
 
 /// What [`fetch_with`] does with a redirect (fetch's `redirect` option).
@@ -54,14 +54,5 @@ pub async fn fetch_with(request: Request, redirect: Redirect) -> Result<Response
         Outcome::Http(Ok(fetched)) => Ok(fetched.response.into()),
         Outcome::Http(Err(e)) => Err(Error::new(e.message)),
         other => Err(unexpected(other)),
-    }
-}
-
-/// The error for an outcome of another kind than the operation's: a
-/// cancellation, or (never) a host mix-up.
-pub(crate) fn unexpected(outcome: Outcome) -> Error {
-    match outcome {
-        Outcome::Cancelled(message) => Error::new(message),
-        _ => Error::new("the host answered an operation with an outcome of another kind"),
     }
 }

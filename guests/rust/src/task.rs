@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use crate::Error;
 use crate::bindings::dohost::object::events::{self, Outcome};
 
 type Task = Pin<Box<dyn Future<Output = ()>>>;
@@ -25,21 +26,21 @@ type Task = Pin<Box<dyn Future<Output = ()>>>;
 /// `Waker` must be `Send`; the guest has one thread, so it never waits.
 static WOKEN: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
+/// Marks task `id` to be polled.
+fn wake(id: u64) {
+    WOKEN.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+}
+
+/// Wakes the task with its number.
 struct TaskWaker(u64);
 
 impl Wake for TaskWaker {
     fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
+        wake(self.0);
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.as_ref().wake_by_ref_id();
-    }
-}
-
-impl TaskWaker {
-    fn wake_by_ref_id(&self) {
-        WOKEN.lock().unwrap_or_else(|e| e.into_inner()).push(self.0);
+        wake(self.0);
     }
 }
 
@@ -81,7 +82,7 @@ pub(crate) fn run(future: impl Future<Output = ()> + 'static) {
 pub(crate) fn spawn(future: impl Future<Output = ()> + 'static) {
     let id = next_id();
     EXECUTOR.with(|e| e.borrow_mut().tasks.insert(id, Box::pin(future)));
-    TaskWaker(id).wake_by_ref_id();
+    wake(id);
 }
 
 fn next_id() -> u64 {
@@ -167,6 +168,16 @@ impl Future for Operation {
         };
         self.done = true;
         Poll::Ready(outcome)
+    }
+}
+
+/// The error for an outcome of another kind than its operation's: a
+/// cancellation (the event passed its wall-clock limit), or (never) a host
+/// mix-up.
+pub(crate) fn unexpected(outcome: Outcome) -> Error {
+    match outcome {
+        Outcome::Cancelled(message) => Error::new(message),
+        _ => Error::new("the host answered an operation with an outcome of another kind"),
     }
 }
 
