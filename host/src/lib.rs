@@ -55,7 +55,7 @@ pub use host::{
     DataDir, HEALTH_PATH, Host, HostBuilder, ObjectDetails, ObjectSummary, READY_PATH, Route,
     Stats, build, check_data_dir, config,
 };
-pub use runtime::{Namespace, ObjectId, Stub};
+pub use runtime::{AcceptedWebSocket, Namespace, ObjectId, Stub};
 pub use settings::{
     DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, DEFAULT_BODY_TIMEOUT,
     DEFAULT_CACHE_PER_OBJECT, DEFAULT_CACHE_TOTAL, DEFAULT_CALL_TIMEOUT,
@@ -68,6 +68,6 @@ pub use settings::{
     DEFAULT_WRITE_SET_BYTES, MAX_CALL_DEPTH, MAX_DELIVERIES, MAX_KEY_BYTES, MAX_KEYS_PER_CALL,
     MAX_OBJECT_NAME_BYTES, MAX_SQL_PARAMS, MAX_SQL_STATEMENT_BYTES, MAX_SQL_VALUE_BYTES,
     MAX_TRANSACTION_DEPTH, MAX_VALUE_BYTES, OutboundSettings, RESERVED_DESCRIPTORS,
-    SCHEDULE_WINDOW, ServerSettings, Settings, default_body_memory, default_total_memory,
-    default_worker_threads, machine_memory,
+    SCHEDULE_WINDOW, ServerSettings, Settings, WebSocketSettings, default_body_memory,
+    default_total_memory, default_worker_threads, machine_memory,
 };

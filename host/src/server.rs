@@ -16,6 +16,11 @@
 //!   fit the descriptor limit) the oldest idle connection is closed for the
 //!   new one, and a new one is refused with 503 only if none is idle.
 //!
+//! A WebSocket upgrade request is routed like any other; when the object
+//! answers 101 with a socket it accepted, the edge completes the handshake
+//! and hands the upgraded connection to [`Host::accept_websocket`]. From
+//! then the connection is the socket's, outside these limits.
+//!
 //! Errors become plain-text responses that say what a client may know: the
 //! message of a 4xx, and for a 5xx one line with an error id, the whole
 //! error (a trap's backtrace, the guest's output) going to the log under
@@ -41,7 +46,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::{Error, Host, RESERVED_DESCRIPTORS, ServerSettings};
+use crate::{AcceptedWebSocket, Error, ErrorKind, Host, RESERVED_DESCRIPTORS, ServerSettings};
 
 /// Serves `host` on `listener` with `settings` until `shutdown` resolves.
 ///
@@ -284,7 +289,8 @@ async fn connection(edge: Arc<Edge>, stream: TcpStream) {
     };
     let served = http1::Builder::new()
         .keep_alive(true)
-        .serve_connection(TokioIo::new(io), service);
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
     tokio::select! {
         ended = served => if let Err(e) = ended {
             tracing::debug!("connection ended with an error: {e}");
@@ -440,7 +446,11 @@ impl Drop for Held<'_> {
 type Reply = hyper::Response<Full<Bytes>>;
 
 async fn handle(edge: &Edge, req: hyper::Request<Incoming>) -> Reply {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let upgrade = websocket_key(&parts).map(|key| {
+        let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        (key, on_upgrade)
+    });
     let has_body = parts.headers.contains_key(http::header::TRANSFER_ENCODING)
         || parts
             .headers
@@ -477,9 +487,83 @@ async fn handle(edge: &Edge, req: hyper::Request<Incoming>) -> Reply {
         .await;
     drop(held);
     match result {
-        Ok(response) => response.map(Full::new),
+        Ok(response) => match response.extensions().get::<AcceptedWebSocket>().copied() {
+            Some(accepted) => upgraded(edge, accepted, upgrade, response),
+            None => response.map(Full::new),
+        },
         Err(e) => error_response(edge, &e),
     }
+}
+
+/// The `Sec-WebSocket-Key` of a WebSocket upgrade request (RFC 6455), if
+/// the request is one.
+fn websocket_key(head: &http::request::Parts) -> Option<String> {
+    let has = |name: http::header::HeaderName, token: &str| {
+        head.headers.get_all(name).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    let upgrade = head.method == http::Method::GET
+        && has(http::header::UPGRADE, "websocket")
+        && has(http::header::CONNECTION, "upgrade")
+        && head
+            .headers
+            .get(http::header::SEC_WEBSOCKET_VERSION)
+            .is_some_and(|v| v == "13");
+    let key = head.headers.get(http::header::SEC_WEBSOCKET_KEY)?;
+    upgrade.then(|| String::from_utf8_lossy(key.as_bytes()).into_owned())
+}
+
+/// Answers 101 for the socket an object accepted, and hands the
+/// connection, once upgraded, to the host.
+fn upgraded(
+    edge: &Edge,
+    accepted: AcceptedWebSocket,
+    upgrade: Option<(String, Option<hyper::upgrade::OnUpgrade>)>,
+    response: http::Response<Bytes>,
+) -> Reply {
+    let Some((key, Some(on_upgrade))) = upgrade else {
+        edge.host.abandon_websocket(accepted);
+        return error_response(
+            edge,
+            &Error::new(
+                ErrorKind::GuestError,
+                "the object answered with a WebSocket (status 101) a request that is not a WebSocket upgrade",
+            ),
+        );
+    };
+    let (mut parts, _) = response.into_parts();
+    let headers = &mut parts.headers;
+    headers.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    headers.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("upgrade"),
+    );
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    if let Ok(accept) = http::HeaderValue::from_str(&accept) {
+        headers.insert(http::header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    let host = edge.host.clone();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(io) => {
+                if let Err(e) = host.accept_websocket(accepted, TokioIo::new(io)) {
+                    tracing::debug!("a WebSocket could not start: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::debug!("a WebSocket upgrade failed: {e}");
+                host.abandon_websocket(accepted);
+            }
+        }
+    });
+    hyper::Response::from_parts(parts, Full::new(Bytes::new()))
 }
 
 /// Reads a request body within the size limit, the body memory and the

@@ -169,6 +169,8 @@ pub struct Settings {
     /// Outbound HTTP and subrequests: the egress policy and its limits
     /// (`[outbound]`).
     pub outbound: OutboundSettings,
+    /// WebSockets objects accept: their limits (`[websockets]`).
+    pub websockets: WebSocketSettings,
 }
 
 /// How many subrequests (outbound requests and calls to objects) one event
@@ -224,6 +226,43 @@ impl Default for OutboundSettings {
     }
 }
 
+/// The limits on WebSockets (`[websockets]` in dohost.toml). The defaults
+/// are Cloudflare's.
+#[derive(Clone, Debug)]
+pub struct WebSocketSettings {
+    /// Sockets one object may hold open (32,768).
+    pub max_per_object: usize,
+    /// Tags per socket (10).
+    pub max_tags: usize,
+    /// Characters per tag (256).
+    pub max_tag_chars: usize,
+    /// Bytes of one socket's attachment (2,048).
+    pub max_attachment_bytes: usize,
+    /// Characters of each side of the auto-response (2,048).
+    pub max_auto_response_chars: usize,
+    /// Bytes of one message either way (32 MiB). A larger incoming message
+    /// closes its socket with 1009.
+    pub max_message_bytes: usize,
+    /// Bytes waiting to be sent on one socket whose client reads too
+    /// slowly (64 MiB); past it the socket is closed with 1011. At least
+    /// `max_message_bytes`.
+    pub send_buffer_bytes: usize,
+}
+
+impl Default for WebSocketSettings {
+    fn default() -> Self {
+        WebSocketSettings {
+            max_per_object: 32_768,
+            max_tags: 10,
+            max_tag_chars: 256,
+            max_attachment_bytes: 2048,
+            max_auto_response_chars: 2048,
+            max_message_bytes: 32 << 20,
+            send_buffer_bytes: 64 << 20,
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -244,6 +283,7 @@ impl Default for Settings {
             alarm_max_retries: DEFAULT_ALARM_MAX_RETRIES,
             alarm_window: SCHEDULE_WINDOW,
             outbound: OutboundSettings::default(),
+            websockets: WebSocketSettings::default(),
         }
     }
 }

@@ -35,4 +35,5 @@ mod storage_limits;
 mod storage_list;
 mod storage_model;
 mod storage_patterns;
+mod websockets;
 mod workspace;

@@ -4,6 +4,8 @@
 const NO_BODY_METHODS = new Set(["GET", "HEAD"]);
 const NO_BODY_STATUSES = new Set([101, 204, 205, 304]);
 
+import { WebSocket } from "./sockets.js";
+
 const encoder = new TextEncoder();
 
 /**
@@ -16,9 +18,23 @@ const encoder = new TextEncoder();
 const knownBodies = new WeakMap();
 
 // `Response` stays the engine's class (same prototype, statics and
-// `instanceof`); constructing one also notes its body.
+// `instanceof`); constructing one also notes its body. Status 101 with a
+// `webSocket` (which the web's Response refuses) is made as a 200 that
+// reports 101 and carries the socket, as in Cloudflare's Workers.
 globalThis.Response = new Proxy(Response, {
   construct(target, args, newTarget) {
+    const init = args[1];
+    if (init && init.status === 101) {
+      if (!(init.webSocket instanceof WebSocket)) {
+        throw new RangeError("a 101 response needs a webSocket: the client end of a WebSocketPair");
+      }
+      const response = Reflect.construct(target, [null, { ...init, status: 200 }], newTarget);
+      Object.defineProperty(response, "status", { value: 101 });
+      Object.defineProperty(response, "ok", { value: false });
+      Object.defineProperty(response, "webSocket", { value: init.webSocket });
+      knownBodies.set(response, "");
+      return response;
+    }
     const response = Reflect.construct(target, args, newTarget);
     const body = args[0];
     if (body === undefined || body === null || typeof body === "string") knownBodies.set(response, body ?? "");
@@ -49,6 +65,9 @@ export async function fromWebRequest(input, init) {
 
 /** The host's response record as a web `Response`. */
 export function toWebResponse(res) {
+  if (res.status === 101 && res.websocket !== undefined && res.websocket !== null) {
+    return new Response(null, { status: 101, headers: res.headers, webSocket: new WebSocket(res.websocket) });
+  }
   const body = NO_BODY_STATUSES.has(res.status) ? null : res.body;
   const response = new Response(body, { status: res.status, headers: res.headers });
   // The host's bytes, which nothing else holds.
@@ -76,7 +95,11 @@ export async function readWebResponse(response) {
 }
 
 function responseRecord(response, body) {
-  return { status: response.status, headers: [...response.headers], body };
+  const socket = response.status === 101 ? WebSocket.idOf(response.webSocket) : null;
+  if (response.status === 101 && socket === null) {
+    throw new TypeError("the 101 response's webSocket was not accepted: call ctx.acceptWebSocket(server) first");
+  }
+  return { status: response.status, headers: [...response.headers], body, websocket: socket ?? undefined };
 }
 
 /** A short description of a value for error messages. */

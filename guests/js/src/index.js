@@ -14,10 +14,13 @@ import { DurableObjectId, makeEnv } from "./env.js";
 import { errorMessage, fromWebResponse, readWebResponse, toWebRequest } from "./http.js";
 import { blockConcurrencyWhile, events, finishWhen, installGlobals, resume } from "./ops.js";
 import { DurableObjectStorage, rehearseStorage } from "./storage.js";
+import { WebSocket, installSocketGlobals } from "./sockets.js";
+import { forgetSocket, messageValue, socketHandle, socketMethods } from "./websocket.js";
 
 export { DurableObject, WorkerEntrypoint } from "./base.js";
 export { CallError, SqlError, StorageError } from "./errors.js";
 export { DurableObjectId, DurableObjectNamespace } from "./env.js";
+export { WebSocket, WebSocketPair, WebSocketRequestResponsePair } from "./sockets.js";
 
 /** `this.ctx` of a Durable Object (Cloudflare's DurableObjectState). */
 export class DurableObjectState {
@@ -50,6 +53,10 @@ export class DurableObjectState {
     Promise.resolve(promise).catch(() => {});
   }
 }
+
+// acceptWebSocket, getWebSockets, getTags, setWebSocketAutoResponse,
+// getWebSocketAutoResponse, getWebSocketAutoResponseTimestamp.
+Object.assign(DurableObjectState.prototype, socketMethods);
 
 // Methods every object has that are not RPC methods.
 const NOT_RPC = new Set(["constructor", "fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError"]);
@@ -96,6 +103,7 @@ export function objectHandler(app) {
   // classes from functions costs a few hundred microseconds per activation.
   const classes = exportedClasses(app);
   installGlobals();
+  installSocketGlobals();
   rehearse();
   let instance;
   let className;
@@ -126,6 +134,15 @@ export function objectHandler(app) {
     call(event, method, args) {
       finishWhen(events.finishCall, event, runCall(method, args));
     },
+    websocketMessage(event, socket, message) {
+      finishWhen(events.finishSocket, event, runSocket("webSocketMessage", socket, [messageValue(message)], false));
+    },
+    websocketClose(event, socket, code, reason, wasClean) {
+      finishWhen(events.finishSocket, event, runSocket("webSocketClose", socket, [code, reason, wasClean], true));
+    },
+    websocketError(event, socket, error) {
+      finishWhen(events.finishSocket, event, runSocket("webSocketError", socket, [new Error(error)], true));
+    },
     resume,
   };
   async function runFetch(req) {
@@ -136,6 +153,17 @@ export function objectHandler(app) {
   async function runAlarm(info) {
     needs("alarm");
     await instance.alarm({ retryCount: info.retryCount, isRetry: info.isRetry });
+  }
+  async function runSocket(method, socket, args, ends) {
+    const ws = socketHandle(socket);
+    if (ends) WebSocket.markClosed(ws);
+    try {
+      // Only a message needs a handler; a close or an error without one is fine.
+      if (typeof instance[method] === "function") await instance[method](ws, ...args);
+      else if (!ends) needs(method);
+    } finally {
+      if (ends) forgetSocket(socket);
+    }
   }
   async function runCall(method, args) {
     const fn = rpcMethod(instance, className, method);

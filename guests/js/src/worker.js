@@ -8,10 +8,12 @@ import { makeEnv } from "./env.js";
 import { fromWebResponse, readWebResponse, toWebRequest } from "./http.js";
 import { WorkerEntrypoint, rehearseBindings } from "./base.js";
 import { events, finishWhen, installGlobals, resume } from "./ops.js";
+import { installSocketGlobals } from "./sockets.js";
 
 export { DurableObject, WorkerEntrypoint } from "./base.js";
 export { CallError, SqlError, StorageError } from "./errors.js";
 export { DurableObjectId, DurableObjectNamespace } from "./env.js";
+export { WebSocket, WebSocketPair, WebSocketRequestResponsePair } from "./sockets.js";
 
 /** `ctx` of an entry worker's fetch (Cloudflare's ExecutionContext). */
 class ExecutionContext {
@@ -27,6 +29,7 @@ export function workerHandler(app) {
   const entry = app.default;
   const env = makeEnv();
   installGlobals();
+  installSocketGlobals();
   // At build time, as objectHandler does (see rehearseBindings).
   rehearseBindings(getVar);
   async function run(req) {

@@ -69,6 +69,42 @@ impl State {
         result
     }
 
+    /// Accepts a WebSocket for this object with `tags` (at most 10, each 1
+    /// to 256 characters; Cloudflare's `ctx.acceptWebSocket`). Answer the
+    /// upgrade request with [`crate::Response::websocket`] to hand it to the
+    /// client; messages sent before that wait for it.
+    ///
+    /// # Errors
+    ///
+    /// When the tags break the limits, or the object has as many sockets
+    /// as it may (32,768 by default).
+    pub fn accept_websocket(&self, tags: &[&str]) -> Result<crate::WebSocket> {
+        crate::websocket::accept(tags)
+    }
+
+    /// The object's open WebSockets, oldest first; only those with `tag`
+    /// if one is given (Cloudflare's `ctx.getWebSockets`).
+    pub fn websockets(&self, tag: Option<&str>) -> Vec<crate::WebSocket> {
+        crate::websocket::sockets(tag)
+    }
+
+    /// Sets (or with `None` removes) the object's auto-response: a text
+    /// message equal to `request` is answered with `response` by the host,
+    /// without waking the object (Cloudflare's
+    /// `ctx.setWebSocketAutoResponse`). Each side at most 2,048 characters.
+    ///
+    /// # Errors
+    ///
+    /// When a side is too long.
+    pub fn set_websocket_auto_response(&self, pair: Option<(&str, &str)>) -> Result<()> {
+        crate::websocket::set_auto_response(pair)
+    }
+
+    /// The object's auto-response as (request, response), if set.
+    pub fn websocket_auto_response(&self) -> Option<(String, String)> {
+        crate::websocket::auto_response()
+    }
+
     /// Lets `work` run on after the event's response is sent (Cloudflare's
     /// `ctx.waitUntil`), within the event's wall-clock limit; the same as
     /// [`crate::wait_until`].

@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bindings::dohost::object::types;
-use crate::{Error, Result};
+use crate::{Error, Result, WebSocket};
 
 /// An HTTP request: what `fetch` receives and what a stub sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,12 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Whether the request asks for a WebSocket (`Upgrade: websocket`).
+    pub fn is_websocket_upgrade(&self) -> bool {
+        self.header("upgrade")
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    }
+
     /// The body as UTF-8 text.
     ///
     /// # Errors
@@ -89,15 +95,31 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+    /// With status 101, the WebSocket handed to the client
+    /// ([`Response::websocket`]).
+    pub websocket: Option<WebSocket>,
 }
 
 impl Response {
+    /// The 101 response that hands `socket`, accepted with
+    /// [`crate::State::accept_websocket`], to the client of the upgrade
+    /// request (Cloudflare's `new Response(null, { status: 101, webSocket })`).
+    pub fn websocket(socket: WebSocket) -> Response {
+        Response {
+            status: 101,
+            headers: Vec::new(),
+            body: Vec::new(),
+            websocket: Some(socket),
+        }
+    }
+
     /// A 200 response with a `text/plain` body.
     pub fn text(body: impl Into<String>) -> Response {
         Response {
             status: 200,
             headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
             body: body.into().into_bytes(),
+            websocket: None,
         }
     }
 
@@ -112,6 +134,7 @@ impl Response {
             headers: vec![("content-type".into(), "application/json".into())],
             body: serde_json::to_vec(value)
                 .map_err(|e| Error::new(format!("cannot serialise the response: {e}")))?,
+            websocket: None,
         })
     }
 
@@ -156,6 +179,7 @@ impl From<types::Response> for Response {
             status: r.status,
             headers: r.headers,
             body: r.body,
+            websocket: r.websocket.map(WebSocket::from_id),
         }
     }
 }
@@ -166,6 +190,7 @@ impl From<Response> for types::Response {
             status: r.status,
             headers: r.headers,
             body: r.body,
+            websocket: r.websocket.map(WebSocket::id),
         }
     }
 }

@@ -69,6 +69,7 @@ mod sql;
 mod sql_value;
 mod storage;
 mod task;
+mod websocket;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -87,6 +88,7 @@ pub use storage::{
     ListOptions, MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_VALUE_BYTES, Storage, Transaction,
 };
 pub use task::{sleep, wait_until};
+pub use websocket::{WebSocket, WebSocketMessage};
 
 /// An error from the host or from a guest's own code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,6 +234,55 @@ pub trait DurableObject: 'static {
         let _ = args;
         Err(rpc::unknown_method(method, &[]))
     }
+
+    /// Handles a message on one of the object's WebSockets (Cloudflare's
+    /// `webSocketMessage`): an event like a request, which may run while
+    /// the object was out of memory. An `Err` is logged by the host; the
+    /// socket stays open.
+    ///
+    /// The default refuses the message (an object that accepts sockets
+    /// implements it).
+    ///
+    /// # Errors
+    ///
+    /// What the handler returns.
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketMessage) -> Result<()> {
+        let _ = (ws, message);
+        Err(Error::new(
+            "this class has no WebSocket message handler: implement DurableObject::websocket_message",
+        ))
+    }
+
+    /// Handles the client closing one of the object's WebSockets
+    /// (Cloudflare's `webSocketClose`); `was_clean` is false, with code 1006,
+    /// when the connection ended without a close frame. The socket's tags
+    /// and attachment can still be read here; it is gone afterwards.
+    ///
+    /// # Errors
+    ///
+    /// What the handler returns (logged by the host).
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: u16,
+        reason: String,
+        was_clean: bool,
+    ) -> Result<()> {
+        let _ = (ws, code, reason, was_clean);
+        Ok(())
+    }
+
+    /// Handles a WebSocket that failed (a protocol error, a message over
+    /// the size limit) and that the host closed (Cloudflare's
+    /// `webSocketError`).
+    ///
+    /// # Errors
+    ///
+    /// What the handler returns (logged by the host).
+    async fn websocket_error(&self, ws: WebSocket, error: String) -> Result<()> {
+        let _ = (ws, error);
+        Ok(())
+    }
 }
 
 /// A stateless entry worker (a Cloudflare Worker's default export).
@@ -273,6 +324,18 @@ pub mod __private {
             method: String,
             args: String,
         ) -> LocalFuture<'static, Result<String>>;
+        fn socket(
+            self: Rc<Self>,
+            ws: WebSocket,
+            event: SocketEvent,
+        ) -> LocalFuture<'static, Result<()>>;
+    }
+
+    /// What happened on a WebSocket.
+    pub enum SocketEvent {
+        Message(WebSocketMessage),
+        Close(u16, String, bool),
+        Error(String),
     }
 
     impl<T: DurableObject> ErasedObject for T {
@@ -290,6 +353,24 @@ pub mod __private {
             args: String,
         ) -> LocalFuture<'static, Result<String>> {
             Box::pin(async move { DurableObject::call(&*self, &method, &args).await })
+        }
+
+        fn socket(
+            self: Rc<Self>,
+            ws: WebSocket,
+            event: SocketEvent,
+        ) -> LocalFuture<'static, Result<()>> {
+            Box::pin(async move {
+                match event {
+                    SocketEvent::Message(m) => {
+                        DurableObject::websocket_message(&*self, ws, m).await
+                    }
+                    SocketEvent::Close(code, reason, clean) => {
+                        DurableObject::websocket_close(&*self, ws, code, reason, clean).await
+                    }
+                    SocketEvent::Error(e) => DurableObject::websocket_error(&*self, ws, e).await,
+                }
+            })
         }
     }
 
@@ -365,6 +446,19 @@ pub mod __private {
     }
 
     /// An operation's outcome: wakes what awaits it.
+    pub fn socket(event: u64, socket: u64, what: SocketEvent) {
+        task::run(async move {
+            let result = match object("a WebSocket event") {
+                Ok(object) => object
+                    .socket(WebSocket::from_id(socket), what)
+                    .await
+                    .map_err(|e| e.message),
+                Err(e) => Err(e),
+            };
+            events::finish_socket(event, result.as_ref().map(|_| ()).map_err(String::as_str));
+        });
+    }
+
     pub fn resume(op: u64, outcome: events::Outcome) {
         task::resume(op, outcome);
     }
@@ -400,6 +494,10 @@ pub mod __private {
 
     pub fn not_an_object_call(event: u64) {
         events::finish_call(event, Err(NOT_AN_OBJECT));
+    }
+
+    pub fn not_an_object_socket(event: u64) {
+        events::finish_socket(event, Err(NOT_AN_OBJECT));
     }
 
     pub fn not_a_worker(event: u64) {
@@ -453,6 +551,28 @@ macro_rules! export_objects {
 
             fn call(event: u64, method: ::std::string::String, args: ::std::string::String) {
                 $crate::__private::call(event, method, args)
+            }
+
+            fn websocket_message(
+                event: u64,
+                socket: u64,
+                message: $crate::__private::bindings::dohost::object::websocket::Message,
+            ) {
+                $crate::__private::socket(event, socket, $crate::__private::SocketEvent::Message(message.into()))
+            }
+
+            fn websocket_close(
+                event: u64,
+                socket: u64,
+                code: u16,
+                reason: ::std::string::String,
+                was_clean: bool,
+            ) {
+                $crate::__private::socket(event, socket, $crate::__private::SocketEvent::Close(code, reason, was_clean))
+            }
+
+            fn websocket_error(event: u64, socket: u64, error: ::std::string::String) {
+                $crate::__private::socket(event, socket, $crate::__private::SocketEvent::Error(error))
             }
 
             fn resume(op: u64, outcome: $crate::__private::bindings::dohost::object::events::Outcome) {
@@ -513,6 +633,28 @@ macro_rules! export_worker {
 
             fn call(event: u64, _method: ::std::string::String, _args: ::std::string::String) {
                 $crate::__private::not_an_object_call(event)
+            }
+
+            fn websocket_message(
+                event: u64,
+                _socket: u64,
+                _message: $crate::__private::bindings::dohost::object::websocket::Message,
+            ) {
+                $crate::__private::not_an_object_socket(event)
+            }
+
+            fn websocket_close(
+                event: u64,
+                _socket: u64,
+                _code: u16,
+                _reason: ::std::string::String,
+                _was_clean: bool,
+            ) {
+                $crate::__private::not_an_object_socket(event)
+            }
+
+            fn websocket_error(event: u64, _socket: u64, _error: ::std::string::String) {
+                $crate::__private::not_an_object_socket(event)
             }
 
             fn resume(op: u64, outcome: $crate::__private::bindings::dohost::object::events::Outcome) {

@@ -372,6 +372,23 @@ pub(crate) async fn serve_http(
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = request.method().clone();
     let outcome = match (&method, segments.as_slice()) {
+        (&http::Method::GET, ["stats"]) => {
+            let stats = host.stats();
+            Ok((
+                200,
+                serde_json::json!({
+                    "objects_in_memory": stats.objects_in_memory,
+                    "activations": stats.activations,
+                    "activation_time_us": stats.activation_time.as_micros(),
+                    "websockets": stats.websockets,
+                    "worker_instances": stats.worker_instances,
+                    "cache_bytes": stats.cache_bytes,
+                    "disk_reads": stats.disk_reads,
+                    "alarms_in_memory": stats.alarms_in_memory,
+                    "alarms_run": stats.alarms_run,
+                }),
+            ))
+        }
         (&http::Method::GET, ["objects"]) => {
             let binding = request.uri().query().and_then(|q| {
                 q.split('&')
@@ -401,7 +418,7 @@ pub(crate) async fn serve_http(
             404,
             serde_json::json!({
                 "error": format!(
-                    "no admin route {method} {}; the routes are GET {HTTP_PREFIX}objects[?binding=B], GET {HTTP_PREFIX}objects/B/NAME_OR_ID and DELETE {HTTP_PREFIX}objects/B/NAME_OR_ID",
+                    "no admin route {method} {}; the routes are GET {HTTP_PREFIX}stats, GET {HTTP_PREFIX}objects[?binding=B], GET {HTTP_PREFIX}objects/B/NAME_OR_ID and DELETE {HTTP_PREFIX}objects/B/NAME_OR_ID",
                     request.uri().path()
                 )
             }),

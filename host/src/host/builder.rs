@@ -90,6 +90,7 @@ impl HostBuilder {
             self.settings.alarm_retry_delay = delay;
         }
         self.settings.outbound = config.outbound.clone();
+        self.settings.websockets = config.websockets.clone();
         if let Some(retries) = config.alarm_max_retries {
             self.settings.alarm_max_retries = retries;
         }

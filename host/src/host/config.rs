@@ -50,6 +50,14 @@
 //! max_response_bytes = 33554432        # per response body
 //! max_subrequests = 1000               # fetches and object calls per event
 //! max_connections = 6                  # fetches of one event in flight; more wait
+//! [websockets]                         # sockets objects accept (Cloudflare's limits)
+//! max_per_object = 32768               # more accepts fail
+//! max_message_bytes = 33554432         # larger incoming messages close with 1009
+//! send_buffer_bytes = 67108864         # unsent bytes per socket; past it, 1011
+//! max_tags = 10                        # per socket
+//! max_tag_chars = 256
+//! max_attachment_bytes = 2048          # serializeAttachment
+//! max_auto_response_chars = 2048       # each side of the auto-response
 //! ```
 //!
 //! Paths are relative to the file. Every error names the file, the field and
@@ -62,7 +70,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 pub use crate::runtime::ComponentSource;
-use crate::settings::{OutboundSettings, ServerSettings};
+use crate::settings::{OutboundSettings, ServerSettings, WebSocketSettings};
 pub use dohost_store::Migration;
 
 /// One Durable Object namespace binding (`[[durable_objects.bindings]]`).
@@ -139,6 +147,8 @@ pub struct Config {
     /// `[outbound]`: where objects and workers may send HTTP requests, and
     /// the limits on subrequests.
     pub outbound: OutboundSettings,
+    /// `[websockets]`: the limits on the WebSockets objects accept.
+    pub websockets: WebSocketSettings,
     /// The file this was read from, if any (for messages).
     pub path: Option<PathBuf>,
 }
@@ -162,6 +172,19 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     server: Option<RawServer>,
     outbound: Option<RawOutbound>,
+    websockets: Option<RawWebSockets>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWebSockets {
+    max_per_object: Option<usize>,
+    max_message_bytes: Option<usize>,
+    send_buffer_bytes: Option<usize>,
+    max_tags: Option<usize>,
+    max_tag_chars: Option<usize>,
+    max_attachment_bytes: Option<usize>,
+    max_auto_response_chars: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -495,6 +518,7 @@ impl Config {
 
         let server = parse_server(raw.server.unwrap_or_default(), &file.to_string())?;
         let outbound = parse_outbound(raw.outbound.unwrap_or_default(), &file.to_string())?;
+        let websockets = parse_websockets(raw.websockets.unwrap_or_default(), &file.to_string())?;
 
         Ok(Config {
             name: raw.name,
@@ -524,6 +548,7 @@ impl Config {
             alarm_max_retries: alarms.max_retries,
             server,
             outbound,
+            websockets,
             path: Some(path.to_path_buf()),
         })
     }
@@ -567,6 +592,62 @@ fn parse_outbound(raw: RawOutbound, file: &str) -> Result<OutboundSettings> {
         outbound.max_connections = n;
     }
     Ok(outbound)
+}
+
+/// Checks `[websockets]`: every limit at least 1, the send buffer at
+/// least one largest message.
+fn parse_websockets(raw: RawWebSockets, file: &str) -> Result<WebSocketSettings> {
+    let mut settings = WebSocketSettings::default();
+    for (key, value, field) in [
+        (
+            "max_per_object",
+            raw.max_per_object,
+            &mut settings.max_per_object,
+        ),
+        (
+            "max_message_bytes",
+            raw.max_message_bytes,
+            &mut settings.max_message_bytes,
+        ),
+        (
+            "send_buffer_bytes",
+            raw.send_buffer_bytes,
+            &mut settings.send_buffer_bytes,
+        ),
+        ("max_tags", raw.max_tags, &mut settings.max_tags),
+        (
+            "max_tag_chars",
+            raw.max_tag_chars,
+            &mut settings.max_tag_chars,
+        ),
+        (
+            "max_attachment_bytes",
+            raw.max_attachment_bytes,
+            &mut settings.max_attachment_bytes,
+        ),
+        (
+            "max_auto_response_chars",
+            raw.max_auto_response_chars,
+            &mut settings.max_auto_response_chars,
+        ),
+    ] {
+        match value {
+            Some(0) => {
+                return Err(Error::config(format!(
+                    "{file}: websockets.{key} = 0 would refuse every socket; use at least 1 or leave it out for the default"
+                )));
+            }
+            Some(n) => *field = n,
+            None => {}
+        }
+    }
+    if settings.send_buffer_bytes < settings.max_message_bytes {
+        return Err(Error::config(format!(
+            "{file}: websockets.send_buffer_bytes ({}) must be at least websockets.max_message_bytes ({}), or a message of the largest size could never be sent",
+            settings.send_buffer_bytes, settings.max_message_bytes
+        )));
+    }
+    Ok(settings)
 }
 
 /// Checks `[server]`: every limit at least 1, the body memory at least one

@@ -13,7 +13,7 @@ use super::builder::HostBuilder;
 use super::config::Config;
 use super::reload::Sources;
 use crate::error::Result;
-use crate::runtime::{HostShared, Namespace, WorkerPool, alarm, find};
+use crate::runtime::{AcceptedWebSocket, HostShared, Namespace, WorkerPool, alarm, find};
 use dohost_store::Health;
 
 #[cfg(doc)]
@@ -51,6 +51,9 @@ pub struct Stats {
     /// running the class's constructor (`init`), not the wait for a slot
     /// under [`Settings::max_live_objects`].
     pub activation_time: Duration,
+    /// WebSockets the objects hold now (open, or accepted and waiting for
+    /// their upgrade), whether their objects are in memory or not.
+    pub websockets: usize,
 }
 
 /// A running set of Durable Object namespaces with their storage.
@@ -124,6 +127,10 @@ impl HostInner {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         async move {
+            shared
+                .sockets
+                .close_all(1001, "the server is shutting down")
+                .await;
             shared.actors.wait().await;
             shared.store.close();
             if let Some(stopped) = stopped {
@@ -212,6 +219,30 @@ impl Host {
         self.inner.shared.closed.load(Ordering::SeqCst)
     }
 
+    /// Runs the WebSocket a 101 response handed over ([`AcceptedWebSocket`]
+    /// in its extensions) on `io`, the client's connection once upgraded
+    /// (the server has sent the 101): its messages become events of the
+    /// object that accepted it, and what the object sends goes out on it.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] if the socket is no longer waiting for its
+    /// upgrade (its object was reset), [`ErrorKind::BadRequest`] if it runs
+    /// already.
+    pub fn accept_websocket<S>(&self, accepted: AcceptedWebSocket, io: S) -> Result<()>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let shared = &self.inner.shared;
+        shared.sockets.open(shared.clone(), accepted.0, io)
+    }
+
+    /// Forgets the WebSocket a 101 response handed over when the upgrade
+    /// failed (the client went away), so its object no longer lists it.
+    pub fn abandon_websocket(&self, accepted: AcceptedWebSocket) {
+        self.inner.shared.sockets.forget(accepted.0);
+    }
+
     /// Counters describing the host's storage right now.
     pub fn stats(&self) -> Stats {
         let shared = &self.inner.shared;
@@ -222,6 +253,7 @@ impl Host {
             alarms_in_memory: shared.schedule.in_memory(),
             alarms_run: shared.alarms_run.load(Ordering::Relaxed),
             objects_in_memory: shared.residency.count(),
+            websockets: shared.sockets.count(),
             activations: shared.activations.load(Ordering::Relaxed),
             activation_time: Duration::from_nanos(shared.activation_nanos.load(Ordering::Relaxed)),
         }

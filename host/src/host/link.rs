@@ -7,7 +7,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::bindings::object::dohost::object::{
-    alarm, context, env, events, namespace, outbound, sql, storage, types,
+    alarm, context, env, events, namespace, outbound, sql, storage, types, websocket,
 };
 use crate::runtime::{
     CallsImport, GuestIo, GuestState, ObjectState, Runtime, VarsImport, WorkerState,
@@ -45,6 +45,7 @@ pub(crate) fn object_linker(runtime: &Runtime) -> Result<Linker<ObjectState>> {
     storage::add_to_linker::<_, HasSelf<_>>(l, |s| s).map_err(linking(what))?;
     sql::add_to_linker::<_, HasSelf<_>>(l, |s| s).map_err(linking(what))?;
     alarm::add_to_linker::<_, HasSelf<_>>(l, |s| s).map_err(linking(what))?;
+    websocket::add_to_linker::<_, HasSelf<_>>(l, |s| s).map_err(linking(what))?;
     Ok(linker)
 }
 

@@ -27,6 +27,11 @@ impl Host for Calls<'_> {
         Ok(())
     }
 
+    fn finish_socket(&mut self, event: u64, result: Result<(), String>) -> wasmtime::Result<()> {
+        self.tasks.finished.push((event, Finished::Socket(result)));
+        Ok(())
+    }
+
     fn start_sleep(&mut self, ms: u64) -> wasmtime::Result<u64> {
         Ok(Calls::start_sleep(self, ms))
     }

@@ -4,7 +4,8 @@
 //! nothing names this module: the linker ([`crate::host`]) finds the
 //! implementations by trait.
 //!
-//! Object-only interfaces (`context`, `storage`, `sql`, `alarm`) are
+//! Object-only interfaces (`context`, `storage`, `sql`, `alarm`,
+//! `websocket`) are
 //! implemented on an object's store data; the ones every guest has (`env`,
 //! `namespace`, `outbound`, `events`, `types`) on the views objects and
 //! workers share, so each is written once.
@@ -18,3 +19,4 @@ mod outbound;
 mod sql;
 mod storage;
 mod types;
+mod websocket;

@@ -141,6 +141,7 @@ impl Calls<'_> {
                                 status: response.status,
                                 headers: response.headers,
                                 body: response.body,
+                                websocket: None,
                             },
                             url: response.url,
                             redirected: response.redirected,

@@ -219,17 +219,31 @@ impl Namespace {
 
     /// Puts `event` in the object's mailbox, activating the object if needed.
     pub(crate) fn deliver(&self, id: &[u8; 32], name: Option<&str>, event: Event) -> Result<()> {
+        self.deliver_returning(id, name, event).map_err(|(e, _)| e)
+    }
+
+    /// As [`Namespace::deliver`], giving the event back with the error.
+    #[allow(clippy::result_large_err)] // The event is moved back, not copied.
+    pub(crate) fn deliver_returning(
+        &self,
+        id: &[u8; 32],
+        name: Option<&str>,
+        event: Event,
+    ) -> std::result::Result<(), (Error, Event)> {
         let key = ObjectKey::new(self.0.number, id);
         let mut live = self.0.live.lock().unwrap_or_else(|p| p.into_inner());
         // Checked under the lock that close_live takes: after shutdown has
         // closed the mailboxes, no new actor starts.
         if self.0.shared.closed.load(Ordering::SeqCst) {
-            return Err(Error::new(
-                ErrorKind::ShutDown,
-                format!(
-                    "the host is shut down; {} accepts no more events",
-                    self.0.binding
+            return Err((
+                Error::new(
+                    ErrorKind::ShutDown,
+                    format!(
+                        "the host is shut down; {} accepts no more events",
+                        self.0.binding
+                    ),
                 ),
+                event,
             ));
         }
         let mut event = event;
@@ -241,15 +255,18 @@ impl Namespace {
                 .clone();
             match sender.try_send(event) {
                 Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    return Err(Error::new(
-                        ErrorKind::Overloaded,
-                        format!(
-                            "object {} of {} is overloaded: {} events are already waiting; retry later",
-                            hex::encode(id),
-                            self.0.binding,
-                            self.0.shared.settings.mailbox_capacity
+                Err(mpsc::error::TrySendError::Full(returned)) => {
+                    return Err((
+                        Error::new(
+                            ErrorKind::Overloaded,
+                            format!(
+                                "object {} of {} is overloaded: {} events are already waiting; retry later",
+                                hex::encode(id),
+                                self.0.binding,
+                                self.0.shared.settings.mailbox_capacity
+                            ),
                         ),
+                        returned,
                     ));
                 }
                 Err(mpsc::error::TrySendError::Closed(returned)) => {
@@ -260,9 +277,9 @@ impl Namespace {
                 }
             }
         }
-        Err(Error::new(
-            ErrorKind::Component,
-            "the object could not be started",
+        Err((
+            Error::new(ErrorKind::Component, "the object could not be started"),
+            event,
         ))
     }
 

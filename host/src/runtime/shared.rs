@@ -12,6 +12,7 @@ use super::guest::Vars;
 use super::namespace::{Namespace, find};
 use super::outbound::Outbound;
 use super::residency::Residency;
+use super::sockets::Sockets;
 use crate::error::{Error, ErrorKind, Result};
 use crate::settings::Settings;
 use dohost_store::{CacheBudget, Store};
@@ -28,6 +29,8 @@ pub(crate) struct HostShared {
     pub(crate) residency: Residency,
     /// The client of outbound HTTP requests, with the egress policy.
     pub(crate) outbound: Arc<Outbound>,
+    /// The WebSockets objects hold.
+    pub(crate) sockets: Sockets,
     /// Set once the host shuts down: no new events are accepted.
     pub(crate) closed: AtomicBool,
     /// Every object actor and the alarm scheduler, so shutdown can wait
@@ -65,6 +68,7 @@ impl HostShared {
             vars: Vars::new(vars),
             cache_budget: CacheBudget::new(settings.cache_per_object, settings.cache_total),
             residency,
+            sockets: Sockets::new(settings.websockets.clone()),
             settings,
             closed: AtomicBool::new(false),
             actors: TaskTracker::new(),

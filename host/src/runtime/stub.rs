@@ -418,10 +418,31 @@ pub(crate) fn from_wit_response(response: WitResponse) -> Result<http::Response<
             .map_err(|_| bad(format!("an invalid value for header {name}")))?;
         builder = builder.header(name, value);
     }
+    match (response.status, response.websocket) {
+        (101, Some(socket)) => builder = builder.extension(AcceptedWebSocket(socket)),
+        (101, None) => {
+            return Err(bad(
+                "a 101 response without a WebSocket (accept one and pass its client end as `webSocket`)".to_owned(),
+            ));
+        }
+        (status, Some(_)) => {
+            return Err(bad(format!(
+                "a WebSocket with status {status}; a WebSocket goes with status 101"
+            )));
+        }
+        _ => {}
+    }
     builder
         .body(Bytes::from(response.body))
         .map_err(|e| bad(format!("an invalid response: {e}")))
 }
+
+/// The WebSocket a 101 response from an object hands to its client, in the
+/// response's extensions. Whoever holds the client's connection upgrades it
+/// and gives it to [`Host::accept_websocket`](crate::Host::accept_websocket),
+/// as `dohost serve` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AcceptedWebSocket(pub(crate) u64);
 
 #[cfg(test)]
 mod tests {
@@ -487,6 +508,7 @@ mod tests {
                 ("x-kept".into(), "yes".into()),
             ],
             body: b"hello".to_vec(),
+            websocket: None,
         })
         .unwrap();
         assert_eq!(response.headers().len(), 1, "{:?}", response.headers());

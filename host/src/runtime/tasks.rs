@@ -41,6 +41,7 @@ pub(crate) enum Finished {
     Fetch(Result<WitResponse, String>),
     Call(Result<String, String>),
     Alarm(Result<(), String>),
+    Socket(Result<(), String>),
 }
 
 /// An operation a turn started, not yet launched.

@@ -161,10 +161,12 @@ impl Run {
                     Finished::Fetch(result) => {
                         result.map_err(|message| Error::new(ErrorKind::GuestError, message))
                     }
-                    Finished::Call(_) | Finished::Alarm(_) => Err(Error::new(
-                        ErrorKind::Component,
-                        "the worker finished its request as another kind of event",
-                    )),
+                    Finished::Call(_) | Finished::Alarm(_) | Finished::Socket(_) => {
+                        Err(Error::new(
+                            ErrorKind::Component,
+                            "the worker finished its request as another kind of event",
+                        ))
+                    }
                 };
                 return Ok((answer, self));
             }

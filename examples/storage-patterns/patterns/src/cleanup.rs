@@ -31,6 +31,7 @@ impl Cleanup {
                     status: 200,
                     headers: vec![("content-type".into(), "application/octet-stream".into())],
                     body,
+                    websocket: None,
                 }),
                 None => Err(client_error(404, format!("no key {key:?}"))),
             },

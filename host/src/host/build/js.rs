@@ -61,7 +61,7 @@ impl JsRole {
 
 /// The SDK's files (`guests/js/src`), embedded so a build always uses the
 /// SDK of this host.
-const SDK_FILES: [(&str, &str); 8] = [
+const SDK_FILES: [(&str, &str); 10] = [
     ("base.js", include_str!("../../../../guests/js/src/base.js")),
     ("env.js", include_str!("../../../../guests/js/src/env.js")),
     (
@@ -75,8 +75,16 @@ const SDK_FILES: [(&str, &str); 8] = [
     ),
     ("ops.js", include_str!("../../../../guests/js/src/ops.js")),
     (
+        "sockets.js",
+        include_str!("../../../../guests/js/src/sockets.js"),
+    ),
+    (
         "storage.js",
         include_str!("../../../../guests/js/src/storage.js"),
+    ),
+    (
+        "websocket.js",
+        include_str!("../../../../guests/js/src/websocket.js"),
     ),
     (
         "worker.js",
@@ -85,7 +93,7 @@ const SDK_FILES: [(&str, &str); 8] = [
 ];
 
 /// The WIT contract (`wit/`), embedded for the same reason.
-const WIT_FILES: [(&str, &str); 10] = [
+const WIT_FILES: [(&str, &str); 11] = [
     ("alarm.wit", include_str!("../../../../wit/alarm.wit")),
     ("context.wit", include_str!("../../../../wit/context.wit")),
     ("events.wit", include_str!("../../../../wit/events.wit")),
@@ -98,6 +106,10 @@ const WIT_FILES: [(&str, &str); 10] = [
     ("sql.wit", include_str!("../../../../wit/sql.wit")),
     ("storage.wit", include_str!("../../../../wit/storage.wit")),
     ("types.wit", include_str!("../../../../wit/types.wit")),
+    (
+        "websocket.wit",
+        include_str!("../../../../wit/websocket.wit"),
+    ),
     ("worlds.wit", include_str!("../../../../wit/worlds.wit")),
 ];
 

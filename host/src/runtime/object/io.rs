@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::Identity;
 use crate::runtime::guest::GuestIo;
 use crate::runtime::shared::HostShared;
+use crate::runtime::sockets::{Frame, Owner, SocketId};
 use crate::runtime::sql::Sql;
 use crate::runtime::stub::{CallChain, object_label};
 use dohost_store::{AlarmRecord, Gate, ObjectRecord, ObjectStorage};
@@ -25,6 +26,8 @@ pub(crate) struct ObjectIo {
     /// The chain of objects waiting on the running turn's event (empty for
     /// a request from outside or an alarm).
     pub(crate) chain: CallChain,
+    /// What the running turn sent on WebSockets, queued when it ends.
+    pub(crate) sent: Vec<(SocketId, Frame)>,
 }
 
 impl ObjectIo {
@@ -48,6 +51,7 @@ impl ObjectIo {
             shared,
             running_alarm: None,
             chain: CallChain::default(),
+            sent: Vec::new(),
         }
     }
 
@@ -70,9 +74,19 @@ impl ObjectIo {
         self.storage.response_gate()
     }
 
+    /// Who the object is, as its WebSockets name it.
+    pub(crate) fn owner(&self) -> Owner {
+        Owner {
+            key: self.identity.key,
+            binding: self.identity.binding.clone(),
+            name: self.identity.name.clone(),
+        }
+    }
+
     /// Drops the running event's writes, KV and SQL (it trapped). The
     /// connection goes first: it may hold the event's pages in its cache.
     pub(crate) fn discard_event(&mut self) {
+        self.sent.clear();
         self.sql.close();
         self.storage.discard_event();
     }

@@ -51,12 +51,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::bindings::object::DurableObject;
 use super::bindings::object::dohost::object::events::Outcome;
+use super::bindings::object::dohost::object::websocket::Message;
 use super::bindings::object::exports::dohost::object::handler::AlarmInfo;
 use super::bindings::{WitRequest, WitResponse};
 use super::code::Code;
 use super::engine;
 use super::guest::GuestState;
 use super::shared::HostShared;
+use super::sockets::SocketId;
 use super::stub::CallChain;
 use super::tasks::{EventId, Finished, InFlight, OpId};
 use crate::error::{Error, ErrorKind, Result};
@@ -82,9 +84,25 @@ pub(crate) enum Event {
     Alarm {
         _permit: tokio::sync::OwnedSemaphorePermit,
     },
+    /// Something happened on one of the object's WebSockets
+    /// ([`super::sockets`]).
+    Socket { socket: SocketId, what: SocketEvent },
     /// Delete the object (admin): its instance, its cache and all its
     /// storage; answers once the deletion is durable.
     Delete { reply: oneshot::Sender<Result<()>> },
+}
+
+/// What happened on a WebSocket, for the handler's `websocket-*` exports.
+pub(crate) enum SocketEvent {
+    Message(Message),
+    /// The client closed the socket (`clean`), or the connection ended.
+    Close {
+        code: u16,
+        reason: String,
+        clean: bool,
+    },
+    /// The socket failed and the host closed it.
+    Error(String),
 }
 
 /// What a stub asks of an object.
@@ -189,12 +207,16 @@ enum Waiter {
         begun: AlarmRecord,
         _permit: tokio::sync::OwnedSemaphorePermit,
     },
+    /// A WebSocket's task; `ends`: the socket is forgotten when the event
+    /// ends (a close or error event).
+    Socket { socket: SocketId, ends: bool },
 }
 
 /// What a turn calls in the guest.
 enum TurnCall {
     Request(Request),
     Alarm(AlarmInfo),
+    Socket(SocketId, SocketEvent),
     Resume(OpId, Outcome),
 }
 
@@ -362,6 +384,20 @@ impl Actor {
                 self.turn(event, TurnCall::Request(request)).await;
             }
             Event::Alarm { _permit } => self.alarm(_permit).await,
+            Event::Socket { socket, what } => {
+                let ends = !matches!(what, SocketEvent::Message(_));
+                if let Err(e) = self.begin_event().await {
+                    self.fail(Waiter::Socket { socket, ends }, e);
+                    return;
+                }
+                if self.blocked() {
+                    self.held.push_front(Event::Socket { socket, what });
+                    return;
+                }
+                let event =
+                    self.open_event(Some(Waiter::Socket { socket, ends }), CallChain::default());
+                self.turn(event, TurnCall::Socket(socket, what)).await;
+            }
             Event::Delete { reply } => {
                 let _ = reply.send(self.delete().await);
             }
@@ -416,6 +452,41 @@ impl Actor {
             TurnCall::Alarm(info) => {
                 within_wall(wall, handler.call_alarm(&mut *store, event, *info)).await
             }
+            TurnCall::Socket(socket, SocketEvent::Message(message)) => {
+                within_wall(
+                    wall,
+                    handler.call_websocket_message(&mut *store, event, *socket, message),
+                )
+                .await
+            }
+            TurnCall::Socket(
+                socket,
+                SocketEvent::Close {
+                    code,
+                    reason,
+                    clean,
+                },
+            ) => {
+                within_wall(
+                    wall,
+                    handler.call_websocket_close(
+                        &mut *store,
+                        event,
+                        *socket,
+                        *code,
+                        reason,
+                        *clean,
+                    ),
+                )
+                .await
+            }
+            TurnCall::Socket(socket, SocketEvent::Error(error)) => {
+                within_wall(
+                    wall,
+                    handler.call_websocket_error(&mut *store, event, *socket, error),
+                )
+                .await
+            }
             TurnCall::Resume(op, outcome) => {
                 within_wall(wall, handler.call_resume(&mut *store, *op, outcome)).await
             }
@@ -441,6 +512,12 @@ impl Actor {
         }
         self.io_mut().flush();
         let gate = self.io_mut().response_gate();
+        let sent = std::mem::take(&mut self.io_mut().sent);
+        if !sent.is_empty() {
+            self.shared
+                .sockets
+                .send(self.identity.key, sent, gate.clone());
+        }
         let Some((store, _)) = &mut self.instance else {
             return None;
         };
@@ -470,6 +547,7 @@ impl Actor {
         );
         tracing::warn!(object = %self.identity.id_hex, "{error}");
         self.reset(&error);
+        self.close_sockets("the object was reset: blockConcurrencyWhile failed");
         Some(message)
     }
 
@@ -483,7 +561,10 @@ impl Actor {
         let guest_error = |message| Error::new(ErrorKind::GuestError, message);
         match (waiter, finished) {
             (Waiter::Stub { reply, call: false }, Finished::Fetch(result)) => {
-                let result = result.map(Answer::Fetch).map_err(guest_error);
+                let result = result
+                    .map_err(guest_error)
+                    .and_then(|response| self.handing_over(response))
+                    .map(Answer::Fetch);
                 let _ = reply.send(Reply { result, gate });
             }
             (Waiter::Stub { reply, call: true }, Finished::Call(result)) => {
@@ -498,6 +579,9 @@ impl Actor {
                 },
                 Finished::Alarm(result),
             ) => self.alarm_ran(record, begun, result.map_err(guest_error)),
+            (Waiter::Socket { socket, ends }, Finished::Socket(result)) => {
+                self.socket_done(socket, ends, result.map_err(guest_error));
+            }
             (waiter, _) => self.fail(
                 waiter,
                 Error::new(
@@ -522,7 +606,42 @@ impl Actor {
                 begun,
                 _permit,
             } => self.alarm_ran(record, begun, Err(error)),
+            Waiter::Socket { socket, ends } => self.socket_done(socket, ends, Err(error)),
         }
+    }
+
+    /// Checks that a response handing over a WebSocket hands over one of
+    /// this object's, accepted and not yet opened.
+    fn handing_over(&self, response: WitResponse) -> Result<WitResponse> {
+        match response.websocket {
+            Some(socket) if !self.shared.sockets.is_pending(self.identity.key, socket) => {
+                Err(Error::new(
+                    ErrorKind::GuestError,
+                    format!(
+                        "the response hands over WebSocket {socket}, which this object did not accept (ctx.acceptWebSocket) or which is open already"
+                    ),
+                ))
+            }
+            _ => Ok(response),
+        }
+    }
+
+    /// After a WebSocket event ended: logs a failure, and forgets a socket
+    /// whose close or error event it was.
+    fn socket_done(&mut self, socket: SocketId, ends: bool, result: Result<()>) {
+        if let Err(e) = result {
+            tracing::warn!(object = %self.identity.id_hex, "a WebSocket handler failed: {e:#}");
+        }
+        if ends {
+            self.shared.sockets.forget(socket);
+        }
+    }
+
+    /// Closes all the object's WebSockets with 1011 (it was reset).
+    fn close_sockets(&self, why: &str) {
+        self.shared
+            .sockets
+            .close_object(self.identity.key, 1011, why);
     }
 
     /// Fails the events whose wall-clock time is over; their operations
@@ -754,6 +873,7 @@ impl Actor {
         )
         .with_detail(detail);
         self.reset(&error);
+        self.close_sockets("the object was reset after an error");
     }
 
     /// Starts the object's alarm if it is due (see [`super::alarm`]).
@@ -870,6 +990,7 @@ impl Actor {
             ErrorKind::GuestError,
             "the object was deleted by the admin",
         ));
+        self.close_sockets("the object was deleted");
         let io = self.io_mut();
         io.forget().await;
         let done = io

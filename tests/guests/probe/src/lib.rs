@@ -16,6 +16,7 @@
 //! - `GET /spin/<ms>`: busy for `<ms>` ms, then answers `{start, end}`.
 //! - `POST /fetch`, `GET /sleep/<ms>`, `GET /later/<ms>`: requests to the
 //!   outside world, timers and `wait_until` (see `outbound.rs`).
+//! - `GET /websocket`: accepts a WebSocket (see `sockets.rs`).
 //! - `GET /framing`: `hello` with a `Content-Length: 2` and a
 //!   `Transfer-Encoding: chunked` header that contradict it.
 //!
@@ -31,13 +32,14 @@
 mod ops;
 mod outbound;
 mod rpc;
+mod sockets;
 mod sql_ops;
 
 use std::cell::Cell;
 
 use dohost_sdk::{
-    AlarmInfo, DurableObject, Env, Error, ListOptions, Request, Response, Result, State, now_ms,
-    params,
+    AlarmInfo, DurableObject, Env, Error, ListOptions, Request, Response, Result, State, WebSocket,
+    WebSocketMessage, now_ms, params,
 };
 use serde_json::{Value, json};
 
@@ -78,6 +80,7 @@ impl DurableObject for Probe {
                     status: 200,
                     headers: vec![],
                     body: v,
+                    websocket: None,
                 },
                 None => Response::text("not found").with_status(404),
             }),
@@ -152,7 +155,9 @@ impl DurableObject for Probe {
                     ("transfer-encoding".into(), "chunked".into()),
                 ],
                 body: b"hello".to_vec(),
+                websocket: None,
             }),
+            ("GET", "websocket") => sockets::accept(&self.state, &req),
             ("GET", "loop") => {
                 let mut x: u64 = 0;
                 loop {
@@ -161,6 +166,24 @@ impl DurableObject for Probe {
             }
             _ => Ok(Response::text(format!("no route {} {path}", req.method)).with_status(404)),
         }
+    }
+
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketMessage) -> Result<()> {
+        sockets::message(&self.state, ws, message)
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: u16,
+        _reason: String,
+        was_clean: bool,
+    ) -> Result<()> {
+        sockets::note_end(&self.state, ws, &format!("{code}:{was_clean}"))
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, error: String) -> Result<()> {
+        sockets::note_end(&self.state, ws, &format!("error:{error}"))
     }
 
     async fn alarm(&self, info: AlarmInfo) -> Result<()> {

@@ -1,0 +1,86 @@
+// What WebSockets do in an object: the host's `websocket` interface behind
+// the classes of sockets.js, `ctx`'s WebSocket methods, and the events.
+
+import * as host from "dohost:object/websocket@0.1.0";
+import { WebSocket, WebSocketRequestResponsePair, useSocketBackend } from "./sockets.js";
+
+const decoder = new TextDecoder();
+
+function call(f) {
+  try {
+    return f();
+  } catch (e) {
+    if (e && e.payload !== undefined) throw new Error(e.payload);
+    throw e;
+  }
+}
+
+/** Socket number -> its handle, while the object is in memory. */
+const handles = new Map();
+
+/** The handle of socket `id`. */
+export function socketHandle(id) {
+  let ws = handles.get(id);
+  if (ws === undefined) {
+    ws = new WebSocket(id);
+    handles.set(id, ws);
+  }
+  return ws;
+}
+
+/** Forgets socket `id`'s handle (its close or error event ended). */
+export function forgetSocket(id) {
+  const ws = handles.get(id);
+  if (ws !== undefined) WebSocket.markClosed(ws);
+  handles.delete(id);
+}
+
+useSocketBackend({
+  send: (id, message) => call(() => host.send(id, message)),
+  close: (id, code, reason) => call(() => host.close(id, code, reason)),
+  setAttachment: (id, bytes) => call(() => host.setAttachment(id, bytes)),
+  attachment(id) {
+    const bytes = host.attachment(id);
+    return bytes === undefined ? null : JSON.parse(decoder.decode(bytes));
+  },
+});
+
+/** `ctx`'s WebSocket methods (Cloudflare's DurableObjectState). */
+export const socketMethods = {
+  acceptWebSocket(ws, tags = []) {
+    if (!(ws instanceof WebSocket)) throw new TypeError("acceptWebSocket takes the server end of a WebSocketPair");
+    if (WebSocket.idOf(ws) !== null) throw new TypeError("this WebSocket was accepted already");
+    const id = call(() => host.accept([...tags].map(String)));
+    WebSocket.bind(ws, id);
+    handles.set(id, ws);
+  },
+  getWebSockets(tag) {
+    return host.sockets(tag === undefined ? undefined : String(tag)).map(socketHandle);
+  },
+  getTags(ws) {
+    const id = WebSocket.idOf(ws);
+    return id === null ? [] : host.tags(id);
+  },
+  setWebSocketAutoResponse(pair) {
+    if (pair !== undefined && pair !== null && !(pair instanceof WebSocketRequestResponsePair)) {
+      throw new TypeError("setWebSocketAutoResponse takes a WebSocketRequestResponsePair");
+    }
+    call(() => host.setAutoResponse(pair ? { request: pair.request, response: pair.response } : undefined));
+  },
+  getWebSocketAutoResponse() {
+    const pair = host.getAutoResponse();
+    return pair === undefined ? null : new WebSocketRequestResponsePair(pair.request, pair.response);
+  },
+  getWebSocketAutoResponseTimestamp(ws) {
+    const id = WebSocket.idOf(ws);
+    const at = id === null ? undefined : host.autoResponseTimestamp(id);
+    return at === undefined ? null : new Date(Number(at));
+  },
+};
+
+/** A message as the handler receives it: a string, or an ArrayBuffer. */
+export function messageValue(message) {
+  if (message.tag === "text") return message.val;
+  const bytes = message.val;
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+}
