@@ -11,6 +11,7 @@ mod support;
 mod admin;
 mod alarms;
 mod batch_processor;
+mod chat;
 mod config_errors;
 mod counter_e2e;
 mod crash_recovery;

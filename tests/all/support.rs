@@ -96,9 +96,14 @@ pub fn serve_example_with_vars(
 /// The text of the dohost.toml of `example` (a directory under the
 /// workspace), with its component and `main` paths made absolute.
 pub fn example_config(example: &str) -> String {
+    example_config_file(example, "dohost.toml")
+}
+
+/// As [`example_config`], for the configuration file `file` of `example`.
+pub fn example_config_file(example: &str, file: &str) -> String {
     let example_dir = workspace().join(example);
-    let mut text = std::fs::read_to_string(example_dir.join("dohost.toml"))
-        .expect("the example's dohost.toml");
+    let mut text = std::fs::read_to_string(example_dir.join(file))
+        .unwrap_or_else(|e| panic!("the example's {file}: {e}"));
     let paths: Vec<(&str, String)> = text
         .lines()
         .filter_map(|line| {

@@ -48,7 +48,18 @@ export function toWebRequest(req) {
   if (!NO_BODY_METHODS.has(req.method) && req.body.length > 0) {
     init.body = req.body;
   }
-  return new Request(req.url, init);
+  const request = new Request(req.url, init);
+  if (req.headers.some(isUpgrade)) {
+    // The web's Request drops `Upgrade` and `Connection` (forbidden
+    // request headers in browsers); a Worker sees them, so a WebSocket
+    // upgrade can be recognised and forwarded.
+    Object.defineProperty(request, "headers", { value: new Headers(req.headers) });
+  }
+  return request;
+}
+
+function isUpgrade([name]) {
+  return name.length === 7 && name.toLowerCase() === "upgrade";
 }
 
 /** A web `Request` (or what `fetch` takes) as the host's request record. */

@@ -55,7 +55,8 @@ export const socketMethods = {
     handles.set(id, ws);
   },
   getWebSockets(tag) {
-    return host.sockets(tag === undefined ? undefined : String(tag)).map(socketHandle);
+    // A list<u64> arrives as a BigUint64Array, whose map() makes another.
+    return Array.from(host.sockets(tag === undefined ? undefined : String(tag)), socketHandle);
   },
   getTags(ws) {
     const id = WebSocket.idOf(ws);

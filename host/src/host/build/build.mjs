@@ -196,6 +196,8 @@ const bundle = await build({
   write: false,
   logLevel: "error",
   alias: { dohost: sdkModule, "cloudflare:workers": sdkModule },
+  // wrangler's default module rules: .html and .txt import as text.
+  loader: { ".html": "text", ".txt": "text" },
   external: ["dohost:*"],
 });
 const code = bundle.outputFiles[0].text;

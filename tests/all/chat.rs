@@ -1,0 +1,296 @@
+//! The chat example (`examples/chat`): its Rust rooms through a real
+//! WebSocket client, and its JavaScript version driven in a real browser
+//! (Debian's chromium, through chromedriver and fantoccini): two sessions
+//! join one room, each sees the other's message, one leaves and the other
+//! sees it go.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+use crate::support::{Server, client, example_config_file, get, write_config};
+
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Serves the chat example's configuration `file` (in `examples/chat`);
+/// the server builds its components.
+fn serve_chat(dir: &std::path::Path, file: &str) -> Server {
+    let text = example_config_file("examples/chat", file);
+    Server::start(&write_config(dir, &text), &dir.join("data"))
+}
+
+/// Joins `room` as `name`.
+async fn join(server: &Server, room: &str, name: &str) -> Ws {
+    let url = format!("ws://{}/rooms/{room}/websocket?name={name}", server.addr());
+    connect_async(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+        .0
+}
+
+/// The next JSON message of `kind` on `ws`, skipping others.
+async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} message within 10 s"))
+            .expect("open")
+            .expect("a message");
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).expect("JSON");
+            if value["type"] == kind {
+                return value;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn rust_rooms_broadcast_and_keep_the_last_hundred_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_chat(dir.path(), "rust.toml");
+    let (status, page) = get(&client(), &server.url("/")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("dohost chat"), "{page}");
+
+    let mut alice = join(&server, "garden", "alice").await;
+    assert_eq!(next_of(&mut alice, "history").await["messages"], json!([]));
+    assert_eq!(next_of(&mut alice, "joined").await["name"], "alice");
+    let mut bob = join(&server, "garden", "bob").await;
+    assert_eq!(next_of(&mut alice, "joined").await["name"], "bob");
+    assert_eq!(
+        next_of(&mut bob, "members").await["members"],
+        json!(["alice", "bob"])
+    );
+
+    alice
+        .send(Message::text(r#"{"text": "hello bob"}"#))
+        .await
+        .unwrap();
+    for ws in [&mut alice, &mut bob] {
+        let said = next_of(ws, "message").await;
+        assert_eq!(
+            (said["name"].as_str(), said["text"].as_str()),
+            (Some("alice"), Some("hello bob"))
+        );
+    }
+    bob.send(Message::text("not json")).await.unwrap();
+    assert!(next_of(&mut bob, "error").await["error"].is_string());
+
+    bob.close(None).await.unwrap();
+    assert_eq!(next_of(&mut alice, "left").await["name"], "bob");
+    assert_eq!(
+        next_of(&mut alice, "members").await["members"],
+        json!(["alice"])
+    );
+
+    // 105 messages: one who joins now sees the last 100, in order.
+    for i in 0..105 {
+        alice
+            .send(Message::text(
+                json!({ "text": format!("m{i}") }).to_string(),
+            ))
+            .await
+            .unwrap();
+    }
+    for i in 0..105 {
+        assert_eq!(
+            next_of(&mut alice, "message").await["text"],
+            format!("m{i}")
+        );
+    }
+    let mut carol = join(&server, "garden", "carol").await;
+    let history = next_of(&mut carol, "history").await;
+    let texts: Vec<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts.len(), 100);
+    assert_eq!((texts[0], texts[99]), ("m5", "m104"));
+    // Another room is another object.
+    let mut dave = join(&server, "cellar", "dave").await;
+    assert_eq!(next_of(&mut dave, "history").await["messages"], json!([]));
+}
+
+/// chromedriver on a free port, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts chromedriver, installing Debian's chromium and chromium-driver
+/// first when they are missing (as `.ci/run` does).
+async fn chromedriver() -> Driver {
+    if !std::path::Path::new("/usr/bin/chromedriver").exists() {
+        eprintln!("installing chromium and chromium-driver with apt-get for the browser test");
+        let installed = Command::new("apt-get")
+            .args(["install", "-y", "chromium", "chromium-driver"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            installed,
+            "the browser test needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver (as root)"
+        );
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("/usr/bin/chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Driver { child, url };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start on port {port}");
+}
+
+/// A headless chromium session.
+async fn browser(driver: &Driver) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("a chromium session")
+}
+
+/// The texts of the elements `css` matches.
+async fn texts(page: &Client, css: &str) -> Vec<String> {
+    let mut texts = Vec::new();
+    for element in page.find_all(Locator::Css(css)).await.unwrap() {
+        texts.push(element.text().await.unwrap());
+    }
+    texts
+}
+
+/// Waits until the elements `css` matches have texts that satisfy `check`.
+async fn wait_for(page: &Client, css: &str, check: impl Fn(&[String]) -> bool) -> Vec<String> {
+    for _ in 0..200 {
+        let found = texts(page, css).await;
+        if check(&found) {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{css} never matched; it holds {:?}", texts(page, css).await);
+}
+
+/// Opens the page and joins `room` as `name`.
+async fn join_in_browser(page: &Client, server: &Server, room: &str, name: &str) {
+    page.goto(&server.url("/")).await.unwrap();
+    page.find(Locator::Css("#name"))
+        .await
+        .unwrap()
+        .send_keys(name)
+        .await
+        .unwrap();
+    let room_input = page.find(Locator::Css("#room")).await.unwrap();
+    room_input.clear().await.unwrap();
+    room_input.send_keys(room).await.unwrap();
+    page.find(Locator::Css("#join"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Types `text` and sends it.
+async fn say(page: &Client, text: &str) {
+    page.find(Locator::Css("#text"))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+    page.find(Locator::Css("#send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn two_browsers_chat_in_one_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_chat(dir.path(), "dohost.toml");
+    let driver = chromedriver().await;
+    let alice = browser(&driver).await;
+    let bob = browser(&driver).await;
+
+    join_in_browser(&alice, &server, "lobby", "alice").await;
+    wait_for(&alice, "#members li", |m| m == ["alice"]).await;
+    join_in_browser(&bob, &server, "lobby", "bob").await;
+    wait_for(&alice, "#members li", |m| m == ["alice", "bob"]).await;
+    wait_for(&bob, "#members li", |m| m == ["alice", "bob"]).await;
+
+    say(&alice, "hello from alice").await;
+    wait_for(&bob, "#messages li", |m| {
+        m.iter().any(|t| t == "alice: hello from alice")
+    })
+    .await;
+    say(&bob, "hi alice").await;
+    wait_for(&alice, "#messages li", |m| {
+        m.iter().any(|t| t == "bob: hi alice")
+    })
+    .await;
+
+    bob.find(Locator::Css("#leave"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&alice, "#messages li", |m| {
+        m.iter().any(|t| t == "bob left")
+    })
+    .await;
+    wait_for(&alice, "#members li", |m| m == ["alice"]).await;
+
+    // One who joins later sees the history, from SQL.
+    join_in_browser(&bob, &server, "lobby", "bob").await;
+    wait_for(&bob, "#messages li", |m| {
+        m.starts_with(&[
+            "alice: hello from alice".to_owned(),
+            "bob: hi alice".to_owned(),
+        ])
+    })
+    .await;
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+}
