@@ -1,7 +1,8 @@
 //! The output gate: no response leaves before the writes it may reflect are
 //! durable, including a read-only response that saw an uncommitted write.
 //! Writes with `allow-unconfirmed` do not hold their response; `sync` makes
-//! writes durable before the event ends. The committer is held back through
+//! writes durable before the event ends; a WebSocket message waits like a
+//! response. The committer is held back through
 //! the host's commit hook.
 
 use std::sync::{Arc, Mutex, mpsc};
@@ -291,4 +292,47 @@ async fn sync_makes_writes_durable_before_the_event_ends() {
         "sync cannot run inside a transaction; call it after the transaction"
     );
     host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_message_leaves_only_once_the_write_before_it_is_durable() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (host, valve) = gated_host(dir.path());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(dohost::server::serve(
+        host,
+        listener,
+        dohost::ServerSettings::default(),
+        std::future::pending(),
+    ));
+    let url = format!("ws://{addr}/PROBE/gated-socket/websocket?name=w");
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(Message::text("echo:ready")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("ready"));
+
+    let release = hold_next_commit(&valve);
+    ws.send(Message::text("write:k")).await.unwrap();
+    wait_until_held(&valve).await;
+    let early = tokio::time::timeout(Duration::from_millis(500), ws.next()).await;
+    assert!(
+        early.is_err(),
+        "a message left before the write it follows was durable: {early:?}"
+    );
+    release.send(()).unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("the message once the write is durable")
+        .unwrap()
+        .unwrap();
+    valve.events.lock().unwrap().push("message received".into());
+    assert_eq!(message, Message::text("written:k"));
+    let events = valve.events.lock().unwrap().clone();
+    let held = events.iter().position(|e| e == "commit held").unwrap();
+    let after = held + events[held..].iter().position(|e| e == "After").unwrap();
+    let received = events.iter().position(|e| e == "message received").unwrap();
+    assert!(after < received, "durable before sent: {events:?}");
 }

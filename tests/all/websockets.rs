@@ -315,3 +315,44 @@ async fn the_limits_close_sockets_with_their_codes() {
     assert_eq!(code, 1011, "{reason}");
     assert!(reason.contains("send_buffer_bytes"), "{reason}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_idle_sockets_stay_open_with_their_object_out_of_memory() {
+    const SOCKETS: usize = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), 300, "");
+    let mut first = join(&server, "arena", "name=first").await;
+    assert_eq!(ask(&mut first, "echo:warm").await, "warm");
+    let before = server.rss();
+    let joins = futures_util::stream::iter(0..SOCKETS - 1)
+        .map(|i| {
+            let server = &server;
+            async move { join(server, "arena", &format!("name=s{i}")).await }
+        })
+        .buffer_unordered(64);
+    let mut sockets: Vec<Ws> = joins.collect().await;
+    sockets.push(first);
+    wait_until_hibernated(&server).await;
+    let after = server.rss();
+    let stats = stats(&server).await;
+    assert_eq!(stats["websockets"], SOCKETS, "{stats}");
+    let per_socket = after.saturating_sub(before) / SOCKETS as u64;
+    eprintln!(
+        "{SOCKETS} idle hibernated WebSockets: server RSS {} MiB -> {} MiB, {per_socket} bytes per socket",
+        before >> 20,
+        after >> 20
+    );
+    assert!(
+        per_socket < 64 * 1024,
+        "{per_socket} bytes of RSS per idle socket"
+    );
+
+    // All still open: one message wakes the object and reaches every one.
+    sockets[0]
+        .send(Message::text("broadcast:everyone"))
+        .await
+        .unwrap();
+    for ws in &mut sockets {
+        assert_eq!(next_text(ws).await, "everyone");
+    }
+}

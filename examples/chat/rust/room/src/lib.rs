@@ -45,7 +45,7 @@ impl ChatRoom {
             .sql()
             .exec(
                 "SELECT name, text, at FROM messages ORDER BY id DESC LIMIT ?",
-                &params![HISTORY],
+                params![HISTORY],
             )?
             .to_array_as()?;
         said.reverse();
@@ -53,11 +53,7 @@ impl ChatRoom {
     }
 
     fn members(&self) -> Vec<String> {
-        self.state
-            .websockets(None)
-            .into_iter()
-            .map(|ws| name(ws))
-            .collect()
+        self.state.websockets(None).into_iter().map(name).collect()
     }
 
     fn broadcast(&self, message: &serde_json::Value) -> Result<()> {
@@ -167,11 +163,11 @@ impl DurableObject for ChatRoom {
         let sql = self.state.sql();
         sql.exec(
             "INSERT INTO messages (name, text, at) VALUES (?, ?, ?)",
-            &params![said.name.as_str(), said.text.as_str(), said.at],
+            params![said.name.as_str(), said.text.as_str(), said.at],
         )?;
         sql.exec(
             "DELETE FROM messages WHERE id <= (SELECT MAX(id) FROM messages) - ?",
-            &params![HISTORY],
+            params![HISTORY],
         )?;
         self.broadcast(
             &json!({ "type": "message", "name": said.name, "text": said.text, "at": said.at }),
