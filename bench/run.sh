@@ -7,10 +7,12 @@
 #   once (Promise.all), and a hot object awaits a local HTTP service (bench/src/upstream.rs) in each
 #   request; in Rust (bench/guests) and in JavaScript (bench/js/rpc.js, the file workerd runs);
 #   (f) JavaScript: workerd's own Counter (bench/js/counter.js) built for dohost, one hot object through its
-#   worker and the default router, and $JS_OBJECTS objects at random, beside the Rust counter and workerd.
+#   worker and the default router, and $JS_OBJECTS objects at random, beside the Rust counter and workerd;
+#   (g) WebSockets: one room (bench/js/room.js, the file workerd runs) with 1 sender and 100 receivers,
+#   messages delivered per second, and the server's memory for 10,000 idle sockets.
 # Every dohost response is durable (the output gate waits for the fsync'd commit).
 # Usage: bench/run.sh            (env: SECONDS_PER_RUN=8 CONNECTIONS=16 OBJECTS=10000 SQL_OBJECTS=1000 JS_OBJECTS=2000
-#                                 ONLY=kv|sql|rpc|js to run only (a)-(b), (c)-(d), (e) or (a),(b),(f),
+#                                 ONLY=kv|sql|rpc|js|ws to run only (a)-(b), (c)-(d), (e), (a),(b),(f) or (g),
 #                                 WORKERD_RUN=path/to/run.sh)
 # Needs: cargo, curl, npm; workerd is installed from npm on first use by bench/workerd/run.sh.
 set -euo pipefail
@@ -23,13 +25,14 @@ sql_objects=${SQL_OBJECTS:-1000}
 js_objects=${JS_OBJECTS:-2000}
 only=${ONLY:-}
 case "$only" in
-  "" | kv | sql | rpc | js) ;;
-  *) echo "ONLY=$only: expected kv, sql, rpc or js (or unset for every run)" >&2; exit 2 ;;
+  "" | kv | sql | rpc | js | ws) ;;
+  *) echo "ONLY=$only: expected kv, sql, rpc, js or ws (or unset for every run)" >&2; exit 2 ;;
 esac
 want_kv() { [ -z "$only" ] || [ "$only" = kv ] || [ "$only" = js ]; }
 want_js() { [ -z "$only" ] || [ "$only" = js ]; }
 want_sql() { [ -z "$only" ] || [ "$only" = sql ]; }
 want_rpc() { [ -z "$only" ] || [ "$only" = rpc ]; }
+want_ws() { [ -z "$only" ] || [ "$only" = ws ]; }
 workerd_run=${WORKERD_RUN:-$root/bench/workerd/run.sh}
 work=$(mktemp -d)
 pids=()
@@ -123,9 +126,30 @@ if want_rpc; then
   if [ -x "$workerd_run" ]; then
     ipid=$("$workerd_run" 8789 "$work/workerd-install") # installs workerd on first use
     kill "$ipid" 2>/dev/null || true
-    wpid=$(bench/workerd/run-rpc.sh 8788 "$work/workerd-rpc")
+    wpid=$(bench/workerd/run-module.sh rpc.js Peer PEER "/pingpong/warmup?n=1" 8788 "$work/workerd-rpc")
     pids+=("$wpid")
     rpc_loads workerd "http://127.0.0.1:8788"
+    kill "$wpid" 2>/dev/null || true
+  fi
+fi
+
+ws_loads() { # prefix port pid
+  ./target/release/wsload broadcast --label "$1-ws-broadcast" --url "ws://127.0.0.1:$2/rooms/b/websocket" \
+    --receivers 100 --seconds "$secs" | tee -a "$work/results" | grep -v '^RESULT' >&2 || true
+  ./target/release/wsload idle --label "$1-ws-idle" --url "ws://127.0.0.1:$2/rooms/idle/websocket" \
+    --sockets 10000 --pid "$3" >>"$work/memory" || true
+}
+if want_ws; then
+  ./target/release/dohost build bench/js/room.toml >&2
+  start_dohost bench/js/room.toml "$work/dohost-ws" "http://127.0.0.1:8787/rooms/warmup"
+  ws_loads dohost 8787 "${pids[-1]}"
+  stop_last
+  if [ -x "$workerd_run" ]; then
+    ipid=$("$workerd_run" 8789 "$work/workerd-install") # installs workerd on first use
+    kill "$ipid" 2>/dev/null || true
+    wpid=$(bench/workerd/run-module.sh room.js Room ROOM /rooms/warmup 8788 "$work/workerd-ws")
+    pids+=("$wpid")
+    ws_loads workerd 8788 "$wpid"
     kill "$wpid" 2>/dev/null || true
   fi
 fi
@@ -165,3 +189,7 @@ awk '
       printf "| %s | %d | %s | %s | %s | %s |\n", k, rps[k], p50[k], p99[k], err[k], ratio
     }
   }' "$work/results"
+if [ -f "$work/memory" ]; then
+  echo
+  awk '{ printf "%s: %d idle WebSockets, %d bytes of server RSS each\n", $2, $4, $3 }' "$work/memory"
+fi

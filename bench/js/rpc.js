@@ -1,5 +1,5 @@
 // The RPC and outbound benchmark's worker, run unchanged by workerd
-// (bench/workerd/run-rpc.sh) and by dohost (bench/js/rpc.toml), and the
+// (bench/workerd/run-module.sh) and by dohost (bench/js/rpc.toml), and the
 // same as the Rust guests in bench/guests:
 // GET /pingpong/<name>?peer=<p>&n=<n>  the Peer <name> calls ping() on the Peer <p> n times, one after another
 // GET /fanout/<prefix>?n=<n>           calls ping() on Peers <prefix>0 .. <prefix><n-1>, one after another

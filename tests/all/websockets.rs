@@ -356,3 +356,39 @@ async fn ten_thousand_idle_sockets_stay_open_with_their_object_out_of_memory() {
         assert_eq!(next_text(ws).await, "everyone");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_outlive_a_code_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("probe.wasm");
+    std::fs::copy(&guests().probe, &wasm).unwrap();
+    let host = dohost::Host::builder()
+        .data_dir(dir.path().join("data"))
+        .binding("PROBE", "Probe", &wasm)
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(dohost::server::serve(
+        host.clone(),
+        listener,
+        dohost::ServerSettings::default(),
+        std::future::pending(),
+    ));
+    let url = format!("ws://{addr}/PROBE/stage/websocket?tags=cast&name=alice");
+    let (mut alice, _) = connect_async(&url).await.unwrap();
+    assert_eq!(ask(&mut alice, "echo:act one").await, "act one");
+    let activations = host.stats().activations;
+
+    let reloading = host.clone();
+    tokio::task::spawn_blocking(move || reloading.reload())
+        .await
+        .unwrap()
+        .unwrap();
+    // The object restarts on the new code and finds its socket, its tags
+    // and its attachment.
+    assert_eq!(ask(&mut alice, "whoami").await, "alice");
+    assert_eq!(ask(&mut alice, "tagged:cast").await, "1");
+    assert_eq!(host.stats().activations, activations + 1);
+    assert_eq!(host.stats().websockets, 1);
+}
