@@ -9,13 +9,17 @@
 #   (f) JavaScript: workerd's own Counter (bench/js/counter.js) built for dohost, one hot object through its
 #   worker and the default router, and $JS_OBJECTS objects at random, beside the Rust counter and workerd;
 #   (g) WebSockets: one room (bench/js/room.js, the file workerd runs) with 1 sender and 100 receivers,
-#   messages delivered per second, and the server's memory for 10,000 idle sockets.
+#   messages delivered per second, and the server's memory for 10,000 idle sockets (opened after
+#   1,000 others, so the count is what each socket adds).
 # Every dohost response is durable (the output gate waits for the fsync'd commit).
 # Usage: bench/run.sh            (env: SECONDS_PER_RUN=8 CONNECTIONS=16 OBJECTS=10000 SQL_OBJECTS=1000 JS_OBJECTS=2000
 #                                 ONLY=kv|sql|rpc|js|ws to run only (a)-(b), (c)-(d), (e), (a),(b),(f) or (g),
 #                                 WORKERD_RUN=path/to/run.sh)
 # Needs: cargo, curl, npm; workerd is installed from npm on first use by bench/workerd/run.sh.
 set -euo pipefail
+# 10,000 idle WebSockets take more than two descriptors each in workerd,
+# which stops on "Too many open files" at 20,000; root may raise the limit.
+ulimit -n 65536 2>/dev/null || true
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 secs=${SECONDS_PER_RUN:-8}

@@ -7,9 +7,11 @@
 //! delivered/s p50_ms p99_ms errors`, where delivered counts every copy a
 //! receiver got and the latencies are the sender's round trips.
 //!
-//! `wsload idle --label L --url ... --sockets 10000 --pid PID`: opens that
-//! many sockets, lets them sit `--seconds`, and prints `MEMORY label
-//! bytes-per-socket` from the growth of process PID's resident memory.
+//! `wsload idle --label L --url ... --sockets 10000 --pid PID`: opens
+//! `--warm` sockets first (so the server has grown what does not grow per
+//! socket), then that many, lets them sit `--seconds`, and prints `MEMORY
+//! label bytes-per-socket sockets` from the growth of process PID's
+//! resident memory over the second batch.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,12 +59,16 @@ enum Run {
         /// How long the sockets sit before the memory is read.
         #[arg(long, default_value_t = 15.0)]
         seconds: f64,
+        /// Sockets opened before the memory is first read.
+        #[arg(long, default_value_t = 1000)]
+        warm: usize,
     },
 }
 
 /// Resident memory of `pid`, in bytes.
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server's /proc status");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("the server (pid {pid}) is gone: {e}"));
     let kib: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -88,11 +94,19 @@ async fn main() {
             sockets,
             pid,
             seconds,
-        } => idle(&label, &url, sockets, pid, seconds).await,
+            warm,
+        } => idle(&label, &url, sockets, warm, pid, seconds).await,
     }
 }
 
-async fn broadcast(label: &str, url: &str, receivers: usize, window: usize, warmup: f64, seconds: f64) {
+async fn broadcast(
+    label: &str,
+    url: &str,
+    receivers: usize,
+    window: usize,
+    warmup: f64,
+    seconds: f64,
+) {
     let delivered = Arc::new(AtomicU64::new(0));
     for _ in 0..receivers {
         let (mut ws, _) = connect_async(url).await.expect("a receiver connects");
@@ -154,16 +168,24 @@ async fn broadcast(label: &str, url: &str, receivers: usize, window: usize, warm
         ms(0.5),
         ms(0.99)
     );
-    println!("RESULT {label} {rate:.0} {:.2} {:.2} {errors}", ms(0.5), ms(0.99));
+    println!(
+        "RESULT {label} {rate:.0} {:.2} {:.2} {errors}",
+        ms(0.5),
+        ms(0.99)
+    );
 }
 
-async fn idle(label: &str, url: &str, sockets: usize, pid: u32, seconds: f64) {
+async fn idle(label: &str, url: &str, sockets: usize, warm: usize, pid: u32, seconds: f64) {
+    let open_many = |n: usize| {
+        futures_util::stream::iter(0..n)
+            .map(|_| async { connect_async(url).await.map(|(ws, _)| ws) })
+            .buffer_unordered(64)
+            .collect::<Vec<_>>()
+    };
+    let warmed = open_many(warm).await;
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
     let before = rss(pid);
-    let open: Vec<_> = futures_util::stream::iter(0..sockets)
-        .map(|_| async { connect_async(url).await.map(|(ws, _)| ws) })
-        .buffer_unordered(64)
-        .collect()
-        .await;
+    let open = open_many(sockets).await;
     let failed = open.iter().filter(|r| r.is_err()).count();
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
     let after = rss(pid);
@@ -176,4 +198,5 @@ async fn idle(label: &str, url: &str, sockets: usize, pid: u32, seconds: f64) {
     );
     println!("MEMORY {label} {per_socket} {}", sockets - failed);
     drop(open);
+    drop(warmed);
 }

@@ -295,4 +295,21 @@ async fn two_browsers_chat_in_one_room() {
     .await;
     alice.close().await.unwrap();
     bob.close().await.unwrap();
+
+    // The JavaScript room's keep-alive is answered by the host, and a
+    // message that is not JSON gets an error back.
+    let mut probe = join(&server, "lobby", "probe").await;
+    probe.send(Message::text("ping")).await.unwrap();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), probe.next())
+            .await
+            .expect("an answer within 10 s")
+            .unwrap()
+            .unwrap();
+        if message == Message::text("pong") {
+            break;
+        }
+    }
+    probe.send(Message::text("not json")).await.unwrap();
+    assert!(next_of(&mut probe, "error").await["error"].is_string());
 }

@@ -15,7 +15,7 @@ import { errorMessage, fromWebResponse, readWebResponse, toWebRequest } from "./
 import { blockConcurrencyWhile, events, finishWhen, installGlobals, resume } from "./ops.js";
 import { DurableObjectStorage, rehearseStorage } from "./storage.js";
 import { WebSocket, installSocketGlobals } from "./sockets.js";
-import { forgetSocket, messageValue, socketHandle, socketMethods } from "./websocket.js";
+import { flushSends, forgetSocket, messageValue, socketHandle, socketMethods } from "./websocket.js";
 
 export { DurableObject, WorkerEntrypoint } from "./base.js";
 export { CallError, SqlError, StorageError } from "./errors.js";
@@ -148,11 +148,13 @@ export function objectHandler(app) {
   async function runFetch(req) {
     needs("fetch");
     const response = await instance.fetch(toWebRequest(req));
+    flushSends();
     return fromWebResponse(response, `${className}.fetch`) ?? (await readWebResponse(response));
   }
   async function runAlarm(info) {
     needs("alarm");
     await instance.alarm({ retryCount: info.retryCount, isRetry: info.isRetry });
+    flushSends();
   }
   async function runSocket(method, socket, args, ends) {
     const ws = socketHandle(socket);
@@ -161,6 +163,7 @@ export function objectHandler(app) {
       // Only a message needs a handler; a close or an error without one is fine.
       if (typeof instance[method] === "function") await instance[method](ws, ...args);
       else if (!ends) needs(method);
+      flushSends();
     } finally {
       if (ends) forgetSocket(socket);
     }
@@ -169,6 +172,7 @@ export function objectHandler(app) {
     const fn = rpcMethod(instance, className, method);
     const parsed = JSON.parse(args);
     const result = await fn.apply(instance, Array.isArray(parsed) ? parsed : [parsed]);
+    flushSends();
     return JSON.stringify(result ?? null);
   }
   // The events too, with no object constructed, so that their functions are

@@ -35,9 +35,51 @@ export function forgetSocket(id) {
   handles.delete(id);
 }
 
+// Sends are kept and handed to the host together in a microtask, before
+// the turn ends: a broadcast, the same message to many sockets, is one host
+// call. The host sends nothing before the turn ends anyway (the output
+// gate), so this changes no order. A socket its client closed meanwhile is
+// skipped. A message over the size limit is not sent, and the error is
+// thrown where the event's handler ends (`flushSends`).
+let pending = [];
+let failure = null;
+
+function send(id, message) {
+  const last = pending[pending.length - 1];
+  if (last !== undefined && last.message.val === message.val && last.message.tag === message.tag) {
+    last.ids.push(id);
+  } else {
+    if (pending.length === 0) queueMicrotask(flushLater);
+    pending.push({ message, ids: [id] });
+  }
+}
+
+function flushLater() {
+  try {
+    flushSends();
+  } catch (e) {
+    failure ??= e;
+  }
+}
+
+/** Hands the kept sends to the host; throws what a send failed with. */
+export function flushSends() {
+  const batch = pending;
+  pending = [];
+  for (const { message, ids } of batch) call(() => host.sendMany(new BigUint64Array(ids), message));
+  if (failure !== null) {
+    const error = failure;
+    failure = null;
+    throw error;
+  }
+}
+
 useSocketBackend({
-  send: (id, message) => call(() => host.send(id, message)),
-  close: (id, code, reason) => call(() => host.close(id, code, reason)),
+  send,
+  close(id, code, reason) {
+    flushSends();
+    call(() => host.close(id, code, reason));
+  },
   setAttachment: (id, bytes) => call(() => host.setAttachment(id, bytes)),
   attachment(id) {
     const bytes = host.attachment(id);

@@ -27,6 +27,21 @@ impl Host for ObjectState {
         Ok(self.queue(socket, Frame::Message(message)))
     }
 
+    fn send_many(
+        &mut self,
+        sockets: Vec<u64>,
+        message: Message,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let registry = &self.io.shared.sockets;
+        if let Err(e) = registry.check_size(&message) {
+            return Ok(Err(e));
+        }
+        for socket in registry.sendable(self.io.identity.key, &sockets) {
+            self.io.sent.push((socket, Frame::Message(message.clone())));
+        }
+        Ok(Ok(()))
+    }
+
     fn close(
         &mut self,
         socket: u64,

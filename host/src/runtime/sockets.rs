@@ -75,10 +75,16 @@ pub(crate) enum Frame {
 impl Frame {
     fn bytes(&self) -> usize {
         match self {
-            Frame::Message(Message::Text(t)) => t.len(),
-            Frame::Message(Message::Binary(b)) => b.len(),
+            Frame::Message(message) => message_bytes(message),
             Frame::Close { reason, .. } => reason.len(),
         }
+    }
+}
+
+fn message_bytes(message: &Message) -> usize {
+    match message {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) => b.len(),
     }
 }
 
@@ -137,6 +143,11 @@ struct Socket {
 }
 
 impl Socket {
+    /// Whether messages may still be sent on it.
+    fn sendable(&self) -> bool {
+        matches!(self.phase, Phase::Open | Phase::Pending(_))
+    }
+
     /// Queues `frame` behind `gate`; past the send buffer, aborts the
     /// socket instead.
     fn push(&mut self, frame: Frame, gate: Option<Gate>, settings: &WebSocketSettings) {
@@ -325,23 +336,39 @@ impl Sockets {
         socket: SocketId,
         frame: &Frame,
     ) -> std::result::Result<(), String> {
+        if let Frame::Message(message) = frame {
+            self.check_size(message)?;
+        }
         let mut registry = self.registry();
         let Some(s) = registry.owned(key, socket) else {
             return Err(format!("WebSocket {socket} is not one of this object's"));
         };
-        if !matches!(s.phase, Phase::Open | Phase::Pending(_)) {
+        if !s.sendable() {
             return Err("the WebSocket is closed".to_owned());
         }
-        if let Frame::Message(_) = frame
-            && frame.bytes() > self.settings.max_message_bytes
-        {
+        Ok(())
+    }
+
+    /// Checks that `message` is within the size limit.
+    pub(crate) fn check_size(&self, message: &Message) -> std::result::Result<(), String> {
+        let bytes = message_bytes(message);
+        if bytes > self.settings.max_message_bytes {
             return Err(format!(
-                "the message is {} bytes, larger than the limit of {} ([websockets] max_message_bytes)",
-                frame.bytes(),
+                "the message is {bytes} bytes, larger than the limit of {} ([websockets] max_message_bytes)",
                 self.settings.max_message_bytes
             ));
         }
         Ok(())
+    }
+
+    /// Which of `sockets` `key` may send on now.
+    pub(crate) fn sendable(&self, key: ObjectKey, sockets: &[SocketId]) -> Vec<SocketId> {
+        let mut registry = self.registry();
+        sockets
+            .iter()
+            .copied()
+            .filter(|&socket| registry.owned(key, socket).is_some_and(|s| s.sendable()))
+            .collect()
     }
 
     /// Queues what a turn of `key` sent, behind `gate` (the turn's
@@ -350,7 +377,7 @@ impl Sockets {
         let mut registry = self.registry();
         for (socket, frame) in sent {
             if let Some(s) = registry.owned(key, socket)
-                && matches!(s.phase, Phase::Open | Phase::Pending(_))
+                && s.sendable()
             {
                 s.push(frame, gate.clone(), &self.settings);
             }
