@@ -33,6 +33,11 @@
 //! **Alarms.** An alarm arrives as an event like a fetch; see
 //! [`super::alarm`] for what the actor does with it.
 //!
+//! **WebSockets.** A message, close or error on one of the object's sockets
+//! arrives as an event like a fetch ([`super::sockets`] holds the sockets);
+//! what a turn sends goes to the sockets' outboxes with the turn's gate.
+//! A reset after a trap closes the object's sockets with 1011.
+//!
 //! **Reset.** A trap discards the turn's writes and the instance, and fails
 //! every event the instance ran; the next event gets a fresh instance (the cache, which only holds what completed
 //! events and `sync` sent, is kept). A failed commit clears the cache too,
