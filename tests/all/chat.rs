@@ -13,15 +13,43 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-use crate::support::{Server, client, example_config_file, get, write_config};
+use crate::support::{Server, client, example_config_file, get, send_with_headers, write_config};
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Serves the chat example's configuration `file` (in `examples/chat`);
-/// the server builds its components.
+/// The admin token of the servers these tests start.
+const TOKEN: &str = "chat-test-admin-token";
+
+/// Serves the chat example's configuration `file` (in `examples/chat`),
+/// with rooms that leave memory after 300 ms without events and the admin
+/// API on; the server builds its components.
 fn serve_chat(dir: &std::path::Path, file: &str) -> Server {
-    let text = example_config_file("examples/chat", file);
+    let text = format!(
+        "{}\n[limits]\nidle_timeout_ms = 300\n[admin]\ntoken = {TOKEN:?}\n",
+        example_config_file("examples/chat", file)
+    );
     Server::start(&write_config(dir, &text), &dir.join("data"))
+}
+
+/// Waits until no room is in memory (hibernated, its sockets open).
+async fn wait_until_hibernated(server: &Server) {
+    let auth = format!("Bearer {TOKEN}");
+    for _ in 0..300 {
+        let (_, body) = send_with_headers(
+            &client(),
+            "GET",
+            &server.url("/_dohost/stats"),
+            &[("authorization", &auth)],
+            "",
+        )
+        .await;
+        let stats: Value = serde_json::from_str(&body).expect("stats");
+        if stats["objects_in_memory"] == 0 && stats["websockets"].as_u64() > Some(0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the room never left memory");
 }
 
 /// Joins `room` as `name`.
@@ -88,6 +116,15 @@ async fn rust_rooms_broadcast_and_keep_the_last_hundred_messages() {
         next_of(&mut alice, "members").await["members"],
         json!(["alice"])
     );
+
+    // The room leaves memory with alice connected; her next message wakes
+    // it, and it still knows her name (her socket's attachment).
+    wait_until_hibernated(&server).await;
+    alice
+        .send(Message::text(r#"{"text": "anyone?"}"#))
+        .await
+        .unwrap();
+    assert_eq!(next_of(&mut alice, "message").await["name"], "alice");
 
     // 105 messages: one who joins now sees the last 100, in order.
     for i in 0..105 {
@@ -261,6 +298,10 @@ async fn two_browsers_chat_in_one_room() {
     wait_for(&alice, "#members li", |m| m == ["alice", "bob"]).await;
     wait_for(&bob, "#members li", |m| m == ["alice", "bob"]).await;
 
+    // The room leaves memory with both members connected; the next message
+    // activates it again, and it still knows who sent it (the socket's
+    // attachment).
+    wait_until_hibernated(&server).await;
     say(&alice, "hello from alice").await;
     wait_for(&bob, "#messages li", |m| {
         m.iter().any(|t| t == "alice: hello from alice")
