@@ -227,13 +227,18 @@ async fn browser(driver: &Driver) -> Client {
         .expect("a chromium session")
 }
 
-/// The texts of the elements `css` matches.
+/// The texts of the elements `css` matches, read in one script: the page
+/// replaces its lists as messages arrive, so elements found one call
+/// earlier may be gone.
 async fn texts(page: &Client, css: &str) -> Vec<String> {
-    let mut texts = Vec::new();
-    for element in page.find_all(Locator::Css(css)).await.unwrap() {
-        texts.push(element.text().await.unwrap());
-    }
-    texts
+    let found = page
+        .execute(
+            "return [...document.querySelectorAll(arguments[0])].map((e) => e.textContent);",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).expect("a list of texts")
 }
 
 /// Waits until the elements `css` matches have texts that satisfy `check`.
