@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-use crate::support::{Server, client, example_config_file, get, send_with_headers, write_config};
+use crate::support::{Server, admin_stats, client, example_config_file, get, write_config};
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -33,17 +33,8 @@ fn serve_chat(dir: &std::path::Path, file: &str) -> Server {
 
 /// Waits until no room is in memory (hibernated, its sockets open).
 async fn wait_until_hibernated(server: &Server) {
-    let auth = format!("Bearer {TOKEN}");
     for _ in 0..300 {
-        let (_, body) = send_with_headers(
-            &client(),
-            "GET",
-            &server.url("/_dohost/stats"),
-            &[("authorization", &auth)],
-            "",
-        )
-        .await;
-        let stats: Value = serde_json::from_str(&body).expect("stats");
+        let stats = admin_stats(server, TOKEN).await;
         if stats["objects_in_memory"] == 0 && stats["websockets"].as_u64() > Some(0) {
             return;
         }

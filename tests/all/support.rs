@@ -423,6 +423,21 @@ pub async fn get_json(client: &HttpClient, url: &str) -> serde_json::Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
 }
 
+/// The server's counters (`GET /_dohost/stats`, with admin token `token`).
+pub async fn admin_stats(server: &Server, token: &str) -> serde_json::Value {
+    let auth = format!("Bearer {token}");
+    let (status, body) = send_with_headers(
+        &client(),
+        "GET",
+        &server.url("/_dohost/stats"),
+        &[("authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("stats are JSON")
+}
+
 /// A library host over the counter and probe components, with small limits
 /// so many tests can hold one at once.
 pub fn library_host(data: &Path) -> dohost::HostBuilder {

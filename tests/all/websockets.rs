@@ -11,7 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-use crate::support::{Server, client, get, guests, send_with_headers, write_config};
+use crate::support::{Server, admin_stats, client, get, guests, write_config};
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -82,17 +82,7 @@ async fn close_code(ws: &mut Ws) -> (u16, String) {
 
 /// The server's counters, from the admin API.
 async fn stats(server: &Server) -> serde_json::Value {
-    let auth = format!("Bearer {TOKEN}");
-    let (status, body) = send_with_headers(
-        &client(),
-        "GET",
-        &server.url("/_dohost/stats"),
-        &[("authorization", &auth)],
-        "",
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).expect("stats are JSON")
+    admin_stats(server, TOKEN).await
 }
 
 /// Waits until no object is in memory.
