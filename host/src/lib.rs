@@ -52,8 +52,9 @@ pub use dohost_store::{
 pub use error::{Error, ErrorKind, Result};
 pub use host::config::{BindingConfig, ComponentSource, Config, Migration};
 pub use host::{
-    DataDir, HEALTH_PATH, Host, HostBuilder, ObjectDetails, ObjectSummary, READY_PATH, Route,
-    Stats, build, check_data_dir, config,
+    AssetsConfig, DataDir, HEALTH_PATH, Host, HostBuilder, HtmlHandling, NotFoundHandling,
+    ObjectDetails, ObjectSummary, READY_PATH, Route, RunWorkerFirst, Stats, build, check_data_dir,
+    config,
 };
 pub use runtime::{AcceptedWebSocket, Namespace, ObjectId, Stub};
 pub use settings::{

@@ -36,11 +36,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the objects of a dohost.toml over HTTP (building guests first when needed).
+    /// Serve the objects of a dohost.toml or wrangler configuration over HTTP
+    /// (building guests first when needed).
     Serve {
-        /// The configuration file.
-        #[arg(long, default_value = "dohost.toml")]
-        config: PathBuf,
+        /// The configuration file: a dohost.toml, wrangler.toml,
+        /// wrangler.jsonc or wrangler.json; by default the first of those
+        /// in the current folder.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: SocketAddr,
@@ -59,9 +62,10 @@ enum Command {
         #[arg(long)]
         dev: bool,
     },
-    /// Build the guest components a dohost.toml points at.
+    /// Build the guest components a configuration points at.
     Build {
-        /// A dohost.toml, or the directory holding one.
+        /// A configuration file, or the directory holding one (dohost.toml,
+        /// wrangler.json, wrangler.jsonc or wrangler.toml).
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
@@ -150,6 +154,9 @@ fn progress(line: &str) {
 /// their components).
 fn load_and_build(config_path: &Path) -> Result<(dohost::Config, dohost::Config)> {
     let written = dohost::Config::load(config_path)?;
+    for warning in &written.warnings {
+        eprintln!("dohost: warning: {warning}");
+    }
     let mut built = written.clone();
     dohost::build::build_config(&mut built, &mut progress)?;
     Ok((written, built))
@@ -338,7 +345,7 @@ fn run(cli: Cli) -> Result<()> {
         } => objects(action, &data.unwrap_or_else(|| default_data_dir(&config))),
         Command::Build { dir } => {
             let path = if dir.is_dir() {
-                dir.join("dohost.toml")
+                dohost::config::find_config(&dir)?
             } else {
                 dir
             };
@@ -352,6 +359,10 @@ fn run(cli: Cli) -> Result<()> {
             watch: watching,
             dev,
         } => {
+            let config = match config {
+                Some(config) => config,
+                None => dohost::config::find_config(Path::new("."))?,
+            };
             let data = data.unwrap_or_else(|| default_data_dir(&config));
             let (written, config) = load_and_build(&config)?;
             let mut server = config.server.clone();

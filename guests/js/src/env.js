@@ -2,7 +2,7 @@
 // with ids and stubs as in Cloudflare's Workers runtime.
 
 import { ObjectNamespace } from "dohost:object/namespace@0.1.0";
-import { var as getVar } from "dohost:object/env@0.1.0";
+import { var as getVar, unsupportedBinding } from "dohost:object/env@0.1.0";
 import { CallError } from "./errors.js";
 import { stubCall, stubFetch } from "./ops.js";
 
@@ -153,7 +153,12 @@ export function makeEnv() {
         return known.get(prop);
       },
       has(_, prop) {
-        return typeof prop === "string" && this.get(_, prop) !== undefined;
+        if (typeof prop !== "string") return false;
+        try {
+          return this.get(_, prop) !== undefined;
+        } catch {
+          return true; // declared, but of a product dohost lacks
+        }
       },
     },
   );
@@ -165,6 +170,10 @@ function lookup(name) {
   try {
     return new DurableObjectNamespace(ObjectNamespace.open(name), name);
   } catch {
+    // A KV namespace, an R2 bucket, ... the configuration declares: an
+    // error naming it rather than an undefined that fails further on.
+    const why = unsupportedBinding(name);
+    if (why !== undefined) throw new Error(why);
     return undefined;
   }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
+use super::assets::{Assets, AssetsConfig};
 use super::config::{BindingConfig, Config};
 use super::host::{Host, HostInner};
 use super::link;
@@ -13,7 +14,7 @@ use super::reload::Sources;
 use crate::error::{Error, Result};
 use crate::runtime::alarm::Schedule;
 use crate::runtime::{
-    ComponentSource, EngineLimits, HostShared, Namespace, Runtime, WorkerPool, block_on,
+    ComponentSource, EngineLimits, HostShared, Namespace, Runtime, Vars, WorkerPool, block_on,
     load_binding, load_worker, outbound::Outbound,
 };
 use crate::settings::{DEFAULT_DATA_DIR, Settings};
@@ -35,6 +36,8 @@ pub struct HostBuilder {
     /// The configuration file, to name it in errors.
     source: Option<PathBuf>,
     admin_token: Option<String>,
+    assets: Option<AssetsConfig>,
+    unsupported_bindings: BTreeMap<String, String>,
 }
 
 /// Instance slots beyond the live objects and the workers, for loading
@@ -52,6 +55,8 @@ impl HostBuilder {
         self.migrations = config.migrations.clone();
         self.source = config.path.clone();
         self.admin_token = config.admin_token.clone();
+        self.assets = config.assets.clone();
+        self.unsupported_bindings = config.unsupported_bindings.clone();
         let settings = &mut self.settings;
         if let Some(budget) = config.cpu_time_per_event {
             settings.cpu_time_per_event = budget;
@@ -136,6 +141,12 @@ impl HostBuilder {
     /// `Authorization: Bearer <token>`.
     pub fn admin_token(mut self, token: &str) -> Self {
         self.admin_token = Some(token.to_owned());
+        self
+    }
+
+    /// Serves the files of a folder before the worker (`[assets]`).
+    pub fn assets(mut self, assets: AssetsConfig) -> Self {
+        self.assets = Some(assets);
         self
     }
 
@@ -227,7 +238,7 @@ impl HostBuilder {
         let shared = Arc::new(HostShared::new(
             runtime,
             Arc::new(store),
-            self.vars,
+            Vars::new(self.vars, self.unsupported_bindings),
             self.settings,
             schedule,
             outbound,
@@ -306,6 +317,7 @@ impl HostBuilder {
                 committer_stopped: Mutex::new(Some(committer_stopped)),
                 scheduler_started: AtomicBool::new(false),
                 admin_token: self.admin_token,
+                assets: self.assets.map(Assets::new),
                 sources,
             }),
         };

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::assets::Assets;
 use super::builder::HostBuilder;
 use super::config::Config;
 use super::reload::Sources;
@@ -83,6 +84,8 @@ pub(crate) struct HostInner {
     pub(crate) scheduler_started: AtomicBool,
     /// The bearer token of the admin HTTP API, if it is on.
     pub(crate) admin_token: Option<String>,
+    /// `[assets]`: static files served before the worker.
+    pub(crate) assets: Option<Assets>,
     /// Where the components come from, for [`Host::reload`].
     pub(crate) sources: Sources,
 }

@@ -5,6 +5,7 @@
 //! ([`link`]).
 
 mod admin;
+mod assets;
 pub mod build;
 mod builder;
 pub mod config;
@@ -15,6 +16,7 @@ mod reload;
 mod router;
 
 pub use admin::{DataDir, ObjectDetails, ObjectSummary, check_data_dir};
+pub use assets::{AssetsConfig, HtmlHandling, NotFoundHandling, RunWorkerFirst};
 pub use builder::HostBuilder;
 pub use host::{Host, Stats};
 pub use router::{HEALTH_PATH, READY_PATH, Route};

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 
 use super::admin;
+use super::assets::{self, AssetRoute};
 use super::host::Host;
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::{Stub, from_wit_response, to_wit_request};
@@ -20,6 +21,8 @@ enum Place {
     /// An answer already (the admin API refused the request's token).
     Answered(http::Response<Bytes>),
     Admin,
+    /// A static asset (`[assets]`), or a redirect to one's path.
+    Asset(AssetRoute),
     Worker,
     Object {
         stub: Stub,
@@ -31,7 +34,7 @@ impl Route {
     /// Whether carrying out the request needs its body: `false` when the
     /// answer is known from the head.
     pub fn reads_body(&self) -> bool {
-        !matches!(self.0, Place::Answered(_))
+        !matches!(self.0, Place::Answered(_) | Place::Asset(_))
     }
 }
 
@@ -40,6 +43,7 @@ impl std::fmt::Debug for Route {
         f.write_str(match &self.0 {
             Place::Answered(_) => "Route::Answered",
             Place::Admin => "Route::Admin",
+            Place::Asset(_) => "Route::Asset",
             Place::Worker => "Route::Worker",
             Place::Object { .. } => "Route::Object",
         })
@@ -78,8 +82,9 @@ impl Host {
 
     /// Places a request by its head, as `dohost serve` does: the admin API
     /// (`/_dohost/`, when `[admin] token` is set; a missing or wrong token is
-    /// answered here, 401), else the entry worker when one is configured,
-    /// else the default router, which sends `/<BINDING>/<object-name>/<rest>`
+    /// answered here, 401), else a static asset when `[assets]` has a file
+    /// for the path (see [`AssetsConfig`](crate::AssetsConfig)), else the
+    /// entry worker when one is configured, else the default router, which sends `/<BINDING>/<object-name>/<rest>`
     /// to the object named `<object-name>` (by `id_from_name`) with the path
     /// `/<rest>`.
     ///
@@ -104,12 +109,23 @@ impl Host {
                 Some(refusal) => Place::Answered(refusal),
             }));
         }
-        if self.inner.worker.is_some() {
-            return Ok(Route(Place::Worker));
-        }
         let path = head.uri.path();
         let mut segments = path.trim_start_matches('/').splitn(3, '/');
         let binding = segments.next().unwrap_or_default();
+        if let Some(assets) = &self.inner.assets {
+            // Unmatched paths go to the worker, or to the default router
+            // when they name a binding; else the not-found handling's page.
+            let routable = self.inner.worker.is_some()
+                || (self.inner.namespaces.contains_key(binding)
+                    && segments.clone().next().is_some());
+            match assets.route(head, routable) {
+                AssetRoute::Pass => {}
+                found => return Ok(Route(Place::Asset(found))),
+            }
+        }
+        if self.inner.worker.is_some() {
+            return Ok(Route(Place::Worker));
+        }
         let name = segments.next().unwrap_or_default();
         let rest = segments.next().unwrap_or_default();
         let bindings = || {
@@ -177,6 +193,14 @@ impl Host {
     ) -> Result<http::Response<Bytes>> {
         match route.0 {
             Place::Answered(response) => Ok(response),
+            Place::Asset(AssetRoute::File(file, status)) => {
+                let (head, _) = request.into_parts();
+                Ok(assets::serve_file(&head, file, status).await)
+            }
+            Place::Asset(AssetRoute::Redirect(location)) => Ok(assets::redirect(&location)),
+            Place::Asset(AssetRoute::Pass) => {
+                Err(Error::new(ErrorKind::NotFound, "no asset for this path"))
+            }
             Place::Admin => Ok(admin::serve_http(self, request).await),
             Place::Worker => {
                 let worker = self.inner.worker.as_ref().ok_or_else(|| {

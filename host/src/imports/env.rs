@@ -11,4 +11,8 @@ impl Host for &Vars {
     fn var(&mut self, name: String) -> wasmtime::Result<Option<String>> {
         Ok(self.get(&name))
     }
+
+    fn unsupported_binding(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.unsupported(&name))
+    }
 }

@@ -84,21 +84,42 @@ impl<Io: GuestIo> GuestState<Io> {
 
 /// A host's `[vars]`, as the `env` import sees them.
 #[derive(Debug, Default)]
-pub(crate) struct Vars(BTreeMap<String, String>);
+pub(crate) struct Vars {
+    vars: BTreeMap<String, String>,
+    /// Bindings the configuration declares for products dohost does not
+    /// have: name → what it is.
+    unsupported: BTreeMap<String, String>,
+}
 
 impl Vars {
-    pub(crate) fn new(vars: BTreeMap<String, String>) -> Vars {
-        Vars(vars)
+    pub(crate) fn new(
+        vars: BTreeMap<String, String>,
+        unsupported: BTreeMap<String, String>,
+    ) -> Vars {
+        Vars { vars, unsupported }
+    }
+
+    /// Why the declared binding `name` is not available, if it is one of
+    /// those dohost lacks.
+    pub(crate) fn unsupported(&self, name: &str) -> Option<String> {
+        self.unsupported.get(name).map(|what| {
+            format!(
+                "env.{name} is declared in the configuration as {what}, which dohost does not provide"
+            )
+        })
     }
 
     /// Every variable, sorted by name.
     pub(crate) fn list(&self) -> Vec<(String, String)> {
-        self.0.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// The variable `name`, if it is set.
     pub(crate) fn get(&self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
+        self.vars.get(name).cloned()
     }
 }
 

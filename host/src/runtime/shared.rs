@@ -55,7 +55,7 @@ impl HostShared {
     pub(crate) fn new(
         runtime: Runtime,
         store: Arc<Store>,
-        vars: BTreeMap<String, String>,
+        vars: Vars,
         settings: Settings,
         schedule: Arc<Schedule>,
         outbound: Outbound,
@@ -65,7 +65,7 @@ impl HostShared {
             outbound: Arc::new(outbound),
             runtime,
             store,
-            vars: Vars::new(vars),
+            vars,
             cache_budget: CacheBudget::new(settings.cache_per_object, settings.cache_total),
             residency,
             sockets: Sockets::new(settings.websockets.clone()),

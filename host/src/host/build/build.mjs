@@ -215,7 +215,7 @@ const key = hash.digest("hex").slice(0, 32);
 
 // Named after the module and its path, so the builds of one module replace
 // each other and those of other modules stay.
-const module = `${world}-${basename(entry).replace(/\.m?js$/, "")}-${createHash("sha256").update(entry).digest("hex").slice(0, 8)}-`;
+const module = `${world}-${basename(entry).replace(/\.[cm]?[jt]sx?$/, "")}-${createHash("sha256").update(entry).digest("hex").slice(0, 8)}-`;
 const wasm = join(outDir, `${module}${key}.wasm`);
 let cached = true;
 if (!existsSync(wasm)) {

@@ -1,7 +1,9 @@
 //! Building JavaScript guests with componentize-js.
 //!
-//! A JavaScript guest is an ES module (`component = "src/counter.js"`) or a
-//! folder with a `package.json` whose `main` names the module. Its project is
+//! A JavaScript guest is an ES module (`component = "src/counter.js"`), in
+//! JavaScript or TypeScript (`.ts`, `.mts`, `.tsx`: esbuild strips the
+//! types, nothing is type-checked), or a folder with a `package.json` whose
+//! `main` names the module. Its project is
 //! the nearest folder at or above the module with a `package.json` (or the
 //! configuration's folder, where one is created). The first build installs
 //! the npm packages it needs into that project with `npm install`, printing
@@ -115,8 +117,12 @@ const WIT_FILES: [(&str, &str); 11] = [
 
 const BUILD_SCRIPT: &str = include_str!("build.mjs");
 
+/// The extensions of the modules a build takes: JavaScript, and TypeScript
+/// (esbuild strips the types; nothing is type-checked).
+pub const MODULE_EXTENSIONS: [&str; 6] = ["js", "mjs", "cjs", "ts", "mts", "tsx"];
+
 /// The module a JavaScript component source names: `path` itself when it
-/// is a `.js` or `.mjs` file, or the `main` of the `package.json` in the
+/// is a JavaScript or TypeScript file (see [`MODULE_EXTENSIONS`]), or the `main` of the `package.json` in the
 /// folder `path` (else its `src/index.js` or `index.js`). `None` when
 /// `path` is neither.
 ///
@@ -126,7 +132,9 @@ const BUILD_SCRIPT: &str = include_str!("build.mjs");
 /// `package.json` that names no module that exists.
 pub fn js_module(path: &Path) -> std::result::Result<Option<PathBuf>, String> {
     if path.is_file() {
-        let is_js = path.extension().is_some_and(|e| e == "js" || e == "mjs");
+        let is_js = path
+            .extension()
+            .is_some_and(|e| MODULE_EXTENSIONS.iter().any(|m| e == *m));
         return Ok(is_js.then(|| path.to_path_buf()));
     }
     let manifest = path.join("package.json");
@@ -139,7 +147,9 @@ pub fn js_module(path: &Path) -> std::result::Result<Option<PathBuf>, String> {
         .map_err(|e| format!("{} is not valid JSON: {e}", manifest.display()))?;
     let candidates: Vec<String> = match package["main"].as_str() {
         Some(main) => vec![main.to_owned()],
-        None => vec!["src/index.js".to_owned(), "index.js".to_owned()],
+        None => ["src/index.ts", "src/index.js", "index.ts", "index.js"]
+            .map(str::to_owned)
+            .to_vec(),
     };
     for candidate in &candidates {
         let module = path.join(candidate);

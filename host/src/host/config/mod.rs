@@ -1,4 +1,7 @@
-//! `dohost.toml`: the application's configuration, read like wrangler.toml.
+//! `dohost.toml`: the application's configuration, read like wrangler.toml;
+//! wrangler's own `wrangler.toml`, `wrangler.jsonc` and `wrangler.json` are
+//! read too, with a warning for each key dohost does not use
+//! ([`wrangler`]).
 //!
 //! ```toml
 //! name = "counter"
@@ -6,9 +9,15 @@
 //! [[durable_objects.bindings]]
 //! name = "COUNTER"                     # the binding, as in env.COUNTER
 //! class_name = "Counter"               # the class the component exports
-//! component = "counter"                # a .wasm component or a Rust guest crate dir
+//! component = "counter"                # a .wasm component, a Rust guest crate dir or a
+//!                                      # JavaScript/TypeScript module; by default `main`
 //! [vars]
 //! GREETING = "hello"
+//! [assets]                             # static files, served before the worker
+//! directory = "./dist"
+//! not_found_handling = "single-page-application"  # or "404-page", "none"
+//! html_handling = "auto-trailing-slash"            # or "force-trailing-slash", "drop-trailing-slash", "none"
+//! run_worker_first = ["/api/*"]        # or true: these paths go to the worker first
 //! [[migrations]]                       # applied once each, in order
 //! tag = "v1"
 //! new_sqlite_classes = ["Counter"]     # or new_classes
@@ -63,15 +72,21 @@
 //! Paths are relative to the file. Every error names the file, the field and
 //! the fix; nothing starts with a configuration that did not validate.
 
+mod wrangler;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 pub use crate::runtime::ComponentSource;
 use crate::settings::{OutboundSettings, ServerSettings, WebSocketSettings};
 pub use dohost_store::Migration;
+pub use wrangler::{CONFIG_FILES, find_config};
+
+use super::assets::{AssetsConfig, HtmlHandling, NotFoundHandling, RunWorkerFirst};
 
 /// One Durable Object namespace binding (`[[durable_objects.bindings]]`).
 #[derive(Debug, Clone)]
@@ -81,7 +96,7 @@ pub struct BindingConfig {
     pub name: String,
     /// The class the component exports for this namespace, e.g. `Counter`.
     pub class_name: String,
-    /// The component implementing the class.
+    /// The component implementing the class (by default, `main`'s).
     pub component: ComponentSource,
 }
 
@@ -149,22 +164,37 @@ pub struct Config {
     pub outbound: OutboundSettings,
     /// `[websockets]`: the limits on the WebSockets objects accept.
     pub websockets: WebSocketSettings,
+    /// `[assets]`: static files served before the worker.
+    pub assets: Option<AssetsConfig>,
+    /// Bindings the file declares for products dohost does not have (KV,
+    /// R2, D1, ...): name → what it is. A guest that uses one gets an error
+    /// naming it.
+    pub unsupported_bindings: BTreeMap<String, String>,
+    /// One line for each key of the file that dohost does not use; `dohost
+    /// serve` prints them.
+    pub warnings: Vec<String>,
     /// The file this was read from, if any (for messages).
     pub path: Option<PathBuf>,
 }
 
+/// The configuration's keys, once [`wrangler::sift`] has taken out what
+/// dohost does not read.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     name: Option<String>,
     main: Option<String>,
-    /// Accepted so a wrangler.toml-shaped file reads as is; dohost has no
-    /// compatibility flags yet.
+    /// Accepted as in wrangler; the JavaScript SDK follows Cloudflare's
+    /// current behaviour whatever the date.
     #[allow(dead_code)]
-    compatibility_date: Option<String>,
+    compatibility_date: Option<Value>,
+    /// Checked by [`wrangler::sift`], which names the flags dohost lacks.
+    #[allow(dead_code)]
+    compatibility_flags: Option<Vec<String>>,
     durable_objects: Option<RawDurableObjects>,
     #[serde(default)]
-    vars: BTreeMap<String, toml::Value>,
+    vars: BTreeMap<String, Value>,
+    assets: Option<RawAssets>,
     limits: Option<RawLimits>,
     alarms: Option<RawAlarms>,
     #[serde(default)]
@@ -307,17 +337,37 @@ struct RawDurableObjects {
 struct RawBinding {
     name: String,
     class_name: String,
-    component: String,
+    component: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAssets {
+    directory: String,
+    binding: Option<String>,
+    not_found_handling: Option<String>,
+    html_handling: Option<String>,
+    run_worker_first: Option<RawRunWorkerFirst>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawRunWorkerFirst {
+    All(bool),
+    Patterns(Vec<String>),
 }
 
 impl Config {
-    /// Reads and validates a `dohost.toml`.
+    /// Reads and validates a `dohost.toml`, `wrangler.toml`,
+    /// `wrangler.jsonc` or `wrangler.json` (JSON for `.json` and `.jsonc`,
+    /// else TOML).
     ///
     /// # Errors
     ///
     /// [`crate::ErrorKind::Config`] naming the file, the field and the fix
-    /// when the file is missing, is not valid TOML, has an unknown or missing
-    /// field, or points at a component that does not exist.
+    /// when the file is missing, cannot be parsed, has an unknown (in
+    /// `dohost.toml`) or missing field, or points at a component that does
+    /// not exist.
     pub fn load(path: impl AsRef<Path>) -> Result<Config> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -337,8 +387,22 @@ impl Config {
     /// As [`Config::load`].
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let file = path.display();
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| Error::config(format!("{file}: {}", e.to_string().trim_end())))?;
+        let mut value = wrangler::read_value(text, path)?;
+        let mut sifted = wrangler::sift(
+            &mut value,
+            &file.to_string(),
+            wrangler::is_wrangler_file(path),
+        )?;
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(Value::Object(value)).map_err(|e| {
+                let at = e.path().to_string();
+                let at = if at == "." {
+                    String::new()
+                } else {
+                    format!("{at}: ")
+                };
+                Error::config(format!("{file}: {at}{}", e.inner()))
+            })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let dir = if dir.as_os_str().is_empty() {
             Path::new(".")
@@ -346,6 +410,10 @@ impl Config {
             dir
         };
 
+        let main = match raw.main {
+            Some(m) => Some(resolve_component(dir, &m, &format!("{file}: main"))?),
+            None => None,
+        };
         let mut bindings = Vec::new();
         for (i, b) in raw
             .durable_objects
@@ -373,8 +441,18 @@ impl Config {
                     b.class_name
                 )));
             }
-            let component =
-                resolve_component(dir, &b.component, &format!("{file}: {field}.component"))?;
+            let component = match (b.component, &main) {
+                (Some(component), _) => {
+                    resolve_component(dir, &component, &format!("{file}: {field}.component"))?
+                }
+                (None, Some(main)) => main.clone(),
+                (None, None) => {
+                    return Err(Error::config(format!(
+                        "{file}: {field} ({}) has no component and there is no main to find class {} in; set main, or the binding's component",
+                        b.name, b.class_name
+                    )));
+                }
+            };
             bindings.push(BindingConfig {
                 name: b.name,
                 class_name: b.class_name,
@@ -382,28 +460,17 @@ impl Config {
             });
         }
 
-        let main = match raw.main {
-            Some(m) => Some(resolve_component(dir, &m, &format!("{file}: main"))?),
-            None => None,
-        };
         if bindings.is_empty() {
             return Err(Error::config(format!(
-                "{file}: no Durable Object bindings; add a [[durable_objects.bindings]] table with name, class_name and component"
+                "{file}: no Durable Object bindings; add a [[durable_objects.bindings]] table with name and class_name (and component, unless the class is in main)"
             )));
         }
 
         let mut vars = BTreeMap::new();
         for (k, v) in raw.vars {
             let value = match v {
-                toml::Value::String(s) => s,
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Float(f) => f.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
-                other => serde_json::to_string(&other).map_err(|e| {
-                    Error::config(format!(
-                        "{file}: vars.{k}: cannot be represented as text: {e}"
-                    ))
-                })?,
+                Value::String(s) => s,
+                other => other.to_string(),
             };
             vars.insert(k, value);
         }
@@ -519,6 +586,18 @@ impl Config {
         let server = parse_server(raw.server.unwrap_or_default(), &file.to_string())?;
         let outbound = parse_outbound(raw.outbound.unwrap_or_default(), &file.to_string())?;
         let websockets = parse_websockets(raw.websockets.unwrap_or_default(), &file.to_string())?;
+        let assets = match raw.assets {
+            Some(assets) => Some(parse_assets(assets, dir, &file.to_string())?),
+            None => None,
+        };
+        if let Some(binding) = assets.as_ref().and_then(|a| a.binding.clone()) {
+            sifted.warnings.push(format!(
+                "{file}: assets.binding = {binding:?}: a worker cannot fetch assets through env.{binding} yet; the assets are served before the worker, and code that uses env.{binding} fails with an error naming it"
+            ));
+            sifted
+                .unsupported_bindings
+                .insert(binding, "the assets binding (assets.binding)".to_owned());
+        }
 
         Ok(Config {
             name: raw.name,
@@ -549,6 +628,9 @@ impl Config {
             server,
             outbound,
             websockets,
+            assets,
+            unsupported_bindings: sifted.unsupported_bindings,
+            warnings: sifted.warnings,
             path: Some(path.to_path_buf()),
         })
     }
@@ -557,6 +639,61 @@ impl Config {
     pub fn binding(&self, name: &str) -> Option<&BindingConfig> {
         self.bindings.iter().find(|b| b.name == name)
     }
+}
+
+/// Checks `[assets]`: a directory that exists, and wrangler's values for
+/// each setting.
+fn parse_assets(raw: RawAssets, dir: &Path, file: &str) -> Result<AssetsConfig> {
+    let directory = dir.join(&raw.directory);
+    if !directory.is_dir() {
+        return Err(Error::config(format!(
+            "{file}: assets.directory = {:?}: {} is not a directory; build the front end first (e.g. `npm run build`) or fix the path",
+            raw.directory,
+            directory.display()
+        )));
+    }
+    let not_found_handling = match raw.not_found_handling.as_deref() {
+        None | Some("none") => NotFoundHandling::None,
+        Some("single-page-application") => NotFoundHandling::SinglePageApplication,
+        Some("404-page") => NotFoundHandling::Page404,
+        Some(other) => {
+            return Err(Error::config(format!(
+                "{file}: assets.not_found_handling = {other:?}; use \"single-page-application\", \"404-page\" or \"none\""
+            )));
+        }
+    };
+    let html_handling = match raw.html_handling.as_deref() {
+        None | Some("auto-trailing-slash") => HtmlHandling::AutoTrailingSlash,
+        Some("force-trailing-slash") => HtmlHandling::ForceTrailingSlash,
+        Some("drop-trailing-slash") => HtmlHandling::DropTrailingSlash,
+        Some("none") => HtmlHandling::None,
+        Some(other) => {
+            return Err(Error::config(format!(
+                "{file}: assets.html_handling = {other:?}; use \"auto-trailing-slash\", \"force-trailing-slash\", \"drop-trailing-slash\" or \"none\""
+            )));
+        }
+    };
+    let run_worker_first = match raw.run_worker_first {
+        None | Some(RawRunWorkerFirst::All(false)) => RunWorkerFirst::Never,
+        Some(RawRunWorkerFirst::All(true)) => RunWorkerFirst::Always,
+        Some(RawRunWorkerFirst::Patterns(patterns)) => {
+            for pattern in &patterns {
+                if !pattern.trim_start_matches('!').starts_with('/') {
+                    return Err(Error::config(format!(
+                        "{file}: assets.run_worker_first: {pattern:?} is not a path pattern; patterns start with / (or !/ to exclude), e.g. \"/api/*\""
+                    )));
+                }
+            }
+            RunWorkerFirst::Patterns(patterns)
+        }
+    };
+    Ok(AssetsConfig {
+        directory,
+        binding: raw.binding,
+        not_found_handling,
+        html_handling,
+        run_worker_first,
+    })
 }
 
 /// Checks `[outbound]`: every limit at least 1. The rules are checked when
@@ -751,7 +888,7 @@ fn is_identifier(s: &str) -> bool {
 }
 
 fn resolve_component(dir: &Path, value: &str, field: &str) -> Result<ComponentSource> {
-    const WHAT: &str = "a .wasm component, a Rust guest crate directory, or a JavaScript module (.js, or a folder with package.json)";
+    const WHAT: &str = "a .wasm component, a Rust guest crate directory, or a JavaScript or TypeScript module (.js, .ts, ..., or a folder with package.json)";
     if value.is_empty() {
         return Err(Error::config(format!("{field} is empty; set it to {WHAT}")));
     }
@@ -786,210 +923,4 @@ fn resolve_component(dir: &Path, value: &str, field: &str) -> Result<ComponentSo
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A temp dir with a guest crate, the path of a dohost.toml in it, and
-    /// the text of one binding to that crate.
-    fn one_binding() -> (tempfile::TempDir, PathBuf, &'static str) {
-        let dir = tempfile::tempdir().unwrap();
-        let crate_dir = dir.path().join("guest");
-        std::fs::create_dir(&crate_dir).unwrap();
-        std::fs::write(crate_dir.join("Cargo.toml"), "").unwrap();
-        let text = "[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"C\"\ncomponent = \"guest\"\n";
-        let path = dir.path().join("dohost.toml");
-        (dir, path, text)
-    }
-
-    #[test]
-    fn a_component_may_be_a_javascript_module_or_a_package_folder() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dohost.toml");
-        std::fs::create_dir_all(dir.path().join("app/src")).unwrap();
-        std::fs::write(dir.path().join("app/src/counter.js"), "").unwrap();
-        std::fs::write(dir.path().join("app/lib.mjs"), "").unwrap();
-        let component = |value: &str| {
-            let text = format!(
-                "[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"C\"\ncomponent = {value:?}\n"
-            );
-            Config::parse(&text, &path).map(|c| c.bindings[0].component.clone())
-        };
-        let module = |c: ComponentSource| match c {
-            ComponentSource::JavaScript(m) => m,
-            other => panic!("not JavaScript: {other:?}"),
-        };
-        assert_eq!(
-            module(component("app/src/counter.js").unwrap()),
-            dir.path().join("app/src/counter.js")
-        );
-        // A folder with package.json: its "main", else src/index.js.
-        std::fs::write(
-            dir.path().join("app/package.json"),
-            r#"{"main": "lib.mjs"}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            module(component("app").unwrap()),
-            dir.path().join("app/lib.mjs")
-        );
-        std::fs::write(dir.path().join("app/package.json"), "{}").unwrap();
-        let err = component("app").unwrap_err().to_string();
-        assert!(
-            err.contains("src/index.js, index.js") && err.contains("\"main\""),
-            "{err}"
-        );
-        std::fs::write(dir.path().join("app/package.json"), "{").unwrap();
-        let err = component("app").unwrap_err().to_string();
-        assert!(err.contains("is not valid JSON"), "{err}");
-        let err = component("app/src/missing.js").unwrap_err().to_string();
-        assert!(
-            err.contains("does not exist") && err.contains("JavaScript module"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn limits_set_the_sql_database_size() {
-        let (_dir, path, text) = one_binding();
-        let plain = Config::parse(text, &path).unwrap();
-        assert_eq!(plain.max_sql_database_bytes, None);
-        let limited = Config::parse(
-            &format!("{text}[limits]\nsql_database_bytes = 65536\n"),
-            &path,
-        )
-        .unwrap();
-        assert_eq!(limited.max_sql_database_bytes, Some(65536));
-    }
-
-    #[test]
-    fn alarms_set_the_retry_policy_within_bounds() {
-        let (_dir, path, text) = one_binding();
-        let set = Config::parse(
-            &format!("{text}[alarms]\nretry_delay_ms = 50\nmax_retries = 2\n"),
-            &path,
-        )
-        .unwrap();
-        assert_eq!(
-            set.alarm_retry_delay,
-            Some(std::time::Duration::from_millis(50))
-        );
-        assert_eq!(set.alarm_max_retries, Some(2));
-        let zero = Config::parse(&format!("{text}[alarms]\nretry_delay_ms = 0\n"), &path);
-        assert!(
-            zero.unwrap_err()
-                .to_string()
-                .contains("alarms.retry_delay_ms = 0")
-        );
-        let many = Config::parse(&format!("{text}[alarms]\nmax_retries = 31\n"), &path);
-        assert!(many.unwrap_err().to_string().contains("at most 30"));
-    }
-
-    #[test]
-    fn limits_set_the_mailbox_and_the_call_timeout() {
-        let (_dir, path, text) = one_binding();
-        let set = Config::parse(
-            &format!("{text}[limits]\nmailbox_capacity = 4\ncall_timeout_ms = 250\n"),
-            &path,
-        )
-        .unwrap();
-        assert_eq!(set.mailbox_capacity, Some(4));
-        assert_eq!(
-            set.call_timeout,
-            Some(std::time::Duration::from_millis(250))
-        );
-        for zero in ["mailbox_capacity = 0", "call_timeout_ms = 0"] {
-            let err = Config::parse(&format!("{text}[limits]\n{zero}\n"), &path).unwrap_err();
-            assert!(err.to_string().contains(&format!("limits.{zero}")), "{err}");
-        }
-    }
-
-    #[test]
-    fn the_server_section_sets_timeouts_and_bounds() {
-        let (_dir, path, text) = one_binding();
-        let plain = Config::parse(text, &path).unwrap();
-        assert_eq!(plain.server.header_timeout, crate::DEFAULT_HEADER_TIMEOUT);
-        assert!(!plain.server.debug_errors);
-        let set = Config::parse(
-            &format!(
-                "{text}[server]\nheader_timeout_ms = 5\nidle_timeout_ms = 6\nbody_timeout_ms = 7\n\
-                 min_body_rate = 8\nmax_request_body_bytes = 9\nbody_memory_bytes = 10\n\
-                 max_connections = 11\ndebug_errors = true\n"
-            ),
-            &path,
-        )
-        .unwrap()
-        .server;
-        let ms = std::time::Duration::from_millis;
-        assert_eq!(
-            (set.header_timeout, set.idle_timeout, set.body_timeout),
-            (ms(5), ms(6), ms(7))
-        );
-        assert_eq!(
-            (set.min_body_rate, set.max_request_body, set.body_memory),
-            (8, 9, 10)
-        );
-        assert_eq!(set.max_connections, 11);
-        assert!(set.debug_errors);
-        for (extra, expected) in [
-            ("max_connections = 0", "server.max_connections = 0"),
-            (
-                "max_request_body_bytes = 10\nbody_memory_bytes = 9",
-                "less than one largest body",
-            ),
-            ("timeout = 1", "unknown field `timeout`"),
-        ] {
-            let err = Config::parse(&format!("{text}[server]\n{extra}\n"), &path).unwrap_err();
-            assert!(err.to_string().contains(expected), "{err}");
-        }
-    }
-
-    #[test]
-    fn migrations_and_the_admin_token_are_read_and_checked() {
-        let (_dir, path, text) = one_binding();
-        let set = Config::parse(
-            &format!(
-                "{text}[[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [\"C\"]\n\
-                 [[migrations]]\ntag = \"v2\"\nrenamed_classes = [{{ from = \"C\", to = \"D\" }}]\n\
-                 transferred_classes = [{{ from = \"E\", from_script = \"other\", to = \"F\" }}]\n\
-                 deleted_classes = [\"G\"]\n[admin]\ntoken = \"0123456789abcdef\"\n"
-            ),
-            &path,
-        )
-        .unwrap();
-        assert_eq!(set.migrations.len(), 2);
-        assert_eq!(set.migrations[0].new_classes, ["C"]);
-        assert_eq!(
-            set.migrations[1].renamed_classes,
-            [
-                ("C".to_owned(), "D".to_owned()),
-                ("E".to_owned(), "F".to_owned())
-            ]
-        );
-        assert_eq!(set.migrations[1].deleted_classes, ["G"]);
-        assert_eq!(set.admin_token.as_deref(), Some("0123456789abcdef"));
-
-        for (extra, expected) in [
-            (
-                "[[migrations]]\ntag = \"v1\"\n[[migrations]]\ntag = \"v1\"\n",
-                "migrations[1].tag = \"v1\" is used twice",
-            ),
-            ("[[migrations]]\ntag = \"\"\n", "migrations[0].tag is empty"),
-            (
-                "[[migrations]]\ntag = \"v1\"\ndeleted_classes = [\"no such\"]\n",
-                "names \"no such\", which is not a class name",
-            ),
-            ("[admin]\ntoken = \"short\"\n", "admin.token is too short"),
-            (
-                "[limits]\nmemory_bytes = 1024\n",
-                "limits.memory_bytes = 1024 is out of range",
-            ),
-            ("[limits]\ncpu_ms = 0\n", "limits.cpu_ms = 0"),
-        ] {
-            let err = Config::parse(&format!("{text}{extra}"), &path).unwrap_err();
-            assert!(
-                err.to_string().contains(expected),
-                "{err}\nexpected: {expected}"
-            );
-        }
-    }
-}
+mod tests;
