@@ -5,11 +5,13 @@
 //! examples/batch-processor, examples/workspace, examples/js, tests/guests/{probe,advanced,stray});
 //! the world outside dohost is a real HTTP server on loopback (`outside`).
 
+mod browser;
 mod outside;
 mod support;
 
 mod admin;
 mod alarms;
+mod assets;
 mod batch_processor;
 mod chat;
 mod config_errors;
@@ -17,6 +19,7 @@ mod counter_e2e;
 mod crash_recovery;
 mod embedding;
 mod faults;
+mod fullstack;
 mod guest_faults;
 mod http_edge;
 mod input_gate_ordering;
