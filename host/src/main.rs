@@ -3,6 +3,7 @@
 //! ```text
 //! dohost serve [--config dohost.toml] [--listen 127.0.0.1:8787] [--data DIR] [--watch]
 //! dohost build [DIR]
+//! dohost types [--config wrangler.jsonc] [--out worker-configuration.d.ts]
 //! dohost check [--config dohost.toml | --data DIR]
 //! dohost objects list [BINDING] [--config dohost.toml | --data DIR]
 //! dohost objects show BINDING NAME|id:ID [--config dohost.toml | --data DIR]
@@ -68,6 +69,20 @@ enum Command {
         /// wrangler.json, wrangler.jsonc or wrangler.toml).
         #[arg(default_value = ".")]
         dir: PathBuf,
+    },
+    /// Write TypeScript declarations for the project, as `wrangler types`
+    /// does: the Env of the configuration's bindings and vars, and the
+    /// runtime types of the JavaScript SDK (only its "dohost" module when the
+    /// tsconfig.json's types name @cloudflare/workers-types).
+    Types {
+        /// The configuration file; by default the first of dohost.toml,
+        /// wrangler.json, wrangler.jsonc and wrangler.toml here.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where to write; by default worker-configuration.d.ts beside the
+        /// configuration.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Verify the data directory of a stopped server: the file's structure
     /// and the checksum of every stored value and SQL page. Exits 1 if
@@ -335,6 +350,34 @@ fn check(data: &Path) -> Result<()> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Types { config, out } => {
+            let config = match config {
+                Some(config) => config,
+                None => dohost::config::find_config(Path::new("."))?,
+            };
+            let loaded = dohost::Config::load(&config)?;
+            let dir = config
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let out = out.unwrap_or_else(|| dir.join(dohost::build::TYPES_FILE));
+            let workers_types = dohost::build::uses_workers_types(dir);
+            std::fs::write(
+                &out,
+                dohost::build::worker_types(&loaded, &out, workers_types),
+            )
+            .with_context(|| format!("cannot write {}", out.display()))?;
+            progress(&format!(
+                "wrote {} ({})",
+                out.display(),
+                if workers_types {
+                    "Env, and the \"dohost\" module over @cloudflare/workers-types"
+                } else {
+                    "Env, and the runtime types of the dohost SDK"
+                }
+            ));
+            Ok(())
+        }
         Command::Check { data, config } => {
             check(&data.unwrap_or_else(|| default_data_dir(&config)))
         }

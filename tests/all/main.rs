@@ -41,3 +41,4 @@ mod storage_model;
 mod storage_patterns;
 mod websockets;
 mod workspace;
+mod wrangler;

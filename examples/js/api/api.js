@@ -33,6 +33,18 @@ export class Api extends DurableObject {
     return handler.call(this, request, url);
   }
 
+  // env.NAME: a [vars] value, a namespace, nothing, or an error naming a
+  // binding the configuration declares for a product dohost lacks.
+  async route_env(request, url) {
+    const name = url.searchParams.get("name");
+    try {
+      const value = this.env[name];
+      return json({ type: typeof value, value: typeof value === "string" ? value : undefined, has: name in this.env });
+    } catch (e) {
+      return json({ error: e.message, has: name in this.env });
+    }
+  }
+
   // Request, URL, Headers and Response.
   async route_echo(request, url) {
     return json(

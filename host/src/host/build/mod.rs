@@ -9,8 +9,10 @@
 //! costs one no-op cargo run.
 
 mod js;
+mod types;
 
-pub use js::{JS_BUILD_PACKAGES, JsBuild, JsRole, build_js_guest, js_module};
+pub use js::{JS_BUILD_PACKAGES, JsBuild, JsRole, MODULE_EXTENSIONS, build_js_guest, js_module};
+pub use types::{TYPES_FILE, uses_workers_types, worker_types};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -102,30 +102,86 @@ const READ: [&str; 14] = [
 ];
 
 /// wrangler's keys for Cloudflare's other products, each a list of
-/// bindings (or one binding), and the field that names a binding.
-const BINDINGS: [(&str, &str, &str); 22] = [
-    ("kv_namespaces", "binding", "KV namespaces"),
-    ("r2_buckets", "binding", "R2 buckets"),
-    ("d1_databases", "binding", "D1 databases"),
-    ("services", "binding", "service bindings"),
-    ("vectorize", "binding", "Vectorize indexes"),
-    ("hyperdrive", "binding", "Hyperdrive"),
-    ("analytics_engine_datasets", "binding", "Analytics Engine"),
-    ("ai", "binding", "Workers AI"),
-    ("browser", "binding", "Browser Rendering"),
-    ("images", "binding", "Images"),
-    ("version_metadata", "binding", "version metadata"),
-    ("workflows", "binding", "Workflows"),
-    ("dispatch_namespaces", "binding", "dispatch namespaces"),
-    ("mtls_certificates", "binding", "mTLS certificates"),
-    ("send_email", "name", "Email"),
-    ("secrets_store_secrets", "binding", "Secrets Store"),
-    ("pipelines", "binding", "Pipelines"),
-    ("ratelimits", "name", "rate limiting"),
-    ("worker_loaders", "binding", "Worker Loaders"),
-    ("wasm_modules", "", "wasm modules"),
-    ("text_blobs", "", "text blobs"),
-    ("data_blobs", "", "data blobs"),
+/// bindings (or one binding): the key, the field that names a binding, the
+/// product, and what one binding is.
+const BINDINGS: [(&str, &str, &str, &str); 22] = [
+    (
+        "kv_namespaces",
+        "binding",
+        "KV namespaces",
+        "a KV namespace",
+    ),
+    ("r2_buckets", "binding", "R2 buckets", "an R2 bucket"),
+    ("d1_databases", "binding", "D1 databases", "a D1 database"),
+    (
+        "services",
+        "binding",
+        "service bindings",
+        "a service binding",
+    ),
+    (
+        "vectorize",
+        "binding",
+        "Vectorize indexes",
+        "a Vectorize index",
+    ),
+    (
+        "hyperdrive",
+        "binding",
+        "Hyperdrive",
+        "a Hyperdrive configuration",
+    ),
+    (
+        "analytics_engine_datasets",
+        "binding",
+        "Analytics Engine",
+        "an Analytics Engine dataset",
+    ),
+    ("ai", "binding", "Workers AI", "the Workers AI binding"),
+    (
+        "browser",
+        "binding",
+        "Browser Rendering",
+        "the Browser Rendering binding",
+    ),
+    ("images", "binding", "Images", "the Images binding"),
+    (
+        "version_metadata",
+        "binding",
+        "version metadata",
+        "the version metadata binding",
+    ),
+    ("workflows", "binding", "Workflows", "a Workflow"),
+    (
+        "dispatch_namespaces",
+        "binding",
+        "dispatch namespaces",
+        "a dispatch namespace",
+    ),
+    (
+        "mtls_certificates",
+        "binding",
+        "mTLS certificates",
+        "an mTLS certificate",
+    ),
+    ("send_email", "name", "Email", "an Email binding"),
+    (
+        "secrets_store_secrets",
+        "binding",
+        "Secrets Store",
+        "a Secrets Store secret",
+    ),
+    ("pipelines", "binding", "Pipelines", "a Pipeline"),
+    ("ratelimits", "name", "rate limiting", "a rate limiter"),
+    (
+        "worker_loaders",
+        "binding",
+        "Worker Loaders",
+        "a Worker Loader",
+    ),
+    ("wasm_modules", "", "wasm modules", "a wasm module"),
+    ("text_blobs", "", "text blobs", "a text blob"),
+    ("data_blobs", "", "data blobs", "a data blob"),
 ];
 
 /// wrangler's deployment and build settings, which mean nothing to a
@@ -193,12 +249,12 @@ pub(super) fn sift(config: &mut Map<String, Value>, file: &str, wrangler: bool) 
             continue;
         }
         let value = config.remove(&key).unwrap_or(Value::Null);
-        if let Some((_, field, product)) = BINDINGS.iter().find(|(k, ..)| *k == key) {
+        if let Some((_, field, product, one)) = BINDINGS.iter().find(|(k, ..)| *k == key) {
             let names = binding_names(&key, &value, field);
             for name in &names {
                 sifted
                     .unsupported_bindings
-                    .insert(name.clone(), format!("{product} ({key})"));
+                    .insert(name.clone(), format!("{one} ({key})"));
             }
             let named = if names.is_empty() {
                 String::new()

@@ -1,0 +1,81 @@
+//! Cloudflare projects as they are: a JavaScript one with its wrangler.toml
+//! (Cloudflare's "Build a counter"), served with no edit; the warnings for
+//! the keys dohost does not use; and a binding to a product dohost lacks,
+//! which fails with an error naming it when code uses it. (The TypeScript
+//! project with a wrangler.jsonc is the fullstack example, in fullstack.rs.)
+
+use serde_json::Value;
+
+use crate::support::{
+    Server, client, example_config, get, js_examples_built, workspace, write_config,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_build_a_counter_example_serves_from_its_wrangler_toml() {
+    let data = tempfile::tempdir().unwrap();
+    let config = workspace().join("examples/js/rpc-counter/wrangler.toml");
+    let server = Server::start(&config, data.path());
+    assert!(
+        server
+            .log()
+            .contains("wrangler.toml: workers_dev: a Cloudflare deployment or build setting, which dohost does not use; ignored"),
+        "{}",
+        server.log()
+    );
+    let client = client();
+    for (path, expected) in [
+        ("/?name=A", "Durable Object 'A' count: 0"),
+        ("/increment?name=A", "Durable Object 'A' count: 1"),
+        ("/increment?name=A", "Durable Object 'A' count: 2"),
+        ("/decrement?name=B", "Durable Object 'B' count: -1"),
+        ("/?name=A", "Durable Object 'A' count: 2"),
+    ] {
+        let (status, body) = get(&client, &server.url(path)).await;
+        assert_eq!((status, body.as_str()), (200, expected), "{path}");
+    }
+    let (status, body) = get(&client, &server.url("/other?name=A")).await;
+    assert_eq!((status, body.as_str()), (404, "Not found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binding_dohost_lacks_is_named_when_code_uses_it() {
+    js_examples_built();
+    let dir = tempfile::tempdir().unwrap();
+    let config = example_config("examples/js/api")
+        + "\n[[kv_namespaces]]\nbinding = \"CACHE\"\nid = \"0f2ac74b498b48028cb68387c421e279\"\n";
+    let server = Server::start(&write_config(dir.path(), &config), &dir.path().join("data"));
+    assert!(
+        server.log().contains(
+            "kv_namespaces: dohost has no KV namespaces; ignored; code that uses env.CACHE fails with an error naming it"
+        ),
+        "{}",
+        server.log()
+    );
+    let client = client();
+    let env = |name: &str| {
+        let url = server.url(&format!("/API/a/env?name={name}"));
+        let client = client.clone();
+        async move {
+            let (status, body) = get(&client, &url).await;
+            assert_eq!(status, 200, "{body}");
+            serde_json::from_str::<Value>(&body).unwrap()
+        }
+    };
+    let cache = env("CACHE").await;
+    assert_eq!(
+        cache["error"],
+        "env.CACHE is declared in the configuration as a KV namespace (kv_namespaces), which dohost does not provide"
+    );
+    assert_eq!(cache["has"], true);
+    let greeting = env("GREETING").await;
+    assert_eq!(
+        (&greeting["type"], &greeting["value"]),
+        (&Value::from("string"), &Value::from("hello from [vars]"))
+    );
+    assert_eq!(env("API").await["type"], "object");
+    let nothing = env("NOTHING").await;
+    assert_eq!(
+        (&nothing["type"], &nothing["has"]),
+        (&Value::from("undefined"), &Value::from(false))
+    );
+}
