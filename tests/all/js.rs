@@ -207,12 +207,10 @@ async fn the_sdk_tour_answers_as_cloudflare_would() {
             .contains("131072"),
         "{errors}"
     );
-    assert!(
-        errors["undefinedValue"]
-            .as_str()
-            .unwrap()
-            .contains("no JSON form"),
-        "{errors}"
+    assert_eq!(errors["function"]["name"], "DataCloneError", "{errors}");
+    assert_eq!(
+        errors["function"]["message"],
+        "cannot store the value under \"function\": function run could not be cloned"
     );
 
     let stubs = get_json(&client, &url("stubs")).await;

@@ -39,6 +39,7 @@ mod storage_limits;
 mod storage_list;
 mod storage_model;
 mod storage_patterns;
+mod values;
 mod websockets;
 mod workspace;
 mod wrangler;

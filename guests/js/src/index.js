@@ -13,6 +13,7 @@ import { DurableObject, exportedClasses, rehearseBindings } from "./base.js";
 import { DurableObjectId, makeEnv } from "./env.js";
 import { errorMessage, fromWebResponse, readWebResponse, toWebRequest } from "./http.js";
 import { blockConcurrencyWhile, events, finishWhen, installGlobals, resume } from "./ops.js";
+import { rehearseClone } from "./clone.js";
 import { DurableObjectStorage, rehearseStorage } from "./storage.js";
 import { WebSocket, installSocketGlobals } from "./sockets.js";
 import { flushSends, forgetSocket, messageValue, socketHandle, socketMethods } from "./websocket.js";
@@ -78,6 +79,7 @@ function rpcMethod(instance, className, method) {
 function rehearse() {
   rehearseBindings(context.id);
   rehearseStorage();
+  rehearseClone();
   errorMessage(new TypeError("rehearsal"));
   new DurableObjectId("0".repeat(64), "rehearsal").equals(new DurableObjectId("0".repeat(64)));
   try {

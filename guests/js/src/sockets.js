@@ -10,6 +10,8 @@
 // one, which the client end shares, and `new Response(null, { status: 101,
 // webSocket: client })` hands that number to the client's connection.
 
+import { serialize } from "./clone.js";
+
 let backend = null;
 
 /** Installs what sockets do in an object (websocket.js). */
@@ -22,7 +24,6 @@ function host() {
   return backend;
 }
 
-const encoder = new TextEncoder();
 
 export class WebSocket {
   static CONNECTING = 0;
@@ -90,10 +91,9 @@ export class WebSocket {
     this.#closed = true;
   }
 
-  /** Keeps `value` (as JSON, at most 2,048 bytes) with the socket, across hibernation. */
+  /** Keeps `value` (structured clone, at most 2,048 bytes) with the socket, across hibernation. */
   serializeAttachment(value) {
-    const json = JSON.stringify(value);
-    host().setAttachment(this.#number("serializeAttachment"), json === undefined ? undefined : encoder.encode(json));
+    host().setAttachment(this.#number("serializeAttachment"), value === undefined ? undefined : serialize(value));
   }
 
   /** What serializeAttachment kept, or null. */

@@ -1,15 +1,16 @@
 // `ctx.storage`: the object's key-value storage, its alarm and its SQL
-// database (Cloudflare's DurableObjectStorage). Values are stored as JSON,
-// so objects written in other languages read them the same.
+// database (Cloudflare's DurableObjectStorage). Values are kept as
+// structured clone keeps them, as JSON when JSON holds them exactly and as
+// tagged CBOR otherwise (clone.js), so objects in other languages read
+// them too.
 
 import * as kv from "dohost:object/storage@0.1.0";
 import * as alarmApi from "dohost:object/alarm@0.1.0";
 import * as sqlApi from "dohost:object/sql@0.1.0";
 
+import { deserialize, serialize } from "./clone.js";
 import { SqlError, StorageError } from "./errors.js";
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 function call(f, ErrorType = StorageError) {
   try {
@@ -21,19 +22,23 @@ function call(f, ErrorType = StorageError) {
 }
 
 function encode(key, value) {
-  const json = JSON.stringify(value);
-  if (json === undefined) {
-    throw new TypeError(`cannot store ${typeof value} under ${JSON.stringify(key)}: it has no JSON form`);
+  try {
+    return serialize(value);
+  } catch (e) {
+    const message = `cannot store the value under ${JSON.stringify(key)}: ${e.message}`;
+    // A DOMException's message cannot be set: a new one, of the same name.
+    if (e?.name === "DataCloneError" && typeof DOMException === "function") {
+      throw new DOMException(message, "DataCloneError");
+    }
+    throw new TypeError(message);
   }
-  return encoder.encode(json);
 }
 
 function decode(key, bytes) {
-  const text = decoder.decode(bytes);
   try {
-    return JSON.parse(text);
+    return deserialize(bytes);
   } catch (e) {
-    throw new TypeError(`the value under ${JSON.stringify(key)} is not JSON: ${e.message}`);
+    throw new TypeError(`the value under ${JSON.stringify(key)} cannot be read: ${e.message}`);
   }
 }
 

@@ -2,9 +2,9 @@
 // the classes of sockets.js, `ctx`'s WebSocket methods, and the events.
 
 import * as host from "dohost:object/websocket@0.1.0";
+import { deserialize } from "./clone.js";
 import { WebSocket, WebSocketRequestResponsePair, useSocketBackend } from "./sockets.js";
 
-const decoder = new TextDecoder();
 
 function call(f) {
   try {
@@ -83,7 +83,7 @@ useSocketBackend({
   setAttachment: (id, bytes) => call(() => host.setAttachment(id, bytes)),
   attachment(id) {
     const bytes = host.attachment(id);
-    return bytes === undefined ? null : JSON.parse(decoder.decode(bytes));
+    return bytes === undefined ? null : deserialize(bytes);
   },
 });
 

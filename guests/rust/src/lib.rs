@@ -69,6 +69,7 @@ mod sql;
 mod sql_value;
 mod storage;
 mod task;
+pub mod value;
 mod websocket;
 
 use std::cell::RefCell;

@@ -62,15 +62,15 @@ pub struct Storage {
 }
 
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    crate::value::from_bytes(bytes).map_err(|e| {
         Error::new(format!(
-            "the value under {key:?} is not the expected JSON: {e}"
+            "the value under {key:?} is not the expected value: {e}"
         ))
     })
 }
 
 fn encode<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value)
+    crate::value::to_bytes(value)
         .map_err(|e| Error::new(format!("cannot encode the value for {key:?}: {e}")))
 }
 

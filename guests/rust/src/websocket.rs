@@ -102,7 +102,7 @@ impl WebSocket {
         host::tags(self.id)
     }
 
-    /// Keeps `value` (as JSON, at most 2,048 bytes) with the socket; it
+    /// Keeps `value` (as JSON, at most 2,048 bytes, see [`crate::value`]) with the socket; it
     /// survives the object leaving memory (Cloudflare's
     /// `serializeAttachment`).
     ///
@@ -110,7 +110,7 @@ impl WebSocket {
     ///
     /// When `value` cannot be serialised or is too large.
     pub fn serialize_attachment<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        let bytes = serde_json::to_vec(value)
+        let bytes = crate::value::to_bytes(value)
             .map_err(|e| Error::new(format!("cannot serialise the attachment: {e}")))?;
         host::set_attachment(self.id, Some(&bytes)).map_err(Error::new)
     }
@@ -123,7 +123,7 @@ impl WebSocket {
     pub fn deserialize_attachment<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         host::attachment(self.id)
             .map(|bytes| {
-                serde_json::from_slice(&bytes)
+                crate::value::from_bytes(&bytes)
                     .map_err(|e| Error::new(format!("the attachment does not fit the type: {e}")))
             })
             .transpose()

@@ -63,8 +63,12 @@ impl JsRole {
 
 /// The SDK's files (`guests/js/src`), embedded so a build always uses the
 /// SDK of this host.
-const SDK_FILES: [(&str, &str); 10] = [
+const SDK_FILES: [(&str, &str); 11] = [
     ("base.js", include_str!("../../../../guests/js/src/base.js")),
+    (
+        "clone.js",
+        include_str!("../../../../guests/js/src/clone.js"),
+    ),
     ("env.js", include_str!("../../../../guests/js/src/env.js")),
     (
         "errors.js",

@@ -17,6 +17,9 @@
 //! - `POST /fetch`, `GET /sleep/<ms>`, `GET /later/<ms>`: requests to the
 //!   outside world, timers and `wait_until` (see `outbound.rs`).
 //! - `GET /websocket`: accepts a WebSocket (see `sockets.rs`).
+//! - `GET /from-js`: reads the value the JavaScript API tour stores under
+//!   `for-rust` (structured clone, see `examples/js/api`) into Rust types,
+//!   and answers with them as JSON.
 //! - `GET /framing`: `hello` with a `Content-Length: 2` and a
 //!   `Transfer-Encoding: chunked` header that contradict it.
 //!
@@ -89,6 +92,25 @@ impl DurableObject for Probe {
                 Ok(Response::text("ok"))
             }
             ("DELETE", "kv") => Ok(Response::text(storage.delete(arg)?.to_string())),
+            ("GET", "from-js") => {
+                let v: FromJs = storage
+                    .get("for-rust")?
+                    .ok_or_else(|| Error::new("nothing under for-rust"))?;
+                Response::json(&serde_json::json!({
+                    "date": v.date,
+                    "map": v.map,
+                    "numbers": v.numbers,
+                    "set": v.set,
+                    "big": v.big.to_string(),
+                    "bytes": v.bytes.into_vec(),
+                    "pixels": v.pixels.into_vec(),
+                    "missing": v.missing,
+                    "nan": v.nan.is_nan(),
+                    "negative_zero": v.negative_zero == 0.0 && v.negative_zero.is_sign_negative(),
+                    "pattern": v.pattern,
+                    "error": v.error,
+                }))
+            }
             ("GET", "list") => {
                 let options = ListOptions {
                     start: query_param(&req, "start"),
@@ -303,3 +325,23 @@ impl DurableObject for Greeter {
 }
 
 dohost_sdk::export_objects!(Probe, Greeter);
+
+/// The value the JavaScript API tour stores under `for-rust`, as Rust reads
+/// structured clone (see `dohost_sdk::value`).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FromJs {
+    /// A `Date`: seconds since 1970.
+    date: f64,
+    map: std::collections::BTreeMap<String, u32>,
+    numbers: std::collections::BTreeMap<u32, String>,
+    set: Vec<u32>,
+    big: i128,
+    bytes: serde_bytes::ByteBuf,
+    pixels: serde_bytes::ByteBuf,
+    missing: Option<u32>,
+    nan: f64,
+    negative_zero: f64,
+    pattern: (String, String),
+    error: (String, String, String, Option<String>),
+}
