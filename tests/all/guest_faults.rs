@@ -57,13 +57,32 @@ async fn a_trap_resets_only_that_object_and_discards_its_writes() {
         (200, "1 4".to_owned())
     );
 
+    // abort resets it as a trap does, with the object's reason.
+    let (status, body) = send(
+        &http,
+        "PUT",
+        &server.url("/PROBE/p/put-then-abort/ghost"),
+        "boo",
+    )
+    .await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("the object called abort and was reset: the probe gave up"),
+        "{body}"
+    );
+    assert_eq!(get(&http, &server.url("/PROBE/p/kv/ghost")).await.0, 404);
+    assert_eq!(
+        get(&http, &server.url("/PROBE/p/count")).await,
+        (200, "1 5".to_owned())
+    );
+
     // A returned error is a 500 too, but the object is not reset.
     let (status, body) = get(&http, &server.url("/PROBE/p/error")).await;
     assert_eq!(status, 500);
     assert_eq!(body.lines().next(), Some("probe error on request"));
     assert_eq!(
         get(&http, &server.url("/PROBE/p/count")).await,
-        (200, "2 5".to_owned())
+        (200, "2 6".to_owned())
     );
 
     // Other objects never noticed.

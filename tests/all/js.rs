@@ -307,6 +307,42 @@ async fn the_sdk_tour_answers_as_cloudflare_would() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_kv_abort_and_the_accepted_options_work_as_on_cloudflare() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    let server = serve_js("api", dir.path());
+    let url = |route: &str| server.url(&format!("/API/rest/{route}"));
+
+    let kv = get_json(&client, &url("synckv")).await;
+    assert_eq!(kv["get"], json!({"n": 1}));
+    assert_eq!(kv["asyncGet"], json!({"n": 1}));
+    assert_eq!(kv["missing"], true);
+    assert_eq!(
+        kv["listed"],
+        json!([["sync:a", {"n": 1}], ["sync:b", [["x", 2]]], ["sync:c", 3]])
+    );
+    assert_eq!(kv["deleted"], json!([true, false]));
+
+    let before = get_json(&client, &url("self")).await;
+    assert_eq!(before["activations"], 1);
+    assert_eq!(before["props"], json!({}));
+    assert_eq!(before["jurisdictionSameIds"], true);
+    assert_eq!(before["locationHint"], 201);
+    assert_eq!(before["uniqueInJurisdiction"], true);
+    // abort: the event fails with the reason, its write is dropped, and the
+    // next event finds a new instance.
+    let (status, body) = get(&client, &url("abort?reason=stale%20state")).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("the object called abort and was reset: stale state"),
+        "{body}"
+    );
+    let after = get_json(&client, &url("self")).await;
+    assert_eq!(after["activations"], 2, "{after}");
+    assert_eq!(after["writtenBeforeAbort"], false, "{after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_value_patterns_work_in_javascript() {
     let dir = tempfile::tempdir().unwrap();
     let client = client();

@@ -130,6 +130,43 @@ export class Api extends DurableObject {
     return json({ checks: cloneChecks(back), many: [many.has("undefined") && many.get("undefined") === undefined, Object.is(many.get("negativeZero"), -0), many.get("big") === -(2n ** 70n)] });
   }
 
+  // ctx.storage.kv: the synchronous KV API, over the same keys.
+  async route_synckv() {
+    const kv = this.ctx.storage.kv;
+    kv.put("sync:a", { n: 1 });
+    kv.put("sync:b", new Map([["x", 2]]));
+    await this.ctx.storage.put("sync:c", 3);
+    const listed = [...kv.list({ prefix: "sync:" })].map(([key, value]) => [key, value instanceof Map ? [...value] : value]);
+    return json({
+      get: kv.get("sync:a"),
+      asyncGet: await this.ctx.storage.get("sync:a"),
+      missing: kv.get("sync:none") === undefined,
+      listed,
+      deleted: [kv.delete("sync:c"), kv.delete("sync:c")],
+    });
+  }
+
+  // ctx.abort(reason): the object resets; the writes of this event are
+  // dropped and the next event constructs it again (see activations).
+  async route_abort(request, url) {
+    await this.ctx.storage.put("written-before-abort", true);
+    this.ctx.abort(url.searchParams.get("reason") ?? undefined);
+    return json({ unreachable: true });
+  }
+
+  // What an object is and how it was constructed.
+  async route_self() {
+    const ns = this.env.API;
+    return json({
+      activations: this.activations,
+      writtenBeforeAbort: (await this.ctx.storage.get("written-before-abort")) ?? false,
+      props: this.ctx.props,
+      jurisdictionSameIds: ns.jurisdiction("eu").idFromName("x").equals(ns.idFromName("x")),
+      locationHint: await ns.get(ns.idFromName("hinted"), { locationHint: "enam" }).fetch("http://api/echo").then((r) => r.status),
+      uniqueInJurisdiction: /^[0-9a-f]{64}$/.test(ns.newUniqueId({ jurisdiction: "eu" }).toString()),
+    });
+  }
+
   // Request, URL, Headers and Response.
   async route_echo(request, url) {
     return json(

@@ -46,14 +46,22 @@ export class DurableObjectNamespace {
   idFromName(name) {
     return new DurableObjectId(this.#ns.idFromName(String(name)), String(name));
   }
-  newUniqueId() {
+  /** A new id; `options.jurisdiction` is accepted and has no effect (one server). */
+  newUniqueId(options) {
     return new DurableObjectId(this.#ns.newUniqueId());
+  }
+  /** This namespace: a jurisdiction has no effect on one server. */
+  jurisdiction(name) {
+    return this;
   }
   idFromString(hex) {
     return new DurableObjectId(calling(() => this.#ns.idFromString(String(hex))));
   }
-  /** A stub for `id` (an id from this namespace, or its string). */
-  get(id) {
+  /**
+   * A stub for `id` (an id from this namespace, or its string).
+   * `options.locationHint` is accepted and has no effect.
+   */
+  get(id, options) {
     if (id instanceof DurableObjectId && id.name !== undefined) return this.getByName(id.name);
     const hex = String(id);
     const key = `${this.#binding}\0id\0${hex}`;
@@ -63,7 +71,7 @@ export class DurableObjectNamespace {
     const stubId = id instanceof DurableObjectId ? id : new DurableObjectId(objectHex(handle));
     return makeStub(key, open, stubId);
   }
-  getByName(name) {
+  getByName(name, options) {
     name = String(name);
     const key = `${this.#binding}\0name\0${name}`;
     const open = () => this.#ns.getByName(name);

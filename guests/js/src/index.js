@@ -47,6 +47,21 @@ export class DurableObjectState {
   }
 
   /**
+   * Resets the object: nothing after this call runs, the events it is
+   * running fail with an error carrying `reason`, their writes are dropped,
+   * and the next event starts a fresh instance on what is durable.
+   */
+  abort(reason) {
+    context.abort(reason === undefined ? undefined : String(reason));
+    throw new Error("abort returned");
+  }
+
+  /** Cloudflare's `ctx.props`: what the caller passed; dohost's callers pass none. */
+  get props() {
+    return {};
+  }
+
+  /**
    * Lets `promise` run on after the event's response: the object stays in
    * memory while it does, within the event's wall-clock limit.
    */

@@ -48,6 +48,16 @@ const writeOptions = (o = {}) => ({
   noCache: Boolean(o.noCache),
 });
 
+const listOptions = (o = {}) => ({
+  start: o.start,
+  startAfter: o.startAfter,
+  end: o.end,
+  prefix: o.prefix,
+  reverse: Boolean(o.reverse),
+  limit: o.limit,
+  noCache: Boolean(o.noCache),
+});
+
 function entriesToMap(entries) {
   const map = new Map();
   for (const [key, bytes] of entries) map.set(key, decode(key, bytes));
@@ -82,16 +92,7 @@ class StorageCalls {
   }
 
   async list(options = {}) {
-    const opts = {
-      start: options.start,
-      startAfter: options.startAfter,
-      end: options.end,
-      prefix: options.prefix,
-      reverse: Boolean(options.reverse),
-      limit: options.limit,
-      noCache: Boolean(options.noCache),
-    };
-    return entriesToMap(call(() => kv.list(opts)));
+    return entriesToMap(call(() => kv.list(listOptions(options))));
   }
 
   async getAlarm() {
@@ -119,10 +120,39 @@ class Transaction extends StorageCalls {
   }
 }
 
+/**
+ * `ctx.storage.kv`: the synchronous KV API of SQLite-backed objects
+ * (Cloudflare's SyncKvStorage), over the same keys as `ctx.storage`.
+ */
+export class SyncKvStorage {
+  get(key) {
+    const k = String(key);
+    const bytes = call(() => kv.get(k, readOptions()));
+    return bytes === undefined ? undefined : decode(k, bytes);
+  }
+
+  put(key, value) {
+    const k = String(key);
+    const bytes = encode(k, value);
+    call(() => kv.put(k, bytes, writeOptions()));
+  }
+
+  delete(key) {
+    return call(() => kv.delete(String(key), writeOptions()));
+  }
+
+  /** The entries in key order, as `[key, value]` pairs. */
+  list(options) {
+    return entriesToMap(call(() => kv.list(listOptions(options)))).entries();
+  }
+}
+
 /** `ctx.storage`. */
 export class DurableObjectStorage extends StorageCalls {
   /** The SQL API (`ctx.storage.sql`). */
   sql = new SqlStorage();
+  /** The synchronous KV API (`ctx.storage.kv`). */
+  kv = new SyncKvStorage();
 
   async deleteAll(options) {
     call(() => kv.deleteAll(writeOptions(options)));

@@ -73,6 +73,14 @@ interface DurableObjectStorage {
   deleteAlarm(options?: DurableObjectSetAlarmOptions): Promise<void>;
   sync(): Promise<void>;
   sql: SqlStorage;
+  kv: SyncKvStorage;
+}
+
+interface SyncKvStorage {
+  get<T = unknown>(key: string): T | undefined;
+  list<T = unknown>(options?: DurableObjectListOptions): Iterable<[string, T]>;
+  put<T>(key: string, value: T): void;
+  delete(key: string): boolean;
 }
 
 type SqlStorageValue = ArrayBuffer | string | number | null;
@@ -109,6 +117,8 @@ interface DurableObjectState {
   getWebSocketAutoResponse(): WebSocketRequestResponsePair | null;
   getWebSocketAutoResponseTimestamp(ws: WebSocket): Date | null;
   getTags(ws: WebSocket): string[];
+  abort(reason?: string): void;
+  readonly props: any;
 }
 
 /** The methods of a Durable Object class that a stub can call. */
@@ -136,6 +146,7 @@ interface DurableObjectNamespace<T = undefined> {
   idFromString(id: string): DurableObjectId;
   get(id: DurableObjectId, options?: DurableObjectNamespaceGetDurableObjectOptions): DurableObjectStub<T>;
   getByName(name: string, options?: DurableObjectNamespaceGetDurableObjectOptions): DurableObjectStub<T>;
+  jurisdiction(jurisdiction: string): DurableObjectNamespace<T>;
 }
 
 interface ExecutionContext {

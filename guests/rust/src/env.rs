@@ -37,6 +37,15 @@ impl State {
         context::class_name()
     }
 
+    /// Resets the object (Cloudflare's `ctx.abort`): this call does not
+    /// return. The events the object is running fail with an error carrying
+    /// `reason`, their writes are dropped, and the next event starts a
+    /// fresh instance on what is durable.
+    pub fn abort(&self, reason: &str) -> ! {
+        context::abort(Some(reason));
+        unreachable!("the host ends the call to abort")
+    }
+
     /// The object's durable storage.
     pub fn storage(&self) -> Storage {
         Storage::new()

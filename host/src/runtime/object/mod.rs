@@ -870,6 +870,17 @@ impl Actor {
     /// Resets the object after a trap, failing every event it ran with
     /// the trap's error.
     fn trapped(&mut self, trap: &wasmtime::Error) {
+        if let Some(Aborted(reason)) = trap.downcast_ref::<Aborted>() {
+            let reason = reason.as_deref().unwrap_or("no reason given");
+            tracing::info!(object = %self.identity.id_hex, "the object called abort: {reason}");
+            let error = Error::new(
+                ErrorKind::GuestTrap,
+                format!("the object called abort and was reset: {reason}"),
+            );
+            self.reset(&error);
+            self.close_sockets("the object was reset by its code");
+            return;
+        }
         let (reason, detail) = self.trap_message(trap);
         tracing::warn!(object = %self.identity.id_hex, "object trapped and was reset: {reason}\n{detail}");
         let error = Error::new(
@@ -1055,3 +1066,19 @@ async fn within_wall<T>(
         )))
     })
 }
+
+/// What `context.abort` ends the guest's call with: the object resets as
+/// after a trap, with the guest's reason.
+#[derive(Debug)]
+pub(crate) struct Aborted(pub(crate) Option<String>);
+
+impl std::fmt::Display for Aborted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(reason) => write!(f, "the object called abort: {reason}"),
+            None => f.write_str("the object called abort"),
+        }
+    }
+}
+
+impl std::error::Error for Aborted {}

@@ -11,6 +11,7 @@
 //! - `GET /var/<name>`: a `[vars]` value.
 //! - `GET /count`: an in-memory counter (lost on reset) and a stored one.
 //! - `PUT /put-then-panic/<key>`: writes, then panics (the write must vanish).
+//! - `PUT /put-then-abort/<key>`: writes, then calls `abort` (the same).
 //! - `GET /panic`, `GET /error`, `GET /loop`: a trap, a returned error, a busy loop.
 //! - `GET /alloc/<MiB>`: allocates and touches that much memory.
 //! - `GET /spin/<ms>`: busy for `<ms>` ms, then answers `{start, end}`.
@@ -155,6 +156,10 @@ impl DurableObject for Probe {
             ("GET", "sleep") => outbound::sleep_route(arg).await,
             ("GET", "later") => outbound::later(storage, arg),
             ("GET", "panic") => panic!("probe panic on request"),
+            ("PUT", "put-then-abort") => {
+                storage.put_bytes(arg, &req.body)?;
+                self.state.abort("the probe gave up")
+            }
             ("GET", "error") => Err(Error::new("probe error on request")),
             ("GET", "spin") => {
                 let ms: i64 = arg.parse().map_err(|_| Error::new("spin/<ms>"))?;
