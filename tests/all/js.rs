@@ -340,6 +340,27 @@ async fn sync_kv_abort_and_the_accepted_options_work_as_on_cloudflare() {
     let after = get_json(&client, &url("self")).await;
     assert_eq!(after["activations"], 2, "{after}");
     assert_eq!(after["writtenBeforeAbort"], false, "{after}");
+
+    let node = get_json(&client, &url("node")).await;
+    assert_eq!(
+        node,
+        json!({
+            "base64": "aGVsbG8sIHdvcmxk",
+            "hex": "0102ff",
+            "sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "sha1": "qZk+NkcGgWq6PiVxeFDCbJzQ2J0=",
+            "hmac": "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8",
+            "randomBytes": 16,
+            "timingSafeEqual": true,
+            "heard": "heard",
+            "assertion": "AssertionError",
+            "format": "cart has 3 items",
+            "inspect": "{ nested: { list: [ 1, 2 ] } }",
+            "join": "/a/c/d.txt",
+            "extname": ".gz",
+            "globalBuffer": true,
+        })
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,12 @@
 // A tour of the JavaScript SDK: one route per part of the API, each
 // answering JSON with what the calls returned. The tests in
 // tests/all/js.rs check every answer; it is also a quick reference.
+import assert from "node:assert";
+import { Buffer } from "node:buffer";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { EventEmitter } from "node:events";
+import path from "node:path";
+import { format, inspect } from "node:util";
 import { CallError, DurableObject, SqlError, StorageError } from "dohost";
 
 const json = (value, init) => Response.json(value, init);
@@ -128,6 +134,37 @@ export class Api extends DurableObject {
     const back = await s.get("all");
     const many = await s.get(["undefined", "negativeZero", "big"]);
     return json({ checks: cloneChecks(back), many: [many.has("undefined") && many.get("undefined") === undefined, Object.is(many.get("negativeZero"), -0), many.get("big") === -(2n ** 70n)] });
+  }
+
+  // The node: modules of nodejs_compat that objects commonly use.
+  async route_node() {
+    const emitter = new EventEmitter();
+    let heard;
+    emitter.on("note", (value) => (heard = value));
+    emitter.emit("note", "heard");
+    let assertion;
+    try {
+      assert.deepStrictEqual({ a: [1] }, { a: [2] });
+    } catch (e) {
+      assertion = e.name;
+    }
+    const key = randomBytes(16);
+    return json({
+      base64: Buffer.from("hello, world").toString("base64"),
+      hex: Buffer.from([1, 2, 255]).toString("hex"),
+      sha256: createHash("sha256").update("abc").digest("hex"),
+      sha1: createHash("sha1").update(Buffer.from("abc")).digest("base64"),
+      hmac: createHmac("sha256", "key").update("The quick brown fox jumps over the lazy dog").digest("hex"),
+      randomBytes: key.length,
+      timingSafeEqual: timingSafeEqual(key, Buffer.from(key)),
+      heard,
+      assertion,
+      format: format("%s has %d items", "cart", 3),
+      inspect: inspect({ nested: { list: [1, 2] } }),
+      join: path.join("/a/b", "../c", "d.txt"),
+      extname: path.extname("photo.tar.gz"),
+      globalBuffer: typeof Buffer.isBuffer === "function" && Buffer.isBuffer(Buffer.alloc(1)),
+    });
   }
 
   // ctx.storage.kv: the synchronous KV API, over the same keys.

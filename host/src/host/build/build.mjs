@@ -23,7 +23,7 @@
 
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { componentize, version } from "@bytecodealliance/componentize-js";
@@ -178,6 +178,25 @@ if (typeof splicer?.spliceBindings === "function") {
 const [entry, sdkModule, handler, world, witDir, outDir] = process.argv.slice(2);
 const exportName = { objectHandler: "handler", workerHandler: "workerHandler" }[handler];
 
+// The `node:` modules Workers offer with nodejs_compat that objects
+// commonly use, from maintained polyfills (and crypto and process from the
+// SDK); also under their bare names, as npm packages require them.
+const sdkDir = dirname(sdkModule);
+const NODE_MODULES = {
+  assert: "assert/",
+  buffer: "buffer/",
+  crypto: join(sdkDir, "node/crypto.js"),
+  events: "events/",
+  path: "path-browserify",
+  process: join(sdkDir, "node/process.js"),
+  util: "util/",
+};
+const alias = { dohost: sdkModule, "cloudflare:workers": sdkModule };
+for (const [name, target] of Object.entries(NODE_MODULES)) {
+  alias[`node:${name}`] = target;
+  alias[name] = target;
+}
+
 const bundle = await build({
   stdin: {
     contents: [
@@ -192,10 +211,15 @@ const bundle = await build({
   bundle: true,
   format: "esm",
   platform: "neutral",
+  // Packages without "exports" (the node: polyfills among them) by their
+  // "module" or "main", as a bundler for the web resolves them.
+  mainFields: ["module", "main"],
   target: "es2022",
   write: false,
   logLevel: "error",
-  alias: { dohost: sdkModule, "cloudflare:workers": sdkModule },
+  alias,
+  // `process` and `Buffer` where code names them without importing them.
+  inject: [join(sdkDir, "node/globals.js")],
   // wrangler's default module rules: .html and .txt import as text.
   loader: { ".html": "text", ".txt": "text" },
   external: ["dohost:*"],

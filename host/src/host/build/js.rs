@@ -25,13 +25,21 @@ use super::build_error;
 use crate::error::Result;
 
 /// The npm packages a JavaScript build needs, at the versions dohost is
-/// tested with. componentize-js 0.23.0 imports
-/// `@bytecodealliance/preview2-shim` without declaring it, so it is named
-/// here; without it a fresh install cannot build.
-pub const JS_BUILD_PACKAGES: [&str; 3] = [
+/// tested with: the tools, and the polyfills of the `node:` modules.
+/// componentize-js 0.23.0 imports `@bytecodealliance/preview2-shim` without
+/// declaring it, so it is named here; without it a fresh install cannot
+/// build.
+pub const JS_BUILD_PACKAGES: [&str; 9] = [
     "@bytecodealliance/componentize-js@0.23.0",
     "@bytecodealliance/preview2-shim@0.25.0",
     "esbuild@0.28.2",
+    // The `node:` modules of nodejs_compat (see build.mjs).
+    "@noble/hashes@2.4.0",
+    "assert@2.1.0",
+    "buffer@6.0.3",
+    "events@3.3.0",
+    "path-browserify@1.0.1",
+    "util@0.12.5",
 ];
 
 /// Which export a JavaScript guest's component provides.
@@ -63,7 +71,19 @@ impl JsRole {
 
 /// The SDK's files (`guests/js/src`), embedded so a build always uses the
 /// SDK of this host.
-const SDK_FILES: [(&str, &str); 11] = [
+const SDK_FILES: [(&str, &str); 14] = [
+    (
+        "node/crypto.js",
+        include_str!("../../../../guests/js/src/node/crypto.js"),
+    ),
+    (
+        "node/globals.js",
+        include_str!("../../../../guests/js/src/node/globals.js"),
+    ),
+    (
+        "node/process.js",
+        include_str!("../../../../guests/js/src/node/process.js"),
+    ),
     ("base.js", include_str!("../../../../guests/js/src/base.js")),
     (
         "clone.js",
@@ -258,13 +278,14 @@ fn lock_project(project: &Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
-/// Writes `files` into `dir`, leaving files that already hold the same text
-/// alone.
+/// Writes `files` (paths below `dir`) into `dir`, leaving files that already
+/// hold the same text alone.
 fn write_files(dir: &Path, files: &[(&str, &str)]) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| build_error(format!("cannot create {}: {e}", dir.display())))?;
     for (name, text) in files {
         let path = dir.join(name);
+        let parent = path.parent().unwrap_or(dir);
+        std::fs::create_dir_all(parent)
+            .map_err(|e| build_error(format!("cannot create {}: {e}", parent.display())))?;
         if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
             continue;
         }

@@ -221,7 +221,8 @@ const DEPLOYMENT: [&str; 31] = [
 ];
 
 /// The compatibility flags dohost honours; others are named in a warning.
-const FLAGS: [&str; 0] = [];
+/// The `node:` modules are there with or without `nodejs_compat`.
+const FLAGS: [&str; 2] = ["nodejs_compat", "nodejs_compat_v2"];
 
 /// What [`sift`] took out of a configuration.
 #[derive(Debug, Default)]
