@@ -100,9 +100,13 @@ pub const MAX_DELIVERIES: usize = 256;
 /// memory and in every redb index page, so they must stay small.
 pub const MAX_KEY_BYTES: usize = 2048;
 
-/// The largest value on the KV API, in bytes (Cloudflare's limit): bigger
-/// values belong in several keys or in SQL.
+/// The largest value on the KV API, in bytes (Cloudflare's limit for
+/// KV-backed classes): bigger values belong in several keys or in SQL.
 pub const MAX_VALUE_BYTES: usize = 128 * 1024;
+
+/// The most bytes a key and its value take together in a SQLite-backed
+/// class (`new_sqlite_classes`; Cloudflare's limit, 2 MB).
+pub const MAX_SQLITE_ENTRY_BYTES: usize = 2 * 1024 * 1024;
 
 /// The most keys one many-key call may name (Cloudflare's limit): bounds
 /// the memory and time of one host call.
@@ -171,6 +175,10 @@ pub struct Settings {
     pub outbound: OutboundSettings,
     /// WebSockets objects accept: their limits (`[websockets]`).
     pub websockets: WebSocketSettings,
+    /// The SQLite-backed classes (by `new_sqlite_classes`), whose entries
+    /// may take [`MAX_SQLITE_ENTRY_BYTES`]; the others keep
+    /// [`MAX_VALUE_BYTES`]. The builder sets it from the migrations.
+    pub sqlite_classes: std::collections::BTreeSet<String>,
 }
 
 /// How many subrequests (outbound requests and calls to objects) one event
@@ -284,6 +292,7 @@ impl Default for Settings {
             alarm_window: SCHEDULE_WINDOW,
             outbound: OutboundSettings::default(),
             websockets: WebSocketSettings::default(),
+            sqlite_classes: std::collections::BTreeSet::new(),
         }
     }
 }

@@ -121,3 +121,40 @@ async fn over_a_limit_fails_clearly_and_writes_nothing() {
     );
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_backed_class_takes_entries_of_two_megabytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = library_host(dir.path())
+        .migration(dohost::Migration {
+            tag: "v1".into(),
+            new_classes: vec!["Counter".into()],
+            new_sqlite_classes: vec!["Probe".into()],
+            ..dohost::Migration::default()
+        })
+        .build()
+        .unwrap();
+    let stub = probe_stub(&host, "sqlite-backed");
+    // Key and value together, as Cloudflare counts them.
+    let at_limit = "v".repeat(dohost::MAX_SQLITE_ENTRY_BYTES - 1);
+    let over = "v".repeat(dohost::MAX_SQLITE_ENTRY_BYTES);
+    let results = run_ops(
+        &stub,
+        &json!([
+            {"op": "put", "key": "k", "value": at_limit},
+            {"op": "put", "key": "k2", "value": over},
+            {"op": "get", "key": "k"},
+        ]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(results[0], json!({"ok": null}));
+    assert_eq!(
+        error_of(&results[1]),
+        "storage value of 2097154 bytes is over the limit of 2097152 bytes"
+    );
+    assert_eq!(
+        results[2]["ok"].as_str().map(str::len),
+        Some(dohost::MAX_SQLITE_ENTRY_BYTES - 1)
+    );
+}

@@ -225,8 +225,10 @@ impl HostBuilder {
         let object_linker = link::object_linker(&runtime)?;
         let worker_linker = link::worker_linker(&runtime)?;
         let outbound = Outbound::new(self.settings.outbound.clone()).map_err(Error::config)?;
+        let mut settings = self.settings;
+        settings.sqlite_classes = dohost_store::sqlite_classes(&self.migrations);
 
-        let schedule = Schedule::new(self.settings.alarm_window);
+        let schedule = Schedule::new(settings.alarm_window);
         // The committer tells the scheduler of every committed alarm change.
         let listener = {
             let schedule = schedule.clone();
@@ -239,7 +241,7 @@ impl HostBuilder {
             runtime,
             Arc::new(store),
             Vars::new(self.vars, self.unsupported_bindings),
-            self.settings,
+            settings,
             schedule,
             outbound,
         ));

@@ -75,7 +75,7 @@ pub use committer::{CommitHook, CommitResult, CommitStage, Health};
 pub use directory::{Contents, KeyInfo, MAX_KEYS_SHOWN, ObjectRecord, TableInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use keys::ObjectKey;
-pub use migrations::{Binding, Migration};
+pub use migrations::{Binding, Migration, sqlite_classes};
 pub use object::{Gate, ObjectStorage, pass_gate};
 pub use pages::{MemoryPages, PAGE_SIZE, PageFile, PageSource, WriteError};
 pub use registry::{NamespaceRecord, Registry, prepare, read_registry};

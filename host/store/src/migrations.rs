@@ -3,7 +3,7 @@
 //! pure, so every rule is tested without a database; [`crate::prepare`]
 //! applies its result in one write transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{Error, Result};
 use crate::registry::{NamespaceRecord, Registry};
@@ -14,15 +14,37 @@ use crate::registry::{NamespaceRecord, Registry};
 pub struct Migration {
     /// The migration's name, unique in the file.
     pub tag: String,
-    /// `new_classes` and `new_sqlite_classes`: classes that start with no
-    /// objects (dohost gives every class both the KV and the SQL API).
+    /// `new_classes`: classes that start with no objects. dohost gives every
+    /// class both the KV and the SQL API; these keep Cloudflare's KV-backed
+    /// limit on a value (128 KiB).
     pub new_classes: Vec<String>,
+    /// `new_sqlite_classes`: the same, SQLite-backed as on Cloudflare: a key
+    /// and its value may take 2 MB together.
+    pub new_sqlite_classes: Vec<String>,
     /// `renamed_classes` and `transferred_classes`: (from, to) pairs; the
     /// objects of `from` keep their ids and state under `to`.
     pub renamed_classes: Vec<(String, String)>,
     /// `deleted_classes`: classes whose objects, storage and alarms are
     /// deleted.
     pub deleted_classes: Vec<String>,
+}
+
+/// The classes that `migrations` leave SQLite-backed: made by
+/// `new_sqlite_classes`, followed through renames, unless deleted since.
+pub fn sqlite_classes(migrations: &[Migration]) -> BTreeSet<String> {
+    let mut classes = BTreeSet::new();
+    for m in migrations {
+        classes.extend(m.new_sqlite_classes.iter().cloned());
+        for (from, to) in &m.renamed_classes {
+            if classes.remove(from) {
+                classes.insert(to.clone());
+            }
+        }
+        for class in &m.deleted_classes {
+            classes.remove(class);
+        }
+    }
+    classes
 }
 
 /// A binding as the registry sees it: its class and what its component
@@ -110,7 +132,7 @@ pub(crate) fn plan(
     let mut created: BTreeMap<String, String> = BTreeMap::new();
     for m in &migrations[registry.applied.len()..] {
         let tag = &m.tag;
-        for class in &m.new_classes {
+        for class in m.new_classes.iter().chain(&m.new_sqlite_classes) {
             if !registry.classes.contains_key(class) {
                 registry.create(class);
                 created.insert(class.clone(), tag.clone());
@@ -481,5 +503,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(classes(&later), BTreeSet::from(["A"]));
+    }
+
+    #[test]
+    fn sqlite_backed_classes_follow_renames_and_deletions() {
+        let v1 = Migration {
+            new_classes: vec!["Kv".into()],
+            new_sqlite_classes: vec!["Chat".into(), "Old".into()],
+            ..migration("v1")
+        };
+        let v2 = Migration {
+            renamed_classes: vec![
+                ("Chat".into(), "Room".into()),
+                ("Kv".into(), "Store".into()),
+            ],
+            deleted_classes: vec!["Old".into()],
+            ..migration("v2")
+        };
+        let classes = sqlite_classes(&[v1, v2]);
+        assert_eq!(classes.into_iter().collect::<Vec<_>>(), ["Room"]);
     }
 }

@@ -854,13 +854,10 @@ fn parse_migrations(raw: Vec<RawMigration>, file: &str) -> Result<Vec<Migration>
             .map(|r| (r.from, r.to))
             .chain(m.transferred_classes.into_iter().map(|t| (t.from, t.to)))
             .collect();
-        let new_classes: Vec<String> = m
+        let named = m
             .new_classes
-            .into_iter()
-            .chain(m.new_sqlite_classes)
-            .collect();
-        let named = new_classes
             .iter()
+            .chain(&m.new_sqlite_classes)
             .chain(&m.deleted_classes)
             .chain(renamed.iter().flat_map(|(from, to)| [from, to]));
         for class in named {
@@ -873,7 +870,8 @@ fn parse_migrations(raw: Vec<RawMigration>, file: &str) -> Result<Vec<Migration>
         }
         migrations.push(Migration {
             tag: m.tag,
-            new_classes,
+            new_classes: m.new_classes,
+            new_sqlite_classes: m.new_sqlite_classes,
             renamed_classes: renamed,
             deleted_classes: m.deleted_classes,
         });

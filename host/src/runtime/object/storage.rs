@@ -13,7 +13,7 @@ use super::ObjectIo;
 use crate::runtime::bindings::object::dohost::object::storage::{
     ListOptions, OverLimit, StorageError, WriteOptions,
 };
-use crate::settings::{MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_VALUE_BYTES};
+use crate::settings::{MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_SQLITE_ENTRY_BYTES, MAX_VALUE_BYTES};
 use dohost_store::{AlarmRecord, AlarmWrite, ListRange, TransactionError, pass_gate};
 
 pub(crate) type StorageResult<T> = std::result::Result<T, StorageError>;
@@ -32,12 +32,17 @@ fn check_key(key: &str) -> StorageResult<()> {
     Ok(())
 }
 
-fn check_value(value: &[u8]) -> StorageResult<()> {
-    if value.len() > MAX_VALUE_BYTES {
-        return Err(StorageError::ValueTooLarge(over(
-            MAX_VALUE_BYTES,
-            value.len(),
-        )));
+/// Checks a value against its class's limit: [`MAX_VALUE_BYTES`], or for a
+/// SQLite-backed class [`MAX_SQLITE_ENTRY_BYTES`] for key and value
+/// together.
+fn check_value(key: &str, value: &[u8], sqlite_backed: bool) -> StorageResult<()> {
+    let (limit, size) = if sqlite_backed {
+        (MAX_SQLITE_ENTRY_BYTES, key.len() + value.len())
+    } else {
+        (MAX_VALUE_BYTES, value.len())
+    };
+    if size > limit {
+        return Err(StorageError::ValueTooLarge(over(limit, size)));
     }
     Ok(())
 }
@@ -113,9 +118,14 @@ impl ObjectIo {
         options: WriteOptions,
     ) -> StorageResult<()> {
         check_count(entries.len())?;
+        let sqlite_backed = self
+            .shared
+            .settings
+            .sqlite_classes
+            .contains(&*self.identity.class);
         entries
             .iter()
-            .try_for_each(|(k, v)| check_key(k).and_then(|()| check_value(v)))?;
+            .try_for_each(|(k, v)| check_key(k).and_then(|()| check_value(k, v, sqlite_backed)))?;
         let adding: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
         let limit = self.shared.settings.write_set_bytes;
         let total = self.storage.writes.bytes() + adding;
