@@ -185,7 +185,7 @@ async fn rpc_methods_take_and_return_typed_values() {
         "{err}"
     );
     let err = stub.call_json("increment", "{}").await.unwrap_err();
-    assert!(err.message().contains("must be a JSON array"), "{err}");
+    assert!(err.message().contains("must be an array"), "{err}");
 
     // Between objects: a forwards to b, with the same JSON.
     let a = probe_stub(&host, "a");

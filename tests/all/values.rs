@@ -24,6 +24,28 @@ fn all_hold(answer: &Value) {
         "these did not come back as stored: {failed:?}"
     );
     assert_eq!(answer["many"], json!([true, true, true]), "{answer}");
+    for through in ["rpcArguments", "rpcResult"] {
+        let failed: Vec<&String> = answer[through]
+            .as_object()
+            .unwrap_or_else(|| panic!("{through}: {answer}"))
+            .iter()
+            .filter(|(_, ok)| **ok != json!(true))
+            .map(|(name, _)| name)
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{through}: these did not arrive as sent: {failed:?}"
+        );
+    }
+    assert_eq!(answer["rpcUndefined"], true);
+    assert_eq!(
+        answer["rpcResponse"],
+        json!([true, 202, "yes", "answered 202"])
+    );
+    assert_eq!(
+        answer["rpcRequest"],
+        json!({"method": "POST", "url": "http://peer/asked?x=1", "header": "please", "body": "question"})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

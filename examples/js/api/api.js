@@ -133,7 +133,19 @@ export class Api extends DurableObject {
     }
     const back = await s.get("all");
     const many = await s.get(["undefined", "negativeZero", "big"]);
-    return json({ checks: cloneChecks(back), many: [many.has("undefined") && many.get("undefined") === undefined, Object.is(many.get("negativeZero"), -0), many.get("big") === -(2n ** 70n)] });
+    // The same values through RPC, both ways, and Requests and Responses.
+    const peer = this.env.API.getByName(`${this.ctx.id.name}-peer`);
+    const response = await peer.respond(202);
+    const asked = new Request("http://peer/asked?x=1", { method: "POST", headers: { "x-asked": "please" }, body: "question" });
+    return json({
+      checks: cloneChecks(back),
+      many: [many.has("undefined") && many.get("undefined") === undefined, Object.is(many.get("negativeZero"), -0), many.get("big") === -(2n ** 70n)],
+      rpcArguments: await peer.checks(cloneSample()),
+      rpcResult: cloneChecks(await peer.echo(cloneSample())),
+      rpcUndefined: (await peer.nothing()) === undefined,
+      rpcResponse: [response instanceof Response, response.status, response.headers.get("x-answer"), await response.text()],
+      rpcRequest: await peer.readRequest(asked),
+    });
   }
 
   // The node: modules of nodejs_compat that objects commonly use.
@@ -541,5 +553,20 @@ export class Api extends DurableObject {
   }
   fail(why) {
     throw new Error(why);
+  }
+  // RPC methods for route_clone: values, Requests and Responses as
+  // structured clone passes them.
+  echo(value) {
+    return value;
+  }
+  checks(value) {
+    return cloneChecks(value);
+  }
+  nothing() {}
+  async respond(status) {
+    return new Response(`answered ${status}`, { status, headers: { "x-answer": "yes" } });
+  }
+  async readRequest(request) {
+    return { method: request.method, url: request.url, header: request.headers.get("x-asked"), body: await request.text() };
   }
 }

@@ -20,6 +20,8 @@
 //   typed arrays       RFC 8746 tags (64 Uint8Array, 69 Uint16Array, ...), a byte string
 //   DataView, Error, Boolean/Number/String objects
 //                      tag 27, [type name, ...] (Error: [name, message, stack, cause?])
+//   Request, Response  (RPC only) tag 27, ["Request", method, url, headers, body]
+//                      or ["Response", status, statusText, headers, body]
 //   an object reached twice (cycles too)
 //                      tag 28 on its first appearance, tag 29 + its number later
 //
@@ -99,13 +101,49 @@ function jsonSafe(value, seen) {
   }
 }
 
-/** The bytes of `value` (see the top of this file). */
-export function serialize(value) {
+/**
+ * The bytes of `value` (see the top of this file). `bodies` holds the body
+ * of each Request and Response in it (see `readBodies`); without it they
+ * cannot be cloned, as in storage.
+ */
+export function serialize(value, bodies) {
   if (jsonSafe(value, new Set())) return encoder.encode(JSON.stringify(value));
   const writer = new Writer();
   writer.raw(MAGIC);
-  writer.value(value, sharedObjects(value));
+  const refs = sharedObjects(value);
+  refs.bodies = bodies;
+  writer.value(value, refs);
   return writer.finish();
+}
+
+const isMessage = (v) =>
+  (typeof Request === "function" && v instanceof Request) || (typeof Response === "function" && v instanceof Response);
+
+/**
+ * The bodies of the Requests and Responses in `value` (at any depth), read
+ * for `serialize`: an RPC argument or result carries them whole.
+ */
+export async function readBodies(value) {
+  const bodies = new Map();
+  const seen = new Set();
+  const visit = async (v) => {
+    if (typeof v !== "object" || v === null || seen.has(v)) return;
+    seen.add(v);
+    if (isMessage(v)) {
+      bodies.set(v, v.body === null ? null : await v.arrayBuffer());
+    } else if (Array.isArray(v) || v instanceof Set) {
+      for (const item of v) await visit(item);
+    } else if (v instanceof Map) {
+      for (const [k, item] of v) {
+        await visit(k);
+        await visit(item);
+      }
+    } else if (Object.getPrototypeOf(v) === Object.prototype) {
+      for (const key of Object.keys(v)) await visit(v[key]);
+    }
+  };
+  await visit(value);
+  return bodies;
 }
 
 /** The value of `bytes`, written by `serialize` (or as JSON by any SDK). */
@@ -141,7 +179,7 @@ function sharedObjects(value) {
       for (const item of v) visit(item);
     } else if (v instanceof Error) {
       if ("cause" in v) visit(v.cause);
-    } else if (!ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer) && !(v instanceof Date) && !(v instanceof RegExp)) {
+    } else if (!isMessage(v) && !ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer) && !(v instanceof Date) && !(v instanceof RegExp)) {
       for (const key in v) if (Object.hasOwn(v, key)) visit(v[key]);
     }
   };
@@ -310,6 +348,29 @@ class Writer {
       this.text(String(v.message));
       this.value(typeof v.stack === "string" ? v.stack : undefined, refs);
       if (hasCause) this.value(v.cause, refs);
+    } else if (isMessage(v)) {
+      if (!refs.bodies?.has(v)) throw cloneError(v.constructor.name);
+      const request = v instanceof Request;
+      this.tag(TAG_OBJECT);
+      this.head(4, 5);
+      this.text(request ? "Request" : "Response");
+      if (request) {
+        this.text(v.method);
+        this.text(v.url);
+      } else {
+        this.value(v.status, refs);
+        this.text(v.statusText);
+      }
+      const headers = [...v.headers];
+      this.head(4, headers.length);
+      for (const [name, value] of headers) {
+        this.head(4, 2);
+        this.text(name);
+        this.text(value);
+      }
+      const body = refs.bodies.get(v);
+      if (body === null) this.byte(0xf6);
+      else this.byteString(new Uint8Array(body));
     } else if (v instanceof Boolean || v instanceof Number || v instanceof String) {
       this.tag(TAG_OBJECT);
       this.head(4, 2);
@@ -514,6 +575,16 @@ class Reader {
       }
       case "DataView":
         return new DataView(args[0]);
+      case "Request": {
+        const [method, url, headers, body] = args;
+        return new Request(url, { method, headers, body: body ?? undefined });
+      }
+      case "Response": {
+        const [status, statusText, headers, body] = args;
+        // These statuses take no body, not even an empty one.
+        const nullBody = [101, 204, 205, 304].includes(status);
+        return new Response(nullBody ? null : body, { status, statusText, headers });
+      }
       case "Boolean":
       case "Number":
       case "String":

@@ -13,7 +13,7 @@ import { DurableObject, exportedClasses, rehearseBindings } from "./base.js";
 import { DurableObjectId, makeEnv } from "./env.js";
 import { errorMessage, fromWebResponse, readWebResponse, toWebRequest } from "./http.js";
 import { blockConcurrencyWhile, events, finishWhen, installGlobals, resume } from "./ops.js";
-import { rehearseClone } from "./clone.js";
+import { deserialize, readBodies, rehearseClone, serialize } from "./clone.js";
 import { DurableObjectStorage, rehearseStorage } from "./storage.js";
 import { WebSocket, installSocketGlobals } from "./sockets.js";
 import { flushSends, forgetSocket, messageValue, socketHandle, socketMethods } from "./websocket.js";
@@ -187,10 +187,10 @@ export function objectHandler(app) {
   }
   async function runCall(method, args) {
     const fn = rpcMethod(instance, className, method);
-    const parsed = JSON.parse(args);
+    const parsed = deserialize(args);
     const result = await fn.apply(instance, Array.isArray(parsed) ? parsed : [parsed]);
     flushSends();
-    return JSON.stringify(result ?? null);
+    return serialize(result, await readBodies(result));
   }
   // The events too, with no object constructed, so that their functions are
   // compiled in the snapshot; each stops at its first check.

@@ -10,6 +10,7 @@
 
 import * as events from "dohost:object/events@0.1.0";
 import { startFetch } from "dohost:object/outbound@0.1.0";
+import { deserialize, readBodies, serialize } from "./clone.js";
 import { CallError } from "./errors.js";
 import { errorMessage, fromWebRequest, toWebResponse } from "./http.js";
 
@@ -155,9 +156,14 @@ export async function stubFetch(raw, input, init) {
   return toWebResponse(await awaitOp(raw.startFetch(request)));
 }
 
-/** Calls RPC method `method` through the stub handle `raw`. */
+/**
+ * Calls RPC method `method` through the stub handle `raw`: the arguments
+ * and the result are structured clones (docs/values.md), Requests and
+ * Responses with their bodies.
+ */
 export async function stubCall(raw, method, args) {
-  return JSON.parse(await awaitOp(raw.startCall(method, JSON.stringify(args))));
+  const bytes = serialize(args, await readBodies(args));
+  return deserialize(await awaitOp(raw.startCall(method, bytes)));
 }
 
 /** `blockConcurrencyWhile`: keeps new events out until `callback` settles. */

@@ -279,22 +279,37 @@ impl Stub {
         args: &impl Serialize,
     ) -> Result<R> {
         let result = self
-            .call_json(method, &crate::rpc::args_json(args)?)
+            .call_bytes(method, crate::rpc::args_json(args)?.as_bytes())
             .await?;
-        serde_json::from_str(&result).map_err(|e| {
+        crate::value::from_bytes(&result).map_err(|e| {
             Error::new(format!(
-                "the result of {method} ({result:.100}) does not fit the expected type: {e}"
+                "the result of {method} ({:.100}) does not fit the expected type: {e}",
+                String::from_utf8_lossy(&result)
             ))
         })
     }
 
     /// Calls the object's RPC method `method` with `args`, a JSON array of
-    /// the positional arguments, and returns the JSON result.
+    /// the positional arguments, and returns the result as JSON (a
+    /// JavaScript object's structured clone read as serde reads it).
+    ///
+    /// # Errors
+    ///
+    /// As [`Stub::call`]; also when the result has no JSON form (a cycle).
+    pub async fn call_json(&self, method: &str, args: &str) -> Result<String> {
+        let result = self.call_bytes(method, args.as_bytes()).await?;
+        crate::value::to_json_text(&result)
+            .map_err(|e| Error::new(format!("the result of {method} has no JSON form: {e}")))
+    }
+
+    /// Calls the object's RPC method `method` with `args`, the array of the
+    /// positional arguments in the value format of the SDKs ([`crate::value`]),
+    /// and returns the result in that format.
     ///
     /// # Errors
     ///
     /// As [`Stub::call`].
-    pub async fn call_json(&self, method: &str, args: &str) -> Result<String> {
+    pub async fn call_bytes(&self, method: &str, args: &[u8]) -> Result<Vec<u8>> {
         match Operation::new(self.0.start_call(method, args)).await {
             Outcome::StubCall(result) => Ok(result?),
             other => Err(unexpected(other)),

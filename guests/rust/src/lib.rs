@@ -69,7 +69,8 @@ mod sql;
 mod sql_value;
 mod storage;
 mod task;
-pub mod value;
+/// The format of stored values and RPC arguments (docs/values.md).
+pub use dohost_value as value;
 mod websocket;
 
 use std::cell::RefCell;
@@ -231,7 +232,7 @@ pub trait DurableObject: 'static {
     ///
     /// When there is no such method, the arguments do not fit, or the
     /// method fails.
-    async fn call(&self, method: &str, args: &str) -> Result<String> {
+    async fn call(&self, method: &str, args: &[u8]) -> Result<Vec<u8>> {
         let _ = args;
         Err(rpc::unknown_method(method, &[]))
     }
@@ -323,8 +324,8 @@ pub mod __private {
         fn call(
             self: Rc<Self>,
             method: String,
-            args: String,
-        ) -> LocalFuture<'static, Result<String>>;
+            args: Vec<u8>,
+        ) -> LocalFuture<'static, Result<Vec<u8>>>;
         fn socket(
             self: Rc<Self>,
             ws: WebSocket,
@@ -351,8 +352,8 @@ pub mod __private {
         fn call(
             self: Rc<Self>,
             method: String,
-            args: String,
-        ) -> LocalFuture<'static, Result<String>> {
+            args: Vec<u8>,
+        ) -> LocalFuture<'static, Result<Vec<u8>>> {
             Box::pin(async move { DurableObject::call(&*self, &method, &args).await })
         }
 
@@ -436,7 +437,7 @@ pub mod __private {
     }
 
     /// Runs RPC event `event`; reports it to the host when it ends.
-    pub fn call(event: u64, method: String, args: String) {
+    pub fn call(event: u64, method: String, args: Vec<u8>) {
         task::run(async move {
             let result = match object("call") {
                 Ok(object) => object.call(method, args).await.map_err(|e| e.message),
@@ -550,7 +551,7 @@ macro_rules! export_objects {
                 $crate::__private::alarm(event, info)
             }
 
-            fn call(event: u64, method: ::std::string::String, args: ::std::string::String) {
+            fn call(event: u64, method: ::std::string::String, args: ::std::vec::Vec<u8>) {
                 $crate::__private::call(event, method, args)
             }
 
@@ -632,7 +633,7 @@ macro_rules! export_worker {
                 $crate::__private::not_an_object_alarm(event)
             }
 
-            fn call(event: u64, _method: ::std::string::String, _args: ::std::string::String) {
+            fn call(event: u64, _method: ::std::string::String, _args: ::std::vec::Vec<u8>) {
                 $crate::__private::not_an_object_call(event)
             }
 

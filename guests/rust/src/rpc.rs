@@ -1,8 +1,9 @@
 //! RPC methods: what [`Stub::call`](crate::Stub::call) reaches.
 //!
-//! On the wire a call is a method name, a JSON array of the positional
-//! arguments and a JSON result, so objects in every guest language can call
-//! each other. [`methods!`](crate::methods) maps those to ordinary Rust
+//! On the wire a call is a method name, the array of the positional
+//! arguments and a result, in the value format every SDK reads (JSON, or
+//! CBOR for JavaScript's structured clone; [`crate::value`]), so objects in
+//! every guest language can call each other. [`methods!`](crate::methods) maps those to ordinary Rust
 //! methods of a class: each argument is deserialized with serde into the
 //! parameter's type, and the return value (`T`, or `Result<T>` to fail the
 //! call) is serialized back.
@@ -10,9 +11,9 @@
 use std::future::{Future, ready};
 use std::pin::Pin;
 
+use dohost_value::Value;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use crate::bindings::dohost::object::context;
 use crate::{Error, Result};
@@ -27,13 +28,13 @@ pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 /// a [`Result`] of one. `M` only tells the shapes apart.
 pub trait Method<'a, S, M> {
     /// Runs the method on `object` with `args` (already split into the
-    /// positional arguments), returning the result as JSON.
+    /// positional arguments), returning the result's bytes (JSON).
     fn invoke(
         self,
         object: &'a S,
         name: &'a str,
         args: Vec<Value>,
-    ) -> LocalFuture<'a, Result<String>>;
+    ) -> LocalFuture<'a, Result<Vec<u8>>>;
 }
 
 /// Shapes of [`Method`]: plain or async, the arguments and the result.
@@ -48,8 +49,8 @@ pub struct Plain;
 #[doc(hidden)]
 pub struct Fallible;
 
-fn result_json<T: Serialize>(name: &str, value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| {
+fn result_json<T: Serialize>(name: &str, value: &T) -> Result<Vec<u8>> {
+    dohost_value::to_bytes(value).map_err(|e| {
         Error::new(format!(
             "the result of {name} cannot be written as JSON: {e}"
         ))
@@ -70,7 +71,7 @@ fn arity(name: &str, args: &[Value], expected: usize) -> Result<()> {
 
 /// Deserializes argument `index` (0-based) of method `name`.
 fn argument<T: DeserializeOwned>(name: &str, index: usize, value: Value) -> Result<T> {
-    serde_json::from_value(value).map_err(|e| {
+    value.deserialized().map_err(|e| {
         Error::new(format!(
             "argument {} of {name} does not fit: {e}",
             index + 1
@@ -104,7 +105,7 @@ macro_rules! method_impls {
             $($arg: DeserializeOwned,)*
         {
             #[allow(non_snake_case, unused_mut, unused_variables)]
-            fn invoke(self, object: &'a S, name: &'a str, args: Vec<Value>) -> LocalFuture<'a, Result<String>> {
+            fn invoke(self, object: &'a S, name: &'a str, args: Vec<Value>) -> LocalFuture<'a, Result<Vec<u8>>> {
                 let run = || {
                     let decode = || -> Result<($($arg,)*)> {
                         method_impls!(@decode name, args, $count $(, $arg)*)
@@ -126,7 +127,7 @@ macro_rules! method_impls {
             $($arg: DeserializeOwned + 'a,)*
         {
             #[allow(non_snake_case, unused_mut, unused_variables)]
-            fn invoke(self, object: &'a S, name: &'a str, args: Vec<Value>) -> LocalFuture<'a, Result<String>> {
+            fn invoke(self, object: &'a S, name: &'a str, args: Vec<Value>) -> LocalFuture<'a, Result<Vec<u8>>> {
                 let decode = || -> Result<($($arg,)*)> {
                     method_impls!(@decode name, args, $count $(, $arg)*)
                 };
@@ -149,24 +150,21 @@ method_impls!(4, A1, A2, A3, A4);
 method_impls!(5, A1, A2, A3, A4, A5);
 method_impls!(6, A1, A2, A3, A4, A5, A6);
 
-/// Runs `method` (called `name`) on `object` with the JSON array `args`.
+/// Runs `method` (called `name`) on `object` with the array `args` (JSON
+/// or CBOR).
 #[doc(hidden)]
 pub fn invoke<'a, S, M>(
     object: &'a S,
     method: impl Method<'a, S, M>,
     name: &'a str,
-    args: &str,
-) -> LocalFuture<'a, Result<String>> {
-    let args: Vec<Value> = match serde_json::from_str::<Value>(args) {
-        Ok(Value::Array(args)) => args,
-        Ok(Value::Null) => Vec::new(),
-        _ => {
-            return Box::pin(ready(Err(Error::new(format!(
-                "the arguments of {name} are not a JSON array: {args:.100}"
-            )))));
-        }
-    };
-    method.invoke(object, name, args)
+    args: &[u8],
+) -> LocalFuture<'a, Result<Vec<u8>>> {
+    match dohost_value::arguments(args) {
+        Ok(args) => method.invoke(object, name, args),
+        Err(why) => Box::pin(ready(Err(Error::new(format!(
+            "the arguments of {name} cannot be read: {why}"
+        ))))),
+    }
 }
 
 /// The error for a call of a method the class does not expose.
@@ -191,9 +189,9 @@ pub(crate) fn args_json(args: &impl Serialize) -> Result<String> {
     let value = serde_json::to_value(args)
         .map_err(|e| Error::new(format!("the arguments cannot be written as JSON: {e}")))?;
     Ok(match value {
-        Value::Null => "[]".to_owned(),
-        Value::Array(_) => value.to_string(),
-        one => Value::Array(vec![one]).to_string(),
+        serde_json::Value::Null => "[]".to_owned(),
+        serde_json::Value::Array(_) => value.to_string(),
+        one => serde_json::Value::Array(vec![one]).to_string(),
     })
 }
 
@@ -240,7 +238,7 @@ macro_rules! __method_name {
 #[macro_export]
 macro_rules! methods {
     ($($($wire:literal =>)? $name:ident),* $(,)?) => {
-        async fn call(&self, method: &str, args: &str) -> $crate::Result<::std::string::String> {
+        async fn call(&self, method: &str, args: &[u8]) -> $crate::Result<::std::vec::Vec<u8>> {
             $(
                 if method == $crate::__method_name!($($wire)?, $name) {
                     return $crate::__private::invoke(self, Self::$name, method, args).await;
@@ -304,9 +302,10 @@ mod tests {
         name: &'a str,
         args: &str,
     ) -> Result<String> {
-        invoke(adder, method, name, args)
+        invoke(adder, method, name, args.as_bytes())
             .now_or_never()
             .expect("nothing here waits")
+            .map(|bytes| String::from_utf8(bytes).expect("JSON"))
     }
 
     fn adder(total: u64) -> Adder {
@@ -351,7 +350,10 @@ mod tests {
             "checked takes 2 arguments, but the call passed 1"
         );
         assert!(err(r#"["one", "x"]"#).starts_with("argument 1 of checked does not fit"));
-        assert!(err("{}").starts_with("the arguments of checked are not a JSON array"));
+        assert_eq!(
+            err("{}"),
+            "the arguments of checked cannot be read: the arguments are not an array"
+        );
         let one = call(&adder(0), Adder::add, "add", "[1, 2]").unwrap_err();
         assert_eq!(one.message(), "add takes 1 argument, but the call passed 2");
         let later = call(

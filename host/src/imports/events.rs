@@ -17,7 +17,7 @@ impl Host for Calls<'_> {
         Ok(())
     }
 
-    fn finish_call(&mut self, event: u64, result: Result<String, String>) -> wasmtime::Result<()> {
+    fn finish_call(&mut self, event: u64, result: Result<Vec<u8>, String>) -> wasmtime::Result<()> {
         self.tasks.finished.push((event, Finished::Call(result)));
         Ok(())
     }

@@ -85,7 +85,7 @@ impl HostStub for Calls<'_> {
         Ok(self.send_request(stub, req).await.map_err(CallError::from))
     }
 
-    async fn call(&mut self, stub: Resource<Stub>, method: String, args: String) -> Call<String> {
+    async fn call(&mut self, stub: Resource<Stub>, method: String, args: Vec<u8>) -> Call<Vec<u8>> {
         let stub = self.table.get(&stub)?.clone();
         Ok(self
             .send_call(stub, method, args)
@@ -102,7 +102,7 @@ impl HostStub for Calls<'_> {
         &mut self,
         stub: Resource<Stub>,
         method: String,
-        args: String,
+        args: Vec<u8>,
     ) -> wasmtime::Result<u64> {
         let stub = self.table.get(&stub)?.clone();
         Ok(Calls::start_call(self, stub, method, args))

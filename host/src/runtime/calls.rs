@@ -58,14 +58,14 @@ impl Calls<'_> {
         }
     }
 
-    /// Calls `method` of the object of `stub` with the JSON array `args`,
-    /// as [`Calls::send_request`] sends a request.
+    /// Calls `method` of the object of `stub` with the array `args` (see
+    /// [`Stub::call_bytes`]), as [`Calls::send_request`] sends a request.
     pub(crate) fn send_call(
         &self,
         stub: Stub,
         method: String,
-        args: String,
-    ) -> impl Future<Output = Result<String>> + Send + 'static {
+        args: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>>> + Send + 'static {
         let (chain, gate) = self.caller.outgoing(true);
         async move {
             pass_gate(gate).await?;
@@ -83,7 +83,7 @@ impl Calls<'_> {
 
     /// Starts a call of `method` on the object of `stub`, as
     /// [`Calls::start_request`] starts a request.
-    pub(crate) fn start_call(&mut self, stub: Stub, method: String, args: String) -> OpId {
+    pub(crate) fn start_call(&mut self, stub: Stub, method: String, args: Vec<u8>) -> OpId {
         self.start_call_op(Outcome::StubCall, |chain| async move {
             stub.call_wit(method, args, &chain).await
         })

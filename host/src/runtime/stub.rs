@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use super::bindings::{WitRequest, WitResponse};
@@ -99,7 +99,9 @@ impl Stub {
     /// Calls the object's RPC method `method` with `args`, the positional
     /// arguments: a tuple (`&()` for none, `&(a, b)` for two) or one value
     /// (`&5` is the one argument `5`; wrap a single array argument as
-    /// `&(vec,)`). Returns the method's result, deserialized from JSON.
+    /// `&(vec,)`), sent as JSON. Returns the method's result, read with
+    /// serde from JSON or from a JavaScript object's structured clone
+    /// ([`dohost_value`], docs/values.md).
     ///
     /// ```no_run
     /// # async fn run(stub: dohost::Stub) -> dohost::Result<()> {
@@ -118,27 +120,53 @@ impl Stub {
         method: &str,
         args: &impl Serialize,
     ) -> Result<R> {
-        let result = self.call_json(method, &args_json(args)?).await?;
-        serde_json::from_str(&result).map_err(|e| {
+        let result = self
+            .call_bytes(method, args_json(args)?.into_bytes())
+            .await?;
+        dohost_value::from_bytes(&result).map_err(|e| {
             Error::new(
                 ErrorKind::BadRequest,
                 format!(
-                    "the result of {}.{method} ({result}) does not fit the expected type: {e}",
-                    self.label()
+                    "the result of {}.{method} ({:.200}) does not fit the expected type: {e}",
+                    self.label(),
+                    String::from_utf8_lossy(&result)
                 ),
             )
         })
     }
 
     /// Calls the object's RPC method `method` with `args`, a JSON array of
-    /// the positional arguments, and returns the method's JSON result.
+    /// the positional arguments, and returns the method's result as JSON
+    /// (a JavaScript object's structured clone read as serde reads it).
     ///
     /// # Errors
     ///
     /// As [`Stub::call`]; [`ErrorKind::BadRequest`] when `args` is not a
-    /// JSON array.
+    /// JSON array, or the result has no JSON form (a cycle).
     pub async fn call_json(&self, method: &str, args: &str) -> Result<String> {
-        self.call_wit(method.to_owned(), args.to_owned(), &CallChain::default())
+        let result = self.call_bytes(method, args.as_bytes().to_vec()).await?;
+        dohost_value::to_json_text(&result).map_err(|e| {
+            Error::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "the result of {}.{method} has no JSON form: {e}",
+                    self.label()
+                ),
+            )
+        })
+    }
+
+    /// Calls the object's RPC method `method` with `args`, the array of the
+    /// positional arguments in the value format of the SDKs (JSON, or CBOR
+    /// after the self-describe tag; docs/values.md), and returns the
+    /// method's result in that format.
+    ///
+    /// # Errors
+    ///
+    /// As [`Stub::call`]; [`ErrorKind::BadRequest`] when `args` is not an
+    /// array.
+    pub async fn call_bytes(&self, method: &str, args: Vec<u8>) -> Result<Vec<u8>> {
+        self.call_wit(method.to_owned(), args, &CallChain::default())
             .await
     }
 
@@ -158,16 +186,17 @@ impl Stub {
     pub(crate) async fn call_wit(
         &self,
         method: String,
-        args: String,
+        args: Vec<u8>,
         chain: &CallChain,
-    ) -> Result<String> {
-        if serde_json::from_str::<Vec<IgnoredAny>>(&args).is_err() {
+    ) -> Result<Vec<u8>> {
+        if !dohost_value::is_array(&args) {
             return Err(Error::new(
                 ErrorKind::BadRequest,
                 format!(
-                    "the arguments of {}.{method} must be a JSON array of the positional \
-                     arguments ([] for none); got {args:.100}",
-                    self.label()
+                    "the arguments of {}.{method} must be an array of the positional \
+                     arguments ([] for none); got {:.100}",
+                    self.label(),
+                    String::from_utf8_lossy(&args)
                 ),
             ));
         }

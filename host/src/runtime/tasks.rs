@@ -39,7 +39,7 @@ pub(crate) type OpId = u64;
 /// How an event ended, as the guest reported it.
 pub(crate) enum Finished {
     Fetch(Result<WitResponse, String>),
-    Call(Result<String, String>),
+    Call(Result<Vec<u8>, String>),
     Alarm(Result<(), String>),
     Socket(Result<(), String>),
 }

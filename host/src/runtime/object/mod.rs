@@ -114,15 +114,15 @@ pub(crate) enum SocketEvent {
 pub(crate) enum Request {
     /// An HTTP request for the object's `fetch`.
     Fetch(WitRequest),
-    /// An RPC call for the object's `call`: a method and a JSON array of
-    /// arguments.
-    Call { method: String, args: String },
+    /// An RPC call for the object's `call`: a method and the array of
+    /// arguments (JSON or CBOR, docs/values.md).
+    Call { method: String, args: Vec<u8> },
 }
 
-/// What the object answered: a response to a fetch, JSON from a call.
+/// What the object answered: a response to a fetch, a call's result.
 pub(crate) enum Answer {
     Fetch(WitResponse),
-    Call(String),
+    Call(Vec<u8>),
 }
 
 /// Where a request comes from.
