@@ -258,6 +258,7 @@ async fn the_sdk_tour_answers_as_cloudflare_would() {
         let state = get_json(&client, &url("alarm")).await;
         if state["fired"] == 1 {
             assert_eq!(state["alarm"], Value::Null);
+            assert_eq!(state["info"], json!({"retryCount": 0, "isRetry": false}));
             break;
         }
         assert!(Instant::now() < deadline, "the alarm never fired: {state}");
@@ -340,6 +341,38 @@ async fn sync_kv_abort_and_the_accepted_options_work_as_on_cloudflare() {
     let after = get_json(&client, &url("self")).await;
     assert_eq!(after["activations"], 2, "{after}");
     assert_eq!(after["writtenBeforeAbort"], false, "{after}");
+
+    let failures = get_json(&client, &url("fetcherrors")).await;
+    assert_eq!(
+        failures,
+        json!({
+            "refused": {"name": "TypeError", "kind": "refused"},
+            "invalid": {"name": "TypeError", "kind": "invalid"},
+            "aborted": {"name": "AbortError", "kind": null},
+        })
+    );
+
+    let options = get_json(&client, &url("options")).await;
+    assert_eq!(options["read"], 1);
+    assert_eq!(options["uniqueIdsMatch"], true);
+    assert_eq!(options["uniqueAnswers"], 5);
+    assert_eq!(options["stubName"], "named");
+    assert_eq!(
+        options["platform"],
+        json!({
+            "textCoding": "héllo",
+            "base64": ["aGk=", "hi"],
+            "subtleSha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "aborted": [true, "stopped", "stopped"],
+            "structuredClone": true,
+            "uuid": true,
+            "randomValues": 8,
+            "webcrypto": true,
+            "globalBuffer": "6869",
+            "bareBuffer": true,
+            "globalProcess": ["function", "{}"],
+        })
+    );
 
     let node = get_json(&client, &url("node")).await;
     assert_eq!(

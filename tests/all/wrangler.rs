@@ -38,6 +38,30 @@ async fn the_build_a_counter_example_serves_from_its_wrangler_toml() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrangler_json_serves_the_same_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = workspace().join("examples/js/rpc-counter/src/index.js");
+    let config = dir.path().join("wrangler.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "name": "rpc-counter",
+            "main": main,
+            "durable_objects": {"bindings": [{"name": "COUNTERS", "class_name": "Counter"}]},
+            "migrations": [{"tag": "v1", "new_sqlite_classes": ["Counter"]}],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let server = Server::start(&config, &dir.path().join("data"));
+    let (status, body) = get(&client(), &server.url("/increment?name=J")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "Durable Object 'J' count: 1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binding_dohost_lacks_is_named_when_code_uses_it() {
     js_examples_built();
     let dir = tempfile::tempdir().unwrap();

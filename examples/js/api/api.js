@@ -8,6 +8,7 @@ import { EventEmitter } from "node:events";
 import path from "node:path";
 import { format, inspect } from "node:util";
 import { CallError, DurableObject, SqlError, StorageError } from "dohost";
+import { platform } from "./platform.js";
 
 const json = (value, init) => Response.json(value, init);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -176,6 +177,42 @@ export class Api extends DurableObject {
       join: path.join("/a/b", "../c", "d.txt"),
       extname: path.extname("photo.tar.gz"),
       globalBuffer: typeof Buffer.isBuffer === "function" && Buffer.isBuffer(Buffer.alloc(1)),
+    });
+  }
+
+  // Storage options, ids by string and unique, a stub's name, and the
+  // runtime's globals (platform.js).
+  async route_options() {
+    const s = this.ctx.storage;
+    await s.put("option", 1, { allowUnconfirmed: true, noCache: true });
+    const read = await s.get("option", { noCache: true, allowConcurrency: true });
+    await s.sync();
+    const ns = this.env.API;
+    const unique = ns.newUniqueId();
+    const byString = ns.get(ns.idFromString(unique.toString()));
+    return json({
+      read,
+      uniqueIdsMatch: ns.get(unique).id.equals(unique) && byString.id.equals(unique),
+      uniqueAnswers: await byString.add(2, 3),
+      stubName: ns.getByName("named").name,
+      platform: await platform(),
+    });
+  }
+
+  // fetch()'s failures, each a TypeError whose kind says why, and its signal.
+  async route_fetcherrors() {
+    const failure = async (input, init) => {
+      try {
+        await fetch(input, init);
+        return "fetched";
+      } catch (e) {
+        return { name: e.name, kind: e.kind ?? null };
+      }
+    };
+    return json({
+      refused: await failure("http://127.0.0.1:9/private"),
+      invalid: await failure("ftp://example.com/file"),
+      aborted: await failure("https://example.com/", { signal: AbortSignal.abort(new DOMException("stopped", "AbortError")) }),
     });
   }
 
@@ -363,7 +400,7 @@ export class Api extends DurableObject {
     } else if (request.method === "DELETE") {
       await s.deleteAlarm();
     }
-    return json({ alarm: await s.getAlarm(), fired: (await s.get("fired")) ?? 0 });
+    return json({ alarm: await s.getAlarm(), fired: (await s.get("fired")) ?? 0, info: (await s.get("alarmInfo")) ?? null });
   }
   async alarm(info) {
     await this.ctx.storage.put("fired", ((await this.ctx.storage.get("fired")) ?? 0) + 1);

@@ -67,9 +67,12 @@ function fetchError({ kind, message }) {
  * the writes made before it are durable.
  */
 export async function fetch(input, init) {
-  const request = input instanceof Request && init === undefined ? input : new Request(input, init);
-  const signal = init?.signal ?? request.signal;
-  signal?.throwIfAborted?.();
+  // The signal is checked here and kept out of the Request: the engine's
+  // Request constructor traps on a signal that has already aborted.
+  const signal = init?.signal ?? (input instanceof Request ? input.signal : undefined);
+  if (signal?.aborted) throw signal.reason;
+  const request =
+    input instanceof Request && init === undefined ? input : new Request(input, init && { ...init, signal: undefined });
   const redirect = init?.redirect ?? request.redirect ?? "follow";
   if (!["follow", "manual", "error"].includes(redirect)) {
     throw new TypeError(`fetch: redirect must be "follow", "manual" or "error", not ${JSON.stringify(redirect)}`);
@@ -141,8 +144,18 @@ export function clearTimeout(id) {
   events.cancel(op);
 }
 
-/** Installs `fetch` and the timers as globals, as the Workers runtime has them. */
+/**
+ * Installs `fetch` and the timers as globals, as the Workers runtime has
+ * them, and an `AbortSignal.prototype.throwIfAborted` that throws the
+ * signal's reason: the engine's own traps (an `unreachable` in
+ * StarlingMonkey) instead of throwing.
+ */
 export function installGlobals() {
+  if (typeof AbortSignal === "function") {
+    AbortSignal.prototype.throwIfAborted = function throwIfAborted() {
+      if (this.aborted) throw this.reason;
+    };
+  }
   globalThis.fetch = fetch;
   globalThis.setTimeout = setTimeout;
   globalThis.setInterval = setInterval;

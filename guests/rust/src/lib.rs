@@ -220,8 +220,9 @@ pub trait DurableObject: 'static {
     }
 
     /// Runs the RPC method `method` for a caller's
-    /// [`Stub::call`]: `args` is a JSON array of the positional arguments,
-    /// the result is JSON. Do not write it by hand: list the class's
+    /// [`Stub::call`]: `args` is the array of the positional arguments and
+    /// the result a value, both in the format of [`value`] (JSON, or CBOR
+    /// from JavaScript). Do not write it by hand: list the class's
     /// methods with [`methods!`] inside the `impl DurableObject` block,
     /// which defines it. An `Err` reaches the caller as a remote error; a
     /// panic resets the object.

@@ -171,7 +171,7 @@ fn migrations_and_the_admin_token_are_read_and_checked() {
     )
     .unwrap();
     assert_eq!(set.migrations.len(), 2);
-    assert_eq!(set.migrations[0].new_classes, ["C"]);
+    assert_eq!(set.migrations[0].new_sqlite_classes, ["C"]);
     assert_eq!(
         set.migrations[1].renamed_classes,
         [
@@ -244,7 +244,7 @@ fn wrangler_jsonc_is_read_with_its_comments_and_warnings() {
     assert!(matches!(&config.main, Some(ComponentSource::JavaScript(m)) if *m == main));
     // A binding without a component finds its class in main.
     assert!(matches!(&config.bindings[0].component, ComponentSource::JavaScript(m) if *m == main));
-    assert_eq!(config.migrations[0].new_classes, ["Counter"]);
+    assert_eq!(config.migrations[0].new_sqlite_classes, ["Counter"]);
     assert_eq!(config.vars["GREETING"], "hi");
     assert_eq!(config.vars["LIMIT"], "3");
     assert_eq!(config.vars["SETTINGS"], r#"{"a":[1,2]}"#);
