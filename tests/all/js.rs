@@ -847,3 +847,109 @@ export class Hello extends DurableObject {
     let (status, body) = get(&client(), &server.url("/HELLO/ada/")).await;
     assert_eq!((status, body.as_str()), (200, "hello from ada"));
 }
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next message on `ws`, within 10 seconds.
+async fn next(ws: &mut Ws) -> tokio_tungstenite::tungstenite::Message {
+    use futures_util::StreamExt;
+    tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("an answer within 10 s")
+        .expect("the socket is open")
+        .expect("a message")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_sockets_have_tags_binary_messages_closes_and_the_auto_response() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_js_with(
+        "api",
+        dir.path(),
+        "[websockets]\nmax_message_bytes = 4096\n",
+    );
+    let connect = |query: &str| {
+        let url = format!("ws://{}/API/sockets/socket?{query}", server.addr());
+        async move {
+            tokio_tungstenite::connect_async(&url)
+                .await
+                .expect("upgrade")
+                .0
+        }
+    };
+    let mut red = connect("tag=red&tag=warm").await;
+    let mut blue = connect("tag=blue").await;
+    let mut also_red = connect("tag=red").await;
+
+    // The host answers the auto-response without the object.
+    red.send(Message::text("ping")).await.unwrap();
+    assert_eq!(next(&mut red).await, Message::text("pong"));
+    red.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(next(&mut red).await, Message::binary(vec![3u8, 2, 1]));
+    red.send(Message::text("info")).await.unwrap();
+    let Message::Text(info) = next(&mut red).await else {
+        panic!("a text message")
+    };
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["tags"], json!(["red", "warm"]));
+    assert_eq!(info["sameTag"], 2);
+    assert_eq!(info["all"], 3);
+    assert_eq!(info["autoResponse"], json!(["ping", "pong"]));
+    assert_eq!(info["pinged"], true);
+
+    // The object closes one; the client closes another.
+    blue.send(Message::text("close")).await.unwrap();
+    match next(&mut blue).await {
+        Message::Close(Some(frame)) => {
+            assert_eq!(
+                (u16::from(frame.code), frame.reason.as_str()),
+                (4001, "asked to")
+            );
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    also_red.close(None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        red.send(Message::text("info")).await.unwrap();
+        let Message::Text(info) = next(&mut red).await else {
+            panic!("a text message")
+        };
+        let info: Value = serde_json::from_str(&info).unwrap();
+        if info["all"] == 1 && info["closes"].as_array().is_some_and(|c| !c.is_empty()) {
+            assert_eq!(info["closes"][0][0], 1005, "{info}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the closes never arrived: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A message over the limit closes its socket with 1009, and the object
+    // hears of it in webSocketError.
+    let mut big = connect("tag=big").await;
+    big.send(Message::binary(vec![0u8; 5000])).await.unwrap();
+    match next(&mut big).await {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1009),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    loop {
+        red.send(Message::text("info")).await.unwrap();
+        let Message::Text(info) = next(&mut red).await else {
+            panic!("a text message")
+        };
+        let info: Value = serde_json::from_str(&info).unwrap();
+        if let Some(error) = info["errors"][0].as_str() {
+            assert!(error.contains("larger than the limit"), "{info}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the error never arrived: {info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

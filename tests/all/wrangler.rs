@@ -1,8 +1,10 @@
 //! Cloudflare projects as they are: a JavaScript one with its wrangler.toml
 //! (Cloudflare's "Build a counter"), served with no edit; the warnings for
 //! the keys dohost does not use; and a binding to a product dohost lacks,
-//! which fails with an error naming it when code uses it. (The TypeScript
-//! project with a wrangler.jsonc is the fullstack example, in fullstack.rs.)
+//! which fails with an error naming it when code uses it; a wrangler.json;
+//! and a class-style TypeScript worker (examples/js/entrypoint). (The
+//! TypeScript project with a wrangler.jsonc is the fullstack example, in
+//! fullstack.rs.)
 
 use serde_json::Value;
 
@@ -102,4 +104,29 @@ async fn a_binding_dohost_lacks_is_named_when_code_uses_it() {
         (&nothing["type"], &nothing["has"]),
         (&Value::from("undefined"), &Value::from(false))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_class_style_worker_in_typescript_finishes_its_wait_until_work() {
+    let data = tempfile::tempdir().unwrap();
+    let config = workspace().join("examples/js/entrypoint/wrangler.toml");
+    let server = Server::start(&config, data.path());
+    let client = client();
+    for _ in 0..3 {
+        let (status, body) = get(&client, &server.url("/docs")).await;
+        assert_eq!((status, body.as_str()), (200, "welcome to /docs"));
+    }
+    // Each visit is recorded after its response; they all arrive.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, count) = get(&client, &server.url("/docs?count")).await;
+        if count == "3" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "visits recorded: {count}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -199,6 +199,43 @@ export class Api extends DurableObject {
     });
   }
 
+  // WebSockets with hibernation: accepted with the tags of ?tag=, answered
+  // by webSocketMessage below; "ping" is answered by the host.
+  async route_socket(request, url) {
+    const [client, server] = Object.values(new WebSocketPair());
+    this.ctx.acceptWebSocket(server, url.searchParams.getAll("tag"));
+    this.ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
+    return new Response(null, { status: 101, webSocket: client });
+  }
+  async webSocketMessage(ws, message) {
+    if (message instanceof ArrayBuffer) {
+      ws.send(new Uint8Array(message).reverse());
+    } else if (message === "info") {
+      const tags = this.ctx.getTags(ws);
+      ws.send(
+        JSON.stringify({
+          tags,
+          sameTag: this.ctx.getWebSockets(tags[0]).length,
+          all: this.ctx.getWebSockets().length,
+          autoResponse: [this.ctx.getWebSocketAutoResponse()?.request, this.ctx.getWebSocketAutoResponse()?.response],
+          pinged: this.ctx.getWebSocketAutoResponseTimestamp(ws) instanceof Date,
+          closes: (await this.ctx.storage.get("socket-closes")) ?? [],
+          errors: (await this.ctx.storage.get("socket-errors")) ?? [],
+        }),
+      );
+    } else if (message === "close") {
+      ws.close(4001, "asked to");
+    }
+  }
+  async webSocketError(ws, error) {
+    const errors = (await this.ctx.storage.get("socket-errors")) ?? [];
+    await this.ctx.storage.put("socket-errors", [...errors, error instanceof Error && error.message]);
+  }
+  async webSocketClose(ws, code, reason, wasClean) {
+    const closes = (await this.ctx.storage.get("socket-closes")) ?? [];
+    await this.ctx.storage.put("socket-closes", [...closes, [code, reason, wasClean]]);
+  }
+
   // fetch()'s failures, each a TypeError whose kind says why, and its signal.
   async route_fetcherrors() {
     const failure = async (input, init) => {
