@@ -67,8 +67,10 @@ async fn a_wrangler_json_serves_the_same_project() {
 async fn a_binding_dohost_lacks_is_named_when_code_uses_it() {
     js_examples_built();
     let dir = tempfile::tempdir().unwrap();
-    let config = example_config("examples/js/api")
-        + "\n[[kv_namespaces]]\nbinding = \"CACHE\"\nid = \"0f2ac74b498b48028cb68387c421e279\"\n";
+    let config = example_config("examples/js/api").replace(
+        "[vars]\n",
+        "[vars]\nLIMIT = 3\nSETTINGS = { colors = [\"red\"], on = true }\n",
+    ) + "\n[[kv_namespaces]]\nbinding = \"CACHE\"\nid = \"0f2ac74b498b48028cb68387c421e279\"\n";
     let server = Server::start(&write_config(dir.path(), &config), &dir.path().join("data"));
     assert!(
         server.log().contains(
@@ -99,6 +101,17 @@ async fn a_binding_dohost_lacks_is_named_when_code_uses_it() {
         (&Value::from("string"), &Value::from("hello from [vars]"))
     );
     assert_eq!(env("API").await["type"], "object");
+    // Vars that are not strings arrive as the values they are.
+    let limit = env("LIMIT").await;
+    assert_eq!(
+        (&limit["type"], &limit["value"]),
+        (&Value::from("number"), &Value::from(3))
+    );
+    let settings = env("SETTINGS").await;
+    assert_eq!(
+        settings["value"],
+        serde_json::json!({"colors": ["red"], "on": true})
+    );
     let nothing = env("NOTHING").await;
     assert_eq!(
         (&nothing["type"], &nothing["has"]),

@@ -101,7 +101,8 @@ export class Api extends DurableObject {
     const name = url.searchParams.get("name");
     try {
       const value = this.env[name];
-      return json({ type: typeof value, value: typeof value === "string" ? value : undefined, has: name in this.env });
+      const plain = ["string", "number", "boolean"].includes(typeof value) || Object.getPrototypeOf(value ?? 0) === Object.prototype;
+      return json({ type: typeof value, value: plain ? value : undefined, has: name in this.env });
     } catch (e) {
       return json({ error: e.message, has: name in this.env });
     }

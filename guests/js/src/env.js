@@ -2,7 +2,7 @@
 // with ids and stubs as in Cloudflare's Workers runtime.
 
 import { ObjectNamespace } from "dohost:object/namespace@0.1.0";
-import { var as getVar, unsupportedBinding } from "dohost:object/env@0.1.0";
+import { jsonVars, var as getVar, unsupportedBinding } from "dohost:object/env@0.1.0";
 import { CallError } from "./errors.js";
 import { stubCall, stubFetch } from "./ops.js";
 
@@ -172,9 +172,15 @@ export function makeEnv() {
   );
 }
 
+/** The names of the vars whose values are JSON, asked of the host once. */
+let jsonNames;
+
 function lookup(name) {
   const value = getVar(name);
-  if (value !== undefined) return value;
+  if (value !== undefined) {
+    jsonNames ??= new Set(jsonVars());
+    return jsonNames.has(name) ? JSON.parse(value) : value;
+  }
   try {
     return new DurableObjectNamespace(ObjectNamespace.open(name), name);
   } catch {

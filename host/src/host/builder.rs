@@ -30,6 +30,7 @@ pub struct HostBuilder {
     bindings: Vec<BindingConfig>,
     main: Option<ComponentSource>,
     vars: BTreeMap<String, String>,
+    json_vars: std::collections::BTreeSet<String>,
     settings: Settings,
     commit_hook: Option<CommitHook>,
     migrations: Vec<Migration>,
@@ -52,6 +53,7 @@ impl HostBuilder {
         self.bindings = config.bindings.clone();
         self.main = config.main.clone();
         self.vars = config.vars.clone();
+        self.json_vars = config.json_vars.clone();
         self.migrations = config.migrations.clone();
         self.source = config.path.clone();
         self.admin_token = config.admin_token.clone();
@@ -240,7 +242,7 @@ impl HostBuilder {
         let shared = Arc::new(HostShared::new(
             runtime,
             Arc::new(store),
-            Vars::new(self.vars, self.unsupported_bindings),
+            Vars::new(self.vars, self.json_vars, self.unsupported_bindings),
             settings,
             schedule,
             outbound,

@@ -12,6 +12,10 @@ impl Host for &Vars {
         Ok(self.get(&name))
     }
 
+    fn json_vars(&mut self) -> wasmtime::Result<Vec<String>> {
+        Ok(self.json_names())
+    }
+
     fn unsupported_binding(&mut self, name: String) -> wasmtime::Result<Option<String>> {
         Ok(self.unsupported(&name))
     }

@@ -86,6 +86,8 @@ impl<Io: GuestIo> GuestState<Io> {
 #[derive(Debug, Default)]
 pub(crate) struct Vars {
     vars: BTreeMap<String, String>,
+    /// The variables whose values are JSON (not strings in the configuration).
+    json: std::collections::BTreeSet<String>,
     /// Bindings the configuration declares for products dohost does not
     /// have: name → what it is.
     unsupported: BTreeMap<String, String>,
@@ -94,9 +96,19 @@ pub(crate) struct Vars {
 impl Vars {
     pub(crate) fn new(
         vars: BTreeMap<String, String>,
+        json: std::collections::BTreeSet<String>,
         unsupported: BTreeMap<String, String>,
     ) -> Vars {
-        Vars { vars, unsupported }
+        Vars {
+            vars,
+            json,
+            unsupported,
+        }
+    }
+
+    /// The variables whose values are JSON rather than strings.
+    pub(crate) fn json_names(&self) -> Vec<String> {
+        self.json.iter().cloned().collect()
     }
 
     /// Why the declared binding `name` is not available, if it is one of

@@ -58,8 +58,15 @@ pub fn worker_types(config: &Config, out: &Path, workers_types: bool) -> String 
             binding.name
         ));
     }
-    for name in config.vars.keys() {
-        text.push_str(&format!("    {name}: string;\n"));
+    for (name, value) in &config.vars {
+        // A var that is not a string has its value as its type, as
+        // `wrangler types` writes it (JSON is a TypeScript type literal).
+        let ty = if config.json_vars.contains(name) {
+            value.as_str()
+        } else {
+            "string"
+        };
+        text.push_str(&format!("    {name}: {ty};\n"));
     }
     text.push_str("  }\n}\ninterface Env extends Cloudflare.Env {}\n\n");
     if !workers_types {

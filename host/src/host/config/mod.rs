@@ -110,8 +110,12 @@ pub struct Config {
     pub main: Option<ComponentSource>,
     /// Durable Object namespace bindings.
     pub bindings: Vec<BindingConfig>,
-    /// `[vars]`, visible to every guest through the `env` interface.
+    /// `[vars]`, visible to every guest through the `env` interface; a
+    /// value that is not a string as its JSON text.
     pub vars: BTreeMap<String, String>,
+    /// The `[vars]` whose values are not strings (numbers, booleans,
+    /// tables): guests read them as the JSON values they are.
+    pub json_vars: std::collections::BTreeSet<String>,
     /// `[limits] sql_database_bytes`: the largest SQL database of one object
     /// (default [`crate::DEFAULT_MAX_SQL_DATABASE_BYTES`]).
     pub max_sql_database_bytes: Option<u64>,
@@ -467,10 +471,14 @@ impl Config {
         }
 
         let mut vars = BTreeMap::new();
+        let mut json_vars = std::collections::BTreeSet::new();
         for (k, v) in raw.vars {
             let value = match v {
                 Value::String(s) => s,
-                other => other.to_string(),
+                other => {
+                    json_vars.insert(k.clone());
+                    other.to_string()
+                }
             };
             vars.insert(k, value);
         }
@@ -604,6 +612,7 @@ impl Config {
             main,
             bindings,
             vars,
+            json_vars,
             max_sql_database_bytes,
             mailbox_capacity: limits.mailbox_capacity,
             call_timeout: limits.call_timeout_ms.map(std::time::Duration::from_millis),

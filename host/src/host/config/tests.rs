@@ -249,6 +249,10 @@ fn wrangler_jsonc_is_read_with_its_comments_and_warnings() {
     assert_eq!(config.vars["LIMIT"], "3");
     assert_eq!(config.vars["SETTINGS"], r#"{"a":[1,2]}"#);
     assert_eq!(
+        config.json_vars.iter().collect::<Vec<_>>(),
+        ["LIMIT", "SETTINGS"]
+    );
+    assert_eq!(
         config.cpu_time_per_event,
         Some(std::time::Duration::from_millis(50))
     );
