@@ -43,7 +43,8 @@ interface DurableObjectSetAlarmOptions {
   allowUnconfirmed?: boolean;
 }
 
-interface DurableObjectTransaction {
+/** The calls `ctx.storage` and a transaction's `txn` share. */
+interface DohostStorageCalls {
   get<T = unknown>(key: string, options?: DurableObjectGetOptions): Promise<T | undefined>;
   get<T = unknown>(keys: string[], options?: DurableObjectGetOptions): Promise<Map<string, T>>;
   list<T = unknown>(options?: DurableObjectListOptions): Promise<Map<string, T>>;
@@ -51,26 +52,19 @@ interface DurableObjectTransaction {
   put<T>(entries: Record<string, T>, options?: DurableObjectPutOptions): Promise<void>;
   delete(key: string, options?: DurableObjectPutOptions): Promise<boolean>;
   delete(keys: string[], options?: DurableObjectPutOptions): Promise<number>;
-  rollback(): void;
   getAlarm(options?: DurableObjectGetAlarmOptions): Promise<number | null>;
   setAlarm(scheduledTime: number | Date, options?: DurableObjectSetAlarmOptions): Promise<void>;
   deleteAlarm(options?: DurableObjectSetAlarmOptions): Promise<void>;
 }
 
-interface DurableObjectStorage {
-  get<T = unknown>(key: string, options?: DurableObjectGetOptions): Promise<T | undefined>;
-  get<T = unknown>(keys: string[], options?: DurableObjectGetOptions): Promise<Map<string, T>>;
-  list<T = unknown>(options?: DurableObjectListOptions): Promise<Map<string, T>>;
-  put<T>(key: string, value: T, options?: DurableObjectPutOptions): Promise<void>;
-  put<T>(entries: Record<string, T>, options?: DurableObjectPutOptions): Promise<void>;
-  delete(key: string, options?: DurableObjectPutOptions): Promise<boolean>;
-  delete(keys: string[], options?: DurableObjectPutOptions): Promise<number>;
+interface DurableObjectTransaction extends DohostStorageCalls {
+  rollback(): void;
+}
+
+interface DurableObjectStorage extends DohostStorageCalls {
   deleteAll(options?: DurableObjectPutOptions): Promise<void>;
   transaction<T>(closure: (txn: DurableObjectTransaction) => Promise<T>): Promise<T>;
   transactionSync<T>(closure: () => T): T;
-  getAlarm(options?: DurableObjectGetAlarmOptions): Promise<number | null>;
-  setAlarm(scheduledTime: number | Date, options?: DurableObjectSetAlarmOptions): Promise<void>;
-  deleteAlarm(options?: DurableObjectSetAlarmOptions): Promise<void>;
   sync(): Promise<void>;
   sql: SqlStorage;
   kv: SyncKvStorage;
