@@ -67,8 +67,9 @@ function fetchError({ kind, message }) {
  * the writes made before it are durable.
  */
 export async function fetch(input, init) {
-  // The signal is checked here and kept out of the Request: the engine's
-  // Request constructor traps on a signal that has already aborted.
+  // The signal is checked here (the engine's own throwIfAborted traps; see
+  // installGlobals) and its abort handled below, so the Request is made
+  // without it.
   const signal = init?.signal ?? (input instanceof Request ? input.signal : undefined);
   if (signal?.aborted) throw signal.reason;
   const request =

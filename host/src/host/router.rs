@@ -84,9 +84,9 @@ impl Host {
     /// (`/_dohost/`, when `[admin] token` is set; a missing or wrong token is
     /// answered here, 401), else a static asset when `[assets]` has a file
     /// for the path (see [`AssetsConfig`](crate::AssetsConfig)), else the
-    /// entry worker when one is configured, else the default router, which sends `/<BINDING>/<object-name>/<rest>`
-    /// to the object named `<object-name>` (by `id_from_name`) with the path
-    /// `/<rest>`.
+    /// entry worker when one is configured, else the default router, which
+    /// sends `/<BINDING>/<object-name>/<rest>` to the object named
+    /// `<object-name>` (by `id_from_name`) with the path `/<rest>`.
     ///
     /// # Errors
     ///
