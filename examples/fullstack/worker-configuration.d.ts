@@ -210,6 +210,12 @@ declare module "cloudflare:workers" {
     webSocketError?(ws: WebSocket, error: unknown): void | Promise<void>;
   }
 
+  /** Objects passed over RPC by reference; dohost cannot pass them yet. */
+  export abstract class RpcTarget {}
+
+  /** The vars and bindings, as `this.env` has them. */
+  export const env: Cloudflare.Env;
+
   export abstract class WorkerEntrypoint<Env = Cloudflare.Env> {
     protected ctx: ExecutionContext;
     protected env: Env;
@@ -228,7 +234,7 @@ type DohostWebSocketPair = typeof WebSocketPair;
 type DohostWebSocketRequestResponsePair = typeof WebSocketRequestResponsePair;
 
 declare module "dohost" {
-  export { DurableObject, WorkerEntrypoint } from "cloudflare:workers";
+  export { DurableObject, RpcTarget, WorkerEntrypoint, env } from "cloudflare:workers";
   export const WebSocketPair: DohostWebSocketPair;
   export const WebSocketRequestResponsePair: DohostWebSocketRequestResponsePair;
 

@@ -357,6 +357,11 @@ async fn sync_kv_abort_and_the_accepted_options_work_as_on_cloudflare() {
     assert_eq!(options["uniqueIdsMatch"], true);
     assert_eq!(options["uniqueAnswers"], 5);
     assert_eq!(options["stubName"], "named");
+    assert_eq!(options["moduleEnv"], "hello from [vars]");
+    assert_eq!(
+        options["rpcTarget"],
+        "DataCloneError: Tally, an RpcTarget (passing one by reference over RPC is not supported yet), could not be cloned"
+    );
     assert_eq!(
         options["platform"],
         json!({

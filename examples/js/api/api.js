@@ -7,7 +7,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypt
 import { EventEmitter } from "node:events";
 import path from "node:path";
 import { format, inspect } from "node:util";
-import { CallError, DurableObject, SqlError, StorageError } from "dohost";
+import { CallError, DurableObject, RpcTarget, SqlError, StorageError, env as moduleEnv } from "dohost";
 import { platform } from "./platform.js";
 
 const json = (value, init) => Response.json(value, init);
@@ -196,6 +196,11 @@ export class Api extends DurableObject {
       uniqueIdsMatch: ns.get(unique).id.equals(unique) && byString.id.equals(unique),
       uniqueAnswers: await byString.add(2, 3),
       stubName: ns.getByName("named").name,
+      moduleEnv: moduleEnv.GREETING,
+      rpcTarget: await ns
+        .getByName("named")
+        .echo(new (class Tally extends RpcTarget {})())
+        .then(() => "passed", (e) => `${e.name}: ${e.message}`),
       platform: await platform(),
     });
   }

@@ -14,6 +14,13 @@ export class DurableObject {
   }
 }
 
+/**
+ * Cloudflare's `RpcTarget`: the base class of objects passed over RPC by
+ * reference. dohost cannot pass them yet: one in an RPC argument or result
+ * throws a `DataCloneError` that says so.
+ */
+export class RpcTarget {}
+
 /** The base class of a class-style entry worker (`export default class extends WorkerEntrypoint`). */
 export class WorkerEntrypoint {
   constructor(ctx, env) {

@@ -30,6 +30,8 @@
 // Functions and symbols cannot be cloned: DataCloneError, as in the web
 // platform. The format is documented in docs/values.md.
 
+import { RpcTarget } from "./base.js";
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -376,6 +378,8 @@ class Writer {
       this.head(4, 2);
       this.text(v.constructor.name);
       this.value(v.valueOf(), refs);
+    } else if (v instanceof RpcTarget) {
+      throw cloneError(`${v.constructor.name}, an RpcTarget (passing one by reference over RPC is not supported yet),`);
     } else if (typeof v.then === "function" || v instanceof WeakMap || v instanceof WeakSet) {
       throw cloneError(v.constructor?.name ?? "this object");
     } else {

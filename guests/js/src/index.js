@@ -18,7 +18,7 @@ import { DurableObjectStorage, rehearseStorage } from "./storage.js";
 import { WebSocket, installSocketGlobals } from "./sockets.js";
 import { flushSends, forgetSocket, messageValue, socketHandle, socketMethods } from "./websocket.js";
 
-export { DurableObject, WorkerEntrypoint } from "./base.js";
+export { DurableObject, RpcTarget, WorkerEntrypoint } from "./base.js";
 export { CallError, SqlError, StorageError } from "./errors.js";
 export { DurableObjectId, DurableObjectNamespace } from "./env.js";
 export { WebSocket, WebSocketPair, WebSocketRequestResponsePair } from "./sockets.js";
@@ -69,6 +69,12 @@ export class DurableObjectState {
     Promise.resolve(promise).catch(() => {});
   }
 }
+
+/**
+ * `env` as a module export (`import { env } from "cloudflare:workers"`):
+ * the same vars and bindings as `this.env`, read when first used.
+ */
+export const env = makeEnv();
 
 // acceptWebSocket, getWebSockets, getTags, setWebSocketAutoResponse,
 // getWebSocketAutoResponse, getWebSocketAutoResponseTimestamp.

@@ -10,10 +10,13 @@ import { WorkerEntrypoint, rehearseBindings } from "./base.js";
 import { events, finishWhen, installGlobals, resume } from "./ops.js";
 import { installSocketGlobals } from "./sockets.js";
 
-export { DurableObject, WorkerEntrypoint } from "./base.js";
+export { DurableObject, RpcTarget, WorkerEntrypoint } from "./base.js";
 export { CallError, SqlError, StorageError } from "./errors.js";
 export { DurableObjectId, DurableObjectNamespace } from "./env.js";
 export { WebSocket, WebSocketPair, WebSocketRequestResponsePair } from "./sockets.js";
+
+/** `env` as a module export (`import { env } from "cloudflare:workers"`). */
+export const env = makeEnv();
 
 /** `ctx` of an entry worker's fetch (Cloudflare's ExecutionContext). */
 class ExecutionContext {

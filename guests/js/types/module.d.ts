@@ -8,7 +8,7 @@ type DohostWebSocketPair = typeof WebSocketPair;
 type DohostWebSocketRequestResponsePair = typeof WebSocketRequestResponsePair;
 
 declare module "dohost" {
-  export { DurableObject, WorkerEntrypoint } from "cloudflare:workers";
+  export { DurableObject, RpcTarget, WorkerEntrypoint, env } from "cloudflare:workers";
   export const WebSocketPair: DohostWebSocketPair;
   export const WebSocketRequestResponsePair: DohostWebSocketRequestResponsePair;
 

@@ -200,6 +200,12 @@ declare module "cloudflare:workers" {
     webSocketError?(ws: WebSocket, error: unknown): void | Promise<void>;
   }
 
+  /** Objects passed over RPC by reference; dohost cannot pass them yet. */
+  export abstract class RpcTarget {}
+
+  /** The vars and bindings, as `this.env` has them. */
+  export const env: Cloudflare.Env;
+
   export abstract class WorkerEntrypoint<Env = Cloudflare.Env> {
     protected ctx: ExecutionContext;
     protected env: Env;
