@@ -151,11 +151,23 @@ fn main() {
 /// `.dohost` beside the configuration file `config`, as wrangler keeps its
 /// local state beside wrangler.toml: each application its own data.
 fn default_data_dir(config: &Path) -> PathBuf {
+    folder_of(config).join(dohost::DEFAULT_DATA_DIR)
+}
+
+/// The folder of the configuration file `config` (`.` for a bare name).
+fn folder_of(config: &Path) -> &Path {
     config
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
-        .join(dohost::DEFAULT_DATA_DIR)
+}
+
+/// The configuration file given, else the one found in the current folder.
+fn config_or_found(given: Option<PathBuf>) -> Result<PathBuf> {
+    match given {
+        Some(config) => Ok(config),
+        None => Ok(dohost::config::find_config(Path::new("."))?),
+    }
 }
 
 /// How long a stopping server waits for running events and commits.
@@ -351,15 +363,9 @@ fn check(data: &Path) -> Result<()> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Types { config, out } => {
-            let config = match config {
-                Some(config) => config,
-                None => dohost::config::find_config(Path::new("."))?,
-            };
+            let config = config_or_found(config)?;
             let loaded = dohost::Config::load(&config)?;
-            let dir = config
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
+            let dir = folder_of(&config);
             let out = out.unwrap_or_else(|| dir.join(dohost::build::TYPES_FILE));
             let workers_types = dohost::build::uses_workers_types(dir);
             std::fs::write(
@@ -402,10 +408,7 @@ fn run(cli: Cli) -> Result<()> {
             watch: watching,
             dev,
         } => {
-            let config = match config {
-                Some(config) => config,
-                None => dohost::config::find_config(Path::new("."))?,
-            };
+            let config = config_or_found(config)?;
             let data = data.unwrap_or_else(|| default_data_dir(&config));
             let (written, config) = load_and_build(&config)?;
             let mut server = config.server.clone();

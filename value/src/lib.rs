@@ -37,8 +37,13 @@ pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let Some(cbor) = bytes.strip_prefix(&CBOR_PREFIX) else {
         return serde_json::from_slice(bytes).map_err(|e| e.to_string());
     };
-    let value: Value = ciborium::from_reader(cbor).map_err(|e| format!("not valid CBOR: {e}"))?;
-    untagged(value)?.deserialized().map_err(|e| e.to_string())
+    cbor_value(cbor)?.deserialized().map_err(|e| e.to_string())
+}
+
+/// The CBOR item of `cbor` (what follows [`CBOR_PREFIX`]), its tags taken
+/// to serde's data model.
+fn cbor_value(cbor: &[u8]) -> Result<Value, String> {
+    untagged(ciborium::from_reader(cbor).map_err(|e| format!("not valid CBOR: {e}"))?)
 }
 
 /// The bytes of `value`, as JSON.
@@ -89,6 +94,22 @@ fn untagged(value: Value) -> Result<Value, String> {
     })
 }
 
+/// The JSON array of an RPC call's positional arguments from `args`: a
+/// tuple's items (none for `()`), or one other value as the only argument.
+///
+/// # Errors
+///
+/// A message when serde cannot write `args` as JSON.
+pub fn arguments_json(args: &impl Serialize) -> Result<String, String> {
+    let value = serde_json::to_value(args)
+        .map_err(|e| format!("the arguments cannot be written as JSON: {e}"))?;
+    Ok(match value {
+        serde_json::Value::Null => "[]".to_owned(),
+        serde_json::Value::Array(_) => value.to_string(),
+        one => serde_json::Value::Array(vec![one]).to_string(),
+    })
+}
+
 /// An RPC call's positional arguments, from their bytes (an array, as JSON
 /// or CBOR; JSON `null` for none), each to be read with
 /// [`Value::deserialized`].
@@ -98,9 +119,7 @@ fn untagged(value: Value) -> Result<Value, String> {
 /// A message when the bytes are not an array.
 pub fn arguments(bytes: &[u8]) -> Result<Vec<Value>, String> {
     let value: Value = match bytes.strip_prefix(&CBOR_PREFIX) {
-        Some(cbor) => {
-            untagged(ciborium::from_reader(cbor).map_err(|e| format!("not valid CBOR: {e}"))?)?
-        }
+        Some(cbor) => cbor_value(cbor)?,
         None => serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?,
     };
     match value {
@@ -144,6 +163,16 @@ mod tests {
         let mut bytes = CBOR_PREFIX.to_vec();
         ciborium::into_writer(value, &mut bytes).unwrap();
         bytes
+    }
+
+    #[test]
+    fn call_arguments_are_a_tuple_or_one_value() {
+        assert_eq!(arguments_json(&()).unwrap(), "[]");
+        assert_eq!(arguments_json(&5).unwrap(), "[5]");
+        assert_eq!(arguments_json(&(5,)).unwrap(), "[5]");
+        assert_eq!(arguments_json(&(1, "a")).unwrap(), r#"[1,"a"]"#);
+        assert_eq!(arguments_json(&(2, "x")).unwrap(), "[2,\"x\"]");
+        assert_eq!(arguments_json(&(vec![1, 2],)).unwrap(), "[[1,2]]");
     }
 
     #[test]

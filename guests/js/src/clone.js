@@ -104,12 +104,16 @@ function jsonSafe(value, seen) {
 }
 
 /**
- * The bytes of `value` (see the top of this file). `bodies` holds the body
- * of each Request and Response in it (see `readBodies`); without it they
- * cannot be cloned, as in storage.
+ * The bytes of `value` (see the top of this file). A Request or Response in
+ * it cannot be cloned, as in storage; RPC uses `serializeMessage`.
  */
-export function serialize(value, bodies) {
+export function serialize(value) {
   if (jsonSafe(value, new Set())) return encoder.encode(JSON.stringify(value));
+  return cbor(value, undefined);
+}
+
+/** `value` as CBOR; `bodies` holds the body of each Request and Response in it. */
+function cbor(value, bodies) {
   const writer = new Writer();
   writer.raw(MAGIC);
   const refs = sharedObjects(value);
@@ -122,10 +126,17 @@ const isMessage = (v) =>
   (typeof Request === "function" && v instanceof Request) || (typeof Response === "function" && v instanceof Response);
 
 /**
- * The bodies of the Requests and Responses in `value` (at any depth), read
- * for `serialize`: an RPC argument or result carries them whole.
+ * The bytes of an RPC call's arguments or result: as `serialize`, with the
+ * bodies of the Requests and Responses in it read first, since a call
+ * carries them whole. A value JSON holds has none to read.
  */
-export async function readBodies(value) {
+export async function serializeMessage(value) {
+  if (jsonSafe(value, new Set())) return encoder.encode(JSON.stringify(value));
+  return cbor(value, await readBodies(value));
+}
+
+/** The bodies of the Requests and Responses in `value`, at any depth. */
+async function readBodies(value) {
   const bodies = new Map();
   const seen = new Set();
   const visit = async (v) => {

@@ -13,7 +13,7 @@ import { DurableObject, exportedClasses, rehearseBindings } from "./base.js";
 import { DurableObjectId, makeEnv } from "./env.js";
 import { errorMessage, fromWebResponse, readWebResponse, toWebRequest } from "./http.js";
 import { blockConcurrencyWhile, events, finishWhen, installGlobals, resume } from "./ops.js";
-import { deserialize, readBodies, rehearseClone, serialize } from "./clone.js";
+import { deserialize, rehearseClone, serializeMessage } from "./clone.js";
 import { DurableObjectStorage, rehearseStorage } from "./storage.js";
 import { WebSocket, installSocketGlobals } from "./sockets.js";
 import { flushSends, forgetSocket, messageValue, socketHandle, socketMethods } from "./websocket.js";
@@ -143,7 +143,7 @@ export function objectHandler(app) {
           throw new Error(`this module exports no class ${name}; it exports ${classes.join(", ") || "none"}`);
         }
         className = name;
-        instance = new app[name](new DurableObjectState(), makeEnv());
+        instance = new app[name](new DurableObjectState(), env);
       } catch (e) {
         throw errorMessage(e);
       }
@@ -196,7 +196,7 @@ export function objectHandler(app) {
     const parsed = deserialize(args);
     const result = await fn.apply(instance, Array.isArray(parsed) ? parsed : [parsed]);
     flushSends();
-    return serialize(result, await readBodies(result));
+    return serializeMessage(result);
   }
   // The events too, with no object constructed, so that their functions are
   // compiled in the snapshot; each stops at its first check.

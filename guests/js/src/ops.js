@@ -10,7 +10,7 @@
 
 import * as events from "dohost:object/events@0.1.0";
 import { startFetch } from "dohost:object/outbound@0.1.0";
-import { deserialize, readBodies, serialize } from "./clone.js";
+import { deserialize, serializeMessage } from "./clone.js";
 import { CallError } from "./errors.js";
 import { errorMessage, fromWebRequest, toWebResponse } from "./http.js";
 
@@ -176,7 +176,7 @@ export async function stubFetch(raw, input, init) {
  * Responses with their bodies.
  */
 export async function stubCall(raw, method, args) {
-  const bytes = serialize(args, await readBodies(args));
+  const bytes = await serializeMessage(args);
   return deserialize(await awaitOp(raw.startCall(method, bytes)));
 }
 

@@ -24,7 +24,6 @@ function host() {
   return backend;
 }
 
-
 export class WebSocket {
   static CONNECTING = 0;
   static OPEN = 1;

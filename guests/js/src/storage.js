@@ -11,7 +11,6 @@ import * as sqlApi from "dohost:object/sql@0.1.0";
 import { deserialize, serialize } from "./clone.js";
 import { SqlError, StorageError } from "./errors.js";
 
-
 function call(f, ErrorType = StorageError) {
   try {
     return f();
@@ -64,15 +63,37 @@ function entriesToMap(entries) {
   return map;
 }
 
+// One key's calls, synchronous underneath: `ctx.storage` and a
+// transaction's `txn` return them as settled promises, `ctx.storage.kv` as
+// they are.
+
+function getOne(key, options) {
+  const k = String(key);
+  const bytes = call(() => kv.get(k, readOptions(options)));
+  return bytes === undefined ? undefined : decode(k, bytes);
+}
+
+function putOne(key, value, options) {
+  const k = String(key);
+  const bytes = encode(k, value);
+  call(() => kv.put(k, bytes, writeOptions(options)));
+}
+
+function deleteOne(key, options) {
+  return call(() => kv.delete(String(key), writeOptions(options)));
+}
+
+function listEntries(options) {
+  return entriesToMap(call(() => kv.list(listOptions(options))));
+}
+
 /** The storage calls shared by `ctx.storage` and a transaction's `txn`. */
 class StorageCalls {
   async get(keys, options) {
     if (Array.isArray(keys)) {
       return entriesToMap(call(() => kv.getMany(keys.map(String), readOptions(options))));
     }
-    const key = String(keys);
-    const bytes = call(() => kv.get(key, readOptions(options)));
-    return bytes === undefined ? undefined : decode(key, bytes);
+    return getOne(keys, options);
   }
 
   async put(keyOrEntries, value, options) {
@@ -81,18 +102,16 @@ class StorageCalls {
       call(() => kv.putMany(entries, writeOptions(value)));
       return;
     }
-    const key = String(keyOrEntries);
-    const bytes = encode(key, value);
-    call(() => kv.put(key, bytes, writeOptions(options)));
+    putOne(keyOrEntries, value, options);
   }
 
   async delete(keys, options) {
     if (Array.isArray(keys)) return call(() => kv.deleteMany(keys.map(String), writeOptions(options)));
-    return call(() => kv.delete(String(keys), writeOptions(options)));
+    return deleteOne(keys, options);
   }
 
-  async list(options = {}) {
-    return entriesToMap(call(() => kv.list(listOptions(options))));
+  async list(options) {
+    return listEntries(options);
   }
 
   async getAlarm() {
@@ -126,24 +145,20 @@ class Transaction extends StorageCalls {
  */
 export class SyncKvStorage {
   get(key) {
-    const k = String(key);
-    const bytes = call(() => kv.get(k, readOptions()));
-    return bytes === undefined ? undefined : decode(k, bytes);
+    return getOne(key);
   }
 
   put(key, value) {
-    const k = String(key);
-    const bytes = encode(k, value);
-    call(() => kv.put(k, bytes, writeOptions()));
+    putOne(key, value);
   }
 
   delete(key) {
-    return call(() => kv.delete(String(key), writeOptions()));
+    return deleteOne(key);
   }
 
   /** The entries in key order, as `[key, value]` pairs. */
   list(options) {
-    return entriesToMap(call(() => kv.list(listOptions(options)))).entries();
+    return listEntries(options).entries();
   }
 }
 

@@ -5,7 +5,6 @@ import * as host from "dohost:object/websocket@0.1.0";
 import { deserialize } from "./clone.js";
 import { WebSocket, WebSocketRequestResponsePair, useSocketBackend } from "./sockets.js";
 
-
 function call(f) {
   try {
     return f();

@@ -30,7 +30,6 @@ class ExecutionContext {
 /** The `worker-handler` export for the module `app`. */
 export function workerHandler(app) {
   const entry = app.default;
-  const env = makeEnv();
   installGlobals();
   installSocketGlobals();
   // At build time, as objectHandler does (see rehearseBindings).
