@@ -56,7 +56,7 @@ pub use host::{
     ObjectDetails, ObjectSummary, READY_PATH, Route, RunWorkerFirst, Stats, build, check_data_dir,
     config,
 };
-pub use runtime::{AcceptedWebSocket, Namespace, ObjectId, Stub};
+pub use runtime::{AcceptedWebSocket, Body, Namespace, ObjectId, Stub};
 pub use settings::{
     DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, DEFAULT_BODY_TIMEOUT,
     DEFAULT_CACHE_PER_OBJECT, DEFAULT_CACHE_TOTAL, DEFAULT_CALL_TIMEOUT,

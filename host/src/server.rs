@@ -37,7 +37,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -46,7 +46,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::{AcceptedWebSocket, Error, ErrorKind, Host, RESERVED_DESCRIPTORS, ServerSettings};
+use crate::{
+    AcceptedWebSocket, Body, Error, ErrorKind, Host, RESERVED_DESCRIPTORS, ServerSettings,
+};
 
 /// Serves `host` on `listener` with `settings` until `shutdown` resolves.
 ///
@@ -282,8 +284,12 @@ async fn connection(edge: Arc<Edge>, stream: TcpStream) {
             let handling = Handling::start(conn.clone());
             async move {
                 let response = handle(&edge, req).await;
-                drop(handling);
-                Ok::<_, Infallible>(response)
+                // A streamed body keeps the request handling until it ends:
+                // its pauses are the object's, not an idle client's.
+                Ok::<_, Infallible>(response.map(|body| Sending {
+                    body,
+                    _handling: handling,
+                }))
             }
         })
     };
@@ -300,7 +306,34 @@ async fn connection(edge: Arc<Edge>, stream: TcpStream) {
     edge.connections.remove(id);
 }
 
-/// A request being handled on a connection, from its head to its response.
+/// A response body being sent, with its request's [`Handling`].
+struct Sending {
+    body: Body,
+    _handling: Handling,
+}
+
+impl hyper::body::Body for Sending {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request being handled on a connection, from its head to the end of
+/// its response's body.
 struct Handling(Arc<Conn>);
 
 impl Handling {
@@ -443,7 +476,7 @@ impl Drop for Held<'_> {
     }
 }
 
-type Reply = hyper::Response<Full<Bytes>>;
+type Reply = hyper::Response<Body>;
 
 async fn handle(edge: &Edge, req: hyper::Request<Incoming>) -> Reply {
     let (mut parts, body) = req.into_parts();
@@ -466,7 +499,7 @@ async fn handle(edge: &Edge, req: hyper::Request<Incoming>) -> Reply {
                 .fetch_routed(route, http::Request::from_parts(parts, Bytes::new()))
                 .await;
             let reply = match answered {
-                Ok(response) => response.map(Full::new),
+                Ok(response) => response,
                 Err(e) => error_response(edge, &e),
             };
             return closing_if(has_body, reply);
@@ -489,7 +522,7 @@ async fn handle(edge: &Edge, req: hyper::Request<Incoming>) -> Reply {
     match result {
         Ok(response) => match response.extensions().get::<AcceptedWebSocket>().copied() {
             Some(accepted) => upgraded(edge, accepted, upgrade, response),
-            None => response.map(Full::new),
+            None => response,
         },
         Err(e) => error_response(edge, &e),
     }
@@ -523,7 +556,7 @@ fn upgraded(
     edge: &Edge,
     accepted: AcceptedWebSocket,
     upgrade: Option<(String, Option<hyper::upgrade::OnUpgrade>)>,
-    response: http::Response<Bytes>,
+    response: http::Response<Body>,
 ) -> Reply {
     let Some((key, Some(on_upgrade))) = upgrade else {
         edge.host.abandon_websocket(accepted);
@@ -563,7 +596,7 @@ fn upgraded(
             }
         }
     });
-    hyper::Response::from_parts(parts, Full::new(Bytes::new()))
+    hyper::Response::from_parts(parts, Body::default())
 }
 
 /// Reads a request body within the size limit, the body memory and the
@@ -697,7 +730,7 @@ fn error_response(edge: &Edge, err: &Error) -> Reply {
 }
 
 fn text(status: u16, body: String) -> Reply {
-    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+    let mut response = hyper::Response::new(Body::from(body));
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(

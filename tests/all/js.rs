@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Server, client, example_config, get, get_json, js_examples_built, send, send_with_headers,
-    with_component, workspace, write_config,
+    Server, client, example_config, get, get_json, get_streaming, js_examples_built, next_chunk,
+    send, send_with_headers, with_component, workspace, write_config,
 };
 
 /// Serves the JavaScript example `example` (under examples/js) from `dir`.
@@ -308,7 +308,7 @@ async fn the_sdk_tour_answers_as_cloudflare_would() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_kv_abort_and_the_accepted_options_work_as_on_cloudflare() {
+async fn sync_kv_abort_rpc_targets_and_the_accepted_options_work_as_on_cloudflare() {
     let dir = tempfile::tempdir().unwrap();
     let client = client();
     let server = serve_js("api", dir.path());
@@ -330,6 +330,8 @@ async fn sync_kv_abort_and_the_accepted_options_work_as_on_cloudflare() {
     assert_eq!(before["jurisdictionSameIds"], true);
     assert_eq!(before["locationHint"], 201);
     assert_eq!(before["uniqueInJurisdiction"], true);
+    assert_eq!(before["exports"], json!(["Api"]));
+    assert_eq!(before["exportsIsEnv"], true);
     // abort: the event fails with the reason, its write is dropped, and the
     // next event finds a new instance.
     let (status, body) = get(&client, &url("abort?reason=stale%20state")).await;
@@ -352,16 +354,30 @@ async fn sync_kv_abort_and_the_accepted_options_work_as_on_cloudflare() {
         })
     );
 
+    // RpcTargets and functions by reference (examples/js/api route_targets).
+    let targets = get_json(&client, &url("targets")).await;
+    let disposed = "Error: Attempted to use an RPC stub after it was disposed";
+    assert_eq!(
+        targets,
+        json!({
+            "counted": ["rest-peer: 12", "rest-peer: 15"],
+            "tripled": 18,
+            "calls": 3,
+            "dropped": format!("CallError: {disposed}"),
+            "kept": "kept b",
+            "disposed": disposed,
+            "stored": "DataCloneError: cannot store the value under \"target\": Counter, an RpcTarget (only RPC passes one, by reference), could not be cloned",
+            "echoed": 15,
+            "afterReset": "CallError: the RpcTarget or function stub was disposed, or the object that passed it was reset or left memory since",
+        })
+    );
+
     let options = get_json(&client, &url("options")).await;
     assert_eq!(options["read"], 1);
     assert_eq!(options["uniqueIdsMatch"], true);
     assert_eq!(options["uniqueAnswers"], 5);
     assert_eq!(options["stubName"], "named");
     assert_eq!(options["moduleEnv"], "hello from [vars]");
-    assert_eq!(
-        options["rpcTarget"],
-        "DataCloneError: Tally, an RpcTarget (passing one by reference over RPC is not supported yet), could not be cloned"
-    );
     assert_eq!(
         options["platform"],
         json!({
@@ -399,6 +415,101 @@ async fn sync_kv_abort_and_the_accepted_options_work_as_on_cloudflare() {
             "globalBuffer": true,
         })
     );
+}
+
+/// Streamed bodies (wit/body.wit): server-sent events leave as the object
+/// writes them, each after the storage write it reports; another object's
+/// stream is handed on unread, or read (in JavaScript and in Rust); a source that fails cuts the
+/// connection; a client that leaves makes the writer's next write fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_objects_stream_server_sent_events_as_they_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[[durable_objects.bindings]]\nname = \"PROBE\"\nclass_name = \"Probe\"\ncomponent = {:?}\n\
+         [limits]\nwall_ms = 1000\n",
+        crate::support::guests().probe
+    );
+    let server = serve_js_with("api", dir.path(), &extra);
+    let client = client();
+    let event = |i: u32| format!("id: {i}\ndata: {{\"i\":{i},\"stored\":{i}}}\n\n");
+
+    // The first event comes alone, while the object sleeps before the next;
+    // the stream outlives the event's wall-clock limit (1 s here), as a
+    // request with a connected client does on Cloudflare.
+    let mut response = get_streaming(&client, &server.url("/API/sse/stream?n=3&ms=600")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let body = response.body_mut();
+    assert_eq!(next_chunk(body).await.unwrap().unwrap(), event(1));
+    let rest = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut rest = String::new();
+        while let Some(chunk) = next_chunk(body).await {
+            rest += &chunk.unwrap();
+        }
+        rest
+    })
+    .await
+    .expect("the stream ends");
+    assert_eq!(rest, event(2) + &event(3));
+    let end = get_json(&client, &server.url("/API/sse/stream_end")).await;
+    assert_eq!(end, json!({"end": "closed", "streamed": 3}));
+
+    // Another object's stream, handed on as it is, and read in the object.
+    let (status, text) = get(&client, &server.url("/API/relay/handon?n=2")).await;
+    assert_eq!((status, text), (200, event(1) + &event(2)));
+    let read = get_json(&client, &server.url("/API/relay2/handon?n=2&read")).await;
+    assert_eq!(read["type"], "text/event-stream");
+    assert_eq!(read["chunks"], 2);
+    assert_eq!(read["text"], event(1) + &event(2));
+    // A Rust object reads it too.
+    let (status, text) = get(
+        &client,
+        &server.url("/PROBE/p/fetch-from/API/rust-reads/stream?n=2&ms=5"),
+    )
+    .await;
+    assert_eq!((status, text), (200, event(1) + &event(2)));
+
+    // A source that fails: the client never gets a body that looks whole.
+    let request = http::Request::get(server.url("/API/fails/stream_fails"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let cut = match client.request(request).await {
+        Err(_) => true,
+        Ok(mut response) => {
+            let mut cut = false;
+            while let Some(chunk) = next_chunk(response.body_mut()).await {
+                cut |= chunk.is_err();
+            }
+            cut
+        }
+    };
+    assert!(cut, "a failed stream must not end like a whole body");
+
+    // A client that leaves after the first event: the writer's next write
+    // fails with an error that says so, and the object goes on serving.
+    let mut response = get_streaming(&client, &server.url("/API/gone/stream?n=100&ms=50")).await;
+    assert_eq!(
+        next_chunk(response.body_mut()).await.unwrap().unwrap(),
+        event(1)
+    );
+    drop(response);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = get_json(&client, &server.url("/API/gone/stream_end")).await;
+        if let Some(end) = state["end"].as_str() {
+            assert_eq!(
+                end,
+                "TypeError: the body's reader went away (the client closed its connection)"
+            );
+            assert!(state["streamed"].as_u64().unwrap() < 100, "{state}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the writer never noticed: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -412,6 +412,36 @@ pub async fn send_with_headers(
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// GETs `url` and returns the response with its body unread, to read as
+/// it arrives ([`next_chunk`]).
+pub async fn get_streaming(
+    client: &HttpClient,
+    url: &str,
+) -> http::Response<hyper::body::Incoming> {
+    let req = http::Request::get(url)
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    client
+        .request(req)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// The next piece of `body` as text: `None` at its end, an error if the
+/// connection was cut before it.
+pub async fn next_chunk(body: &mut hyper::body::Incoming) -> Option<Result<String, String>> {
+    loop {
+        match body.frame().await? {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    return Some(Ok(String::from_utf8_lossy(&data).into_owned()));
+                }
+            }
+            Err(e) => return Some(Err(e.to_string())),
+        }
+    }
+}
+
 pub async fn get(client: &HttpClient, url: &str) -> (u16, String) {
     send(client, "GET", url, "").await
 }

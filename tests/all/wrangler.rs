@@ -2,14 +2,15 @@
 //! (Cloudflare's "Build a counter"), served with no edit; the warnings for
 //! the keys dohost does not use; and a binding to a product dohost lacks,
 //! which fails with an error naming it when code uses it; a wrangler.json;
-//! and a class-style TypeScript worker (examples/js/entrypoint). (The
-//! TypeScript project with a wrangler.jsonc is the fullstack example, in
-//! fullstack.rs.)
+//! and a class-style TypeScript worker (examples/js/entrypoint) that streams
+//! server-sent events. (The TypeScript project with a wrangler.jsonc is the
+//! fullstack example, in fullstack.rs.)
 
 use serde_json::Value;
 
 use crate::support::{
-    Server, client, example_config, get, js_examples_built, workspace, write_config,
+    Server, client, example_config, get, get_streaming, js_examples_built, next_chunk, workspace,
+    write_config,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +121,7 @@ async fn a_binding_dohost_lacks_is_named_when_code_uses_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_class_style_worker_in_typescript_finishes_its_wait_until_work() {
+async fn a_class_style_worker_in_typescript_finishes_its_wait_until_work_and_streams_events() {
     let data = tempfile::tempdir().unwrap();
     let config = workspace().join("examples/js/entrypoint/wrangler.toml");
     let server = Server::start(&config, data.path());
@@ -142,4 +143,29 @@ async fn a_class_style_worker_in_typescript_finishes_its_wait_until_work() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+
+    // Server-sent events: the object's stream handed on by the worker as
+    // the object writes it, and the worker's own.
+    let mut watch = get_streaming(&client, &server.url("/docs?watch=3")).await;
+    assert_eq!(watch.headers()["content-type"], "text/event-stream");
+    let first = next_chunk(watch.body_mut()).await.unwrap().unwrap();
+    assert_eq!(first, "event: count\ndata: 3\n\n");
+    let mut rest = String::new();
+    while let Some(chunk) = next_chunk(watch.body_mut()).await {
+        rest += &chunk.unwrap();
+    }
+    assert_eq!(rest, first.repeat(2));
+    let (status, ticks) = get(&client, &server.url("/docs?tick=2")).await;
+    assert_eq!(
+        (status, ticks.as_str()),
+        (200, "data: tick 1, visit 4\n\ndata: tick 2, visit 5\n\n")
+    );
+
+    // A function the worker passes by reference, called back by the object
+    // during the call; and ctx.exports.
+    let callback = get(&client, &server.url("/docs?callback")).await;
+    assert_eq!(
+        callback,
+        (200, r#"{"told":[5,6],"sum":22,"viaExports":5}"#.to_owned())
+    );
 }

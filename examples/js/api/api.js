@@ -197,12 +197,96 @@ export class Api extends DurableObject {
       uniqueAnswers: await byString.add(2, 3),
       stubName: ns.getByName("named").name,
       moduleEnv: moduleEnv.GREETING,
-      rpcTarget: await ns
-        .getByName("named")
-        .echo(new (class Tally extends RpcTarget {})())
-        .then(() => "passed", (e) => `${e.name}: ${e.message}`),
       platform: await platform(),
     });
+  }
+
+  // A streamed body: ?n= server-sent events, one every ?ms=, each after a
+  // storage write it reports; the client gets each event as it is written.
+  // How the stream ended goes to storage ("closed", or the error its writer
+  // saw when the client left): /stream-end reads it.
+  async route_stream(request, url) {
+    const n = Number(url.searchParams.get("n") ?? 3);
+    const ms = Number(url.searchParams.get("ms") ?? 10);
+    const storage = this.ctx.storage;
+    await storage.delete("stream-end");
+    const { readable, writable } = new TransformStream();
+    const writer = writable.getWriter();
+    const encoder = new TextEncoder();
+    (async () => {
+      try {
+        for (let i = 1; i <= n; i++) {
+          await storage.put("streamed", i);
+          await writer.write(encoder.encode(`id: ${i}\ndata: ${JSON.stringify({ i, stored: await storage.get("streamed") })}\n\n`));
+          await sleep(ms);
+        }
+        await writer.close();
+        await storage.put("stream-end", "closed");
+      } catch (e) {
+        await storage.put("stream-end", `${e.name}: ${e.message}`);
+      }
+    })();
+    return new Response(readable, { headers: { "content-type": "text/event-stream", "cache-control": "no-cache" } });
+  }
+
+  async route_stream_end() {
+    return json({ end: (await this.ctx.storage.get("stream-end")) ?? null, streamed: (await this.ctx.storage.get("streamed")) ?? null });
+  }
+
+  // Another object's streamed body: handed on unread (the client reads it
+  // as that object writes it), or read here with ?read.
+  async route_handon(request, url) {
+    const peer = this.env.API.getByName(`${this.ctx.id.name}-peer`);
+    const response = await peer.fetch(`http://peer/stream?n=${url.searchParams.get("n") ?? 3}&ms=5`);
+    if (!url.searchParams.has("read")) return response;
+    const reader = response.body.getReader();
+    const chunks = [];
+    for (let next = await reader.read(); !next.done; next = await reader.read()) chunks.push(new TextDecoder().decode(next.value));
+    return json({ type: response.headers.get("content-type"), chunks: chunks.length, text: chunks.join("") });
+  }
+
+  // A ReadableStream with a pull source that fails after two chunks: the
+  // client's connection is cut, never a body that looks whole.
+  async route_stream_fails() {
+    let sent = 0;
+    const stream = new ReadableStream({
+      pull(controller) {
+        if (sent++ < 2) controller.enqueue(`chunk ${sent}\n`);
+        else controller.error(new Error("the source broke"));
+      },
+    });
+    return new Response(stream);
+  }
+
+  // RpcTargets and functions by reference, as Workers RPC passes them: a
+  // peer returns a Counter (an RpcTarget) whose methods run in the peer; a
+  // function passed to the peer runs here when the peer calls it (A → B →
+  // A); a stub received as an argument is disposed when the call ends unless
+  // kept with dup(); a disposed stub throws; storage refuses an RpcTarget.
+  async route_targets() {
+    const peer = this.env.API.getByName(`${this.ctx.id.name}-peer`);
+    const counter = await peer.makeCounter(10);
+    const counted = [await counter.increment(2), await counter.increment(3)];
+    let calls = 0;
+    const triple = (x) => {
+      calls++;
+      return x * 3;
+    };
+    const tripled = await peer.applyTwice(triple, 2);
+    const failure = (e) => `${e.name}: ${e.message}`;
+    await peer.keep((x) => `kept ${x}`, false);
+    const dropped = await peer.callKept("a").catch(failure);
+    await peer.keep((x) => `kept ${x}`, true);
+    const kept = await peer.callKept("b");
+    counter[Symbol.dispose]();
+    const disposed = await counter.increment(1).catch(failure);
+    const stored = await this.ctx.storage.put("target", new Counter(0, "none")).then(() => "stored", failure);
+    const echoed = await peer.echo(triple).then((f) => f(5));
+    // A target goes with the instance that lent it.
+    const second = await peer.makeCounter(0);
+    await peer.reset().catch(() => {});
+    const afterReset = await second.increment(1).catch(failure);
+    return json({ counted, tripled, calls, dropped, kept, disposed, stored, echoed, afterReset });
   }
 
   // WebSockets with hibernation: accepted with the tags of ?tag=, answered
@@ -293,6 +377,9 @@ export class Api extends DurableObject {
       jurisdictionSameIds: ns.jurisdiction("eu").idFromName("x").equals(ns.idFromName("x")),
       locationHint: await ns.get(ns.idFromName("hinted"), { locationHint: "enam" }).fetch("http://api/echo").then((r) => r.status),
       uniqueInJurisdiction: /^[0-9a-f]{64}$/.test(ns.newUniqueId({ jurisdiction: "eu" }).toString()),
+      // ctx.exports: the namespace of each bound class.
+      exports: Object.keys(this.ctx.exports),
+      exportsIsEnv: this.ctx.exports.Api === ns && this.ctx.exports.Nothing === undefined,
     });
   }
 
@@ -648,5 +735,34 @@ export class Api extends DurableObject {
   }
   async readRequest(request) {
     return { method: request.method, url: request.url, header: request.headers.get("x-asked"), body: await request.text() };
+  }
+  // RPC methods for route_targets: RpcTargets and functions by reference.
+  makeCounter(start) {
+    return new Counter(start, this.ctx.id.name);
+  }
+  async applyTwice(fn, x) {
+    return fn(await fn(x));
+  }
+  keep(fn, dup) {
+    this.kept = dup ? fn.dup() : fn;
+  }
+  async callKept(x) {
+    return this.kept(x);
+  }
+  reset() {
+    this.ctx.abort("reset by route_targets");
+  }
+}
+
+/** A counter the object that made it keeps, passed by reference over RPC. */
+class Counter extends RpcTarget {
+  constructor(start, owner) {
+    super();
+    this.count = start;
+    this.owner = owner;
+  }
+  increment(by) {
+    this.count += by;
+    return `${this.owner}: ${this.count}`;
   }
 }

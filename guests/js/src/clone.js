@@ -31,6 +31,7 @@
 // platform. The format is documented in docs/values.md.
 
 import { RpcTarget } from "./base.js";
+import { capabilityOf, isStub } from "./targets.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -112,12 +113,17 @@ export function serialize(value) {
   return cbor(value, undefined);
 }
 
-/** `value` as CBOR; `bodies` holds the body of each Request and Response in it. */
-function cbor(value, bodies) {
+/**
+ * `value` as CBOR; `bodies` holds the body of each Request and Response in
+ * it, and `lend` is given for a message, which may pass RpcTargets and
+ * functions by reference (targets.js).
+ */
+function cbor(value, bodies, lend) {
   const writer = new Writer();
   writer.raw(MAGIC);
   const refs = sharedObjects(value);
   refs.bodies = bodies;
+  refs.lend = lend;
   writer.value(value, refs);
   return writer.finish();
 }
@@ -132,7 +138,7 @@ const isMessage = (v) =>
  */
 export async function serializeMessage(value) {
   if (jsonSafe(value, new Set())) return encoder.encode(JSON.stringify(value));
-  return cbor(value, await readBodies(value));
+  return cbor(value, await readBodies(value), capabilityOf);
 }
 
 /** The bodies of the Requests and Responses in `value`, at any depth. */
@@ -159,10 +165,15 @@ async function readBodies(value) {
   return bodies;
 }
 
-/** The value of `bytes`, written by `serialize` (or as JSON by any SDK). */
-export function deserialize(bytes) {
+/**
+ * The value of `bytes`, written by `serialize` (or as JSON by any SDK).
+ * In an RPC message, `receive(capability, kind)` makes the stub of each
+ * target passed by reference.
+ */
+export function deserialize(bytes, receive) {
   if (bytes.length >= 3 && bytes[0] === MAGIC[0] && bytes[1] === MAGIC[1] && bytes[2] === MAGIC[2]) {
     const reader = new Reader(bytes, 3);
+    reader.receive = receive;
     const value = reader.value();
     if (reader.at !== bytes.length) throw new TypeError("a stored value has bytes after its end");
     return value;
@@ -311,9 +322,21 @@ class Writer {
           this.tag(TAG_SHAREABLE);
         }
         return this.object(v, refs);
+      case "function":
+        if (refs.lend) return this.byReference(v, refs);
+        throw cloneError(`function ${v.name || "(anonymous)"}`);
       default:
-        throw cloneError(typeof v === "function" ? `function ${v.name || "(anonymous)"}` : String(v));
+        throw cloneError(String(v));
     }
+  }
+
+  /** An RpcTarget, function or received stub: its capability (targets.js). */
+  byReference(v, refs) {
+    this.tag(TAG_OBJECT);
+    this.head(4, 3);
+    this.text("RpcStub");
+    this.text(refs.lend(v));
+    this.text(typeof v === "function" ? "function" : "target");
   }
 
   object(v, refs) {
@@ -389,8 +412,9 @@ class Writer {
       this.head(4, 2);
       this.text(v.constructor.name);
       this.value(v.valueOf(), refs);
-    } else if (v instanceof RpcTarget) {
-      throw cloneError(`${v.constructor.name}, an RpcTarget (passing one by reference over RPC is not supported yet),`);
+    } else if (v instanceof RpcTarget || isStub(v)) {
+      if (refs.lend) return this.byReference(v, refs);
+      throw cloneError(`${v.constructor?.name ?? "an RPC stub"}, an RpcTarget (only RPC passes one, by reference),`);
     } else if (typeof v.then === "function" || v instanceof WeakMap || v instanceof WeakSet) {
       throw cloneError(v.constructor?.name ?? "this object");
     } else {
@@ -590,6 +614,11 @@ class Reader {
       }
       case "DataView":
         return new DataView(args[0]);
+      case "RpcStub": {
+        if (this.receive === undefined) throw this.fail("an RPC stub outside an RPC message");
+        const [capability, kind] = args;
+        return this.receive(capability, kind);
+      }
       case "Request": {
         const [method, url, headers, body] = args;
         return new Request(url, { method, headers, body: body ?? undefined });

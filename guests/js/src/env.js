@@ -2,7 +2,7 @@
 // with ids and stubs as in Cloudflare's Workers runtime.
 
 import { ObjectNamespace } from "dohost:object/namespace@0.1.0";
-import { jsonVars, var as getVar, unsupportedBinding } from "dohost:object/env@0.1.0";
+import { exports as boundClasses, jsonVars, var as getVar, unsupportedBinding } from "dohost:object/env@0.1.0";
 import { CallError } from "./errors.js";
 import { stubCall, stubFetch } from "./ops.js";
 
@@ -151,6 +151,45 @@ function makeStub(key, open, id) {
  * else the namespace binding NAME, else undefined.
  */
 export function makeEnv() {
+  return envProxy;
+}
+
+/**
+ * Cloudflare's `ctx.exports`, where it means something here: for each
+ * Durable Object class the configuration binds, its namespace (that of its
+ * first binding), as `ctx.exports.Counter`. Other exports (the default
+ * entrypoint) are not there.
+ */
+export const exports = new Proxy(
+  {},
+  {
+    get(_, prop) {
+      if (typeof prop !== "string") return undefined;
+      classBindings ??= new Map(boundClasses());
+      const binding = classBindings.get(prop);
+      return binding === undefined ? undefined : envProxy[binding];
+    },
+    has(_, prop) {
+      classBindings ??= new Map(boundClasses());
+      return classBindings.has(prop);
+    },
+    ownKeys() {
+      classBindings ??= new Map(boundClasses());
+      return [...classBindings.keys()];
+    },
+    getOwnPropertyDescriptor(target, prop) {
+      const value = this.get(target, prop);
+      return value === undefined ? undefined : { value, enumerable: true, configurable: true };
+    },
+  },
+);
+
+/** Bound class -> binding, asked of the host once. */
+let classBindings;
+
+const envProxy = newEnv();
+
+function newEnv() {
   const known = new Map();
   return new Proxy(
     {},

@@ -5,6 +5,7 @@ const NO_BODY_METHODS = new Set(["GET", "HEAD"]);
 const NO_BODY_STATUSES = new Set([101, 204, 205, 304]);
 
 import { WebSocket } from "./sockets.js";
+import { bodyNumber, receivedStream } from "./streams.js";
 
 const encoder = new TextEncoder();
 
@@ -16,6 +17,9 @@ const encoder = new TextEncoder();
  * from here when the guest has not read it.
  */
 const knownBodies = new WeakMap();
+
+/** Responses made with a ReadableStream body -> that stream: streamed out. */
+const streamedBodies = new WeakMap();
 
 // `Response` stays the engine's class (same prototype, statics and
 // `instanceof`); constructing one also notes its body. Status 101 with a
@@ -38,6 +42,7 @@ globalThis.Response = new Proxy(Response, {
     const response = Reflect.construct(target, args, newTarget);
     const body = args[0];
     if (body === undefined || body === null || typeof body === "string") knownBodies.set(response, body ?? "");
+    else if (body instanceof ReadableStream) streamedBodies.set(response, body);
     return response;
   },
 });
@@ -79,6 +84,9 @@ export function toWebResponse(res) {
   if (res.status === 101 && res.websocket !== undefined && res.websocket !== null) {
     return new Response(null, { status: 101, headers: res.headers, webSocket: new WebSocket(res.websocket) });
   }
+  if (res.stream !== undefined && res.stream !== null) {
+    return new Response(receivedStream(res.stream), { status: res.status, headers: res.headers });
+  }
   const body = NO_BODY_STATUSES.has(res.status) ? null : res.body;
   const response = new Response(body, { status: res.status, headers: res.headers });
   // The host's bytes, which nothing else holds.
@@ -95,6 +103,10 @@ export function fromWebResponse(response, what) {
   if (!(response instanceof Response)) {
     throw new TypeError(`${what} must return a Response, not ${describe(response)}`);
   }
+  const stream = streamedBodies.get(response);
+  if (stream !== undefined && !response.bodyUsed) {
+    return { ...responseRecord(response, new Uint8Array(0)), stream: bodyNumber(stream) };
+  }
   const known = knownBodies.get(response);
   if (known === undefined || response.bodyUsed) return undefined;
   return responseRecord(response, typeof known === "string" ? encoder.encode(known) : known);
@@ -110,7 +122,7 @@ function responseRecord(response, body) {
   if (response.status === 101 && socket === null) {
     throw new TypeError("the 101 response's webSocket was not accepted: call ctx.acceptWebSocket(server) first");
   }
-  return { status: response.status, headers: [...response.headers], body, websocket: socket ?? undefined };
+  return { status: response.status, headers: [...response.headers], body, stream: undefined, websocket: socket ?? undefined };
 }
 
 /** A short description of a value for error messages. */

@@ -10,10 +10,11 @@
 
 import * as context from "dohost:object/context@0.1.0";
 import { DurableObject, exportedClasses, rehearseBindings } from "./base.js";
-import { DurableObjectId, makeEnv } from "./env.js";
+import { DurableObjectId, exports, makeEnv } from "./env.js";
 import { errorMessage, fromWebResponse, readWebResponse, toWebRequest } from "./http.js";
 import { blockConcurrencyWhile, events, finishWhen, installGlobals, resume } from "./ops.js";
-import { deserialize, rehearseClone, serializeMessage } from "./clone.js";
+import { rehearseClone } from "./clone.js";
+import { applyReceived, callLent } from "./targets.js";
 import { DurableObjectStorage, rehearseStorage } from "./storage.js";
 import { WebSocket, installSocketGlobals } from "./sockets.js";
 import { flushSends, forgetSocket, messageValue, socketHandle, socketMethods } from "./websocket.js";
@@ -59,6 +60,11 @@ export class DurableObjectState {
   /** Cloudflare's `ctx.props`: what the caller passed; dohost's callers pass none. */
   get props() {
     return {};
+  }
+
+  /** Cloudflare's `ctx.exports`: the namespace of each bound class (env.js). */
+  get exports() {
+    return exports;
   }
 
   /**
@@ -157,6 +163,9 @@ export function objectHandler(app) {
     call(event, method, args) {
       finishWhen(events.finishCall, event, runCall(method, args));
     },
+    callTarget(event, target, method, args) {
+      finishWhen(events.finishCall, event, runTargetCall(target, method, args));
+    },
     websocketMessage(event, socket, message) {
       finishWhen(events.finishSocket, event, runSocket("webSocketMessage", socket, [messageValue(message)], false));
     },
@@ -193,10 +202,10 @@ export function objectHandler(app) {
   }
   async function runCall(method, args) {
     const fn = rpcMethod(instance, className, method);
-    const parsed = deserialize(args);
-    const result = await fn.apply(instance, Array.isArray(parsed) ? parsed : [parsed]);
-    flushSends();
-    return serializeMessage(result);
+    return applyReceived(fn, instance, args, flushSends);
+  }
+  function runTargetCall(number, method, args) {
+    return callLent(number, method, args, flushSends);
   }
   // The events too, with no object constructed, so that their functions are
   // compiled in the snapshot; each stops at its first check.

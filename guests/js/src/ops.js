@@ -10,7 +10,8 @@
 
 import * as events from "dohost:object/events@0.1.0";
 import { startFetch } from "dohost:object/outbound@0.1.0";
-import { deserialize, serializeMessage } from "./clone.js";
+import { serializeMessage } from "./clone.js";
+import { deserializeMessage } from "./targets.js";
 import { CallError } from "./errors.js";
 import { errorMessage, fromWebRequest, toWebResponse } from "./http.js";
 
@@ -40,6 +41,11 @@ export function resume(op, outcome) {
       break;
     case "slept":
       resolve();
+      break;
+    case "written":
+    case "read":
+      if (outcome.val.tag === "ok") resolve(outcome.val.val);
+      else reject(new TypeError(outcome.val.val));
       break;
     default:
       reject(new Error(String(outcome.val)));
@@ -177,7 +183,7 @@ export async function stubFetch(raw, input, init) {
  */
 export async function stubCall(raw, method, args) {
   const bytes = await serializeMessage(args);
-  return deserialize(await awaitOp(raw.startCall(method, bytes)));
+  return deserializeMessage(await awaitOp(raw.startCall(method, bytes)));
 }
 
 /** `blockConcurrencyWhile`: keeps new events out until `callback` settles. */

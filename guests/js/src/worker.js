@@ -4,11 +4,12 @@
 // `durable-object` build of the same module.
 
 import { var as getVar } from "dohost:object/env@0.1.0";
-import { makeEnv } from "./env.js";
+import { exports, makeEnv } from "./env.js";
 import { fromWebResponse, readWebResponse, toWebRequest } from "./http.js";
 import { WorkerEntrypoint, rehearseBindings } from "./base.js";
 import { events, finishWhen, installGlobals, resume } from "./ops.js";
 import { installSocketGlobals } from "./sockets.js";
+import { callLent } from "./targets.js";
 
 export { DurableObject, RpcTarget, WorkerEntrypoint } from "./base.js";
 export { CallError, SqlError, StorageError } from "./errors.js";
@@ -25,6 +26,14 @@ class ExecutionContext {
     Promise.resolve(promise).catch(() => {});
   }
   passThroughOnException() {}
+  /** Cloudflare's `ctx.exports`: the namespace of each bound class (env.js). */
+  get exports() {
+    return exports;
+  }
+  /** Cloudflare's `ctx.props`: dohost's requests carry none. */
+  get props() {
+    return {};
+  }
 }
 
 /** The `worker-handler` export for the module `app`. */
@@ -50,6 +59,9 @@ export function workerHandler(app) {
   return {
     fetch(event, req) {
       finishWhen(events.finishFetch, event, run(req));
+    },
+    callTarget(event, target, method, args) {
+      finishWhen(events.finishCall, event, callLent(target, method, args));
     },
     resume,
   };

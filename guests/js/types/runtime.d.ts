@@ -113,6 +113,8 @@ interface DurableObjectState {
   getTags(ws: WebSocket): string[];
   abort(reason?: string): void;
   readonly props: any;
+  /** The namespace of each Durable Object class the configuration binds. */
+  readonly exports: Record<string, DurableObjectNamespace<any>>;
 }
 
 /** The methods of a Durable Object class that a stub can call. */
@@ -146,6 +148,9 @@ interface DurableObjectNamespace<T = undefined> {
 interface ExecutionContext {
   waitUntil(promise: Promise<any>): void;
   passThroughOnException(): void;
+  /** The namespace of each Durable Object class the configuration binds. */
+  readonly exports: Record<string, DurableObjectNamespace<any>>;
+  readonly props: any;
 }
 
 type ExportedHandlerFetchHandler<Env = unknown> = (
@@ -200,7 +205,7 @@ declare module "cloudflare:workers" {
     webSocketError?(ws: WebSocket, error: unknown): void | Promise<void>;
   }
 
-  /** Objects passed over RPC by reference; dohost cannot pass them yet. */
+  /** Objects passed over RPC by reference: the receiver gets a stub. */
   export abstract class RpcTarget {}
 
   /** The vars and bindings, as `this.env` has them. */

@@ -250,7 +250,7 @@ impl Stub {
     /// [`Error::is_remote`], [`Error::is_retryable`], [`Error::is_overloaded`].
     pub async fn fetch(&self, request: Request) -> Result<Response> {
         match Operation::new(self.0.start_fetch(&request.into())).await {
-            Outcome::StubFetch(result) => Ok(result?.into()),
+            Outcome::StubFetch(result) => Response::received(result?).await,
             other => Err(unexpected(other)),
         }
     }

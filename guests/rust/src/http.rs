@@ -3,7 +3,9 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bindings::dohost::object::types;
+use crate::bindings::dohost::object::events::Outcome;
+use crate::bindings::dohost::object::{body, types};
+use crate::task::{Operation, unexpected};
 use crate::{Error, Result, WebSocket};
 
 /// An HTTP request: what `fetch` receives and what a stub sends.
@@ -173,14 +175,29 @@ impl From<Request> for types::Request {
     }
 }
 
-impl From<types::Response> for Response {
-    fn from(r: types::Response) -> Self {
-        Response {
+impl Response {
+    /// A response this guest received, its body read to the end when the
+    /// sender streams it (see wit/body.wit).
+    pub(crate) async fn received(r: types::Response) -> Result<Response> {
+        let mut body = r.body;
+        if let Some(stream) = r.stream {
+            loop {
+                match Operation::new(body::start_read(stream)).await {
+                    Outcome::Read(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+                    Outcome::Read(Ok(None)) => break,
+                    Outcome::Read(Err(message)) => {
+                        return Err(Error::new(format!("the streamed body failed: {message}")));
+                    }
+                    other => return Err(unexpected(other)),
+                }
+            }
+        }
+        Ok(Response {
             status: r.status,
             headers: r.headers,
-            body: r.body,
+            body,
             websocket: r.websocket.map(WebSocket::from_id),
-        }
+        })
     }
 }
 
@@ -190,6 +207,7 @@ impl From<Response> for types::Response {
             status: r.status,
             headers: r.headers,
             body: r.body,
+            stream: None,
             websocket: r.websocket.map(WebSocket::id),
         }
     }

@@ -448,6 +448,14 @@ pub mod __private {
         });
     }
 
+    /// A call to a target this guest lent: Rust guests lend none.
+    pub fn no_targets(event: u64) {
+        events::finish_call(
+            event,
+            Err("Rust guests pass no RpcTargets or functions by reference"),
+        );
+    }
+
     /// An operation's outcome: wakes what awaits it.
     pub fn socket(event: u64, socket: u64, what: SocketEvent) {
         task::run(async move {
@@ -556,6 +564,10 @@ macro_rules! export_objects {
                 $crate::__private::call(event, method, args)
             }
 
+            fn call_target(event: u64, _target: u64, _method: ::std::string::String, _args: ::std::vec::Vec<u8>) {
+                $crate::__private::no_targets(event)
+            }
+
             fn websocket_message(
                 event: u64,
                 socket: u64,
@@ -589,6 +601,10 @@ macro_rules! export_objects {
                 _req: $crate::__private::bindings::dohost::object::types::Request,
             ) {
                 $crate::__private::not_a_worker(event)
+            }
+
+            fn call_target(event: u64, _target: u64, _method: ::std::string::String, _args: ::std::vec::Vec<u8>) {
+                $crate::__private::no_targets(event)
             }
 
             fn resume(op: u64, outcome: $crate::__private::bindings::dohost::object::events::Outcome) {
@@ -638,6 +654,10 @@ macro_rules! export_worker {
                 $crate::__private::not_an_object_call(event)
             }
 
+            fn call_target(event: u64, _target: u64, _method: ::std::string::String, _args: ::std::vec::Vec<u8>) {
+                $crate::__private::not_an_object_call(event)
+            }
+
             fn websocket_message(
                 event: u64,
                 _socket: u64,
@@ -671,6 +691,10 @@ macro_rules! export_worker {
                 req: $crate::__private::bindings::dohost::object::types::Request,
             ) {
                 $crate::__private::worker_fetch::<$worker>(event, req)
+            }
+
+            fn call_target(event: u64, _target: u64, _method: ::std::string::String, _args: ::std::vec::Vec<u8>) {
+                $crate::__private::no_targets(event)
             }
 
             fn resume(op: u64, outcome: $crate::__private::bindings::dohost::object::events::Outcome) {

@@ -51,7 +51,7 @@ pub async fn fetch_with(request: Request, redirect: Redirect) -> Result<Response
     };
     let op = outbound::start_fetch(&request.into(), redirect);
     match Operation::new(op).await {
-        Outcome::Http(Ok(fetched)) => Ok(fetched.response.into()),
+        Outcome::Http(Ok(fetched)) => Response::received(fetched.response).await,
         Outcome::Http(Err(e)) => Err(Error::new(e.message)),
         other => Err(unexpected(other)),
     }

@@ -242,7 +242,12 @@ impl HostBuilder {
         let shared = Arc::new(HostShared::new(
             runtime,
             Arc::new(store),
-            Vars::new(self.vars, self.json_vars, self.unsupported_bindings),
+            Vars::new(
+                self.vars,
+                self.json_vars,
+                self.unsupported_bindings,
+                first_binding_of_each_class(&self.bindings),
+            ),
             settings,
             schedule,
             outbound,
@@ -328,6 +333,17 @@ impl HostBuilder {
         host.inner.start_scheduler();
         Ok(host)
     }
+}
+
+/// Each class bound, with the first of its bindings (`ctx.exports`).
+fn first_binding_of_each_class(bindings: &[BindingConfig]) -> BTreeMap<String, String> {
+    let mut classes = BTreeMap::new();
+    for binding in bindings {
+        classes
+            .entry(binding.class_name.clone())
+            .or_insert_with(|| binding.name.clone());
+    }
+    classes
 }
 
 #[cfg(test)]

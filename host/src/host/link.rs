@@ -7,7 +7,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::bindings::object::dohost::object::{
-    alarm, context, env, events, namespace, outbound, sql, storage, types, websocket,
+    alarm, body, context, env, events, namespace, outbound, sql, storage, targets, types, websocket,
 };
 use crate::runtime::{
     CallsImport, GuestIo, GuestState, ObjectState, Runtime, VarsImport, WorkerState,
@@ -23,7 +23,7 @@ fn linking(what: &str) -> impl Fn(wasmtime::Error) -> Error + '_ {
 }
 
 /// What every guest imports: WASI (with nothing of the host), `types`,
-/// `env`, `namespace`, `outbound` and `events`.
+/// `env`, `namespace`, `outbound`, `events`, `body` and `targets`.
 fn guest_linker<Io: GuestIo>(runtime: &Runtime, what: &str) -> Result<Linker<GuestState<Io>>> {
     let mut linker = runtime.linker::<GuestState<Io>>()?;
     let l = &mut linker;
@@ -33,6 +33,8 @@ fn guest_linker<Io: GuestIo>(runtime: &Runtime, what: &str) -> Result<Linker<Gue
         .map_err(linking(what))?;
     outbound::add_to_linker::<_, CallsImport>(l, GuestState::<Io>::calls).map_err(linking(what))?;
     events::add_to_linker::<_, CallsImport>(l, GuestState::<Io>::calls).map_err(linking(what))?;
+    body::add_to_linker::<_, CallsImport>(l, GuestState::<Io>::calls).map_err(linking(what))?;
+    targets::add_to_linker::<_, CallsImport>(l, GuestState::<Io>::calls).map_err(linking(what))?;
     Ok(linker)
 }
 

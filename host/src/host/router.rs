@@ -9,7 +9,7 @@ use super::admin;
 use super::assets::{self, AssetRoute};
 use super::host::Host;
 use crate::error::{Error, ErrorKind, Result};
-use crate::runtime::{Stub, from_wit_response, to_wit_request};
+use crate::runtime::{Body, Stub, from_wit_response, to_wit_request};
 use crate::settings::MAX_OBJECT_NAME_BYTES;
 use dohost_store::Health;
 
@@ -190,18 +190,19 @@ impl Host {
         &self,
         route: Route,
         request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>> {
+    ) -> Result<http::Response<Body>> {
+        let whole = |response: http::Response<Bytes>| response.map(Body::from);
         match route.0 {
-            Place::Answered(response) => Ok(response),
+            Place::Answered(response) => Ok(whole(response)),
             Place::Asset(AssetRoute::File(file, status)) => {
                 let (head, _) = request.into_parts();
-                Ok(assets::serve_file(&head, file, status).await)
+                Ok(whole(assets::serve_file(&head, file, status).await))
             }
-            Place::Asset(AssetRoute::Redirect(location)) => Ok(assets::redirect(&location)),
+            Place::Asset(AssetRoute::Redirect(location)) => Ok(whole(assets::redirect(&location))),
             Place::Asset(AssetRoute::Pass) => {
                 Err(Error::new(ErrorKind::NotFound, "no asset for this path"))
             }
-            Place::Admin => Ok(admin::serve_http(self, request).await),
+            Place::Admin => Ok(whole(admin::serve_http(self, request).await)),
             Place::Worker => {
                 let worker = self.inner.worker.as_ref().ok_or_else(|| {
                     Error::new(ErrorKind::NotFound, "this host has no entry worker")
@@ -212,7 +213,8 @@ impl Host {
             Place::Object { stub, uri } => {
                 let (mut parts, body) = request.into_parts();
                 parts.uri = uri;
-                stub.fetch(http::Request::from_parts(parts, body)).await
+                stub.fetch_streaming(http::Request::from_parts(parts, body))
+                    .await
             }
         }
     }
@@ -223,10 +225,14 @@ impl Host {
     /// # Errors
     ///
     /// As [`Host::route`] and [`Host::fetch_routed`].
+    /// A body the guest streams is read to its end.
     pub async fn fetch(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
         let (parts, body) = request.into_parts();
         let route = self.route(&parts)?;
-        self.fetch_routed(route, http::Request::from_parts(parts, body))
-            .await
+        let response = self
+            .fetch_routed(route, http::Request::from_parts(parts, body))
+            .await?;
+        let (head, body) = response.into_parts();
+        Ok(http::Response::from_parts(head, body.bytes().await?))
     }
 }

@@ -19,4 +19,8 @@ impl Host for &Vars {
     fn unsupported_binding(&mut self, name: String) -> wasmtime::Result<Option<String>> {
         Ok(self.unsupported(&name))
     }
+
+    fn exports(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(self.classes())
+    }
 }

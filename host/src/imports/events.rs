@@ -2,10 +2,10 @@
 //! gives up operations and keeps other events out (see
 //! [`crate::runtime::tasks`](crate::runtime)).
 
-use crate::runtime::Calls;
 use crate::runtime::bindings::WitResponse;
 use crate::runtime::bindings::object::dohost::object::events::Host;
 use crate::runtime::tasks::Finished;
+use crate::runtime::{Calls, GuestResponse};
 
 impl Host for Calls<'_> {
     fn finish_fetch(
@@ -13,6 +13,8 @@ impl Host for Calls<'_> {
         event: u64,
         result: Result<WitResponse, String>,
     ) -> wasmtime::Result<()> {
+        let bodies = &self.tasks.bodies;
+        let result = result.and_then(|record| GuestResponse::returned(record, bodies));
         self.tasks.finished.push((event, Finished::Fetch(result)));
         Ok(())
     }

@@ -7,10 +7,11 @@
 //! Object-only interfaces (`context`, `storage`, `sql`, `alarm`,
 //! `websocket`) are
 //! implemented on an object's store data; the ones every guest has (`env`,
-//! `namespace`, `outbound`, `events`, `types`) on the views objects and
+//! `namespace`, `outbound`, `events`, `body`, `types`) on the views objects and
 //! workers share, so each is written once.
 
 mod alarm;
+mod body;
 mod context;
 mod env;
 mod events;
@@ -18,5 +19,6 @@ mod namespace;
 mod outbound;
 mod sql;
 mod storage;
+mod targets;
 mod types;
 mod websocket;

@@ -38,6 +38,8 @@ pub(crate) mod worker {
             "dohost:object/namespace": super::object::dohost::object::namespace,
             "dohost:object/outbound": super::object::dohost::object::outbound,
             "dohost:object/events": super::object::dohost::object::events,
+            "dohost:object/body": super::object::dohost::object::body,
+            "dohost:object/targets": super::object::dohost::object::targets,
         },
     });
 }

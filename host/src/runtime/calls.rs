@@ -45,16 +45,18 @@ impl Calls<'_> {
     }
 
     /// Sends `req` to the object of `stub` once the caller's output gate
-    /// is passed, on behalf of the caller's chain.
+    /// is passed, on behalf of the caller's chain. A streamed body in the
+    /// response becomes one of the caller's bodies.
     pub(crate) fn send_request(
         &self,
         stub: Stub,
         req: WitRequest,
     ) -> impl Future<Output = Result<WitResponse>> + Send + 'static {
         let (chain, gate) = self.caller.outgoing(true);
+        let bodies = self.tasks.bodies.clone();
         async move {
             pass_gate(gate).await?;
-            stub.fetch_wit(req, &chain).await
+            Ok(stub.fetch_wit(req, &chain).await?.received(&bodies))
         }
     }
 
@@ -76,8 +78,9 @@ impl Calls<'_> {
     /// Starts `req` to the object of `stub` as an operation of the running
     /// turn's event.
     pub(crate) fn start_request(&mut self, stub: Stub, req: WitRequest) -> OpId {
+        let bodies = self.tasks.bodies.clone();
         self.start_call_op(Outcome::StubFetch, |chain| async move {
-            stub.fetch_wit(req, &chain).await
+            Ok(stub.fetch_wit(req, &chain).await?.received(&bodies))
         })
     }
 
@@ -86,6 +89,27 @@ impl Calls<'_> {
     pub(crate) fn start_call(&mut self, stub: Stub, method: String, args: Vec<u8>) -> OpId {
         self.start_call_op(Outcome::StubCall, |chain| async move {
             stub.call_wit(method, args, &chain).await
+        })
+    }
+
+    /// Starts a call of `method` on the target behind `capability` (see
+    /// [`super::targets`]), as [`Calls::start_request`] starts a request.
+    pub(crate) fn start_target_call(
+        &mut self,
+        capability: &str,
+        method: String,
+        args: Vec<u8>,
+    ) -> OpId {
+        let lent = self.caller.shared().lending.get(capability);
+        let timeout = self.caller.shared().settings.call_timeout;
+        self.start_call_op(Outcome::StubCall, |chain| async move {
+            let lent = lent.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::GuestError,
+                    "the RpcTarget or function stub was disposed, or the object that passed it was reset or left memory since",
+                )
+            })?;
+            lent.call(method, args, &chain, timeout).await
         })
     }
 
@@ -141,6 +165,7 @@ impl Calls<'_> {
                                 status: response.status,
                                 headers: response.headers,
                                 body: response.body,
+                                stream: None,
                                 websocket: None,
                             },
                             url: response.url,

@@ -16,6 +16,7 @@ use super::calls::Calls;
 use super::engine::{GuestMeter, wasi_ctx};
 use super::shared::HostShared;
 use super::stub::CallChain;
+use super::targets::Lender;
 use super::tasks::Tasks;
 use dohost_store::Gate;
 
@@ -64,6 +65,9 @@ pub(crate) trait GuestIo: Send + 'static {
     /// until the call returns (a call inside the import, or inside
     /// `blockConcurrencyWhile`), so a call back to it would deadlock.
     fn outgoing(&self, waits: bool) -> (CallChain, Option<Gate>);
+    /// The object and instance that lend a target now (see
+    /// [`super::targets`]), or why this guest cannot lend.
+    fn lender(&self) -> Result<(Lender, u64), String>;
 }
 
 impl<Io: GuestIo> GuestState<Io> {
@@ -91,6 +95,8 @@ pub(crate) struct Vars {
     /// Bindings the configuration declares for products dohost does not
     /// have: name → what it is.
     unsupported: BTreeMap<String, String>,
+    /// The Durable Object classes bound: class → its first binding.
+    classes: BTreeMap<String, String>,
 }
 
 impl Vars {
@@ -98,12 +104,22 @@ impl Vars {
         vars: BTreeMap<String, String>,
         json: std::collections::BTreeSet<String>,
         unsupported: BTreeMap<String, String>,
+        classes: BTreeMap<String, String>,
     ) -> Vars {
         Vars {
             vars,
             json,
             unsupported,
+            classes,
         }
+    }
+
+    /// The classes bound, each with its first binding (`ctx.exports`).
+    pub(crate) fn classes(&self) -> Vec<(String, String)> {
+        self.classes
+            .iter()
+            .map(|(class, binding)| (class.clone(), binding.clone()))
+            .collect()
     }
 
     /// The variables whose values are JSON rather than strings.

@@ -10,6 +10,7 @@
 
 pub(crate) mod alarm;
 pub(crate) mod bindings;
+mod body;
 mod calls;
 mod code;
 mod engine;
@@ -23,9 +24,12 @@ mod shared;
 pub(crate) mod sockets;
 pub(crate) mod sql;
 mod stub;
+mod targets;
 pub(crate) mod tasks;
 mod worker;
 
+pub use body::Body;
+pub(crate) use body::GuestResponse;
 pub(crate) use calls::{Calls, CallsImport};
 pub use code::ComponentSource;
 pub(crate) use code::{block_on, load_binding, load_worker};
@@ -38,4 +42,5 @@ pub(crate) use object::{Aborted, ObjectState};
 pub(crate) use shared::HostShared;
 pub use stub::{AcceptedWebSocket, Stub};
 pub(crate) use stub::{from_wit_response, to_wit_request};
+pub(crate) use targets::Lent;
 pub(crate) use worker::{WorkerPool, WorkerState};

@@ -1,5 +1,6 @@
 //! What every namespace, object and worker of a host shares.
 
+use super::targets::Lending;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, OnceLock, Weak};
@@ -44,6 +45,10 @@ pub(crate) struct HostShared {
     /// Successful activations and their total time in nanoseconds.
     pub(crate) activations: AtomicU64,
     pub(crate) activation_nanos: AtomicU64,
+    /// The targets objects lent over RPC.
+    pub(crate) lending: Lending,
+    /// The number of the last object instance made.
+    pub(crate) instances: AtomicU64,
     /// Every namespace, for objects' calls. Weak: the namespaces hold this
     /// shared state, and the host owns them.
     pub(crate) namespaces: OnceLock<Weak<BTreeMap<String, Namespace>>>,
@@ -76,6 +81,8 @@ impl HostShared {
             alarms_run: AtomicU64::new(0),
             activations: AtomicU64::new(0),
             activation_nanos: AtomicU64::new(0),
+            lending: Lending::default(),
+            instances: AtomicU64::new(0),
             namespaces: OnceLock::new(),
         }
     }

@@ -28,7 +28,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-use super::bindings::{WitRequest, WitResponse};
+use super::bindings::WitRequest;
+use super::body::{Body, GuestResponse};
 use super::namespace::Namespace;
 use super::object::{Answer, Event, Origin, Request};
 use crate::error::{Error, ErrorKind, Result};
@@ -90,6 +91,23 @@ impl Stub {
     /// [`Error::is_remote`], [`Error::is_retryable`] and
     /// [`Error::is_overloaded`] say what a caller may do about it.
     pub async fn fetch(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
+        let (head, body) = self.fetch_streaming(request).await?.into_parts();
+        Ok(http::Response::from_parts(head, body.bytes().await?))
+    }
+
+    /// Sends `request` to the object's `fetch`, as [`Stub::fetch`], and
+    /// returns its response as soon as its head is ready: a body the object
+    /// streams (a `ReadableStream`, server-sent events) arrives as the
+    /// object writes it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Stub::fetch`]; reading the body fails if the object ends it with
+    /// an error or is reset before its end.
+    pub async fn fetch_streaming(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Body>> {
         let response = self
             .fetch_wit(to_wit_request(request), &CallChain::default())
             .await?;
@@ -175,7 +193,7 @@ impl Stub {
         &self,
         req: WitRequest,
         chain: &CallChain,
-    ) -> Result<WitResponse> {
+    ) -> Result<GuestResponse> {
         match self.send(Request::Fetch(req), chain).await? {
             Answer::Fetch(response) => Ok(response),
             Answer::Call(_) => Err(mixed_answer()),
@@ -201,6 +219,29 @@ impl Stub {
             ));
         }
         match self.send(Request::Call { method, args }, chain).await? {
+            Answer::Call(result) => Ok(result),
+            Answer::Fetch(_) => Err(mixed_answer()),
+        }
+    }
+
+    /// Calls `method` of target `target`, which instance `instance` of the
+    /// object lent, on behalf of the chain `chain` (see
+    /// [`super::targets`]).
+    pub(crate) async fn call_target_wit(
+        &self,
+        lent: (u64, u64),
+        method: String,
+        args: Vec<u8>,
+        chain: &CallChain,
+    ) -> Result<Vec<u8>> {
+        let (instance, target) = lent;
+        let request = Request::CallTarget {
+            instance,
+            target,
+            method,
+            args,
+        };
+        match self.send(request, chain).await? {
             Answer::Call(result) => Ok(result),
             Answer::Fetch(_) => Err(mixed_answer()),
         }
@@ -420,8 +461,12 @@ const FRAMING_HEADERS: [http::HeaderName; 4] = [
     http::header::UPGRADE,
 ];
 
-/// Converts the contract's response record to an HTTP response.
-pub(crate) fn from_wit_response(response: WitResponse) -> Result<http::Response<Bytes>> {
+/// Converts a guest's response to an HTTP response.
+pub(crate) fn from_wit_response(response: GuestResponse) -> Result<http::Response<Body>> {
+    let GuestResponse {
+        record: response,
+        stream,
+    } = response;
     let bad =
         |what: String| Error::new(ErrorKind::GuestError, format!("the guest returned {what}"));
     let status = http::StatusCode::from_u16(response.status)
@@ -451,8 +496,12 @@ pub(crate) fn from_wit_response(response: WitResponse) -> Result<http::Response<
         }
         _ => {}
     }
+    let body = match stream {
+        Some(stream) => Body::streamed(stream),
+        None => Body::from(response.body),
+    };
     builder
-        .body(Bytes::from(response.body))
+        .body(body)
         .map_err(|e| bad(format!("an invalid response: {e}")))
 }
 
@@ -519,7 +568,7 @@ mod tests {
 
     #[test]
     fn a_guest_cannot_frame_its_response() {
-        let response = from_wit_response(WitResponse {
+        let record = super::super::bindings::WitResponse {
             status: 200,
             headers: vec![
                 ("content-length".into(), "2".into()),
@@ -527,7 +576,12 @@ mod tests {
                 ("x-kept".into(), "yes".into()),
             ],
             body: b"hello".to_vec(),
+            stream: None,
             websocket: None,
+        };
+        let response = from_wit_response(GuestResponse {
+            record,
+            stream: None,
         })
         .unwrap();
         assert_eq!(response.headers().len(), 1, "{:?}", response.headers());

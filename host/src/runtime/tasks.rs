@@ -25,8 +25,8 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::bindings::WitResponse;
 use super::bindings::object::dohost::object::events::Outcome;
+use super::body::{Bodies, Closing, GuestResponse};
 use crate::settings::Settings;
 use dohost_store::{Gate, pass_gate};
 
@@ -38,10 +38,26 @@ pub(crate) type OpId = u64;
 
 /// How an event ended, as the guest reported it.
 pub(crate) enum Finished {
-    Fetch(Result<WitResponse, String>),
+    Fetch(Result<GuestResponse, String>),
     Call(Result<Vec<u8>, String>),
     Alarm(Result<(), String>),
     Socket(Result<(), String>),
+}
+
+impl Finished {
+    /// Whether the event answered with a streamed body: it then lives while
+    /// the body's reader does, as a request on Cloudflare lives while its
+    /// client is connected, and its operations are not cut at the
+    /// wall-clock limit ([`open_ended`]).
+    pub(crate) fn streams(&self) -> bool {
+        matches!(self, Finished::Fetch(Ok(response)) if response.stream.is_some())
+    }
+}
+
+/// The deadline of an event that answered with a streamed body: none to
+/// speak of (a year).
+pub(crate) fn open_ended() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(365 * 86_400)
 }
 
 /// An operation a turn started, not yet launched.
@@ -75,6 +91,10 @@ pub(crate) struct Tasks {
     pub(crate) blocked: u32,
     /// Why `blockConcurrencyWhile` failed, if it did: the object resets.
     pub(crate) failure: Option<String>,
+    /// The instance's streamed bodies.
+    pub(crate) bodies: Bodies,
+    /// Bodies closed in the running turn, to end behind its gate.
+    pub(crate) closing: Vec<Closing>,
     budgets: HashMap<EventId, Budget>,
 }
 

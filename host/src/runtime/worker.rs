@@ -8,17 +8,23 @@
 //! whose memory has grown near its limit
 //! ([`GuestMeter::memory_nearly_full`](super::engine::GuestMeter::memory_nearly_full)).
 
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::{mpsc, oneshot};
+
+use super::bindings::WitRequest;
 use super::bindings::object::dohost::object::events::Outcome;
 use super::bindings::worker::{Worker, WorkerPre};
-use super::bindings::{WitRequest, WitResponse};
+use super::body::GuestResponse;
 use super::code::Code;
 use super::engine;
 use super::guest::{GuestIo, GuestState};
 use super::shared::HostShared;
 use super::stub::CallChain;
-use super::tasks::{EventId, Finished, InFlight, OpId};
+use super::targets::{Lender, TargetCall};
+use super::tasks::{self, EventId, Finished, InFlight, OpId};
 use crate::error::{Error, ErrorKind, Result};
 use crate::settings::Settings;
 use dohost_store::Gate;
@@ -34,6 +40,9 @@ type Counted = (tokio::sync::OwnedSemaphorePermit, WarmWorker);
 /// writes nothing.
 pub(crate) struct WorkerIo {
     shared: Arc<HostShared>,
+    /// The running request's number and where calls to the targets it
+    /// lends go (see [`super::targets`]).
+    lending: Option<(u64, mpsc::UnboundedSender<TargetCall>)>,
 }
 
 impl GuestIo for WorkerIo {
@@ -43,6 +52,13 @@ impl GuestIo for WorkerIo {
 
     fn outgoing(&self, _waits: bool) -> (CallChain, Option<Gate>) {
         (CallChain::default(), None)
+    }
+
+    fn lender(&self) -> std::result::Result<(Lender, u64), String> {
+        self.lending
+            .as_ref()
+            .map(|(number, calls)| (Lender::Worker(calls.clone()), *number))
+            .ok_or_else(|| "the worker runs no request".to_owned())
     }
 }
 
@@ -78,6 +94,13 @@ struct Run {
     instance: Worker,
     in_flight: InFlight,
     deadline: tokio::time::Instant,
+    /// The request's number: the capabilities it lends end with it.
+    number: u64,
+    /// Calls to the targets the request lent.
+    calls: mpsc::UnboundedReceiver<TargetCall>,
+    /// The target calls running, by event, and who waits for each.
+    calling: HashMap<EventId, oneshot::Sender<Result<Vec<u8>>>>,
+    last_event: EventId,
 }
 
 impl WorkerPool {
@@ -113,9 +136,12 @@ impl WorkerPool {
     /// as soon as the worker gives it; what the worker still waits on then
     /// (`waitUntil`) runs on, within the request's wall-clock limit, before
     /// the instance takes another request.
-    pub(crate) async fn fetch(&self, req: WitRequest) -> Result<WitResponse> {
-        let (generation, (permit, (store, instance))) = self.0.take().await?;
+    pub(crate) async fn fetch(&self, req: WitRequest) -> Result<GuestResponse> {
+        let (generation, (permit, (mut store, instance))) = self.0.take().await?;
         let settings = &self.0.shared.settings;
+        let number = self.0.shared.instances.fetch_add(1, Ordering::Relaxed) + 1;
+        let (lend, calls) = mpsc::unbounded_channel();
+        store.data_mut().io.lending = Some((number, lend));
         let mut run = Run {
             generation,
             permit,
@@ -123,6 +149,10 @@ impl WorkerPool {
             instance,
             in_flight: InFlight::default(),
             deadline: tokio::time::Instant::now() + settings.wall_time_per_event,
+            number,
+            calls,
+            calling: HashMap::new(),
+            last_event: EVENT,
         };
         run.store.data_mut().tasks.open(EVENT, settings);
         let (answer, run) = run.answer(req, settings).await?;
@@ -143,6 +173,8 @@ impl WorkerPool {
 /// What a worker's turn calls.
 enum TurnCall {
     Request(WitRequest),
+    /// A call to a target the request lent, as event `.0`.
+    Target(EventId, TargetCall),
     Resume(OpId, Outcome),
 }
 
@@ -153,7 +185,7 @@ impl Run {
         mut self,
         req: WitRequest,
         settings: &Settings,
-    ) -> Result<(Result<WitResponse>, Run)> {
+    ) -> Result<(Result<GuestResponse>, Run)> {
         let mut call = TurnCall::Request(req);
         loop {
             if let Some(finished) = self.turn(call, settings).await? {
@@ -172,6 +204,10 @@ impl Run {
             }
             let (op, _, outcome) = tokio::select! {
                 next = self.in_flight.next(), if !self.in_flight.is_empty() => next,
+                Some(target) = self.calls.recv() => {
+                    call = self.target_call(target, settings);
+                    continue;
+                }
                 () = tokio::time::sleep_until(self.deadline) => {
                     let limit = settings.wall_time_per_event.as_millis();
                     let error = Error::new(
@@ -192,12 +228,28 @@ impl Run {
     /// the run, unless it trapped.
     async fn drain(mut self, settings: &Settings) -> Option<Run> {
         while !self.in_flight.is_empty() {
-            let (op, _, outcome) = self.in_flight.next().await;
-            self.turn(TurnCall::Resume(op, outcome), settings)
-                .await
-                .ok()?;
+            let call = tokio::select! {
+                (op, _, outcome) = self.in_flight.next() => TurnCall::Resume(op, outcome),
+                Some(target) = self.calls.recv() => self.target_call(target, settings),
+            };
+            self.turn(call, settings).await.ok()?;
         }
         Some(self)
+    }
+
+    /// Starts an event for a call to a target the request lent.
+    fn target_call(&mut self, call: TargetCall, settings: &Settings) -> TurnCall {
+        self.last_event += 1;
+        self.store.data_mut().tasks.open(self.last_event, settings);
+        TurnCall::Target(self.last_event, call)
+    }
+
+    /// The request is over: the targets it lent go with it.
+    fn end(&mut self) {
+        let io = &mut self.store.data_mut().io;
+        io.lending = None;
+        io.shared.lending.forget(self.number);
+        self.calls.close();
     }
 
     /// One turn; how the worker finished its request, if it did in this
@@ -207,11 +259,20 @@ impl Run {
         store.data_mut().meter.begin_event();
         store.data_mut().tasks.event = EVENT;
         let handler = self.instance.dohost_object_worker_handler();
-        let result = match &call {
-            TurnCall::Request(req) => handler.call_fetch(&mut *store, EVENT, req).await,
-            TurnCall::Resume(op, outcome) => handler.call_resume(&mut *store, *op, outcome).await,
+        let result = match call {
+            TurnCall::Request(req) => handler.call_fetch(&mut *store, EVENT, &req).await,
+            TurnCall::Target(event, call) => {
+                store.data_mut().tasks.event = event;
+                self.calling.insert(event, call.reply);
+                handler
+                    .call_call_target(&mut *store, event, call.target, &call.method, &call.args)
+                    .await
+            }
+            TurnCall::Resume(op, outcome) => handler.call_resume(&mut *store, op, &outcome).await,
         };
         if let Err(trap) = result {
+            self.end();
+            let store = &self.store;
             let (reason, detail) = engine::describe_trap(&trap, &store.data().meter);
             tracing::warn!("the worker trapped: {reason}\n{detail}");
             return Err(Error::new(
@@ -220,18 +281,39 @@ impl Run {
             )
             .with_detail(detail));
         }
-        let tasks = &mut store.data_mut().tasks;
+        let data = self.store.data_mut();
+        let tasks = &mut data.tasks;
+        for closing in std::mem::take(&mut tasks.closing) {
+            data.io.shared.actors.spawn(closing.send(None));
+        }
         for op in std::mem::take(&mut tasks.cancelled) {
             self.in_flight.cancel(op);
+        }
+        let mut finished = None;
+        for (event, done) in std::mem::take(&mut tasks.finished) {
+            if event == EVENT {
+                finished = Some(done);
+            } else if let Some(reply) = self.calling.remove(&event) {
+                tasks.close(event);
+                let _ = reply.send(match done {
+                    Finished::Call(result) => {
+                        result.map_err(|message| Error::new(ErrorKind::GuestError, message))
+                    }
+                    _ => Err(Error::new(
+                        ErrorKind::Component,
+                        "the worker finished a call to its RpcTarget as another kind of event",
+                    )),
+                });
+            }
+        }
+        if finished.as_ref().is_some_and(Finished::streams) {
+            self.deadline = tasks::open_ended();
         }
         for started in std::mem::take(&mut tasks.started) {
             self.in_flight
                 .launch(started, None, self.deadline, settings.wall_time_per_event);
         }
-        Ok(std::mem::take(&mut tasks.finished)
-            .into_iter()
-            .find(|(event, _)| *event == EVENT)
-            .map(|(_, finished)| finished))
+        Ok(finished)
     }
 }
 
@@ -279,6 +361,7 @@ impl Pool {
     ) -> Result<(u64, Counted)> {
         let state = GuestState::new(WorkerIo {
             shared: self.shared.clone(),
+            lending: None,
         });
         let mut store = self
             .shared
@@ -298,7 +381,11 @@ impl Pool {
     /// Keeps a run's instance for the next request, unless its memory has
     /// grown near its limit or its code is old.
     fn put_back(&self, mut run: Run) {
-        run.store.data_mut().tasks.close(EVENT);
+        run.end();
+        let tasks = &mut run.store.data_mut().tasks;
+        tasks.close(EVENT);
+        // What the request left open fails for its readers.
+        tasks.bodies.clear();
         let meter = &run.store.data().meter;
         if meter.memory_nearly_full() {
             let (size, limit) = meter.memory_mib();

@@ -71,7 +71,7 @@ impl JsRole {
 
 /// The SDK's files (`guests/js/src`), embedded so a build always uses the
 /// SDK of this host.
-const SDK_FILES: [(&str, &str); 14] = [
+const SDK_FILES: [(&str, &str); 16] = [
     (
         "node/crypto.js",
         include_str!("../../../../guests/js/src/node/crypto.js"),
@@ -109,6 +109,14 @@ const SDK_FILES: [(&str, &str); 14] = [
         include_str!("../../../../guests/js/src/storage.js"),
     ),
     (
+        "streams.js",
+        include_str!("../../../../guests/js/src/streams.js"),
+    ),
+    (
+        "targets.js",
+        include_str!("../../../../guests/js/src/targets.js"),
+    ),
+    (
         "websocket.js",
         include_str!("../../../../guests/js/src/websocket.js"),
     ),
@@ -119,8 +127,9 @@ const SDK_FILES: [(&str, &str); 14] = [
 ];
 
 /// The WIT contract (`wit/`), embedded for the same reason.
-const WIT_FILES: [(&str, &str); 11] = [
+const WIT_FILES: [(&str, &str); 13] = [
     ("alarm.wit", include_str!("../../../../wit/alarm.wit")),
+    ("body.wit", include_str!("../../../../wit/body.wit")),
     ("context.wit", include_str!("../../../../wit/context.wit")),
     ("events.wit", include_str!("../../../../wit/events.wit")),
     ("handler.wit", include_str!("../../../../wit/handler.wit")),
@@ -131,6 +140,7 @@ const WIT_FILES: [(&str, &str); 11] = [
     ("outbound.wit", include_str!("../../../../wit/outbound.wit")),
     ("sql.wit", include_str!("../../../../wit/sql.wit")),
     ("storage.wit", include_str!("../../../../wit/storage.wit")),
+    ("targets.wit", include_str!("../../../../wit/targets.wit")),
     ("types.wit", include_str!("../../../../wit/types.wit")),
     (
         "websocket.wit",

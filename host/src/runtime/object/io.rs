@@ -11,6 +11,7 @@ use crate::runtime::shared::HostShared;
 use crate::runtime::sockets::{Frame, Owner, SocketId};
 use crate::runtime::sql::Sql;
 use crate::runtime::stub::{CallChain, object_label};
+use crate::runtime::targets::Lender;
 use dohost_store::{AlarmRecord, Gate, ObjectRecord, ObjectStorage};
 
 /// The object's storage and context, kept across instance resets.
@@ -28,6 +29,9 @@ pub(crate) struct ObjectIo {
     pub(crate) chain: CallChain,
     /// What the running turn sent on WebSockets, queued when it ends.
     pub(crate) sent: Vec<(SocketId, Frame)>,
+    /// The number of the instance that holds the io (see
+    /// [`crate::runtime::targets`]).
+    pub(crate) instance: u64,
 }
 
 impl ObjectIo {
@@ -52,6 +56,7 @@ impl ObjectIo {
             running_alarm: None,
             chain: CallChain::default(),
             sent: Vec::new(),
+            instance: 0,
         }
     }
 
@@ -107,5 +112,16 @@ impl GuestIo for ObjectIo {
         let me = &self.identity;
         let label = object_label(&me.binding, &me.key.id(), me.name.as_deref());
         (self.chain.then(me.key, label, waits), self.response_gate())
+    }
+
+    fn lender(&self) -> Result<(Lender, u64), String> {
+        let namespace = self
+            .shared
+            .namespace(&self.identity.binding)
+            .map_err(|e| e.to_string())?;
+        let id = namespace
+            .id_from_string(&self.identity.id_hex)
+            .map_err(|e| e.to_string())?;
+        Ok((Lender::Object(id.get()), self.instance))
     }
 }

@@ -49,23 +49,25 @@
 //! state.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
+use super::bindings::WitRequest;
 use super::bindings::object::DurableObject;
 use super::bindings::object::dohost::object::events::Outcome;
 use super::bindings::object::dohost::object::websocket::Message;
 use super::bindings::object::exports::dohost::object::handler::AlarmInfo;
-use super::bindings::{WitRequest, WitResponse};
+use super::body::GuestResponse;
 use super::code::Code;
 use super::engine;
 use super::guest::GuestState;
 use super::shared::HostShared;
 use super::sockets::SocketId;
-use super::stub::CallChain;
-use super::tasks::{EventId, Finished, InFlight, OpId};
+use super::stub::{CallChain, object_label};
+use super::tasks::{self, EventId, Finished, InFlight, OpId};
 use crate::error::{Error, ErrorKind, Result};
 use dohost_store::{AlarmRecord, AlarmWrite, Gate, ObjectKey, WriteSet, pass_gate};
 
@@ -117,11 +119,19 @@ pub(crate) enum Request {
     /// An RPC call for the object's `call`: a method and the array of
     /// arguments (JSON or CBOR, docs/values.md).
     Call { method: String, args: Vec<u8> },
+    /// An RPC call to target `target` that instance `instance` of the
+    /// object lent (`call-target`, see [`super::targets`]).
+    CallTarget {
+        instance: u64,
+        target: u64,
+        method: String,
+        args: Vec<u8>,
+    },
 }
 
 /// What the object answered: a response to a fetch, a call's result.
 pub(crate) enum Answer {
-    Fetch(WitResponse),
+    Fetch(GuestResponse),
     Call(Vec<u8>),
 }
 
@@ -228,7 +238,9 @@ enum TurnCall {
 impl Drop for Actor {
     fn drop(&mut self) {
         // Free the instance's slot before another object takes its place.
-        drop(self.instance.take());
+        if let Some((store, _)) = self.instance.take() {
+            self.shared.lending.forget(store.data().io.instance);
+        }
         self.shared.residency.leave(self.number);
     }
 }
@@ -335,9 +347,15 @@ impl Actor {
         }
     }
 
-    /// Whether an event runs or waits on an operation.
+    /// Whether an event runs or waits on an operation, or the object
+    /// writes a body its reader still waits for.
     fn busy(&self) -> bool {
-        !self.running.is_empty() || !self.in_flight.is_empty()
+        !self.running.is_empty()
+            || !self.in_flight.is_empty()
+            || self
+                .instance
+                .as_ref()
+                .is_some_and(|(store, _)| store.data().tasks.bodies.serving())
     }
 
     /// Whether the object keeps new events out (`blockConcurrencyWhile`).
@@ -368,6 +386,22 @@ impl Actor {
                     self.identity.name = origin.name.clone();
                     self.io_mut().identity.name = self.identity.name.clone();
                 }
+                if let Request::CallTarget { instance, .. } = &request
+                    && self.live_instance() != Some(*instance)
+                {
+                    let error = Error::new(
+                        ErrorKind::GuestError,
+                        format!(
+                            "the RpcTarget is gone: {} was reset or left memory since it passed it",
+                            self.label()
+                        ),
+                    );
+                    let _ = reply.send(Reply {
+                        result: Err(error),
+                        gate: None,
+                    });
+                    return;
+                }
                 if let Err(e) = self.begin_event().await {
                     let _ = reply.send(Reply {
                         result: Err(e),
@@ -384,7 +418,7 @@ impl Actor {
                     });
                     return;
                 }
-                let call = matches!(request, Request::Call { .. });
+                let call = !matches!(request, Request::Fetch(_));
                 let event = self.open_event(Some(Waiter::Stub { reply, call }), origin.chain);
                 self.turn(event, TurnCall::Request(request)).await;
             }
@@ -453,6 +487,18 @@ impl Actor {
             }
             TurnCall::Request(Request::Call { method, args }) => {
                 within_wall(wall, handler.call_call(&mut *store, event, method, args)).await
+            }
+            TurnCall::Request(Request::CallTarget {
+                target,
+                method,
+                args,
+                ..
+            }) => {
+                within_wall(
+                    wall,
+                    handler.call_call_target(&mut *store, event, *target, method, args),
+                )
+                .await
             }
             TurnCall::Alarm(info) => {
                 within_wall(wall, handler.call_alarm(&mut *store, event, *info)).await
@@ -531,8 +577,18 @@ impl Actor {
         let started = std::mem::take(&mut tasks.started);
         let cancelled = std::mem::take(&mut tasks.cancelled);
         let failure = tasks.failure.take();
+        for closing in std::mem::take(&mut tasks.closing) {
+            self.shared.actors.spawn(closing.send(gate.clone()));
+        }
         for op in cancelled {
             self.in_flight.cancel(op);
+        }
+        for (event, finished) in &finished {
+            if finished.streams()
+                && let Some(running) = self.running.get_mut(event)
+            {
+                running.deadline = tasks::open_ended();
+            }
         }
         let wall = self.shared.settings.wall_time_per_event;
         for started in started {
@@ -617,8 +673,8 @@ impl Actor {
 
     /// Checks that a response handing over a WebSocket hands over one of
     /// this object's, accepted and not yet opened.
-    fn handing_over(&self, response: WitResponse) -> Result<WitResponse> {
-        match response.websocket {
+    fn handing_over(&self, response: GuestResponse) -> Result<GuestResponse> {
+        match response.record.websocket {
             Some(socket) if !self.shared.sockets.is_pending(self.identity.key, socket) => {
                 Err(Error::new(
                     ErrorKind::GuestError,
@@ -692,6 +748,19 @@ impl Actor {
         }
     }
 
+    /// How errors name the object: binding, name or id.
+    fn label(&self) -> String {
+        let me = &self.identity;
+        object_label(&me.binding, &me.key.id(), me.name.as_deref())
+    }
+
+    /// The number of the instance the object runs in now, if any.
+    fn live_instance(&self) -> Option<u64> {
+        self.instance
+            .as_ref()
+            .map(|(store, _)| store.data().io.instance)
+    }
+
     fn io_mut(&mut self) -> &mut ObjectIo {
         match (&mut self.instance, &mut self.io) {
             (Some((store, _)), _) => &mut store.data_mut().io,
@@ -706,6 +775,7 @@ impl Actor {
     /// what they wait on is dropped.
     fn reset(&mut self, why: &Error) {
         if let Some((store, _)) = self.instance.take() {
+            self.shared.lending.forget(store.data().io.instance);
             self.io = Some(store.into_data().io);
             self.shared.residency.leave(self.number);
         }
@@ -729,6 +799,8 @@ impl Actor {
             return Ok(());
         };
         let started = std::time::Instant::now();
+        let mut io = io;
+        io.instance = self.shared.instances.fetch_add(1, Ordering::Relaxed) + 1;
         let state = GuestState::new(io);
         let mut store = self
             .shared

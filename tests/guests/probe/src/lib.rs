@@ -21,6 +21,9 @@
 //! - `GET /from-js`: reads the value the JavaScript API tour stores under
 //!   `for-rust` (structured clone, see `examples/js/api`) into Rust types,
 //!   and answers with them as JSON.
+//! - `GET /fetch-from/<BINDING>/<name>/<path>?<query>`: the response of
+//!   that object to `GET /<path>?<query>`, its body read whole (a streamed
+//!   one to its end).
 //! - `GET /framing`: `hello` with a `Content-Length: 2` and a
 //!   `Transfer-Encoding: chunked` header that contradict it.
 //!
@@ -93,6 +96,14 @@ impl DurableObject for Probe {
                 Ok(Response::text("ok"))
             }
             ("DELETE", "kv") => Ok(Response::text(storage.delete(arg)?.to_string())),
+            ("GET", "fetch-from") => {
+                let mut parts = arg.splitn(3, '/');
+                let (binding, name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let query = req.query().map(|q| format!("?{q}")).unwrap_or_default();
+                let url = format!("http://object/{}{query}", parts.next().unwrap_or(""));
+                let stub = self.env.namespace(binding)?.get_by_name(name);
+                stub.fetch(Request::get(&url)).await
+            }
             ("GET", "from-js") => {
                 let v: FromJs = storage
                     .get("for-rust")?
