@@ -42,6 +42,7 @@
 mod error;
 mod host;
 mod imports;
+pub mod metrics;
 mod runtime;
 pub mod server;
 mod settings;

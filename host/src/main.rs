@@ -414,6 +414,8 @@ fn run(cli: Cli) -> Result<()> {
             let mut server = config.server.clone();
             server.debug_errors |= dev;
             raise_descriptor_limit();
+            // GET /_dohost/metrics serves them (behind the admin token).
+            dohost::metrics::install()?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(config.server.worker_threads)
                 .enable_all()

@@ -27,6 +27,7 @@ mod isolation;
 mod js;
 mod lifecycle;
 mod memory_limits;
+mod metrics;
 mod migrations;
 mod outbound;
 mod output_gate;

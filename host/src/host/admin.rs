@@ -371,6 +371,9 @@ pub(crate) async fn serve_http(
         .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = request.method().clone();
+    if method == http::Method::GET && segments == ["metrics"] {
+        return metrics_reply(host);
+    }
     let outcome = match (&method, segments.as_slice()) {
         (&http::Method::GET, ["stats"]) => {
             let stats = host.stats();
@@ -418,7 +421,7 @@ pub(crate) async fn serve_http(
             404,
             serde_json::json!({
                 "error": format!(
-                    "no admin route {method} {}; the routes are GET {HTTP_PREFIX}stats, GET {HTTP_PREFIX}objects[?binding=B], GET {HTTP_PREFIX}objects/B/NAME_OR_ID and DELETE {HTTP_PREFIX}objects/B/NAME_OR_ID",
+                    "no admin route {method} {}; the routes are GET {HTTP_PREFIX}stats, GET {HTTP_PREFIX}metrics, GET {HTTP_PREFIX}objects[?binding=B], GET {HTTP_PREFIX}objects/B/NAME_OR_ID and DELETE {HTTP_PREFIX}objects/B/NAME_OR_ID",
                     request.uri().path()
                 )
             }),
@@ -440,6 +443,36 @@ fn not_found(binding: &str, name_or_id: &str) -> (u16, serde_json::Value) {
             "error": format!("{binding} has no object {name_or_id:?} (it has never written anything, or was deleted)")
         }),
     )
+}
+
+/// The Prometheus text of the metrics ([`crate::metrics`]), or 404 when
+/// the process installed no Prometheus recorder.
+fn metrics_reply(host: &Host) -> http::Response<bytes::Bytes> {
+    let stats = host.stats();
+    let held = crate::metrics::Held {
+        objects_in_memory: stats.objects_in_memory,
+        worker_instances: stats.worker_instances,
+        websockets: stats.websockets,
+        cache_bytes: stats.cache_bytes,
+        alarms_in_memory: stats.alarms_in_memory,
+        disk_reads: stats.disk_reads,
+    };
+    match crate::metrics::render(&held) {
+        Some(text) => {
+            let mut response = http::Response::new(bytes::Bytes::from(text));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        None => json_reply(
+            404,
+            &serde_json::json!({
+                "error": "metrics are off: this process installed no Prometheus recorder (dohost serve does; an embedder calls dohost::metrics::install)"
+            }),
+        ),
+    }
 }
 
 fn json_reply(status: u16, body: &serde_json::Value) -> http::Response<bytes::Bytes> {

@@ -9,6 +9,7 @@ use super::admin;
 use super::assets::{self, AssetRoute};
 use super::host::Host;
 use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::{HTTP_DURATION, HTTP_REQUESTS};
 use crate::runtime::{Body, Stub, from_wit_response, to_wit_request};
 use crate::settings::MAX_OBJECT_NAME_BYTES;
 use dohost_store::Health;
@@ -35,6 +36,17 @@ impl Route {
     /// answer is known from the head.
     pub fn reads_body(&self) -> bool {
         !matches!(self.0, Place::Answered(_) | Place::Asset(_))
+    }
+
+    /// The metrics labels of the route: its kind and binding.
+    fn labels(&self) -> (&'static str, String) {
+        match &self.0 {
+            Place::Answered(_) => ("answered", String::new()),
+            Place::Admin => ("admin", String::new()),
+            Place::Asset(_) => ("asset", String::new()),
+            Place::Worker => ("worker", String::new()),
+            Place::Object { stub, .. } => ("object", stub.binding().to_owned()),
+        }
     }
 }
 
@@ -187,6 +199,25 @@ impl Host {
     ///
     /// Every error of [`Stub::fetch`](crate::Stub::fetch).
     pub async fn fetch_routed(
+        &self,
+        route: Route,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Body>> {
+        let started = std::time::Instant::now();
+        let (kind, binding) = route.labels();
+        let result = self.carry_out(route, request).await;
+        let status = match &result {
+            Ok(response) => response.status().as_u16(),
+            Err(e) => e.http_status(),
+        };
+        metrics::counter!(HTTP_REQUESTS, "route" => kind, "binding" => binding.clone(), "status" => status.to_string())
+            .increment(1);
+        metrics::histogram!(HTTP_DURATION, "route" => kind, "binding" => binding)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn carry_out(
         &self,
         route: Route,
         request: http::Request<Bytes>,

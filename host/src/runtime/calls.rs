@@ -20,6 +20,7 @@ use super::outbound::{self, OutboundRequest};
 use super::stub::{CallChain, Stub};
 use super::tasks::{OpId, Tasks};
 use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::OUTBOUND;
 use dohost_store::pass_gate;
 use futures_util::future::BoxFuture;
 
@@ -159,19 +160,20 @@ impl Calls<'_> {
                 Box::pin(async move {
                     // Waits for one of the event's connections.
                     let _connection = connections.acquire_owned().await;
-                    Outcome::Http(client.fetch(request).await.map_err(fetch_error).map(
-                        |response| Fetched {
-                            response: WitResponse {
-                                status: response.status,
-                                headers: response.headers,
-                                body: response.body,
-                                stream: None,
-                                websocket: None,
-                            },
-                            url: response.url,
-                            redirected: response.redirected,
+                    let fetched = client.fetch(request).await;
+                    let outcome = fetched.as_ref().map_or_else(|e| e.kind.label(), |_| "ok");
+                    metrics::counter!(OUTBOUND, "outcome" => outcome).increment(1);
+                    Outcome::Http(fetched.map_err(fetch_error).map(|response| Fetched {
+                        response: WitResponse {
+                            status: response.status,
+                            headers: response.headers,
+                            body: response.body,
+                            stream: None,
+                            websocket: None,
                         },
-                    ))
+                        url: response.url,
+                        redirected: response.redirected,
+                    }))
                 }) as BoxFuture<'static, Outcome>
             }
             Err(limit) => Box::pin(std::future::ready(Outcome::Http(Err(FetchError {

@@ -13,6 +13,7 @@ pub(crate) mod bindings;
 mod body;
 mod calls;
 mod code;
+mod counts;
 mod engine;
 mod guest;
 mod ids;

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::bindings::object::DurableObjectPre;
 use super::code::Code;
+use super::counts::BindingCounts;
 use super::ids::{minted_by, name_id, parse_id, unique_id};
 use super::object::{Actor, Event, Identity, LiveEntry, LiveObjects, ObjectState};
 use super::shared::HostShared;
@@ -34,6 +35,7 @@ struct NamespaceInner {
     code: Arc<Code<DurableObjectPre<ObjectState>>>,
     shared: Arc<HostShared>,
     live: Arc<LiveObjects>,
+    counts: Arc<BindingCounts>,
 }
 
 impl fmt::Debug for Namespace {
@@ -54,6 +56,7 @@ impl Namespace {
         shared: Arc<HostShared>,
     ) -> Namespace {
         let code = Arc::new(Code::new(pre));
+        let counts = Arc::new(BindingCounts::new(&binding));
         Namespace(Arc::new(NamespaceInner {
             binding,
             class: class.into(),
@@ -62,6 +65,7 @@ impl Namespace {
             code,
             shared,
             live: Arc::new(Mutex::new(HashMap::new())),
+            counts,
         }))
     }
 
@@ -256,6 +260,7 @@ impl Namespace {
             match sender.try_send(event) {
                 Ok(()) => return Ok(()),
                 Err(mpsc::error::TrySendError::Full(returned)) => {
+                    self.0.counts.overloads.increment(1);
                     return Err((
                         Error::new(
                             ErrorKind::Overloaded,
@@ -300,6 +305,7 @@ impl Namespace {
             self.0.shared.clone(),
             self.0.code.clone(),
             self.0.live.clone(),
+            self.0.counts.clone(),
         );
         self.0.shared.actors.spawn(actor.run(rx));
         LiveEntry {

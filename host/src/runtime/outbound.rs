@@ -99,6 +99,19 @@ pub(crate) enum FetchErrorKind {
     Invalid,
 }
 
+impl FetchErrorKind {
+    /// The kind in lower case, as the metrics label it.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            FetchErrorKind::Refused => "refused",
+            FetchErrorKind::Limit => "limit",
+            FetchErrorKind::Timeout => "timeout",
+            FetchErrorKind::Network => "network",
+            FetchErrorKind::Invalid => "invalid",
+        }
+    }
+}
+
 /// A failed fetch; the message names the destination and the cause.
 #[derive(Clone, Debug)]
 pub(crate) struct FetchError {

@@ -66,6 +66,11 @@ impl Stub {
         }
     }
 
+    /// The binding of the object's namespace.
+    pub(crate) fn binding(&self) -> &str {
+        self.namespace.binding()
+    }
+
     /// The object's id as 64 hex characters.
     pub fn id(&self) -> String {
         hex::encode(self.id)

@@ -9,6 +9,14 @@
 //! Callers hold an event's response until its write set is durable (the
 //! output gate, [`crate::Gate`]).
 
+/// Write sets (one per object turn) in each group commit (a histogram; its
+/// count is the commits). The metrics are the host's (`dohost::metrics`).
+pub const COMMIT_WRITE_SETS: &str = "dohost_commit_write_sets";
+/// The time a group commit took, its fsync included (a histogram).
+pub const COMMIT_DURATION: &str = "dohost_commit_duration_seconds";
+/// Group commits that failed (a counter).
+pub const COMMIT_FAILURES: &str = "dohost_commit_failures_total";
+
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -211,11 +219,17 @@ impl Committer {
                 crate::store::panic_message(panic.as_ref())
             ))
         });
+        let elapsed = started.elapsed();
         tracing::debug!(
             write_sets = batch.len(),
-            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             "group commit"
         );
+        metrics::histogram!(COMMIT_WRITE_SETS).record(batch.len() as f64);
+        metrics::histogram!(COMMIT_DURATION).record(elapsed.as_secs_f64());
+        if result.is_err() {
+            metrics::counter!(COMMIT_FAILURES).increment(1);
+        }
         match &result {
             Ok(()) => {
                 if !changes.is_empty() {

@@ -71,7 +71,10 @@ mod writes;
 pub use alarm::{AlarmChange, AlarmListener, AlarmRecord, AlarmWrite};
 pub use cache::CacheBudget;
 pub use check::{CheckReport, check_file};
-pub use committer::{CommitHook, CommitResult, CommitStage, Health};
+pub use committer::{
+    COMMIT_DURATION, COMMIT_FAILURES, COMMIT_WRITE_SETS, CommitHook, CommitResult, CommitStage,
+    Health,
+};
 pub use directory::{Contents, KeyInfo, MAX_KEYS_SHOWN, ObjectRecord, TableInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use keys::ObjectKey;

@@ -62,6 +62,7 @@ use super::bindings::object::dohost::object::websocket::Message;
 use super::bindings::object::exports::dohost::object::handler::AlarmInfo;
 use super::body::GuestResponse;
 use super::code::Code;
+use super::counts::BindingCounts;
 use super::engine;
 use super::guest::GuestState;
 use super::shared::HostShared;
@@ -195,6 +196,8 @@ pub(crate) struct Actor {
     held: VecDeque<Event>,
     /// The number of the last event started.
     last_event: EventId,
+    /// What the binding's objects count (metrics).
+    counts: Arc<BindingCounts>,
 }
 
 /// An event the instance runs.
@@ -252,6 +255,7 @@ impl Actor {
         shared: Arc<HostShared>,
         code: Arc<Code<super::bindings::object::DurableObjectPre<ObjectState>>>,
         live: Arc<LiveObjects>,
+        counts: Arc<BindingCounts>,
     ) -> Actor {
         let io = ObjectIo::new(identity.clone(), shared.clone());
         Actor {
@@ -268,6 +272,7 @@ impl Actor {
             in_flight: InFlight::default(),
             held: VecDeque::new(),
             last_event: 0,
+            counts,
         }
     }
 
@@ -299,7 +304,7 @@ impl Actor {
                 .filter(|r| r.waiter.is_some())
                 .map(|r| r.deadline)
                 .min();
-            let why = tokio::select! {
+            let (why, room) = tokio::select! {
                 biased;
                 (op, event, outcome) = self.in_flight.next() => {
                     // An operation its event's deadline cut off: the event
@@ -325,8 +330,8 @@ impl Actor {
                         return;
                     }
                 },
-                () = evict.notified(), if !busy => "evicted to make room for another object (limits.max_live_objects)",
-                () = tokio::time::sleep(idle), if !busy => "evicted after the idle timeout",
+                () = evict.notified(), if !busy => ("evicted to make room for another object (limits.max_live_objects)", true),
+                () = tokio::time::sleep(idle), if !busy => ("evicted after the idle timeout", false),
             };
             // Let the last commit land before the object's cache goes
             // away, so a reactivation reads what this one wrote.
@@ -342,6 +347,11 @@ impl Actor {
                     live.remove(&self.identity.key);
                 }
                 tracing::debug!(object = %self.identity.id_hex, "object {why}");
+                if room {
+                    self.counts.room_evictions.increment(1);
+                } else {
+                    self.counts.idle_evictions.increment(1);
+                }
                 return;
             }
         }
@@ -418,6 +428,12 @@ impl Actor {
                     });
                     return;
                 }
+                match request {
+                    Request::Fetch(_) => &self.counts.fetches,
+                    Request::Call { .. } => &self.counts.calls,
+                    Request::CallTarget { .. } => &self.counts.target_calls,
+                }
+                .increment(1);
                 let call = !matches!(request, Request::Fetch(_));
                 let event = self.open_event(Some(Waiter::Stub { reply, call }), origin.chain);
                 self.turn(event, TurnCall::Request(request)).await;
@@ -433,6 +449,7 @@ impl Actor {
                     self.held.push_front(Event::Socket { socket, what });
                     return;
                 }
+                self.counts.socket_events.increment(1);
                 let event =
                     self.open_event(Some(Waiter::Socket { socket, ends }), CallChain::default());
                 self.turn(event, TurnCall::Socket(socket, what)).await;
@@ -774,6 +791,14 @@ impl Actor {
     /// event the instance ran and did not answer fails with `why`, and
     /// what they wait on is dropped.
     fn reset(&mut self, why: &Error) {
+        self.counts.reset(match why.kind() {
+            ErrorKind::GuestTrap => "trap",
+            ErrorKind::GuestError => "error",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Storage => "storage",
+            ErrorKind::ShutDown => "shutdown",
+            _ => "other",
+        });
         if let Some((store, _)) = self.instance.take() {
             self.shared.lending.forget(store.data().io.instance);
             self.io = Some(store.into_data().io);
@@ -854,7 +879,10 @@ impl Actor {
                         format!("class {class} failed to construct"),
                     ));
                 }
-                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let elapsed = started.elapsed();
+                self.counts.activations.increment(1);
+                self.counts.activation_time.record(elapsed.as_secs_f64());
+                let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
                 let shared = &self.shared;
                 shared
                     .activations
@@ -1035,6 +1063,7 @@ impl Actor {
             _permit: permit,
         };
         let event = self.open_event(Some(waiter), CallChain::default());
+        self.counts.alarms.increment(1);
         self.turn(event, TurnCall::Alarm(info)).await;
     }
 
@@ -1049,6 +1078,7 @@ impl Actor {
     /// Settles the alarm after its handler ended with `result`: cleared,
     /// or kept for a retry, unless the handler chose itself.
     fn alarm_done(&mut self, record: AlarmRecord, begun: AlarmRecord, result: Result<()>) {
+        let counts = self.counts.clone();
         let io = self.io_mut();
         io.running_alarm = None;
         // The handler's own set-alarm or delete-alarm (in this write set or
@@ -1066,7 +1096,19 @@ impl Actor {
                     io.shared.settings.alarm_max_retries,
                 ),
             };
+            match (&result, &write) {
+                (Ok(()), _) => &counts.alarms_ok,
+                (Err(_), AlarmWrite::Set(_) | AlarmWrite::Started(_)) => &counts.alarms_retried,
+                (Err(_), AlarmWrite::Delete) => &counts.alarms_dropped,
+            }
+            .increment(1);
             io.storage.writes.write_alarm(write);
+        } else {
+            match &result {
+                Ok(()) => &counts.alarms_ok,
+                Err(_) => &counts.alarms_failed,
+            }
+            .increment(1);
         }
         io.flush();
     }

@@ -1,0 +1,193 @@
+//! Metrics: what the host counts, through the [`metrics`] facade, and their
+//! Prometheus text. [docs/metrics.md] lists each one.
+//!
+//! The host records into whatever recorder the process installed, like any
+//! library on the facade (with none, a record costs a load and a branch).
+//! `dohost serve` installs the Prometheus recorder ([`install`]), and the
+//! host serves its text at `GET /_dohost/metrics`, behind the admin token.
+//! Gauges of what the host holds (objects in memory, sockets, cache bytes)
+//! are read from the host's stats when the text is rendered. Labels name bindings, classes, kinds and statuses, never an
+//! object: their number stays small.
+//!
+//! [docs/metrics.md]: https://github.com/dohost/dohost/blob/main/docs/metrics.md
+
+use std::sync::OnceLock;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::error::{Error, ErrorKind, Result};
+use dohost_store::{COMMIT_DURATION, COMMIT_FAILURES, COMMIT_WRITE_SETS};
+
+/// HTTP requests answered, by `route` (object, worker, asset, admin,
+/// health), `binding` and `status`.
+pub(crate) const HTTP_REQUESTS: &str = "dohost_http_requests_total";
+/// The time to a response's head, by `route` and `binding`.
+pub(crate) const HTTP_DURATION: &str = "dohost_http_request_duration_seconds";
+/// Events delivered to objects, by `binding` and `kind`.
+pub(crate) const EVENTS: &str = "dohost_events_total";
+/// Objects activated, by `binding`.
+pub(crate) const ACTIVATIONS: &str = "dohost_object_activations_total";
+/// The time an activation took (instance and constructor), by `binding`.
+pub(crate) const ACTIVATION_DURATION: &str = "dohost_object_activation_duration_seconds";
+/// Objects that left memory, by `binding` and `reason`.
+pub(crate) const EVICTIONS: &str = "dohost_object_evictions_total";
+/// Objects reset (their instance dropped), by `binding` and `cause`.
+pub(crate) const RESETS: &str = "dohost_object_resets_total";
+/// Requests refused because an object's mailbox was full, by `binding`.
+pub(crate) const OVERLOADS: &str = "dohost_mailbox_overloads_total";
+/// Alarm handlers that ran, by `binding` and `outcome` (ok, retried,
+/// dropped, error).
+pub(crate) const ALARMS: &str = "dohost_alarms_total";
+/// Outbound `fetch` requests, by `outcome` (ok, or the error's kind).
+pub(crate) const OUTBOUND: &str = "dohost_outbound_requests_total";
+
+/// Objects in memory now.
+const OBJECTS_IN_MEMORY: &str = "dohost_objects_in_memory";
+/// Entry-worker instances now.
+const WORKER_INSTANCES: &str = "dohost_worker_instances";
+/// WebSockets the objects hold now.
+const WEBSOCKETS: &str = "dohost_websockets";
+/// Bytes the objects' caches hold now.
+const CACHE_BYTES: &str = "dohost_cache_bytes";
+/// Alarms the scheduler holds in memory now.
+const ALARMS_IN_MEMORY: &str = "dohost_alarms_in_memory";
+/// Storage reads that went to disk (cache misses).
+const DISK_READS: &str = "dohost_storage_disk_reads_total";
+
+/// Bucket bounds of the duration histograms, in seconds: 50 µs to 10 s.
+const SECONDS: [f64; 16] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 10.0,
+];
+
+/// Bucket bounds of the write sets per commit.
+const WRITE_SETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// The Prometheus recorder this process installed, if it did.
+static INSTALLED: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder as the process's metrics recorder
+/// (once; later calls return at once) and describes every metric, so
+/// `GET /_dohost/metrics` serves them.
+///
+/// # Errors
+///
+/// [`ErrorKind::Config`] if the process installed another recorder first.
+pub fn install() -> Result<()> {
+    if INSTALLED.get().is_some() {
+        return Ok(());
+    }
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &SECONDS)
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(COMMIT_WRITE_SETS.to_owned()), &WRITE_SETS)
+        })
+        .map_err(|e| Error::new(ErrorKind::Config, format!("metrics: {e}")))?;
+    let handle = builder.install_recorder().map_err(|e| {
+        Error::new(
+            ErrorKind::Config,
+            format!("cannot install the Prometheus metrics recorder: {e}"),
+        )
+    })?;
+    let _ = INSTALLED.set(handle);
+    describe();
+    Ok(())
+}
+
+/// What the host holds at the moment of a scrape.
+pub(crate) struct Held {
+    pub(crate) objects_in_memory: usize,
+    pub(crate) worker_instances: usize,
+    pub(crate) websockets: usize,
+    pub(crate) cache_bytes: usize,
+    pub(crate) alarms_in_memory: usize,
+    pub(crate) disk_reads: u64,
+}
+
+/// The Prometheus text of every metric, with the gauges of `held`; `None`
+/// when the recorder is not installed.
+pub(crate) fn render(held: &Held) -> Option<String> {
+    let handle = INSTALLED.get()?;
+    let gauges = [
+        (OBJECTS_IN_MEMORY, held.objects_in_memory),
+        (WORKER_INSTANCES, held.worker_instances),
+        (WEBSOCKETS, held.websockets),
+        (CACHE_BYTES, held.cache_bytes),
+        (ALARMS_IN_MEMORY, held.alarms_in_memory),
+    ];
+    for (name, value) in gauges {
+        metrics::gauge!(name).set(value as f64);
+    }
+    metrics::counter!(DISK_READS).absolute(held.disk_reads);
+    handle.run_upkeep();
+    Some(handle.render())
+}
+
+fn describe() {
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by route (object, worker, asset, admin, health), binding and status"
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "Time from a request's head to its response's head, by route and binding"
+    );
+    describe_counter!(
+        EVENTS,
+        "Events delivered to objects, by binding and kind (fetch, call, target, alarm, websocket)"
+    );
+    describe_counter!(ACTIVATIONS, "Objects activated, by binding");
+    describe_histogram!(
+        ACTIVATION_DURATION,
+        Unit::Seconds,
+        "Time an activation took (instance and constructor), by binding"
+    );
+    describe_counter!(
+        EVICTIONS,
+        "Objects that left memory, by binding and reason (idle, room)"
+    );
+    describe_counter!(
+        RESETS,
+        "Objects reset, their instance dropped, by binding and cause (trap, limit, abort, error, ...)"
+    );
+    describe_counter!(
+        OVERLOADS,
+        "Requests refused because an object's mailbox was full, by binding"
+    );
+    describe_histogram!(
+        COMMIT_WRITE_SETS,
+        "Write sets (one per object turn) in each group commit; its count is the commits"
+    );
+    describe_histogram!(
+        COMMIT_DURATION,
+        Unit::Seconds,
+        "Time a group commit took, its fsync included"
+    );
+    describe_counter!(COMMIT_FAILURES, "Group commits that failed");
+    describe_counter!(
+        ALARMS,
+        "Alarm handlers that ran to an end, by binding and outcome: ok, retried (failed, set again), dropped (failed, no retry left), error (failed after setting or deleting the alarm itself)"
+    );
+    describe_counter!(
+        OUTBOUND,
+        "Outbound fetch requests, by outcome (ok, refused, limit, timeout, network, invalid)"
+    );
+    describe_gauge!(OBJECTS_IN_MEMORY, "Objects in memory now");
+    describe_gauge!(
+        WORKER_INSTANCES,
+        "Entry-worker instances now, idle or running"
+    );
+    describe_gauge!(WEBSOCKETS, "WebSockets the objects hold now");
+    describe_gauge!(
+        CACHE_BYTES,
+        Unit::Bytes,
+        "Bytes the objects' caches hold now"
+    );
+    describe_gauge!(ALARMS_IN_MEMORY, "Alarms the scheduler holds in memory now");
+    describe_counter!(
+        DISK_READS,
+        "Storage reads that went to disk: keys the event's writes and the cache did not hold, and lists"
+    );
+}
