@@ -8,22 +8,13 @@ use std::time::{Duration, Instant};
 
 use prometheus_parse::{Scrape, Value};
 
-use crate::support::{Server, client, get, guests, send, send_with_headers, write_config};
+use crate::support::{Server, admin_get, client, get, guests, send, write_config};
 
 const TOKEN: &str = "metrics-test-token";
 
 /// The metrics, parsed.
-async fn scrape(client: &crate::support::HttpClient, server: &Server) -> Scrape {
-    let auth = format!("Bearer {TOKEN}");
-    let (status, text) = send_with_headers(
-        client,
-        "GET",
-        &server.url("/_dohost/metrics"),
-        &[("authorization", &auth)],
-        "",
-    )
-    .await;
-    assert_eq!(status, 200, "{text}");
+async fn scrape(server: &Server) -> Scrape {
+    let text = admin_get(server, TOKEN, "/_dohost/metrics").await;
     Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text")
 }
 
@@ -64,7 +55,7 @@ async fn the_metrics_move_as_requests_traps_commits_alarms_and_evictions_happen(
     // Behind the admin token.
     let (status, _) = get(&client, &server.url("/_dohost/metrics")).await;
     assert_eq!(status, 401);
-    let before = scrape(&client, &server).await;
+    let before = scrape(&server).await;
     assert!(
         before.docs.contains_key("dohost_http_requests_total"),
         "each metric is described: {:?}",
@@ -91,7 +82,7 @@ async fn the_metrics_move_as_requests_traps_commits_alarms_and_evictions_happen(
     // timeout.
     let deadline = Instant::now() + Duration::from_secs(20);
     let after = loop {
-        let after = scrape(&client, &server).await;
+        let after = scrape(&server).await;
         let alarm = |outcome| {
             value(
                 &after,

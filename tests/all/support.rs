@@ -453,18 +453,25 @@ pub async fn get_json(client: &HttpClient, url: &str) -> serde_json::Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
 }
 
-/// The server's counters (`GET /_dohost/stats`, with admin token `token`).
-pub async fn admin_stats(server: &Server, token: &str) -> serde_json::Value {
+/// The answer to `GET path` of the admin API with the admin token
+/// `token`, which must be 200.
+pub async fn admin_get(server: &Server, token: &str, path: &str) -> String {
     let auth = format!("Bearer {token}");
     let (status, body) = send_with_headers(
         &client(),
         "GET",
-        &server.url("/_dohost/stats"),
+        &server.url(path),
         &[("authorization", &auth)],
         "",
     )
     .await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
+
+/// The server's counters (`GET /_dohost/stats`, with admin token `token`).
+pub async fn admin_stats(server: &Server, token: &str) -> serde_json::Value {
+    let body = admin_get(server, token, "/_dohost/stats").await;
     serde_json::from_str(&body).expect("stats are JSON")
 }
 

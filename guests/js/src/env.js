@@ -165,17 +165,14 @@ export const exports = new Proxy(
   {
     get(_, prop) {
       if (typeof prop !== "string") return undefined;
-      classBindings ??= new Map(boundClasses());
-      const binding = classBindings.get(prop);
+      const binding = classBindings().get(prop);
       return binding === undefined ? undefined : envProxy[binding];
     },
     has(_, prop) {
-      classBindings ??= new Map(boundClasses());
-      return classBindings.has(prop);
+      return classBindings().has(prop);
     },
     ownKeys() {
-      classBindings ??= new Map(boundClasses());
-      return [...classBindings.keys()];
+      return [...classBindings().keys()];
     },
     getOwnPropertyDescriptor(target, prop) {
       const value = this.get(target, prop);
@@ -185,7 +182,11 @@ export const exports = new Proxy(
 );
 
 /** Bound class -> binding, asked of the host once. */
-let classBindings;
+let bound;
+function classBindings() {
+  bound ??= new Map(boundClasses());
+  return bound;
+}
 
 const envProxy = newEnv();
 

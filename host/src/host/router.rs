@@ -263,7 +263,6 @@ impl Host {
         let response = self
             .fetch_routed(route, http::Request::from_parts(parts, body))
             .await?;
-        let (head, body) = response.into_parts();
-        Ok(http::Response::from_parts(head, body.bytes().await?))
+        Body::whole(response).await
     }
 }

@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -100,16 +101,13 @@ impl Body {
     /// [`ErrorKind::GuestError`] when the guest writing the body ended it
     /// with an error, or went away before its end.
     pub async fn bytes(self) -> Result<Bytes> {
-        match self.0 {
-            Inner::Whole(bytes) => Ok(bytes.unwrap_or_default()),
-            Inner::Streamed(mut stream) => {
-                let mut whole = bytes::BytesMut::new();
-                while let Some(chunk) = stream.next().await {
-                    whole.extend_from_slice(&chunk.map_err(body_error)?);
-                }
-                Ok(whole.freeze())
-            }
-        }
+        Ok(self.collect().await?.to_bytes())
+    }
+
+    /// `response` with its body read whole ([`Body::bytes`]).
+    pub(crate) async fn whole(response: http::Response<Body>) -> Result<http::Response<Bytes>> {
+        let (head, body) = response.into_parts();
+        Ok(http::Response::from_parts(head, body.bytes().await?))
     }
 }
 
@@ -309,16 +307,9 @@ impl Bodies {
 
     /// The operation that reads the next chunk of body `number`.
     pub(crate) fn read(&self, number: u64) -> BoxFuture<'static, Outcome> {
-        let taken = {
-            let mut table = self.table();
-            match table.entries.get_mut(&number) {
-                Some(Entry {
-                    tx: None,
-                    rx: Some(_),
-                    ..
-                }) => table.entries.get_mut(&number).and_then(|e| e.rx.take()),
-                _ => None,
-            }
+        let taken = match self.table().entries.get_mut(&number) {
+            Some(Entry { tx: None, rx, .. }) => rx.take(),
+            _ => None,
         };
         let Some(mut stream) = taken else {
             return Box::pin(std::future::ready(Outcome::Read(Err(format!(

@@ -96,8 +96,7 @@ impl Stub {
     /// [`Error::is_remote`], [`Error::is_retryable`] and
     /// [`Error::is_overloaded`] say what a caller may do about it.
     pub async fn fetch(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
-        let (head, body) = self.fetch_streaming(request).await?.into_parts();
-        Ok(http::Response::from_parts(head, body.bytes().await?))
+        Body::whole(self.fetch_streaming(request).await?).await
     }
 
     /// Sends `request` to the object's `fetch`, as [`Stub::fetch`], and
