@@ -46,6 +46,7 @@ pub mod metrics;
 mod runtime;
 pub mod server;
 mod settings;
+pub mod telemetry;
 
 pub use dohost_store::{
     CheckReport, CommitHook, CommitStage, Health, KeyInfo, MAX_KEYS_SHOWN, TableInfo,
@@ -69,7 +70,8 @@ pub use settings::{
     DEFAULT_OUTBOUND_RESPONSE_BYTES, DEFAULT_OUTBOUND_TIMEOUT, DEFAULT_WALL_TIME_PER_EVENT,
     DEFAULT_WRITE_SET_BYTES, MAX_CALL_DEPTH, MAX_DELIVERIES, MAX_KEY_BYTES, MAX_KEYS_PER_CALL,
     MAX_OBJECT_NAME_BYTES, MAX_SQL_PARAMS, MAX_SQL_STATEMENT_BYTES, MAX_SQL_VALUE_BYTES,
-    MAX_SQLITE_ENTRY_BYTES, MAX_TRANSACTION_DEPTH, MAX_VALUE_BYTES, OutboundSettings,
-    RESERVED_DESCRIPTORS, SCHEDULE_WINDOW, ServerSettings, Settings, WebSocketSettings,
-    default_body_memory, default_total_memory, default_worker_threads, machine_memory,
+    MAX_SQLITE_ENTRY_BYTES, MAX_TRANSACTION_DEPTH, MAX_VALUE_BYTES, ObservabilitySettings,
+    OutboundSettings, RESERVED_DESCRIPTORS, SCHEDULE_WINDOW, ServerSettings, Settings,
+    WebSocketSettings, default_body_memory, default_total_memory, default_worker_threads,
+    machine_memory,
 };

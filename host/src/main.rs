@@ -135,16 +135,60 @@ enum ObjectsAction {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(e) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    let export = match init_logging(&cli) {
+        Ok(export) => export,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    let result = run(cli);
+    if let Some(export) = export {
+        export.shutdown();
+    }
+    if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Logs to stderr, at the levels of `RUST_LOG` (info by default; the event
+/// spans with `RUST_LOG=dohost::event=debug`). When the configuration
+/// `serve` runs names an `[observability] otlp_endpoint`, the event spans
+/// and the guests' output are exported there too; the export returned
+/// sends what is left at the end.
+fn init_logging(cli: &Cli) -> Result<Option<dohost::telemetry::OtlpExport>> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        // Colours for a person at a terminal, plain text for a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        );
+    let logging = tracing_subscriber::registry().with(stderr);
+    // The configuration is read again, and its errors reported, by `run`.
+    let endpoint = match &cli.command {
+        Command::Serve { config, .. } => config_or_found(config.clone())
+            .ok()
+            .and_then(|path| dohost::Config::load(&path).ok())
+            .and_then(|config| config.observability.otlp_endpoint),
+        _ => None,
+    };
+    match endpoint {
+        Some(endpoint) => {
+            let (otlp, export) = dohost::telemetry::otlp_layer(&endpoint)?;
+            logging.with(otlp).init();
+            Ok(Some(export))
+        }
+        None => {
+            logging.init();
+            Ok(None)
+        }
     }
 }
 
@@ -416,6 +460,11 @@ fn run(cli: Cli) -> Result<()> {
             raise_descriptor_limit();
             // GET /_dohost/metrics serves them (behind the admin token).
             dohost::metrics::install()?;
+            if let Some(endpoint) = &config.observability.otlp_endpoint {
+                progress(&format!(
+                    "exporting the event spans to {endpoint}/v1/traces (OTLP/HTTP)"
+                ));
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(config.server.worker_threads)
                 .enable_all()

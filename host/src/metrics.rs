@@ -17,13 +17,15 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::error::{Error, ErrorKind, Result};
-use dohost_store::{COMMIT_DURATION, COMMIT_FAILURES, COMMIT_WRITE_SETS};
+use dohost_store::{COMMIT_DURATION, COMMIT_FAILURES, COMMIT_SYNC_DURATION, COMMIT_WRITE_SETS};
 
 /// HTTP requests answered, by `route` (object, worker, asset, admin,
 /// health), `binding` and `status`.
 pub(crate) const HTTP_REQUESTS: &str = "dohost_http_requests_total";
 /// The time to a response's head, by `route` and `binding`.
 pub(crate) const HTTP_DURATION: &str = "dohost_http_request_duration_seconds";
+/// Requests the edge refused before placing them, by `reason`.
+const HTTP_REFUSED: &str = "dohost_http_refused_total";
 /// Events delivered to objects, by `binding` and `kind`.
 pub(crate) const EVENTS: &str = "dohost_events_total";
 /// Objects activated, by `binding`.
@@ -39,6 +41,8 @@ pub(crate) const OVERLOADS: &str = "dohost_mailbox_overloads_total";
 /// Alarm handlers that ran, by `binding` and `outcome` (ok, retried,
 /// dropped, error).
 pub(crate) const ALARMS: &str = "dohost_alarms_total";
+/// Alarms that came due and went to their object, by `binding`.
+pub(crate) const ALARMS_DUE: &str = "dohost_alarms_due_total";
 /// Outbound `fetch` requests, by `outcome` (ok, or the error's kind).
 pub(crate) const OUTBOUND: &str = "dohost_outbound_requests_total";
 
@@ -54,6 +58,8 @@ const CACHE_BYTES: &str = "dohost_cache_bytes";
 const ALARMS_IN_MEMORY: &str = "dohost_alarms_in_memory";
 /// Storage reads that went to disk (cache misses).
 const DISK_READS: &str = "dohost_storage_disk_reads_total";
+/// Key reads answered from memory (cache hits).
+const MEMORY_READS: &str = "dohost_storage_cache_hits_total";
 
 /// Bucket bounds of the duration histograms, in seconds: 50 µs to 10 s.
 const SECONDS: [f64; 16] = [
@@ -63,6 +69,9 @@ const SECONDS: [f64; 16] = [
 
 /// Bucket bounds of the write sets per commit.
 const WRITE_SETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// The content type of the Prometheus text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The Prometheus recorder this process installed, if it did.
 static INSTALLED: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -103,6 +112,46 @@ pub(crate) struct Held {
     pub(crate) cache_bytes: usize,
     pub(crate) alarms_in_memory: usize,
     pub(crate) disk_reads: u64,
+    pub(crate) memory_reads: u64,
+}
+
+/// Why the edge refused a request before placing it, for
+/// [`count_refusal`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The server was at its connection cap with no idle connection (503).
+    Connections,
+    /// The request's head or body came too slowly (408).
+    Slow,
+    /// The body was over the request-body limit (413).
+    TooLarge,
+    /// All bodies together were at their memory limit (503).
+    BodyMemory,
+    /// The request was malformed (400).
+    Malformed,
+    /// No route takes the request: an unknown binding, a bad object name
+    /// (4xx).
+    NoRoute,
+}
+
+impl Refusal {
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::Connections => "connections",
+            Refusal::Slow => "slow",
+            Refusal::TooLarge => "too_large",
+            Refusal::BodyMemory => "body_memory",
+            Refusal::Malformed => "malformed",
+            Refusal::NoRoute => "no_route",
+        }
+    }
+}
+
+/// Counts a request an HTTP edge refused before placing it
+/// (`dohost_http_refused_total`); `dohost serve`'s edge does.
+pub fn count_refusal(why: Refusal) {
+    metrics::counter!(HTTP_REFUSED, "reason" => why.label()).increment(1);
 }
 
 /// The Prometheus text of every metric, with the gauges of `held`; `None`
@@ -120,6 +169,7 @@ pub(crate) fn render(held: &Held) -> Option<String> {
         metrics::gauge!(name).set(value as f64);
     }
     metrics::counter!(DISK_READS).absolute(held.disk_reads);
+    metrics::counter!(MEMORY_READS).absolute(held.memory_reads);
     handle.run_upkeep();
     Some(handle.render())
 }
@@ -133,6 +183,10 @@ fn describe() {
         HTTP_DURATION,
         Unit::Seconds,
         "Time from a request's head to its response's head, by route and binding"
+    );
+    describe_counter!(
+        HTTP_REFUSED,
+        "Requests the edge refused before placing them, by reason (connections, slow, too_large, body_memory, malformed, no_route)"
     );
     describe_counter!(
         EVENTS,
@@ -165,7 +219,16 @@ fn describe() {
         Unit::Seconds,
         "Time a group commit took, its fsync included"
     );
+    describe_histogram!(
+        COMMIT_SYNC_DURATION,
+        Unit::Seconds,
+        "Time of a group commit spent in redb's commit: writing its pages and the fsync"
+    );
     describe_counter!(COMMIT_FAILURES, "Group commits that failed");
+    describe_counter!(
+        ALARMS_DUE,
+        "Alarms that came due and went to their object, by binding"
+    );
     describe_counter!(
         ALARMS,
         "Alarm handlers that ran to an end, by binding and outcome: ok, retried (failed, set again), dropped (failed, no retry left), error (failed after setting or deleting the alarm itself)"
@@ -186,6 +249,10 @@ fn describe() {
         "Bytes the objects' caches hold now"
     );
     describe_gauge!(ALARMS_IN_MEMORY, "Alarms the scheduler holds in memory now");
+    describe_counter!(
+        MEMORY_READS,
+        "Key reads answered from memory: the event's own writes or the object's cache"
+    );
     describe_counter!(
         DISK_READS,
         "Storage reads that went to disk: keys the event's writes and the cache did not hold, and lists"

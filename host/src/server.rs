@@ -46,15 +46,18 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
+use crate::metrics::{Refusal, count_refusal};
 use crate::{
     AcceptedWebSocket, Body, Error, ErrorKind, Host, RESERVED_DESCRIPTORS, ServerSettings,
 };
 
-/// Serves `host` on `listener` with `settings` until `shutdown` resolves.
+/// Serves `host` on `listener` with `settings` until `shutdown` resolves,
+/// and the metrics on [`ServerSettings::metrics_listen`] if it is set.
 ///
 /// # Errors
 ///
-/// Returns an error only if accepting connections fails for good.
+/// An error if the metrics address cannot be bound; otherwise only if
+/// accepting connections fails for good.
 pub async fn serve(
     host: Host,
     listener: TcpListener,
@@ -76,6 +79,21 @@ pub async fn serve(
         settings,
         at_cap: AtomicBool::new(false),
     });
+    let metrics = match edge.settings.metrics_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot listen on {addr} for the metrics ([server] metrics_listen): {e}"
+                    ),
+                )
+            })?;
+            tracing::info!("the metrics are at http://{addr}/metrics");
+            Some(tokio::spawn(serve_metrics(edge.host.clone(), listener)))
+        }
+        None => None,
+    };
     let sweeper = tokio::spawn(sweep(edge.clone()));
     tokio::pin!(shutdown);
     loop {
@@ -113,6 +131,7 @@ pub async fn serve(
                 );
             }
             if !edge.connections.shed_oldest_idle() {
+                count_refusal(Refusal::Connections);
                 tokio::spawn(refuse(stream, cap));
                 continue;
             }
@@ -123,8 +142,54 @@ pub async fn serve(
         tokio::spawn(connection(edge.clone(), stream));
     }
     sweeper.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     Ok(())
 }
+
+/// Serves `GET /metrics` (the Prometheus text, without the admin token) on
+/// `listener`, the `[server] metrics_listen` address: a scraper's private
+/// port. Anything else gets 404.
+async fn serve_metrics(host: Host, listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let host = host.clone();
+        let service = service_fn(move |req: hyper::Request<Incoming>| {
+            let reply = match (req.method(), req.uri().path()) {
+                (&http::Method::GET, "/metrics") => match host.metrics_text() {
+                    Some(text) => http::Response::builder()
+                        .header(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)
+                        .body(http_body_util::Full::new(Bytes::from(text))),
+                    None => http::Response::builder().status(404).body(
+                        "metrics are off: this process installed no Prometheus recorder\n".into(),
+                    ),
+                },
+                _ => http::Response::builder()
+                    .status(404)
+                    .body("this address serves GET /metrics only\n".into()),
+            };
+            async move { reply }
+        });
+        tokio::spawn(async move {
+            let served = tokio::time::timeout(
+                METRICS_CONNECTION_LIMIT,
+                http1::Builder::new().serve_connection(TokioIo::new(stream), service),
+            )
+            .await;
+            if let Ok(Err(e)) = served {
+                tracing::debug!("a metrics connection ended with an error: {e}");
+            }
+        });
+    }
+}
+
+/// How long one connection to the metrics address may stay open: a
+/// scraper connects, reads and leaves.
+const METRICS_CONNECTION_LIMIT: Duration = Duration::from_secs(60);
 
 /// The connection cap: `configured`, lowered to fit the process's
 /// descriptor limit.
@@ -245,6 +310,11 @@ async fn sweep(edge: Arc<Edge>) {
             let head = conn.head_started.load(Ordering::Relaxed);
             let late_head = head > 0 && now.saturating_sub(head - 1) > header;
             let silent = now.saturating_sub(conn.progress.load(Ordering::Relaxed)) > idle;
+            if late_head {
+                // Counted once: the connection is closing.
+                conn.head_started.store(0, Ordering::Relaxed);
+                count_refusal(Refusal::Slow);
+            }
             if late_head || silent {
                 conn.close.notify_one();
             }
@@ -504,7 +574,10 @@ async fn handle(edge: &Edge, req: hyper::Request<Incoming>) -> Reply {
             };
             return closing_if(has_body, reply);
         }
-        Err(e) => return closing_if(has_body, error_response(edge, &e)),
+        Err(e) => {
+            count_refusal(Refusal::NoRoute);
+            return closing_if(has_body, error_response(edge, &e));
+        }
     };
     let mut held = Held {
         budget: &edge.budget,
@@ -512,7 +585,15 @@ async fn handle(edge: &Edge, req: hyper::Request<Incoming>) -> Reply {
     };
     let body = match read_body(edge, &parts, body, &mut held).await {
         Ok(body) => body,
-        Err(refusal) => return closing_if(true, refusal),
+        Err(refusal) => {
+            count_refusal(match refusal.status().as_u16() {
+                408 => Refusal::Slow,
+                413 => Refusal::TooLarge,
+                503 => Refusal::BodyMemory,
+                _ => Refusal::Malformed,
+            });
+            return closing_if(true, refusal);
+        }
     };
     let result = edge
         .host

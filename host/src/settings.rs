@@ -373,6 +373,20 @@ pub struct ServerSettings {
     /// the guest's output, the configured bindings) instead of one line
     /// and an error id (`debug_errors`, off; on with `dohost serve --dev`).
     pub debug_errors: bool,
+    /// A second address that serves the Prometheus metrics at `/metrics`
+    /// without the admin token (`metrics_listen`, none by default), for a
+    /// scraper on a private network.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// Where the host's traces go (`[observability]` in dohost.toml).
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ObservabilitySettings {
+    /// The OTLP/HTTP collector the event spans are exported to, e.g.
+    /// `http://127.0.0.1:4318` (`otlp_endpoint`; none by default: no
+    /// export). Spans go to its `/v1/traces`.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -387,6 +401,7 @@ impl Default for ServerSettings {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             worker_threads: default_worker_threads(),
             debug_errors: false,
+            metrics_listen: None,
         }
     }
 }

@@ -95,7 +95,7 @@ async fn the_counter_app_counts_in_a_browser_and_keeps_its_count() {
     assert!(
         server
             .log()
-            .contains("wrangler.jsonc: observability: a Cloudflare deployment or build setting"),
+            .contains("wrangler.jsonc: observability.enabled: Cloudflare's Workers Logs settings"),
         "{}",
         server.log()
     );

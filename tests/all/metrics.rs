@@ -1,8 +1,9 @@
 //! The Prometheus metrics of `dohost serve` (`GET /_dohost/metrics`, behind
-//! the admin token), read with a Prometheus text parser: requests by
-//! binding and status, events, activations, resets after a trap, group
-//! commits, alarms, evictions and the gauges of what the host holds, each
-//! moving as those things happen.
+//! the admin token, and `GET /metrics` on `[server] metrics_listen`
+//! without it), read with a Prometheus text parser: requests by binding and
+//! status, refusals, events, activations, resets after a trap, group
+//! commits and their fsync, cache hits, alarms due and run, evictions and
+//! the gauges of what the host holds, each moving as those things happen.
 
 use std::time::{Duration, Instant};
 
@@ -39,13 +40,17 @@ fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
 async fn the_metrics_move_as_requests_traps_commits_alarms_and_evictions_happen() {
     let dir = tempfile::tempdir().unwrap();
     let g = guests();
+    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let config = write_config(
         dir.path(),
         &format!(
             "[[durable_objects.bindings]]\nname = \"COUNTER\"\nclass_name = \"Counter\"\ncomponent = {:?}\n\
              [[durable_objects.bindings]]\nname = \"PROBE\"\nclass_name = \"Probe\"\ncomponent = {:?}\n\
              [limits]\nidle_timeout_ms = 300\n[alarms]\nretry_delay_ms = 20\nmax_retries = 1\n\
-             [admin]\ntoken = {TOKEN:?}\n",
+             [admin]\ntoken = {TOKEN:?}\n[server]\nmetrics_listen = \"{metrics_addr}\"\n",
             g.counter, g.probe
         ),
     );
@@ -69,6 +74,9 @@ async fn the_metrics_move_as_requests_traps_commits_alarms_and_evictions_happen(
     }
     let (status, _) = get(&client, &server.url("/PROBE/p/panic")).await;
     assert_eq!(status, 500);
+    // Refused before it is placed: no such binding.
+    let (status, _) = get(&client, &server.url("/NOPE/x")).await;
+    assert_eq!(status, 404);
     let alarm = r#"[{"op": "set_alarm", "in_ms": 10}]"#;
     let (status, body) = send(&client, "POST", &server.url("/PROBE/q/ops"), alarm).await;
     assert_eq!(status, 200, "{body}");
@@ -183,6 +191,39 @@ async fn the_metrics_move_as_requests_traps_commits_alarms_and_evictions_happen(
         value(&after, "dohost_commit_write_sets_count", &[])
     );
     assert_eq!(value(&after, "dohost_commit_failures_total", &[]), 0.0);
+    assert_eq!(
+        value(&after, "dohost_commit_sync_duration_seconds_count", &[]),
+        value(&after, "dohost_commit_write_sets_count", &[]),
+        "each commit's fsync is timed"
+    );
+    // The second and third increments read the value from the cache.
+    assert!(value(&after, "dohost_storage_cache_hits_total", &[]) >= 2.0);
+    assert_eq!(
+        value(&after, "dohost_alarms_due_total", &[("binding", "PROBE")]),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "dohost_http_refused_total",
+            &[("reason", "no_route")]
+        ),
+        1.0
+    );
+    // The same text on the metrics address, without the token.
+    let (status, text) = get(&client, &format!("http://{metrics_addr}/metrics")).await;
+    assert_eq!(status, 200);
+    let open = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text");
+    assert_eq!(
+        value(
+            &open,
+            "dohost_events_total",
+            &[("binding", "COUNTER"), ("kind", "fetch")]
+        ),
+        3.0
+    );
+    let (status, _) = get(&client, &format!("http://{metrics_addr}/_dohost/stats")).await;
+    assert_eq!(status, 404, "the metrics address serves the metrics only");
     assert_eq!(value(&after, "dohost_websockets", &[]), 0.0);
     // Labels never name an object.
     for sample in &after.samples {

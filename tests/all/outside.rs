@@ -5,9 +5,11 @@
 //! - `POST /echo`: the request body back.
 //! - `GET /slow?ms=<ms>`: `slow` after `<ms>` milliseconds.
 //! - `GET /redirect`: a 302 to `/hello`.
+//! - `POST /v1/traces`: 200, as an OpenTelemetry collector answers an
+//!   OTLP/HTTP export.
 //! - anything else: 404.
 //!
-//! Every request is recorded (method, path, body length).
+//! Every request is recorded (method, path, body).
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -27,6 +29,7 @@ pub struct Seen {
     /// The path and query.
     pub path: String,
     pub body_len: usize,
+    pub body: Bytes,
 }
 
 /// A running server; it stops with the test's runtime.
@@ -94,6 +97,7 @@ async fn answer(
         method: method.clone(),
         path: path.clone(),
         body_len: body.len(),
+        body: body.clone(),
     });
     let reply = |status: u16, body: Bytes| {
         hyper::Response::builder()
@@ -118,6 +122,7 @@ async fn answer(
             .header("location", "/hello")
             .body(Full::new(Bytes::new()))
             .expect("response"),
+        ("POST", "/v1/traces") => reply(200, Bytes::new()),
         _ => reply(404, Bytes::from_static(b"no such route")),
     })
 }

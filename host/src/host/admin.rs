@@ -387,6 +387,7 @@ pub(crate) async fn serve_http(
                     "worker_instances": stats.worker_instances,
                     "cache_bytes": stats.cache_bytes,
                     "disk_reads": stats.disk_reads,
+                    "memory_reads": stats.memory_reads,
                     "alarms_in_memory": stats.alarms_in_memory,
                     "alarms_run": stats.alarms_run,
                 }),
@@ -448,21 +449,12 @@ fn not_found(binding: &str, name_or_id: &str) -> (u16, serde_json::Value) {
 /// The Prometheus text of the metrics ([`crate::metrics`]), or 404 when
 /// the process installed no Prometheus recorder.
 fn metrics_reply(host: &Host) -> http::Response<bytes::Bytes> {
-    let stats = host.stats();
-    let held = crate::metrics::Held {
-        objects_in_memory: stats.objects_in_memory,
-        worker_instances: stats.worker_instances,
-        websockets: stats.websockets,
-        cache_bytes: stats.cache_bytes,
-        alarms_in_memory: stats.alarms_in_memory,
-        disk_reads: stats.disk_reads,
-    };
-    match crate::metrics::render(&held) {
+    match host.metrics_text() {
         Some(text) => {
             let mut response = http::Response::new(bytes::Bytes::from(text));
             response.headers_mut().insert(
                 http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
             );
             response
         }
@@ -487,6 +479,22 @@ fn json_reply(status: u16, body: &serde_json::Value) -> http::Response<bytes::By
 }
 
 impl Host {
+    /// The Prometheus text of the metrics ([`crate::metrics`]), with the
+    /// gauges of what the host holds now; `None` when the process
+    /// installed no Prometheus recorder ([`crate::metrics::install`]).
+    pub fn metrics_text(&self) -> Option<String> {
+        let stats = self.stats();
+        crate::metrics::render(&crate::metrics::Held {
+            objects_in_memory: stats.objects_in_memory,
+            worker_instances: stats.worker_instances,
+            websockets: stats.websockets,
+            cache_bytes: stats.cache_bytes,
+            alarms_in_memory: stats.alarms_in_memory,
+            disk_reads: stats.disk_reads,
+            memory_reads: stats.memory_reads,
+        })
+    }
+
     /// The objects of every binding, or of `binding`, that have written
     /// something, in binding and id order.
     ///

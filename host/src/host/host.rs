@@ -33,6 +33,9 @@ pub struct Stats {
     /// key a `get` did not find in the event's writes or the cache, one per
     /// `list`.
     pub disk_reads: u64,
+    /// Key reads answered from memory so far: the event's own writes or
+    /// the object's cache.
+    pub memory_reads: u64,
     /// Alarms the scheduler holds in memory now (at most
     /// [`Settings::alarm_window`]; the rest wait in redb).
     pub alarms_in_memory: usize,
@@ -253,6 +256,7 @@ impl Host {
             cache_bytes: shared.cache_budget.used(),
             worker_instances: self.inner.worker.as_ref().map_or(0, WorkerPool::instances),
             disk_reads: shared.store.disk_reads(),
+            memory_reads: shared.store.memory_reads(),
             alarms_in_memory: shared.schedule.in_memory(),
             alarms_run: shared.alarms_run.load(Ordering::Relaxed),
             objects_in_memory: shared.residency.count(),

@@ -139,7 +139,9 @@ pub(crate) async fn exported_classes(
         name: None,
         class: "".into(),
     };
-    let state = GuestState::new(ObjectIo::new(identity, shared.clone()));
+    let io = ObjectIo::new(identity, shared.clone());
+    let log = io.log.clone();
+    let state = GuestState::new(io, log);
     let mut store = shared
         .runtime
         .store(state, shared.settings.cpu_time_per_event);

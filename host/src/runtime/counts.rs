@@ -4,7 +4,9 @@
 
 use metrics::{Counter, Histogram, counter, histogram};
 
-use crate::metrics::{ACTIVATION_DURATION, ACTIVATIONS, ALARMS, EVENTS, EVICTIONS, OVERLOADS};
+use crate::metrics::{
+    ACTIVATION_DURATION, ACTIVATIONS, ALARMS, ALARMS_DUE, EVENTS, EVICTIONS, OVERLOADS,
+};
 
 /// What the objects of one binding count.
 pub(crate) struct BindingCounts {
@@ -13,6 +15,8 @@ pub(crate) struct BindingCounts {
     pub(crate) calls: Counter,
     pub(crate) target_calls: Counter,
     pub(crate) alarms: Counter,
+    /// Alarms that came due and went to their object's mailbox.
+    pub(crate) alarms_due: Counter,
     pub(crate) socket_events: Counter,
     pub(crate) activations: Counter,
     pub(crate) activation_time: Histogram,
@@ -38,6 +42,7 @@ impl BindingCounts {
             calls: event("call"),
             target_calls: event("target"),
             alarms: event("alarm"),
+            alarms_due: counter!(ALARMS_DUE, "binding" => b()),
             socket_events: event("websocket"),
             activations: counter!(ACTIVATIONS, "binding" => b()),
             activation_time: histogram!(ACTIVATION_DURATION, "binding" => b()),

@@ -28,7 +28,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasmtime::component::{Component, Linker};
@@ -43,6 +43,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use super::code::ComponentSource;
 use super::guest::GuestState;
 use crate::error::{Error, ErrorKind, Result};
+use crate::telemetry::GUEST_TARGET;
 
 /// How often the epoch advances. A running guest yields to other tasks at
 /// least this often, and CPU time per event is counted in these ticks.
@@ -544,14 +545,24 @@ fn cpu_deadline(ticks: &mut u64, budget: Duration) -> wasmtime::Result<UpdateDea
     Ok(UpdateDeadline::Yield(1))
 }
 
-/// A guest's stdout and stderr: each line is logged at debug level and the
-/// last [`OUTPUT_TAIL_BYTES`] are kept to explain a trap.
+/// A guest's stdout and stderr: each line goes to the server's log
+/// ([`GuestLog`]) and the last [`OUTPUT_TAIL_BYTES`] are kept to explain a
+/// trap.
 #[derive(Clone, Default)]
 pub(crate) struct GuestOutput {
     tail: Arc<Mutex<VecDeque<u8>>>,
+    log: Option<Arc<GuestLog>>,
 }
 
 impl GuestOutput {
+    /// Output that goes to `log`.
+    pub(crate) fn to_log(log: Arc<GuestLog>) -> GuestOutput {
+        GuestOutput {
+            tail: Arc::default(),
+            log: Some(log),
+        }
+    }
+
     /// Takes the kept output (lossy UTF-8), leaving it empty.
     pub(crate) fn take(&self) -> String {
         let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
@@ -562,6 +573,80 @@ impl GuestOutput {
     /// Forgets the kept output.
     pub(crate) fn clear(&self) {
         self.tail.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// The most lines of output a guest logs in a second; past it, lines are
+/// counted and the next line logged says how many were dropped, so a guest
+/// printing in a loop cannot flood the server's log.
+pub(crate) const LOGGED_LINES_PER_SECOND: u32 = 100;
+
+/// Where a guest's output lines go: the server's log (target
+/// `dohost::guest`, level info) with the object's binding and id, or the
+/// worker's name, at most [`LOGGED_LINES_PER_SECOND`] lines a second. An
+/// object's log outlives its instances, so a guest that traps in a loop
+/// keeps one budget.
+pub(crate) struct GuestLog {
+    /// The binding, or the worker's name.
+    binding: Arc<str>,
+    /// The object's id (hex); `None` for a worker.
+    object: Option<String>,
+    /// The current second: when it began, lines logged, lines dropped.
+    window: Mutex<(Instant, u32, u64)>,
+}
+
+impl GuestLog {
+    /// The log of the object `id_hex` of `binding`.
+    pub(crate) fn object(binding: Arc<str>, id_hex: String) -> Arc<GuestLog> {
+        Arc::new(GuestLog {
+            binding,
+            object: Some(id_hex),
+            window: Mutex::new((Instant::now(), 0, 0)),
+        })
+    }
+
+    /// The log of the worker `name`.
+    pub(crate) fn worker(name: &str) -> Arc<GuestLog> {
+        Arc::new(GuestLog {
+            binding: name.into(),
+            object: None,
+            window: Mutex::new((Instant::now(), 0, 0)),
+        })
+    }
+
+    /// Logs the lines of `text`, within the rate.
+    fn lines(&self, text: &str) {
+        for line in text.lines() {
+            let dropped = {
+                let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
+                let (began, logged, dropped) = &mut *window;
+                if began.elapsed() >= Duration::from_secs(1) {
+                    *began = Instant::now();
+                    *logged = 0;
+                }
+                if *logged == LOGGED_LINES_PER_SECOND {
+                    *dropped += 1;
+                    continue;
+                }
+                *logged += 1;
+                std::mem::take(dropped)
+            };
+            if dropped > 0 {
+                self.emit(&format!(
+                    "({dropped} lines of output dropped: more than {LOGGED_LINES_PER_SECOND} a second)"
+                ));
+            }
+            self.emit(line);
+        }
+    }
+
+    fn emit(&self, line: &str) {
+        match &self.object {
+            Some(id) => {
+                tracing::info!(target: GUEST_TARGET, binding = %self.binding, object = %id, "{line}");
+            }
+            None => tracing::info!(target: GUEST_TARGET, worker = %self.binding, "{line}"),
+        }
     }
 }
 
@@ -584,7 +669,9 @@ impl StdoutStream for GuestOutput {
 #[wasmtime_wasi::async_trait]
 impl OutputStream for GuestOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        tracing::debug!(target: "dohost::guest", "{}", String::from_utf8_lossy(&bytes).trim_end());
+        if let Some(log) = &self.log {
+            log.lines(&String::from_utf8_lossy(&bytes));
+        }
         let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
         tail.extend(bytes.iter().copied());
         let excess = tail.len().saturating_sub(OUTPUT_TAIL_BYTES);

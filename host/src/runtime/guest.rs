@@ -8,12 +8,13 @@
 //! [`HasData`] type, so each of those imports is written once.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use wasmtime::component::{HasData, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::calls::Calls;
-use super::engine::{GuestMeter, wasi_ctx};
+use super::engine::{GuestLog, GuestMeter, GuestOutput, wasi_ctx};
 use super::shared::HostShared;
 use super::stub::CallChain;
 use super::targets::Lender;
@@ -32,10 +33,11 @@ pub(crate) struct GuestState<Io> {
 }
 
 impl<Io> GuestState<Io> {
-    /// A store's data for a guest with `io`: no WASI access to the host,
-    /// nothing measured yet.
-    pub(crate) fn new(io: Io) -> GuestState<Io> {
-        let meter = GuestMeter::default();
+    /// A store's data for a guest with `io` whose output goes to `log`: no
+    /// WASI access to the host, nothing measured yet.
+    pub(crate) fn new(io: Io, log: Arc<GuestLog>) -> GuestState<Io> {
+        let mut meter = GuestMeter::default();
+        meter.output = GuestOutput::to_log(log);
         GuestState {
             wasi: wasi_ctx(&meter.output),
             table: ResourceTable::new(),

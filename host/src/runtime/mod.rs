@@ -27,6 +27,7 @@ pub(crate) mod sql;
 mod stub;
 mod targets;
 pub(crate) mod tasks;
+mod trace;
 mod worker;
 
 pub use body::Body;

@@ -179,7 +179,12 @@ impl Namespace {
         id: &[u8; 32],
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<()> {
-        self.deliver(id, None, Event::Alarm { _permit: permit })
+        let alarm = Event::Alarm {
+            _permit: permit,
+            sent: std::time::Instant::now(),
+        };
+        self.deliver(id, None, alarm)
+            .inspect(|()| self.0.counts.alarms_due.increment(1))
     }
 
     /// Deletes the object with `id` through its actor: it finishes its

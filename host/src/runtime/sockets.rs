@@ -764,6 +764,7 @@ impl Task {
             let event = Event::Socket {
                 socket: self.socket,
                 what: what.take().expect("put back on every retry"),
+                sent: std::time::Instant::now(),
             };
             match namespace.deliver_returning(
                 &self.owner.key.id(),

@@ -273,6 +273,7 @@ impl Stub {
         let origin = Origin {
             name: self.name.clone(),
             chain: chain.clone(),
+            sent: std::time::Instant::now(),
         };
         self.namespace.deliver(
             &self.id,

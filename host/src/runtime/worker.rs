@@ -19,7 +19,7 @@ use super::bindings::object::dohost::object::events::Outcome;
 use super::bindings::worker::{Worker, WorkerPre};
 use super::body::GuestResponse;
 use super::code::Code;
-use super::engine;
+use super::engine::{self, GuestLog};
 use super::guest::{GuestIo, GuestState};
 use super::shared::HostShared;
 use super::stub::CallChain;
@@ -81,6 +81,8 @@ struct Pool {
     /// Told when an instance goes back to `idle`.
     returned: tokio::sync::Notify,
     shared: Arc<HostShared>,
+    /// Where the instances' output goes: the log as `worker=main`.
+    log: Arc<GuestLog>,
 }
 
 /// The one event a worker instance runs at a time.
@@ -113,6 +115,7 @@ impl WorkerPool {
             )),
             returned: tokio::sync::Notify::new(),
             shared,
+            log: GuestLog::worker("main"),
         }))
     }
 
@@ -359,10 +362,13 @@ impl Pool {
         &self,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<(u64, Counted)> {
-        let state = GuestState::new(WorkerIo {
-            shared: self.shared.clone(),
-            lending: None,
-        });
+        let state = GuestState::new(
+            WorkerIo {
+                shared: self.shared.clone(),
+                lending: None,
+            },
+            self.log.clone(),
+        );
         let mut store = self
             .shared
             .runtime

@@ -72,8 +72,8 @@ pub use alarm::{AlarmChange, AlarmListener, AlarmRecord, AlarmWrite};
 pub use cache::CacheBudget;
 pub use check::{CheckReport, check_file};
 pub use committer::{
-    COMMIT_DURATION, COMMIT_FAILURES, COMMIT_WRITE_SETS, CommitHook, CommitResult, CommitStage,
-    Health,
+    COMMIT_DURATION, COMMIT_FAILURES, COMMIT_SYNC_DURATION, COMMIT_WRITE_SETS, CommitHook,
+    CommitResult, CommitStage, Health,
 };
 pub use directory::{Contents, KeyInfo, MAX_KEYS_SHOWN, ObjectRecord, TableInfo};
 pub use error::{Error, ErrorKind, Result};

@@ -137,6 +137,7 @@ impl ObjectStorage {
                 None => missing.push(key),
             }
         }
+        self.store.count_memory_reads(found.len());
         if !missing.is_empty() {
             let values = self.store.get_many(&self.key, &missing)?;
             for (key, value) in missing.into_iter().zip(values) {

@@ -124,6 +124,7 @@ pub struct Store {
     commits: mpsc::Sender<Message>,
     /// Keys read and lists run against redb ([`Store::disk_reads`]).
     disk_reads: AtomicU64,
+    memory_reads: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -189,6 +190,7 @@ impl Store {
                 health,
                 commits,
                 disk_reads: AtomicU64::new(0),
+                memory_reads: AtomicU64::new(0),
             },
             stopped,
         ))
@@ -227,6 +229,17 @@ impl Store {
     /// find in memory, one per list.
     pub fn disk_reads(&self) -> u64 {
         self.disk_reads.load(Ordering::Relaxed)
+    }
+
+    /// Key reads answered from memory so far (the event's writes or the
+    /// object's cache), without redb.
+    pub fn memory_reads(&self) -> u64 {
+        self.memory_reads.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` key reads answered from memory.
+    pub(crate) fn count_memory_reads(&self, n: usize) {
+        self.memory_reads.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Reads committed values, one per key, in one read transaction.

@@ -52,6 +52,9 @@
 //! max_connections = 10000              # then the oldest idle connection is closed
 //! worker_threads = 4                   # threads for connections and objects (default: 2 x cores, at least 4)
 //! debug_errors = false                 # whole errors (backtraces) in responses
+//! metrics_listen = "127.0.0.1:9090"    # also serve GET /metrics here, without the admin token
+//! [observability]
+//! otlp_endpoint = "http://127.0.0.1:4318"  # export the event spans over OTLP/HTTP (off by default)
 //! [outbound]                           # fetch() from objects and workers
 //! allow = ["127.0.0.1:8080", "*.internal.example"]  # beyond the default: public addresses only
 //! deny = ["ads.example.com"]           # refused even if public; allow beats deny
@@ -82,7 +85,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 pub use crate::runtime::ComponentSource;
-use crate::settings::{OutboundSettings, ServerSettings, WebSocketSettings};
+use crate::settings::{ObservabilitySettings, OutboundSettings, ServerSettings, WebSocketSettings};
 pub use dohost_store::Migration;
 pub use wrangler::{CONFIG_FILES, find_config};
 
@@ -163,6 +166,8 @@ pub struct Config {
     /// `[server]`: how `dohost serve` treats its clients (timeouts, body
     /// limits, the connection cap, error detail).
     pub server: ServerSettings,
+    /// `[observability]`: where the event spans go.
+    pub observability: ObservabilitySettings,
     /// `[outbound]`: where objects and workers may send HTTP requests, and
     /// the limits on subrequests.
     pub outbound: OutboundSettings,
@@ -207,6 +212,13 @@ struct RawConfig {
     server: Option<RawServer>,
     outbound: Option<RawOutbound>,
     websockets: Option<RawWebSockets>,
+    observability: Option<RawObservability>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawObservability {
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -246,6 +258,7 @@ struct RawServer {
     max_connections: Option<usize>,
     worker_threads: Option<usize>,
     debug_errors: Option<bool>,
+    metrics_listen: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -594,6 +607,8 @@ impl Config {
         let server = parse_server(raw.server.unwrap_or_default(), &file.to_string())?;
         let outbound = parse_outbound(raw.outbound.unwrap_or_default(), &file.to_string())?;
         let websockets = parse_websockets(raw.websockets.unwrap_or_default(), &file.to_string())?;
+        let observability =
+            parse_observability(raw.observability.unwrap_or_default(), &file.to_string())?;
         let assets = match raw.assets {
             Some(assets) => Some(parse_assets(assets, dir, &file.to_string())?),
             None => None,
@@ -635,6 +650,7 @@ impl Config {
             alarm_retry_delay: alarms.retry_delay_ms.map(std::time::Duration::from_millis),
             alarm_max_retries: alarms.max_retries,
             server,
+            observability,
             outbound,
             websockets,
             assets,
@@ -703,6 +719,27 @@ fn parse_assets(raw: RawAssets, dir: &Path, file: &str) -> Result<AssetsConfig> 
         html_handling,
         run_worker_first,
     })
+}
+
+/// Checks `[observability]`: an OTLP endpoint is an http(s) URL.
+fn parse_observability(raw: RawObservability, file: &str) -> Result<ObservabilitySettings> {
+    let otlp_endpoint = match raw.otlp_endpoint {
+        Some(url) => {
+            let uri: http::Uri = url.parse().map_err(|e| {
+                Error::config(format!(
+                    "{file}: observability.otlp_endpoint = {url:?} is not a URL ({e}); write the OTLP/HTTP address of a collector, e.g. \"http://127.0.0.1:4318\""
+                ))
+            })?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                return Err(Error::config(format!(
+                    "{file}: observability.otlp_endpoint = {url:?} is not an http:// or https:// URL with a host; write the OTLP/HTTP address of a collector, e.g. \"http://127.0.0.1:4318\""
+                )));
+            }
+            Some(url.trim_end_matches('/').to_owned())
+        }
+        None => None,
+    };
+    Ok(ObservabilitySettings { otlp_endpoint })
 }
 
 /// Checks `[outbound]`: every limit at least 1. The rules are checked when
@@ -836,6 +873,14 @@ fn parse_server(raw: RawServer, file: &str) -> Result<ServerSettings> {
     server.max_connections = raw.max_connections.unwrap_or(server.max_connections);
     server.worker_threads = raw.worker_threads.unwrap_or(server.worker_threads);
     server.debug_errors = raw.debug_errors.unwrap_or(false);
+    server.metrics_listen = match raw.metrics_listen {
+        Some(addr) => Some(addr.parse().map_err(|e| {
+            Error::config(format!(
+                "{file}: server.metrics_listen = {addr:?} is not an address to listen on ({e}); write an IP and a port, e.g. \"127.0.0.1:9090\""
+            ))
+        })?),
+        None => None,
+    };
     Ok(server)
 }
 

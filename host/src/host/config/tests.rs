@@ -151,9 +151,49 @@ fn the_server_section_sets_timeouts_and_bounds() {
             "less than one largest body",
         ),
         ("timeout = 1", "unknown field `timeout`"),
+        (
+            "metrics_listen = \"localhost\"",
+            "server.metrics_listen = \"localhost\" is not an address",
+        ),
     ] {
         let err = Config::parse(&format!("{text}[server]\n{extra}\n"), &path).unwrap_err();
         assert!(err.to_string().contains(expected), "{err}");
+    }
+}
+
+#[test]
+fn metrics_and_traces_have_their_own_addresses() {
+    let (_dir, path, text) = one_binding();
+    let plain = Config::parse(text, &path).unwrap();
+    assert_eq!(plain.server.metrics_listen, None);
+    assert_eq!(plain.observability.otlp_endpoint, None);
+    let set = Config::parse(
+        &format!(
+            "{text}[server]\nmetrics_listen = \"127.0.0.1:9090\"\n\
+             [observability]\notlp_endpoint = \"http://collector:4318/\"\n"
+        ),
+        &path,
+    )
+    .unwrap();
+    assert_eq!(
+        set.server.metrics_listen,
+        Some("127.0.0.1:9090".parse().unwrap())
+    );
+    assert_eq!(
+        set.observability.otlp_endpoint.as_deref(),
+        Some("http://collector:4318")
+    );
+    for bad in ["collector:4318", "ftp://collector", "http://"] {
+        let err = Config::parse(
+            &format!("{text}[observability]\notlp_endpoint = {bad:?}\n"),
+            &path,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("observability.otlp_endpoint = {bad:?}")),
+            "{err}"
+        );
     }
 }
 
@@ -276,7 +316,7 @@ fn wrangler_jsonc_is_read_with_its_comments_and_warnings() {
         "kv_namespaces: dohost has no KV namespaces; ignored; code that uses env.CACHE fails",
         "queues: dohost has no Queues",
         "routes: a Cloudflare deployment or build setting",
-        "observability: a Cloudflare deployment",
+        "observability.enabled: Cloudflare's Workers Logs settings",
         "brand_new_key: not a key dohost knows; ignored",
         "compatibility_flags: dohost does not implement \"some_flag\"",
     ] {

@@ -186,7 +186,7 @@ const BINDINGS: [(&str, &str, &str, &str); 22] = [
 
 /// wrangler's deployment and build settings, which mean nothing to a
 /// server on one's own machine (or that dohost's build does its own way).
-const DEPLOYMENT: [&str; 31] = [
+const DEPLOYMENT: [&str; 30] = [
     "account_id",
     "workers_dev",
     "preview_urls",
@@ -208,7 +208,6 @@ const DEPLOYMENT: [&str; 31] = [
     "keep_vars",
     "send_metrics",
     "logpush",
-    "observability",
     "placement",
     "triggers",
     "tail_consumers",
@@ -283,6 +282,8 @@ pub(super) fn sift(config: &mut Map<String, Value>, file: &str, wrangler: bool) 
             sifted
                 .warnings
                 .push(format!("{file}: queues: dohost has no Queues; ignored"));
+        } else if key == "observability" {
+            sift_observability(config, value, file, &mut sifted);
         } else if DEPLOYMENT.contains(&key.as_str()) {
             sifted.warnings.push(format!(
                 "{file}: {key}: a Cloudflare deployment or build setting, which dohost does not use; ignored"
@@ -324,6 +325,35 @@ pub(super) fn sift(config: &mut Map<String, Value>, file: &str, wrangler: bool) 
         }
     }
     Ok(sifted)
+}
+
+/// Keeps dohost's `observability.otlp_endpoint`; Cloudflare's settings
+/// there (`enabled`, `logs`, `head_sampling_rate`) get a warning.
+fn sift_observability(
+    config: &mut Map<String, Value>,
+    value: Value,
+    file: &str,
+    sifted: &mut Sifted,
+) {
+    let Value::Object(mut table) = value else {
+        sifted.warnings.push(format!(
+            "{file}: observability: not a table; ignored (dohost reads observability.otlp_endpoint)"
+        ));
+        return;
+    };
+    let ours = table.remove("otlp_endpoint");
+    if !table.is_empty() {
+        let keys: Vec<String> = table.keys().map(|k| format!("observability.{k}")).collect();
+        sifted.warnings.push(format!(
+            "{file}: {}: Cloudflare's Workers Logs settings, which dohost does not use; ignored (dohost reads observability.otlp_endpoint)",
+            keys.join(", ")
+        ));
+    }
+    if let Some(endpoint) = ours {
+        let mut kept = Map::new();
+        kept.insert("otlp_endpoint".to_owned(), endpoint);
+        config.insert("observability".to_owned(), Value::Object(kept));
+    }
 }
 
 /// The warnings for a namespace binding's keys that only mean something on

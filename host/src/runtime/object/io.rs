@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::Identity;
+use crate::runtime::engine::GuestLog;
 use crate::runtime::guest::GuestIo;
 use crate::runtime::shared::HostShared;
 use crate::runtime::sockets::{Frame, Owner, SocketId};
@@ -32,6 +33,8 @@ pub(crate) struct ObjectIo {
     /// The number of the instance that holds the io (see
     /// [`crate::runtime::targets`]).
     pub(crate) instance: u64,
+    /// Where the guest's output goes.
+    pub(crate) log: Arc<GuestLog>,
 }
 
 impl ObjectIo {
@@ -51,12 +54,13 @@ impl ObjectIo {
                 settings.cpu_time_per_event,
             ),
             storage,
-            identity,
             shared,
             running_alarm: None,
             chain: CallChain::default(),
             sent: Vec::new(),
             instance: 0,
+            log: GuestLog::object(identity.binding.clone(), identity.id_hex.clone()),
+            identity,
         }
     }
 

@@ -51,9 +51,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use super::bindings::WitRequest;
 use super::bindings::object::DurableObject;
@@ -69,6 +71,7 @@ use super::shared::HostShared;
 use super::sockets::SocketId;
 use super::stub::{CallChain, object_label};
 use super::tasks::{self, EventId, Finished, InFlight, OpId};
+use super::trace::EventTrace;
 use crate::error::{Error, ErrorKind, Result};
 use dohost_store::{AlarmRecord, AlarmWrite, Gate, ObjectKey, WriteSet, pass_gate};
 
@@ -91,10 +94,15 @@ pub(crate) enum Event {
     /// permits until it is handled.
     Alarm {
         _permit: tokio::sync::OwnedSemaphorePermit,
+        sent: Instant,
     },
     /// Something happened on one of the object's WebSockets
     /// ([`super::sockets`]).
-    Socket { socket: SocketId, what: SocketEvent },
+    Socket {
+        socket: SocketId,
+        what: SocketEvent,
+        sent: Instant,
+    },
     /// Delete the object (admin): its instance, its cache and all its
     /// storage; answers once the deletion is durable.
     Delete { reply: oneshot::Sender<Result<()>> },
@@ -142,6 +150,8 @@ pub(crate) struct Origin {
     pub(crate) name: Option<String>,
     /// The objects waiting on this request.
     pub(crate) chain: CallChain,
+    /// When it was sent, for its trace.
+    pub(crate) sent: Instant,
 }
 
 /// What an event produced, and the gate its delivery must pass.
@@ -209,6 +219,8 @@ struct Running {
     /// When its wall-clock time is over: it fails if not answered, and its
     /// operations end.
     deadline: tokio::time::Instant,
+    /// Its span; taken when it is answered.
+    trace: Option<EventTrace>,
 }
 
 /// Who waits for an event's end.
@@ -428,30 +440,39 @@ impl Actor {
                     });
                     return;
                 }
-                match request {
-                    Request::Fetch(_) => &self.counts.fetches,
-                    Request::Call { .. } => &self.counts.calls,
-                    Request::CallTarget { .. } => &self.counts.target_calls,
-                }
-                .increment(1);
+                let (count, kind) = match request {
+                    Request::Fetch(_) => (&self.counts.fetches, "fetch"),
+                    Request::Call { .. } => (&self.counts.calls, "call"),
+                    Request::CallTarget { .. } => (&self.counts.target_calls, "target"),
+                };
+                count.increment(1);
                 let call = !matches!(request, Request::Fetch(_));
-                let event = self.open_event(Some(Waiter::Stub { reply, call }), origin.chain);
+                let trace = EventTrace::open(&self.identity, kind, Some(origin.sent));
+                let event = self.open_event(
+                    Some(Waiter::Stub { reply, call }),
+                    origin.chain,
+                    Some(trace),
+                );
                 self.turn(event, TurnCall::Request(request)).await;
             }
-            Event::Alarm { _permit } => self.alarm(_permit).await,
-            Event::Socket { socket, what } => {
+            Event::Alarm { _permit, sent } => self.alarm(_permit, sent).await,
+            Event::Socket { socket, what, sent } => {
                 let ends = !matches!(what, SocketEvent::Message(_));
                 if let Err(e) = self.begin_event().await {
                     self.fail(Waiter::Socket { socket, ends }, e);
                     return;
                 }
                 if self.blocked() {
-                    self.held.push_front(Event::Socket { socket, what });
+                    self.held.push_front(Event::Socket { socket, what, sent });
                     return;
                 }
                 self.counts.socket_events.increment(1);
-                let event =
-                    self.open_event(Some(Waiter::Socket { socket, ends }), CallChain::default());
+                let trace = EventTrace::open(&self.identity, "websocket", Some(sent));
+                let event = self.open_event(
+                    Some(Waiter::Socket { socket, ends }),
+                    CallChain::default(),
+                    Some(trace),
+                );
                 self.turn(event, TurnCall::Socket(socket, what)).await;
             }
             Event::Delete { reply } => {
@@ -461,8 +482,13 @@ impl Actor {
     }
 
     /// Starts an event for `waiter` (none for the constructor's, which no
-    /// one waits for): its number, budget and deadline.
-    fn open_event(&mut self, waiter: Option<Waiter>, chain: CallChain) -> EventId {
+    /// one waits for): its number, budget, deadline and span.
+    fn open_event(
+        &mut self,
+        waiter: Option<Waiter>,
+        chain: CallChain,
+        trace: Option<EventTrace>,
+    ) -> EventId {
         self.last_event += 1;
         let event = self.last_event;
         let settings = &self.shared.settings;
@@ -476,6 +502,7 @@ impl Actor {
                 waiter,
                 chain,
                 deadline,
+                trace,
             },
         );
         event
@@ -485,11 +512,18 @@ impl Actor {
     /// events it finished and launches the operations it started.
     async fn turn(&mut self, event: EventId, call: TurnCall) {
         let wall = self.shared.settings.wall_time_per_event;
-        let chain = self
+        let (chain, span, began) = self
             .running
             .get(&event)
-            .map(|r| r.chain.clone())
-            .unwrap_or_default();
+            .map(|r| {
+                let trace = r.trace.as_ref();
+                (
+                    r.chain.clone(),
+                    trace.map_or_else(tracing::Span::none, |t| t.span().clone()),
+                    trace.and_then(EventTrace::turn_began),
+                )
+            })
+            .unwrap_or_else(|| (CallChain::default(), tracing::Span::none(), None));
         let Some((store, instance)) = &mut self.instance else {
             return;
         };
@@ -498,67 +532,74 @@ impl Actor {
         store.data_mut().tasks.event = event;
         store.data_mut().io.chain = chain;
         let handler = instance.dohost_object_handler();
-        let result = match &call {
-            TurnCall::Request(Request::Fetch(req)) => {
-                within_wall(wall, handler.call_fetch(&mut *store, event, req)).await
-            }
-            TurnCall::Request(Request::Call { method, args }) => {
-                within_wall(wall, handler.call_call(&mut *store, event, method, args)).await
-            }
-            TurnCall::Request(Request::CallTarget {
-                target,
-                method,
-                args,
-                ..
-            }) => {
-                within_wall(
-                    wall,
-                    handler.call_call_target(&mut *store, event, *target, method, args),
-                )
-                .await
-            }
-            TurnCall::Alarm(info) => {
-                within_wall(wall, handler.call_alarm(&mut *store, event, *info)).await
-            }
-            TurnCall::Socket(socket, SocketEvent::Message(message)) => {
-                within_wall(
-                    wall,
-                    handler.call_websocket_message(&mut *store, event, *socket, message),
-                )
-                .await
-            }
-            TurnCall::Socket(
-                socket,
-                SocketEvent::Close {
-                    code,
-                    reason,
-                    clean,
-                },
-            ) => {
-                within_wall(
-                    wall,
-                    handler.call_websocket_close(
-                        &mut *store,
-                        event,
-                        *socket,
-                        *code,
+        let result = async {
+            match &call {
+                TurnCall::Request(Request::Fetch(req)) => {
+                    within_wall(wall, handler.call_fetch(&mut *store, event, req)).await
+                }
+                TurnCall::Request(Request::Call { method, args }) => {
+                    within_wall(wall, handler.call_call(&mut *store, event, method, args)).await
+                }
+                TurnCall::Request(Request::CallTarget {
+                    target,
+                    method,
+                    args,
+                    ..
+                }) => {
+                    within_wall(
+                        wall,
+                        handler.call_call_target(&mut *store, event, *target, method, args),
+                    )
+                    .await
+                }
+                TurnCall::Alarm(info) => {
+                    within_wall(wall, handler.call_alarm(&mut *store, event, *info)).await
+                }
+                TurnCall::Socket(socket, SocketEvent::Message(message)) => {
+                    within_wall(
+                        wall,
+                        handler.call_websocket_message(&mut *store, event, *socket, message),
+                    )
+                    .await
+                }
+                TurnCall::Socket(
+                    socket,
+                    SocketEvent::Close {
+                        code,
                         reason,
-                        *clean,
-                    ),
-                )
-                .await
+                        clean,
+                    },
+                ) => {
+                    within_wall(
+                        wall,
+                        handler.call_websocket_close(
+                            &mut *store,
+                            event,
+                            *socket,
+                            *code,
+                            reason,
+                            *clean,
+                        ),
+                    )
+                    .await
+                }
+                TurnCall::Socket(socket, SocketEvent::Error(error)) => {
+                    within_wall(
+                        wall,
+                        handler.call_websocket_error(&mut *store, event, *socket, error),
+                    )
+                    .await
+                }
+                TurnCall::Resume(op, outcome) => {
+                    within_wall(wall, handler.call_resume(&mut *store, *op, outcome)).await
+                }
             }
-            TurnCall::Socket(socket, SocketEvent::Error(error)) => {
-                within_wall(
-                    wall,
-                    handler.call_websocket_error(&mut *store, event, *socket, error),
-                )
-                .await
-            }
-            TurnCall::Resume(op, outcome) => {
-                within_wall(wall, handler.call_resume(&mut *store, *op, outcome)).await
-            }
-        };
+        }
+        .instrument(span)
+        .await;
+        if let Some(trace) = self.running.get_mut(&event).and_then(|r| r.trace.as_mut()) {
+            trace.turn_ended(began);
+        }
         match result {
             Ok(()) => {
                 self.end_turn();
@@ -631,11 +672,17 @@ impl Actor {
 
     /// Delivers how event `event` ended to whoever waits for it.
     fn answer(&mut self, event: EventId, finished: Finished, gate: Option<Gate>) {
-        let Some(waiter) = self.running.get_mut(&event).and_then(|r| r.waiter.take()) else {
-            // Answered already (it passed its wall-clock limit), or a
-            // number the host never gave out.
+        let Some(running) = self.running.get_mut(&event) else {
+            // A number the host never gave out.
             return;
         };
+        let Some(waiter) = running.waiter.take() else {
+            // Answered already: it passed its wall-clock limit.
+            return;
+        };
+        if let Some(trace) = running.trace.take() {
+            trace.answered(gate.clone(), &self.shared.actors);
+        }
         let guest_error = |message| Error::new(ErrorKind::GuestError, message);
         match (waiter, finished) {
             (Waiter::Stub { reply, call: false }, Finished::Fetch(result)) => {
@@ -826,7 +873,8 @@ impl Actor {
         let started = std::time::Instant::now();
         let mut io = io;
         io.instance = self.shared.instances.fetch_add(1, Ordering::Relaxed) + 1;
-        let state = GuestState::new(io);
+        let log = io.log.clone();
+        let state = GuestState::new(io, log);
         let mut store = self
             .shared
             .runtime
@@ -850,19 +898,27 @@ impl Actor {
         self.instance = Some((store, instance));
         // The constructor's turn belongs to an event of its own, which no
         // one waits for: what it starts runs within its wall-clock time.
-        let init_event = self.open_event(None, CallChain::default());
+        let mut trace = EventTrace::open(&self.identity, "constructor", None);
+        let init_event = self.open_event(None, CallChain::default(), None);
         let (store, instance) = self.instance.as_mut().expect("set above");
         store.data().io.sql.begin_event();
         store.data_mut().tasks.event = init_event;
         store.data_mut().io.chain = CallChain::default();
         let wall = self.shared.settings.wall_time_per_event;
+        let began = trace.turn_began();
         let init = within_wall(
             wall,
             instance
                 .dohost_object_handler()
                 .call_init(&mut *store, &class),
         )
+        .instrument(trace.span().clone())
         .await;
+        trace.turn_ended(began);
+        // The constructor's span ends with its first turn: what it started
+        // (blockConcurrencyWhile's awaits) shows in the next event's
+        // input gate.
+        trace.answered(None, &self.shared.actors);
         match init {
             Ok(Ok(())) => {
                 let failure = self.end_turn();
@@ -993,7 +1049,7 @@ impl Actor {
     }
 
     /// Starts the object's alarm if it is due (see [`super::alarm`]).
-    async fn alarm(&mut self, permit: tokio::sync::OwnedSemaphorePermit) {
+    async fn alarm(&mut self, permit: tokio::sync::OwnedSemaphorePermit, sent: Instant) {
         if self
             .running
             .values()
@@ -1062,7 +1118,8 @@ impl Actor {
             begun,
             _permit: permit,
         };
-        let event = self.open_event(Some(waiter), CallChain::default());
+        let trace = EventTrace::open(&self.identity, "alarm", Some(sent));
+        let event = self.open_event(Some(waiter), CallChain::default(), Some(trace));
         self.counts.alarms.increment(1);
         self.turn(event, TurnCall::Alarm(info)).await;
     }

@@ -24,6 +24,8 @@
 //! - `GET /fetch-from/<BINDING>/<name>/<path>?<query>`: the response of
 //!   that object to `GET /<path>?<query>`, its body read whole (a streamed
 //!   one to its end).
+//! - `GET /print/<n>`: prints `probe line <i>` for i in 1..=n to stdout
+//!   (the server's log), then answers `printed <n>`.
 //! - `GET /framing`: `hello` with a `Content-Length: 2` and a
 //!   `Transfer-Encoding: chunked` header that contradict it.
 //!
@@ -167,6 +169,13 @@ impl DurableObject for Probe {
             ("GET", "sleep") => outbound::sleep_route(arg).await,
             ("GET", "later") => outbound::later(storage, arg),
             ("GET", "panic") => panic!("probe panic on request"),
+            ("GET", "print") => {
+                let n: u32 = arg.parse().map_err(|_| Error::new("print/<n>"))?;
+                for i in 1..=n {
+                    println!("probe line {i}");
+                }
+                Ok(Response::text(format!("printed {n}")))
+            }
             ("PUT", "put-then-abort") => {
                 storage.put_bytes(arg, &req.body)?;
                 self.state.abort("the probe gave up")
