@@ -87,17 +87,36 @@ pub(crate) enum Event {
         origin: Origin,
         reply: oneshot::Sender<Reply>,
     },
-    /// The object's alarm may be due. Holds one of the scheduler's delivery
-    /// permits until it is handled.
-    Alarm {
-        _permit: tokio::sync::OwnedSemaphorePermit,
-    },
+    /// Run the object's alarm: it may be due, or the admin asks for it now.
+    Alarm(AlarmCall),
     /// Something happened on one of the object's WebSockets
     /// ([`super::sockets`]).
     Socket { socket: SocketId, what: SocketEvent },
     /// Delete the object (admin): its instance, its cache and all its
     /// storage; answers once the deletion is durable.
     Delete { reply: oneshot::Sender<Result<()>> },
+}
+
+/// Why an alarm event came. Either way the alarm runs the same way (see
+/// [`super::alarm`]): its delivery is stored as begun, the handler runs as
+/// an event of the object, and the alarm is then cleared or retried.
+pub(crate) enum AlarmCall {
+    /// The scheduler found the alarm due; it holds one of the scheduler's
+    /// delivery permits until the event is handled.
+    Due {
+        _permit: tokio::sync::OwnedSemaphorePermit,
+    },
+    /// The admin asked for the alarm to run now, due or not; answered when
+    /// the handler has ended and the alarm is settled.
+    Now(oneshot::Sender<Result<AlarmRan>>),
+}
+
+/// How an alarm the admin ran ended.
+pub(crate) struct AlarmRan {
+    /// The handler's outcome.
+    pub(crate) result: Result<()>,
+    /// The gate the settled alarm (cleared, or its retry) must pass.
+    pub(crate) gate: Option<Gate>,
 }
 
 /// What happened on a WebSocket, for the handler's `websocket-*` exports.
@@ -218,12 +237,12 @@ enum Waiter {
         reply: oneshot::Sender<Reply>,
         call: bool,
     },
-    /// The alarm scheduler: the alarm as stored before and as the handler
-    /// began, and the delivery permit.
+    /// The alarm scheduler or the admin: the alarm as stored before and as
+    /// the handler began, and why it runs.
     Alarm {
         record: AlarmRecord,
         begun: AlarmRecord,
-        _permit: tokio::sync::OwnedSemaphorePermit,
+        call: AlarmCall,
     },
     /// A WebSocket's task; `ends`: the socket is forgotten when the event
     /// ends (a close or error event).
@@ -236,6 +255,15 @@ enum TurnCall {
     Alarm(AlarmInfo),
     Socket(SocketId, SocketEvent),
     Resume(OpId, Outcome),
+}
+
+/// Answers an alarm call that will not run: the admin who asked gets
+/// `error`; a scheduler's delivery is dropped (the alarm's own state says
+/// what comes next).
+fn refuse_alarm(call: AlarmCall, error: impl FnOnce() -> Error) {
+    if let AlarmCall::Now(reply) = call {
+        let _ = reply.send(Err(error()));
+    }
 }
 
 impl Drop for Actor {
@@ -438,7 +466,7 @@ impl Actor {
                 let event = self.open_event(Some(Waiter::Stub { reply, call }), origin.chain);
                 self.turn(event, TurnCall::Request(request)).await;
             }
-            Event::Alarm { _permit } => self.alarm(_permit).await,
+            Event::Alarm(call) => self.alarm(call).await,
             Event::Socket { socket, what } => {
                 let ends = !matches!(what, SocketEvent::Message(_));
                 if let Err(e) = self.begin_event().await {
@@ -653,10 +681,10 @@ impl Actor {
                 Waiter::Alarm {
                     record,
                     begun,
-                    _permit,
+                    call,
                 },
                 Finished::Alarm(result),
-            ) => self.alarm_ran(record, begun, result.map_err(guest_error)),
+            ) => self.alarm_ran(record, begun, result.map_err(guest_error), call),
             (Waiter::Socket { socket, ends }, Finished::Socket(result)) => {
                 self.socket_done(socket, ends, result.map_err(guest_error));
             }
@@ -682,8 +710,8 @@ impl Actor {
             Waiter::Alarm {
                 record,
                 begun,
-                _permit,
-            } => self.alarm_ran(record, begun, Err(error)),
+                call,
+            } => self.alarm_ran(record, begun, Err(error), call),
             Waiter::Socket { socket, ends } => self.socket_done(socket, ends, Err(error)),
         }
     }
@@ -992,14 +1020,21 @@ impl Actor {
         self.close_sockets("the object was reset after an error");
     }
 
-    /// Starts the object's alarm if it is due (see [`super::alarm`]).
-    async fn alarm(&mut self, permit: tokio::sync::OwnedSemaphorePermit) {
+    /// Starts the object's alarm if it is due, or at once when the admin
+    /// asks (see [`super::alarm`]).
+    async fn alarm(&mut self, call: AlarmCall) {
         if self
             .running
             .values()
             .any(|r| matches!(r.waiter, Some(Waiter::Alarm { .. })))
         {
             // Its handler runs already; its end reschedules what is left.
+            refuse_alarm(call, || {
+                Error::new(
+                    ErrorKind::Overloaded,
+                    "the object's alarm handler is running already; try again when it has ended",
+                )
+            });
             return;
         }
         self.settle().await;
@@ -1008,14 +1043,24 @@ impl Actor {
         let record = match self.io_mut().storage.alarm() {
             Ok(Some(record)) => record,
             // Deleted since it was scheduled.
-            Ok(None) => return,
+            Ok(None) => {
+                refuse_alarm(call, || {
+                    Error::new(ErrorKind::NotFound, "the object has no alarm set")
+                });
+                return;
+            }
             Err(e) => {
                 tracing::warn!(object = %self.identity.id_hex, "cannot read the object's alarm: {e}");
-                schedule.remind(super::alarm::now_ms() + 1000, key);
+                match call {
+                    AlarmCall::Due { .. } => schedule.remind(super::alarm::now_ms() + 1000, key),
+                    AlarmCall::Now(reply) => {
+                        let _ = reply.send(Err(Error::from(e)));
+                    }
+                }
                 return;
             }
         };
-        if record.time > super::alarm::now_ms() {
+        if record.time > super::alarm::now_ms() && matches!(call, AlarmCall::Due { .. }) {
             // Moved later since it was scheduled (or the clock stepped).
             schedule.remind(record.time, key);
             return;
@@ -1023,24 +1068,32 @@ impl Actor {
         match self.begin_event().await {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Overloaded => {
-                schedule.remind(
-                    super::alarm::now_ms() + super::alarm::REDELIVERY_DELAY_MS,
-                    key,
-                );
+                match call {
+                    AlarmCall::Due { .. } => schedule.remind(
+                        super::alarm::now_ms() + super::alarm::REDELIVERY_DELAY_MS,
+                        key,
+                    ),
+                    AlarmCall::Now(reply) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
                 return;
             }
             // The object could not be constructed: a failed delivery.
             Err(e) => {
-                self.alarm_done(record, record, Err(e));
+                self.alarm_done(record, record, Err(e), call);
                 return;
             }
         }
         if self.blocked() {
             // The constructor keeps events out; the alarm comes again.
-            schedule.remind(
-                super::alarm::now_ms() + super::alarm::REDELIVERY_DELAY_MS,
-                key,
-            );
+            match call {
+                AlarmCall::Due { .. } => schedule.remind(
+                    super::alarm::now_ms() + super::alarm::REDELIVERY_DELAY_MS,
+                    key,
+                ),
+                now @ AlarmCall::Now(_) => self.held.push_front(Event::Alarm(now)),
+            }
             return;
         }
         // Stored before the handler runs: a crash from here on makes the
@@ -1060,7 +1113,7 @@ impl Actor {
         let waiter = Waiter::Alarm {
             record,
             begun,
-            _permit: permit,
+            call,
         };
         let event = self.open_event(Some(waiter), CallChain::default());
         self.counts.alarms.increment(1);
@@ -1068,16 +1121,29 @@ impl Actor {
     }
 
     /// Counts an alarm handler that ran to an end and settles its alarm.
-    fn alarm_ran(&mut self, record: AlarmRecord, begun: AlarmRecord, result: Result<()>) {
+    fn alarm_ran(
+        &mut self,
+        record: AlarmRecord,
+        begun: AlarmRecord,
+        result: Result<()>,
+        call: AlarmCall,
+    ) {
         self.shared
             .alarms_run
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.alarm_done(record, begun, result);
+        self.alarm_done(record, begun, result, call);
     }
 
     /// Settles the alarm after its handler ended with `result`: cleared,
-    /// or kept for a retry, unless the handler chose itself.
-    fn alarm_done(&mut self, record: AlarmRecord, begun: AlarmRecord, result: Result<()>) {
+    /// or kept for a retry, unless the handler chose itself; then tells
+    /// the admin who asked for it, if one did.
+    fn alarm_done(
+        &mut self,
+        record: AlarmRecord,
+        begun: AlarmRecord,
+        result: Result<()>,
+        call: AlarmCall,
+    ) {
         let counts = self.counts.clone();
         let io = self.io_mut();
         io.running_alarm = None;
@@ -1111,6 +1177,10 @@ impl Actor {
             .increment(1);
         }
         io.flush();
+        if let AlarmCall::Now(reply) = call {
+            let gate = io.response_gate();
+            let _ = reply.send(Ok(AlarmRan { result, gate }));
+        }
     }
 
     /// Deletes the object: the instance and everything it wrote go, in one
