@@ -15,6 +15,7 @@ mod host;
 mod link;
 mod reload;
 mod router;
+mod ui;
 
 pub use admin::{DataDir, ObjectDetails, ObjectSummary, check_data_dir};
 pub use assets::{AssetsConfig, HtmlHandling, NotFoundHandling, RunWorkerFirst};
