@@ -196,7 +196,7 @@ impl Host {
                 self.inner
                     .shared
                     .store
-                    .objects_after(p.ns.number, from, left, &wanted)?
+                    .objects_after(p.ns.number, from, left, wanted)?
             {
                 objects.push(ObjectSummary {
                     binding: p.binding.clone(),
