@@ -153,7 +153,10 @@ impl From<dohost_store::Error> for Error {
             dohost_store::ErrorKind::Config => ErrorKind::Config,
             dohost_store::ErrorKind::Io => ErrorKind::Io,
             dohost_store::ErrorKind::ShutDown => ErrorKind::ShutDown,
-            dohost_store::ErrorKind::TooLarge => ErrorKind::BadRequest,
+            dohost_store::ErrorKind::TooLarge | dohost_store::ErrorKind::Invalid => {
+                ErrorKind::BadRequest
+            }
+            dohost_store::ErrorKind::NotFound => ErrorKind::NotFound,
             _ => ErrorKind::Storage,
         };
         Error::new(kind, e.message())

@@ -49,14 +49,16 @@ mod settings;
 pub mod telemetry;
 
 pub use dohost_store::{
-    CheckReport, CommitHook, CommitStage, Health, KeyInfo, MAX_KEYS_SHOWN, TableInfo,
+    CheckReport, CommitHook, CommitStage, Health, KeyInfo, MAX_KEYS_SHOWN, MAX_KV_PAGE, MAX_ROWS,
+    MAX_ROWS_BYTES, QUERY_TIME_LIMIT, Rows, TableInfo,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use host::config::{BindingConfig, ComponentSource, Config, Migration};
 pub use host::{
-    AssetsConfig, DataDir, HEALTH_PATH, Host, HostBuilder, HtmlHandling, NotFoundHandling,
-    ObjectDetails, ObjectSummary, READY_PATH, Route, RunWorkerFirst, Stats, build, check_data_dir,
-    config,
+    AlarmRun, AssetsConfig, BindingSummary, DataDir, HEALTH_PATH, Host, HostBuilder, HtmlHandling,
+    KvItem, KvPage, MAX_HEX_SHOWN, MAX_OBJECTS_PAGE, MAX_QUERY_BYTES, NotFoundHandling,
+    ObjectDetails, ObjectPage, ObjectQuery, ObjectSummary, READY_PATH, Route, RunWorkerFirst,
+    ShownValue, Stats, build, check_data_dir, config,
 };
 pub use runtime::{AcceptedWebSocket, Body, Namespace, ObjectId, Stub};
 pub use settings::{

@@ -41,6 +41,7 @@ mod storage_limits;
 mod storage_list;
 mod storage_model;
 mod storage_patterns;
+mod ui;
 mod values;
 mod websockets;
 mod workspace;

@@ -5,10 +5,26 @@
 //!   [`Host::delete_object`]); a deletion goes through the object's
 //!   actor, so it waits for the running event and the next event finds an
 //!   empty object;
-//! - the admin HTTP API of a running host, when `[admin] token` is set:
-//!   `GET /_dohost/objects[?binding=B]`, `GET /_dohost/objects/B/NAME_OR_ID`
-//!   and `DELETE /_dohost/objects/B/NAME_OR_ID` (a name, or `id:` and an
-//!   id), each with `Authorization: Bearer <token>`;
+//! - the admin HTTP API of a running host, when `[admin] token` is set,
+//!   each route with `Authorization: Bearer <token>` (B is a binding,
+//!   NAME_OR_ID a name, or `id:` and an id):
+//!   - `GET /_dohost/bindings`: the bindings and their classes;
+//!   - `GET /_dohost/objects[?binding=B]`: every object, as an array; with
+//!     `q=TEXT` (a name holding it, or an id starting with it),
+//!     `after=B/ID` or `limit=N`, a page `{"objects": [..], "next"}`;
+//!   - `GET /_dohost/objects/B/NAME_OR_ID`: what it holds;
+//!     `DELETE` the same path deletes it;
+//!   - `GET /_dohost/objects/B/NAME_OR_ID/kv[?after=KEY&limit=N]`: a page
+//!     of its keys with their values, `{"json": ..}` or `{"hex": ..}`;
+//!   - `GET /_dohost/objects/B/NAME_OR_ID/sql/TABLE[?offset=N&limit=N]`:
+//!     a page of a table's rows;
+//!   - `POST /_dohost/objects/B/NAME_OR_ID/sql` with `{"query": ".."}`:
+//!     the rows of one statement that only reads (a write is a 400);
+//!   - `POST /_dohost/objects/B/NAME_OR_ID/alarm/run`: runs its alarm now,
+//!     as a due alarm runs;
+//!
+//!   and `GET /_dohost/ui`, a web page over these routes whose files need
+//!   no token (`ui.rs`);
 //! - a stopped server's data directory ([`DataDir`], `dohost objects`).
 //!
 //! An object is listed once it has written something (the store's
@@ -19,6 +35,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::browse::ObjectQuery;
 use super::host::Host;
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::{block_on, minted_by, name_id, parse_id};
@@ -393,15 +410,70 @@ pub(crate) async fn serve_http(
                 }),
             ))
         }
+        (&http::Method::GET, ["bindings"]) => Ok((200, serde_json::json!(host.bindings()))),
         (&http::Method::GET, ["objects"]) => {
-            let binding = request.uri().query().and_then(|q| {
-                q.split('&')
-                    .find_map(|pair| pair.strip_prefix("binding="))
-                    .map(|b| percent_encoding::percent_decode_str(b).decode_utf8_lossy())
-            });
-            host.objects(binding.as_deref())
-                .map(|objects| (200, serde_json::json!(objects)))
+            let uri = request.uri();
+            number(uri, "limit").and_then(|limit| {
+                let query = ObjectQuery {
+                    binding: param(uri, "binding"),
+                    search: param(uri, "q"),
+                    after: param(uri, "after"),
+                    limit,
+                };
+                if query.search.is_none() && query.after.is_none() && limit.is_none() {
+                    // The whole list, as a bare array.
+                    host.objects(query.binding.as_deref())
+                        .map(|objects| (200, serde_json::json!(objects)))
+                } else {
+                    host.find_objects(&query)
+                        .map(|page| (200, serde_json::json!(page)))
+                }
+            })
         }
+        (&http::Method::GET, ["objects", binding, name_or_id, "kv"]) => {
+            let uri = request.uri();
+            number(uri, "limit").and_then(|limit| {
+                host.object_kv(
+                    binding,
+                    name_or_id,
+                    param(uri, "after").as_deref(),
+                    limit.unwrap_or(DEFAULT_PAGE),
+                )
+                .map(|page| (200, serde_json::json!(page)))
+            })
+        }
+        (&http::Method::GET, ["objects", binding, name_or_id, "sql", table]) => {
+            let uri = request.uri();
+            match number(uri, "offset").and_then(|o| Ok((o, number(uri, "limit")?))) {
+                Ok((offset, limit)) => host
+                    .object_sql_rows(
+                        binding,
+                        name_or_id,
+                        table,
+                        u64::try_from(offset.unwrap_or(0)).unwrap_or(u64::MAX),
+                        limit.unwrap_or(DEFAULT_PAGE),
+                    )
+                    .await
+                    .map(|rows| (200, serde_json::json!(rows))),
+                Err(e) => Err(e),
+            }
+        }
+        (&http::Method::POST, ["objects", binding, name_or_id, "sql"]) => {
+            match serde_json::from_slice::<QueryBody>(request.body()) {
+                Ok(body) => host
+                    .query_object_sql(binding, name_or_id, &body.query)
+                    .await
+                    .map(|rows| (200, serde_json::json!(rows))),
+                Err(e) => Err(Error::new(
+                    ErrorKind::BadRequest,
+                    format!("the body must be {{\"query\": \"..\"}}: {e}"),
+                )),
+            }
+        }
+        (&http::Method::POST, ["objects", binding, name_or_id, "alarm", "run"]) => host
+            .run_alarm(binding, name_or_id)
+            .await
+            .map(|run| (200, serde_json::json!(run))),
         (&http::Method::GET, ["objects", binding, name_or_id]) => {
             host.object(binding, name_or_id).map(|found| match found {
                 Some(details) => (200, serde_json::json!(details)),
@@ -422,7 +494,7 @@ pub(crate) async fn serve_http(
             404,
             serde_json::json!({
                 "error": format!(
-                    "no admin route {method} {}; the routes are GET {HTTP_PREFIX}stats, GET {HTTP_PREFIX}metrics, GET {HTTP_PREFIX}objects[?binding=B], GET {HTTP_PREFIX}objects/B/NAME_OR_ID and DELETE {HTTP_PREFIX}objects/B/NAME_OR_ID",
+                    "no admin route {method} {}; the routes are GET {HTTP_PREFIX}stats, GET {HTTP_PREFIX}metrics, GET {HTTP_PREFIX}bindings, GET {HTTP_PREFIX}objects[?binding=B&q=TEXT&after=B/ID&limit=N], GET {HTTP_PREFIX}objects/B/NAME_OR_ID, DELETE {HTTP_PREFIX}objects/B/NAME_OR_ID, GET {HTTP_PREFIX}objects/B/NAME_OR_ID/kv[?after=KEY&limit=N], GET {HTTP_PREFIX}objects/B/NAME_OR_ID/sql/TABLE[?offset=N&limit=N], POST {HTTP_PREFIX}objects/B/NAME_OR_ID/sql with {{\"query\": \"..\"}} (reads only) and POST {HTTP_PREFIX}objects/B/NAME_OR_ID/alarm/run; the web page is GET {HTTP_PREFIX}ui",
                     request.uri().path()
                 )
             }),
@@ -435,6 +507,42 @@ pub(crate) async fn serve_http(
             &serde_json::json!({ "error": e.message() }),
         ),
     }
+}
+
+/// How many keys or rows a page holds when the request does not say.
+const DEFAULT_PAGE: usize = 50;
+
+/// The body of a read-only query.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryBody {
+    query: String,
+}
+
+/// The query parameter `name` of `uri`, percent-decoded.
+fn param(uri: &http::Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then(|| {
+            percent_encoding::percent_decode_str(&value.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// The query parameter `name` of `uri` as a count, if given.
+fn number(uri: &http::Uri, name: &str) -> Result<Option<usize>> {
+    param(uri, name)
+        .map(|text| {
+            text.parse().map_err(|_| {
+                Error::new(
+                    ErrorKind::BadRequest,
+                    format!("{name}={text:?} is not a whole number"),
+                )
+            })
+        })
+        .transpose()
 }
 
 fn not_found(binding: &str, name_or_id: &str) -> (u16, serde_json::Value) {
@@ -536,8 +644,8 @@ impl Host {
         self.namespace(binding)?.delete_object(&key.id()).await
     }
 
-    /// Every namespace, for the admin.
-    fn places(&self) -> Vec<Place> {
+    /// Every namespace, for the admin, by binding.
+    pub(crate) fn places(&self) -> Vec<Place> {
         self.inner
             .namespaces
             .values()

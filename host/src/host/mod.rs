@@ -6,6 +6,7 @@
 
 mod admin;
 mod assets;
+mod browse;
 pub mod build;
 mod builder;
 pub mod config;
@@ -14,9 +15,14 @@ mod host;
 mod link;
 mod reload;
 mod router;
+mod ui;
 
 pub use admin::{DataDir, ObjectDetails, ObjectSummary, check_data_dir};
 pub use assets::{AssetsConfig, HtmlHandling, NotFoundHandling, RunWorkerFirst};
+pub use browse::{
+    AlarmRun, BindingSummary, KvItem, KvPage, MAX_HEX_SHOWN, MAX_OBJECTS_PAGE, MAX_QUERY_BYTES,
+    ObjectPage, ObjectQuery, ShownValue,
+};
 pub use builder::HostBuilder;
 pub use host::{Host, Stats};
 pub use router::{HEALTH_PATH, READY_PATH, Route};

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::admin;
 use super::assets::{self, AssetRoute};
 use super::host::Host;
+use super::ui;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{HTTP_DURATION, HTTP_REQUESTS};
 use crate::runtime::{Body, Stub, from_wit_response, to_wit_request};
@@ -94,7 +95,8 @@ impl Host {
 
     /// Places a request by its head, as `dohost serve` does: the admin API
     /// (`/_dohost/`, when `[admin] token` is set; a missing or wrong token is
-    /// answered here, 401), else a static asset when `[assets]` has a file
+    /// answered here, 401, except for the files of the web page at
+    /// `/_dohost/ui`, which need none), else a static asset when `[assets]` has a file
     /// for the path (see [`AssetsConfig`](crate::AssetsConfig)), else the
     /// entry worker when one is configured, else the default router, which
     /// sends `/<BINDING>/<object-name>/<rest>` to the object named
@@ -116,6 +118,10 @@ impl Host {
         if let Some(token) = &self.inner.admin_token
             && head.uri.path().starts_with(admin::HTTP_PREFIX)
         {
+            // The browser's files hold no data: they need no token.
+            if let Some(file) = ui::asset(head) {
+                return Ok(Route(Place::Answered(file)));
+            }
             return Ok(Route(match admin::refusal(token, head) {
                 None => Place::Admin,
                 Some(refusal) => Place::Answered(refusal),

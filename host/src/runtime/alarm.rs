@@ -27,6 +27,12 @@
 //! dropped with an error log line after [`Settings::alarm_max_retries`]
 //! retries. A crash in the middle of a handler leaves the increased retry
 //! count in redb, so the alarm runs again after restart with `is-retry`.
+//!
+//! **Run now.** The admin can run an object's alarm before its time
+//! ([`Namespace::run_alarm`]): the same alarm event, put in the object's
+//! mailbox without waiting for the schedule and without the check that it
+//! is due, so it is stored as begun, handled, and cleared or retried
+//! exactly as above.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -17,7 +17,7 @@ use super::bindings::object::DurableObjectPre;
 use super::code::Code;
 use super::counts::BindingCounts;
 use super::ids::{minted_by, name_id, parse_id, unique_id};
-use super::object::{Actor, Event, Identity, LiveEntry, LiveObjects, ObjectState};
+use super::object::{Actor, AlarmCall, Event, Identity, LiveEntry, LiveObjects, ObjectState};
 use super::shared::HostShared;
 use super::stub::Stub;
 use crate::error::{Error, ErrorKind, Result};
@@ -180,11 +180,34 @@ impl Namespace {
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<()> {
         let alarm = Event::Alarm {
-            _permit: permit,
+            call: AlarmCall::Due { _permit: permit },
             sent: std::time::Instant::now(),
         };
         self.deliver(id, None, alarm)
             .inspect(|()| self.0.counts.alarms_due.increment(1))
+    }
+
+    /// Runs the alarm of the object with `id` now, due or not, through its
+    /// actor exactly as a due alarm runs (stored as begun, the handler as an
+    /// event of the object, then cleared or retried), once that outcome is
+    /// durable. The outer error says why it did not run (no alarm, a
+    /// handler running already, a full mailbox); the inner result is the
+    /// handler's.
+    pub(crate) async fn run_alarm(&self, id: &[u8; 32]) -> Result<Result<()>> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        let alarm = Event::Alarm {
+            call: AlarmCall::Now(reply),
+            sent: std::time::Instant::now(),
+        };
+        self.deliver(id, None, alarm)?;
+        let ran = done.await.map_err(|_| {
+            Error::new(
+                ErrorKind::ShutDown,
+                "the host shut down before the alarm ran",
+            )
+        })??;
+        dohost_store::pass_gate(ran.gate).await?;
+        Ok(ran.result)
     }
 
     /// Deletes the object with `id` through its actor: it finishes its

@@ -3,14 +3,14 @@
 //! an object (its keys, SQL tables and alarm). Inspection reads what is
 //! durable and writes nothing.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use redb::ReadableDatabase;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::keys::{ObjectKey, namespace_range};
-use crate::pages::{PAGE_SIZE, PageFile};
+use crate::pages::PAGE_SIZE;
 use crate::store::{KV, OBJECTS, Store};
 
 /// The most keys [`Contents::keys`] lists.
@@ -75,22 +75,48 @@ impl Store {
     ///
     /// [`crate::ErrorKind::Storage`] if the directory cannot be read.
     pub fn objects(&self, number: u32) -> Result<Vec<(ObjectKey, Option<String>)>> {
+        self.objects_after(number, None, usize::MAX, |_, _| true)
+    }
+
+    /// Up to `limit` objects of namespace `number` after `after` (in id
+    /// order) that `wanted` takes, given each one's key and name.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Storage`] if the directory cannot be read.
+    pub fn objects_after(
+        &self,
+        number: u32,
+        after: Option<&ObjectKey>,
+        limit: usize,
+        wanted: impl Fn(&ObjectKey, Option<&str>) -> bool,
+    ) -> Result<Vec<(ObjectKey, Option<String>)>> {
         crate::store::guarded("list objects", || {
             let db = self.db()?;
             let txn = db.begin_read().map_err(directory_error)?;
             let table = txn.open_table(OBJECTS).map_err(directory_error)?;
             let (lo, hi) = namespace_range(number);
+            let lo = match after {
+                Some(after) if after.namespace() == number => after.end(),
+                _ => lo.to_vec(),
+            };
             let mut found = Vec::new();
             for entry in table
                 .range::<&[u8]>(lo.as_slice()..hi.as_slice())
                 .map_err(directory_error)?
             {
+                if found.len() >= limit {
+                    break;
+                }
                 let (k, v) = entry.map_err(directory_error)?;
                 let Some(key) = ObjectKey::from_bytes(k.value()) else {
                     continue;
                 };
                 let record: Option<ObjectRecord> = serde_json::from_slice(v.value()).ok();
-                found.push((key, record.and_then(|r| r.name)));
+                let name = record.and_then(|r| r.name);
+                if wanted(&key, name.as_deref()) {
+                    found.push((key, name));
+                }
             }
             Ok(found)
         })
@@ -171,13 +197,7 @@ impl Store {
         self: &Arc<Self>,
         object: ObjectKey,
     ) -> std::result::Result<Vec<TableInfo>, rusqlite::Error> {
-        let file = Arc::new(Mutex::new(PageFile::new(object, self.clone(), u64::MAX)));
-        let conn = crate::vfs::open(file)?;
-        conn.execute_batch(
-            "PRAGMA locking_mode = EXCLUSIVE;
-             PRAGMA journal_mode = MEMORY;
-             PRAGMA query_only = ON;",
-        )?;
+        let conn = self.read_only(object)?;
         let names: Vec<String> = conn
             .prepare(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",

@@ -22,6 +22,12 @@ pub enum ErrorKind {
     /// A read or write is larger than a limit allows (named in the
     /// message).
     TooLarge,
+    /// What was asked for does not exist (a table of an object's SQL
+    /// database, named in the message).
+    NotFound,
+    /// A request the store refuses as given, e.g. a query that would
+    /// write where only reads are allowed; the message says why.
+    Invalid,
 }
 
 /// A failure of the store: a kind and a readable message.

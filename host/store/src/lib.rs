@@ -53,6 +53,7 @@
 #![deny(missing_docs)]
 
 mod alarm;
+mod browse;
 mod cache;
 mod check;
 mod committer;
@@ -69,6 +70,7 @@ pub mod vfs;
 mod writes;
 
 pub use alarm::{AlarmChange, AlarmListener, AlarmRecord, AlarmWrite};
+pub use browse::{KvEntry, MAX_KV_PAGE, MAX_ROWS, MAX_ROWS_BYTES, QUERY_TIME_LIMIT, Rows};
 pub use cache::CacheBudget;
 pub use check::{CheckReport, check_file};
 pub use committer::{

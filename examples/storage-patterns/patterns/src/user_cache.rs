@@ -4,12 +4,15 @@
 //!
 //! - `GET /user/<id>`: the user as `{"user": {..}, "from": "memory"}` (or
 //!   `"storage"` when the map did not have it); 404 if there is none.
-//! - `PUT /user/<id>` with `{"name": .., "email": ..}`: stores the user.
+//! - `PUT /user/<id>` with `{"name": .., "email": ..}`: stores the user,
+//!   and appends the change to the SQL table `updates`. The key and the
+//!   row commit together, as every write of one event does, so the log
+//!   never misses a stored user nor holds one that was not stored.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use dohost_sdk::{DurableObject, Env, Request, Response, Result, State, Storage};
+use dohost_sdk::{DurableObject, Env, Request, Response, Result, State, Storage, params};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -87,6 +90,15 @@ impl UserCache {
 
     fn update_user(&self, id: &str, user: User) -> Handled {
         self.storage.put(&key(id), &user)?;
+        let sql = self.storage.sql();
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS updates (seq INTEGER PRIMARY KEY, user TEXT NOT NULL, name TEXT NOT NULL, email TEXT NOT NULL)",
+            &[],
+        )?;
+        sql.exec(
+            "INSERT INTO updates (user, name, email) VALUES (?, ?, ?)",
+            params![id, user.name.as_str(), user.email.as_str()],
+        )?;
         let response = Response::json(&user)?;
         self.remember(id, user);
         Ok(response)

@@ -90,12 +90,8 @@ pub(crate) enum Event {
         origin: Origin,
         reply: oneshot::Sender<Reply>,
     },
-    /// The object's alarm may be due. Holds one of the scheduler's delivery
-    /// permits until it is handled.
-    Alarm {
-        _permit: tokio::sync::OwnedSemaphorePermit,
-        sent: Instant,
-    },
+    /// Run the object's alarm: it may be due, or the admin asks for it now.
+    Alarm { call: AlarmCall, sent: Instant },
     /// Something happened on one of the object's WebSockets
     /// ([`super::sockets`]).
     Socket {
@@ -106,6 +102,28 @@ pub(crate) enum Event {
     /// Delete the object (admin): its instance, its cache and all its
     /// storage; answers once the deletion is durable.
     Delete { reply: oneshot::Sender<Result<()>> },
+}
+
+/// Why an alarm event came. Either way the alarm runs the same way (see
+/// [`super::alarm`]): its delivery is stored as begun, the handler runs as
+/// an event of the object, and the alarm is then cleared or retried.
+pub(crate) enum AlarmCall {
+    /// The scheduler found the alarm due; it holds one of the scheduler's
+    /// delivery permits until the event is handled.
+    Due {
+        _permit: tokio::sync::OwnedSemaphorePermit,
+    },
+    /// The admin asked for the alarm to run now, due or not; answered when
+    /// the handler has ended and the alarm is settled.
+    Now(oneshot::Sender<Result<AlarmRan>>),
+}
+
+/// How an alarm the admin ran ended.
+pub(crate) struct AlarmRan {
+    /// The handler's outcome.
+    pub(crate) result: Result<()>,
+    /// The gate the settled alarm (cleared, or its retry) must pass.
+    pub(crate) gate: Option<Gate>,
 }
 
 /// What happened on a WebSocket, for the handler's `websocket-*` exports.
@@ -230,12 +248,12 @@ enum Waiter {
         reply: oneshot::Sender<Reply>,
         call: bool,
     },
-    /// The alarm scheduler: the alarm as stored before and as the handler
-    /// began, and the delivery permit.
+    /// The alarm scheduler or the admin: the alarm as stored before and as
+    /// the handler began, and why it runs.
     Alarm {
         record: AlarmRecord,
         begun: AlarmRecord,
-        _permit: tokio::sync::OwnedSemaphorePermit,
+        call: AlarmCall,
     },
     /// A WebSocket's task; `ends`: the socket is forgotten when the event
     /// ends (a close or error event).
@@ -248,6 +266,15 @@ enum TurnCall {
     Alarm(AlarmInfo),
     Socket(SocketId, SocketEvent),
     Resume(OpId, Outcome),
+}
+
+/// Answers an alarm call that will not run: the admin who asked gets
+/// `error`; a scheduler's delivery is dropped (the alarm's own state says
+/// what comes next).
+fn refuse_alarm(call: AlarmCall, error: impl FnOnce() -> Error) {
+    if let AlarmCall::Now(reply) = call {
+        let _ = reply.send(Err(error()));
+    }
 }
 
 impl Drop for Actor {
@@ -455,7 +482,7 @@ impl Actor {
                 );
                 self.turn(event, TurnCall::Request(request)).await;
             }
-            Event::Alarm { _permit, sent } => self.alarm(_permit, sent).await,
+            Event::Alarm { call, sent } => self.alarm(call, sent).await,
             Event::Socket { socket, what, sent } => {
                 let ends = !matches!(what, SocketEvent::Message(_));
                 if let Err(e) = self.begin_event().await {
@@ -700,10 +727,10 @@ impl Actor {
                 Waiter::Alarm {
                     record,
                     begun,
-                    _permit,
+                    call,
                 },
                 Finished::Alarm(result),
-            ) => self.alarm_ran(record, begun, result.map_err(guest_error)),
+            ) => self.alarm_ran(record, begun, result.map_err(guest_error), call),
             (Waiter::Socket { socket, ends }, Finished::Socket(result)) => {
                 self.socket_done(socket, ends, result.map_err(guest_error));
             }
@@ -729,8 +756,8 @@ impl Actor {
             Waiter::Alarm {
                 record,
                 begun,
-                _permit,
-            } => self.alarm_ran(record, begun, Err(error)),
+                call,
+            } => self.alarm_ran(record, begun, Err(error), call),
             Waiter::Socket { socket, ends } => self.socket_done(socket, ends, Err(error)),
         }
     }
@@ -1048,14 +1075,21 @@ impl Actor {
         self.close_sockets("the object was reset after an error");
     }
 
-    /// Starts the object's alarm if it is due (see [`super::alarm`]).
-    async fn alarm(&mut self, permit: tokio::sync::OwnedSemaphorePermit, sent: Instant) {
+    /// Starts the object's alarm if it is due, or at once when the admin
+    /// asks (see [`super::alarm`]); `sent`: when it was delivered.
+    async fn alarm(&mut self, call: AlarmCall, sent: Instant) {
         if self
             .running
             .values()
             .any(|r| matches!(r.waiter, Some(Waiter::Alarm { .. })))
         {
             // Its handler runs already; its end reschedules what is left.
+            refuse_alarm(call, || {
+                Error::new(
+                    ErrorKind::Overloaded,
+                    "the object's alarm handler is running already; try again when it has ended",
+                )
+            });
             return;
         }
         self.settle().await;
@@ -1064,14 +1098,24 @@ impl Actor {
         let record = match self.io_mut().storage.alarm() {
             Ok(Some(record)) => record,
             // Deleted since it was scheduled.
-            Ok(None) => return,
+            Ok(None) => {
+                refuse_alarm(call, || {
+                    Error::new(ErrorKind::NotFound, "the object has no alarm set")
+                });
+                return;
+            }
             Err(e) => {
                 tracing::warn!(object = %self.identity.id_hex, "cannot read the object's alarm: {e}");
-                schedule.remind(super::alarm::now_ms() + 1000, key);
+                match call {
+                    AlarmCall::Due { .. } => schedule.remind(super::alarm::now_ms() + 1000, key),
+                    AlarmCall::Now(reply) => {
+                        let _ = reply.send(Err(Error::from(e)));
+                    }
+                }
                 return;
             }
         };
-        if record.time > super::alarm::now_ms() {
+        if record.time > super::alarm::now_ms() && matches!(call, AlarmCall::Due { .. }) {
             // Moved later since it was scheduled (or the clock stepped).
             schedule.remind(record.time, key);
             return;
@@ -1079,24 +1123,32 @@ impl Actor {
         match self.begin_event().await {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Overloaded => {
-                schedule.remind(
-                    super::alarm::now_ms() + super::alarm::REDELIVERY_DELAY_MS,
-                    key,
-                );
+                match call {
+                    AlarmCall::Due { .. } => schedule.remind(
+                        super::alarm::now_ms() + super::alarm::REDELIVERY_DELAY_MS,
+                        key,
+                    ),
+                    AlarmCall::Now(reply) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
                 return;
             }
             // The object could not be constructed: a failed delivery.
             Err(e) => {
-                self.alarm_done(record, record, Err(e));
+                self.alarm_done(record, record, Err(e), call);
                 return;
             }
         }
         if self.blocked() {
             // The constructor keeps events out; the alarm comes again.
-            schedule.remind(
-                super::alarm::now_ms() + super::alarm::REDELIVERY_DELAY_MS,
-                key,
-            );
+            match call {
+                AlarmCall::Due { .. } => schedule.remind(
+                    super::alarm::now_ms() + super::alarm::REDELIVERY_DELAY_MS,
+                    key,
+                ),
+                now @ AlarmCall::Now(_) => self.held.push_front(Event::Alarm { call: now, sent }),
+            }
             return;
         }
         // Stored before the handler runs: a crash from here on makes the
@@ -1116,7 +1168,7 @@ impl Actor {
         let waiter = Waiter::Alarm {
             record,
             begun,
-            _permit: permit,
+            call,
         };
         let trace = EventTrace::open(&self.identity, "alarm", Some(sent));
         let event = self.open_event(Some(waiter), CallChain::default(), Some(trace));
@@ -1125,16 +1177,29 @@ impl Actor {
     }
 
     /// Counts an alarm handler that ran to an end and settles its alarm.
-    fn alarm_ran(&mut self, record: AlarmRecord, begun: AlarmRecord, result: Result<()>) {
+    fn alarm_ran(
+        &mut self,
+        record: AlarmRecord,
+        begun: AlarmRecord,
+        result: Result<()>,
+        call: AlarmCall,
+    ) {
         self.shared
             .alarms_run
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.alarm_done(record, begun, result);
+        self.alarm_done(record, begun, result, call);
     }
 
     /// Settles the alarm after its handler ended with `result`: cleared,
-    /// or kept for a retry, unless the handler chose itself.
-    fn alarm_done(&mut self, record: AlarmRecord, begun: AlarmRecord, result: Result<()>) {
+    /// or kept for a retry, unless the handler chose itself; then tells
+    /// the admin who asked for it, if one did.
+    fn alarm_done(
+        &mut self,
+        record: AlarmRecord,
+        begun: AlarmRecord,
+        result: Result<()>,
+        call: AlarmCall,
+    ) {
         let counts = self.counts.clone();
         let io = self.io_mut();
         io.running_alarm = None;
@@ -1168,6 +1233,10 @@ impl Actor {
             .increment(1);
         }
         io.flush();
+        if let AlarmCall::Now(reply) = call {
+            let gate = io.response_gate();
+            let _ = reply.send(Ok(AlarmRan { result, gate }));
+        }
     }
 
     /// Deletes the object: the instance and everything it wrote go, in one
