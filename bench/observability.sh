@@ -5,7 +5,8 @@
 # event spans), one after the other, ROUNDS times each, with the same load generator; then this
 # tree with [observability] otlp_endpoint set (every event's span made and exported to a local
 # sink that answers 200). Prints each run and the ratio of the medians.
-# Usage: bench/observability.sh   (env: BASELINE=<commit> ROUNDS=3 SECONDS_PER_RUN=8 CONNECTIONS=16)
+# Usage: bench/observability.sh   (env: BASELINE=<commit> ROUNDS=3 SECONDS_PER_RUN=8 CONNECTIONS=16,
+#                                  BASELINE_BIN=<a dohost binary built from BASELINE> to skip its build)
 # The baseline is built in a temporary worktree sharing this tree's target directory (only the
 # workspace's crates build again); its binary is copied out before this tree's is built.
 set -euo pipefail
@@ -24,10 +25,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building the baseline host ($baseline, release)..." >&2
-git worktree add -q --detach "$work/base" "$baseline"
-(cd "$work/base" && CARGO_TARGET_DIR="$root/target" cargo build --release -q -p dohost)
-cp target/release/dohost "$work/dohost-base"
+if [ -n "${BASELINE_BIN:-}" ]; then
+  cp "$BASELINE_BIN" "$work/dohost-base"
+else
+  echo "building the baseline host ($baseline, release)..." >&2
+  git worktree add -q --detach "$work/base" "$baseline"
+  (cd "$work/base" && CARGO_TARGET_DIR="$root/target" cargo build --release -q -p dohost)
+  cp target/release/dohost "$work/dohost-base"
+  # For a rerun without the build: BASELINE_BIN=target/dohost-baseline.
+  cp target/release/dohost target/dohost-baseline
+fi
 echo "building this tree's host and the load generator (release)..." >&2
 cargo build --release -q -p dohost -p dohost-bench
 cp target/release/dohost "$work/dohost-new"
