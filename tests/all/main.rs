@@ -29,6 +29,7 @@ mod lifecycle;
 mod memory_limits;
 mod metrics;
 mod migrations;
+mod new_project;
 mod outbound;
 mod output_gate;
 mod reload;
