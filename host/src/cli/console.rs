@@ -82,6 +82,8 @@ pub fn init_tracing() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let log = tracing_subscriber::fmt::layer()
         .with_writer(|| LogWriter)
+        // Colours only on a terminal: a log file or a pipe gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_filter(filter)
         .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
             meta.target() != dohost::progress::TARGET

@@ -219,7 +219,7 @@ fn run(
         console().line(&format!("changed: {}", names.join(", ")));
         let mut built = written.clone();
         let outcome = dohost::build::build_config(&mut built, &mut |line| console().line(line))
-            .and_then(|()| host.reload());
+            .and_then(|()| host.reload_from(&built));
         match outcome {
             Ok(()) => console().line("reloaded: new events run the new code"),
             Err(e) => console().line(&format!("not reloaded, the running code stays: {e}")),
