@@ -253,7 +253,10 @@ impl Server {
                 log.push('\n');
             }
         });
-        match rx.recv_timeout(Duration::from_secs(300)) {
+        // A first JavaScript build (npm install, two componentize-js runs,
+        // two 13 MB components compiled to native code) takes minutes on a
+        // busy 2-core machine.
+        match rx.recv_timeout(Duration::from_secs(600)) {
             Ok(addr) => Server {
                 child,
                 base: format!("http://{addr}"),

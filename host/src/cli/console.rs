@@ -139,9 +139,9 @@ where
         let bar = match &console().bars {
             Some(bars) => {
                 let bar = bars.add(ProgressBar::new_spinner());
-                if let Ok(style) =
-                    ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg:.dim}")
-                {
+                if let Ok(style) = ProgressStyle::with_template(
+                    "{spinner} {prefix} [{elapsed}]\n  {wide_msg:.dim}",
+                ) {
                     bar.set_style(style);
                 }
                 bar.set_prefix(task.clone());
