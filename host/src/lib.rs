@@ -43,6 +43,7 @@ mod error;
 mod host;
 mod imports;
 pub mod metrics;
+pub mod progress;
 mod runtime;
 pub mod server;
 mod settings;

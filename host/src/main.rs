@@ -1,7 +1,9 @@
 //! `dohost`: serve Durable Objects over HTTP, or build their components.
 //!
 //! ```text
-//! dohost serve [--config dohost.toml] [--listen 127.0.0.1:8787] [--data DIR] [--watch]
+//! dohost new NAME [--lang rust|js|ts]
+//! dohost dev [--config dohost.toml] [--listen 127.0.0.1:8787] [--data DIR]
+//! dohost serve [--config dohost.toml] [--listen 127.0.0.1:8787] [--data DIR] [--watch] [--dev]
 //! dohost build [DIR]
 //! dohost types [--config wrangler.jsonc] [--out worker-configuration.d.ts]
 //! dohost check [--config dohost.toml | --data DIR]
@@ -17,6 +19,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+
+mod cli;
+
+use cli::console::console;
 
 // Every request allocates small buffers on several threads; mimalloc's
 // thread-local free lists measurably beat glibc malloc here (see bench/).
@@ -37,6 +43,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start a project: a counter object, an entry worker, a test and a
+    /// README in a new folder, which `dohost dev` serves at once.
+    New {
+        /// The project's folder (a new or empty one); its last part names
+        /// the project: lowercase letters, digits and `-`.
+        #[arg(value_name = "NAME")]
+        path: PathBuf,
+        /// The language of the object and the worker.
+        #[arg(long, value_enum, default_value = "js")]
+        lang: cli::new::Lang,
+    },
+    /// Serve for development: `serve --watch --dev`. Components are rebuilt
+    /// and reloaded when their sources change, and an error response
+    /// carries the whole error (a trap's message, the guest's last output).
+    Dev {
+        /// The configuration file; by default the first of dohost.toml,
+        /// wrangler.toml, wrangler.jsonc and wrangler.json here.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: SocketAddr,
+        /// The data directory; by default `.dohost` beside the
+        /// configuration file.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Serve the objects of a dohost.toml or wrangler configuration over HTTP
     /// (building guests first when needed).
     Serve {
@@ -153,43 +186,20 @@ fn main() {
     }
 }
 
-/// Logs to stderr, at the levels of `RUST_LOG` (info by default; the event
-/// spans with `RUST_LOG=dohost::event=debug`). When the configuration
-/// `serve` runs names an `[observability] otlp_endpoint`, the event spans
-/// and the guests' output are exported there too; the export returned
-/// sends what is left at the end.
+/// Installs the log and progress rendering, with the OTLP export of the
+/// event spans when the configuration `serve` or `dev` runs names an
+/// `[observability] otlp_endpoint` (that configuration is read again, and
+/// its errors reported, by `run`).
 fn init_logging(cli: &Cli) -> Result<Option<dohost::telemetry::OtlpExport>> {
-    use tracing_subscriber::Layer;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        // Colours for a person at a terminal, plain text for a log file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        );
-    let logging = tracing_subscriber::registry().with(stderr);
-    // The configuration is read again, and its errors reported, by `run`.
-    let endpoint = match &cli.command {
-        Command::Serve { config, .. } => config_or_found(config.clone())
-            .ok()
-            .and_then(|path| dohost::Config::load(&path).ok())
-            .and_then(|config| config.observability.otlp_endpoint),
-        _ => None,
+    let config = match &cli.command {
+        Command::Serve { config, .. } | Command::Dev { config, .. } => config.clone(),
+        _ => return Ok(cli::console::init_tracing(None)?),
     };
-    match endpoint {
-        Some(endpoint) => {
-            let (otlp, export) = dohost::telemetry::otlp_layer(&endpoint)?;
-            logging.with(otlp).init();
-            Ok(Some(export))
-        }
-        None => {
-            logging.init();
-            Ok(None)
-        }
-    }
+    let endpoint = config_or_found(config)
+        .ok()
+        .and_then(|path| dohost::Config::load(&path).ok())
+        .and_then(|config| config.observability.otlp_endpoint);
+    Ok(cli::console::init_tracing(endpoint.as_deref())?)
 }
 
 /// `.dohost` beside the configuration file `config`, as wrangler keeps its
@@ -218,7 +228,7 @@ fn config_or_found(given: Option<PathBuf>) -> Result<PathBuf> {
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn progress(line: &str) {
-    eprintln!("dohost: {line}");
+    console().line(line);
 }
 
 /// The configuration as written, and as built (Rust crates replaced by
@@ -226,111 +236,11 @@ fn progress(line: &str) {
 fn load_and_build(config_path: &Path) -> Result<(dohost::Config, dohost::Config)> {
     let written = dohost::Config::load(config_path)?;
     for warning in &written.warnings {
-        eprintln!("dohost: warning: {warning}");
+        progress(&format!("warning: {warning}"));
     }
     let mut built = written.clone();
     dohost::build::build_config(&mut built, &mut progress)?;
     Ok((written, built))
-}
-
-/// How often `--watch` looks at the component files.
-const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// What `--watch` compares: every watched file with its modification time
-/// and length.
-type Snapshot = Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)>;
-
-/// The files behind `config`'s components: a component file, a Rust
-/// crate's Cargo.toml and sources, or the JavaScript files (and JSON) in a
-/// module's folder.
-fn watched_files(config: &dohost::Config) -> Snapshot {
-    /// Every file under `dir` that `keep` accepts, skipping `node_modules`
-    /// and hidden folders such as the data directory `.dohost`.
-    fn walk(dir: &Path, keep: fn(&Path) -> bool, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                let name = entry.file_name();
-                if name != "node_modules" && !name.to_string_lossy().starts_with('.') {
-                    walk(&path, keep, out);
-                }
-            } else if keep(&path) {
-                out.push(path);
-            }
-        }
-    }
-    fn any(_: &Path) -> bool {
-        true
-    }
-    fn javascript(path: &Path) -> bool {
-        path.extension()
-            .is_some_and(|e| ["js", "mjs", "cjs", "json"].iter().any(|x| e == *x))
-    }
-    let mut files = Vec::new();
-    let sources = config
-        .bindings
-        .iter()
-        .map(|b| &b.component)
-        .chain(&config.main);
-    for source in sources {
-        match source {
-            dohost::ComponentSource::File(path) => files.push(path.clone()),
-            dohost::ComponentSource::RustCrate(dir) => {
-                files.push(dir.join("Cargo.toml"));
-                walk(&dir.join("src"), any, &mut files);
-            }
-            // A module may import any module beside it.
-            dohost::ComponentSource::JavaScript(module) => {
-                if let Some(dir) = module.parent() {
-                    walk(dir, javascript, &mut files);
-                }
-            }
-            dohost::ComponentSource::Bytes(_) => {}
-        }
-    }
-    files.sort();
-    files.dedup();
-    files
-        .into_iter()
-        .map(|path| {
-            let stamp = std::fs::metadata(&path)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())));
-            (path, stamp)
-        })
-        .collect()
-}
-
-/// `--watch`: when a component's files change, rebuilds what needs it and
-/// reloads the host's components, until `stop` is set.
-fn watch(host: &dohost::Host, written: &dohost::Config, stop: &std::sync::atomic::AtomicBool) {
-    let mut seen = watched_files(written);
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        std::thread::sleep(WATCH_INTERVAL);
-        let now = watched_files(written);
-        if now == seen {
-            continue;
-        }
-        let changed: Vec<String> = now
-            .iter()
-            .filter(|entry| !seen.contains(entry))
-            .map(|(path, _)| path.display().to_string())
-            .collect();
-        progress(&format!("changed: {}", changed.join(", ")));
-        let mut built = written.clone();
-        let outcome =
-            dohost::build::build_config(&mut built, &mut progress).and_then(|()| host.reload());
-        match outcome {
-            Ok(()) => progress("reloaded: new events run the new code"),
-            Err(e) => progress(&format!("not reloaded, the running code stays: {e}")),
-        }
-        // A build rewrites nothing watched, but a file may have changed again
-        // meanwhile: compare with what was there before the build.
-        seen = now;
-    }
 }
 
 fn no_such_object(binding: &str, name_or_id: &str) -> anyhow::Error {
@@ -445,77 +355,96 @@ fn run(cli: Cli) -> Result<()> {
             load_and_build(&path)?;
             Ok(())
         }
+        Command::New { path, lang } => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            for line in cli::new::create(&path, &name, lang)?.lines() {
+                progress(line);
+            }
+            Ok(())
+        }
+        Command::Dev {
+            config,
+            listen,
+            data,
+        } => serve(config, listen, data, true, true),
         Command::Serve {
             config,
             listen,
             data,
-            watch: watching,
+            watch,
             dev,
-        } => {
-            let config = config_or_found(config)?;
-            let data = data.unwrap_or_else(|| default_data_dir(&config));
-            let (written, config) = load_and_build(&config)?;
-            let mut server = config.server.clone();
-            server.debug_errors |= dev;
-            raise_descriptor_limit();
-            // GET /_dohost/metrics serves them (behind the admin token).
-            dohost::metrics::install()?;
-            if let Some(endpoint) = &config.observability.otlp_endpoint {
-                progress(&format!(
-                    "exporting the event spans to {endpoint}/v1/traces (OTLP/HTTP)"
-                ));
-            }
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(config.server.worker_threads)
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
-            runtime.block_on(async move {
-                let host = dohost::Host::from_config(&config, &data)?;
-                let stop_watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-                if watching {
-                    let host = host.clone();
-                    let stop = stop_watching.clone();
-                    std::thread::Builder::new()
-                        .name("dohost-watch".into())
-                        .spawn(move || watch(&host, &written, &stop))
-                        .context("starting the --watch thread")?;
-                    progress("watching the components for changes (--watch)");
-                }
-                let listener = tokio::net::TcpListener::bind(listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {listen}"))?;
-                let addr = listener.local_addr()?;
-                eprintln!(
-                    "dohost: serving {} on http://{addr} (data in {})",
-                    describe(&config),
-                    data.display()
-                );
-                let shutdown = async {
-                    let mut term =
-                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                            .expect("installing the SIGTERM handler");
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {},
-                        _ = term.recv() => {},
-                    }
-                };
-                tokio::spawn(exit_if_storage_fails(host.clone()));
-                dohost::server::serve(host.clone(), listener, server, shutdown).await?;
-                stop_watching.store(true, std::sync::atomic::Ordering::Relaxed);
-                // Let running events finish and their writes commit; open
-                // keep-alive connections may hold the host, so wait a while.
-                if tokio::time::timeout(SHUTDOWN_GRACE, host.shutdown())
-                    .await
-                    .is_err()
-                {
-                    eprintln!("dohost: stopping with connections still open");
-                }
-                eprintln!("dohost: stopped");
-                Ok(())
-            })
-        }
+        } => serve(config, listen, data, watch, dev),
     }
+}
+
+/// `dohost serve`, and `dohost dev` (`watching` and `dev`).
+fn serve(
+    config: Option<PathBuf>,
+    listen: SocketAddr,
+    data: Option<PathBuf>,
+    watching: bool,
+    dev: bool,
+) -> Result<()> {
+    let config = config_or_found(config)?;
+    let data = data.unwrap_or_else(|| default_data_dir(&config));
+    let (written, config) = load_and_build(&config)?;
+    let mut server = config.server.clone();
+    server.debug_errors |= dev;
+    raise_descriptor_limit();
+    // GET /_dohost/metrics serves them (behind the admin token).
+    dohost::metrics::install()?;
+    if let Some(endpoint) = &config.observability.otlp_endpoint {
+        progress(&format!(
+            "exporting the event spans to {endpoint}/v1/traces (OTLP/HTTP)"
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.server.worker_threads)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let host = dohost::Host::from_config(&config, &data)?;
+        let stop_watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if watching {
+            cli::watch::start(host.clone(), written, stop_watching.clone())?;
+            progress("watching the components' sources for changes (--watch)");
+        }
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        progress(&format!(
+            "serving {} on http://{addr} (data in {})",
+            describe(&config),
+            data.display()
+        ));
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing the SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+        };
+        tokio::spawn(exit_if_storage_fails(host.clone()));
+        dohost::server::serve(host.clone(), listener, server, shutdown).await?;
+        stop_watching.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Let running events finish and their writes commit; open
+        // keep-alive connections may hold the host, so wait a while.
+        if tokio::time::timeout(SHUTDOWN_GRACE, host.shutdown())
+            .await
+            .is_err()
+        {
+            progress("stopping with connections still open");
+        }
+        progress("stopped");
+        Ok(())
+    })
 }
 
 /// Exits the process when the storage layer cannot go on (its committer

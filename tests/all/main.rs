@@ -2,7 +2,8 @@
 //! test runs the real `dohost serve` process or the real library against a
 //! redb file in a temp dir, with guest components built from source in this
 //! repository (examples/counter, examples/storage-patterns, examples/sql-patterns,
-//! examples/batch-processor, examples/workspace, examples/js, tests/guests/{probe,advanced,stray});
+//! examples/batch-processor, examples/workspace, examples/js, tests/guests/{probe,advanced,stray},
+//! and the projects `dohost new` writes);
 //! the world outside dohost is a real HTTP server on loopback (`outside`).
 
 mod browser;
@@ -29,6 +30,7 @@ mod lifecycle;
 mod memory_limits;
 mod metrics;
 mod migrations;
+mod new_project;
 mod observability;
 mod outbound;
 mod output_gate;

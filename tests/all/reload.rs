@@ -131,3 +131,55 @@ async fn serve_watch_reloads_a_changed_component() {
     assert_eq!(status, 200);
     assert!(body.starts_with("greetings, v2"), "{body}");
 }
+
+/// `Host::reload_from`: a build that writes its component under a new name
+/// (as a JavaScript build does) is reloaded from there, later reloads read
+/// the new place, and a configuration with other bindings is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_from_takes_components_at_new_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = guests();
+    install(&g.probe, &dir.path().join("v1.wasm"));
+    install(&g.advanced, &dir.path().join("v2.wasm"));
+    let load = |component: &str, binding: &str| {
+        let path = write_config(
+            dir.path(),
+            &format!(
+                "[[durable_objects.bindings]]\nname = \"{binding}\"\nclass_name = \"Greeter\"\ncomponent = \"{component}\"\n"
+            ),
+        );
+        dohost::Config::load(&path).unwrap()
+    };
+    let host =
+        dohost::Host::from_config(&load("v1.wasm", "GREETER"), dir.path().join("data")).unwrap();
+    let stub = host.namespace("GREETER").unwrap().get_by_name("g");
+    assert_eq!(
+        text(&stub.fetch(request("GET", "/", "")).await.unwrap()),
+        "hi #1 from Greeter"
+    );
+
+    // The old output is gone, as after a JavaScript build.
+    std::fs::remove_file(dir.path().join("v1.wasm")).unwrap();
+    let (reloading, v2) = (host.clone(), load("v2.wasm", "GREETER"));
+    tokio::task::spawn_blocking(move || reloading.reload_from(&v2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        text(&stub.fetch(request("GET", "/", "")).await.unwrap()),
+        "greetings, v2 #2"
+    );
+    let reloading = host.clone();
+    tokio::task::spawn_blocking(move || reloading.reload())
+        .await
+        .unwrap()
+        .expect("a later reload reads the new component");
+
+    let (reloading, other) = (host.clone(), load("v2.wasm", "OTHER"));
+    let err = tokio::task::spawn_blocking(move || reloading.reload_from(&other))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind(), dohost::ErrorKind::Config);
+    assert!(err.message().contains("restart"), "{err}");
+}

@@ -188,6 +188,18 @@ impl Server {
         )
     }
 
+    /// `dohost dev` (serve with `--watch` and `--dev`) on a free loopback
+    /// port, waiting until it serves.
+    pub fn start_dev(config: &Path, data: &Path) -> Server {
+        Server::spawn_command(
+            Command::new(env!("CARGO_BIN_EXE_dohost")),
+            "dev",
+            config,
+            data,
+            &[],
+        )
+    }
+
     /// As [`Server::start`], in a process that may open at most
     /// `descriptors` files (`ulimit -n`, soft and hard).
     pub fn start_with_descriptors(config: &Path, data: &Path, descriptors: u32) -> Server {
@@ -200,9 +212,19 @@ impl Server {
         Server::spawn(shell, config, data, &[])
     }
 
-    fn spawn(mut command: Command, config: &Path, data: &Path, args: &[&str]) -> Server {
+    fn spawn(command: Command, config: &Path, data: &Path, args: &[&str]) -> Server {
+        Server::spawn_command(command, "serve", config, data, args)
+    }
+
+    fn spawn_command(
+        mut command: Command,
+        subcommand: &str,
+        config: &Path,
+        data: &Path,
+        args: &[&str],
+    ) -> Server {
         let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .args([subcommand, "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .arg("--data")
             .arg(data)
@@ -231,7 +253,10 @@ impl Server {
                 log.push('\n');
             }
         });
-        match rx.recv_timeout(Duration::from_secs(300)) {
+        // A first JavaScript build (npm install, two componentize-js runs,
+        // two 13 MB components compiled to native code) takes minutes on a
+        // busy 2-core machine.
+        match rx.recv_timeout(Duration::from_secs(600)) {
             Ok(addr) => Server {
                 child,
                 base: format!("http://{addr}"),

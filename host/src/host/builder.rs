@@ -10,7 +10,7 @@ use super::assets::{Assets, AssetsConfig};
 use super::config::{BindingConfig, Config};
 use super::host::{Host, HostInner};
 use super::link;
-use super::reload::Sources;
+use super::reload::{Components, Sources};
 use crate::error::{Error, Result};
 use crate::runtime::alarm::Schedule;
 use crate::runtime::{
@@ -313,8 +313,10 @@ impl HostBuilder {
         let _ = shared.namespaces.set(Arc::downgrade(&namespaces));
         let worker = worker_pre.map(|pre| WorkerPool::new(pre, shared.clone()));
         let sources = Sources {
-            bindings: self.bindings,
-            main: self.main,
+            components: std::sync::Mutex::new(Components {
+                bindings: self.bindings,
+                main: self.main,
+            }),
             object_linker,
             worker_linker,
         };

@@ -2,7 +2,9 @@
 
 use wasmtime::component::Linker;
 
-use super::config::BindingConfig;
+use std::sync::Mutex;
+
+use super::config::{BindingConfig, Config};
 use super::host::Host;
 use crate::error::{Error, Result};
 use crate::runtime::{ComponentSource, ObjectState, WorkerState, load_binding, load_worker};
@@ -12,10 +14,16 @@ use crate::error::ErrorKind;
 
 /// The components of a host and how they are linked.
 pub(crate) struct Sources {
-    pub(crate) bindings: Vec<BindingConfig>,
-    pub(crate) main: Option<ComponentSource>,
+    /// Where each component comes from now; a reload may change it.
+    pub(crate) components: Mutex<Components>,
     pub(crate) object_linker: Linker<ObjectState>,
     pub(crate) worker_linker: Linker<WorkerState>,
+}
+
+/// The bindings' components and the entry worker's.
+pub(crate) struct Components {
+    pub(crate) bindings: Vec<BindingConfig>,
+    pub(crate) main: Option<ComponentSource>,
 }
 
 impl Host {
@@ -32,10 +40,63 @@ impl Host {
     /// or linked, and [`ErrorKind::Config`] when one no longer exports its
     /// binding's class. Then nothing is swapped: the old code keeps running.
     pub fn reload(&self) -> Result<()> {
+        // Held throughout: one reload at a time.
+        let components = self
+            .inner
+            .sources
+            .components
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.swap_in(&components)
+    }
+
+    /// As [`Host::reload`], from the components `config` names now: the
+    /// host's configuration built again ([`crate::build::build_config`]),
+    /// whose JavaScript components have new file names. Later reloads use
+    /// these components.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::reload`], and [`ErrorKind::Config`] when `config` has
+    /// other bindings or classes than the host, or gains or loses the entry
+    /// worker: those changes need a restart.
+    pub fn reload_from(&self, config: &Config) -> Result<()> {
+        let mut components = self
+            .inner
+            .sources
+            .components
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let shape = |bindings: &[BindingConfig], main: bool| {
+            let mut names: Vec<(String, String)> = bindings
+                .iter()
+                .map(|b| (b.name.clone(), b.class_name.clone()))
+                .collect();
+            names.sort();
+            (names, main)
+        };
+        if shape(&components.bindings, components.main.is_some())
+            != shape(&config.bindings, config.main.is_some())
+        {
+            return Err(Error::config(
+                "the configuration's bindings, classes or entry worker changed; restart the server to take them",
+            ));
+        }
+        let new = Components {
+            bindings: config.bindings.clone(),
+            main: config.main.clone(),
+        };
+        self.swap_in(&new)?;
+        *components = new;
+        Ok(())
+    }
+
+    /// Loads `components` and swaps them in; see [`Host::reload`].
+    fn swap_in(&self, components: &Components) -> Result<()> {
         let inner = &self.inner;
         let sources = &inner.sources;
         let mut pres = Vec::new();
-        for b in &sources.bindings {
+        for b in &components.bindings {
             let (pre, exports) =
                 load_binding(&inner.shared, &sources.object_linker, &b.name, &b.component)?;
             if !exports.contains(&b.class_name) {
@@ -48,7 +109,7 @@ impl Host {
             }
             pres.push((b.name.as_str(), pre));
         }
-        let worker = match &sources.main {
+        let worker = match &components.main {
             Some(source) => Some(load_worker(&inner.shared, &sources.worker_linker, source)?),
             None => None,
         };

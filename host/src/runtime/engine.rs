@@ -43,6 +43,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use super::code::ComponentSource;
 use super::guest::GuestState;
 use crate::error::{Error, ErrorKind, Result};
+use crate::progress::Task;
 use crate::telemetry::GUEST_TARGET;
 
 /// How often the epoch advances. A running guest yields to other tasks at
@@ -207,6 +208,11 @@ impl Runtime {
                 ),
             }
         }
+        let task = Task::start(format!(
+            "compiling {what} to native code ({:.1} MB; once, then cached in {})",
+            bytes.len() as f64 / 1e6,
+            self.cache_dir.display()
+        ));
         let component = Component::new(&self.engine, &bytes).map_err(|e| {
             Error::new(
                 ErrorKind::Component,
@@ -216,6 +222,7 @@ impl Runtime {
         if let Err(e) = store_cached(&component, &cached) {
             tracing::warn!("{what}: cannot cache the compiled component: {e}");
         }
+        task.finish(format!("compiled {what} to native code"));
         Ok(component)
     }
 }

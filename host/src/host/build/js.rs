@@ -6,8 +6,8 @@
 //! `main` names the module. Its project is
 //! the nearest folder at or above the module with a `package.json` (or the
 //! configuration's folder, where one is created). The first build installs
-//! the npm packages it needs into that project with `npm install`, printing
-//! npm's progress; later builds run offline.
+//! the npm packages it needs into that project with `npm install`, reporting
+//! npm's output as progress; later builds run offline.
 //!
 //! A build writes the JavaScript SDK and the WIT contract, both embedded in
 //! dohost so they always match this host, under
@@ -19,10 +19,11 @@
 //! guest is not built again.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use super::build_error;
+use super::{build_error, run_tool};
 use crate::error::Result;
+use crate::progress::Task;
 
 /// The npm packages a JavaScript build needs, at the versions dohost is
 /// tested with: the tools, and the polyfills of the `node:` modules.
@@ -220,7 +221,7 @@ fn tools_installed(project: &Path) -> bool {
 }
 
 /// Installs [`JS_BUILD_PACKAGES`] into `project` with npm when they are
-/// missing; npm's progress goes to the terminal.
+/// missing, as a [`Task`].
 fn ensure_tools(project: &Path, progress: &mut dyn FnMut(&str)) -> Result<()> {
     if tools_installed(project) {
         return Ok(());
@@ -239,32 +240,39 @@ fn ensure_tools(project: &Path, progress: &mut dyn FnMut(&str)) -> Result<()> {
             },
         )?;
     }
-    progress(&format!(
+    let task = Task::start(format!(
         "installing the JavaScript build tools into {} with npm ({}; once per project, then builds run offline)",
         project.display(),
         JS_BUILD_PACKAGES.join(", ")
     ));
-    let status = Command::new(npm())
-        // No install scripts: none of the tools needs one (esbuild finds
-        // its binary package without its postinstall check).
-        .args(["install", "--save-dev", "--save-exact", "--no-audit", "--no-fund", "--ignore-scripts"])
-        .args(JS_BUILD_PACKAGES)
-        .current_dir(project)
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .status()
-        .map_err(|e| {
-            build_error(format!(
-                "cannot run npm to install the JavaScript build tools ({e}); install Node.js 18 or later (with npm), or build the component yourself and point `component` at the .wasm"
-            ))
-        })?;
-    if !status.success() || !tools_installed(project) {
+    let run = run_tool(
+        Command::new(npm())
+            // No install scripts: none of the tools needs one (esbuild finds
+            // its binary package without its postinstall check).
+            .args(["install", "--save-dev", "--save-exact", "--no-audit", "--no-fund", "--ignore-scripts"])
+            .args(JS_BUILD_PACKAGES)
+            .current_dir(project),
+        &task,
+        false,
+    )
+    .map_err(|e| {
+        build_error(format!(
+            "cannot run npm to install the JavaScript build tools ({e}); install Node.js 18 or later (with npm), or build the component yourself and point `component` at the .wasm"
+        ))
+    })?;
+    if !run.status.success() || !tools_installed(project) {
         return Err(build_error(format!(
-            "`npm install` in {} failed ({status}); see npm's errors above, or run `npm install --save-dev {}` there by hand",
+            "`npm install` in {} failed ({}); run `npm install --save-dev {}` there by hand; npm said:\n{}",
             project.display(),
-            JS_BUILD_PACKAGES.join(" ")
+            run.status,
+            JS_BUILD_PACKAGES.join(" "),
+            run.tail
         )));
     }
+    task.finish(format!(
+        "installed the JavaScript build tools into {}",
+        project.display()
+    ));
     Ok(())
 }
 
@@ -325,12 +333,24 @@ pub struct JsBuild {
 ///
 /// [`crate::ErrorKind::Build`] when npm or node cannot run, the packages
 /// cannot be installed, or the module does not bundle or componentize (the
-/// tools' messages are printed to stderr).
+/// error ends with the tool's last lines).
 pub fn build_js_guest(
     module: &Path,
     role: JsRole,
     fallback_project: &Path,
     progress: &mut dyn FnMut(&str),
+) -> Result<JsBuild> {
+    let what = format!("the JavaScript guest {}", module.display());
+    build_js_guest_as(module, role, fallback_project, progress, &what)
+}
+
+/// [`build_js_guest`], reporting the build as building `what`.
+pub(super) fn build_js_guest_as(
+    module: &Path,
+    role: JsRole,
+    fallback_project: &Path,
+    progress: &mut dyn FnMut(&str),
+    what: &str,
 ) -> Result<JsBuild> {
     let module = std::fs::canonicalize(module)
         .map_err(|e| build_error(format!("cannot read {}: {e}", module.display())))?;
@@ -351,28 +371,34 @@ pub fn build_js_guest(
     write_files(&work.join("wit"), &WIT_FILES)?;
     write_files(&work, &[("build.mjs", BUILD_SCRIPT)])?;
     let (sdk_file, handler) = role.sdk();
-    let output = Command::new("node")
-        .arg(work.join("build.mjs"))
-        .arg(&module)
-        .arg(work.join("sdk").join(sdk_file))
-        .arg(handler)
-        .arg(role.world())
-        .arg(work.join("wit"))
-        .arg(work.join("out"))
-        .current_dir(&work)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| {
-            build_error(format!(
-                "cannot run node to build {} ({e}); install Node.js 18 or later",
-                module.display()
-            ))
-        })?;
+    let task = Task::start(format!(
+        "building {what} from {} (esbuild and componentize-js)",
+        module.display()
+    ));
+    let output = run_tool(
+        Command::new("node")
+            .arg(work.join("build.mjs"))
+            .arg(&module)
+            .arg(work.join("sdk").join(sdk_file))
+            .arg(handler)
+            .arg(role.world())
+            .arg(work.join("wit"))
+            .arg(work.join("out"))
+            .current_dir(&work),
+        &task,
+        true,
+    )
+    .map_err(|e| {
+        build_error(format!(
+            "cannot run node to build {} ({e}); install Node.js 18 or later",
+            module.display()
+        ))
+    })?;
     if !output.status.success() {
         return Err(build_error(format!(
-            "building the JavaScript guest {} failed; see the errors above",
-            module.display()
+            "building the JavaScript guest {} failed:\n{}",
+            module.display(),
+            output.tail
         )));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -381,9 +407,20 @@ pub fn build_js_guest(
         .rev()
         .find_map(|line| serde_json::from_str(line).ok())
         .ok_or_else(|| build_error(format!("the JavaScript build printed no result: {stdout}")))?;
-    Ok(JsBuild {
+    let built = JsBuild {
         wasm: PathBuf::from(result["wasm"].as_str().unwrap_or_default()),
         bytes: result["bytes"].as_u64().unwrap_or(0),
         cached: result["cached"].as_bool().unwrap_or(false),
-    })
+    };
+    task.finish(format!(
+        "built {what}{}: {}, {:.1} MB",
+        if built.cached {
+            " (unchanged since the last build)"
+        } else {
+            ""
+        },
+        built.wasm.display(),
+        built.bytes as f64 / 1e6,
+    ));
+    Ok(built)
 }

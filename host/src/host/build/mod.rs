@@ -7,25 +7,104 @@
 //! target is added with rustup first when it is missing (as cargo-component
 //! does), saying so. Cargo decides what is stale, so an up-to-date guest
 //! costs one no-op cargo run.
+//!
+//! Each long step is reported as a [`crate::progress::Task`] (what it does,
+//! the tool's output line by line, what it produced and how long it took);
+//! when a tool fails, the error repeats the last lines it printed.
 
 mod js;
 mod types;
 
+use js::build_js_guest_as;
 pub use js::{JS_BUILD_PACKAGES, JsBuild, JsRole, MODULE_EXTENSIONS, build_js_guest, js_module};
 pub use types::{TYPES_FILE, uses_workers_types, worker_types};
 
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 
 use crate::config::{ComponentSource, Config};
 use crate::error::{Error, ErrorKind, Result};
+use crate::progress::Task;
 
 /// The Rust target guests are built for.
 pub const GUEST_TARGET: &str = "wasm32-wasip2";
 
 fn build_error(message: String) -> Error {
     Error::new(ErrorKind::Build, message)
+}
+
+/// How many of a failed tool's last output lines its error repeats: enough
+/// for a compiler's first errors, short enough to read.
+const TOOL_TAIL_LINES: usize = 40;
+
+/// What [`run_tool`] saw of a tool that ran.
+struct ToolRun {
+    status: ExitStatus,
+    /// Its standard output, when that is its result (cargo's JSON messages,
+    /// build.mjs's answer).
+    stdout: Vec<u8>,
+    /// Its last [`TOOL_TAIL_LINES`] lines of output.
+    tail: String,
+}
+
+/// Runs `command` as part of `task`: every line it prints is reported with
+/// [`Task::line`] (and the last ones kept for an error), except standard
+/// output when `stdout_is_result`, which is collected instead.
+fn run_tool(
+    command: &mut Command,
+    task: &Task,
+    stdout_is_result: bool,
+) -> std::io::Result<ToolRun> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(std::io::Error::other("the tool's output pipes are missing"));
+    };
+    let tail = Mutex::new(VecDeque::with_capacity(TOOL_TAIL_LINES));
+    let forward = |reader: &mut dyn Read| {
+        let mut reader = BufReader::new(reader);
+        let mut line = Vec::new();
+        // Byte lines: a tool may print something that is not UTF-8, and a
+        // reader that stopped would leave the tool blocked on a full pipe.
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+            line.clear();
+            task.line(&text);
+            let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+            if tail.len() == TOOL_TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(text);
+        }
+    };
+    let mut result = Vec::new();
+    std::thread::scope(|scope| {
+        let forward = &forward;
+        scope.spawn(move || {
+            let mut stderr = stderr;
+            forward(&mut stderr);
+        });
+        let mut stdout = stdout;
+        if stdout_is_result {
+            // An error here shows as a missing result below.
+            let _ = stdout.read_to_end(&mut result);
+        } else {
+            forward(&mut stdout);
+        }
+    });
+    let status = child.wait()?;
+    let tail = tail.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok(ToolRun {
+        status,
+        stdout: result,
+        tail: Vec::from(tail).join("\n"),
+    })
 }
 
 fn cargo() -> String {
@@ -76,28 +155,38 @@ pub fn ensure_guest_target(progress: &mut dyn FnMut(&str)) -> Result<()> {
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Build`] when cargo fails (its diagnostics are printed to
-/// stderr) or produces no `.wasm` for the crate.
+/// [`ErrorKind::Build`] when cargo fails (the error ends with its last
+/// lines) or produces no `.wasm` for the crate.
 pub fn build_rust_guest(dir: &Path) -> Result<PathBuf> {
+    build_rust_guest_as(dir, &format!("the guest crate {}", dir.display()))
+}
+
+/// [`build_rust_guest`], reporting the step as building `what`.
+fn build_rust_guest_as(dir: &Path, what: &str) -> Result<PathBuf> {
+    let task = Task::start(format!(
+        "building {what} with cargo for {GUEST_TARGET} (the first build compiles the SDK too)"
+    ));
     let manifest = dir.join("Cargo.toml");
-    let output = Command::new(cargo())
-        .args([
-            "build",
-            "--release",
-            "--target",
-            GUEST_TARGET,
-            "--message-format=json-render-diagnostics",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| build_error(format!("cannot run cargo to build {}: {e}", dir.display())))?;
+    let output = run_tool(
+        Command::new(cargo())
+            .args([
+                "build",
+                "--release",
+                "--target",
+                GUEST_TARGET,
+                "--message-format=json-render-diagnostics",
+                "--manifest-path",
+            ])
+            .arg(&manifest),
+        &task,
+        true,
+    )
+    .map_err(|e| build_error(format!("cannot run cargo to build {}: {e}", dir.display())))?;
     if !output.status.success() {
         return Err(build_error(format!(
-            "building the guest crate {} failed; see cargo's errors above",
-            dir.display()
+            "building the guest crate {} failed; cargo said:\n{}",
+            dir.display(),
+            output.tail
         )));
     }
     let manifest = std::fs::canonicalize(&manifest).unwrap_or(manifest);
@@ -119,6 +208,9 @@ pub fn build_rust_guest(dir: &Path) -> Result<PathBuf> {
             artifact = Some(PathBuf::from(wasm));
         }
     }
+    if let Some(wasm) = &artifact {
+        task.finish(format!("built {what}: {}", wasm.display()));
+    }
     artifact.ok_or_else(|| {
         build_error(format!(
             "cargo built {} but produced no .wasm; give the crate `[lib] crate-type = [\"cdylib\"]`",
@@ -128,8 +220,9 @@ pub fn build_rust_guest(dir: &Path) -> Result<PathBuf> {
 }
 
 /// Builds every guest crate and JavaScript module of `config` and points
-/// the configuration at the built components. `progress` gets a line or two
-/// per guest.
+/// the configuration at the built components. Each build is a
+/// [`crate::progress::Task`]; `progress` gets the notes between them (a
+/// target added, a package.json created).
 ///
 /// # Errors
 ///
@@ -162,42 +255,20 @@ pub fn build_config(config: &mut Config, progress: &mut dyn FnMut(&str)) -> Resu
     let mut js_built: std::collections::HashMap<(PathBuf, JsRole), PathBuf> =
         std::collections::HashMap::new();
     for (what, role, source) in sources {
-        let started = Instant::now();
         let wasm = match source {
             ComponentSource::RustCrate(dir) => {
                 if !target_checked {
                     ensure_guest_target(progress)?;
                     target_checked = true;
                 }
-                progress(&format!("building {what} from {}", dir.display()));
-                let wasm = build_rust_guest(dir)?;
-                progress(&format!(
-                    "built {what}: {} ({:.1} s)",
-                    wasm.display(),
-                    started.elapsed().as_secs_f64()
-                ));
-                wasm
+                build_rust_guest_as(dir, &format!("{what} from {}", dir.display()))?
             }
             ComponentSource::JavaScript(module) => {
                 if let Some(wasm) = js_built.get(&(module.clone(), role)) {
                     *source = ComponentSource::File(wasm.clone());
                     continue;
                 }
-                progress(&format!(
-                    "building {what} from {} (JavaScript)",
-                    module.display()
-                ));
-                let built = build_js_guest(module, role, &config_dir, progress)?;
-                progress(&format!(
-                    "built {what}: {} ({:.1} MB, {})",
-                    built.wasm.display(),
-                    built.bytes as f64 / 1e6,
-                    if built.cached {
-                        "unchanged since the last build".to_owned()
-                    } else {
-                        format!("{:.1} s", started.elapsed().as_secs_f64())
-                    }
-                ));
+                let built = build_js_guest_as(module, role, &config_dir, progress, &what)?;
                 js_built.insert((module.clone(), role), built.wasm.clone());
                 built.wasm
             }
