@@ -11,9 +11,10 @@
 //!
 //! [docs/metrics.md]: https://github.com/dohost/dohost/blob/main/docs/metrics.md
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics::{Counter, Histogram, Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -78,7 +79,9 @@ static INSTALLED: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the Prometheus recorder as the process's metrics recorder
 /// (once; later calls return at once) and describes every metric, so
-/// `GET /_dohost/metrics` serves them.
+/// `GET /_dohost/metrics` serves them. Call it before building a host: the
+/// host registers its metrics' handles as it starts, so that recording
+/// one is an atomic add.
 ///
 /// # Errors
 ///
@@ -102,6 +105,72 @@ pub fn install() -> Result<()> {
     let _ = INSTALLED.set(handle);
     describe();
     Ok(())
+}
+
+/// The handles of the per-request metrics ([`HTTP_REQUESTS`],
+/// [`HTTP_DURATION`]), registered once per route kind, binding and status:
+/// a request then costs a map lookup under a read lock and atomic adds,
+/// not a registration (labels built, hashed and looked up in the
+/// recorder's registry).
+#[derive(Default)]
+pub(crate) struct HttpCounts {
+    /// binding → its route kinds' handles.
+    bindings: std::sync::RwLock<HashMap<String, Vec<RouteCounts>>>,
+}
+
+/// The handles of one route kind and binding.
+struct RouteCounts {
+    kind: &'static str,
+    duration: Histogram,
+    statuses: Vec<(u16, Counter)>,
+}
+
+impl HttpCounts {
+    /// Counts a request of route `kind` to `binding` answered with `status`
+    /// after `seconds`.
+    pub(crate) fn record(&self, kind: &'static str, binding: &str, status: u16, seconds: f64) {
+        {
+            let bindings = self.bindings.read().unwrap_or_else(|p| p.into_inner());
+            let known = bindings
+                .get(binding)
+                .and_then(|kinds| kinds.iter().find(|k| k.kind == kind))
+                .and_then(|k| {
+                    let counter = k.statuses.iter().find(|(s, _)| *s == status)?;
+                    Some((&k.duration, &counter.1))
+                });
+            if let Some((duration, counter)) = known {
+                counter.increment(1);
+                duration.record(seconds);
+                return;
+            }
+        }
+        let mut bindings = self.bindings.write().unwrap_or_else(|p| p.into_inner());
+        let kinds = bindings.entry(binding.to_owned()).or_default();
+        let position = match kinds.iter().position(|k| k.kind == kind) {
+            Some(i) => i,
+            None => {
+                kinds.push(RouteCounts {
+                    kind,
+                    duration: metrics::histogram!(HTTP_DURATION, "route" => kind, "binding" => binding.to_owned()),
+                    statuses: Vec::new(),
+                });
+                kinds.len() - 1
+            }
+        };
+        let route = &mut kinds[position];
+        if !route.statuses.iter().any(|(s, _)| *s == status) {
+            let counter = metrics::counter!(HTTP_REQUESTS, "route" => kind, "binding" => binding.to_owned(), "status" => status.to_string());
+            route.statuses.push((status, counter));
+        }
+        let counter = &route
+            .statuses
+            .iter()
+            .find(|(s, _)| *s == status)
+            .expect("added")
+            .1;
+        counter.increment(1);
+        route.duration.record(seconds);
+    }
 }
 
 /// What the host holds at the moment of a scrape.

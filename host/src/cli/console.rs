@@ -84,19 +84,24 @@ impl Write for LogWriter {
 pub fn init_tracing(
     otlp_endpoint: Option<&str>,
 ) -> dohost::Result<Option<dohost::telemetry::OtlpExport>> {
+    // Filters that state their most verbose level (no `filter_fn`), so a
+    // debug or trace callsite no layer wants costs one level comparison on
+    // the hot path, not a call into each filter.
+    let no_progress = format!("{}=off", dohost::progress::TARGET)
+        .parse()
+        .expect("a valid directive");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .add_directive(no_progress);
     let log = tracing_subscriber::fmt::layer()
         .with_writer(|| LogWriter)
         // Colours only on a terminal: a log file or a pipe gets plain text.
         .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(filter)
-        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-            meta.target() != dohost::progress::TARGET
-        }));
-    let progress = ProgressLayer.with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-        meta.target() == dohost::progress::TARGET
-    }));
+        .with_filter(filter);
+    let progress = ProgressLayer.with_filter(
+        tracing_subscriber::filter::Targets::new()
+            .with_target(dohost::progress::TARGET, tracing::Level::INFO),
+    );
     let subscriber = tracing_subscriber::registry().with(log).with(progress);
     match otlp_endpoint {
         Some(endpoint) => {

@@ -330,6 +330,7 @@ impl HostBuilder {
                 admin_token: self.admin_token,
                 assets: self.assets.map(Assets::new),
                 sources,
+                http_counts: crate::metrics::HttpCounts::default(),
             }),
         };
         host.inner.start_scheduler();

@@ -91,6 +91,8 @@ pub(crate) struct HostInner {
     pub(crate) assets: Option<Assets>,
     /// Where the components come from, for [`Host::reload`].
     pub(crate) sources: Sources,
+    /// The handles of the per-request metrics.
+    pub(crate) http_counts: crate::metrics::HttpCounts,
 }
 
 impl HostInner {

@@ -10,7 +10,6 @@ use super::assets::{self, AssetRoute};
 use super::host::Host;
 use super::ui;
 use crate::error::{Error, ErrorKind, Result};
-use crate::metrics::{HTTP_DURATION, HTTP_REQUESTS};
 use crate::runtime::{Body, Stub, from_wit_response, to_wit_request};
 use crate::settings::MAX_OBJECT_NAME_BYTES;
 use dohost_store::Health;
@@ -216,10 +215,9 @@ impl Host {
             Ok(response) => response.status().as_u16(),
             Err(e) => e.http_status(),
         };
-        metrics::counter!(HTTP_REQUESTS, "route" => kind, "binding" => binding.clone(), "status" => status.to_string())
-            .increment(1);
-        metrics::histogram!(HTTP_DURATION, "route" => kind, "binding" => binding)
-            .record(started.elapsed().as_secs_f64());
+        self.inner
+            .http_counts
+            .record(kind, &binding, status, started.elapsed().as_secs_f64());
         result
     }
 

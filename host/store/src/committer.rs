@@ -120,6 +120,7 @@ pub(crate) fn start(
                 alarms,
                 retry_at: None,
                 retry_delay: FIRST_RETRY_DELAY,
+                counts: CommitCounts::new(),
             };
             committer.run(&rx);
             // No commit may be sent to a stopped committer: later ones fail
@@ -149,6 +150,26 @@ struct Committer {
     /// While unwritable: when to try the disk again.
     retry_at: Option<Instant>,
     retry_delay: Duration,
+    counts: CommitCounts,
+}
+
+/// The committer's metrics, registered once when it starts.
+struct CommitCounts {
+    write_sets: metrics::Histogram,
+    duration: metrics::Histogram,
+    sync: metrics::Histogram,
+    failures: metrics::Counter,
+}
+
+impl CommitCounts {
+    fn new() -> CommitCounts {
+        CommitCounts {
+            write_sets: metrics::histogram!(COMMIT_WRITE_SETS),
+            duration: metrics::histogram!(COMMIT_DURATION),
+            sync: metrics::histogram!(COMMIT_SYNC_DURATION),
+            failures: metrics::counter!(COMMIT_FAILURES),
+        }
+    }
 }
 
 impl Committer {
@@ -214,7 +235,7 @@ impl Committer {
         let started = Instant::now();
         let mut changes = Vec::new();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            commit_batch(&db, batch, &mut changes)
+            commit_batch(&db, batch, &mut changes, &self.counts.sync)
         }))
         .unwrap_or_else(|panic| {
             Err(format!(
@@ -228,10 +249,10 @@ impl Committer {
             micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             "group commit"
         );
-        metrics::histogram!(COMMIT_WRITE_SETS).record(batch.len() as f64);
-        metrics::histogram!(COMMIT_DURATION).record(elapsed.as_secs_f64());
+        self.counts.write_sets.record(batch.len() as f64);
+        self.counts.duration.record(elapsed.as_secs_f64());
         if result.is_err() {
-            metrics::counter!(COMMIT_FAILURES).increment(1);
+            self.counts.failures.increment(1);
         }
         match &result {
             Ok(()) => {
@@ -364,11 +385,12 @@ fn write_alarm(
 }
 
 /// Commits `batch` in one transaction; adds the alarm changes it made to
-/// `changes`.
+/// `changes`, and the time of redb's commit (its fsync) to `sync`.
 fn commit_batch(
     db: &Database,
     batch: &[CommitRequest],
     changes: &mut Vec<AlarmChange>,
+    sync: &metrics::Histogram,
 ) -> CommitResult {
     let err = |e: &dyn std::fmt::Display| format!("storage commit failed: {e}");
     let txn = db.begin_write().map_err(|e| err(&e))?;
@@ -447,7 +469,7 @@ fn commit_batch(
     }
     let syncing = Instant::now();
     let committed = txn.commit().map_err(|e| err(&e));
-    metrics::histogram!(COMMIT_SYNC_DURATION).record(syncing.elapsed().as_secs_f64());
+    sync.record(syncing.elapsed().as_secs_f64());
     committed
 }
 
