@@ -55,8 +55,10 @@ enum Command {
         lang: cli::new::Lang,
     },
     /// Serve for development: `serve --watch --dev`. Components are rebuilt
-    /// and reloaded when their sources change, and an error response
-    /// carries the whole error (a trap's message, the guest's last output).
+    /// and reloaded when their sources change, an error response carries
+    /// the whole error (a trap's message, the guest's last output), and the
+    /// object browser (/_dohost/ui) is on, with a token made for the run
+    /// when the configuration has none.
     Dev {
         /// The configuration file; by default the first of dohost.toml,
         /// wrangler.toml, wrangler.jsonc and wrangler.json here.
@@ -92,7 +94,8 @@ enum Command {
         watch: bool,
         /// Development mode: error responses carry the whole error (a trap's
         /// backtrace, the guest's output, the configured bindings), as
-        /// `[server] debug_errors = true` does.
+        /// `[server] debug_errors = true` does, and the object browser is on
+        /// (with a token made for the run if `[admin] token` is not set).
         #[arg(long)]
         dev: bool,
     },
@@ -390,7 +393,14 @@ fn serve(
 ) -> Result<()> {
     let config = config_or_found(config)?;
     let data = data.unwrap_or_else(|| default_data_dir(&config));
-    let (written, config) = load_and_build(&config)?;
+    let (written, mut config) = load_and_build(&config)?;
+    // Development: the object browser is on even without [admin] token,
+    // with a token made for this run (printed below).
+    let dev_token =
+        (dev && config.admin_token.is_none()).then(|| format!("{:032x}", rand::random::<u128>()));
+    if let Some(token) = &dev_token {
+        config.admin_token = Some(token.clone());
+    }
     let mut server = config.server.clone();
     server.debug_errors |= dev;
     raise_descriptor_limit();
@@ -422,6 +432,11 @@ fn serve(
             describe(&config),
             data.display()
         ));
+        if let Some(token) = &dev_token {
+            progress(&format!(
+                "the object browser is at http://{addr}/_dohost/ui; log in with the admin token made for this run: {token}"
+            ));
+        }
         let shutdown = async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{Server, client, get, run_dohost};
+use crate::support::{Server, admin_get, client, get, run_dohost};
 
 /// Runs `dohost new` for `lang` into a temp dir: the dir and the project.
 fn new_project(lang: &str) -> (tempfile::TempDir, PathBuf) {
@@ -71,6 +71,15 @@ async fn the_rust_template_serves_counts_passes_its_test_and_reloads_under_dev()
     let server = Server::start_dev(&project.join("dohost.toml"), &data);
     let http = client();
     assert_eq!(get(&http, &server.url("/")).await, (200, "3".to_owned()));
+    // The object browser is on, with a token made for the run.
+    let log = server.log();
+    let token = log
+        .split("admin token made for this run: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("dohost dev prints the object browser's token:\n{log}"));
+    let objects = admin_get(&server, token, "/_dohost/objects?binding=COUNTER").await;
+    assert!(objects.contains("\"counter\""), "{objects}");
     let source = project.join("counter/src/lib.rs");
     let code = std::fs::read_to_string(&source).unwrap();
     let edited = code.replace(
