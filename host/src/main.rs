@@ -41,6 +41,23 @@ struct Cli {
     command: Command,
 }
 
+/// What `serve` and `dev` serve, and where.
+#[derive(clap::Args)]
+struct Serving {
+    /// The configuration file: a dohost.toml, wrangler.toml,
+    /// wrangler.jsonc or wrangler.json; by default the first of those
+    /// in the current folder.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    listen: SocketAddr,
+    /// The data directory (database and compiled-component cache);
+    /// by default `.dohost` beside the configuration file.
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Start a project: a counter object, an entry worker, a test and a
@@ -60,33 +77,14 @@ enum Command {
     /// object browser (/_dohost/ui) is on, with a token made for the run
     /// when the configuration has none.
     Dev {
-        /// The configuration file; by default the first of dohost.toml,
-        /// wrangler.toml, wrangler.jsonc and wrangler.json here.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// The address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8787")]
-        listen: SocketAddr,
-        /// The data directory; by default `.dohost` beside the
-        /// configuration file.
-        #[arg(long)]
-        data: Option<PathBuf>,
+        #[command(flatten)]
+        serving: Serving,
     },
     /// Serve the objects of a dohost.toml or wrangler configuration over HTTP
     /// (building guests first when needed).
     Serve {
-        /// The configuration file: a dohost.toml, wrangler.toml,
-        /// wrangler.jsonc or wrangler.json; by default the first of those
-        /// in the current folder.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// The address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8787")]
-        listen: SocketAddr,
-        /// The data directory (database and compiled-component cache);
-        /// by default `.dohost` beside the configuration file.
-        #[arg(long)]
-        data: Option<PathBuf>,
+        #[command(flatten)]
+        serving: Serving,
         /// Reload components when their files change (rebuilding Rust guest
         /// crates first): running events finish on the old code, objects
         /// restart on the new.
@@ -195,7 +193,7 @@ fn main() {
 /// its errors reported, by `run`).
 fn init_logging(cli: &Cli) -> Result<Option<dohost::telemetry::OtlpExport>> {
     let config = match &cli.command {
-        Command::Serve { config, .. } | Command::Dev { config, .. } => config.clone(),
+        Command::Serve { serving, .. } | Command::Dev { serving } => serving.config.clone(),
         _ => return Ok(cli::console::init_tracing(None)?),
     };
     let endpoint = config_or_found(config)
@@ -368,29 +366,22 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Dev {
-            config,
-            listen,
-            data,
-        } => serve(config, listen, data, true, true),
+        Command::Dev { serving } => serve(serving, true, true),
         Command::Serve {
-            config,
-            listen,
-            data,
+            serving,
             watch,
             dev,
-        } => serve(config, listen, data, watch, dev),
+        } => serve(serving, watch, dev),
     }
 }
 
 /// `dohost serve`, and `dohost dev` (`watching` and `dev`).
-fn serve(
-    config: Option<PathBuf>,
-    listen: SocketAddr,
-    data: Option<PathBuf>,
-    watching: bool,
-    dev: bool,
-) -> Result<()> {
+fn serve(serving: Serving, watching: bool, dev: bool) -> Result<()> {
+    let Serving {
+        config,
+        listen,
+        data,
+    } = serving;
     let config = config_or_found(config)?;
     let data = data.unwrap_or_else(|| default_data_dir(&config));
     let (written, mut config) = load_and_build(&config)?;

@@ -59,7 +59,8 @@ const TS: [(&str, &str); 6] = [
     template!("ts", "package.json"),
     template!("ts", "tsconfig.json"),
     template!("ts", "src/index.ts"),
-    template!("ts", "test/counter.test.mjs"),
+    // The same test as JavaScript's: it runs the served project.
+    template!("js", "test/counter.test.mjs"),
 ];
 
 /// The `.gitignore` of each language: build outputs and the data directory.
@@ -71,7 +72,7 @@ const GITIGNORE: [(Lang, &str); 3] = [
         include_str!("../../templates/new/rust/gitignore"),
     ),
     (Lang::Js, include_str!("../../templates/new/js/gitignore")),
-    (Lang::Ts, include_str!("../../templates/new/ts/gitignore")),
+    (Lang::Ts, include_str!("../../templates/new/js/gitignore")),
 ];
 
 /// The longest project name: it names a folder, a cargo package and an npm
