@@ -42,7 +42,7 @@ async fn the_javascript_counter_counts_through_its_worker_across_restarts() {
     let client = client();
     let server = serve_js("counter", dir.path());
     assert!(
-        server.log().contains("(JavaScript)"),
+        server.log().contains("(esbuild and componentize-js)"),
         "the build says what it built: {}",
         server.log()
     );
