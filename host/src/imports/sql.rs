@@ -1,4 +1,7 @@
 //! `dohost:object/sql`: the object's SQLite database and its cursors.
+//!
+//! The pages SQLite misses in one host call are read in one redb read
+//! transaction, ended when the call returns ([`crate::runtime::sql::Sql::end_reads`]).
 
 use wasmtime::component::Resource;
 
@@ -11,7 +14,9 @@ type SqlResult<T> = wasmtime::Result<Result<T, SqlError>>;
 impl Host for ObjectState {
     fn exec(&mut self, query: String, params: Vec<SqlValue>) -> SqlResult<Resource<Cursor>> {
         let depth = self.io.storage.writes.depth();
-        match self.io.sql.exec(depth, &query, &params) {
+        let result = self.io.sql.exec(depth, &query, &params);
+        self.io.sql.end_reads();
+        match result {
             Ok(cursor) => Ok(Ok(self.table.push(cursor)?)),
             Err(Failure::Sql(e)) => Ok(Err(e)),
             Err(Failure::Trap(message)) => Err(wasmtime::Error::msg(message)),
@@ -33,16 +38,16 @@ impl HostCursor for ObjectState {
 
     fn next(&mut self, cursor: Resource<Cursor>) -> SqlResult<Option<Vec<SqlValue>>> {
         let cursor = self.table.get_mut(&cursor)?;
-        Ok(self
-            .io
-            .sql
-            .next(cursor)
-            .map(|row| row.map(|(values, _)| values)))
+        let row = self.io.sql.next(cursor);
+        self.io.sql.end_reads();
+        Ok(row.map(|row| row.map(|(values, _)| values)))
     }
 
     fn next_batch(&mut self, cursor: Resource<Cursor>, max: u32) -> SqlResult<Vec<Vec<SqlValue>>> {
         let cursor = self.table.get_mut(&cursor)?;
-        Ok(self.io.sql.next_batch(cursor, max))
+        let rows = self.io.sql.next_batch(cursor, max);
+        self.io.sql.end_reads();
+        Ok(rows)
     }
 
     fn rows_read(&mut self, cursor: Resource<Cursor>) -> wasmtime::Result<u64> {

@@ -19,9 +19,9 @@ use rusqlite::types::ValueRef;
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::keys::{OBJECT_KEY_LEN, ObjectKey};
-use crate::pages::{PageFile, PageSource};
-use crate::store::{KV, PAGES, Store};
+use crate::keys::ObjectKey;
+use crate::pages::{PageFile, PageSource, PageView};
+use crate::store::{CommittedPages, KV, Store};
 
 /// The most keys one page of [`Store::kv_page`] holds: each comes with its
 /// value (up to the value limit each), so a page stays a few MiB at most.
@@ -213,7 +213,7 @@ impl Store {
         self: &Arc<Self>,
         object: ObjectKey,
     ) -> std::result::Result<rusqlite::Connection, rusqlite::Error> {
-        let snapshot = Snapshot::of(self, object).map_err(|e| {
+        let snapshot = self.committed_pages(object).map_err(|e| {
             rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
                 Some(e.to_string()),
@@ -221,7 +221,7 @@ impl Store {
         })?;
         let file = Arc::new(Mutex::new(PageFile::new(
             object,
-            Arc::new(snapshot),
+            Arc::new(Snapshot(Arc::new(snapshot))),
             u64::MAX,
         )));
         let conn = crate::vfs::open(file)?;
@@ -234,67 +234,16 @@ impl Store {
     }
 }
 
-/// An object's SQL pages as one redb read transaction sees them. Objects
-/// read each page on its own ([`Store::read_page`]), which is right for
-/// them: only their own actor writes their pages. A reader beside the
-/// actor must not see half of a commit, so it keeps one transaction for
-/// as long as its connection lives (a query's time at most).
-struct Snapshot {
-    pages: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
-    count: u32,
-}
-
-impl Snapshot {
-    fn of(store: &Store, object: ObjectKey) -> Result<Snapshot> {
-        crate::store::guarded("read pages", || {
-            let err =
-                |e: &dyn std::fmt::Display| Error::storage("reading the object's SQL pages", e);
-            let txn = store.db()?.begin_read().map_err(|e| err(&e))?;
-            let pages = txn.open_table(PAGES).map_err(|e| err(&e))?;
-            let (lo, hi) = (object.page_key(0), object.end());
-            let last = pages
-                .range::<&[u8]>(lo.as_slice()..hi.as_slice())
-                .map_err(|e| err(&e))?
-                .next_back()
-                .transpose()
-                .map_err(|e| err(&e))?;
-            let count = match last {
-                Some((k, _)) => {
-                    let mut n = [0u8; 4];
-                    n.copy_from_slice(&k.value()[OBJECT_KEY_LEN..]);
-                    u32::from_be_bytes(n).saturating_add(1)
-                }
-                None => 0,
-            };
-            Ok(Snapshot { pages, count })
-        })
-    }
-}
+/// An object's SQL pages as one redb read transaction sees them. An
+/// object's own page file begins a transaction per host call, which is
+/// right for it: only its own actor writes its pages. A reader beside the
+/// actor must not see half of a commit, so it keeps one transaction for as
+/// long as its connection lives (a query's time at most).
+struct Snapshot(Arc<CommittedPages>);
 
 impl PageSource for Snapshot {
-    fn read_page(
-        &self,
-        object: &ObjectKey,
-        page: u32,
-    ) -> std::result::Result<Option<Vec<u8>>, String> {
-        crate::store::guarded("read page", || {
-            let stored = self
-                .pages
-                .get(object.page_key(page).as_slice())
-                .map_err(|e| Error::storage("read page", e))?;
-            let Some(stored) = stored else {
-                return Ok(None);
-            };
-            let page_bytes = crate::sealed::unseal(stored.value()).ok_or_else(|| {
-                crate::sealed::damaged(&format!("SQL page {page} of object {object:?}"))
-            })?;
-            Ok(Some(page_bytes.to_vec()))
-        })
-        .map_err(|e| e.to_string())
-    }
-
-    fn page_count(&self, _: &ObjectKey) -> std::result::Result<u32, String> {
-        Ok(self.count)
+    fn view(&self, _: &ObjectKey) -> std::result::Result<Box<dyn PageView>, String> {
+        Ok(Box::new(self.0.clone()))
     }
 }
 

@@ -18,7 +18,10 @@
 //! SQLite writes after a cut are newer than it, so they show.
 //!
 //! SQLite keeps its own cache of pages in the connection, so this layer
-//! caches nothing clean: a read that reaches redb is one SQLite missed.
+//! caches nothing clean: a read that reaches redb is one SQLite missed. The
+//! misses of one host call (a `COUNT(*)` past the cache may miss hundreds)
+//! are read in one redb read transaction, a [`PageView`], ended by
+//! [`PageFile::end_reads`] or when a commit becomes durable.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,7 +29,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::keys::ObjectKey;
-use crate::store::Store;
 use crate::writes::PageWrites;
 
 /// The size of a page of an object's SQL database file, in bytes (SQLite's
@@ -64,26 +66,48 @@ pub struct PageFile {
     pending: BTreeMap<u32, (u64, Bytes)>,
     /// Cuts handed to the committer: (commit, pages).
     pending_cuts: Vec<(u64, u32)>,
+    /// The committed pages this host call reads (see
+    /// [`PageFile::end_reads`]).
+    view: Option<Box<dyn PageView>>,
     /// The last error reading redb, to explain SQLite's "disk I/O error".
     pub last_error: Option<String>,
 }
 
-/// Where committed pages come from: the [`Store`], or [`MemoryPages`] in
+/// Where committed pages come from: the [`crate::Store`], or [`MemoryPages`] in
 /// tests of what reads pages.
 pub trait PageSource: Send + Sync {
-    /// The committed bytes of `page`, if it was ever written.
-    fn read_page(&self, object: &ObjectKey, page: u32) -> Result<Option<Vec<u8>>, String>;
-    /// The committed length of the file, in pages.
-    fn page_count(&self, object: &ObjectKey) -> Result<u32, String>;
+    /// The committed pages of `object` as of now, all read in one
+    /// transaction.
+    ///
+    /// # Errors
+    ///
+    /// Why the transaction could not begin.
+    fn view(&self, object: &ObjectKey) -> Result<Box<dyn PageView>, String>;
 }
 
-impl PageSource for Store {
-    fn read_page(&self, object: &ObjectKey, page: u32) -> Result<Option<Vec<u8>>, String> {
-        Store::read_page(self, object, page).map_err(|e| e.to_string())
+/// One object's committed pages at one moment (one read transaction).
+pub trait PageView: Send {
+    /// The committed bytes of `page`, if it was ever written.
+    ///
+    /// # Errors
+    ///
+    /// Why the page could not be read (a damaged page, say).
+    fn read_page(&self, page: u32) -> Result<Option<Vec<u8>>, String>;
+    /// The committed length of the file, in pages.
+    ///
+    /// # Errors
+    ///
+    /// Why it could not be read.
+    fn page_count(&self) -> Result<u32, String>;
+}
+
+impl<T: PageView + Sync> PageView for Arc<T> {
+    fn read_page(&self, page: u32) -> Result<Option<Vec<u8>>, String> {
+        T::read_page(self, page)
     }
 
-    fn page_count(&self, object: &ObjectKey) -> Result<u32, String> {
-        Store::page_count(self, object).map_err(|e| e.to_string())
+    fn page_count(&self) -> Result<u32, String> {
+        T::page_count(self)
     }
 }
 
@@ -110,6 +134,7 @@ impl PageFile {
             event_cut: None,
             pending: BTreeMap::new(),
             pending_cuts: Vec::new(),
+            view: None,
             last_error: None,
         }
     }
@@ -119,6 +144,25 @@ impl PageFile {
     pub fn with_event_limit(mut self, bytes: usize) -> Self {
         self.max_event_bytes = bytes;
         self
+    }
+
+    /// The committed pages, read in one transaction from the first read of
+    /// a host call to [`PageFile::end_reads`]. A statement that misses
+    /// hundreds of pages in SQLite's cache then begins one transaction, not
+    /// one per page.
+    fn committed(&mut self) -> Result<&dyn PageView, String> {
+        if self.view.is_none() {
+            self.view = Some(self.store.view(&self.object)?);
+        }
+        Ok(self.view.as_deref().expect("set above"))
+    }
+
+    /// Ends the reads of a host call: the next read sees redb anew. Until
+    /// then the view pins what its transaction saw, which is right only
+    /// while every commit since it began is still pending here; so
+    /// [`PageFile::durable`] ends it too.
+    pub fn end_reads(&mut self) {
+        self.view = None;
     }
 
     fn fail(&mut self, e: String) -> String {
@@ -136,8 +180,8 @@ impl PageFile {
             return Ok(len);
         }
         let pages = self
-            .store
-            .page_count(&self.object)
+            .committed()
+            .and_then(|view| view.page_count())
             .map_err(|e| self.fail(e))?;
         let len = u64::from(pages) * PAGE_SIZE as u64;
         self.len = Some(len);
@@ -160,7 +204,7 @@ impl PageFile {
         if self.pending_cuts.iter().any(|&(_, cut)| page >= cut) {
             return Ok(zeros());
         }
-        match self.store.read_page(&self.object, page) {
+        match self.committed().and_then(|view| view.read_page(page)) {
             Ok(Some(mut bytes)) => {
                 bytes.resize(PAGE_SIZE, 0);
                 Ok(Bytes::from(bytes))
@@ -297,6 +341,9 @@ impl PageFile {
 
     /// Commits up to `seq` are durable: their pages are in redb.
     pub fn durable(&mut self, seq: u64) {
+        // The view may predate these commits: its transaction would not
+        // see the pages they no longer hold pending.
+        self.view = None;
         self.pending.retain(|_, (s, _)| *s > seq);
         self.pending_cuts.retain(|(s, _)| *s > seq);
     }
@@ -314,6 +361,7 @@ impl PageFile {
         self.discard_event();
         self.pending.clear();
         self.pending_cuts.clear();
+        self.view = None;
         self.len = None;
         self.staged_len = None;
     }
@@ -324,23 +372,23 @@ impl PageFile {
 #[derive(Default, Debug)]
 pub struct MemoryPages(std::sync::Mutex<BTreeMap<u32, Vec<u8>>>);
 
-impl PageSource for MemoryPages {
-    fn read_page(&self, _: &ObjectKey, page: u32) -> Result<Option<Vec<u8>>, String> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&page)
-            .cloned())
+/// A copy of [`MemoryPages`] at one moment.
+struct MemoryView(BTreeMap<u32, Vec<u8>>);
+
+impl PageView for MemoryView {
+    fn read_page(&self, page: u32) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.0.get(&page).cloned())
     }
-    fn page_count(&self, _: &ObjectKey) -> Result<u32, String> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .next_back()
-            .map_or(0, |p| p + 1))
+
+    fn page_count(&self) -> Result<u32, String> {
+        Ok(self.0.keys().next_back().map_or(0, |p| p + 1))
+    }
+}
+
+impl PageSource for MemoryPages {
+    fn view(&self, _: &ObjectKey) -> Result<Box<dyn PageView>, String> {
+        let pages = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(Box::new(MemoryView(pages)))
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition};
 use tokio::sync::oneshot;
 
 use crate::alarm::{AlarmListener, AlarmRecord};
@@ -16,6 +16,7 @@ use crate::committer::{CommitHook, CommitRequest, CommitResult, DbSlot, Health, 
 use crate::directory::ObjectRecord;
 use crate::error::{Error, Result};
 use crate::keys::{OBJECT_KEY_LEN, ObjectKey, alarm_time_key, decode_alarm_time_key};
+use crate::pages::{PageSource, PageView};
 use crate::sealed::{damaged, unseal};
 use crate::writes::{ListRange, WriteSet};
 
@@ -293,19 +294,6 @@ impl Store {
         })
     }
 
-    /// Reads a committed page of `object`'s SQL database.
-    pub(crate) fn read_page(&self, object: &ObjectKey, page: u32) -> Result<Option<Vec<u8>>> {
-        let Some(mut stored) = self.read_one(PAGES, &object.page_key(page), "read page")? else {
-            return Ok(None);
-        };
-        let len = unseal(&stored)
-            .ok_or_else(|| damaged(&format!("SQL page {page} of object {object:?}")))?
-            .len();
-        // The page is the stored bytes less their seal: no second copy.
-        stored.truncate(len);
-        Ok(Some(stored))
-    }
-
     /// The committed alarm of `object`, if it has one.
     ///
     /// # Errors
@@ -363,27 +351,21 @@ impl Store {
 
     /// The committed length of `object`'s SQL database file, in pages.
     pub(crate) fn page_count(&self, object: &ObjectKey) -> Result<u32> {
+        self.committed_pages(*object)?.count()
+    }
+
+    /// The committed SQL pages of `object` as one read transaction sees
+    /// them now.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Storage`] if the transaction cannot begin.
+    pub(crate) fn committed_pages(&self, object: ObjectKey) -> Result<CommittedPages> {
         guarded("read pages", || {
-            let txn = self
-                .db()?
-                .begin_read()
-                .map_err(|e| Error::storage("read pages", e))?;
-            let table = txn
-                .open_table(PAGES)
-                .map_err(|e| Error::storage("read pages", e))?;
-            let lo = object.page_key(0);
-            let hi = object.end();
-            let last = table
-                .range::<&[u8]>(lo.as_slice()..hi.as_slice())
-                .map_err(|e| Error::storage("read pages", e))?
-                .next_back()
-                .transpose()
-                .map_err(|e| Error::storage("read pages", e))?;
-            Ok(last.map_or(0, |(k, _)| {
-                let mut n = [0u8; 4];
-                n.copy_from_slice(&k.value()[OBJECT_KEY_LEN..]);
-                u32::from_be_bytes(n) + 1
-            }))
+            let err = |e: &dyn std::fmt::Display| Error::storage("read pages", e);
+            let txn = self.db()?.begin_read().map_err(|e| err(&e))?;
+            let table = txn.open_table(PAGES).map_err(|e| err(&e))?;
+            Ok(CommittedPages { table, object })
         })
     }
 
@@ -526,5 +508,71 @@ impl Store {
                 .send(Err("the host is shut down; the write is not durable".into()));
         }
         rx
+    }
+}
+
+/// One object's committed SQL pages, as one redb read transaction sees
+/// them: a [`PageView`] of the [`Store`]. It pins what that transaction
+/// sees, so a page file keeps it only for the reads of one host call.
+pub(crate) struct CommittedPages {
+    table: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    object: ObjectKey,
+}
+
+impl CommittedPages {
+    /// The committed bytes of `page`, if it was ever written.
+    fn read(&self, page: u32) -> Result<Option<Vec<u8>>> {
+        guarded("read page", || {
+            let stored = self
+                .table
+                .get(self.object.page_key(page).as_slice())
+                .map_err(|e| Error::storage("read page", e))?;
+            let Some(stored) = stored else {
+                return Ok(None);
+            };
+            let bytes = unseal(stored.value())
+                .ok_or_else(|| damaged(&format!("SQL page {page} of object {:?}", self.object)))?;
+            Ok(Some(bytes.to_vec()))
+        })
+    }
+
+    /// The file's committed length, in pages.
+    fn count(&self) -> Result<u32> {
+        guarded("read pages", || {
+            let err = |e: &dyn std::fmt::Display| Error::storage("read pages", e);
+            let (lo, hi) = (self.object.page_key(0), self.object.end());
+            let last = self
+                .table
+                .range::<&[u8]>(lo.as_slice()..hi.as_slice())
+                .map_err(|e| err(&e))?
+                .next_back()
+                .transpose()
+                .map_err(|e| err(&e))?;
+            Ok(last.map_or(0, |(k, _)| {
+                let mut n = [0u8; 4];
+                n.copy_from_slice(&k.value()[OBJECT_KEY_LEN..]);
+                u32::from_be_bytes(n).saturating_add(1)
+            }))
+        })
+    }
+}
+
+impl PageView for CommittedPages {
+    fn read_page(&self, page: u32) -> std::result::Result<Option<Vec<u8>>, String> {
+        self.read(page).map_err(|e| e.to_string())
+    }
+
+    fn page_count(&self) -> std::result::Result<u32, String> {
+        self.count().map_err(|e| e.to_string())
+    }
+}
+
+impl PageSource for Store {
+    fn view(&self, object: &ObjectKey) -> std::result::Result<Box<dyn PageView>, String> {
+        self.disk_reads.fetch_add(1, Ordering::Relaxed);
+        match self.committed_pages(*object) {
+            Ok(pages) => Ok(Box::new(pages)),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }

@@ -52,6 +52,7 @@ impl ObjectIo {
                 storage.pages(),
                 settings.max_sql_database_bytes,
                 settings.cpu_time_per_event,
+                settings.memory_per_object,
             ),
             storage,
             shared,

@@ -19,8 +19,19 @@ use crate::runtime::bindings::object::dohost::object::sql::SqlError;
 use crate::settings::{MAX_SQL_PARAMS, MAX_SQL_STATEMENT_BYTES, MAX_SQL_VALUE_BYTES};
 use dohost_store::{PAGE_SIZE, PageFile};
 
-/// SQLite's page cache per connection, in KiB (SQLite's own default).
-const PAGE_CACHE_KIB: i64 = 2048;
+/// The smallest page cache of a connection: SQLite's own default.
+const MIN_PAGE_CACHE_BYTES: usize = 2 << 20;
+
+/// The page cache of an object's connection: a quarter of the object's
+/// memory limit (32 MiB by default), at least SQLite's default. A page the
+/// cache misses is a redb read, tens of times dearer than a hit, and a
+/// query that scans a table larger than the cache (a `COUNT(*)`) misses on
+/// every page. Caches fill only as pages are read, and all of them together
+/// stay under SQLite's soft heap limit ([`dohost_store::vfs`]): past it a
+/// cache recycles its pages instead of growing.
+pub(super) fn cache_bytes(memory_per_object: usize) -> usize {
+    (memory_per_object / 4).max(MIN_PAGE_CACHE_BYTES)
+}
 
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: std::num::NonZeroUsize = std::num::NonZeroUsize::new(64).expect("not zero");
@@ -124,21 +135,24 @@ impl SqlDb {
 }
 
 /// Opens a connection on `file` with the host's settings and limits: no
-/// journal file, a page cache of [`PAGE_CACHE_KIB`], at most `max_bytes`,
+/// journal file, a page cache of `cache_bytes`, at most `max_bytes`,
 /// statements interrupted once [`now_nanos`] passes `deadline`.
 pub(super) fn connect(
-    file: Arc<Mutex<PageFile>>,
+    file: &Arc<Mutex<PageFile>>,
     max_bytes: u64,
-    deadline: Arc<AtomicU64>,
+    cache_bytes: usize,
+    deadline: &Arc<AtomicU64>,
 ) -> rusqlite::Result<SqlDb> {
-    let mut conn = dohost_store::vfs::open(file)?;
+    let mut conn = dohost_store::vfs::open(file.clone())?;
+    let deadline = deadline.clone();
     let max_pages = max_bytes / PAGE_SIZE as u64;
+    let cache_kib = cache_bytes / 1024;
     conn.execute_batch(&format!(
         "PRAGMA locking_mode = EXCLUSIVE;
          PRAGMA journal_mode = MEMORY;
          PRAGMA synchronous = OFF;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -{PAGE_CACHE_KIB};
+         PRAGMA cache_size = -{cache_kib};
          PRAGMA max_page_count = {max_pages};"
     ))?;
     let limit = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);

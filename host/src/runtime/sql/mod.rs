@@ -43,7 +43,7 @@ mod db;
 mod policy;
 mod stmt;
 
-use db::{Live, SqlDb, connect, now_nanos};
+use db::{Live, SqlDb, cache_bytes, connect, now_nanos};
 use stmt::has_statement;
 
 /// The most bytes of rows one `next-batch` returns (at least one row).
@@ -96,14 +96,23 @@ pub(crate) struct Sql {
     deadline: Arc<AtomicU64>,
     cpu_budget: Duration,
     max_bytes: u64,
+    /// SQLite's page cache for this connection.
+    cache_bytes: usize,
 }
 
 impl Sql {
     /// The engine of the database in `file`, which may grow to
     /// `max_bytes`, whose statements are interrupted past `cpu_budget` of
-    /// an event.
-    pub(crate) fn new(file: Arc<Mutex<PageFile>>, max_bytes: u64, cpu_budget: Duration) -> Sql {
+    /// an event, with a page cache of [`cache_bytes`] for an object whose
+    /// memory limit is `memory_per_object`.
+    pub(crate) fn new(
+        file: Arc<Mutex<PageFile>>,
+        max_bytes: u64,
+        cpu_budget: Duration,
+        memory_per_object: usize,
+    ) -> Sql {
         Sql {
+            cache_bytes: cache_bytes(memory_per_object),
             file,
             db: None,
             next_cursor: 0,
@@ -126,18 +135,16 @@ impl Sql {
 
     fn open(&mut self) -> SqlResult<&mut SqlDb> {
         if self.db.is_none() {
-            let db =
-                connect(self.file.clone(), self.max_bytes, self.deadline.clone()).map_err(|e| {
-                    match e {
-                        rusqlite::Error::SqliteFailure(f, m) => error(
-                            f.extended_code,
-                            m.unwrap_or_else(|| format!("cannot open the SQL database: {f}")),
-                        ),
-                        other => error(
-                            ffi::SQLITE_ERROR,
-                            format!("cannot open the SQL database: {other}"),
-                        ),
-                    }
+            let db = connect(&self.file, self.max_bytes, self.cache_bytes, &self.deadline)
+                .map_err(|e| match e {
+                    rusqlite::Error::SqliteFailure(f, m) => error(
+                        f.extended_code,
+                        m.unwrap_or_else(|| format!("cannot open the SQL database: {f}")),
+                    ),
+                    other => error(
+                        ffi::SQLITE_ERROR,
+                        format!("cannot open the SQL database: {other}"),
+                    ),
                 })?;
             self.db = Some(db);
         }
@@ -502,16 +509,23 @@ impl Sql {
         Ok(())
     }
 
-    /// The event ends: open transactions roll back, cursors close.
+    /// Ends the host call's reads of committed pages (see
+    /// [`PageFile::end_reads`]).
+    pub(crate) fn end_reads(&self) {
+        self.file().end_reads();
+    }
+
+    /// The event ends: open transactions roll back, cursors close, and no
+    /// read transaction stays open past it.
     pub(crate) fn end_event(&mut self) -> SqlResult<()> {
-        if let Some(db) = &self.db
-            && db.savepoints > 0
-        {
-            self.rollback(1)?;
-        }
+        let rolled_back = match &self.db {
+            Some(db) if db.savepoints > 0 => self.rollback(1),
+            _ => Ok(()),
+        };
         self.close_cursors();
+        self.end_reads();
         self.deadline.store(u64::MAX, Ordering::Relaxed);
-        Ok(())
+        rolled_back
     }
 
     /// True if the object has a SQL database (even one not opened yet).
@@ -571,6 +585,7 @@ mod tests {
             Arc::new(Mutex::new(file)),
             DEFAULT_MAX_SQL_DATABASE_BYTES,
             Duration::from_secs(30),
+            crate::settings::DEFAULT_MEMORY_PER_OBJECT,
         )
     }
 
