@@ -20,6 +20,7 @@ pub const COMMIT_SYNC_DURATION: &str = "dohost_commit_sync_duration_seconds";
 /// Group commits that failed (a counter).
 pub const COMMIT_FAILURES: &str = "dohost_commit_failures_total";
 
+use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -384,6 +385,46 @@ fn write_alarm(
     }))
 }
 
+/// Which write set of a batch writes each SQL page and key last: only its
+/// write goes to redb, since the later one would overwrite the earlier in
+/// the same transaction anyway. A hot object's events write the same pages
+/// again and again (a SQL table's last leaf, its header page), so a batch
+/// of its write sets costs what its distinct pages cost, not their sum.
+/// Cuts and `clear` still apply in order: they remove only what no later
+/// write set writes again.
+struct LastWrites<'a> {
+    pages: HashMap<(ObjectKey, u32), usize>,
+    keys: HashMap<(ObjectKey, &'a str), usize>,
+}
+
+impl<'a> LastWrites<'a> {
+    fn of(batch: &'a [CommitRequest]) -> Self {
+        let mut last = LastWrites {
+            pages: HashMap::new(),
+            keys: HashMap::new(),
+        };
+        for (i, request) in batch.iter().enumerate() {
+            for page in request.writes.pages.pages.keys() {
+                last.pages.insert((request.object, *page), i);
+            }
+            for key in request.writes.entries.keys() {
+                last.keys.insert((request.object, key.as_str()), i);
+            }
+        }
+        last
+    }
+
+    /// Whether write set `i` writes `page` of `object` last.
+    fn page(&self, i: usize, object: &ObjectKey, page: u32) -> bool {
+        self.pages.get(&(*object, page)) == Some(&i)
+    }
+
+    /// Whether write set `i` writes `key` of `object` last.
+    fn key(&self, i: usize, object: &ObjectKey, key: &str) -> bool {
+        self.keys.get(&(*object, key)) == Some(&i)
+    }
+}
+
 /// Commits `batch` in one transaction; adds the alarm changes it made to
 /// `changes`, and the time of redb's commit (its fsync) to `sync`.
 fn commit_batch(
@@ -400,7 +441,8 @@ fn commit_batch(
         let mut alarms = txn.open_table(ALARMS).map_err(|e| err(&e))?;
         let mut alarm_times = txn.open_table(ALARM_TIMES).map_err(|e| err(&e))?;
         let mut objects = txn.open_table(OBJECTS).map_err(|e| err(&e))?;
-        for request in batch {
+        let last = LastWrites::of(batch);
+        for (i, request) in batch.iter().enumerate() {
             if let Some(change) = write_alarm(
                 &mut alarms,
                 &mut alarm_times,
@@ -430,11 +472,17 @@ fn commit_batch(
                     .map_err(|e| err(&e))?;
             }
             for (page, bytes) in &page_writes.pages {
+                if !last.page(i, object, *page) {
+                    continue;
+                }
                 pages
                     .insert(object.page_key(*page).as_slice(), seal(bytes).as_slice())
                     .map_err(|e| err(&e))?;
             }
             for (key, Write { value, .. }) in &request.writes.entries {
+                if !last.key(i, object, key) {
+                    continue;
+                }
                 let k = object.kv_key(key);
                 match value {
                     Some(v) => {
@@ -655,6 +703,74 @@ mod tests {
         for n in 0..=3 {
             assert_eq!(read(&store, n, "k"), Some(n.to_string().into_bytes()));
         }
+        close(store, stopped);
+    }
+
+    #[test]
+    fn one_objects_write_sets_in_one_batch_end_as_if_committed_in_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = Gatekeeper::new();
+        let (store, stopped) =
+            Store::open(&dir.path().join("db.redb"), Some(gate.hook()), no_alarms()).unwrap();
+        let page = |n: u8| Bytes::from(vec![n; crate::PAGE_SIZE]);
+        let pages = |writes: &[(u32, u8)], truncate: Option<u32>| {
+            let mut set = WriteSet::default();
+            set.pages.truncate = truncate;
+            for &(number, fill) in writes {
+                set.pages.pages.insert(number, page(fill));
+            }
+            set
+        };
+        let mut deletes = put("b", "2");
+        deletes.entries.insert(
+            "a".into(),
+            Write {
+                value: None,
+                no_cache: false,
+            },
+        );
+        let mut clears = pages(&[(0, 7)], None);
+        clears.clear = true;
+        clears.entries = put("c", "3").entries;
+        gate.hold();
+        let first = store.commit(object(9), put("x", "0"), None);
+        gate.wait_for_commit(1);
+        let queued: Vec<_> = [
+            // Object 1: a key written, overwritten, deleted; pages written
+            // again, cut and written again after the cut.
+            (1, put("a", "1")),
+            (1, pages(&[(0, 1), (1, 1), (2, 1)], None)),
+            (1, deletes),
+            (1, pages(&[(1, 2)], None)),
+            (1, pages(&[(3, 3)], Some(2))),
+            // Object 2: written, then cleared and written again.
+            (2, put("a", "1")),
+            (2, pages(&[(0, 1), (1, 1)], None)),
+            (2, clears),
+        ]
+        .into_iter()
+        .map(|(n, writes)| store.commit(object(n), writes, None))
+        .collect();
+        gate.release();
+        assert_eq!(first.blocking_recv().unwrap(), Ok(()));
+        for done in queued {
+            assert_eq!(done.blocking_recv().unwrap(), Ok(()));
+        }
+        assert_eq!(gate.commits.load(Ordering::SeqCst), 2, "one batch");
+        let committed = |n: u8, number: u32| {
+            let view = store.committed_pages(object(n)).unwrap();
+            crate::pages::PageView::read_page(&view, number)
+                .unwrap()
+                .map(|p| p[0])
+        };
+        assert_eq!(read(&store, 1, "a"), None);
+        assert_eq!(read(&store, 1, "b"), Some(b"2".to_vec()));
+        let object_1: Vec<_> = (0..5).map(|p| committed(1, p)).collect();
+        assert_eq!(object_1, [Some(1), Some(2), None, Some(3), None]);
+        assert_eq!(read(&store, 2, "a"), None);
+        assert_eq!(read(&store, 2, "c"), Some(b"3".to_vec()));
+        let object_2: Vec<_> = (0..3).map(|p| committed(2, p)).collect();
+        assert_eq!(object_2, [Some(7), None, None]);
         close(store, stopped);
     }
 
