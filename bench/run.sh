@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: dohost (release) vs workerd on the same machine, same client.
 #   (a) one hot counter object, (b) 10,000 counter objects chosen at random (a durable put each);
-#   (c) /sql on one object, (d) /sql on 1,000 objects chosen at random (an INSERT and a COUNT(*) each);
+#   (c) /sql on one object for $SQL_SECONDS (60 by default: the table grows by a row per request, so
+#   its rate is printed every 10 s against the table's size), (d) /sql on 1,000 objects chosen at random
+#   (an INSERT and a COUNT(*) each);
 #   (e) RPC: one object calls ping() on another 100 times per request (one connection: round trips
 #   are sequential), a worker calls ping() on 100 objects per request, one after another and all at
 #   once (Promise.all), and a hot object awaits a local HTTP service (bench/src/upstream.rs) in each
@@ -13,7 +15,7 @@
 #   500 others, so the count is what each socket adds; 4,000 by default: workerd, at two descriptors
 #   per socket, stops with "Too many open files" before 10,000 under a 20,000-descriptor limit).
 # Every dohost response is durable (the output gate waits for the fsync'd commit).
-# Usage: bench/run.sh            (env: SECONDS_PER_RUN=8 CONNECTIONS=16 OBJECTS=10000 SQL_OBJECTS=1000 JS_OBJECTS=2000 IDLE_SOCKETS=4000
+# Usage: bench/run.sh            (env: SECONDS_PER_RUN=8 SQL_SECONDS=60 CONNECTIONS=16 OBJECTS=10000 SQL_OBJECTS=1000 JS_OBJECTS=2000 IDLE_SOCKETS=4000
 #                                 ONLY=kv|sql|rpc|js|ws to run only (a)-(b), (c)-(d), (e), (a),(b),(f) or (g),
 #                                 WORKERD_RUN=path/to/run.sh)
 # Needs: cargo, curl, npm; workerd is installed from npm on first use by bench/workerd/run.sh.
@@ -24,6 +26,7 @@ ulimit -n 65536 2>/dev/null || true
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 secs=${SECONDS_PER_RUN:-8}
+sql_secs=${SQL_SECONDS:-60}
 conns=${CONNECTIONS:-16}
 objects=${OBJECTS:-10000}
 sql_objects=${SQL_OBJECTS:-1000}
@@ -52,6 +55,11 @@ cargo build --release -q -p dohost -p dohost-bench
 
 load() { # label url objects [connections]
   ./target/release/loadgen --label "$1" --url "$2" --objects "$3" --connections "${4:-$conns}" --seconds "$secs" | tee -a "$work/results" | grep -v '^RESULT' >&2
+}
+
+load_curve() { # label url: one object for $sql_secs, its rate every 10 s (CURVE lines)
+  ./target/release/loadgen --label "$1" --url "$2" --objects 1 --connections "$conns" --seconds "$sql_secs" --every 10 \
+    | tee -a "$work/results" | grep -v '^RESULT\|^CURVE' >&2
 }
 
 wait_http() { # url
@@ -90,7 +98,7 @@ if want_kv; then
   load dohost-random "http://127.0.0.1:8787/COUNTER/o{}/" "$objects"
 fi
 if want_sql; then
-  load dohost-sql-hot "http://127.0.0.1:8787/COUNTER/my-counter/sql" 1
+  load_curve dohost-sql-hot "http://127.0.0.1:8787/COUNTER/my-counter/sql"
   load dohost-sql-random "http://127.0.0.1:8787/COUNTER/s{}/sql" "$sql_objects"
 fi
 stop_last
@@ -173,7 +181,7 @@ elif want_kv || want_sql; then
     load workerd-js-random "http://127.0.0.1:8788/j{}" "$js_objects"
   fi
   if want_sql; then
-    load workerd-sql-hot "http://127.0.0.1:8788/my-counter/sql" 1
+    load_curve workerd-sql-hot "http://127.0.0.1:8788/my-counter/sql"
     load workerd-sql-random "http://127.0.0.1:8788/s{}/sql" "$sql_objects"
   fi
   kill "$wpid" 2>/dev/null || true
@@ -195,6 +203,20 @@ awk '
       printf "| %s | %d | %s | %s | %s | %s |\n", k, rps[k], p50[k], p99[k], err[k], ratio
     }
   }' "$work/results"
+if grep -q '^CURVE' "$work/results"; then
+  echo
+  echo "/sql on one object: req/s in each 10 s and the table's rows at its end (warm-up included)"
+  awk '
+    /^CURVE/ { t[$3]=1; rows[$2,$3]=$4; rps[$2,$3]=$5; if ($3 > max) max = $3 }
+    END {
+      printf "| s | dohost rows | dohost req/s | workerd rows | workerd req/s | ratio |\n|---:|---:|---:|---:|---:|---:|\n"
+      for (s = 0; s <= max; s++) {
+        if (!(s in t)) continue
+        d = rps["dohost-sql-hot", s]; w = rps["workerd-sql-hot", s]
+        printf "| %s | %d | %d | %d | %d | %s |\n", s, rows["dohost-sql-hot", s], d, rows["workerd-sql-hot", s], w, (w > 0 ? sprintf("%.1fx", d / w) : "-")
+      }
+    }' "$work/results"
+fi
 if [ -f "$work/memory" ]; then
   echo
   awk '{ printf "%s: %d idle WebSockets, %d bytes of server RSS each\n", $2, $4, $3 }' "$work/memory"

@@ -7,7 +7,11 @@
 //! time for `--warmup` (not counted) and then `--seconds`. `{}` in the URL is
 //! replaced per request by a random object number below `--objects`. Prints
 //! one human line and one `RESULT label req/s p50_ms p99_ms errors` line.
+//! With `--every S`, it also prints a `CURVE label seconds done req/s` line
+//! every S seconds from the start (warm-up included): `done` counts the
+//! successful requests so far, which for `/sql` is the table's row count.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -35,7 +39,13 @@ struct Args {
     /// Seconds measured.
     #[arg(long, default_value_t = 8.0)]
     seconds: f64,
+    /// Print a `CURVE` line every this many seconds (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    every: f64,
 }
+
+/// Successful requests so far, warm-up included (for `--every`).
+static DONE: AtomicU64 = AtomicU64::new(0);
 
 struct Outcome {
     latencies_us: Vec<u32>,
@@ -82,6 +92,9 @@ async fn connection(args: &Args, seed: u64, warm_until: Instant, stop_at: Instan
                 }
                 Err(_) => false,
             };
+            if ok {
+                DONE.fetch_add(1, Ordering::Relaxed);
+            }
             if started < warm_until {
                 continue;
             }
@@ -97,6 +110,25 @@ async fn connection(args: &Args, seed: u64, warm_until: Instant, stop_at: Instan
     outcome
 }
 
+/// Prints a `CURVE` line every `--every` seconds until `stop_at`.
+async fn curve(args: &'static Args, start: Instant, stop_at: Instant) {
+    let every = Duration::from_secs_f64(args.every);
+    let mut tick = tokio::time::interval_at((start + every).into(), every);
+    let mut last = 0;
+    while Instant::now() < stop_at {
+        tick.tick().await;
+        let done = DONE.load(Ordering::Relaxed);
+        println!(
+            "CURVE {} {:.0} {} {:.0}",
+            args.label,
+            start.elapsed().as_secs_f64(),
+            done,
+            (done - last) as f64 / args.every
+        );
+        last = done;
+    }
+}
+
 fn main() {
     let args: &'static Args = Box::leak(Box::new(Args::parse()));
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -107,6 +139,9 @@ fn main() {
         let start = Instant::now();
         let warm_until = start + Duration::from_secs_f64(args.warmup);
         let stop_at = warm_until + Duration::from_secs_f64(args.seconds);
+        if args.every > 0.0 {
+            tokio::spawn(curve(args, start, stop_at));
+        }
         let tasks: Vec<_> = (0..args.connections)
             .map(|i| {
                 tokio::spawn(connection(
