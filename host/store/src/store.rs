@@ -123,8 +123,9 @@ pub struct Store {
     /// Whether commits go through, as the committer last found.
     health: Arc<std::sync::Mutex<Health>>,
     commits: mpsc::Sender<Message>,
-    /// Keys read and lists run against redb ([`Store::disk_reads`]).
-    disk_reads: AtomicU64,
+    /// Keys and SQL pages read and lists run against redb
+    /// ([`Store::disk_reads`]).
+    disk_reads: Arc<AtomicU64>,
     memory_reads: AtomicU64,
 }
 
@@ -190,7 +191,7 @@ impl Store {
                 db: slot,
                 health,
                 commits,
-                disk_reads: AtomicU64::new(0),
+                disk_reads: Arc::default(),
                 memory_reads: AtomicU64::new(0),
             },
             stopped,
@@ -365,7 +366,11 @@ impl Store {
             let err = |e: &dyn std::fmt::Display| Error::storage("read pages", e);
             let txn = self.db()?.begin_read().map_err(|e| err(&e))?;
             let table = txn.open_table(PAGES).map_err(|e| err(&e))?;
-            Ok(CommittedPages { table, object })
+            Ok(CommittedPages {
+                table,
+                object,
+                reads: None,
+            })
         })
     }
 
@@ -517,11 +522,16 @@ impl Store {
 pub(crate) struct CommittedPages {
     table: ReadOnlyTable<&'static [u8], &'static [u8]>,
     object: ObjectKey,
+    /// Where an object's page reads are counted ([`Store::disk_reads`]).
+    reads: Option<Arc<AtomicU64>>,
 }
 
 impl CommittedPages {
     /// The committed bytes of `page`, if it was ever written.
     fn read(&self, page: u32) -> Result<Option<Vec<u8>>> {
+        if let Some(reads) = &self.reads {
+            reads.fetch_add(1, Ordering::Relaxed);
+        }
         guarded("read page", || {
             let stored = self
                 .table
@@ -569,9 +579,11 @@ impl PageView for CommittedPages {
 
 impl PageSource for Store {
     fn view(&self, object: &ObjectKey) -> std::result::Result<Box<dyn PageView>, String> {
-        self.disk_reads.fetch_add(1, Ordering::Relaxed);
         match self.committed_pages(*object) {
-            Ok(pages) => Ok(Box::new(pages)),
+            Ok(pages) => Ok(Box::new(CommittedPages {
+                reads: Some(self.disk_reads.clone()),
+                ..pages
+            })),
             Err(e) => Err(e.to_string()),
         }
     }
