@@ -147,7 +147,7 @@ fn main() {
             batch as f64 / took.as_secs_f64().max(1e-9),
         );
         println!(
-            "RESULT {} {done} {rss} {maps} {kib_per:.1} {maps_per:.2} {errors}",
+            "RESULT {} {done} {rss} {maps} {kib_per:.1} {maps_per:.2} {errors} {pss_per:.1}",
             args.label
         );
     }
