@@ -14,9 +14,13 @@
 #   messages delivered per second, and the server's memory for $IDLE_SOCKETS idle sockets (opened after
 #   500 others, so the count is what each socket adds; 4,000 by default: workerd, at two descriptors
 #   per socket, stops with "Too many open files" before 10,000 under a 20,000-descriptor limit).
+#   (h) live idle objects (ONLY=objects): $LIVE_OBJECTS counters (10,000) touched once each and left idle,
+#   then $MANY_OBJECTS (100,000): the server's resident memory and memory mappings per object
+#   (bench/src/objects.rs), dohost's Rust counter and workerd's; and activation p50 on reused slots, Rust
+#   and JavaScript (the activation bench). The 100,000 need vm.max_map_count above ~620,000.
 # Every dohost response is durable (the output gate waits for the fsync'd commit).
 # Usage: bench/run.sh            (env: SECONDS_PER_RUN=8 SQL_SECONDS=60 CONNECTIONS=16 OBJECTS=10000 SQL_OBJECTS=1000 JS_OBJECTS=2000 IDLE_SOCKETS=4000
-#                                 ONLY=kv|sql|rpc|js|ws to run only (a)-(b), (c)-(d), (e), (a),(b),(f) or (g),
+#                                 ONLY=kv|sql|rpc|js|ws|objects to run only (a)-(b), (c)-(d), (e), (a),(b),(f), (g) or (h),
 #                                 WORKERD_RUN=path/to/run.sh)
 # Needs: cargo, curl, npm; workerd is installed from npm on first use by bench/workerd/run.sh.
 set -euo pipefail
@@ -34,8 +38,8 @@ js_objects=${JS_OBJECTS:-2000}
 idle_sockets=${IDLE_SOCKETS:-4000}
 only=${ONLY:-}
 case "$only" in
-  "" | kv | sql | rpc | js | ws) ;;
-  *) echo "ONLY=$only: expected kv, sql, rpc, js or ws (or unset for every run)" >&2; exit 2 ;;
+  "" | kv | sql | rpc | js | ws | objects) ;;
+  *) echo "ONLY=$only: expected kv, sql, rpc, js, ws or objects (or unset for every run)" >&2; exit 2 ;;
 esac
 want_kv() { [ -z "$only" ] || [ "$only" = kv ] || [ "$only" = js ]; }
 want_js() { [ -z "$only" ] || [ "$only" = js ]; }
@@ -168,6 +172,49 @@ if want_ws; then
   fi
 fi
 
+# ---- (h) live idle objects: memory and mappings per object, activation on reused slots ----
+want_objects() { [ -z "$only" ] || [ "$only" = objects ]; }
+if want_objects; then
+  live_objects=${LIVE_OBJECTS:-10000}
+  many_objects=${MANY_OBJECTS:-100000}
+  # Every object stays live: no idle timeout within the run, and a memory budget that does not
+  # evict (it counts each instance's linear memory, 1.06 MiB for the Rust counter, not what is
+  # resident).
+  cat > "$work/objects.toml" <<TOML
+[[durable_objects.bindings]]
+name = "COUNTER"
+class_name = "Counter"
+component = "$root/examples/counter/counter"
+[limits]
+max_live_objects = $((many_objects + 1000))
+idle_timeout_ms = 3600000
+total_memory_bytes = $((many_objects * 2 * 1048576 + 1073741824))
+TOML
+  objects_at() { # label url pid counts
+    ./target/release/objects --label "$1" --url "$2" --pid "$3" --at "$4" | tee -a "$work/objects" | grep -v '^RESULT' >&2 || true
+  }
+  if ./target/release/dohost serve --config "$work/objects.toml" --data "$work/objects-check" --listen 127.0.0.1:0 2>"$work/objects-check.log" & cpid=$!; sleep 3; kill -0 "$cpid" 2>/dev/null; then
+    kill "$cpid"; wait "$cpid" 2>/dev/null || true
+    start_dohost "$work/objects.toml" "$work/dohost-objects"
+    objects_at dohost-objects "http://127.0.0.1:8787/COUNTER/o{}/" "${pids[-1]}" "$live_objects,$many_objects"
+    stop_last
+  else
+    echo "dohost refuses $many_objects live objects here: $(grep -m1 error "$work/objects-check.log")" >&2
+    sed -i "s/^max_live_objects = .*/max_live_objects = $((live_objects + 1000))/" "$work/objects.toml"
+    start_dohost "$work/objects.toml" "$work/dohost-objects"
+    objects_at dohost-objects "http://127.0.0.1:8787/COUNTER/o{}/" "${pids[-1]}" "$live_objects"
+    stop_last
+  fi
+  if [ -x "$workerd_run" ]; then
+    wpid=$("$workerd_run" 8788 "$work/workerd-objects")
+    pids+=("$wpid")
+    objects_at workerd-objects "http://127.0.0.1:8788/o{}" "$wpid" "$live_objects,$many_objects"
+    kill "$wpid" 2>/dev/null || true
+  fi
+  ONLY=reused OBJECTS=1000 cargo bench -q -p dohost-bench --bench activation 2>/dev/null | grep -E '^\|' >"$work/activation" || true
+fi
+# ---- end of (h) ----
+
 if ! [ -x "$workerd_run" ]; then
   echo "workerd runner not found at $workerd_run; set WORKERD_RUN to compare" >&2
 elif want_kv || want_sql; then
@@ -190,6 +237,7 @@ fi
 echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB; $conns connections, ${secs}s per run; random: $objects objects (put), $sql_objects objects (sql), $js_objects objects (js)"
 [ -f "$work/js-size" ] && cat "$work/js-size"
+if [ -s "$work/results" ]; then # ONLY=objects has no load runs
 awk '
   /^RESULT/ { rps[$2]=$3; p50[$2]=$4; p99[$2]=$5; err[$2]=$6; order[n++]=$2 }
   END {
@@ -203,7 +251,8 @@ awk '
       printf "| %s | %d | %s | %s | %s | %s |\n", k, rps[k], p50[k], p99[k], err[k], ratio
     }
   }' "$work/results"
-if grep -q '^CURVE' "$work/results"; then
+fi
+if [ -s "$work/results" ] && grep -q '^CURVE' "$work/results"; then
   echo
   echo "/sql on one object: req/s in each 10 s and the table's rows at its end (warm-up included)"
   awk '
@@ -216,6 +265,11 @@ if grep -q '^CURVE' "$work/results"; then
         printf "| %s | %d | %d | %d | %d | %s |\n", s, rows["dohost-sql-hot", s], d, rows["workerd-sql-hot", s], w, (w > 0 ? sprintf("%.1fx", d / w) : "-")
       }
     }' "$work/results"
+fi
+if [ -f "$work/objects" ]; then # (h)
+  echo
+  awk '/^RESULT/ { printf "%s: %d live idle objects, %.1f KiB resident (Pss %.1f KiB) and %.2f mappings each (server: %d MiB, %d mappings), %d errors\n", $2, $3, $6, $9, $7, $4 / 1024, $5, $8 }' "$work/objects"
+  [ -s "$work/activation" ] && { echo; echo "activation (activation bench, 1,000 objects; reused slots, where the goals are set):"; cat "$work/activation"; }
 fi
 if [ -f "$work/memory" ]; then
   echo

@@ -3,14 +3,16 @@
 //! JavaScript counter (bench/js, workerd's reference Counter), with each
 //! component's size. Each of OBJECTS objects (default 1,000) gets one request,
 //! so each is activated once; the host's own counters (`Host::stats`) give
-//! the time spent activating, apart from the request's work and its commit.
+//! the time spent activating, apart from the request's work and its commit:
+//! per round (the median round's mean is reported) and per activation (the
+//! median of all of them, p50).
 //!
 //! Two cases per component: every object stays live, so each takes a slot
 //! of the instance pool never used before; and at most 100 objects are live,
 //! so older ones are evicted and new ones reuse their slots, as on a server
 //! that has run for a while.
 //!
-//! `cargo bench -p dohost-bench --bench activation` (OBJECTS=N). The
+//! `cargo bench -p dohost-bench --bench activation` (OBJECTS=N, ONLY=TEXT). The
 //! JavaScript counter is built first, installing its build tools into
 //! bench/js with npm on the first run.
 
@@ -45,16 +47,21 @@ fn main() {
         .unwrap_or(1000);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     println!(
-        "| component | size | slots | activations | activation (median of {ROUNDS} rounds) | request to a new object |"
+        "| component | size | slots | activations | activation (median of {ROUNDS} rounds) | activation p50 | request to a new object |"
     );
-    println!("|---|---:|---|---:|---:|---:|");
+    println!("|---|---:|---|---:|---:|---:|---:|");
     let cases = [
         ("new", dohost::DEFAULT_MAX_LIVE_OBJECTS),
         ("reused (100 live)", 100),
     ];
+    // ONLY=TEXT: only the cases whose "component slots" contains TEXT
+    // (e.g. "rust counter reused", for a profile).
+    let only = std::env::var("ONLY").unwrap_or_default();
     for (label, component) in components(&root) {
         for (slots, max_live_objects) in cases {
-            measure(&rt, label, &component, slots, max_live_objects, objects);
+            if format!("{label} {slots}").contains(&only) {
+                measure(&rt, label, &component, slots, max_live_objects, objects);
+            }
         }
     }
 }
@@ -99,11 +106,18 @@ fn measure(
     let mut activation = Vec::new();
     let mut request = Vec::new();
     let mut activations = 0;
+    // Each activation's own time, for the median of all of them.
+    let mut each = Vec::new();
     for round in 0..ROUNDS {
         let before = host.stats();
         let started = Instant::now();
         for i in 0..count {
+            let before = host.stats();
             rt.block_on(request_to(&namespace, format!("object-{round}-{i}")));
+            let after = host.stats();
+            if after.activations - before.activations == 1 {
+                each.push((after.activation_time - before.activation_time).as_secs_f64() * 1e6);
+            }
         }
         let elapsed = started.elapsed();
         let after = host.stats();
@@ -114,9 +128,10 @@ fn measure(
         request.push(elapsed.as_secs_f64() * 1e6 / count.max(1) as f64);
     }
     println!(
-        "| {label} | {:.2} MB | {slots} | {activations} | {:.0} µs | {:.0} µs |",
+        "| {label} | {:.2} MB | {slots} | {activations} | {:.0} µs | {:.0} µs | {:.0} µs |",
         std::fs::metadata(component).map_or(0, |m| m.len()) as f64 / 1e6,
         median(&mut activation),
+        median(&mut each),
         median(&mut request),
     );
     rt.block_on(host.shutdown());
@@ -124,5 +139,5 @@ fn measure(
 
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }

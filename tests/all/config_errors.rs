@@ -104,3 +104,24 @@ fn a_component_importing_what_dohost_lacks_names_the_import() {
         "{stderr}"
     );
 }
+
+#[test]
+fn more_live_objects_than_the_kernels_mappings_allow_is_refused_at_start() {
+    // Six mappings per instance slot: four billion objects need more than
+    // any vm.max_map_count (an int) can allow.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, stderr) = serve_fails(
+        dir.path(),
+        &format!(
+            "[[durable_objects.bindings]]\nname = \"COUNTER\"\nclass_name = \"Counter\"\ncomponent = {:?}\n[limits]\nmax_live_objects = 4000000000\n",
+            guests().counter
+        ),
+    );
+    for needle in [
+        "max_live_objects = 4000000000",
+        "vm.max_map_count = ",
+        "sysctl -w vm.max_map_count=",
+    ] {
+        assert!(stderr.contains(needle), "error lacks {needle:?}:\n{stderr}");
+    }
+}

@@ -6,7 +6,9 @@
 //!   loads them in milliseconds instead of compiling again.
 //! - Instances come from the pooling allocator with copy-on-write memory
 //!   initialisation: activating an object is a slot reuse, not an mmap.
-//!   The pool is sized from the live-object cap. A freed slot keeps the
+//!   The pool is sized from the live-object cap, and refused at start if
+//!   the kernel's limit on memory mappings cannot hold it
+//!   ([`super::mappings`]). A freed slot keeps the
 //!   pages its instance wrote ([`KEEP_RESIDENT`]), reset in place, so the
 //!   next instance does not fault them in again (by a page scan only where
 //!   no swap is active: see [`page_scan`]).
@@ -91,6 +93,7 @@ impl Drop for Runtime {
 impl Runtime {
     pub(crate) fn new(limits: &EngineLimits, cache_dir: PathBuf) -> Result<Runtime> {
         let slots = limits.max_live_objects.saturating_add(limits.worker_slots);
+        super::mappings::check(slots, limits.max_live_objects)?;
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(slots)
             .total_core_instances(slots.saturating_mul(8))
@@ -737,9 +740,14 @@ pub(crate) fn describe_trap(err: &wasmtime::Error, meter: &GuestMeter) -> (Strin
     (reason, detail)
 }
 
-/// Classifies an instantiation failure: a full instance pool is an overload
-/// (retry later, HTTP 503); anything else is a component problem.
+/// Classifies an instantiation failure: a full instance pool, or memory the
+/// kernel refused (its mapping limit, say), is an overload (retry later,
+/// HTTP 503) that names its cause; anything else is a component problem.
 pub(crate) fn instantiate_error(err: &wasmtime::Error, context: &str, max_live: u32) -> Error {
+    if let Some(why) = super::mappings::refused(err) {
+        tracing::warn!("{context}: {why} ({err:#})");
+        return Error::new(ErrorKind::Overloaded, format!("{context}: {why}"));
+    }
     if err.is::<wasmtime::PoolConcurrencyLimitError>() {
         return Error::new(
             ErrorKind::Overloaded,

@@ -285,7 +285,7 @@ impl Namespace {
                 .or_insert_with(|| self.spawn(key, id, name))
                 .mailbox
                 .clone();
-            match sender.try_send(event) {
+            match sender.try_send(Box::new(event)) {
                 Ok(()) => return Ok(()),
                 Err(mpsc::error::TrySendError::Full(returned)) => {
                     self.0.counts.overloads.increment(1);
@@ -299,14 +299,14 @@ impl Namespace {
                                 self.0.shared.settings.mailbox_capacity
                             ),
                         ),
-                        returned,
+                        *returned,
                     ));
                 }
                 Err(mpsc::error::TrySendError::Closed(returned)) => {
                     // The actor died (it never exits with events queued):
                     // start a new one.
                     live.remove(&key);
-                    event = returned;
+                    event = *returned;
                 }
             }
         }

@@ -192,7 +192,10 @@ pub(crate) struct Identity {
 /// unique to that actor, so an actor only ever removes its own entry.
 pub(crate) struct LiveEntry {
     pub(crate) actor: u64,
-    pub(crate) mailbox: mpsc::Sender<Event>,
+    /// Events are boxed: the channel allocates its slots in blocks of 32
+    /// when it is made, and a boxed slot is 8 bytes where an event is 152,
+    /// which is most of what an idle object's mailbox holds.
+    pub(crate) mailbox: mpsc::Sender<Box<Event>>,
 }
 
 /// The live objects of a namespace: object key -> entry.
@@ -320,7 +323,11 @@ impl Actor {
     ///
     /// It takes a new event whenever the object does not keep events out
     /// and completes operations as they finish, one turn at a time.
-    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
+    ///
+    /// An idle object's task holds this future for as long as it is live,
+    /// so what runs an event or a turn is boxed while it runs: the future
+    /// itself stays the size of the actor, not of its largest await.
+    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Box<Event>>) {
         let idle = self.shared.settings.idle_timeout;
         let evict = self.evict.clone();
         let most_running = self.shared.settings.mailbox_capacity.max(1);
@@ -332,7 +339,7 @@ impl Actor {
             if !self.blocked()
                 && let Some(event) = self.held.pop_front()
             {
-                self.handle(event).await;
+                Box::pin(self.handle(event)).await;
                 continue;
             }
             let busy = self.busy();
@@ -352,7 +359,7 @@ impl Actor {
                     if deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
                         self.expire();
                     }
-                    self.turn(event, TurnCall::Resume(op, outcome)).await;
+                    Box::pin(self.turn(event, TurnCall::Resume(op, outcome))).await;
                     continue;
                 }
                 () = sleep_until(deadline) => {
@@ -361,7 +368,7 @@ impl Actor {
                 }
                 event = rx.recv(), if accepting => match event {
                     Some(event) => {
-                        self.handle(event).await;
+                        Box::pin(self.handle(*event)).await;
                         continue;
                     }
                     None => {
