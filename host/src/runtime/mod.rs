@@ -17,6 +17,7 @@ mod counts;
 mod engine;
 mod guest;
 mod ids;
+mod instructions;
 mod namespace;
 pub(crate) mod object;
 pub(crate) mod outbound;

@@ -21,6 +21,7 @@ use super::body::GuestResponse;
 use super::code::Code;
 use super::engine::{self, GuestLog};
 use super::guest::{GuestIo, GuestState};
+use super::instructions;
 use super::shared::HostShared;
 use super::stub::CallChain;
 use super::targets::{Lender, TargetCall};
@@ -190,8 +191,13 @@ impl Run {
         settings: &Settings,
     ) -> Result<(Result<GuestResponse>, Run)> {
         let mut call = TurnCall::Request(req);
+        let counted = instructions::run_so_far(&self.store);
         loop {
             if let Some(finished) = self.turn(call, settings).await? {
+                if instructions::counting() {
+                    let ran = instructions::run_so_far(&self.store) - counted;
+                    instructions::report("worker fetch", ran);
+                }
                 let answer = match finished {
                     Finished::Fetch(result) => {
                         result.map_err(|message| Error::new(ErrorKind::GuestError, message))

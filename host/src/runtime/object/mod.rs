@@ -67,6 +67,7 @@ use super::code::Code;
 use super::counts::BindingCounts;
 use super::engine;
 use super::guest::GuestState;
+use super::instructions;
 use super::shared::HostShared;
 use super::sockets::SocketId;
 use super::stub::{CallChain, object_label};
@@ -558,6 +559,7 @@ impl Actor {
         store.data().io.sql.begin_event();
         store.data_mut().tasks.event = event;
         store.data_mut().io.chain = chain;
+        let counted = instructions::run_so_far(store);
         let handler = instance.dohost_object_handler();
         let result = async {
             match &call {
@@ -624,8 +626,9 @@ impl Actor {
         }
         .instrument(span)
         .await;
+        let ran = instructions::run_so_far(store) - counted;
         if let Some(trace) = self.running.get_mut(&event).and_then(|r| r.trace.as_mut()) {
-            trace.turn_ended(began);
+            trace.turn_ended(began, ran);
         }
         match result {
             Ok(()) => {
@@ -933,6 +936,7 @@ impl Actor {
         store.data_mut().io.chain = CallChain::default();
         let wall = self.shared.settings.wall_time_per_event;
         let began = trace.turn_began();
+        let counted = instructions::run_so_far(store);
         let init = within_wall(
             wall,
             instance
@@ -941,7 +945,7 @@ impl Actor {
         )
         .instrument(trace.span().clone())
         .await;
-        trace.turn_ended(began);
+        trace.turn_ended(began, instructions::run_so_far(store) - counted);
         // The constructor's span ends with its first turn: what it started
         // (blockConcurrencyWhile's awaits) shows in the next event's
         // input gate.
