@@ -15,6 +15,7 @@ mod calls;
 mod code;
 mod counts;
 mod engine;
+mod forwards;
 mod guest;
 mod ids;
 mod instructions;

@@ -564,6 +564,7 @@ impl Actor {
         let result = async {
             match &call {
                 TurnCall::Request(Request::Fetch(req)) => {
+                    store.data_mut().tasks.kept.keep_request(event, req);
                     within_wall(wall, handler.call_fetch(&mut *store, event, req)).await
                 }
                 TurnCall::Request(Request::Call { method, args }) => {
@@ -620,6 +621,7 @@ impl Actor {
                     .await
                 }
                 TurnCall::Resume(op, outcome) => {
+                    store.data_mut().tasks.kept.keep_outcome(*op, outcome);
                     within_wall(wall, handler.call_resume(&mut *store, *op, outcome)).await
                 }
             }
