@@ -139,6 +139,49 @@ async fn the_sdk_tour_answers_as_cloudflare_would() {
                "contentType": null, "custom": null, "body": "the body"})
     );
 
+    // Handed on unchanged (by number), or changed (as a record): the peer
+    // sees what the client sent, or what was set; the client what was marked.
+    for (query, custom, marked) in [
+        ("", "sent", None),
+        ("?set", "set on the way", None),
+        ("?mark", "sent", Some("yes")),
+    ] {
+        let passon = url(&format!("passon{query}"));
+        let request = http::Request::put(&passon)
+            .header("x-custom", "sent")
+            .body(http_body_util::Full::new(bytes::Bytes::from("the body")))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), 201, "{passon}");
+        let headers = response.headers().clone();
+        assert_eq!(headers.get("x-echo").unwrap(), "yes", "{passon}");
+        assert_eq!(
+            headers.get("x-handed-on").map(|v| v.to_str().unwrap()),
+            marked,
+            "{passon}"
+        );
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let echo: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (
+                &echo["method"],
+                &echo["path"],
+                &echo["custom"],
+                &echo["body"]
+            ),
+            (
+                &json!("PUT"),
+                &json!("/passon"),
+                &json!(custom),
+                &json!("the body")
+            ),
+            "{passon}"
+        );
+    }
+
     let (status, text) = send(&client, "PUT", &url("text"), "grüße 🦀").await;
     assert_eq!((status, text.as_str()), (200, "ключ 🔑 = grüße 🦀 ✓ ☃"));
     let (status, text) = get(&client, &url("responses")).await;

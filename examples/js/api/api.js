@@ -383,6 +383,17 @@ export class Api extends DurableObject {
     });
   }
 
+  // The request handed on to another object as it came, and its response
+  // handed back: the host passes both on by number unless they changed
+  // (`?set` changes the request's headers, `?mark` the response's).
+  async route_passon(request, url) {
+    if (this.ctx.id.name !== "tour") return this.route_echo(request, url);
+    if (url.searchParams.has("set")) request.headers.set("x-custom", "set on the way");
+    const response = await this.env.API.getByName("passon-peer").fetch(request);
+    if (url.searchParams.has("mark")) response.headers.set("x-handed-on", "yes");
+    return response;
+  }
+
   // Request, URL, Headers and Response.
   async route_echo(request, url) {
     return json(

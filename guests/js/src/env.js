@@ -19,19 +19,33 @@ function calling(f) {
 /** An object's id (Cloudflare's DurableObjectId): 64 hex characters. */
 export class DurableObjectId {
   #hex;
-  constructor(hex, name) {
+  #lookup;
+  /**
+   * The id `hex`; or, with `hex` undefined, the id `lookup()` returns,
+   * asked of the host only when the hex is wanted: `get(idFromName(name))`
+   * reaches the object by its name and never needs it.
+   */
+  constructor(hex, name, lookup) {
     this.#hex = hex;
+    this.#lookup = lookup;
     /** The name the id was made from, when it was made from one. */
     this.name = name;
   }
-  toString() {
+  #id() {
+    if (this.#hex === undefined) {
+      this.#hex = this.#lookup();
+      this.#lookup = undefined;
+    }
     return this.#hex;
+  }
+  toString() {
+    return this.#id();
   }
   toJSON() {
-    return this.#hex;
+    return this.#id();
   }
   equals(other) {
-    return other instanceof DurableObjectId && other.#hex === this.#hex;
+    return other instanceof DurableObjectId && other.#id() === this.#id();
   }
 }
 
@@ -44,7 +58,8 @@ export class DurableObjectNamespace {
     this.#binding = binding;
   }
   idFromName(name) {
-    return new DurableObjectId(this.#ns.idFromName(String(name)), String(name));
+    name = String(name);
+    return new DurableObjectId(undefined, name, () => this.#ns.idFromName(name));
   }
   /** A new id; `options.jurisdiction` is accepted and has no effect (one server). */
   newUniqueId(options) {

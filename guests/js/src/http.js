@@ -47,8 +47,55 @@ globalThis.Response = new Proxy(Response, {
   },
 });
 
-/** The host's request record as a web `Request`. */
-export function toWebRequest(req) {
+/**
+ * The number of the fetch event an incoming request came with, and of the
+ * operation that brought a response received from a stub, kept on each
+ * under a symbol (cheaper than a WeakMap in the engine's interpreter). Handed on unchanged (`stub.fetch(request)`,
+ * `return response`), they go back to the host by number, not copied
+ * through the engine again (wit/namespace.wit `start-forward`,
+ * wit/events.wit `finish-fetch-forward`).
+ */
+const INCOMING_EVENT = Symbol("dohost incoming event");
+const RECEIVED_OP = Symbol("dohost received op");
+
+/** Headers guest code changed (set, append, delete): theirs are no longer the host's. */
+const changedHeaders = new WeakSet();
+for (const method of ["set", "append", "delete"]) {
+  const original = Headers.prototype[method];
+  Object.defineProperty(Headers.prototype, method, {
+    value: {
+      [method](...args) {
+        changedHeaders.add(this);
+        return original.apply(this, args);
+      },
+    }[method],
+    writable: true,
+    configurable: true,
+  });
+}
+
+/**
+ * The event whose request `input` is, when it is the request that event
+ * received, unchanged (what the host can send on by number); else undefined.
+ */
+export function forwardableEvent(input) {
+  const event = input?.[INCOMING_EVENT];
+  if (event === undefined || input.bodyUsed || changedHeaders.has(input.headers)) return undefined;
+  return event;
+}
+
+/**
+ * The operation whose response `response` is, when it is the response a
+ * stub's fetch brought, unchanged; else undefined.
+ */
+export function forwardableOp(response) {
+  const op = response?.[RECEIVED_OP];
+  if (op === undefined || response.bodyUsed || changedHeaders.has(response.headers)) return undefined;
+  return op;
+}
+
+/** The host's request record as a web `Request`; `event`, its fetch event's number. */
+export function toWebRequest(req, event) {
   const init = { method: req.method, headers: req.headers };
   if (!NO_BODY_METHODS.has(req.method) && req.body.length > 0) {
     init.body = req.body;
@@ -60,6 +107,7 @@ export function toWebRequest(req) {
     // upgrade can be recognised and forwarded.
     Object.defineProperty(request, "headers", { value: new Headers(req.headers) });
   }
+  if (event !== undefined) request[INCOMING_EVENT] = event;
   return request;
 }
 
@@ -79,8 +127,8 @@ export async function fromWebRequest(input, init) {
   };
 }
 
-/** The host's response record as a web `Response`. */
-export function toWebResponse(res) {
+/** The host's response record as a web `Response`; `op`, the stub fetch that brought it. */
+export function toWebResponse(res, op) {
   if (res.status === 101 && res.websocket !== undefined && res.websocket !== null) {
     return new Response(null, { status: 101, headers: res.headers, webSocket: new WebSocket(res.websocket) });
   }
@@ -91,6 +139,7 @@ export function toWebResponse(res) {
   const response = new Response(body, { status: res.status, headers: res.headers });
   // The host's bytes, which nothing else holds.
   if (body !== null) knownBodies.set(response, body);
+  if (op !== undefined) response[RECEIVED_OP] = op;
   return response;
 }
 

@@ -11,8 +11,8 @@
 import * as context from "dohost:object/context@0.1.0";
 import { DurableObject, exportedClasses, rehearseBindings } from "./base.js";
 import { DurableObjectId, exports, makeEnv } from "./env.js";
-import { errorMessage, fromWebResponse, readWebResponse, toWebRequest } from "./http.js";
-import { blockConcurrencyWhile, events, finishWhen, installGlobals, resume } from "./ops.js";
+import { errorMessage, forwardableEvent, toWebRequest } from "./http.js";
+import { answerFetch, blockConcurrencyWhile, events, finishWhen, installGlobals, resume } from "./ops.js";
 import { rehearseClone } from "./clone.js";
 import { applyReceived, callLent } from "./targets.js";
 import { DurableObjectStorage, rehearseStorage } from "./storage.js";
@@ -112,8 +112,9 @@ function rehearse() {
   try {
     const request = toWebRequest({ method: "POST", url: "http://rehearsal/", headers: [["a", "b"]], body: new Uint8Array(1) });
     void [request.method, request.url, request.headers.get("a"), new URL(request.url).pathname];
+    forwardableEvent(request);
     const response = new Response("rehearsal", { status: 200, headers: { a: "b" } });
-    fromWebResponse(response, "rehearsal");
+    answerFetch(undefined, response, "rehearsal");
   } catch {
     // Only a warm-up: an engine that cannot build these before it runs
     // builds them on the first request instead.
@@ -155,7 +156,7 @@ export function objectHandler(app) {
       }
     },
     fetch(event, req) {
-      finishWhen(events.finishFetch, event, runFetch(req));
+      finishWhen(events.finishFetch, event, runFetch(event, req));
     },
     alarm(event, info) {
       finishWhen(events.finishAlarm, event, runAlarm(info));
@@ -177,11 +178,11 @@ export function objectHandler(app) {
     },
     resume,
   };
-  async function runFetch(req) {
+  async function runFetch(event, req) {
     needs("fetch");
-    const response = await instance.fetch(toWebRequest(req));
+    const response = await instance.fetch(toWebRequest(req, event));
     flushSends();
-    return fromWebResponse(response, `${className}.fetch`) ?? (await readWebResponse(response));
+    return answerFetch(event, response, `${className}.fetch`);
   }
   async function runAlarm(info) {
     needs("alarm");

@@ -13,7 +13,15 @@ import { startFetch } from "dohost:object/outbound@0.1.0";
 import { serializeMessage } from "./clone.js";
 import { deserializeMessage } from "./targets.js";
 import { CallError } from "./errors.js";
-import { errorMessage, fromWebRequest, toWebResponse } from "./http.js";
+import {
+  errorMessage,
+  forwardableEvent,
+  forwardableOp,
+  fromWebRequest,
+  fromWebResponse,
+  readWebResponse,
+  toWebResponse,
+} from "./http.js";
 
 /** Operation number -> the settling functions of the promise awaiting it. */
 const waiting = new Map();
@@ -52,10 +60,16 @@ export function resume(op, outcome) {
   }
 }
 
-/** Ends event `event` with what `promise` settles to, through `finish`. */
+/** What a fetch handler's promise settles to when it answered by number (see answerFetch). */
+export const FORWARDED = Symbol("forwarded");
+
+/**
+ * Ends event `event` with what `promise` settles to, through `finish`
+ * (nothing more once it answered by number: FORWARDED).
+ */
 export function finishWhen(finish, event, promise) {
   promise.then(
-    (value) => finish(event, { tag: "ok", val: value }),
+    (value) => value === FORWARDED || finish(event, { tag: "ok", val: value }),
     (error) => finish(event, { tag: "err", val: errorMessage(error) }),
   );
 }
@@ -170,10 +184,16 @@ export function installGlobals() {
   globalThis.clearInterval = clearTimeout;
 }
 
-/** Sends a request to an object through its stub handle `raw`. */
+/**
+ * Sends a request to an object through its stub handle `raw`: the
+ * request an event received, unchanged, by its event's number (the host
+ * holds it), any other as a record.
+ */
 export async function stubFetch(raw, input, init) {
-  const request = await fromWebRequest(input, init);
-  return toWebResponse(await awaitOp(raw.startFetch(request)));
+  const event = init === undefined ? forwardableEvent(input) : undefined;
+  let op = event === undefined ? undefined : raw.startForward(event);
+  if (op === undefined) op = raw.startFetch(await fromWebRequest(input, init));
+  return toWebResponse(await awaitOp(op), op);
 }
 
 /**
@@ -184,6 +204,18 @@ export async function stubFetch(raw, input, init) {
 export async function stubCall(raw, method, args) {
   const bytes = await serializeMessage(args);
   return deserializeMessage(await awaitOp(raw.startCall(method, bytes)));
+}
+
+/**
+ * Ends fetch event `event` with `response`, which `what` returned: by
+ * number when it is a stub's response handed on unchanged and the host
+ * still holds it (FORWARDED), else the response's record.
+ */
+export function answerFetch(event, response, what) {
+  const op = forwardableOp(response);
+  if (op !== undefined && events.finishFetchForward(event, op)) return FORWARDED;
+  // A promise only when the body must be read: each one costs ticks.
+  return fromWebResponse(response, what) ?? readWebResponse(response);
 }
 
 /** `blockConcurrencyWhile`: keeps new events out until `callback` settles. */

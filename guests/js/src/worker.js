@@ -5,9 +5,9 @@
 
 import { var as getVar } from "dohost:object/env@0.1.0";
 import { exports, makeEnv } from "./env.js";
-import { fromWebResponse, readWebResponse, toWebRequest } from "./http.js";
+import { toWebRequest } from "./http.js";
 import { WorkerEntrypoint, rehearseBindings } from "./base.js";
-import { events, finishWhen, installGlobals, resume } from "./ops.js";
+import { answerFetch, events, finishWhen, installGlobals, resume } from "./ops.js";
 import { installSocketGlobals } from "./sockets.js";
 import { callLent } from "./targets.js";
 
@@ -43,9 +43,9 @@ export function workerHandler(app) {
   installSocketGlobals();
   // At build time, as objectHandler does (see rehearseBindings).
   rehearseBindings(getVar);
-  async function run(req) {
+  async function run(event, req) {
     const ctx = new ExecutionContext();
-    const request = toWebRequest(req);
+    const request = toWebRequest(req, event);
     let response;
     if (typeof entry === "function" && entry.prototype instanceof WorkerEntrypoint) {
       response = await new entry(ctx, env).fetch(request);
@@ -54,11 +54,11 @@ export function workerHandler(app) {
     } else {
       throw new Error("the module's default export has no fetch(request, env, ctx) handler");
     }
-    return fromWebResponse(response, "the default export's fetch") ?? (await readWebResponse(response));
+    return answerFetch(event, response, "the default export's fetch");
   }
   return {
     fetch(event, req) {
-      finishWhen(events.finishFetch, event, run(req));
+      finishWhen(events.finishFetch, event, run(event, req));
     },
     callTarget(event, target, method, args) {
       finishWhen(events.finishCall, event, callLent(target, method, args));

@@ -19,6 +19,15 @@ impl Host for Calls<'_> {
         Ok(())
     }
 
+    fn finish_fetch_forward(&mut self, event: u64, op: u64) -> wasmtime::Result<bool> {
+        let Some(record) = self.tasks.kept.take_response(op) else {
+            return Ok(false);
+        };
+        let result = GuestResponse::returned(record, &self.tasks.bodies);
+        self.tasks.finished.push((event, Finished::Fetch(result)));
+        Ok(true)
+    }
+
     fn finish_call(&mut self, event: u64, result: Result<Vec<u8>, String>) -> wasmtime::Result<()> {
         self.tasks.finished.push((event, Finished::Call(result)));
         Ok(())

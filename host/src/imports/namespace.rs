@@ -108,6 +108,14 @@ impl HostStub for Calls<'_> {
         Ok(Calls::start_call(self, stub, method, args))
     }
 
+    fn start_forward(&mut self, stub: Resource<Stub>, event: u64) -> wasmtime::Result<Option<u64>> {
+        let Some(req) = self.tasks.kept.request(event).cloned() else {
+            return Ok(None);
+        };
+        let stub = self.table.get(&stub)?.clone();
+        Ok(Some(self.start_request(stub, req)))
+    }
+
     fn drop(&mut self, stub: Resource<Stub>) -> wasmtime::Result<()> {
         self.table.delete(stub)?;
         Ok(())

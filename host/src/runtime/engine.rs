@@ -126,6 +126,10 @@ impl Runtime {
         if std::env::var_os("DOHOST_PERFMAP").is_some() {
             config.profiler(ProfilingStrategy::PerfMap);
         }
+        // For counting each event's instructions (see instructions.rs).
+        if super::instructions::counting() {
+            config.consume_fuel(true);
+        }
         let engine = Engine::new(&config).map_err(|e| {
             Error::new(
                 ErrorKind::Component,
@@ -504,6 +508,10 @@ impl Runtime {
             cpu_deadline(&mut cx.data_mut().meter.cpu_ticks, budget)
         });
         store.set_epoch_deadline(1);
+        if super::instructions::counting() {
+            // All there is: the count is what has been used of it.
+            let _ = store.set_fuel(u64::MAX);
+        }
         store
     }
 }

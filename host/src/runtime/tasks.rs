@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use super::bindings::object::dohost::object::events::Outcome;
 use super::body::{Bodies, Closing, GuestResponse};
+use super::forwards::Kept;
 use crate::settings::Settings;
 use dohost_store::{Gate, pass_gate};
 
@@ -95,6 +96,8 @@ pub(crate) struct Tasks {
     pub(crate) bodies: Bodies,
     /// Bodies closed in the running turn, to end behind its gate.
     pub(crate) closing: Vec<Closing>,
+    /// Requests and responses the guest may hand on by number.
+    pub(crate) kept: Kept,
     budgets: HashMap<EventId, Budget>,
 }
 
@@ -113,6 +116,7 @@ impl Tasks {
     /// Forgets event `event`'s budget: it ended and nothing of it runs.
     pub(crate) fn close(&mut self, event: EventId) {
         self.budgets.remove(&event);
+        self.kept.end(event);
     }
 
     /// Records `run` as an operation of the running turn's event; its

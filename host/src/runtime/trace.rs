@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use tracing::Span;
 use tracing::field::Empty;
 
+use super::instructions;
 use super::object::Identity;
 use crate::telemetry::EVENT_TARGET;
 use dohost_store::{Gate, pass_gate};
@@ -31,6 +32,11 @@ pub(crate) struct EventTrace {
     span: Span,
     run: Duration,
     turns: u32,
+    /// What the event is, for the instruction count; `None` when not
+    /// counting (see instructions.rs).
+    counted: Option<String>,
+    /// The wasm instructions its turns ran, when counting.
+    instructions: u64,
 }
 
 impl EventTrace {
@@ -52,10 +58,14 @@ impl EventTrace {
         if let Some(sent) = sent.filter(|_| !span.is_disabled()) {
             span.record("input_gate_us", micros(sent.elapsed()));
         }
+        let counted = instructions::counting()
+            .then(|| format!("{} {} {kind}", identity.binding, identity.class));
         EventTrace {
             span,
             run: Duration::ZERO,
             turns: 0,
+            counted,
+            instructions: 0,
         }
     }
 
@@ -69,8 +79,10 @@ impl EventTrace {
         (!self.span.is_disabled()).then(Instant::now)
     }
 
-    /// Counts a turn that began at `began`.
-    pub(crate) fn turn_ended(&mut self, began: Option<Instant>) {
+    /// Counts a turn that began at `began` and ran `instructions` wasm
+    /// instructions (0 when not counting).
+    pub(crate) fn turn_ended(&mut self, began: Option<Instant>, instructions: u64) {
+        self.instructions += instructions;
         if let Some(began) = began {
             self.run += began.elapsed();
             self.turns += 1;
@@ -81,6 +93,9 @@ impl EventTrace {
     /// task of `spawner`'s.
     pub(crate) fn answered(mut self, gate: Option<Gate>, spawner: &tokio_util::task::TaskTracker) {
         self.record_turns();
+        if let Some(what) = self.counted.take() {
+            instructions::report(&what, self.instructions);
+        }
         if self.span.is_disabled() {
             return;
         }

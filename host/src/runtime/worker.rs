@@ -21,6 +21,7 @@ use super::body::GuestResponse;
 use super::code::Code;
 use super::engine::{self, GuestLog};
 use super::guest::{GuestIo, GuestState};
+use super::instructions;
 use super::shared::HostShared;
 use super::stub::CallChain;
 use super::targets::{Lender, TargetCall};
@@ -190,8 +191,13 @@ impl Run {
         settings: &Settings,
     ) -> Result<(Result<GuestResponse>, Run)> {
         let mut call = TurnCall::Request(req);
+        let counted = instructions::run_so_far(&self.store);
         loop {
             if let Some(finished) = self.turn(call, settings).await? {
+                if instructions::counting() {
+                    let ran = instructions::run_so_far(&self.store) - counted;
+                    instructions::report("worker fetch", ran);
+                }
                 let answer = match finished {
                     Finished::Fetch(result) => {
                         result.map_err(|message| Error::new(ErrorKind::GuestError, message))
@@ -263,7 +269,10 @@ impl Run {
         store.data_mut().tasks.event = EVENT;
         let handler = self.instance.dohost_object_worker_handler();
         let result = match call {
-            TurnCall::Request(req) => handler.call_fetch(&mut *store, EVENT, &req).await,
+            TurnCall::Request(req) => {
+                store.data_mut().tasks.kept.keep_request(EVENT, &req);
+                handler.call_fetch(&mut *store, EVENT, &req).await
+            }
             TurnCall::Target(event, call) => {
                 store.data_mut().tasks.event = event;
                 self.calling.insert(event, call.reply);
@@ -271,7 +280,10 @@ impl Run {
                     .call_call_target(&mut *store, event, call.target, &call.method, &call.args)
                     .await
             }
-            TurnCall::Resume(op, outcome) => handler.call_resume(&mut *store, op, &outcome).await,
+            TurnCall::Resume(op, outcome) => {
+                store.data_mut().tasks.kept.keep_outcome(op, &outcome);
+                handler.call_resume(&mut *store, op, &outcome).await
+            }
         };
         if let Err(trap) = result {
             self.end();
@@ -390,6 +402,7 @@ impl Pool {
         run.end();
         let tasks = &mut run.store.data_mut().tasks;
         tasks.close(EVENT);
+        tasks.kept.clear_responses();
         // What the request left open fails for its readers.
         tasks.bodies.clear();
         let meter = &run.store.data().meter;

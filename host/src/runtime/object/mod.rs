@@ -67,6 +67,7 @@ use super::code::Code;
 use super::counts::BindingCounts;
 use super::engine;
 use super::guest::GuestState;
+use super::instructions;
 use super::shared::HostShared;
 use super::sockets::SocketId;
 use super::stub::{CallChain, object_label};
@@ -565,10 +566,12 @@ impl Actor {
         store.data().io.sql.begin_event();
         store.data_mut().tasks.event = event;
         store.data_mut().io.chain = chain;
+        let counted = instructions::run_so_far(store);
         let handler = instance.dohost_object_handler();
         let result = async {
             match &call {
                 TurnCall::Request(Request::Fetch(req)) => {
+                    store.data_mut().tasks.kept.keep_request(event, req);
                     within_wall(wall, handler.call_fetch(&mut *store, event, req)).await
                 }
                 TurnCall::Request(Request::Call { method, args }) => {
@@ -625,14 +628,16 @@ impl Actor {
                     .await
                 }
                 TurnCall::Resume(op, outcome) => {
+                    store.data_mut().tasks.kept.keep_outcome(*op, outcome);
                     within_wall(wall, handler.call_resume(&mut *store, *op, outcome)).await
                 }
             }
         }
         .instrument(span)
         .await;
+        let ran = instructions::run_so_far(store) - counted;
         if let Some(trace) = self.running.get_mut(&event).and_then(|r| r.trace.as_mut()) {
-            trace.turn_ended(began);
+            trace.turn_ended(began, ran);
         }
         match result {
             Ok(()) => {
@@ -940,6 +945,7 @@ impl Actor {
         store.data_mut().io.chain = CallChain::default();
         let wall = self.shared.settings.wall_time_per_event;
         let began = trace.turn_began();
+        let counted = instructions::run_so_far(store);
         let init = within_wall(
             wall,
             instance
@@ -948,7 +954,7 @@ impl Actor {
         )
         .instrument(trace.span().clone())
         .await;
-        trace.turn_ended(began);
+        trace.turn_ended(began, instructions::run_so_far(store) - counted);
         // The constructor's span ends with its first turn: what it started
         // (blockConcurrencyWhile's awaits) shows in the next event's
         // input gate.
