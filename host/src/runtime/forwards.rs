@@ -13,14 +13,16 @@
 //! the rest, or what it no longer holds, the guest copies as before.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use super::bindings::object::dohost::object::events::Outcome;
 use super::bindings::{WitRequest, WitResponse};
 use super::tasks::{EventId, OpId};
 
 /// The largest body of a request or response the host keeps for
-/// forwarding: keeping means a copy in the host per request, worth it
-/// only while it is small beside the guest's copy.
+/// forwarding: a kept response is a copy in the host, and a kept request
+/// (the event's own, shared) stays in memory until its event ends, worth
+/// it only while they are small beside the guest's copy.
 pub(crate) const MAX_KEPT_BODY: usize = 64 << 10;
 
 /// How many received responses an instance keeps, newest first: a
@@ -31,23 +33,24 @@ const MAX_KEPT_RESPONSES: usize = 4;
 /// The requests and responses an instance may hand on by number.
 #[derive(Default)]
 pub(crate) struct Kept {
-    /// The request of each running fetch event.
-    requests: HashMap<EventId, WitRequest>,
+    /// The request of each running fetch event: the one the guest
+    /// received, not a copy.
+    requests: HashMap<EventId, Arc<WitRequest>>,
     /// Responses received from stubs, oldest first.
     responses: VecDeque<(OpId, WitResponse)>,
 }
 
 impl Kept {
     /// Keeps the request of fetch event `event`, if it is small enough.
-    pub(crate) fn keep_request(&mut self, event: EventId, req: &WitRequest) {
+    pub(crate) fn keep_request(&mut self, event: EventId, req: &Arc<WitRequest>) {
         if req.body.len() <= MAX_KEPT_BODY {
-            self.requests.insert(event, req.clone());
+            self.requests.insert(event, Arc::clone(req));
         }
     }
 
     /// The request of running fetch event `event`, if kept.
     pub(crate) fn request(&self, event: EventId) -> Option<&WitRequest> {
-        self.requests.get(&event)
+        self.requests.get(&event).map(Arc::as_ref)
     }
 
     /// Forgets what event `event` kept: it ended.

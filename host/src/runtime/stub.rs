@@ -198,7 +198,7 @@ impl Stub {
         req: WitRequest,
         chain: &CallChain,
     ) -> Result<GuestResponse> {
-        match self.send(Request::Fetch(req), chain).await? {
+        match self.send(Request::Fetch(Arc::new(req)), chain).await? {
             Answer::Fetch(response) => Ok(response),
             Answer::Call(_) => Err(mixed_answer()),
         }

@@ -176,7 +176,9 @@ impl WorkerPool {
 
 /// What a worker's turn calls.
 enum TurnCall {
-    Request(WitRequest),
+    /// Shared with what the worker may hand on unchanged
+    /// ([`super::forwards`]).
+    Request(Arc<WitRequest>),
     /// A call to a target the request lent, as event `.0`.
     Target(EventId, TargetCall),
     Resume(OpId, Outcome),
@@ -190,7 +192,7 @@ impl Run {
         req: WitRequest,
         settings: &Settings,
     ) -> Result<(Result<GuestResponse>, Run)> {
-        let mut call = TurnCall::Request(req);
+        let mut call = TurnCall::Request(Arc::new(req));
         let counted = instructions::run_so_far(&self.store);
         loop {
             if let Some(finished) = self.turn(call, settings).await? {

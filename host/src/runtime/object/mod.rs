@@ -142,8 +142,9 @@ pub(crate) enum SocketEvent {
 
 /// What a stub asks of an object.
 pub(crate) enum Request {
-    /// An HTTP request for the object's `fetch`.
-    Fetch(WitRequest),
+    /// An HTTP request for the object's `fetch`, shared with what the
+    /// guest may hand on unchanged ([`super::forwards`]).
+    Fetch(Arc<WitRequest>),
     /// An RPC call for the object's `call`: a method and the array of
     /// arguments (JSON or CBOR, docs/values.md).
     Call { method: String, args: Vec<u8> },
