@@ -55,6 +55,14 @@ async fn reload_swaps_the_code_between_events() {
         "greetings, v2 #3",
         "the next event runs the new code over the same storage"
     );
+    // Instances of the old code were made ahead of new objects when "g"
+    // activated; a new object must not get one.
+    let fresh = host.namespace("GREETER").unwrap().get_by_name("g2");
+    assert_eq!(
+        text(&fresh.fetch(request("GET", "/", "")).await.unwrap()),
+        "greetings, v2 #1",
+        "an object activated after the reload runs the new code"
+    );
 
     // A component without the class is refused; v2 keeps serving.
     install(&g.counter, &wasm);

@@ -213,8 +213,10 @@ impl HostBuilder {
                 total_memory: self.settings.total_memory_bytes,
                 max_live_objects: self.settings.max_live_objects,
                 // A few slots besides, for the instances that tell which
-                // classes a component exports when it is loaded.
+                // classes a component exports when it is loaded and for
+                // instances made ahead of the objects that will take them.
                 worker_slots: LOADING_SLOTS
+                    + crate::runtime::READY_SLOTS
                     + if self.main.is_some() {
                         self.settings.max_worker_instances
                     } else {

@@ -24,11 +24,10 @@ use super::bindings::object::DurableObjectPre;
 use super::bindings::worker::WorkerPre;
 use super::engine;
 use super::guest::GuestState;
-use super::object::{Identity, ObjectIo, ObjectState};
+use super::object::{ObjectIo, ObjectState};
 use super::shared::HostShared;
 use super::worker::WorkerState;
 use crate::error::{Error, ErrorKind, Result};
-use dohost_store::ObjectKey;
 
 /// Where a component comes from.
 #[derive(Debug, Clone)]
@@ -132,14 +131,7 @@ pub(crate) async fn exported_classes(
     shared: &Arc<HostShared>,
     what: &str,
 ) -> Result<Vec<String>> {
-    let identity = Identity {
-        key: ObjectKey::new(u32::MAX, &[0; 32]),
-        binding: what.into(),
-        id_hex: String::new(),
-        name: None,
-        class: "".into(),
-    };
-    let io = ObjectIo::new(identity, shared.clone());
+    let io = ObjectIo::stand_in(what, shared.clone());
     let log = io.log.clone();
     let state = GuestState::new(io, log);
     let mut store = shared

@@ -565,32 +565,45 @@ fn cpu_deadline(ticks: &mut u64, budget: Duration) -> wasmtime::Result<UpdateDea
 
 /// A guest's stdout and stderr: each line goes to the server's log
 /// ([`GuestLog`]) and the last [`OUTPUT_TAIL_BYTES`] are kept to explain a
-/// trap.
+/// trap. The WASI context holds clones, so where lines go can change after
+/// the store is made ([`GuestOutput::direct_to`]).
 #[derive(Clone, Default)]
-pub(crate) struct GuestOutput {
-    tail: Arc<Mutex<VecDeque<u8>>>,
+pub(crate) struct GuestOutput(Arc<Mutex<Output>>);
+
+#[derive(Default)]
+struct Output {
+    tail: VecDeque<u8>,
     log: Option<Arc<GuestLog>>,
 }
 
 impl GuestOutput {
     /// Output that goes to `log`.
     pub(crate) fn to_log(log: Arc<GuestLog>) -> GuestOutput {
-        GuestOutput {
-            tail: Arc::default(),
-            log: Some(log),
-        }
+        let output = GuestOutput::default();
+        output.direct_to(log);
+        output
+    }
+
+    /// Sends the lines written from now on to `log`, with nothing kept.
+    pub(crate) fn direct_to(&self, log: Arc<GuestLog>) {
+        let mut output = self.lock();
+        output.log = Some(log);
+        output.tail.clear();
     }
 
     /// Takes the kept output (lossy UTF-8), leaving it empty.
     pub(crate) fn take(&self) -> String {
-        let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
-        let bytes: Vec<u8> = tail.drain(..).collect();
+        let bytes: Vec<u8> = self.lock().tail.drain(..).collect();
         String::from_utf8_lossy(&bytes).trim_end().to_owned()
     }
 
     /// Forgets the kept output.
     pub(crate) fn clear(&self) {
-        self.tail.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.lock().tail.clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Output> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -687,10 +700,11 @@ impl StdoutStream for GuestOutput {
 #[wasmtime_wasi::async_trait]
 impl OutputStream for GuestOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        if let Some(log) = &self.log {
+        let mut output = self.lock();
+        if let Some(log) = &output.log {
             log.lines(&String::from_utf8_lossy(&bytes));
         }
-        let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        let tail = &mut output.tail;
         tail.extend(bytes.iter().copied());
         let excess = tail.len().saturating_sub(OUTPUT_TAIL_BYTES);
         tail.drain(..excess);

@@ -43,7 +43,7 @@ pub(crate) use guest::{GuestIo, GuestState, Vars, VarsImport};
 pub(crate) use ids::{minted_by, name_id, parse_id};
 pub(crate) use namespace::find;
 pub use namespace::{Namespace, ObjectId};
-pub(crate) use object::{Aborted, ObjectState};
+pub(crate) use object::{Aborted, ObjectState, READY_SLOTS};
 pub(crate) use shared::HostShared;
 pub use stub::{AcceptedWebSocket, Stub};
 pub(crate) use stub::{from_wit_response, to_wit_request};

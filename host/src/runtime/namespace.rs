@@ -14,10 +14,11 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use super::bindings::object::DurableObjectPre;
-use super::code::Code;
 use super::counts::BindingCounts;
 use super::ids::{minted_by, name_id, parse_id, unique_id};
-use super::object::{Actor, AlarmCall, Event, Identity, LiveEntry, LiveObjects, ObjectState};
+use super::object::{
+    Actor, AlarmCall, Event, Identity, LiveEntry, LiveObjects, ObjectState, Ready,
+};
 use super::shared::HostShared;
 use super::stub::Stub;
 use crate::error::{Error, ErrorKind, Result};
@@ -32,7 +33,8 @@ struct NamespaceInner {
     class: Arc<str>,
     number: u32,
     secret: [u8; 32],
-    code: Arc<Code<DurableObjectPre<ObjectState>>>,
+    /// The code, and instances of it made ahead.
+    ready: Arc<Ready>,
     shared: Arc<HostShared>,
     live: Arc<LiveObjects>,
     counts: Arc<BindingCounts>,
@@ -55,14 +57,14 @@ impl Namespace {
         pre: DurableObjectPre<ObjectState>,
         shared: Arc<HostShared>,
     ) -> Namespace {
-        let code = Arc::new(Code::new(pre));
+        let ready = Ready::new(pre);
         let counts = Arc::new(BindingCounts::new(&binding));
         Namespace(Arc::new(NamespaceInner {
             binding,
             class: class.into(),
             number,
             secret,
-            code,
+            ready,
             shared,
             live: Arc::new(Mutex::new(HashMap::new())),
             counts,
@@ -161,7 +163,7 @@ impl Namespace {
 
     /// Runs new events on `pre` (see [`super::code`]).
     pub(crate) fn swap_code(&self, pre: DurableObjectPre<ObjectState>) {
-        self.0.code.swap(pre);
+        self.0.ready.swap(pre, &self.0.shared);
     }
 
     /// The namespace's number and id secret.
@@ -331,7 +333,7 @@ impl Namespace {
             number,
             identity,
             self.0.shared.clone(),
-            self.0.code.clone(),
+            self.0.ready.clone(),
             self.0.live.clone(),
             self.0.counts.clone(),
         );

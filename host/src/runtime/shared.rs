@@ -11,6 +11,7 @@ use super::alarm::Schedule;
 use super::engine::Runtime;
 use super::guest::Vars;
 use super::namespace::{Namespace, find};
+use super::object::ReadySlots;
 use super::outbound::Outbound;
 use super::residency::Residency;
 use super::sockets::Sockets;
@@ -49,6 +50,8 @@ pub(crate) struct HostShared {
     pub(crate) lending: Lending,
     /// The number of the last object instance made.
     pub(crate) instances: AtomicU64,
+    /// The pool slots held by instances made ahead of their objects.
+    pub(crate) ready: ReadySlots,
     /// Every namespace, for objects' calls. Weak: the namespaces hold this
     /// shared state, and the host owns them.
     pub(crate) namespaces: OnceLock<Weak<BTreeMap<String, Namespace>>>,
@@ -83,6 +86,7 @@ impl HostShared {
             activation_nanos: AtomicU64::new(0),
             lending: Lending::default(),
             instances: AtomicU64::new(0),
+            ready: ReadySlots::default(),
             namespaces: OnceLock::new(),
         }
     }

@@ -13,7 +13,7 @@ use crate::runtime::sockets::{Frame, Owner, SocketId};
 use crate::runtime::sql::Sql;
 use crate::runtime::stub::{CallChain, object_label};
 use crate::runtime::targets::Lender;
-use dohost_store::{AlarmRecord, Gate, ObjectRecord, ObjectStorage};
+use dohost_store::{AlarmRecord, Gate, ObjectKey, ObjectRecord, ObjectStorage};
 
 /// The object's storage and context, kept across instance resets.
 pub(crate) struct ObjectIo {
@@ -63,6 +63,20 @@ impl ObjectIo {
             log: GuestLog::object(identity.binding.clone(), identity.id_hex.clone()),
             identity,
         }
+    }
+
+    /// The io of an instance made before it knows its object
+    /// ([`super::ready`]), or asked only which classes its component
+    /// exports: no object's identity, and storage nothing reads.
+    pub(crate) fn stand_in(binding: &str, shared: Arc<HostShared>) -> ObjectIo {
+        let identity = Identity {
+            key: ObjectKey::new(u32::MAX, &[0; 32]),
+            binding: binding.into(),
+            id_hex: String::new(),
+            name: None,
+            class: "".into(),
+        };
+        ObjectIo::new(identity, shared)
     }
 
     /// Hands what the event has committed so far, KV and SQL, to the

@@ -63,7 +63,6 @@ use super::bindings::object::dohost::object::events::Outcome;
 use super::bindings::object::dohost::object::websocket::Message;
 use super::bindings::object::exports::dohost::object::handler::AlarmInfo;
 use super::body::GuestResponse;
-use super::code::Code;
 use super::counts::BindingCounts;
 use super::engine;
 use super::guest::GuestState;
@@ -77,8 +76,10 @@ use crate::error::{Error, ErrorKind, Result};
 use dohost_store::{AlarmRecord, AlarmWrite, Gate, ObjectKey, WriteSet, pass_gate};
 
 mod io;
+mod ready;
 mod storage;
 pub(crate) use io::ObjectIo;
+pub(crate) use ready::{READY_SLOTS, Ready, ReadySlots};
 
 /// The data of an object's wasmtime store.
 pub(crate) type ObjectState = GuestState<ObjectIo>;
@@ -209,7 +210,8 @@ pub(crate) struct Actor {
     number: u64,
     identity: Identity,
     shared: Arc<HostShared>,
-    code: Arc<Code<super::bindings::object::DurableObjectPre<ObjectState>>>,
+    /// The namespace's code, and instances of it made ahead.
+    ready: Arc<Ready>,
     live: Arc<LiveObjects>,
     instance: Option<(wasmtime::Store<ObjectState>, DurableObject)>,
     /// The code generation the instance runs.
@@ -297,7 +299,7 @@ impl Actor {
         number: u64,
         identity: Identity,
         shared: Arc<HostShared>,
-        code: Arc<Code<super::bindings::object::DurableObjectPre<ObjectState>>>,
+        ready: Arc<Ready>,
         live: Arc<LiveObjects>,
         counts: Arc<BindingCounts>,
     ) -> Actor {
@@ -306,7 +308,7 @@ impl Actor {
             number,
             identity,
             shared,
-            code,
+            ready,
             live,
             instance: None,
             generation: 0,
@@ -913,29 +915,36 @@ impl Actor {
         let started = std::time::Instant::now();
         let mut io = io;
         io.instance = self.shared.instances.fetch_add(1, Ordering::Relaxed) + 1;
-        let log = io.log.clone();
-        let state = GuestState::new(io, log);
-        let mut store = self
-            .shared
-            .runtime
-            .store(state, self.shared.settings.cpu_time_per_event);
-
-        let (generation, pre) = self.code.get();
+        let (generation, pre) = self.ready.code().get();
         self.generation = generation;
-        let instance = match pre.instantiate_async(&mut store).await {
-            Ok(instance) => instance,
-            Err(e) => {
-                self.io = Some(store.into_data().io);
-                self.shared.residency.leave(self.number);
-                return Err(engine::instantiate_error(
-                    &e,
-                    &format!("cannot activate object {}", self.identity.id_hex),
-                    self.shared.settings.max_live_objects,
-                ));
+        let made = match self.ready.take(generation, &self.shared) {
+            Some((mut store, instance)) => {
+                ready::occupy(&mut store, io);
+                (store, instance)
+            }
+            None => {
+                let log = io.log.clone();
+                let state = GuestState::new(io, log);
+                let mut store = self
+                    .shared
+                    .runtime
+                    .store(state, self.shared.settings.cpu_time_per_event);
+                match pre.instantiate_async(&mut store).await {
+                    Ok(instance) => (store, instance),
+                    Err(e) => {
+                        self.io = Some(store.into_data().io);
+                        self.shared.residency.leave(self.number);
+                        return Err(engine::instantiate_error(
+                            &e,
+                            &format!("cannot activate object {}", self.identity.id_hex),
+                            self.shared.settings.max_live_objects,
+                        ));
+                    }
+                }
             }
         };
         let class = self.identity.class.to_string();
-        self.instance = Some((store, instance));
+        self.instance = Some(made);
         // The constructor's turn belongs to an event of its own, which no
         // one waits for: what it starts runs within its wall-clock time.
         let mut trace = EventTrace::open(&self.identity, "constructor", None);
@@ -1036,7 +1045,7 @@ impl Actor {
         self.settle().await;
         if self.instance.is_some() && !self.busy() {
             // Nothing runs, so no event fails with these.
-            if self.code.generation() != self.generation {
+            if self.ready.code().generation() != self.generation {
                 let why = Error::new(
                     ErrorKind::Component,
                     "the code was updated: resetting the object",
