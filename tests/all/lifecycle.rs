@@ -27,6 +27,16 @@ async fn idle_objects_are_evicted_and_reactivated() {
         text(&stub.fetch(request("GET", "/count", "")).await.unwrap()),
         "2 2"
     );
+    // Events more often than the timeout keep it in memory, well past the
+    // timeout after its first event.
+    for n in 3..=8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            text(&stub.fetch(request("GET", "/count", "")).await.unwrap()),
+            format!("{n} {n}"),
+            "an object with an event every 100 ms stays live under a 200 ms idle timeout"
+        );
+    }
     assert_eq!(ns.live_objects(), 1);
 
     let mut waited = 0;
@@ -38,7 +48,7 @@ async fn idle_objects_are_evicted_and_reactivated() {
     // A new instance (in-memory count restarts) over the same storage.
     assert_eq!(
         text(&stub.fetch(request("GET", "/count", "")).await.unwrap()),
-        "1 3"
+        "1 9"
     );
 }
 
