@@ -18,7 +18,9 @@
 #   then $MANY_OBJECTS (100,000): the server's resident memory and memory mappings per object
 #   (bench/src/objects.rs), dohost's Rust counter and workerd's; and activation p50 on reused slots, Rust
 #   and JavaScript (the activation bench). The 100,000 need vm.max_map_count above ~620,000.
-# Every dohost response is durable (the output gate waits for the fsync'd commit).
+# Every dohost response is durable (the output gate waits for the fsync'd commit). A run over several
+# objects first sends each object one request, on both servers, so it measures live objects rather
+# than their first activations.
 # Usage: bench/run.sh            (env: SECONDS_PER_RUN=8 SQL_SECONDS=60 CONNECTIONS=16 OBJECTS=10000 SQL_OBJECTS=1000 JS_OBJECTS=2000 IDLE_SOCKETS=4000
 #                                 ONLY=kv|sql|rpc|js|ws|objects to run only (a)-(b), (c)-(d), (e), (a),(b),(f), (g) or (h),
 #                                 WORKERD_RUN=path/to/run.sh)
@@ -57,8 +59,11 @@ cargo build --release -q -p dohost -p dohost-bench
 ./target/release/dohost build examples/counter >&2
 ./target/release/dohost build bench/guests >&2
 
-load() { # label url objects [connections]
-  ./target/release/loadgen --label "$1" --url "$2" --objects "$3" --connections "${4:-$conns}" --seconds "$secs" | tee -a "$work/results" | grep -v '^RESULT' >&2
+load() { # label url objects [connections]: with several objects, each gets one request first (not counted)
+  local touch=()
+  [ "$3" -gt 1 ] && touch=(--touch-first)
+  ./target/release/loadgen --label "$1" --url "$2" --objects "$3" --connections "${4:-$conns}" --seconds "$secs" "${touch[@]}" \
+    | tee -a "$work/results" | grep -v '^RESULT' >&2
 }
 
 load_curve() { # label url: one object for $sql_secs, its rate every 10 s (CURVE lines)

@@ -5,7 +5,10 @@
 //!
 //! Each of `--connections` keep-alive connections sends one request at a
 //! time for `--warmup` (not counted) and then `--seconds`. `{}` in the URL is
-//! replaced per request by a random object number below `--objects`. Prints
+//! replaced per request by a random object number below `--objects`; with
+//! `--touch-first`, every object gets one request before the warm-up, so
+//! the run measures objects that are all live rather than their first
+//! activations. Prints
 //! one human line and one `RESULT label req/s p50_ms p99_ms errors` line.
 //! With `--every S`, it also prints a `CURVE label seconds done req/s` line
 //! every S seconds from the start (warm-up included): `done` counts the
@@ -42,6 +45,58 @@ struct Args {
     /// Print a `CURVE` line every this many seconds (0: none).
     #[arg(long, default_value_t = 0.0)]
     every: f64,
+    /// Send each object one request before the warm-up, not counted.
+    #[arg(long)]
+    touch_first: bool,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+/// A keep-alive connection to `authority`.
+async fn connect(authority: &str) -> Option<Sender> {
+    let stream = tokio::net::TcpStream::connect(authority).await.ok()?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    Some(sender)
+}
+
+/// GETs `url`; whether it answered with a success and its whole body.
+async fn get(sender: &mut Sender, url: String, authority: &str) -> bool {
+    let req = hyper::Request::get(url)
+        .header(hyper::header::HOST, authority)
+        .body(Empty::new())
+        .expect("request");
+    match sender.send_request(req).await {
+        Ok(resp) => {
+            let status = resp.status();
+            resp.into_body().collect().await.is_ok() && status.is_success()
+        }
+        Err(_) => false,
+    }
+}
+
+/// Sends objects `first`, `first + step`, ... below `--objects` one
+/// request each, in turn; the number that failed.
+async fn touch(args: &Args, first: u64, step: u64) -> u64 {
+    let uri: hyper::Uri = args.url.replace("{}", "0").parse().expect("a valid URL");
+    let authority = uri.authority().expect("URL has a host").as_str().to_owned();
+    let mut failed = 0;
+    let mut sender = connect(&authority).await;
+    for object in (first..args.objects).step_by(usize::try_from(step).unwrap_or(1)) {
+        let url = args.url.replace("{}", &object.to_string());
+        let ok = match &mut sender {
+            Some(sender) => get(sender, url, &authority).await,
+            None => false,
+        };
+        if !ok {
+            failed += 1;
+            sender = connect(&authority).await;
+        }
+    }
+    failed
 }
 
 /// Successful requests so far, warm-up included (for `--every`).
@@ -61,37 +116,19 @@ async fn connection(args: &Args, seed: u64, warm_until: Instant, stop_at: Instan
     };
     let mut rng = seed | 1;
     'reconnect: while Instant::now() < stop_at {
-        let Ok(stream) = tokio::net::TcpStream::connect(authority.as_str()).await else {
+        let Some(mut sender) = connect(authority.as_str()).await else {
             outcome.errors += 1;
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let _ = stream.set_nodelay(true);
-        let Ok((mut sender, conn)) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
-        else {
-            outcome.errors += 1;
-            continue;
-        };
-        tokio::spawn(conn);
         while Instant::now() < stop_at {
             // xorshift64: a cheap, per-connection random object.
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
             let url = args.url.replace("{}", &(rng % args.objects).to_string());
-            let req = hyper::Request::get(url)
-                .header(hyper::header::HOST, authority.as_str())
-                .body(Empty::new())
-                .expect("request");
             let started = Instant::now();
-            let ok = match sender.send_request(req).await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    resp.into_body().collect().await.is_ok() && status.is_success()
-                }
-                Err(_) => false,
-            };
+            let ok = get(&mut sender, url, authority.as_str()).await;
             if ok {
                 DONE.fetch_add(1, Ordering::Relaxed);
             }
@@ -136,6 +173,22 @@ fn main() {
         .build()
         .expect("runtime");
     let (latencies, errors, measured) = runtime.block_on(async {
+        if args.touch_first {
+            let step = args.connections as u64;
+            let tasks: Vec<_> = (0..step)
+                .map(|first| tokio::spawn(touch(args, first, step)))
+                .collect();
+            let mut failed = 0;
+            for task in tasks {
+                failed += task.await.expect("touch task");
+            }
+            if failed > 0 {
+                eprintln!(
+                    "{}: {failed} objects failed their first request",
+                    args.label
+                );
+            }
+        }
         let start = Instant::now();
         let warm_until = start + Duration::from_secs_f64(args.warmup);
         let stop_at = warm_until + Duration::from_secs_f64(args.seconds);
