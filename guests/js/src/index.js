@@ -82,6 +82,16 @@ export class DurableObjectState {
  */
 export const env = makeEnv();
 
+/**
+ * Objects made at build time and kept, so the engine snapshot keeps their
+ * shapes. SpiderMonkey finds the shape of a new object (its prototype and
+ * properties) in tables the snapshot's last GC empties of every shape no
+ * living object has: left to die, each activation builds again the shapes
+ * of `this.ctx`, its storage, the class's instance and the rehearsed
+ * requests, about a third of constructing an empty class.
+ */
+const KEPT = [];
+
 // acceptWebSocket, getWebSockets, getTags, setWebSocketAutoResponse,
 // getWebSocketAutoResponse, getWebSocketAutoResponseTimestamp.
 Object.assign(DurableObjectState.prototype, socketMethods);
@@ -115,6 +125,7 @@ function rehearse() {
     forwardableEvent(request);
     const response = new Response("rehearsal", { status: 200, headers: { a: "b" } });
     answerFetch(undefined, response, "rehearsal");
+    KEPT.push(request, response);
   } catch {
     // Only a warm-up: an engine that cannot build these before it runs
     // builds them on the first request instead.
@@ -132,6 +143,9 @@ export function objectHandler(app) {
   // level before it snapshots the engine): reading a class's source to tell
   // classes from functions costs a few hundred microseconds per activation.
   const classes = exportedClasses(app);
+  // By name without making the name a property key (an atom) on every
+  // activation, as `app[name]` would.
+  const classMap = new Map(classes.map((name) => [name, app[name]]));
   installGlobals();
   installSocketGlobals();
   rehearse();
@@ -146,11 +160,12 @@ export function objectHandler(app) {
     },
     init(name) {
       try {
-        if (!classes.includes(name)) {
+        const Class = classMap.get(name);
+        if (Class === undefined) {
           throw new Error(`this module exports no class ${name}; it exports ${classes.join(", ") || "none"}`);
         }
         className = name;
-        instance = new app[name](new DurableObjectState(), env);
+        instance = new Class(new DurableObjectState(), env);
       } catch (e) {
         throw errorMessage(e);
       }
@@ -216,5 +231,11 @@ export function objectHandler(app) {
     // Expected: the module exports no class "".
   }
   for (const run of [runFetch, runAlarm, runCall]) run().catch(() => {});
+  // The shapes of an object's state and of each class's instances (see
+  // KEPT): the base constructor only, with the class as `new.target`, so no
+  // code of the module runs.
+  const state = new DurableObjectState();
+  KEPT.push(state);
+  for (const name of classes) KEPT.push(Reflect.construct(DurableObject, [state, env], app[name]));
   return handler;
 }
