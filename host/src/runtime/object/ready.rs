@@ -14,7 +14,8 @@
 //! namespaces together hold at most [`READY_SLOTS`], which the pool keeps
 //! beyond `max_live_objects`, so they never take a live object's slot.
 //! Their linear memory counts against `total_memory_bytes` like any
-//! instance's.
+//! instance's, and none is made when that budget is nearly spent, so
+//! making one never asks an idle object to leave.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -87,7 +88,8 @@ impl Ready {
     }
 
     /// Starts a task that makes instances until the namespace has
-    /// [`READY_PER_NAMESPACE`], unless one runs or the host is closing.
+    /// [`READY_PER_NAMESPACE`], unless one runs, the host is closing or
+    /// the memory of all instances is near its limit.
     fn fill(self: &Arc<Self>, shared: &Arc<HostShared>) {
         if shared.closed.load(Ordering::Relaxed) || self.filling.swap(true, Ordering::AcqRel) {
             return;
@@ -95,8 +97,11 @@ impl Ready {
         let ready = self.clone();
         let shared = shared.clone();
         tokio::spawn(async move {
+            // Not when memory is short: the instance's memory would ask
+            // idle objects to leave.
             while ready.lock().len() < READY_PER_NAMESPACE
                 && !shared.closed.load(Ordering::Relaxed)
+                && !shared.runtime.memory.nearly_full()
                 && shared.ready.hold()
             {
                 let (generation, pre) = ready.code.get();
