@@ -257,6 +257,18 @@ impl PageFile {
             let number = page_of(at);
             let within = (at % PAGE_SIZE as u64) as usize;
             let n = (PAGE_SIZE - within).min(data.len() - done);
+            let chunk = &data[done..done + n];
+            if n == PAGE_SIZE
+                && u64::from(number) < len / PAGE_SIZE as u64
+                && !self.dirty.contains_key(&number)
+                && self.page(number).map_err(|_| WriteError::Read)? == chunk
+            {
+                // A page SQLite writes back unchanged (a large SQLite page
+                // is several of these, of which a small change touches one
+                // or two): nothing to commit.
+                done += n;
+                continue;
+            }
             if !self.dirty.contains_key(&number)
                 && (self.dirty.len() + 1) * PAGE_SIZE > self.max_event_bytes
             {
@@ -267,10 +279,10 @@ impl PageFile {
                 return Err(WriteError::EventTooLarge);
             }
             let bytes = if n == PAGE_SIZE {
-                Bytes::copy_from_slice(&data[done..done + n])
+                Bytes::copy_from_slice(chunk)
             } else {
                 let mut page = self.page(number).map_err(|_| WriteError::Read)?.to_vec();
-                page[within..within + n].copy_from_slice(&data[done..done + n]);
+                page[within..within + n].copy_from_slice(chunk);
                 Bytes::from(page)
             };
             self.dirty.insert(number, bytes);
@@ -433,6 +445,28 @@ mod tests {
         f.discard_event();
         assert_eq!(read(&mut f, PAGE_SIZE as u64 - 1, 2).0, vec![1, 1]);
         assert_eq!(f.size().unwrap(), 2 * PAGE_SIZE as u64);
+    }
+
+    #[test]
+    fn a_page_written_back_unchanged_is_not_staged() {
+        let (committed, mut f) = file();
+        f.write(0, &[1; PAGE_SIZE * 3]).unwrap();
+        committed.apply(&f.stage(1));
+        f.durable(1);
+        // Three pages written, one of them changed.
+        let mut data = vec![1; PAGE_SIZE * 3];
+        data[PAGE_SIZE + 5] = 9;
+        f.write(0, &data).unwrap();
+        let w = f.stage(2);
+        assert_eq!(w.pages.keys().copied().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(read(&mut f, PAGE_SIZE as u64 + 5, 1).0, vec![9]);
+        // Past the end an unchanged (zero) page still grows the file.
+        f.write(3 * PAGE_SIZE as u64, &[0; PAGE_SIZE]).unwrap();
+        assert_eq!(
+            f.stage(3).pages.keys().copied().collect::<Vec<_>>(),
+            vec![3]
+        );
+        assert_eq!(f.size().unwrap(), 4 * PAGE_SIZE as u64);
     }
 
     #[test]
