@@ -17,10 +17,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use clap::Parser;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+
+mod client;
+use client::{connect, get};
 
 #[derive(Parser)]
 struct Args {
@@ -50,55 +50,6 @@ struct Args {
     touch_first: bool,
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
-
-/// A keep-alive connection to `authority`.
-async fn connect(authority: &str) -> Option<Sender> {
-    let stream = tokio::net::TcpStream::connect(authority).await.ok()?;
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .ok()?;
-    tokio::spawn(conn);
-    Some(sender)
-}
-
-/// GETs `url`; whether it answered with a success and its whole body.
-async fn get(sender: &mut Sender, url: String, authority: &str) -> bool {
-    let req = hyper::Request::get(url)
-        .header(hyper::header::HOST, authority)
-        .body(Empty::new())
-        .expect("request");
-    match sender.send_request(req).await {
-        Ok(resp) => {
-            let status = resp.status();
-            resp.into_body().collect().await.is_ok() && status.is_success()
-        }
-        Err(_) => false,
-    }
-}
-
-/// Sends objects `first`, `first + step`, ... below `--objects` one
-/// request each, in turn; the number that failed.
-async fn touch(args: &Args, first: u64, step: u64) -> u64 {
-    let uri: hyper::Uri = args.url.replace("{}", "0").parse().expect("a valid URL");
-    let authority = uri.authority().expect("URL has a host").as_str().to_owned();
-    let mut failed = 0;
-    let mut sender = connect(&authority).await;
-    for object in (first..args.objects).step_by(usize::try_from(step).unwrap_or(1)) {
-        let url = args.url.replace("{}", &object.to_string());
-        let ok = match &mut sender {
-            Some(sender) => get(sender, url, &authority).await,
-            None => false,
-        };
-        if !ok {
-            failed += 1;
-            sender = connect(&authority).await;
-        }
-    }
-    failed
-}
-
 /// Successful requests so far, warm-up included (for `--every`).
 static DONE: AtomicU64 = AtomicU64::new(0);
 
@@ -108,15 +59,14 @@ struct Outcome {
 }
 
 async fn connection(args: &Args, seed: u64, warm_until: Instant, stop_at: Instant) -> Outcome {
-    let uri: hyper::Uri = args.url.replace("{}", "0").parse().expect("a valid URL");
-    let authority = uri.authority().expect("URL has a host").clone();
+    let authority = client::authority(&args.url);
     let mut outcome = Outcome {
         latencies_us: Vec::with_capacity(1 << 16),
         errors: 0,
     };
     let mut rng = seed | 1;
     'reconnect: while Instant::now() < stop_at {
-        let Some(mut sender) = connect(authority.as_str()).await else {
+        let Some(mut sender) = connect(&authority).await else {
             outcome.errors += 1;
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
@@ -128,7 +78,7 @@ async fn connection(args: &Args, seed: u64, warm_until: Instant, stop_at: Instan
             rng ^= rng << 17;
             let url = args.url.replace("{}", &(rng % args.objects).to_string());
             let started = Instant::now();
-            let ok = get(&mut sender, url, authority.as_str()).await;
+            let ok = get(&mut sender, url, &authority).await;
             if ok {
                 DONE.fetch_add(1, Ordering::Relaxed);
             }
@@ -176,7 +126,7 @@ fn main() {
         if args.touch_first {
             let step = args.connections as u64;
             let tasks: Vec<_> = (0..step)
-                .map(|first| tokio::spawn(touch(args, first, step)))
+                .map(|first| tokio::spawn(client::touch(&args.url, 0, args.objects, first, step)))
                 .collect();
             let mut failed = 0;
             for task in tasks {

@@ -14,10 +14,9 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use clap::Parser;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+
+mod client;
 
 #[derive(Parser)]
 struct Args {
@@ -58,49 +57,6 @@ fn memory(pid: u32) -> (u64, u64, u64) {
     (kib("status", "VmRSS:"), kib("smaps_rollup", "Pss:"), maps)
 }
 
-/// Sends one request to each object of `from..to` whose number is
-/// `first` modulo `step`; the number of failures.
-async fn touch(url: &str, from: u64, to: u64, first: u64, step: u64) -> u64 {
-    let uri: hyper::Uri = url.replace("{}", "0").parse().expect("a valid URL");
-    let authority = uri.authority().expect("URL has a host").clone();
-    let mut errors = 0;
-    let mut next = from + first;
-    'reconnect: while next < to {
-        let Ok(stream) = tokio::net::TcpStream::connect(authority.as_str()).await else {
-            errors += 1;
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let Ok((mut sender, conn)) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
-        else {
-            errors += 1;
-            continue;
-        };
-        tokio::spawn(conn);
-        while next < to {
-            let req = hyper::Request::get(url.replace("{}", &next.to_string()))
-                .header(hyper::header::HOST, authority.as_str())
-                .body(Empty::new())
-                .expect("request");
-            next += step;
-            let ok = match sender.send_request(req).await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    resp.into_body().collect().await.is_ok() && status.is_success()
-                }
-                Err(_) => false,
-            };
-            if !ok {
-                errors += 1;
-                continue 'reconnect;
-            }
-        }
-    }
-    errors
-}
-
 fn main() {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -122,7 +78,9 @@ fn main() {
             let tasks: Vec<_> = (0..args.connections)
                 .map(|c| {
                     let url = args.url.clone();
-                    tokio::spawn(async move { touch(&url, done, at, c, args.connections).await })
+                    tokio::spawn(
+                        async move { client::touch(&url, done, at, c, args.connections).await },
+                    )
                 })
                 .collect();
             let mut errors = 0;
