@@ -13,15 +13,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redb::ReadableDatabase;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
 use serde::Serialize;
 
+use crate::backend::KeyScan;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::ObjectKey;
 use crate::pages::{PageFile, PageSource, PageView};
-use crate::store::{CommittedPages, KV, Store};
+use crate::store::Store;
 
 /// The most keys one page of [`Store::kv_page`] holds: each comes with its
 /// value (up to the value limit each), so a page stays a few MiB at most.
@@ -61,10 +61,6 @@ pub struct Rows {
     pub truncated: bool,
 }
 
-fn kv_error(e: impl std::fmt::Display) -> Error {
-    Error::storage("reading the object's keys", e)
-}
-
 /// An error naming what the client asked wrong.
 fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::Invalid, message)
@@ -84,38 +80,20 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<KvEntry>> {
-        crate::store::guarded("read an object's keys", || {
-            let db = self.db()?;
-            let txn = db.begin_read().map_err(kv_error)?;
-            let kv = txn.open_table(KV).map_err(kv_error)?;
-            let prefix = key.kv_key("");
-            let lo = match after {
-                // The first key after `after`: `after` followed by a zero byte.
-                Some(after) => {
-                    let mut lo = key.kv_key(after);
-                    lo.push(0);
-                    lo
-                }
-                None => prefix.clone(),
-            };
-            let hi = key.end();
-            let mut found = Vec::new();
-            for entry in kv
-                .range::<&[u8]>(lo.as_slice()..hi.as_slice())
-                .map_err(kv_error)?
-            {
-                if found.len() >= limit.min(MAX_KV_PAGE) {
-                    break;
-                }
-                let (k, v) = entry.map_err(kv_error)?;
-                let name = String::from_utf8_lossy(&k.value()[prefix.len()..]).into_owned();
-                let value = crate::sealed::unseal(v.value())
-                    .ok_or_else(|| crate::sealed::damaged(&format!("the value of key {name:?}")))?
-                    .to_vec();
-                found.push(KvEntry { key: name, value });
-            }
-            Ok(found)
-        })
+        let scan = KeyScan {
+            // The first key after `after`: `after` followed by a zero byte.
+            start: after.map_or_else(Vec::new, |after| [after.as_bytes(), &[0]].concat()),
+            end: None,
+            reverse: false,
+            limit: limit.min(MAX_KV_PAGE),
+            max_bytes: usize::MAX,
+        };
+        Ok(self
+            .backend()
+            .scan(&key, &scan)?
+            .into_iter()
+            .map(|(key, value)| KvEntry { key, value })
+            .collect())
     }
 
     /// Up to `limit` ([`MAX_ROWS`] at most) rows of table `table` of the
@@ -213,7 +191,7 @@ impl Store {
         self: &Arc<Self>,
         object: ObjectKey,
     ) -> std::result::Result<rusqlite::Connection, rusqlite::Error> {
-        let snapshot = self.committed_pages(object).map_err(|e| {
+        let snapshot = self.committed_pages(&object).map_err(|e| {
             rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
                 Some(e.to_string()),
@@ -221,7 +199,7 @@ impl Store {
         })?;
         let file = Arc::new(Mutex::new(PageFile::new(
             object,
-            Arc::new(Snapshot(Arc::new(snapshot))),
+            Arc::new(Snapshot(Arc::from(snapshot))),
             u64::MAX,
         )));
         let conn = crate::vfs::open(file)?;
@@ -239,7 +217,7 @@ impl Store {
 /// right for it: only its own actor writes its pages. A reader beside the
 /// actor must not see half of a commit, so it keeps one transaction for as
 /// long as its connection lives (a query's time at most).
-struct Snapshot(Arc<CommittedPages>);
+struct Snapshot(Arc<dyn PageView>);
 
 impl PageSource for Snapshot {
     fn view(&self, _: &ObjectKey) -> std::result::Result<Box<dyn PageView>, String> {

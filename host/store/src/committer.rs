@@ -1,9 +1,10 @@
-//! The committer: one thread that owns redb's single writer.
+//! The committer: one thread that is the backend's only writer.
 //!
-//! Writes never go to redb from an event directly. When an event ends, its
-//! write set is sent here ([`crate::Store::commit`]). The committer takes
-//! every write set waiting, from every object, commits them in one redb
-//! transaction (group commit: one fsync for all of them), and only then
+//! Writes never go to the backend from an event directly. When an event
+//! ends, its write set is sent here ([`crate::Store::commit`]). The
+//! committer takes every write set waiting, from every object, commits them
+//! in one backend transaction (group commit: one fsync for all of them),
+//! and only then
 //! tells each one's waiter. A failed commit fails every waiter of its batch
 //! and writes none of the batch; what was acknowledged before stays.
 //! Callers hold an event's response until its write set is durable (the
@@ -14,29 +15,24 @@
 pub const COMMIT_WRITE_SETS: &str = "dohost_commit_write_sets";
 /// The time a group commit took, its fsync included (a histogram).
 pub const COMMIT_DURATION: &str = "dohost_commit_duration_seconds";
-/// The part of a group commit's time in redb's commit: writing its pages
-/// and the fsync that makes them durable (a histogram).
+/// The part of a group commit's time in the backend's commit: redb writing
+/// its pages and the fsync that makes them durable, PostgreSQL's `COMMIT`
+/// (a histogram).
 pub const COMMIT_SYNC_DURATION: &str = "dohost_commit_sync_duration_seconds";
 /// Group commits that failed (a counter).
 pub const COMMIT_FAILURES: &str = "dohost_commit_failures_total";
 
-use std::collections::HashMap;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableTable};
 use tokio::sync::oneshot;
 
-use crate::alarm::{AlarmChange, AlarmListener, AlarmRecord, AlarmWrite};
-use crate::directory::ObjectRecord;
+use crate::alarm::AlarmListener;
+use crate::backend::{Backend, ObjectWrites};
 use crate::error::{Error, Result};
-use crate::keys::{ObjectKey, alarm_time_key};
-use crate::sealed::seal;
-use crate::store::{ALARM_TIMES, ALARMS, KV, OBJECTS, PAGES};
-use crate::writes::{Write, WriteSet};
 
-/// The largest number of write sets one redb transaction commits. Bounds the
+/// The largest number of write sets one transaction commits. Bounds the
 /// memory and latency of one group commit under a flood of writes.
 const MAX_WRITE_SETS_PER_COMMIT: usize = 4096;
 
@@ -51,7 +47,7 @@ pub type CommitHook = Arc<dyn Fn(CommitStage) + Send + Sync>;
 /// Where the committer is in a group commit, for a [`CommitHook`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitStage {
-    /// About to open the redb write transaction.
+    /// About to begin the backend's transaction.
     Before,
     /// The transaction is durable; waiters are about to be told.
     After,
@@ -64,19 +60,9 @@ pub(crate) enum Message {
 }
 
 pub(crate) struct CommitRequest {
-    pub(crate) object: ObjectKey,
-    pub(crate) writes: WriteSet,
-    pub(crate) record: Option<ObjectRecord>,
+    pub(crate) writes: ObjectWrites,
     pub(crate) done: oneshot::Sender<CommitResult>,
 }
-
-/// Opens the database file again after a failed commit.
-pub(crate) type Reopen = Box<dyn Fn() -> Result<Database> + Send>;
-
-/// Where the store's one database handle lives: readers clone it, the
-/// committer replaces it when it opens the file again. `None` once the
-/// store is closed, and while the file is being opened again.
-pub(crate) type DbSlot = Arc<RwLock<Option<Arc<Database>>>>;
 
 /// Whether the store can write ([`crate::Store::health`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,11 +83,10 @@ pub enum Health {
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
-/// Starts the committer thread over the database in `slot`. The receiver
-/// fires once it has stopped and let go of the database.
+/// Starts the committer thread over `backend`. The receiver fires once it
+/// has stopped and the backend has let go of what it holds.
 pub(crate) fn start(
-    slot: DbSlot,
-    reopen: Option<Reopen>,
+    backend: Arc<dyn Backend>,
     health: Arc<Mutex<Health>>,
     hook: Option<CommitHook>,
     alarms: AlarmListener,
@@ -111,11 +96,8 @@ pub(crate) fn start(
     std::thread::Builder::new()
         .name("dohost-committer".into())
         .spawn(move || {
-            let db = slot.read().unwrap_or_else(|p| p.into_inner()).clone();
             let mut committer = Committer {
-                db,
-                slot,
-                reopen,
+                backend,
                 health,
                 hook,
                 alarms,
@@ -140,11 +122,7 @@ pub(crate) fn start(
 }
 
 struct Committer {
-    /// The committer's own handle: the store lets go of the slot's when it
-    /// closes, and the committer still commits what it was sent.
-    db: Option<Arc<Database>>,
-    slot: DbSlot,
-    reopen: Option<Reopen>,
+    backend: Arc<dyn Backend>,
     health: Arc<Mutex<Health>>,
     hook: Option<CommitHook>,
     alarms: AlarmListener,
@@ -158,7 +136,6 @@ struct Committer {
 struct CommitCounts {
     write_sets: metrics::Histogram,
     duration: metrics::Histogram,
-    sync: metrics::Histogram,
     failures: metrics::Counter,
 }
 
@@ -167,7 +144,6 @@ impl CommitCounts {
         CommitCounts {
             write_sets: metrics::histogram!(COMMIT_WRITE_SETS),
             duration: metrics::histogram!(COMMIT_DURATION),
-            sync: metrics::histogram!(COMMIT_SYNC_DURATION),
             failures: metrics::counter!(COMMIT_FAILURES),
         }
     }
@@ -208,9 +184,9 @@ impl Committer {
                 let _ = request.done.send(result.clone());
             }
         }
-        // Let go of the database: the file is released once the store and
-        // its readers have too.
-        self.db = None;
+        // Let go of the database: redb's file is released once the store's
+        // readers have too.
+        self.backend.release();
     }
 
     /// Commits one batch, or fails it fast while the disk cannot be
@@ -227,23 +203,13 @@ impl Committer {
             }
             _ => {}
         }
-        let Some(db) = self.db.clone() else {
-            return Err("storage commit failed: the database is closed".into());
-        };
         if let Some(hook) = &self.hook {
             hook(CommitStage::Before);
         }
         let started = Instant::now();
         let mut changes = Vec::new();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            commit_batch(&db, batch, &mut changes, &self.counts.sync)
-        }))
-        .unwrap_or_else(|panic| {
-            Err(format!(
-                "storage commit failed: redb panicked ({})",
-                crate::store::panic_message(panic.as_ref())
-            ))
-        });
+        let writes: Vec<&ObjectWrites> = batch.iter().map(|r| &r.writes).collect();
+        let result = self.backend.commit(&writes, &mut changes);
         let elapsed = started.elapsed();
         tracing::debug!(
             write_sets = batch.len(),
@@ -271,254 +237,33 @@ impl Committer {
             }
             Err(e) => {
                 tracing::error!(write_sets = batch.len(), "group commit failed: {e}");
-                drop(db);
                 self.recover(e);
             }
         }
         result
     }
 
-    /// After a failed commit redb refuses every later read and write of
-    /// its handle: opens the file again (what was acknowledged is there),
-    /// so reads go on, and fails writes fast until a retry commits.
+    /// After a failed commit: lets the backend get ready again (redb opens
+    /// its file again; what was acknowledged is there) and fails writes
+    /// fast until a retry commits.
     fn recover(&mut self, cause: &str) {
         let reason = cause
             .strip_prefix("storage commit failed: ")
             .unwrap_or(cause)
             .to_owned();
-        let Some(reopen) = &self.reopen else {
-            self.set_health(Health::Failed(format!(
-                "{reason}; the database cannot be opened again"
-            )));
-            return;
-        };
-        let shared = self.slot.write().unwrap_or_else(|p| p.into_inner()).take();
-        let store_open = shared.is_some();
-        drop(shared);
-        if let Some(old) = self.db.take() {
-            // Readers hold their handle only for one read.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let mut old = old;
-            loop {
-                match Arc::try_unwrap(old) {
-                    Ok(db) => {
-                        drop(db);
-                        break;
-                    }
-                    Err(shared) if Instant::now() < deadline => {
-                        old = shared;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(_) => {
-                        self.set_health(Health::Failed(format!(
-                            "{reason}; the database is still in use and cannot be opened again"
-                        )));
-                        return;
-                    }
-                }
-            }
-        }
-        match reopen() {
-            Ok(db) => {
-                let db = Arc::new(db);
-                self.db = Some(db.clone());
-                if store_open {
-                    *self.slot.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
-                }
+        match self.backend.recover() {
+            Ok(()) => {
                 tracing::warn!(
-                    "the database was opened again after a failed commit; writes fail for {} ms, then are tried again",
+                    "writes fail for {} ms, then are tried again",
                     self.retry_delay.as_millis()
                 );
                 self.retry_at = Some(Instant::now() + self.retry_delay);
                 self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY_DELAY);
                 self.set_health(Health::Unwritable(reason));
             }
-            Err(e) => self.set_health(Health::Failed(format!(
-                "{reason}; opening the database again failed: {e}"
-            ))),
+            Err(e) => self.set_health(Health::Failed(format!("{reason}; {e}"))),
         }
     }
-}
-
-/// Applies the alarm part of `writes` (its alarm write, or the removal
-/// that `clear` implies) to the `alarms` table and its time index; the
-/// change the scheduler must hear of, if any.
-fn write_alarm(
-    alarms: &mut redb::Table<&[u8], &[u8]>,
-    alarm_times: &mut redb::Table<&[u8], &[u8]>,
-    object: &ObjectKey,
-    writes: &WriteSet,
-) -> std::result::Result<Option<AlarmChange>, redb::StorageError> {
-    let write = match (writes.clear, writes.alarm) {
-        (_, Some(write)) => write,
-        (true, None) => AlarmWrite::Delete,
-        (false, None) => return Ok(None),
-    };
-    let old = alarms
-        .get(object.as_bytes())?
-        .and_then(|v| AlarmRecord::decode(v.value()));
-    let new = write.record();
-    match new {
-        Some(record) => {
-            alarms.insert(object.as_bytes(), record.encode().as_slice())?;
-        }
-        None => {
-            alarms.remove(object.as_bytes())?;
-        }
-    }
-    let (old_time, new_time) = (old.map(|r| r.time), new.map(|r| r.time));
-    if old_time != new_time {
-        if let Some(time) = old_time {
-            alarm_times.remove(alarm_time_key(time, object).as_slice())?;
-        }
-        if let Some(time) = new_time {
-            alarm_times.insert(alarm_time_key(time, object).as_slice(), [].as_slice())?;
-        }
-    }
-    // The start of a delivery keeps the time: nothing to schedule.
-    let quiet =
-        matches!(write, AlarmWrite::Started(_)) || (old_time.is_none() && new_time.is_none());
-    Ok((!quiet).then_some(AlarmChange {
-        object: *object,
-        old: old_time,
-        new: new_time,
-    }))
-}
-
-/// Which write set of a batch writes each SQL page and key last: only its
-/// write goes to redb, since the later one would overwrite the earlier in
-/// the same transaction anyway. A hot object's events write the same pages
-/// again and again (a SQL table's last leaf, its header page), so a batch
-/// of its write sets costs what its distinct pages cost, not their sum.
-/// Cuts and `clear` still apply in order: they remove only what no later
-/// write set writes again.
-struct LastWrites<'a> {
-    pages: HashMap<(ObjectKey, u32), usize>,
-    keys: HashMap<(ObjectKey, &'a str), usize>,
-}
-
-impl<'a> LastWrites<'a> {
-    fn of(batch: &'a [CommitRequest]) -> Self {
-        let mut last = LastWrites {
-            pages: HashMap::new(),
-            keys: HashMap::new(),
-        };
-        for (i, request) in batch.iter().enumerate() {
-            for page in request.writes.pages.pages.keys() {
-                last.pages.insert((request.object, *page), i);
-            }
-            for key in request.writes.entries.keys() {
-                last.keys.insert((request.object, key.as_str()), i);
-            }
-        }
-        last
-    }
-
-    /// Whether write set `i` writes `page` of `object` last.
-    fn page(&self, i: usize, object: &ObjectKey, page: u32) -> bool {
-        self.pages.get(&(*object, page)) == Some(&i)
-    }
-
-    /// Whether write set `i` writes `key` of `object` last.
-    fn key(&self, i: usize, object: &ObjectKey, key: &str) -> bool {
-        self.keys.get(&(*object, key)) == Some(&i)
-    }
-}
-
-/// Commits `batch` in one transaction; adds the alarm changes it made to
-/// `changes`, and the time of redb's commit (its fsync) to `sync`.
-fn commit_batch(
-    db: &Database,
-    batch: &[CommitRequest],
-    changes: &mut Vec<AlarmChange>,
-    sync: &metrics::Histogram,
-) -> CommitResult {
-    let err = |e: &dyn std::fmt::Display| format!("storage commit failed: {e}");
-    let txn = db.begin_write().map_err(|e| err(&e))?;
-    {
-        let mut kv = txn.open_table(KV).map_err(|e| err(&e))?;
-        let mut pages = txn.open_table(PAGES).map_err(|e| err(&e))?;
-        let mut alarms = txn.open_table(ALARMS).map_err(|e| err(&e))?;
-        let mut alarm_times = txn.open_table(ALARM_TIMES).map_err(|e| err(&e))?;
-        let mut objects = txn.open_table(OBJECTS).map_err(|e| err(&e))?;
-        let last = LastWrites::of(batch);
-        for (i, request) in batch.iter().enumerate() {
-            if let Some(change) = write_alarm(
-                &mut alarms,
-                &mut alarm_times,
-                &request.object,
-                &request.writes,
-            )
-            .map_err(|e| err(&e))?
-            {
-                changes.push(change);
-            }
-            let object = &request.object;
-            let end = object.end();
-            if request.writes.clear {
-                let lo = object.kv_key("");
-                kv.retain_in::<&[u8], _>(lo.as_slice()..end.as_slice(), |_, _| false)
-                    .map_err(|e| err(&e))?;
-            }
-            let page_writes = &request.writes.pages;
-            let cut = match (request.writes.clear, page_writes.truncate) {
-                (true, _) => Some(0),
-                (false, cut) => cut,
-            };
-            if let Some(cut) = cut {
-                let lo = object.page_key(cut);
-                pages
-                    .retain_in::<&[u8], _>(lo.as_slice()..end.as_slice(), |_, _| false)
-                    .map_err(|e| err(&e))?;
-            }
-            for (page, bytes) in &page_writes.pages {
-                if !last.page(i, object, *page) {
-                    continue;
-                }
-                pages
-                    .insert(object.page_key(*page).as_slice(), seal(bytes).as_slice())
-                    .map_err(|e| err(&e))?;
-            }
-            for (key, Write { value, .. }) in &request.writes.entries {
-                if !last.key(i, object, key) {
-                    continue;
-                }
-                let k = object.kv_key(key);
-                match value {
-                    Some(v) => {
-                        kv.insert(k.as_slice(), seal(v).as_slice())
-                            .map_err(|e| err(&e))?;
-                    }
-                    None => {
-                        kv.remove(k.as_slice()).map_err(|e| err(&e))?;
-                    }
-                }
-            }
-            if request.writes.unregister {
-                objects.remove(object.as_bytes()).map_err(|e| err(&e))?;
-            }
-            if let Some(record) = &request.record {
-                let mut record = record.clone();
-                if record.name.is_none() {
-                    // Activated without its name (e.g. by its alarm): keep
-                    // the name an earlier activation recorded.
-                    let known = objects
-                        .get(object.as_bytes())
-                        .map_err(|e| err(&e))?
-                        .and_then(|v| serde_json::from_slice::<ObjectRecord>(v.value()).ok());
-                    record.name = known.and_then(|k| k.name);
-                }
-                let json = serde_json::to_vec(&record).map_err(|e| err(&e))?;
-                objects
-                    .insert(object.as_bytes(), json.as_slice())
-                    .map_err(|e| err(&e))?;
-            }
-        }
-    }
-    let syncing = Instant::now();
-    let committed = txn.commit().map_err(|e| err(&e));
-    sync.record(syncing.elapsed().as_secs_f64());
-    committed
 }
 
 #[cfg(test)]
@@ -530,9 +275,12 @@ mod tests {
     use redb::StorageBackend;
     use redb::backends::FileBackend;
 
+    use redb::Database;
+
     use super::*;
-    use crate::Store;
-    use crate::alarm::AlarmChange;
+    use crate::alarm::{AlarmChange, AlarmRecord, AlarmWrite};
+    use crate::writes::{Write, WriteSet};
+    use crate::{ObjectKey, RedbBackend, Store};
 
     /// A disk that fails every write and sync while `failing` is set, as a
     /// full or broken disk would.
@@ -668,7 +416,8 @@ mod tests {
             failing: gate.failing.clone(),
         };
         let db = Database::builder().create_with_backend(disk).unwrap();
-        Store::start(db, None, Some(gate.hook()), no_alarms()).unwrap()
+        let backend = RedbBackend::start(db, None).unwrap();
+        Store::start(Arc::new(backend), Some(gate.hook()), no_alarms()).unwrap()
     }
 
     fn close(store: Store, stopped: oneshot::Receiver<()>) {
@@ -758,10 +507,8 @@ mod tests {
         }
         assert_eq!(gate.commits.load(Ordering::SeqCst), 2, "one batch");
         let committed = |n: u8, number: u32| {
-            let view = store.committed_pages(object(n)).unwrap();
-            crate::pages::PageView::read_page(&view, number)
-                .unwrap()
-                .map(|p| p[0])
+            let view = store.committed_pages(&object(n)).unwrap();
+            view.read_page(number).unwrap().map(|p| p[0])
         };
         assert_eq!(read(&store, 1, "a"), None);
         assert_eq!(read(&store, 1, "b"), Some(b"2".to_vec()));

@@ -5,13 +5,12 @@
 
 use std::sync::Arc;
 
-use redb::ReadableDatabase;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::keys::{ObjectKey, namespace_range};
+use crate::keys::ObjectKey;
 use crate::pages::PAGE_SIZE;
-use crate::store::{KV, OBJECTS, Store};
+use crate::store::Store;
 
 /// The most keys [`Contents::keys`] lists.
 pub const MAX_KEYS_SHOWN: usize = 1000;
@@ -63,10 +62,6 @@ pub struct Contents {
     pub alarm: Option<i64>,
 }
 
-fn directory_error(e: impl std::fmt::Display) -> Error {
-    Error::storage("reading the directory of objects", e)
-}
-
 impl Store {
     /// The objects of namespace `number` with the names they recorded, in
     /// id order.
@@ -91,35 +86,24 @@ impl Store {
         limit: usize,
         wanted: impl Fn(&ObjectKey, Option<&str>) -> bool,
     ) -> Result<Vec<(ObjectKey, Option<String>)>> {
-        crate::store::guarded("list objects", || {
-            let db = self.db()?;
-            let txn = db.begin_read().map_err(directory_error)?;
-            let table = txn.open_table(OBJECTS).map_err(directory_error)?;
-            let (lo, hi) = namespace_range(number);
-            let lo = match after {
-                Some(after) if after.namespace() == number => after.end(),
-                _ => lo.to_vec(),
-            };
-            let mut found = Vec::new();
-            for entry in table
-                .range::<&[u8]>(lo.as_slice()..hi.as_slice())
-                .map_err(directory_error)?
-            {
-                if found.len() >= limit {
-                    break;
-                }
-                let (k, v) = entry.map_err(directory_error)?;
-                let Some(key) = ObjectKey::from_bytes(k.value()) else {
-                    continue;
-                };
-                let record: Option<ObjectRecord> = serde_json::from_slice(v.value()).ok();
+        const CHUNK: usize = 1024;
+        let mut found = Vec::new();
+        let mut after = after.copied();
+        while found.len() < limit {
+            let chunk = self.backend().objects(number, after.as_ref(), CHUNK)?;
+            let complete = chunk.len() < CHUNK;
+            after = chunk.last().map(|(key, _)| *key);
+            for (key, record) in chunk {
                 let name = record.and_then(|r| r.name);
-                if wanted(&key, name.as_deref()) {
+                if found.len() < limit && wanted(&key, name.as_deref()) {
                     found.push((key, name));
                 }
             }
-            Ok(found)
-        })
+            if complete {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     /// Whether the directory lists the object `key`.
@@ -128,15 +112,7 @@ impl Store {
     ///
     /// [`crate::ErrorKind::Storage`] if the directory cannot be read.
     pub fn has_object(&self, key: &ObjectKey) -> Result<bool> {
-        crate::store::guarded("read the directory", || {
-            let db = self.db()?;
-            let txn = db.begin_read().map_err(directory_error)?;
-            let objects = txn.open_table(OBJECTS).map_err(directory_error)?;
-            Ok(objects
-                .get(key.as_bytes())
-                .map_err(directory_error)?
-                .is_some())
-        })
+        Ok(self.backend().object(key)?.is_some())
     }
 
     /// What the object `key` holds; `None` if it has never written
@@ -146,49 +122,25 @@ impl Store {
     ///
     /// [`crate::ErrorKind::Storage`] if its storage cannot be read.
     pub fn contents(self: &Arc<Self>, key: ObjectKey) -> Result<Option<Contents>> {
-        crate::store::guarded("read an object", || {
-            let db = self.db()?;
-            let txn = db.begin_read().map_err(directory_error)?;
-            let objects = txn.open_table(OBJECTS).map_err(directory_error)?;
-            let Some(record) = objects.get(key.as_bytes()).map_err(directory_error)? else {
-                return Ok(None);
-            };
-            let record: Option<ObjectRecord> = serde_json::from_slice(record.value()).ok();
-            let kv = txn.open_table(KV).map_err(directory_error)?;
-            let mut keys = Vec::new();
-            let mut keys_total = 0;
-            let (lo, hi) = (key.kv_key(""), key.end());
-            for entry in kv
-                .range::<&[u8]>(lo.as_slice()..hi.as_slice())
-                .map_err(directory_error)?
-            {
-                let (k, v) = entry.map_err(directory_error)?;
-                keys_total += 1;
-                if keys.len() == MAX_KEYS_SHOWN {
-                    continue;
-                }
-                keys.push(KeyInfo {
-                    key: String::from_utf8_lossy(&k.value()[lo.len()..]).into_owned(),
-                    bytes: v.value().len().saturating_sub(crate::sealed::SEAL_BYTES),
-                });
-            }
-            drop((kv, objects, txn));
-            let page_count = self.page_count(&key)?;
-            let sql_tables = if page_count == 0 {
-                Vec::new()
-            } else {
-                self.sql_tables(key)
-                    .map_err(|e| Error::storage("reading the object's SQL database", e))?
-            };
-            Ok(Some(Contents {
-                name: record.and_then(|r| r.name),
-                keys,
-                keys_total,
-                sql_tables,
-                sql_bytes: u64::from(page_count) * PAGE_SIZE as u64,
-                alarm: self.read_alarm(&key)?.map(|a| a.time),
-            }))
-        })
+        let Some(record) = self.backend().object(&key)? else {
+            return Ok(None);
+        };
+        let (keys, keys_total) = self.backend().key_sizes(&key, MAX_KEYS_SHOWN)?;
+        let page_count = self.page_count(&key)?;
+        let sql_tables = if page_count == 0 {
+            Vec::new()
+        } else {
+            self.sql_tables(key)
+                .map_err(|e| Error::storage("reading the object's SQL database", e))?
+        };
+        Ok(Some(Contents {
+            name: record.name,
+            keys,
+            keys_total,
+            sql_tables,
+            sql_bytes: u64::from(page_count) * PAGE_SIZE as u64,
+            alarm: self.read_alarm(&key)?.map(|a| a.time),
+        }))
     }
 
     /// The tables of the SQL database of `object` with their row counts,

@@ -1,7 +1,8 @@
 //! # dohost-store
 //!
-//! What is durable in dohost: every object's state in one redb file, written
-//! by one group committer, and each object's view of it while it runs. This
+//! What is durable in dohost: every object's state in one backend (a redb
+//! file, or a PostgreSQL database shared by a cluster), written by one group
+//! committer, and each object's view of it while it runs. This
 //! crate knows nothing of WebAssembly, of the WIT contract, or of the
 //! runtime above it.
 //!
@@ -19,43 +20,29 @@
 //! # Ok(()) }
 //! ```
 //!
-//! ## Layout
+//! ## Backends
 //!
-//! All keys are bytes, compared bytewise; tables keyed by object start with
-//! the 36-byte [`ObjectKey`] (namespace number, big-endian, then the
-//! object id), so an object's rows are one contiguous range.
-//!
-//! - `kv`: object key + UTF-8 storage key -> value bytes.
-//! - `pages`: object key + page number (u32 big-endian) -> page bytes
-//!   ([`PAGE_SIZE`]): the object's SQLite database file ([`PageFile`]).
-//!   The file's length is its last page's end.
-//! - `alarms`: object key -> the object's alarm ([`AlarmRecord`]: time in
-//!   ms since the epoch, i64 big-endian, and how many deliveries of it
-//!   began, u32 big-endian).
-//! - `alarm_times`: the alarm's time (i64 with its sign bit flipped, so
-//!   bytewise order is numeric order) + object key -> nothing: the
-//!   scheduler's index of alarms by time ([`Store::alarms_after`]).
-//! - `objects`: object key -> JSON [`ObjectRecord`] (class, name): the
-//!   directory of objects that have written something.
-//! - `classes`, `bound`, `migrations`: which class owns which namespace
-//!   number ([`Registry`]). (`namespaces`, binding name -> number and
-//!   secret, is how older data directories recorded it; it is taken over
-//!   on the first start.)
+//! Committed state lives in a [`Backend`]: [`RedbBackend`], one file on one
+//! machine (the default; its layout is in [`backends::redb`]), or
+//! [`PostgresBackend`], shared by the nodes of a cluster. Objects are
+//! keyed by the 36-byte [`ObjectKey`] (namespace number, big-endian, then
+//! the object id); their keys compare bytewise.
 //!
 //! ## Writing
 //!
 //! An event's writes collect in its write layers ([`EventWrites`]); when it
 //! ends they go, as one [`WriteSet`], to the cache as pending and to the
 //! committer ([`ObjectStorage::flush`]), which commits the write sets of
-//! every object waiting in one redb transaction and only then tells each
+//! every object waiting in one backend transaction and only then tells each
 //! one's waiter. A response waits for its [`Gate`] (the output gate).
 
 #![deny(missing_docs)]
 
 mod alarm;
+mod backend;
+pub mod backends;
 mod browse;
 mod cache;
-mod check;
 mod committer;
 mod directory;
 mod error;
@@ -64,15 +51,15 @@ mod migrations;
 mod object;
 mod pages;
 mod registry;
-mod sealed;
 mod store;
 pub mod vfs;
 mod writes;
 
 pub use alarm::{AlarmChange, AlarmListener, AlarmRecord, AlarmWrite};
+pub use backend::{Backend, KeyScan, ObjectWrites, RegistryTxn};
+pub use backends::redb::{CheckReport, RedbBackend, check_file};
 pub use browse::{KvEntry, MAX_KV_PAGE, MAX_ROWS, MAX_ROWS_BYTES, QUERY_TIME_LIMIT, Rows};
 pub use cache::CacheBudget;
-pub use check::{CheckReport, check_file};
 pub use committer::{
     COMMIT_DURATION, COMMIT_FAILURES, COMMIT_SYNC_DURATION, COMMIT_WRITE_SETS, CommitHook,
     CommitResult, CommitStage, Health,

@@ -86,7 +86,7 @@ pub trait PageSource: Send + Sync {
 }
 
 /// One object's committed pages at one moment (one read transaction).
-pub trait PageView: Send {
+pub trait PageView: Send + Sync {
     /// The committed bytes of `page`, if it was ever written.
     ///
     /// # Errors
@@ -101,7 +101,7 @@ pub trait PageView: Send {
     fn page_count(&self) -> Result<u32, String>;
 }
 
-impl<T: PageView + Sync> PageView for Arc<T> {
+impl<T: PageView + ?Sized> PageView for Arc<T> {
     fn read_page(&self, page: u32) -> Result<Option<Vec<u8>>, String> {
         T::read_page(self, page)
     }

@@ -3,7 +3,7 @@
 //!
 //! Storage is keyed by namespace number ([`crate::ObjectKey`]), never by a
 //! class or binding name, so renaming a class only changes the registry
-//! kept in redb:
+//! kept in the store (in redb, these tables):
 //! - `classes`: class name -> namespace number (u32 big-endian) and the
 //!   32-byte secret its ids are keyed with.
 //! - `bound`: binding name -> the class it was bound to when the host last
@@ -23,17 +23,10 @@
 
 use std::collections::BTreeMap;
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
-
-use crate::directory::ObjectRecord;
+use crate::backend::RegistryTxn;
 use crate::error::{Error, Result};
-use crate::keys::{decode_alarm_time_key, namespace_range};
 use crate::migrations::{Binding, Migration, plan};
-use crate::store::{ALARM_TIMES, ALARMS, KV, NAMESPACES, OBJECTS, PAGES, Store};
-
-const CLASSES: TableDefinition<&str, &[u8]> = TableDefinition::new("classes");
-const BOUND: TableDefinition<&str, &str> = TableDefinition::new("bound");
-const MIGRATIONS: TableDefinition<u32, &str> = TableDefinition::new("migrations");
+use crate::store::Store;
 
 /// A class's namespace in the data directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,14 +38,14 @@ pub struct NamespaceRecord {
 }
 
 impl NamespaceRecord {
-    fn encode(&self) -> [u8; 36] {
+    pub(crate) fn encode(&self) -> [u8; 36] {
         let mut v = [0u8; 36];
         v[..4].copy_from_slice(&self.number.to_be_bytes());
         v[4..].copy_from_slice(&self.secret);
         v
     }
 
-    fn decode(v: &[u8]) -> Option<NamespaceRecord> {
+    pub(crate) fn decode(v: &[u8]) -> Option<NamespaceRecord> {
         let number = u32::from_be_bytes(v.get(..4)?.try_into().ok()?);
         let secret = v.get(4..36)?.try_into().ok()?;
         Some(NamespaceRecord { number, secret })
@@ -106,29 +99,9 @@ impl Registry {
     /// classes had their own) are taken over under the class they hold.
     /// Also says whether there were such namespaces (the transaction then
     /// holds their removal).
-    fn read(txn: &WriteTransaction, bindings: &[Binding<'_>]) -> Result<(Registry, bool)> {
-        let err = |e: &dyn std::fmt::Display| Error::storage("reading the class registry", e);
-        let mut registry = Registry::default();
-        let classes = txn.open_table(CLASSES).map_err(|e| err(&e))?;
-        for entry in classes.iter().map_err(|e| err(&e))? {
-            let (class, v) = entry.map_err(|e| err(&e))?;
-            let ns = NamespaceRecord::decode(v.value())
-                .ok_or_else(|| err(&format!("the record of class {} is corrupt", class.value())))?;
-            registry.classes.insert(class.value().to_owned(), ns);
-        }
-        let bound = txn.open_table(BOUND).map_err(|e| err(&e))?;
-        for entry in bound.iter().map_err(|e| err(&e))? {
-            let (binding, class) = entry.map_err(|e| err(&e))?;
-            registry
-                .bound
-                .insert(binding.value().to_owned(), class.value().to_owned());
-        }
-        let applied = txn.open_table(MIGRATIONS).map_err(|e| err(&e))?;
-        for entry in applied.iter().map_err(|e| err(&e))? {
-            let (_, tag) = entry.map_err(|e| err(&e))?;
-            registry.applied.push(tag.value().to_owned());
-        }
-        let legacy = take_legacy_namespaces(txn)?;
+    fn read(txn: &dyn RegistryTxn, bindings: &[Binding<'_>]) -> Result<(Registry, bool)> {
+        let mut registry = txn.read()?;
+        let legacy = txn.take_legacy_namespaces()?;
         let took_over = !legacy.is_empty();
         for (binding, record) in legacy {
             let Some(ns) = NamespaceRecord::decode(&record) else {
@@ -136,7 +109,7 @@ impl Registry {
             };
             let class = match bindings.iter().find(|b| b.name == binding) {
                 Some(b) => Some(b.class.to_owned()),
-                None => recorded_class(txn, ns.number)?,
+                None => txn.recorded_class(ns.number)?,
             };
             if let Some(class) = class
                 && !registry.classes.contains_key(&class)
@@ -146,31 +119,6 @@ impl Registry {
             }
         }
         Ok((registry, took_over))
-    }
-
-    /// Replaces the stored registry with this one.
-    fn write(&self, txn: &WriteTransaction) -> Result<()> {
-        let err = |e: &dyn std::fmt::Display| Error::storage("writing the class registry", e);
-        let mut classes = txn.open_table(CLASSES).map_err(|e| err(&e))?;
-        classes.retain(|_, _| false).map_err(|e| err(&e))?;
-        for (class, ns) in &self.classes {
-            classes
-                .insert(class.as_str(), ns.encode().as_slice())
-                .map_err(|e| err(&e))?;
-        }
-        let mut bound = txn.open_table(BOUND).map_err(|e| err(&e))?;
-        bound.retain(|_, _| false).map_err(|e| err(&e))?;
-        for (binding, class) in &self.bound {
-            bound
-                .insert(binding.as_str(), class.as_str())
-                .map_err(|e| err(&e))?;
-        }
-        let mut applied = txn.open_table(MIGRATIONS).map_err(|e| err(&e))?;
-        for (i, tag) in self.applied.iter().enumerate() {
-            let i = u32::try_from(i).map_err(|e| err(&e))?;
-            applied.insert(i, tag.as_str()).map_err(|e| err(&e))?;
-        }
-        Ok(())
     }
 }
 
@@ -190,33 +138,37 @@ pub fn prepare(
     bindings: &[Binding<'_>],
     source: &str,
 ) -> Result<BTreeMap<String, NamespaceRecord>> {
-    let db = store.db()?;
-    let txn = db
-        .begin_write()
-        .map_err(|e| Error::storage("begin migrations", e))?;
-    let (registry, took_over) = Registry::read(&txn, bindings)?;
-    let before = registry.clone();
-    let plan = plan(
-        registry,
-        migrations,
-        bindings,
-        &|number| count_objects(&txn, number),
-        source,
-    )?;
-    if !took_over && plan.registry == before && plan.deleted.is_empty() {
-        return Ok(plan.registry.classes);
-    }
-    for (_, number) in &plan.deleted {
-        delete_namespace(&txn, *number)?;
-    }
-    plan.registry.write(&txn)?;
-    txn.commit()
-        .map_err(|e| Error::storage("commit migrations", e))?;
-    for change in &plan.changes {
-        tracing::info!("{change}");
-    }
-    for decision in &plan.detected {
-        tracing::warn!("{decision}");
+    let mut prepared = None;
+    store.backend().registry(&mut |txn| {
+        let (registry, took_over) = Registry::read(txn, bindings)?;
+        let before = registry.clone();
+        let plan = plan(
+            registry,
+            migrations,
+            bindings,
+            &|number| txn.count_objects(number),
+            source,
+        )?;
+        let changed = took_over || plan.registry != before || !plan.deleted.is_empty();
+        if changed {
+            for (_, number) in &plan.deleted {
+                txn.delete_namespace(*number)?;
+            }
+            txn.write(&plan.registry)?;
+        }
+        prepared = Some((plan, changed));
+        Ok(changed)
+    })?;
+    let Some((plan, changed)) = prepared else {
+        return Err(Error::storage("migrations", "the registry was not read"));
+    };
+    if changed {
+        for change in &plan.changes {
+            tracing::info!("{change}");
+        }
+        for decision in &plan.detected {
+            tracing::warn!("{decision}");
+        }
     }
     Ok(plan.registry.classes)
 }
@@ -228,82 +180,13 @@ pub fn prepare(
 ///
 /// [`crate::ErrorKind::Storage`] if the registry cannot be read.
 pub fn read_registry(store: &Store) -> Result<Registry> {
-    let db = store.db()?;
-    let txn = db
-        .begin_write()
-        .map_err(|e| Error::storage("begin reading the class registry", e))?;
-    let (registry, _) = Registry::read(&txn, &[])?;
-    // Not committed: reading the registry this way changes nothing.
-    drop(txn);
-    Ok(registry)
-}
-
-/// Removes and returns the namespaces recorded by binding name, as data
-/// directories did before classes had namespaces of their own: (binding,
-/// record), the record encoded as [`NamespaceRecord`] is.
-fn take_legacy_namespaces(txn: &redb::WriteTransaction) -> Result<Vec<(String, Vec<u8>)>> {
-    let err = |e: &dyn std::fmt::Display| Error::storage("reading old namespaces", e);
-    let mut table = txn.open_table(NAMESPACES).map_err(|e| err(&e))?;
-    let mut found = Vec::new();
-    for entry in table.iter().map_err(|e| err(&e))? {
-        let (binding, v) = entry.map_err(|e| err(&e))?;
-        found.push((binding.value().to_owned(), v.value().to_vec()));
-    }
-    table.retain(|_, _| false).map_err(|e| err(&e))?;
-    Ok(found)
-}
-
-/// The class an object of namespace `number` recorded, if any.
-fn recorded_class(txn: &redb::WriteTransaction, number: u32) -> Result<Option<String>> {
-    let table = txn
-        .open_table(OBJECTS)
-        .map_err(|e| Error::storage("objects", e))?;
-    let (lo, _) = namespace_range(number);
-    let first = table
-        .range::<&[u8]>(lo.as_slice()..)
-        .map_err(|e| Error::storage("objects", e))?
-        .next()
-        .transpose()
-        .map_err(|e| Error::storage("objects", e))?;
-    Ok(first
-        .filter(|(k, _)| k.value().starts_with(&lo))
-        .and_then(|(_, v)| serde_json::from_slice::<ObjectRecord>(v.value()).ok())
-        .map(|r| r.class))
-}
-
-/// How many objects of namespace `number` the directory holds.
-fn count_objects(txn: &redb::WriteTransaction, number: u32) -> Result<u64> {
-    let table = txn
-        .open_table(OBJECTS)
-        .map_err(|e| Error::storage("objects", e))?;
-    let (lo, hi) = namespace_range(number);
-    let mut count = 0;
-    for entry in table
-        .range::<&[u8]>(lo.as_slice()..hi.as_slice())
-        .map_err(|e| Error::storage("objects", e))?
-    {
-        entry.map_err(|e| Error::storage("objects", e))?;
-        count += 1;
-    }
-    Ok(count)
-}
-
-/// Removes every row of namespace `number`: keys, SQL pages, alarms with
-/// their index entries, and the directory.
-fn delete_namespace(txn: &redb::WriteTransaction, number: u32) -> Result<()> {
-    let err = |e: &dyn std::fmt::Display| Error::storage("deleting a namespace", e);
-    let (lo, hi) = namespace_range(number);
-    for table in [KV, PAGES, ALARMS, OBJECTS] {
-        let mut table = txn.open_table(table).map_err(|e| err(&e))?;
-        table
-            .retain_in::<&[u8], _>(lo.as_slice()..hi.as_slice(), |_, _| false)
-            .map_err(|e| err(&e))?;
-    }
-    let mut times = txn.open_table(ALARM_TIMES).map_err(|e| err(&e))?;
-    times
-        .retain(|k, _| decode_alarm_time_key(k).is_none_or(|(_, o)| o.namespace() != number))
-        .map_err(|e| err(&e))?;
-    Ok(())
+    let mut found = None;
+    store.backend().registry(&mut |txn| {
+        found = Some(Registry::read(txn, &[])?.0);
+        // Not committed: reading the registry this way changes nothing.
+        Ok(false)
+    })?;
+    found.ok_or_else(|| Error::storage("read the class registry", "it was not read"))
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::{KV, PAGES};
 use crate::error::{Error, Result};
-use crate::store::{KV, PAGES};
 
 /// The `meta` table: the file's format, and what else describes the file.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");

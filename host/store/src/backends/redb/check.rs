@@ -7,12 +7,12 @@ use std::path::Path;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::sealed::unseal;
+use super::{ALARMS, KV, OBJECTS, PAGES, open_database};
 use crate::alarm::AlarmRecord;
 use crate::directory::ObjectRecord;
 use crate::error::{Error, Result};
 use crate::keys::{OBJECT_KEY_LEN, ObjectKey};
-use crate::sealed::unseal;
-use crate::store::{ALARMS, KV, OBJECTS, PAGES, open_database};
 
 /// What is damaged in a table entry (key, stored value), if anything.
 type Damage<'a> = &'a dyn Fn(&[u8], &[u8]) -> Option<String>;

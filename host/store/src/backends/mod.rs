@@ -1,0 +1,3 @@
+//! The storage backends (see [`crate::Backend`]).
+
+pub mod redb;
