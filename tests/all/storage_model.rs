@@ -253,8 +253,20 @@ fn same(actual: &Value, expected: &Value) -> bool {
     }
 }
 
-fn tiny_cache_host(dir: &std::path::Path) -> dohost::Host {
-    library_host(dir)
+/// Where a model test keeps its state: redb in the data directory, or a
+/// PostgreSQL database.
+#[derive(Clone, Copy)]
+enum Backend<'a> {
+    Redb,
+    Postgres(&'a str),
+}
+
+fn tiny_cache_host(dir: &std::path::Path, backend: Backend<'_>) -> dohost::Host {
+    let builder = match backend {
+        Backend::Redb => library_host(dir),
+        Backend::Postgres(url) => library_host(dir).postgres(url),
+    };
+    builder
         .settings(dohost::Settings {
             max_live_objects: 64,
             cache_per_object: 600,
@@ -268,6 +280,7 @@ fn tiny_cache_host(dir: &std::path::Path) -> dohost::Host {
 async fn check_case(
     host: &mut dohost::Host,
     dir: &std::path::Path,
+    backend: Backend<'_>,
     object: &str,
     steps: &[Step],
 ) -> Result<(), TestCaseError> {
@@ -276,7 +289,7 @@ async fn check_case(
         match step {
             Step::Restart => {
                 host.clone().shutdown().await;
-                *host = tiny_cache_host(dir);
+                *host = tiny_cache_host(dir, backend);
             }
             Step::Event { ops, trap } => {
                 let stub = probe_stub(host, object);
@@ -317,15 +330,27 @@ async fn check_case(
 
 #[test]
 fn random_storage_histories_match_a_btreemap() {
+    random_histories(Backend::Redb, 64);
+}
+
+/// The same with every object's state in a real PostgreSQL started by the
+/// test.
+#[test]
+fn random_storage_histories_match_a_btreemap_on_postgres() {
+    let server = dohost_test_postgres::Postgres::start();
+    random_histories(Backend::Postgres(&server.database()), 48);
+}
+
+fn random_histories(backend: Backend<'_>, cases: u32) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let host = std::cell::RefCell::new(rt.block_on(async { tiny_cache_host(dir.path()) }));
+    let host = std::cell::RefCell::new(rt.block_on(async { tiny_cache_host(dir.path(), backend) }));
     let mut runner = TestRunner::new(Config {
-        cases: 64,
+        cases,
         failure_persistence: None,
         ..Config::default()
     });
@@ -334,7 +359,7 @@ fn random_storage_histories_match_a_btreemap() {
         case.set(case.get() + 1);
         let object = format!("model-{}", case.get());
         let mut host = host.borrow_mut();
-        rt.block_on(check_case(&mut host, dir.path(), &object, &steps))
+        rt.block_on(check_case(&mut host, dir.path(), backend, &object, &steps))
     });
     rt.block_on(host.into_inner().shutdown());
     if let Err(e) = result {
@@ -348,7 +373,7 @@ fn random_storage_histories_match_a_btreemap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trap_after_sync_keeps_what_the_sync_made_durable() {
     let dir = tempfile::tempdir().unwrap();
-    let mut host = tiny_cache_host(dir.path());
+    let mut host = tiny_cache_host(dir.path(), Backend::Redb);
     let put = |k: &str, v: &str| Op::Put(k.into(), v.into());
     let steps = [
         Step::Event {
@@ -373,8 +398,14 @@ async fn a_trap_after_sync_keeps_what_the_sync_made_durable() {
             trap: false,
         },
     ];
-    check_case(&mut host, dir.path(), "sync-then-trap", &steps)
-        .await
-        .unwrap();
+    check_case(
+        &mut host,
+        dir.path(),
+        Backend::Redb,
+        "sync-then-trap",
+        &steps,
+    )
+    .await
+    .unwrap();
     host.shutdown().await;
 }

@@ -18,7 +18,9 @@ use crate::runtime::{
     load_binding, load_worker, outbound::Outbound,
 };
 use crate::settings::{DEFAULT_DATA_DIR, Settings};
-use dohost_store::{AlarmChange, Binding, CommitHook, Migration, Store};
+use dohost_store::{
+    AlarmChange, Backend, Binding, CommitHook, Migration, PostgresBackend, RedbBackend, Store,
+};
 
 #[cfg(doc)]
 use crate::error::ErrorKind;
@@ -39,6 +41,9 @@ pub struct HostBuilder {
     admin_token: Option<String>,
     assets: Option<AssetsConfig>,
     unsupported_bindings: BTreeMap<String, String>,
+    /// A PostgreSQL database to keep state in instead of the data
+    /// directory's redb file.
+    postgres: Option<String>,
 }
 
 /// Instance slots beyond the live objects and the workers, for loading
@@ -173,6 +178,15 @@ impl HostBuilder {
     /// Calls `hook` from the committer thread before and after each group
     /// commit. For tests that observe the output gate; a slow hook slows
     /// every write.
+    /// Keeps every object's state in the PostgreSQL database at `url`
+    /// (`postgres://USER@HOST:PORT/DATABASE`) instead of the data
+    /// directory's redb file, which still holds the compiled-component
+    /// cache. dohost creates its schema there (`dohost`) on first use.
+    pub fn postgres(mut self, url: &str) -> Self {
+        self.postgres = Some(url.to_owned());
+        self
+    }
+
     #[doc(hidden)]
     pub fn commit_hook(mut self, hook: CommitHook) -> Self {
         self.commit_hook = Some(hook);
@@ -238,8 +252,11 @@ impl HostBuilder {
             let schedule = schedule.clone();
             Arc::new(move |changes: &[AlarmChange]| schedule.apply(changes))
         };
-        let (store, committer_stopped) =
-            Store::open(&data_dir.join("dohost.redb"), self.commit_hook, listener)?;
+        let backend: Arc<dyn Backend> = match &self.postgres {
+            Some(url) => Arc::new(PostgresBackend::connect(url)?),
+            None => Arc::new(RedbBackend::open(&data_dir.join("dohost.redb"))?),
+        };
+        let (store, committer_stopped) = Store::start(backend, self.commit_hook, listener)?;
         let memory = runtime.memory.clone();
         let shared = Arc::new(HostShared::new(
             runtime,

@@ -425,12 +425,44 @@ mod tests {
         let _ = stopped.blocking_recv();
     }
 
+    /// Opens a store of one backend with a commit hook and an alarm
+    /// listener.
+    type Open<'a> = &'a dyn Fn(Option<CommitHook>, AlarmListener) -> (Store, oneshot::Receiver<()>);
+
+    /// A redb store in `dir`.
+    fn redb(
+        dir: &tempfile::TempDir,
+    ) -> impl Fn(Option<CommitHook>, AlarmListener) -> (Store, oneshot::Receiver<()>) {
+        let path = dir.path().join("db.redb");
+        move |hook, alarms| Store::open(&path, hook, alarms).unwrap()
+    }
+
+    /// A PostgreSQL store on a fresh database of `server`.
+    fn postgres(
+        server: &dohost_test_postgres::Postgres,
+    ) -> impl Fn(Option<CommitHook>, AlarmListener) -> (Store, oneshot::Receiver<()>) {
+        let url = server.database();
+        move |hook, alarms| {
+            let backend = crate::PostgresBackend::connect(&url).unwrap();
+            Store::start(Arc::new(backend), hook, alarms).unwrap()
+        }
+    }
+
     #[test]
     fn a_batch_from_several_objects_commits_in_one_transaction() {
         let dir = tempfile::tempdir().unwrap();
+        several_objects_in_one_transaction(&redb(&dir));
+    }
+
+    #[test]
+    fn postgres_commits_a_batch_from_several_objects_in_one_transaction() {
+        let server = dohost_test_postgres::Postgres::start();
+        several_objects_in_one_transaction(&postgres(&server));
+    }
+
+    fn several_objects_in_one_transaction(open: Open<'_>) {
         let gate = Gatekeeper::new();
-        let (store, stopped) =
-            Store::open(&dir.path().join("db.redb"), Some(gate.hook()), no_alarms()).unwrap();
+        let (store, stopped) = open(Some(gate.hook()), no_alarms());
         // The first commit holds the committer while three more objects'
         // write sets queue up behind it.
         gate.hold();
@@ -458,9 +490,18 @@ mod tests {
     #[test]
     fn one_objects_write_sets_in_one_batch_end_as_if_committed_in_turn() {
         let dir = tempfile::tempdir().unwrap();
+        write_sets_in_one_batch_end_as_if_in_turn(&redb(&dir));
+    }
+
+    #[test]
+    fn postgres_ends_one_objects_write_sets_in_one_batch_as_if_committed_in_turn() {
+        let server = dohost_test_postgres::Postgres::start();
+        write_sets_in_one_batch_end_as_if_in_turn(&postgres(&server));
+    }
+
+    fn write_sets_in_one_batch_end_as_if_in_turn(open: Open<'_>) {
         let gate = Gatekeeper::new();
-        let (store, stopped) =
-            Store::open(&dir.path().join("db.redb"), Some(gate.hook()), no_alarms()).unwrap();
+        let (store, stopped) = open(Some(gate.hook()), no_alarms());
         let page = |n: u8| Bytes::from(vec![n; crate::PAGE_SIZE]);
         let pages = |writes: &[(u32, u8)], truncate: Option<u32>| {
             let mut set = WriteSet::default();
@@ -577,6 +618,16 @@ mod tests {
     #[test]
     fn alarm_changes_reach_the_listener_once_durable() {
         let dir = tempfile::tempdir().unwrap();
+        alarm_changes_reach_the_listener(&redb(&dir));
+    }
+
+    #[test]
+    fn postgres_alarm_changes_reach_the_listener_once_durable() {
+        let server = dohost_test_postgres::Postgres::start();
+        alarm_changes_reach_the_listener(&postgres(&server));
+    }
+
+    fn alarm_changes_reach_the_listener(open: Open<'_>) {
         let heard = Arc::new(Mutex::new(Vec::new()));
         let listener: AlarmListener = {
             let heard = heard.clone();
@@ -584,7 +635,7 @@ mod tests {
                 heard.lock().unwrap().extend_from_slice(changes)
             })
         };
-        let (store, stopped) = Store::open(&dir.path().join("db.redb"), None, listener).unwrap();
+        let (store, stopped) = open(None, listener);
         let record = AlarmRecord {
             time: 50,
             retries: 0,

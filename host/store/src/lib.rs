@@ -57,6 +57,7 @@ mod writes;
 
 pub use alarm::{AlarmChange, AlarmListener, AlarmRecord, AlarmWrite};
 pub use backend::{Backend, KeyScan, ObjectWrites, RegistryTxn};
+pub use backends::postgres::PostgresBackend;
 pub use backends::redb::{CheckReport, RedbBackend, check_file};
 pub use browse::{KvEntry, MAX_KV_PAGE, MAX_ROWS, MAX_ROWS_BYTES, QUERY_TIME_LIMIT, Rows};
 pub use cache::CacheBudget;

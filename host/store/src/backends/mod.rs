@@ -1,3 +1,4 @@
 //! The storage backends (see [`crate::Backend`]).
 
+pub mod postgres;
 pub mod redb;
