@@ -409,3 +409,38 @@ async fn a_trap_after_sync_keeps_what_the_sync_made_durable() {
     .unwrap();
     host.shutdown().await;
 }
+
+/// After a restart every read comes from PostgreSQL: single keys, several
+/// at once, and a list, including a key deleted and one never written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_read_back_from_postgres_after_a_restart() {
+    let server = dohost_test_postgres::Postgres::start();
+    let url = server.database();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::Postgres(&url);
+    let mut host = tiny_cache_host(dir.path(), backend);
+    let put = |k: &str, v: &str| Op::Put(k.into(), v.into());
+    let steps = [
+        Step::Event {
+            ops: vec![put("a", "1"), put("b", "22"), put("é", "3")],
+            trap: false,
+        },
+        Step::Event {
+            ops: vec![Op::Delete("b".into()), put("ab", "4")],
+            trap: false,
+        },
+        Step::Restart,
+        Step::Event {
+            ops: vec![
+                Op::Get("a".into()),
+                Op::Get("b".into()),
+                Op::GetMany(vec!["ab".into(), "é".into(), "zz".into()]),
+            ],
+            trap: false,
+        },
+    ];
+    check_case(&mut host, dir.path(), backend, "read-back", &steps)
+        .await
+        .unwrap();
+    host.shutdown().await;
+}

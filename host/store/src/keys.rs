@@ -100,6 +100,16 @@ pub(crate) fn namespace_range(number: u32) -> (Vec<u8>, Vec<u8>) {
     (lo, hi)
 }
 
+/// The bounds of namespace `number`'s objects after `after` (all of them
+/// when `after` is `None` or of another namespace).
+pub(crate) fn namespace_after(number: u32, after: Option<&ObjectKey>) -> (Vec<u8>, Vec<u8>) {
+    let (lo, hi) = namespace_range(number);
+    match after {
+        Some(after) if after.namespace() == number => (after.end(), hi),
+        _ => (lo, hi),
+    }
+}
+
 /// Turns `bytes` into the smallest byte string greater than every string it
 /// prefixes. An all-0xFF input becomes empty (meaning: no upper bound).
 pub(crate) fn increment(bytes: &mut Vec<u8>) {

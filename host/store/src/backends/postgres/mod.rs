@@ -27,7 +27,7 @@ use crate::alarm::{AlarmChange, AlarmRecord};
 use crate::backend::{Backend, KeyScan, ObjectWrites, RegistryTxn};
 use crate::directory::{KeyInfo, ObjectRecord};
 use crate::error::{Error, ErrorKind, Result};
-use crate::keys::{ObjectKey, namespace_range};
+use crate::keys::{ObjectKey, namespace_after};
 use crate::pages::PageView;
 
 /// Connections the pool of reads may open.
@@ -407,11 +407,7 @@ impl Backend for PostgresBackend {
         after: Option<&ObjectKey>,
         limit: usize,
     ) -> Result<Vec<(ObjectKey, Option<ObjectRecord>)>> {
-        let (lo, hi) = namespace_range(number);
-        let lo = match after {
-            Some(after) if after.namespace() == number => after.end(),
-            _ => lo,
-        };
+        let (lo, hi) = namespace_after(number, after);
         let rows = self.query(
             "reading the directory of objects",
             "SELECT object, class, name FROM dohost.objects

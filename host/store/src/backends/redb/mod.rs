@@ -44,7 +44,7 @@ use crate::alarm::{AlarmChange, AlarmRecord};
 use crate::backend::{Backend, KeyScan, ObjectWrites, RegistryTxn};
 use crate::directory::{KeyInfo, ObjectRecord};
 use crate::error::{Error, Result};
-use crate::keys::namespace_range;
+use crate::keys::namespace_after;
 use crate::keys::{OBJECT_KEY_LEN, ObjectKey, alarm_time_key, decode_alarm_time_key};
 use crate::pages::PageView;
 use sealed::{SEAL_BYTES, damaged, unseal};
@@ -321,11 +321,7 @@ impl Backend for RedbBackend {
         limit: usize,
     ) -> Result<Vec<(ObjectKey, Option<ObjectRecord>)>> {
         let what = "reading the directory of objects";
-        let (lo, hi) = namespace_range(number);
-        let lo = match after {
-            Some(after) if after.namespace() == number => after.end(),
-            _ => lo,
-        };
+        let (lo, hi) = namespace_after(number, after);
         if lo >= hi {
             return Ok(Vec::new());
         }
