@@ -43,6 +43,10 @@ pub struct ObjectWrites {
     pub record: Option<ObjectRecord>,
 }
 
+/// Write sets of a batch that [`Backend::commit`] refused: their positions
+/// in the batch, with the reason.
+pub type Refused = Vec<(usize, String)>;
+
 /// A range of one object's KV keys to read, bytewise on the keys (without
 /// the object's prefix).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,7 +191,10 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Applies `batch` in order, atomically and durably (see the module
     /// docs); adds the alarm changes it made to `changes`, one per write
-    /// set that moved an alarm's time.
+    /// set that moved an alarm's time. A backend shared by a cluster may
+    /// refuse the write sets of objects this node no longer owns (fencing):
+    /// it commits the rest and returns the refused ones' positions in
+    /// `batch`, each with the reason.
     ///
     /// # Errors
     ///
@@ -196,7 +203,7 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         batch: &[&ObjectWrites],
         changes: &mut Vec<AlarmChange>,
-    ) -> std::result::Result<(), String>;
+    ) -> std::result::Result<Refused, String>;
 
     /// Gets ready to commit again after a failed commit (redb opens its
     /// file again). Reads go on meanwhile where they can.

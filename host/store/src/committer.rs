@@ -180,8 +180,15 @@ impl Committer {
                 }
             }
             let result = self.commit(&batch);
-            for request in batch {
-                let _ = request.done.send(result.clone());
+            for (i, request) in batch.into_iter().enumerate() {
+                let outcome = match &result {
+                    Ok(refused) => match refused.iter().find(|(at, _)| *at == i) {
+                        Some((_, reason)) => Err(reason.clone()),
+                        None => Ok(()),
+                    },
+                    Err(e) => Err(e.clone()),
+                };
+                let _ = request.done.send(outcome);
             }
         }
         // Let go of the database: redb's file is released once the store's
@@ -191,7 +198,10 @@ impl Committer {
 
     /// Commits one batch, or fails it fast while the disk cannot be
     /// written.
-    fn commit(&mut self, batch: &[CommitRequest]) -> CommitResult {
+    fn commit(
+        &mut self,
+        batch: &[CommitRequest],
+    ) -> std::result::Result<crate::backend::Refused, String> {
         match self.health() {
             Health::Failed(reason) => {
                 return Err(format!("storage commit failed: {reason}"));
@@ -222,7 +232,7 @@ impl Committer {
             self.counts.failures.increment(1);
         }
         match &result {
-            Ok(()) => {
+            Ok(_) => {
                 if !changes.is_empty() {
                     (self.alarms)(&changes);
                 }

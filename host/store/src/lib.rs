@@ -56,8 +56,10 @@ pub mod vfs;
 mod writes;
 
 pub use alarm::{AlarmChange, AlarmListener, AlarmRecord, AlarmWrite};
-pub use backend::{Backend, KeyScan, ObjectWrites, RegistryTxn};
-pub use backends::postgres::PostgresBackend;
+pub use backend::{Backend, KeyScan, ObjectWrites, Refused, RegistryTxn};
+pub use backends::postgres::{
+    Cluster, NodeConfig, NodeStatus, Owner, PostgresBackend, ShardStatus, shard_of,
+};
 pub use backends::redb::{CheckReport, RedbBackend, check_file};
 pub use browse::{KvEntry, MAX_KV_PAGE, MAX_ROWS, MAX_ROWS_BYTES, QUERY_TIME_LIMIT, Rows};
 pub use cache::CacheBudget;

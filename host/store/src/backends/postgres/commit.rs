@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
+use super::cluster::Cluster;
 use super::pg_error;
 use crate::alarm::{AlarmChange, AlarmRecord, AlarmWrite};
-use crate::backend::ObjectWrites;
+use crate::backend::{ObjectWrites, Refused};
 use crate::directory::ObjectRecord;
 use crate::error::Result;
 use crate::keys::ObjectKey;
@@ -42,7 +43,7 @@ pub(super) struct Net<'a> {
 impl<'a> Net<'a> {
     /// Folds `batch` in order: a later write of a key or page replaces an
     /// earlier one, a cut or `delete-all` drops what came before it.
-    pub(super) fn of(batch: &[&'a ObjectWrites]) -> Net<'a> {
+    fn of(batch: &[&'a ObjectWrites]) -> Net<'a> {
         let mut objects: BTreeMap<ObjectKey, ObjectNet<'a>> = BTreeMap::new();
         for request in batch {
             let net = objects.entry(request.object).or_default();
@@ -84,16 +85,10 @@ impl<'a> Net<'a> {
         Net { objects }
     }
 
-    /// Applies the batch in one transaction on `client`; adds the alarm
-    /// changes to `changes` and the time of `COMMIT` to `sync`.
-    pub(super) async fn commit(
-        &self,
-        client: &mut Client,
-        changes: &mut Vec<AlarmChange>,
-        sync: &metrics::Histogram,
-    ) -> Result<()> {
+    /// Applies the batch inside `txn`; adds the alarm changes to
+    /// `changes`.
+    async fn apply(&self, txn: &Transaction<'_>, changes: &mut Vec<AlarmChange>) -> Result<()> {
         let err = |e: tokio_postgres::Error| pg_error("commit", &e);
-        let txn = client.transaction().await.map_err(err)?;
         let key = |object: &ObjectKey| object.as_bytes().to_vec();
 
         let cleared: Vec<Vec<u8>> = self.each(|o, n| n.clear.then(|| key(o)));
@@ -267,13 +262,7 @@ impl<'a> Net<'a> {
             .await
             .map_err(err)?;
         }
-        let syncing = Instant::now();
-        let committed = txn.commit().await.map_err(err);
-        sync.record(syncing.elapsed().as_secs_f64());
-        if committed.is_err() {
-            changes.clear();
-        }
-        committed
+        Ok(())
     }
 
     /// One value per object that `f` gives one for.
@@ -285,6 +274,77 @@ impl<'a> Net<'a> {
     fn each_many<T>(&self, f: impl Fn(&ObjectKey, &ObjectNet<'a>) -> Vec<T>) -> Vec<T> {
         self.objects.iter().flat_map(|(o, n)| f(o, n)).collect()
     }
+}
+
+/// Commits `batch` in one transaction on `client`: with a cluster, first
+/// checks (and share-locks) the leases of the shards it writes, and refuses
+/// the write sets of shards this node no longer owns (see cluster.rs).
+/// Adds the alarm changes to `changes` and the time of `COMMIT` to `sync`.
+pub(super) async fn commit(
+    client: &mut Client,
+    batch: &[&ObjectWrites],
+    fence: Option<&Cluster>,
+    changes: &mut Vec<AlarmChange>,
+    sync: &metrics::Histogram,
+) -> Result<Refused> {
+    let err = |e: tokio_postgres::Error| pg_error("commit", &e);
+    let txn = client.transaction().await.map_err(err)?;
+    let mut refused = Refused::new();
+    let mut allowed: Vec<&ObjectWrites> = Vec::with_capacity(batch.len());
+    if let Some(cluster) = fence {
+        let lost = |shard: u32| {
+            format!(
+                "this node no longer owns shard {shard} (its lease moved to another node, or this node could not renew it in time); the write is not durable: retry, the request reaches the new owner"
+            )
+        };
+        let mut epochs: BTreeMap<u32, i64> = BTreeMap::new();
+        let mut shards = Vec::with_capacity(batch.len());
+        for (i, request) in batch.iter().enumerate() {
+            let shard = cluster.shard(&request.object);
+            shards.push(shard);
+            match cluster.epoch(shard) {
+                Some(epoch) => {
+                    epochs.insert(shard, epoch);
+                }
+                None => refused.push((i, lost(shard))),
+            }
+        }
+        let (wanted, at): (Vec<i32>, Vec<i64>) = epochs
+            .iter()
+            .map(|(shard, epoch)| (i32::try_from(*shard).unwrap_or(i32::MAX), *epoch))
+            .unzip();
+        let confirmed: std::collections::BTreeSet<u32> = txn
+            .query(
+                "SELECT l.shard FROM dohost.leases l
+                 JOIN unnest($1::int4[], $2::int8[]) AS w(shard, epoch)
+                   ON l.shard = w.shard AND l.epoch = w.epoch
+                 WHERE l.owner = $3 AND l.expires > now()
+                 FOR SHARE OF l",
+                &[&wanted, &at, &cluster.node()],
+            )
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|row| u32::try_from(row.get::<_, i32>(0)).unwrap_or(u32::MAX))
+            .collect();
+        for (i, request) in batch.iter().enumerate() {
+            if confirmed.contains(&shards[i]) {
+                allowed.push(request);
+            } else if !refused.iter().any(|(at, _)| *at == i) {
+                refused.push((i, lost(shards[i])));
+            }
+        }
+    } else {
+        allowed.extend_from_slice(batch);
+    }
+    Net::of(&allowed).apply(&txn, changes).await?;
+    let syncing = Instant::now();
+    let committed = txn.commit().await.map_err(err);
+    sync.record(syncing.elapsed().as_secs_f64());
+    if committed.is_err() {
+        changes.clear();
+    }
+    committed.map(|()| refused)
 }
 
 /// Three columns of rows.

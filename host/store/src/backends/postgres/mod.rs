@@ -11,20 +11,23 @@
 //! (`synchronous_commit`, on by default), and only then is the output gate
 //! opened.
 
+mod cluster;
 mod commit;
 mod registry;
 mod schema;
 
+pub use cluster::{Cluster, LostListener, NodeConfig, NodeStatus, Owner, ShardStatus, shard_of};
+
 use std::future::Future;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 
 use crate::alarm::{AlarmChange, AlarmRecord};
-use crate::backend::{Backend, KeyScan, ObjectWrites, RegistryTxn};
+use crate::backend::{Backend, KeyScan, ObjectWrites, Refused, RegistryTxn};
 use crate::directory::{KeyInfo, ObjectRecord};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{ObjectKey, namespace_after};
@@ -48,6 +51,9 @@ pub struct PostgresBackend {
     writer: Mutex<Option<Client>>,
     closed: AtomicBool,
     sync: metrics::Histogram,
+    /// The cluster this node is a member of: every commit is fenced on its
+    /// leases.
+    fence: OnceLock<Cluster>,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -129,6 +135,7 @@ impl PostgresBackend {
             writer: Mutex::new(None),
             closed: AtomicBool::new(false),
             sync: metrics::histogram!(crate::COMMIT_SYNC_DURATION),
+            fence: OnceLock::new(),
         };
         let mut client = backend.connect_writer()?;
         let migrated = {
@@ -140,29 +147,21 @@ impl PostgresBackend {
         Ok(backend)
     }
 
-    /// A new connection of its own (for the committer).
+    /// A new connection of its own (for the committer, the registry).
     fn connect_writer(&self) -> Result<Client> {
         let config = self.config.clone();
-        let connected = self.wait(async move { config.connect(NoTls).await });
-        let (client, connection) =
-            connected.map_err(|e| pg_error("connecting to PostgreSQL", &e))?;
-        self.handle.spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!("PostgreSQL: the committer's connection ended: {e}");
-            }
-        });
-        Ok(client)
+        self.wait(async move { connect(&config).await })
     }
 
     /// Runs `work` on the driver's runtime and waits for it (from any
     /// thread, also one of another runtime).
     fn wait<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> T {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.handle.spawn(async move {
-            let _ = tx.send(work.await);
-        });
-        rx.recv()
-            .unwrap_or_else(|_| panic!("the PostgreSQL driver's runtime stopped"))
+        wait_on(&self.handle, work)
+    }
+
+    /// Fences every commit on `cluster`'s leases from now on.
+    fn set_fence(&self, cluster: Cluster) {
+        let _ = self.fence.set(cluster);
     }
 
     /// Runs `work`, which borrows from the caller, on the driver's runtime:
@@ -179,6 +178,34 @@ impl PostgresBackend {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
     }
+}
+
+/// A new connection of its own to `config`, driven on the current runtime.
+async fn connect(config: &tokio_postgres::Config) -> Result<Client> {
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| pg_error("connecting to PostgreSQL", &e))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!("PostgreSQL: a connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// Runs `work` on `handle`'s runtime and waits for it (from any thread,
+/// also one of another runtime).
+fn wait_on<T: Send + 'static>(
+    handle: &tokio::runtime::Handle,
+    work: impl Future<Output = T> + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    handle.spawn(async move {
+        let _ = tx.send(work.await);
+    });
+    rx.recv()
+        .unwrap_or_else(|_| panic!("the PostgreSQL driver's runtime stopped"))
 }
 
 /// Reads on pooled connections, on the driver's runtime (the backend's,
@@ -423,14 +450,14 @@ impl Backend for PostgresBackend {
         &self,
         batch: &[&ObjectWrites],
         changes: &mut Vec<AlarmChange>,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<Refused, String> {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let Some(client) = writer.as_mut() else {
             return Err("storage commit failed: not connected to PostgreSQL".into());
         };
-        let net = commit::Net::of(batch);
-        let sync = &self.sync;
-        let result = self.wait_local(async move { net.commit(client, changes, sync).await });
+        let (sync, fence) = (&self.sync, self.fence.get());
+        let result = self
+            .wait_local(async move { commit::commit(client, batch, fence, changes, sync).await });
         if result.is_err() && writer.as_ref().is_some_and(Client::is_closed) {
             *writer = None;
         }

@@ -50,6 +50,19 @@ const STEPS: &[&str] = &[
     );
     CREATE TABLE dohost.bound (binding text PRIMARY KEY, class text NOT NULL);
     CREATE TABLE dohost.migrations (position integer PRIMARY KEY, tag text NOT NULL);",
+    // 2: the cluster: its nodes, and one lease per shard (see cluster.rs).
+    "CREATE TABLE dohost.nodes (
+        node text PRIMARY KEY,
+        address text NOT NULL,
+        heartbeat timestamptz NOT NULL,
+        draining boolean NOT NULL DEFAULT false
+    );
+    CREATE TABLE dohost.leases (
+        shard integer PRIMARY KEY,
+        owner text,
+        epoch bigint NOT NULL DEFAULT 0,
+        expires timestamptz NOT NULL DEFAULT 'epoch'
+    );",
 ];
 
 /// The schema version this dohost reads and writes.

@@ -41,7 +41,7 @@ use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition};
 pub use check::{CheckReport, check_file};
 
 use crate::alarm::{AlarmChange, AlarmRecord};
-use crate::backend::{Backend, KeyScan, ObjectWrites, RegistryTxn};
+use crate::backend::{Backend, KeyScan, ObjectWrites, Refused, RegistryTxn};
 use crate::directory::{KeyInfo, ObjectRecord};
 use crate::error::{Error, Result};
 use crate::keys::namespace_after;
@@ -343,7 +343,7 @@ impl Backend for RedbBackend {
         &self,
         batch: &[&ObjectWrites],
         changes: &mut Vec<AlarmChange>,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<Refused, String> {
         let db = self
             .writer
             .lock()
@@ -361,6 +361,7 @@ impl Backend for RedbBackend {
                 panic_message(panic.as_ref())
             ))
         })
+        .map(|()| Refused::new())
     }
 
     /// After a failed commit redb refuses every later read and write of
