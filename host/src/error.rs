@@ -43,6 +43,10 @@ pub enum ErrorKind {
     CallCycle,
     /// The request lacks the credentials a route needs (HTTP 401).
     Unauthorized,
+    /// In a cluster, the object's shard moved: this node no longer owns
+    /// it, or no node that owns it can be reached now. Nothing of the event
+    /// is durable; retry (HTTP 503).
+    Unavailable,
 }
 
 /// A failure in the `dohost` library: a kind, a readable one-line message,
@@ -101,7 +105,7 @@ impl Error {
             ErrorKind::NotFound => 404,
             ErrorKind::BadRequest => 400,
             ErrorKind::Unauthorized => 401,
-            ErrorKind::Overloaded | ErrorKind::ShutDown => 503,
+            ErrorKind::Overloaded | ErrorKind::ShutDown | ErrorKind::Unavailable => 503,
             ErrorKind::Timeout => 504,
             _ => 500,
         }
@@ -115,9 +119,13 @@ impl Error {
 
     /// Whether repeating the call may succeed (Cloudflare's `.retryable`):
     /// the object trapped and was reset, or its writes could not be
-    /// committed. Only calls that are safe to repeat should be retried.
+    /// committed, or (in a cluster) its shard moved. Only calls that are
+    /// safe to repeat should be retried.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, ErrorKind::GuestTrap | ErrorKind::Storage)
+        matches!(
+            self.kind,
+            ErrorKind::GuestTrap | ErrorKind::Storage | ErrorKind::Unavailable
+        )
     }
 
     /// Whether the object was overloaded (Cloudflare's `.overloaded`); such
@@ -157,6 +165,7 @@ impl From<dohost_store::Error> for Error {
                 ErrorKind::BadRequest
             }
             dohost_store::ErrorKind::NotFound => ErrorKind::NotFound,
+            dohost_store::ErrorKind::NotOwner => ErrorKind::Unavailable,
             _ => ErrorKind::Storage,
         };
         Error::new(kind, e.message())

@@ -130,6 +130,15 @@ enum Command {
         #[arg(long, default_value = "dohost.toml")]
         config: PathBuf,
     },
+    /// The cluster a configuration's `[cluster]` names: its nodes, their
+    /// heartbeats and shards, and the shards without an owner.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+        /// The configuration file with the `[cluster]` table.
+        #[arg(long, global = true, default_value = "dohost.toml")]
+        config: PathBuf,
+    },
     /// List, inspect or delete the objects of a stopped server's data
     /// directory (a running server answers the same on its admin HTTP API).
     Objects {
@@ -143,6 +152,13 @@ enum Command {
         #[arg(long, global = true, default_value = "dohost.toml")]
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Show the nodes, how many shards each owns and when its leases
+    /// expire, read from the cluster's PostgreSQL database.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -341,6 +357,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Check { data, config } => {
             check(&data.unwrap_or_else(|| default_data_dir(&config)))
+        }
+        Command::Cluster {
+            action: ClusterAction::Status,
+            config,
+        } => {
+            let loaded = dohost::Config::load(&config)?;
+            let Some(cluster) = &loaded.cluster else {
+                anyhow::bail!("{}: there is no [cluster] table", config.display());
+            };
+            print!("{}", dohost::cluster_status(cluster)?);
+            Ok(())
         }
         Command::Objects {
             action,

@@ -379,6 +379,49 @@ pub struct ServerSettings {
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
+/// The number of shards of a new cluster (`[cluster] shards`).
+pub const DEFAULT_CLUSTER_SHARDS: u32 = 256;
+
+/// How long a node's lease on its shards lasts without renewal (`[cluster]
+/// lease_ms`): a node that dies has its objects served elsewhere after this
+/// long.
+pub const DEFAULT_CLUSTER_LEASE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How this host takes part in a cluster (`[cluster]` in dohost.toml; see
+/// docs/cluster.md).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClusterSettings {
+    /// The PostgreSQL database every node keeps its state in.
+    pub database: String,
+    /// This node's name, unique in the cluster.
+    pub node: String,
+    /// Where the other nodes reach this one; it listens there.
+    pub advertise: std::net::SocketAddr,
+    /// The secret every node shares; it authenticates the nodes' requests
+    /// to each other.
+    pub secret: String,
+    /// The number of shards (chosen when the cluster is created).
+    pub shards: u32,
+    /// How long a lease lasts without renewal.
+    pub lease: std::time::Duration,
+}
+
+impl ClusterSettings {
+    /// A node `node` of the cluster in `database`, reached at `advertise`,
+    /// with the default shards and lease.
+    pub fn new(database: &str, node: &str, advertise: std::net::SocketAddr, secret: &str) -> Self {
+        ClusterSettings {
+            database: database.to_owned(),
+            node: node.to_owned(),
+            advertise,
+            secret: secret.to_owned(),
+            shards: DEFAULT_CLUSTER_SHARDS,
+            lease: DEFAULT_CLUSTER_LEASE,
+        }
+    }
+}
+
 /// Where the host's traces go (`[observability]` in dohost.toml).
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]

@@ -15,6 +15,7 @@ mod alarms;
 mod assets;
 mod batch_processor;
 mod chat;
+mod cluster;
 mod config_errors;
 mod counter_e2e;
 mod crash_recovery;

@@ -334,6 +334,15 @@ impl Server {
         None
     }
 
+    /// Sends the server `signal` (`"STOP"`, `"CONT"`, ...).
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -{signal}");
+    }
+
     /// Kills the server with SIGKILL (no shutdown work at all).
     pub fn kill9(mut self) {
         self.child.kill().expect("kill -9");

@@ -17,7 +17,7 @@ use crate::runtime::{
     ComponentSource, EngineLimits, HostShared, Namespace, Runtime, Vars, WorkerPool, block_on,
     load_binding, load_worker, outbound::Outbound,
 };
-use crate::settings::{DEFAULT_DATA_DIR, Settings};
+use crate::settings::{ClusterSettings, DEFAULT_DATA_DIR, Settings};
 use dohost_store::{
     AlarmChange, Backend, Binding, CommitHook, Migration, PostgresBackend, RedbBackend, Store,
 };
@@ -44,6 +44,8 @@ pub struct HostBuilder {
     /// A PostgreSQL database to keep state in instead of the data
     /// directory's redb file.
     postgres: Option<String>,
+    /// The cluster this host is a node of.
+    cluster: Option<ClusterSettings>,
 }
 
 /// Instance slots beyond the live objects and the workers, for loading
@@ -64,6 +66,7 @@ impl HostBuilder {
         self.admin_token = config.admin_token.clone();
         self.assets = config.assets.clone();
         self.unsupported_bindings = config.unsupported_bindings.clone();
+        self.cluster = config.cluster.clone();
         let settings = &mut self.settings;
         if let Some(budget) = config.cpu_time_per_event {
             settings.cpu_time_per_event = budget;
@@ -187,6 +190,17 @@ impl HostBuilder {
         self
     }
 
+    /// Runs the host as one node of a cluster (see docs/cluster.md): its
+    /// state is in the cluster's PostgreSQL database, it owns the shards
+    /// its leases give it, forwards events for other objects to their
+    /// owners, and listens on `settings.advertise` for the events other
+    /// nodes forward. [`HostBuilder::build`] must then run inside a tokio
+    /// runtime.
+    pub fn cluster(mut self, settings: ClusterSettings) -> Self {
+        self.cluster = Some(settings);
+        self
+    }
+
     #[doc(hidden)]
     pub fn commit_hook(mut self, hook: CommitHook) -> Self {
         self.commit_hook = Some(hook);
@@ -252,9 +266,19 @@ impl HostBuilder {
             let schedule = schedule.clone();
             Arc::new(move |changes: &[AlarmChange]| schedule.apply(changes))
         };
-        let backend: Arc<dyn Backend> = match &self.postgres {
-            Some(url) => Arc::new(PostgresBackend::connect(url)?),
-            None => Arc::new(RedbBackend::open(&data_dir.join("dohost.redb"))?),
+        let mut cluster_listener = None;
+        let (backend, cluster): (Arc<dyn Backend>, _) = match (&self.cluster, &self.postgres) {
+            (Some(settings), _) => {
+                cluster_listener = Some(super::cluster::bind(settings.advertise)?);
+                let backend = PostgresBackend::connect(&settings.database)?;
+                let node = super::cluster::join(&backend, settings)?;
+                (Arc::new(backend), Some(node))
+            }
+            (None, Some(url)) => (Arc::new(PostgresBackend::connect(url)?), None),
+            (None, None) => (
+                Arc::new(RedbBackend::open(&data_dir.join("dohost.redb"))?),
+                None,
+            ),
         };
         let (store, committer_stopped) = Store::start(backend, self.commit_hook, listener)?;
         let memory = runtime.memory.clone();
@@ -270,6 +294,7 @@ impl HostBuilder {
             settings,
             schedule,
             outbound,
+            cluster,
         ));
         // A memory growth past the instances' budget asks idle objects to
         // leave first.
@@ -330,6 +355,7 @@ impl HostBuilder {
 
         let namespaces = Arc::new(namespaces);
         let _ = shared.namespaces.set(Arc::downgrade(&namespaces));
+        super::cluster::follow_moves(&shared, &namespaces);
         let worker = worker_pre.map(|pre| WorkerPool::new(pre, shared.clone()));
         let sources = Sources {
             components: std::sync::Mutex::new(Components {
@@ -350,8 +376,17 @@ impl HostBuilder {
                 assets: self.assets.map(Assets::new),
                 sources,
                 http_counts: crate::metrics::HttpCounts::default(),
+                cluster_listener: Mutex::new(None),
             }),
         };
+        if let Some(listener) = cluster_listener {
+            let task = super::cluster::listen(listener, Arc::downgrade(&host.inner));
+            *host
+                .inner
+                .cluster_listener
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(task);
+        }
         host.inner.start_scheduler();
         Ok(host)
     }

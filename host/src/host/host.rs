@@ -93,6 +93,9 @@ pub(crate) struct HostInner {
     pub(crate) sources: Sources,
     /// The handles of the per-request metrics.
     pub(crate) http_counts: crate::metrics::HttpCounts,
+    /// The task answering the other nodes of the cluster, if this host is
+    /// a node of one.
+    pub(crate) cluster_listener: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl HostInner {
@@ -134,6 +137,11 @@ impl HostInner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+        let listener = self
+            .cluster_listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         async move {
             shared
                 .sockets
@@ -143,6 +151,17 @@ impl HostInner {
             shared.store.close();
             if let Some(stopped) = stopped {
                 let _ = stopped.await;
+            }
+            // Everything is committed: hand the shards over at once.
+            if let Some(node) = &shared.cluster
+                && let Err(e) = node.membership.leave_async().await
+            {
+                tracing::warn!(
+                    "cluster: could not release the leases ({e}); they expire by themselves"
+                );
+            }
+            if let Some(listener) = listener {
+                listener.abort();
             }
         }
     }

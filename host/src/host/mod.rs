@@ -9,6 +9,7 @@ mod assets;
 mod browse;
 pub mod build;
 mod builder;
+mod cluster;
 pub mod config;
 #[allow(clippy::module_inception)] // the file of the `Host` type, named after it
 mod host;
@@ -24,5 +25,6 @@ pub use browse::{
     ObjectPage, ObjectQuery, ShownValue,
 };
 pub use builder::HostBuilder;
+pub use cluster::{ClusterStatus, cluster_status};
 pub use host::{Host, Stats};
 pub use router::{HEALTH_PATH, READY_PATH, Route};

@@ -55,6 +55,10 @@ use crate::settings::{SCHEDULE_WINDOW, Settings};
 /// did not run.
 pub(crate) const REDELIVERY_DELAY_MS: i64 = 100;
 
+/// How long (ms) an alarm of an object another node of the cluster owns
+/// waits before this node looks at it again.
+const NOT_OURS_DELAY_MS: i64 = 1000;
+
 /// How long the scheduler waits after it failed to read the index.
 const RELOAD_ERROR_DELAY: Duration = Duration::from_secs(1);
 
@@ -220,6 +224,18 @@ impl Schedule {
         }
     }
 
+    /// Forgets what was loaded, so the next load reads every alarm again
+    /// (a node of a cluster took shards: their alarms were committed by
+    /// another node).
+    pub(crate) fn reload(&self) {
+        let mut window = self.window();
+        window.soon.clear();
+        window.loaded_to = None;
+        window.all_loaded = false;
+        drop(window);
+        self.wake.notify_one();
+    }
+
     /// How many alarms the scheduler holds in memory.
     pub(crate) fn in_memory(&self) -> usize {
         self.window().soon.len()
@@ -261,6 +277,11 @@ pub(crate) async fn run(
                 match namespace.deliver_alarm(&object.id(), permit) {
                     Ok(()) => {}
                     Err(e) if e.kind() == ErrorKind::ShutDown => return,
+                    Err(e) if e.kind() == ErrorKind::Unavailable => {
+                        // Another node of the cluster owns it and runs it;
+                        // look again later in case its shard comes here.
+                        schedule.remind(now_ms() + NOT_OURS_DELAY_MS, object);
+                    }
                     Err(e) => {
                         tracing::debug!(object = ?object, "alarm delivery postponed: {e}");
                         schedule.remind(now_ms() + REDELIVERY_DELAY_MS, object);

@@ -23,6 +23,7 @@ mod mappings;
 mod namespace;
 pub(crate) mod object;
 pub(crate) mod outbound;
+pub(crate) mod remote;
 mod residency;
 mod shared;
 pub(crate) mod sockets;

@@ -246,6 +246,18 @@ impl Namespace {
             .clear();
     }
 
+    /// Closes the mailboxes of the live objects for which `moved` holds
+    /// (their shard moved to another node): each finishes the events it
+    /// has (their writes are refused) and stops, so nothing it cached
+    /// outlives the move.
+    pub(crate) fn close_where(&self, moved: impl Fn(&ObjectKey) -> bool) {
+        self.0
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| !moved(key));
+    }
+
     /// The host's shared state.
     pub(crate) fn shared(&self) -> &HostShared {
         &self.0.shared
@@ -274,6 +286,21 @@ impl Namespace {
                     ErrorKind::ShutDown,
                     format!(
                         "the host is shut down; {} accepts no more events",
+                        self.0.binding
+                    ),
+                ),
+                event,
+            ));
+        }
+        if let Some(node) = &self.0.shared.cluster
+            && !node.holds(&key)
+        {
+            return Err((
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "object {} of {} is not on this node of the cluster (its shard moved); retry",
+                        hex::encode(id),
                         self.0.binding
                     ),
                 ),

@@ -55,6 +55,8 @@ pub(crate) struct HostShared {
     /// Every namespace, for objects' calls. Weak: the namespaces hold this
     /// shared state, and the host owns them.
     pub(crate) namespaces: OnceLock<Weak<BTreeMap<String, Namespace>>>,
+    /// This node's part in a cluster, if the host is one of its nodes.
+    pub(crate) cluster: Option<super::remote::ClusterNode>,
 }
 
 impl HostShared {
@@ -67,6 +69,7 @@ impl HostShared {
         settings: Settings,
         schedule: Arc<Schedule>,
         outbound: Outbound,
+        cluster: Option<super::remote::ClusterNode>,
     ) -> HostShared {
         let residency = Residency::new(settings.max_live_objects, runtime.memory.clone());
         HostShared {
@@ -88,6 +91,7 @@ impl HostShared {
             instances: AtomicU64::new(0),
             ready: ReadySlots::default(),
             namespaces: OnceLock::new(),
+            cluster,
         }
     }
 

@@ -251,10 +251,28 @@ impl Stub {
         }
     }
 
-    /// Puts `request` in the object's mailbox and waits for the answer and
-    /// its output gate, within the call timeout.
+    /// Runs `request` where the object is: on the node of the cluster that
+    /// owns it ([`super::remote`]), or here.
     async fn send(&self, request: Request, chain: &CallChain) -> Result<Answer> {
         let key = ObjectKey::new(self.namespace.number(), &self.id);
+        if let Some(node) = &self.namespace.shared().cluster
+            && !node.holds(&key)
+        {
+            self.check_chain(key, chain)?;
+            let timeout = self.namespace.shared().settings.call_timeout;
+            let forwarded = tokio::time::timeout(timeout, node.forward(self, key, &request, chain))
+                .await
+                .unwrap_or_else(|_| Some(Err(self.timed_out(timeout))));
+            if let Some(answer) = forwarded {
+                return answer;
+            }
+        }
+        self.send_here(request, chain).await
+    }
+
+    /// Refuses a call to `key` that would close a cycle of waiting objects
+    /// or go deeper than the limit.
+    fn check_chain(&self, key: ObjectKey, chain: &CallChain) -> Result<()> {
         if let Some(cycle) = chain.cycle_to(key, &self.label()) {
             return Err(Error::new(ErrorKind::CallCycle, cycle));
         }
@@ -269,6 +287,27 @@ impl Stub {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// The error of a call that did not answer within `timeout`.
+    fn timed_out(&self, timeout: std::time::Duration) -> Error {
+        Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "{} did not answer within the call timeout ({} ms); it may still run \
+                 the call",
+                self.label(),
+                timeout.as_millis()
+            ),
+        )
+    }
+
+    /// Puts `request` in the object's mailbox on this node and waits for
+    /// the answer and its output gate, within the call timeout.
+    pub(crate) async fn send_here(&self, request: Request, chain: &CallChain) -> Result<Answer> {
+        let key = ObjectKey::new(self.namespace.number(), &self.id);
+        self.check_chain(key, chain)?;
         let (reply, answer) = oneshot::channel();
         let origin = Origin {
             name: self.name.clone(),
@@ -297,21 +336,11 @@ impl Stub {
         };
         tokio::time::timeout(timeout, answered)
             .await
-            .unwrap_or_else(|_| {
-                Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "{} did not answer within the call timeout ({} ms); it may still run \
-                         the call",
-                        self.label(),
-                        timeout.as_millis()
-                    ),
-                ))
-            })
+            .unwrap_or_else(|_| Err(self.timed_out(timeout)))
     }
 
     /// How messages name the object: `BINDING:name`, or `BINDING:id`.
-    fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         object_label(self.namespace.binding(), &self.id, self.name.as_deref())
     }
 }
@@ -371,6 +400,19 @@ impl CallChain {
             at = &link.before.0;
         }
         depth
+    }
+
+    /// The objects waiting, first caller first: (key, label, whether it
+    /// takes no other event meanwhile).
+    pub(crate) fn links(&self) -> Vec<(ObjectKey, String, bool)> {
+        let mut links = Vec::new();
+        let mut at = &self.0;
+        while let Some(link) = at {
+            links.push((link.key, link.label.clone(), link.waits));
+            at = &link.before.0;
+        }
+        links.reverse();
+        links
     }
 
     /// The objects waiting, first caller first: `A → B → C`.

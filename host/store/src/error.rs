@@ -28,6 +28,9 @@ pub enum ErrorKind {
     /// A request the store refuses as given, e.g. a query that would
     /// write where only reads are allowed; the message says why.
     Invalid,
+    /// This node of a cluster no longer owns the object's shard (fencing);
+    /// the write is not durable, and a retry reaches the new owner.
+    NotOwner,
 }
 
 /// A failure of the store: a kind and a readable message.

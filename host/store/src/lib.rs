@@ -58,7 +58,8 @@ mod writes;
 pub use alarm::{AlarmChange, AlarmListener, AlarmRecord, AlarmWrite};
 pub use backend::{Backend, KeyScan, ObjectWrites, Refused, RegistryTxn};
 pub use backends::postgres::{
-    Cluster, NodeConfig, NodeStatus, Owner, PostgresBackend, ShardStatus, shard_of,
+    Cluster, NodeConfig, NodeStatus, Owner, PostgresBackend, ShardListener, ShardStatus,
+    cluster_status, shard_of,
 };
 pub use backends::redb::{CheckReport, RedbBackend, check_file};
 pub use browse::{KvEntry, MAX_KV_PAGE, MAX_ROWS, MAX_ROWS_BYTES, QUERY_TIME_LIMIT, Rows};
@@ -75,6 +76,11 @@ pub use object::{Gate, ObjectStorage, pass_gate};
 pub use pages::{MemoryPages, PAGE_SIZE, PageFile, PageSource, WriteError};
 pub use registry::{NamespaceRecord, Registry, prepare, read_registry};
 pub use store::Store;
+
+/// How the reason of a write set refused by fencing begins (see
+/// [`Backend::commit`]): [`pass_gate`] turns it into
+/// [`ErrorKind::NotOwner`].
+pub const NOT_OWNER: &str = "this node no longer owns shard";
 
 /// The machine's memory in bytes (`MemTotal` of `/proc/meminfo`), or 8 GiB
 /// where that cannot be read.

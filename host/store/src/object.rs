@@ -49,6 +49,7 @@ pub async fn pass_gate(gate: Option<Gate>) -> Result<()> {
     let Some(gate) = gate else { return Ok(()) };
     match gate.await {
         Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if e.starts_with(crate::NOT_OWNER) => Err(Error::new(ErrorKind::NotOwner, e)),
         Ok(Err(e)) => Err(Error::new(ErrorKind::Storage, e)),
         Err(_) => Err(Error::new(
             ErrorKind::Storage,

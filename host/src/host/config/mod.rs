@@ -62,6 +62,13 @@
 //! max_response_bytes = 33554432        # per response body
 //! max_subrequests = 1000               # fetches and object calls per event
 //! max_connections = 6                  # fetches of one event in flight; more wait
+//! [cluster]                            # run as one node of a cluster sharing PostgreSQL (docs/cluster.md)
+//! database = "postgres://dohost@127.0.0.1:5432/dohost"
+//! node = "n1"                          # unique in the cluster
+//! advertise = "127.0.0.1:9101"         # where the other nodes reach this one (it listens there)
+//! secret = "a long shared secret"      # the same on every node; authenticates the nodes' requests
+//! shards = 256                         # chosen when the cluster is created
+//! lease_ms = 10000                     # a dead node's objects move after this long
 //! [websockets]                         # sockets objects accept (Cloudflare's limits)
 //! max_per_object = 32768               # more accepts fail
 //! max_message_bytes = 33554432         # larger incoming messages close with 1009
@@ -85,7 +92,9 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 pub use crate::runtime::ComponentSource;
-use crate::settings::{ObservabilitySettings, OutboundSettings, ServerSettings, WebSocketSettings};
+use crate::settings::{
+    ClusterSettings, ObservabilitySettings, OutboundSettings, ServerSettings, WebSocketSettings,
+};
 pub use dohost_store::Migration;
 pub use wrangler::{CONFIG_FILES, find_config};
 
@@ -173,6 +182,9 @@ pub struct Config {
     pub outbound: OutboundSettings,
     /// `[websockets]`: the limits on the WebSockets objects accept.
     pub websockets: WebSocketSettings,
+    /// `[cluster]`: run as one node of a cluster sharing a PostgreSQL
+    /// database, instead of on the data directory's redb file.
+    pub cluster: Option<ClusterSettings>,
     /// `[assets]`: static files served before the worker.
     pub assets: Option<AssetsConfig>,
     /// Bindings the file declares for products dohost does not have (KV,
@@ -213,6 +225,18 @@ struct RawConfig {
     outbound: Option<RawOutbound>,
     websockets: Option<RawWebSockets>,
     observability: Option<RawObservability>,
+    cluster: Option<RawCluster>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    database: String,
+    node: String,
+    advertise: String,
+    secret: String,
+    shards: Option<u32>,
+    lease_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -609,6 +633,10 @@ impl Config {
         let websockets = parse_websockets(raw.websockets.unwrap_or_default(), &file.to_string())?;
         let observability =
             parse_observability(raw.observability.unwrap_or_default(), &file.to_string())?;
+        let cluster = match raw.cluster {
+            Some(cluster) => Some(parse_cluster(cluster, &file.to_string())?),
+            None => None,
+        };
         let assets = match raw.assets {
             Some(assets) => Some(parse_assets(assets, dir, &file.to_string())?),
             None => None,
@@ -653,6 +681,7 @@ impl Config {
             observability,
             outbound,
             websockets,
+            cluster,
             assets,
             unsupported_bindings: sifted.unsupported_bindings,
             warnings: sifted.warnings,
@@ -718,6 +747,70 @@ fn parse_assets(raw: RawAssets, dir: &Path, file: &str) -> Result<AssetsConfig> 
         not_found_handling,
         html_handling,
         run_worker_first,
+    })
+}
+
+/// Checks `[cluster]`: a PostgreSQL URL, a node name, an address to listen
+/// on, a secret long enough to guess at no better than chance, and sane
+/// shard and lease numbers.
+fn parse_cluster(raw: RawCluster, file: &str) -> Result<ClusterSettings> {
+    let refuse = |message: String| Err(Error::config(format!("{file}: {message}")));
+    if !(raw.database.starts_with("postgres://") || raw.database.starts_with("postgresql://")) {
+        return refuse(format!(
+            "cluster.database = {:?} is not a PostgreSQL URL; write it as postgres://USER@HOST:PORT/DATABASE",
+            raw.database
+        ));
+    }
+    if raw.node.is_empty()
+        || raw.node.len() > 64
+        || !raw
+            .node
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return refuse(format!(
+            "cluster.node = {:?}: name the node with 1 to 64 letters, digits, '-', '_' or '.'",
+            raw.node
+        ));
+    }
+    let advertise: std::net::SocketAddr = match raw.advertise.parse() {
+        Ok(address) => address,
+        Err(_) => {
+            return refuse(format!(
+                "cluster.advertise = {:?} is not an IP address and port, e.g. \"10.0.0.5:9101\"; the node listens there for the other nodes",
+                raw.advertise
+            ));
+        }
+    };
+    if raw.secret.len() < 16 {
+        return refuse(
+            "cluster.secret is shorter than 16 characters; use a long random string, the same on every node".to_owned(),
+        );
+    }
+    let shards = raw.shards.unwrap_or(crate::DEFAULT_CLUSTER_SHARDS);
+    if shards == 0 || shards > 65_536 {
+        return refuse(format!(
+            "cluster.shards = {shards}: choose between 1 and 65536 (default {})",
+            crate::DEFAULT_CLUSTER_SHARDS
+        ));
+    }
+    let lease = std::time::Duration::from_millis(
+        raw.lease_ms
+            .unwrap_or(crate::DEFAULT_CLUSTER_LEASE.as_millis() as u64),
+    );
+    if lease < std::time::Duration::from_millis(300) {
+        return refuse(format!(
+            "cluster.lease_ms = {}: leases shorter than 300 ms expire between heartbeats; use at least 300",
+            lease.as_millis()
+        ));
+    }
+    Ok(ClusterSettings {
+        database: raw.database,
+        node: raw.node,
+        advertise,
+        secret: raw.secret,
+        shards,
+        lease,
     })
 }
 

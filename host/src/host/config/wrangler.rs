@@ -84,7 +84,7 @@ pub(super) fn read_value(text: &str, path: &Path) -> Result<Map<String, Value>> 
 }
 
 /// The top-level keys dohost reads.
-const READ: [&str; 14] = [
+const READ: [&str; 15] = [
     "name",
     "main",
     "compatibility_date",
@@ -99,6 +99,7 @@ const READ: [&str; 14] = [
     "outbound",
     "websockets",
     "assets",
+    "cluster",
 ];
 
 /// wrangler's keys for Cloudflare's other products, each a list of

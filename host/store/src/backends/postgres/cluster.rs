@@ -75,8 +75,8 @@ pub struct ShardStatus {
     pub owner: Option<String>,
     /// The epoch of its lease.
     pub epoch: i64,
-    /// How long ago the lease was last renewed (or taken), if owned.
-    pub renewed: Option<Duration>,
+    /// How long until the lease expires unless renewed, if it is live.
+    pub expires_in: Option<Duration>,
 }
 
 /// A node of the cluster as the last beat saw it.
@@ -105,8 +105,9 @@ struct View {
     shards: Vec<ShardStatus>,
 }
 
-/// Hears of shards this node no longer owns: their objects must be reset.
-pub type LostListener = Box<dyn Fn(&[u32]) + Send + Sync>;
+/// Hears of the shards this node lost (their objects must be reset) and
+/// of those it took (their alarms must be loaded): `(lost, taken)`.
+pub type ShardListener = Box<dyn Fn(&[u32], &[u32]) + Send + Sync>;
 
 /// This node's membership of the cluster (see the module docs). Cloning
 /// gives another handle to it.
@@ -118,7 +119,7 @@ pub struct Cluster {
 struct Inner {
     config: NodeConfig,
     view: RwLock<View>,
-    lost: Mutex<Option<LostListener>>,
+    listener: Mutex<Option<ShardListener>>,
     /// The connection the beats use; `None` while it is being replaced.
     client: tokio::sync::Mutex<Option<Client>>,
     /// The driver's runtime and the database, as the backend has them.
@@ -181,7 +182,7 @@ impl Cluster {
             inner: Arc::new(Inner {
                 config,
                 view: RwLock::new(View::default()),
-                lost: Mutex::new(None),
+                listener: Mutex::new(None),
                 client: tokio::sync::Mutex::new(Some(client)),
                 handle: backend.handle.clone(),
                 database: backend.config.clone(),
@@ -213,9 +214,14 @@ impl Cluster {
         shard_of(object, self.inner.config.shards)
     }
 
-    /// Calls `listener` with the shards this node loses from now on.
-    pub fn on_lost(&self, listener: LostListener) {
-        *self.inner.lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
+    /// Calls `listener` with the shards this node loses and takes from now
+    /// on.
+    pub fn on_change(&self, listener: ShardListener) {
+        *self
+            .inner
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(listener);
     }
 
     /// The epoch at which this node owns `shard`, if it does and its last
@@ -256,6 +262,21 @@ impl Cluster {
         wait_on(&self.inner.handle, async move { me.beat().await })
     }
 
+    /// [`Cluster::refresh`] from async code: the beat runs on the driver's
+    /// runtime while the caller awaits it.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Storage`] if PostgreSQL cannot be reached.
+    pub async fn refresh_async(&self) -> Result<()> {
+        let me = self.clone();
+        self.inner
+            .handle
+            .spawn(async move { me.beat().await })
+            .await
+            .unwrap_or_else(|e| Err(Error::storage("cluster heartbeat", e)))
+    }
+
     /// Leaves the cluster: marks this node draining, forgets and releases
     /// every lease so the other nodes take its shards at their next beat,
     /// and stops beating. Call it once this node's writes are committed.
@@ -270,6 +291,23 @@ impl Cluster {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let me = self.clone();
         wait_on(&self.inner.handle, async move { me.release_all().await })
+    }
+
+    /// [`Cluster::leave`] from async code.
+    ///
+    /// # Errors
+    ///
+    /// As [`Cluster::leave`].
+    pub async fn leave_async(&self) -> Result<()> {
+        self.inner
+            .stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let me = self.clone();
+        self.inner
+            .handle
+            .spawn(async move { me.release_all().await })
+            .await
+            .unwrap_or_else(|e| Err(Error::storage("leaving the cluster", e)))
     }
 
     /// Creates the cluster's shards if they are not there; checks their
@@ -459,19 +497,17 @@ impl Cluster {
         for row in client
             .query(
                 "SELECT shard, owner, epoch,
-                        CASE WHEN expires > now()
-                             THEN extract(epoch from now() - (expires - make_interval(secs => $1)))::float8
-                        END
+                        CASE WHEN expires > now() THEN extract(epoch from expires - now())::float8 END
                  FROM dohost.leases ORDER BY shard",
-                &[&lease],
+                &[],
             )
             .await
             .map_err(err)?
         {
             let shard = u32::try_from(row.get::<_, i32>(0)).unwrap_or(0);
             let owner: Option<String> = row.get(1);
-            let renewed: Option<f64> = row.get(3);
-            if let (Some(owner), Some(_)) = (&owner, renewed)
+            let expires_in: Option<f64> = row.get(3);
+            if let (Some(owner), Some(_)) = (&owner, expires_in)
                 && let Some(address) = addresses.get(owner.as_str())
             {
                 owners.insert(
@@ -486,7 +522,7 @@ impl Cluster {
                 shard,
                 owner,
                 epoch: row.get(2),
-                renewed: renewed.map(|s| Duration::from_secs_f64(s.max(0.0))),
+                expires_in: expires_in.map(|s| Duration::from_secs_f64(s.max(0.0))),
             });
         }
         let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
@@ -497,9 +533,9 @@ impl Cluster {
     }
 
     /// Makes `held` what this node owns, renewed at `renewed_at`, and tells
-    /// the listener of the shards it lost.
+    /// the listener of the shards it lost and took.
     fn update_held(&self, held: &HashMap<u32, i64>, renewed_at: Option<Instant>) {
-        let lost: Vec<u32> = {
+        let (lost, taken): (Vec<u32>, Vec<u32>) = {
             let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
             let lost = view
                 .held
@@ -507,15 +543,29 @@ impl Cluster {
                 .filter(|(shard, epoch)| held.get(shard) != Some(epoch))
                 .map(|(shard, _)| *shard)
                 .collect();
+            let taken = held
+                .iter()
+                .filter(|(shard, epoch)| view.held.get(shard) != Some(epoch))
+                .map(|(shard, _)| *shard)
+                .collect();
             view.held = held.clone();
             view.renewed_at = renewed_at;
-            lost
+            (lost, taken)
         };
         if !lost.is_empty() {
             tracing::info!(shards = lost.len(), "cluster: shards moved to other nodes");
-            if let Some(listener) = &*self.inner.lost.lock().unwrap_or_else(|p| p.into_inner()) {
-                listener(&lost);
-            }
+        }
+        if !taken.is_empty() {
+            tracing::info!(shards = taken.len(), "cluster: took shards");
+        }
+        if (!lost.is_empty() || !taken.is_empty())
+            && let Some(listener) = &*self
+                .inner
+                .listener
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        {
+            listener(&lost, &taken);
         }
     }
 
@@ -545,6 +595,64 @@ impl Cluster {
         tracing::info!("cluster: left; the other nodes take this node's shards");
         Ok(())
     }
+}
+
+/// The cluster in `backend`'s database as it is now, read without
+/// joining it: its number of shards, its nodes and every shard's lease.
+///
+/// # Errors
+///
+/// [`ErrorKind::Storage`] if PostgreSQL cannot be read,
+/// [`ErrorKind::NotFound`] if no cluster was created in this database.
+pub fn cluster_status(
+    backend: &PostgresBackend,
+) -> Result<(u32, Vec<NodeStatus>, Vec<ShardStatus>)> {
+    let what = "reading the cluster";
+    let shards = backend.query(
+        what,
+        "SELECT value FROM dohost.meta WHERE key = 'shards'",
+        Vec::new(),
+    )?;
+    let Some(shards) = shards.first().map(|row| row.get::<_, i64>(0)) else {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            "no cluster was created in this database yet: start a node with [cluster] first",
+        ));
+    };
+    let nodes = backend
+        .query(
+            what,
+            "SELECT node, address, extract(epoch from now() - heartbeat)::float8, draining
+             FROM dohost.nodes ORDER BY node",
+            Vec::new(),
+        )?
+        .iter()
+        .map(|row| NodeStatus {
+            node: row.get(0),
+            address: row.get(1),
+            heartbeat: Duration::from_secs_f64(row.get::<_, f64>(2).max(0.0)),
+            draining: row.get(3),
+        })
+        .collect();
+    let leases = backend
+        .query(
+            what,
+            "SELECT shard, CASE WHEN expires > now() THEN owner END, epoch,
+                    CASE WHEN expires > now() THEN extract(epoch from expires - now())::float8 END
+             FROM dohost.leases ORDER BY shard",
+            Vec::new(),
+        )?
+        .iter()
+        .map(|row| ShardStatus {
+            shard: u32::try_from(row.get::<_, i32>(0)).unwrap_or(0),
+            owner: row.get(1),
+            epoch: row.get(2),
+            expires_in: row
+                .get::<_, Option<f64>>(3)
+                .map(|left| Duration::from_secs_f64(left.max(0.0))),
+        })
+        .collect();
+    Ok((u32::try_from(shards).unwrap_or(0), nodes, leases))
 }
 
 #[cfg(test)]

@@ -294,7 +294,8 @@ pub(super) async fn commit(
     if let Some(cluster) = fence {
         let lost = |shard: u32| {
             format!(
-                "this node no longer owns shard {shard} (its lease moved to another node, or this node could not renew it in time); the write is not durable: retry, the request reaches the new owner"
+                "{} {shard} (its lease moved to another node, or this node could not renew it in time); the write is not durable: retry, the request reaches the new owner",
+                crate::NOT_OWNER
             )
         };
         let mut epochs: BTreeMap<u32, i64> = BTreeMap::new();

@@ -16,7 +16,9 @@ mod commit;
 mod registry;
 mod schema;
 
-pub use cluster::{Cluster, LostListener, NodeConfig, NodeStatus, Owner, ShardStatus, shard_of};
+pub use cluster::{
+    Cluster, NodeConfig, NodeStatus, Owner, ShardListener, ShardStatus, cluster_status, shard_of,
+};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -72,6 +72,10 @@ pub(super) const VERSION: i64 = STEPS.len() as i64;
 pub(super) async fn migrate(client: &mut Client) -> Result<()> {
     let err = |e: tokio_postgres::Error| pg_error("creating the dohost schema", &e);
     let txn = client.transaction().await.map_err(err)?;
+    // `IF NOT EXISTS` would send a notice each start.
+    txn.batch_execute("SET LOCAL client_min_messages = warning")
+        .await
+        .map_err(err)?;
     txn.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .await
         .map_err(err)?;
