@@ -244,3 +244,183 @@ async fn a_node_paused_past_its_lease_serves_no_stale_count() {
     n1.stop();
     n2.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_answers_every_request() {
+    let postgres = Postgres::start();
+    let database = postgres.database();
+    let root = tempfile::tempdir().unwrap();
+    let names = ["n1", "n2", "n3"];
+    let mut nodes: Vec<Server> = names
+        .iter()
+        .map(|n| start(root.path(), &database, n))
+        .collect();
+    let urls = Arc::new(Mutex::new(
+        nodes.iter().map(|n| n.base.clone()).collect::<Vec<_>>(),
+    ));
+    let http = client();
+    let answered = Arc::new(Mutex::new(Vec::new()));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Clients count eight counters through every node, as a load balancer
+    // would: a node that refuses the connection (it is stopping) is skipped;
+    // every answer a node gives must be a count.
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (http, urls, answered, failures, stop) = (
+                http.clone(),
+                urls.clone(),
+                answered.clone(),
+                failures.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut i = c;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    i += 1;
+                    let base = {
+                        let urls = urls.lock().unwrap();
+                        urls[i % urls.len()].clone()
+                    };
+                    let name = format!("r{}", i % 8);
+                    let request = http::Request::get(format!("{base}/COUNTER/{name}/"))
+                        .body(http_body_util::Full::new(bytes::Bytes::new()))
+                        .unwrap();
+                    let Ok(response) = http.request(request).await else {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    };
+                    let status = response.status().as_u16();
+                    let Ok(body) = http_body_util::BodyExt::collect(response.into_body()).await
+                    else {
+                        continue;
+                    };
+                    let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+                    if status == 200 {
+                        answered
+                            .lock()
+                            .unwrap()
+                            .push((name, text.parse::<u64>().unwrap()));
+                    } else {
+                        failures.lock().unwrap().push(format!("{status}: {text}"));
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for (i, name) in names.iter().enumerate() {
+        nodes.remove(i).stop();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let again = start(root.path(), &database, name);
+        urls.lock().unwrap()[i] = again.base.clone();
+        nodes.insert(i, again);
+        tokio::time::sleep(Duration::from_millis(LEASE_MS)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:?}",
+        failures.len()
+    );
+    let answered = answered.lock().unwrap().clone();
+    assert!(answered.len() > 100, "only {} answers", answered.len());
+    let mut seen = HashSet::new();
+    for pair in &answered {
+        assert!(seen.insert(pair.clone()), "{pair:?} was answered twice");
+    }
+    for node in nodes {
+        node.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_of_a_killed_node_fire_on_another_once() {
+    let postgres = Postgres::start();
+    let database = postgres.database();
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<Server> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| start(root.path(), &database, n))
+        .collect();
+    let http = client();
+    let objects: Vec<String> = (0..6).map(|i| format!("alarm{i}")).collect();
+    let set = serde_json::json!([{"op": "set_alarm", "in_ms": 2500}]).to_string();
+    for (i, name) in objects.iter().enumerate() {
+        let via = &nodes[i % 3];
+        let (status, body) =
+            crate::support::send(&http, "POST", &via.url(&format!("/PROBE/{name}/ops")), &set)
+                .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Kill the owner of the first object before any alarm is due.
+    let details =
+        crate::support::admin_get(&nodes[0], TOKEN, "/_dohost/objects/PROBE/alarm0").await;
+    let details: serde_json::Value = serde_json::from_str(&details).unwrap();
+    let id = hex::decode(details["id"].as_str().unwrap()).unwrap();
+    let shard = u32::from_be_bytes([id[0], id[1], id[2], id[3]]) % 32;
+    let owner = status(root.path(), "n1")
+        .lines()
+        .find_map(|line| {
+            let (node, shards) = line.split_once(" owns shards: ")?;
+            shards
+                .split(' ')
+                .any(|s| s == shard.to_string())
+                .then(|| node.to_owned())
+        })
+        .unwrap();
+    let victim = ["n1", "n2", "n3"].iter().position(|n| *n == owner).unwrap();
+    nodes.remove(victim).kill9();
+    // Due after 2.5 s; the dead node's shards move within the lease.
+    let read = serde_json::json!([{"op": "get", "key": "alarm-log"}]).to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for name in &objects {
+        let log: Vec<serde_json::Value> = loop {
+            let (status, body) = crate::support::send(
+                &http,
+                "POST",
+                &nodes[0].url(&format!("/PROBE/{name}/ops")),
+                &read,
+            )
+            .await;
+            if status == 200 {
+                let results: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+                if let Some(text) = results[0]["ok"].as_str() {
+                    break serde_json::from_str(text).unwrap();
+                }
+            } else {
+                assert_eq!(status, 503, "{body}");
+            }
+            assert!(Instant::now() < deadline, "the alarm of {name} never ran");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(
+            log.len(),
+            1,
+            "{name} ran its alarm {} times: {log:?}",
+            log.len()
+        );
+    }
+    // And not again later.
+    tokio::time::sleep(Duration::from_millis(LEASE_MS * 2)).await;
+    for name in &objects {
+        let (_, body) = crate::support::send(
+            &http,
+            "POST",
+            &nodes[1].url(&format!("/PROBE/{name}/ops")),
+            &read,
+        )
+        .await;
+        let results: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        let log: Vec<serde_json::Value> =
+            serde_json::from_str(results[0]["ok"].as_str().unwrap()).unwrap();
+        assert_eq!(log.len(), 1, "{name}: {log:?}");
+    }
+    for node in nodes {
+        node.stop();
+    }
+}

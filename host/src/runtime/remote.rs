@@ -184,13 +184,16 @@ impl ClusterNode {
 
     /// Sends `request` for `stub`'s object to the node that owns it and
     /// returns its answer; `None` once this node owns the object itself
-    /// (the caller runs it here).
+    /// (the caller runs it here) and is not `closing`. While this node
+    /// stops, it waits for its shards to move and forwards to their new
+    /// owners.
     pub(crate) async fn forward(
         &self,
         stub: &Stub,
         key: ObjectKey,
         request: &Request,
         chain: &CallChain,
+        closing: &std::sync::atomic::AtomicBool,
     ) -> Option<Result<Answer>> {
         let (kind, rest) = match request {
             Request::Fetch(req) => (
@@ -233,7 +236,7 @@ impl ClusterNode {
         let deadline = Instant::now() + self.lease * 2;
         let mut last = String::from("no node owns its shard now");
         loop {
-            if self.holds(&key) {
+            if self.holds(&key) && !closing.load(std::sync::atomic::Ordering::SeqCst) {
                 return None;
             }
             if let Some(owner) = self.membership.owner(&key)

@@ -255,14 +255,21 @@ impl Stub {
     /// owns it ([`super::remote`]), or here.
     async fn send(&self, request: Request, chain: &CallChain) -> Result<Answer> {
         let key = ObjectKey::new(self.namespace.number(), &self.id);
-        if let Some(node) = &self.namespace.shared().cluster
-            && !node.holds(&key)
+        let shared = self.namespace.shared();
+        if let Some(node) = &shared.cluster
+            && (!node.holds(&key) || shared.closed.load(std::sync::atomic::Ordering::SeqCst))
         {
+            // Not here, or this node is stopping: the owner runs it (a
+            // stopping node hands its shards over, then forwards to the
+            // next owner).
             self.check_chain(key, chain)?;
-            let timeout = self.namespace.shared().settings.call_timeout;
-            let forwarded = tokio::time::timeout(timeout, node.forward(self, key, &request, chain))
-                .await
-                .unwrap_or_else(|_| Some(Err(self.timed_out(timeout))));
+            let timeout = shared.settings.call_timeout;
+            let forwarded = tokio::time::timeout(
+                timeout,
+                node.forward(self, key, &request, chain, &shared.closed),
+            )
+            .await
+            .unwrap_or_else(|_| Some(Err(self.timed_out(timeout))));
             if let Some(answer) = forwarded {
                 return answer;
             }

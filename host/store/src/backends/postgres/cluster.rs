@@ -11,8 +11,10 @@
 //!   so a node joining or leaving moves only the shards it wins or held;
 //! - renews its leases (those it still holds come back; any other was taken
 //!   over, so it is lost);
-//! - releases the shards it holds but no longer wins (after forgetting
-//!   them, so nothing of theirs commits any more);
+//! - hands over the shards it holds but no longer wins, in two steps: at
+//!   once it takes no new event of theirs (running ones finish and
+//!   commit); a beat's time later it forgets them (nothing of theirs
+//!   commits any more) and releases their leases;
 //! - takes the shards it wins that are free or whose lease expired, each
 //!   at the next epoch.
 //!
@@ -97,6 +99,10 @@ pub struct NodeStatus {
 struct View {
     /// The shards this node owns, with the epoch it took each at.
     held: HashMap<u32, i64>,
+    /// Shards it owns but hands over once a beat's time has passed since
+    /// (the value): it takes no new event of theirs, and what runs may
+    /// still commit.
+    releasing: HashMap<u32, Instant>,
     /// When the leases in `held` were last renewed, on this node's clock.
     renewed_at: Option<Instant>,
     /// The owner of each shard that has a live lease.
@@ -234,9 +240,18 @@ impl Cluster {
         fresh.then(|| view.held.get(&shard).copied()).flatten()
     }
 
-    /// Whether this node owns `object`'s shard now.
+    /// Whether this node owns `object`'s shard now and takes its events
+    /// (it is not handing the shard over).
     pub fn holds(&self, object: &ObjectKey) -> bool {
-        self.epoch(self.shard(object)).is_some()
+        let shard = self.shard(object);
+        self.epoch(shard).is_some()
+            && !self
+                .inner
+                .view
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .releasing
+                .contains_key(&shard)
     }
 
     /// The owner of `object`'s shard as the last beat saw it.
@@ -337,7 +352,17 @@ impl Cluster {
                     ),
                 ));
             }
-            Some(_) => {}
+            Some(_) => {
+                // A node that starts again under its name moves its leases
+                // to new epochs: whatever still runs of its last life (a
+                // paused process) cannot commit any more.
+                txn.execute(
+                    "UPDATE dohost.leases SET epoch = epoch + 1 WHERE owner = $1",
+                    &[&self.inner.config.node],
+                )
+                .await
+                .map_err(err)?;
+            }
             None => {
                 txn.execute(
                     "INSERT INTO dohost.meta (key, value) VALUES ('shards', $1)",
@@ -399,6 +424,10 @@ impl Cluster {
         let me = config.node.as_str();
         let lease = config.lease.as_secs_f64();
         let started = Instant::now();
+        if self.inner.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            // Left: only learn where the shards went.
+            return self.read_owners(client).await;
+        }
         client
             .execute(
                 "INSERT INTO dohost.nodes (node, address, heartbeat, draining)
@@ -431,17 +460,40 @@ impl Cluster {
             .iter()
             .map(|row| (u32::try_from(row.get::<_, i32>(0)).unwrap_or(0), row.get(1)))
             .collect();
-        let release: Vec<i32> = renewed
+        // A shard this node no longer wins is handed over in two beats: at
+        // the first it takes no new event of the shard (its objects finish
+        // what they have and commit), at the next it forgets the shard and
+        // releases the lease.
+        let was_releasing = self
+            .inner
+            .view
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .releasing
+            .clone();
+        let grace = config.lease / 3;
+        let (release, releasing): (Vec<u32>, Vec<u32>) = renewed
             .keys()
             .filter(|shard| !wins(**shard))
+            .partition(|shard| {
+                was_releasing
+                    .get(shard)
+                    .is_some_and(|since| since.elapsed() >= grace)
+            });
+        let release: Vec<i32> = release
+            .iter()
             .map(|shard| i32::try_from(*shard).unwrap_or(0))
             .collect();
         let mut held: HashMap<u32, i64> = renewed
             .into_iter()
-            .filter(|(shard, _)| wins(*shard))
+            .filter(|(shard, _)| !release.contains(&i32::try_from(*shard).unwrap_or(0)))
+            .collect();
+        let releasing: HashMap<u32, Instant> = releasing
+            .into_iter()
+            .map(|shard| (shard, was_releasing.get(&shard).copied().unwrap_or(started)))
             .collect();
         // Forget before releasing: nothing of a released shard commits.
-        self.update_held(&held, Some(started));
+        self.update_held(&held, &releasing, Some(started));
         if !release.is_empty() {
             client
                 .execute(
@@ -470,8 +522,14 @@ impl Cluster {
             {
                 held.insert(u32::try_from(row.get::<_, i32>(0)).unwrap_or(0), row.get(1));
             }
-            self.update_held(&held, Some(started));
+            self.update_held(&held, &releasing, Some(started));
         }
+        self.read_owners(client).await
+    }
+
+    /// Reads the nodes and every shard's owner into the view.
+    async fn read_owners(&self, client: &Client) -> Result<()> {
+        let err = |e: tokio_postgres::Error| pg_error("cluster heartbeat", &e);
         let nodes: Vec<NodeStatus> = client
             .query(
                 "SELECT node, address, extract(epoch from now() - heartbeat)::float8, draining
@@ -532,15 +590,24 @@ impl Cluster {
         Ok(())
     }
 
-    /// Makes `held` what this node owns, renewed at `renewed_at`, and tells
-    /// the listener of the shards it lost and took.
-    fn update_held(&self, held: &HashMap<u32, i64>, renewed_at: Option<Instant>) {
+    /// Makes `held` what this node owns (handing `releasing` over), renewed
+    /// at `renewed_at`, and tells the listener of the shards whose events
+    /// it no longer takes and of those it took.
+    fn update_held(
+        &self,
+        held: &HashMap<u32, i64>,
+        releasing: &HashMap<u32, Instant>,
+        renewed_at: Option<Instant>,
+    ) {
         let (lost, taken): (Vec<u32>, Vec<u32>) = {
             let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
             let lost = view
                 .held
                 .iter()
-                .filter(|(shard, epoch)| held.get(shard) != Some(epoch))
+                .filter(|(shard, epoch)| {
+                    !view.releasing.contains_key(shard)
+                        && (held.get(shard) != Some(epoch) || releasing.contains_key(shard))
+                })
                 .map(|(shard, _)| *shard)
                 .collect();
             let taken = held
@@ -549,6 +616,7 @@ impl Cluster {
                 .map(|(shard, _)| *shard)
                 .collect();
             view.held = held.clone();
+            view.releasing = releasing.clone();
             view.renewed_at = renewed_at;
             (lost, taken)
         };
@@ -571,7 +639,7 @@ impl Cluster {
 
     /// Marks this node draining and releases every lease it holds.
     async fn release_all(&self) -> Result<()> {
-        self.update_held(&HashMap::new(), None);
+        self.update_held(&HashMap::new(), &HashMap::new(), None);
         let err = |e: tokio_postgres::Error| pg_error("leaving the cluster", &e);
         let guard = self.inner.client.lock().await;
         let Some(client) = guard.as_ref() else {
