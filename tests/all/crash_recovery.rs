@@ -8,10 +8,42 @@ use std::time::Duration;
 
 use crate::support::{Server, client, router_config};
 
+/// The counter and the probe, on redb, or on PostgreSQL as a one-node
+/// cluster in `database`.
+fn crash_config(dir: &std::path::Path, database: Option<&str>) -> std::path::PathBuf {
+    let config = router_config(dir);
+    if let Some(database) = database {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "[cluster]\ndatabase = {database:?}\nnode = \"n1\"\nadvertise = \"127.0.0.1:{port}\"\n\
+             secret = \"a secret of the crash tests\"\nshards = 16\n"
+        ));
+        std::fs::write(&config, text).unwrap();
+    }
+    config
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_counts_survive_kill_9() {
+    counts_survive_kill_9(None).await;
+}
+
+/// The same with the node's state in a real PostgreSQL (a one-node
+/// cluster).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_counts_survive_kill_9_on_postgres() {
+    let postgres = dohost_test_postgres::Postgres::start();
+    counts_survive_kill_9(Some(&postgres.database())).await;
+}
+
+async fn counts_survive_kill_9(database: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
-    let config = router_config(dir.path());
+    let config = crash_config(dir.path(), database);
     let data = dir.path().join("data");
     let mut acknowledged: HashSet<u64> = HashSet::new();
     let mut highest = 0u64;
@@ -95,11 +127,23 @@ async fn post_ok(http: &crate::support::HttpClient, url: &str, body: String) -> 
 /// acknowledged batch's marker survived.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_key_event_is_all_or_nothing_under_kill_9() {
+    events_all_or_nothing_under_kill_9(None).await;
+}
+
+/// The same with the node's state in a real PostgreSQL (a one-node
+/// cluster).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_key_event_is_all_or_nothing_under_kill_9_on_postgres() {
+    let postgres = dohost_test_postgres::Postgres::start();
+    events_all_or_nothing_under_kill_9(Some(&postgres.database())).await;
+}
+
+async fn events_all_or_nothing_under_kill_9(database: Option<&str>) {
     use serde_json::{Value, json};
     use std::sync::atomic::{AtomicU64, Ordering};
 
     let dir = tempfile::tempdir().unwrap();
-    let config = router_config(dir.path());
+    let config = crash_config(dir.path(), database);
     let data = dir.path().join("data");
     let next_batch = Arc::new(AtomicU64::new(1));
     let mut acknowledged: Vec<u64> = Vec::new();
@@ -185,12 +229,24 @@ async fn a_100_key_event_is_all_or_nothing_under_kill_9() {
 /// is ok on every object: no torn database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_sql_inserts_survive_kill_9_untorn() {
+    sql_inserts_survive_kill_9_untorn(None).await;
+}
+
+/// The same with the node's state in a real PostgreSQL (a one-node
+/// cluster).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_sql_inserts_survive_kill_9_untorn_on_postgres() {
+    let postgres = dohost_test_postgres::Postgres::start();
+    sql_inserts_survive_kill_9_untorn(Some(&postgres.database())).await;
+}
+
+async fn sql_inserts_survive_kill_9_untorn(database: Option<&str>) {
     use serde_json::{Value, json};
     use std::sync::atomic::{AtomicU64, Ordering};
 
     const OBJECTS: u64 = 4;
     let dir = tempfile::tempdir().unwrap();
-    let config = router_config(dir.path());
+    let config = crash_config(dir.path(), database);
     let data = dir.path().join("data");
     let next_id = Arc::new(AtomicU64::new(1));
     let mut acknowledged: Vec<(u64, u64)> = Vec::new();
