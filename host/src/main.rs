@@ -140,7 +140,9 @@ enum Command {
         config: PathBuf,
     },
     /// List, inspect or delete the objects of a stopped server's data
-    /// directory (a running server answers the same on its admin HTTP API).
+    /// directory (a running server answers the same on its admin HTTP API),
+    /// or list and inspect those of the cluster a configuration's
+    /// `[cluster]` names.
     Objects {
         #[command(subcommand)]
         action: ObjectsAction,
@@ -267,8 +269,7 @@ fn no_such_object(binding: &str, name_or_id: &str) -> anyhow::Error {
 }
 
 /// `dohost objects`: works on the data directory directly.
-fn objects(action: ObjectsAction, data: &Path) -> Result<()> {
-    let dir = dohost::DataDir::open(data)?;
+fn objects(action: ObjectsAction, dir: &dohost::DataDir) -> Result<()> {
     match action {
         ObjectsAction::List { binding } => {
             let objects = dir.objects(binding.as_deref())?;
@@ -281,11 +282,7 @@ fn objects(action: ObjectsAction, data: &Path) -> Result<()> {
                     o.name.as_deref().unwrap_or("-")
                 );
             }
-            progress(&format!(
-                "{} object(s) in {}",
-                objects.len(),
-                data.display()
-            ));
+            progress(&format!("{} object(s)", objects.len()));
         }
         ObjectsAction::Show {
             binding,
@@ -373,7 +370,18 @@ fn run(cli: Cli) -> Result<()> {
             action,
             data,
             config,
-        } => objects(action, &data.unwrap_or_else(|| default_data_dir(&config))),
+        } => {
+            let cluster = config
+                .is_file()
+                .then(|| dohost::Config::load(&config))
+                .transpose()?
+                .and_then(|c| c.cluster);
+            let dir = match cluster {
+                Some(cluster) => dohost::DataDir::open_postgres(&cluster.database)?,
+                None => dohost::DataDir::open(data.unwrap_or_else(|| default_data_dir(&config)))?,
+            };
+            objects(action, &dir)
+        }
         Command::Build { dir } => {
             let path = if dir.is_dir() {
                 dohost::config::find_config(&dir)?

@@ -122,13 +122,35 @@ async fn any_node_serves_any_object_through_its_owner() {
     }
     let status = status(root.path(), "n1");
     for line in [
-        "n1 ",
-        "n2 ",
+        "n1 owns shards",
+        "n2 owns shards",
         "32 shards, 2 nodes",
         "every shard has an owner",
     ] {
         assert!(status.contains(line), "{line} in {status}");
     }
+    // The admin API of either node deletes any object (forwarded to its
+    // owner), and `dohost objects` lists the cluster's objects.
+    let auth = format!("Bearer {TOKEN}");
+    for (name, via) in [("a", &n1), ("b", &n1), ("c", &n2), ("d", &n2)] {
+        let (code, body) = crate::support::send_with_headers(
+            &http,
+            "DELETE",
+            &via.url(&format!("/_dohost/objects/COUNTER/{name}")),
+            &[("authorization", &auth)],
+            "",
+        )
+        .await;
+        assert_eq!(code, 200, "delete {name}: {body}");
+        assert_eq!(count(&http, &n2, name).await, 1, "{name} starts again");
+    }
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(["objects", "list", "COUNTER", "--config"])
+        .arg(root.path().join("n1").join("dohost.toml"))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert_eq!(listed.lines().count(), 8, "{listed}");
     n1.stop();
     n2.stop();
 }

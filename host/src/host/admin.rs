@@ -195,6 +195,9 @@ pub struct DataDir {
     store: Arc<Store>,
     places: Vec<Place>,
     stopped: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// A cluster's database, which running nodes may be writing: read
+    /// only.
+    shared: bool,
 }
 
 impl std::fmt::Debug for DataDir {
@@ -260,6 +263,27 @@ impl DataDir {
                 ),
             )
         })?;
+        DataDir::over(store, stopped, false)
+    }
+
+    /// Opens the objects of the cluster whose state is in the PostgreSQL
+    /// database at `url`, to list and inspect them (its nodes may be
+    /// running: deleting goes through a node's admin HTTP API).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Storage`] if the database cannot be reached.
+    pub fn open_postgres(url: &str) -> Result<DataDir> {
+        let backend = dohost_store::PostgresBackend::connect(url)?;
+        let (store, stopped) = Store::start(Arc::new(backend), None, Arc::new(|_: &[_]| {}))?;
+        DataDir::over(store, stopped, true)
+    }
+
+    fn over(
+        store: Store,
+        stopped: tokio::sync::oneshot::Receiver<()>,
+        shared: bool,
+    ) -> Result<DataDir> {
         let registry = read_registry(&store)?;
         let places = registry
             .bound
@@ -276,6 +300,7 @@ impl DataDir {
             store: Arc::new(store),
             places,
             stopped: Some(stopped),
+            shared,
         })
     }
 
@@ -308,6 +333,12 @@ impl DataDir {
     /// As [`DataDir::objects`], and [`ErrorKind::Storage`] if the commit
     /// fails (then nothing is deleted).
     pub fn delete_object(&self, binding: &str, name_or_id: &str) -> Result<bool> {
+        if self.shared {
+            return Err(Error::new(
+                ErrorKind::BadRequest,
+                "the nodes of the cluster may be running on this database: delete the object through a node's admin HTTP API (DELETE /_dohost/objects/BINDING/NAME_OR_ID)",
+            ));
+        }
         let key = place(&self.places, binding)?.resolve(name_or_id)?;
         if !self.store.has_object(&key)? {
             return Ok(false);

@@ -196,6 +196,17 @@ impl Namespace {
     /// handler running already, a full mailbox); the inner result is the
     /// handler's.
     pub(crate) async fn run_alarm(&self, id: &[u8; 32]) -> Result<Result<()>> {
+        let shared = &self.0.shared;
+        if let Some(node) = &shared.cluster
+            && let Some(ran) = node.forward_admin(self, id, false, &shared.closed).await
+        {
+            return ran.map(|ran| ran.map(drop));
+        }
+        self.run_alarm_here(id).await
+    }
+
+    /// [`Namespace::run_alarm`] on this node.
+    pub(crate) async fn run_alarm_here(&self, id: &[u8; 32]) -> Result<Result<()>> {
         let (reply, done) = tokio::sync::oneshot::channel();
         let alarm = Event::Alarm {
             call: AlarmCall::Now(reply),
@@ -216,6 +227,17 @@ impl Namespace {
     /// running event, then its instance and all its storage go in one
     /// commit; `false` if it had never written anything.
     pub(crate) async fn delete_object(&self, id: &[u8; 32]) -> Result<bool> {
+        let shared = &self.0.shared;
+        if let Some(node) = &shared.cluster
+            && let Some(deleted) = node.forward_admin(self, id, true, &shared.closed).await
+        {
+            return deleted?;
+        }
+        self.delete_object_here(id).await
+    }
+
+    /// [`Namespace::delete_object`] on this node.
+    pub(crate) async fn delete_object_here(&self, id: &[u8; 32]) -> Result<bool> {
         let key = ObjectKey::new(self.0.number, id);
         if !self.0.shared.store.has_object(&key)? {
             return Ok(false);
@@ -408,6 +430,11 @@ impl ObjectId {
     /// The name this id was made from, if it was made from one.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
+    }
+
+    /// The id's 32 bytes.
+    pub(crate) fn key_id(&self) -> [u8; 32] {
+        self.id
     }
 }
 

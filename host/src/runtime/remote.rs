@@ -75,6 +75,19 @@ enum EventKind {
     },
     /// An RPC call; the arguments follow the head.
     Call { method: String },
+    /// The admin's "run the alarm now"; answered with an [`AdminOutcome`].
+    RunAlarm,
+    /// The admin's deletion of the object; answered with an
+    /// [`AdminOutcome`] (`ok`: whether it had stored anything).
+    Delete,
+}
+
+/// The answer to an admin event: the inner outcome of running an alarm,
+/// or whether a deleted object existed.
+#[derive(Serialize, Deserialize)]
+struct AdminOutcome {
+    existed: bool,
+    error: Option<ErrorBody>,
 }
 
 /// The head of a fetch's answer; its body follows.
@@ -220,7 +233,6 @@ impl ClusterNode {
                 )));
             }
         };
-        let call = matches!(kind, EventKind::Call { .. });
         let head = EventHead {
             binding: stub.binding().to_owned(),
             id: stub.id(),
@@ -232,7 +244,58 @@ impl ClusterNode {
                 .collect(),
             kind,
         };
-        let body = Bytes::from(frame(&head, rest));
+        self.route(key, &stub.label(), &head, rest, closing).await
+    }
+
+    /// Runs the admin's `kind` (run the alarm, delete) for object `id` of
+    /// `namespace` on the node that owns it: `None` once this node owns it
+    /// and is not `closing`.
+    pub(crate) async fn forward_admin(
+        &self,
+        namespace: &super::Namespace,
+        id: &[u8; 32],
+        delete: bool,
+        closing: &std::sync::atomic::AtomicBool,
+    ) -> Option<Result<std::result::Result<bool, Error>>> {
+        let key = ObjectKey::new(namespace.number(), id);
+        let head = EventHead {
+            binding: namespace.binding().to_owned(),
+            id: hex::encode(id),
+            name: None,
+            chain: Vec::new(),
+            kind: if delete {
+                EventKind::Delete
+            } else {
+                EventKind::RunAlarm
+            },
+        };
+        let label = super::stub::object_label(namespace.binding(), id, None);
+        let answer = self.route(key, &label, &head, &[], closing).await?;
+        Some(answer.and_then(|answer| {
+            let Answer::Call(bytes) = answer else {
+                return Err(Error::new(ErrorKind::Unavailable, "a mixed answer"));
+            };
+            let outcome: AdminOutcome = serde_json::from_slice(&bytes)
+                .map_err(|_| Error::new(ErrorKind::Unavailable, "an unreadable admin answer"))?;
+            Ok(match outcome.error {
+                Some(e) => Err(Error::new(kind_of(&e.kind), e.message)),
+                None => Ok(outcome.existed),
+            })
+        }))
+    }
+
+    /// Sends `head` and `rest` for `key` (named `label`) to the node that
+    /// owns it, trying again while the shard moves.
+    async fn route(
+        &self,
+        key: ObjectKey,
+        label: &str,
+        head: &EventHead,
+        rest: &[u8],
+        closing: &std::sync::atomic::AtomicBool,
+    ) -> Option<Result<Answer>> {
+        let call = !matches!(head.kind, EventKind::Fetch { .. });
+        let body = Bytes::from(frame(head, rest));
         let deadline = Instant::now() + self.lease * 2;
         let mut last = String::from("no node owns its shard now");
         loop {
@@ -252,8 +315,7 @@ impl ClusterNode {
                 return Some(Err(Error::new(
                     ErrorKind::Unavailable,
                     format!(
-                        "{} is unavailable: {last}; its shard {} has had no reachable owner for {} ms (twice the lease time); retry",
-                        stub.label(),
+                        "{label} is unavailable: {last}; its shard {} has had no reachable owner for {} ms (twice the lease time); retry",
                         self.membership.shard(&key),
                         (self.lease * 2).as_millis()
                     ),
@@ -394,6 +456,8 @@ impl ClusterNode {
                     method,
                     args: rest.to_vec(),
                 },
+                EventKind::RunAlarm => return admin(&namespace, id.key_id(), false).await,
+                EventKind::Delete => return admin(&namespace, id.key_id(), true).await,
             };
             stub.send_here(request, &chain).await
         };
@@ -422,6 +486,26 @@ impl ClusterNode {
             Err(e) => error_response(500, &e),
         }
     }
+}
+
+/// Runs the admin's deletion (or "run the alarm now") of object `id` of
+/// `namespace` here, for another node.
+async fn admin(namespace: &super::Namespace, id: [u8; 32], delete: bool) -> Result<Answer> {
+    let (existed, error) = if delete {
+        (namespace.delete_object_here(&id).await?, None)
+    } else {
+        (true, namespace.run_alarm_here(&id).await?.err())
+    };
+    let outcome = AdminOutcome {
+        existed,
+        error: error.map(|e| ErrorBody {
+            kind: kind_name(e.kind()).to_owned(),
+            message: e.message().to_owned(),
+        }),
+    };
+    Ok(Answer::Call(
+        serde_json::to_vec(&outcome).unwrap_or_default(),
+    ))
 }
 
 /// An error answer with `status`.
