@@ -1,13 +1,18 @@
 //! A group commit in PostgreSQL: the write sets of a batch folded into
 //! what they change in the end ([`Net`]), then applied in one transaction
-//! by a few statements over arrays (`unnest`), sent together so they cost
-//! one round trip each at most, whatever the number of objects.
+//! by a few prepared statements over arrays (`unnest`), whatever the number
+//! of objects. The statements go out together (tokio-postgres pipelines
+//! what is sent at once; PostgreSQL runs them in order): `BEGIN`, the
+//! fence, the old alarms, the writes, then `COMMIT` once the fence is
+//! read. So a commit costs two round trips and PostgreSQL's WAL flush.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio_postgres::{Client, Transaction};
+use futures_util::future::try_join_all;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Statement};
 
 use super::cluster::Cluster;
 use super::pg_error;
@@ -16,6 +21,74 @@ use crate::backend::{ObjectWrites, Refused};
 use crate::directory::ObjectRecord;
 use crate::error::Result;
 use crate::keys::ObjectKey;
+
+/// The statements of a commit, in the order they run.
+const FENCE: &str = "SELECT l.shard FROM dohost.leases l
+     JOIN unnest($1::int4[], $2::int8[]) AS w(shard, epoch)
+       ON l.shard = w.shard AND l.epoch = w.epoch
+     WHERE l.owner = $3 AND l.expires > now()
+     FOR SHARE OF l";
+const OLD_ALARMS: &str =
+    "SELECT object, time, retries FROM dohost.alarms WHERE object = ANY($1) FOR UPDATE";
+const CLEAR: &str = "DELETE FROM dohost.kv WHERE object = ANY($1)";
+const CUT: &str =
+    "DELETE FROM dohost.pages p USING unnest($1::bytea[], $2::int4[]) AS c(object, cut)
+     WHERE p.object = c.object AND p.page >= c.cut";
+const REMOVE: &str =
+    "DELETE FROM dohost.kv k USING unnest($1::bytea[], $2::bytea[]) AS d(object, key)
+     WHERE k.object = d.object AND k.key = d.key";
+const WRITE: &str = "INSERT INTO dohost.kv (object, key, value)
+     SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[])
+     ON CONFLICT (object, key) DO UPDATE SET value = EXCLUDED.value";
+const PAGES: &str = "INSERT INTO dohost.pages (object, page, bytes)
+     SELECT * FROM unnest($1::bytea[], $2::int4[], $3::bytea[])
+     ON CONFLICT (object, page) DO UPDATE SET bytes = EXCLUDED.bytes";
+const DELETE_ALARMS: &str = "DELETE FROM dohost.alarms WHERE object = ANY($1)";
+const SET_ALARMS: &str = "INSERT INTO dohost.alarms (object, time, retries)
+     SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int4[])
+     ON CONFLICT (object) DO UPDATE SET time = EXCLUDED.time, retries = EXCLUDED.retries";
+const UNREGISTER: &str = "DELETE FROM dohost.objects WHERE object = ANY($1)";
+const REGISTER: &str = "INSERT INTO dohost.objects (object, class, name)
+     SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[])
+     ON CONFLICT (object) DO UPDATE
+     SET class = EXCLUDED.class, name = COALESCE(EXCLUDED.name, dohost.objects.name)";
+
+/// The committer's connection with its statements prepared once.
+pub(super) struct Writer {
+    pub(super) client: Client,
+    statements: BTreeMap<&'static str, Statement>,
+}
+
+impl Writer {
+    /// Prepares the commit's statements on `client`.
+    pub(super) async fn new(client: Client) -> Result<Writer> {
+        let mut statements = BTreeMap::new();
+        for sql in [
+            FENCE,
+            OLD_ALARMS,
+            CLEAR,
+            CUT,
+            REMOVE,
+            WRITE,
+            PAGES,
+            DELETE_ALARMS,
+            SET_ALARMS,
+            UNREGISTER,
+            REGISTER,
+        ] {
+            let statement = client
+                .prepare(sql)
+                .await
+                .map_err(|e| pg_error("preparing the commit", &e))?;
+            statements.insert(sql, statement);
+        }
+        Ok(Writer { client, statements })
+    }
+
+    fn statement(&self, sql: &'static str) -> &Statement {
+        &self.statements[sql]
+    }
+}
 
 /// What a batch's write sets change in one object, in the end.
 #[derive(Default)]
@@ -85,19 +158,25 @@ impl<'a> Net<'a> {
         Net { objects }
     }
 
-    /// Applies the batch inside `txn`; adds the alarm changes to
-    /// `changes`.
-    async fn apply(&self, txn: &Transaction<'_>, changes: &mut Vec<AlarmChange>) -> Result<()> {
-        let err = |e: tokio_postgres::Error| pg_error("commit", &e);
+    /// The statements that apply the batch (after `BEGIN`), in order,
+    /// each with its parameters.
+    fn statements(&self) -> Vec<(&'static str, Vec<Box<dyn ToSql + Sync + Send>>)> {
         let key = |object: &ObjectKey| object.as_bytes().to_vec();
-
+        let mut out: Vec<(&'static str, Vec<Box<dyn ToSql + Sync + Send>>)> = Vec::new();
         let cleared: Vec<Vec<u8>> = self.each(|o, n| n.clear.then(|| key(o)));
+        if !cleared.is_empty() {
+            out.push((CLEAR, vec![Box::new(cleared)]));
+        }
         let cuts: Vec<(Vec<u8>, i32)> = self.each_many(|o, n| {
             n.cut
                 .map(|cut| (key(o), i32::try_from(cut).unwrap_or(i32::MAX)))
                 .into_iter()
                 .collect()
         });
+        if !cuts.is_empty() {
+            let (objects, from): (Vec<_>, Vec<_>) = cuts.into_iter().unzip();
+            out.push((CUT, vec![Box::new(objects), Box::new(from)]));
+        }
         let removed: Vec<(Vec<u8>, Vec<u8>)> = self.each_many(|o, n| {
             n.keys
                 .iter()
@@ -105,12 +184,23 @@ impl<'a> Net<'a> {
                 .map(|(k, _)| (key(o), k.as_bytes().to_vec()))
                 .collect()
         });
+        if !removed.is_empty() {
+            let (objects, keys): (Vec<_>, Vec<_>) = removed.into_iter().unzip();
+            out.push((REMOVE, vec![Box::new(objects), Box::new(keys)]));
+        }
         let written: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = self.each_many(|o, n| {
             n.keys
                 .iter()
                 .filter_map(|(k, v)| v.map(|v| (key(o), k.as_bytes().to_vec(), v.to_vec())))
                 .collect()
         });
+        if !written.is_empty() {
+            let (objects, keys, values) = unzip3(written);
+            out.push((
+                WRITE,
+                vec![Box::new(objects), Box::new(keys), Box::new(values)],
+            ));
+        }
         let pages: Vec<(Vec<u8>, i32, Vec<u8>)> = self.each_many(|o, n| {
             n.pages
                 .iter()
@@ -123,146 +213,86 @@ impl<'a> Net<'a> {
                 })
                 .collect()
         });
+        if !pages.is_empty() {
+            let (objects, numbers, bytes) = unzip3(pages);
+            out.push((
+                PAGES,
+                vec![Box::new(objects), Box::new(numbers), Box::new(bytes)],
+            ));
+        }
+        let deleted: Vec<Vec<u8>> = self.each(|o, n| {
+            n.alarms
+                .last()
+                .is_some_and(|last| last.record().is_none())
+                .then(|| key(o))
+        });
+        if !deleted.is_empty() {
+            out.push((DELETE_ALARMS, vec![Box::new(deleted)]));
+        }
+        let set: Vec<(Vec<u8>, i64, i32)> = self.each(|o, n| {
+            let record = n.alarms.last()?.record()?;
+            Some((
+                key(o),
+                record.time,
+                i32::try_from(record.retries).unwrap_or(i32::MAX),
+            ))
+        });
+        if !set.is_empty() {
+            let (objects, times, retries) = unzip3(set);
+            out.push((
+                SET_ALARMS,
+                vec![Box::new(objects), Box::new(times), Box::new(retries)],
+            ));
+        }
         let unregistered: Vec<Vec<u8>> = self.each(|o, n| n.unregister.then(|| key(o)));
+        if !unregistered.is_empty() {
+            out.push((UNREGISTER, vec![Box::new(unregistered)]));
+        }
         let registered: Vec<(Vec<u8>, String, Option<String>)> = self.each_many(|o, n| {
             n.record
                 .iter()
                 .map(|r| (key(o), r.class.clone(), r.name.clone()))
                 .collect()
         });
-        let alarmed: Vec<Vec<u8>> = self.each(|o, n| (!n.alarms.is_empty()).then(|| key(o)));
-
-        if !cleared.is_empty() {
-            txn.execute("DELETE FROM dohost.kv WHERE object = ANY($1)", &[&cleared])
-                .await
-                .map_err(err)?;
-        }
-        if !cuts.is_empty() {
-            let (objects, from): (Vec<_>, Vec<_>) = cuts.into_iter().unzip();
-            txn.execute(
-                "DELETE FROM dohost.pages p USING unnest($1::bytea[], $2::int4[]) AS c(object, cut)
-                 WHERE p.object = c.object AND p.page >= c.cut",
-                &[&objects, &from],
-            )
-            .await
-            .map_err(err)?;
-        }
-        if !removed.is_empty() {
-            let (objects, keys): (Vec<_>, Vec<_>) = removed.into_iter().unzip();
-            txn.execute(
-                "DELETE FROM dohost.kv k USING unnest($1::bytea[], $2::bytea[]) AS d(object, key)
-                 WHERE k.object = d.object AND k.key = d.key",
-                &[&objects, &keys],
-            )
-            .await
-            .map_err(err)?;
-        }
-        if !written.is_empty() {
-            let (objects, keys, values) = unzip3(written);
-            txn.execute(
-                "INSERT INTO dohost.kv (object, key, value)
-                 SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[])
-                 ON CONFLICT (object, key) DO UPDATE SET value = EXCLUDED.value",
-                &[&objects, &keys, &values],
-            )
-            .await
-            .map_err(err)?;
-        }
-        if !pages.is_empty() {
-            let (objects, numbers, bytes) = unzip3(pages);
-            txn.execute(
-                "INSERT INTO dohost.pages (object, page, bytes)
-                 SELECT * FROM unnest($1::bytea[], $2::int4[], $3::bytea[])
-                 ON CONFLICT (object, page) DO UPDATE SET bytes = EXCLUDED.bytes",
-                &[&objects, &numbers, &bytes],
-            )
-            .await
-            .map_err(err)?;
-        }
-        if !alarmed.is_empty() {
-            let rows = txn
-                .query(
-                    "SELECT object, time, retries FROM dohost.alarms WHERE object = ANY($1) FOR UPDATE",
-                    &[&alarmed],
-                )
-                .await
-                .map_err(err)?;
-            let mut current: BTreeMap<Vec<u8>, AlarmRecord> = rows
-                .iter()
-                .map(|row| (row.get(0), super::alarm(row, 1)))
-                .collect();
-            let (mut set, mut deleted) = (Vec::new(), Vec::new());
-            for (object, net) in &self.objects {
-                let Some(last) = net.alarms.last() else {
-                    continue;
-                };
-                let mut alarm = current.remove(object.as_bytes());
-                for write in &net.alarms {
-                    let new = write.record();
-                    let (old_time, new_time) = (alarm.map(|r| r.time), new.map(|r| r.time));
-                    // The start of a delivery keeps the time: nothing to
-                    // schedule.
-                    let quiet = matches!(write, AlarmWrite::Started(_))
-                        || (old_time.is_none() && new_time.is_none());
-                    if !quiet {
-                        changes.push(AlarmChange {
-                            object: *object,
-                            old: old_time,
-                            new: new_time,
-                        });
-                    }
-                    alarm = new;
-                }
-                match last.record() {
-                    Some(record) => set.push((
-                        key(object),
-                        record.time,
-                        i32::try_from(record.retries).unwrap_or(i32::MAX),
-                    )),
-                    None => deleted.push(key(object)),
-                }
-            }
-            if !deleted.is_empty() {
-                txn.execute(
-                    "DELETE FROM dohost.alarms WHERE object = ANY($1)",
-                    &[&deleted],
-                )
-                .await
-                .map_err(err)?;
-            }
-            if !set.is_empty() {
-                let (objects, times, retries) = unzip3(set);
-                txn.execute(
-                    "INSERT INTO dohost.alarms (object, time, retries)
-                     SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int4[])
-                     ON CONFLICT (object) DO UPDATE SET time = EXCLUDED.time, retries = EXCLUDED.retries",
-                    &[&objects, &times, &retries],
-                )
-                .await
-                .map_err(err)?;
-            }
-        }
-        if !unregistered.is_empty() {
-            txn.execute(
-                "DELETE FROM dohost.objects WHERE object = ANY($1)",
-                &[&unregistered],
-            )
-            .await
-            .map_err(err)?;
-        }
         if !registered.is_empty() {
             let (objects, classes, names) = unzip3(registered);
-            txn.execute(
-                "INSERT INTO dohost.objects (object, class, name)
-                 SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[])
-                 ON CONFLICT (object) DO UPDATE
-                 SET class = EXCLUDED.class, name = COALESCE(EXCLUDED.name, dohost.objects.name)",
-                &[&objects, &classes, &names],
-            )
-            .await
-            .map_err(err)?;
+            out.push((
+                REGISTER,
+                vec![Box::new(objects), Box::new(classes), Box::new(names)],
+            ));
         }
-        Ok(())
+        out
+    }
+
+    /// The objects with alarm writes.
+    fn alarmed(&self) -> Vec<Vec<u8>> {
+        self.each(|o, n| (!n.alarms.is_empty()).then(|| o.as_bytes().to_vec()))
+    }
+
+    /// The alarm changes the batch makes, given each alarmed object's
+    /// alarm before it: one per write that moves an alarm's time.
+    fn alarm_changes(&self, mut before: BTreeMap<Vec<u8>, AlarmRecord>) -> Vec<AlarmChange> {
+        let mut changes = Vec::new();
+        for (object, net) in &self.objects {
+            let mut alarm = before.remove(object.as_bytes());
+            for write in &net.alarms {
+                let new = write.record();
+                let (old_time, new_time) = (alarm.map(|r| r.time), new.map(|r| r.time));
+                // The start of a delivery keeps the time: nothing to
+                // schedule.
+                let quiet = matches!(write, AlarmWrite::Started(_))
+                    || (old_time.is_none() && new_time.is_none());
+                if !quiet {
+                    changes.push(AlarmChange {
+                        object: *object,
+                        old: old_time,
+                        new: new_time,
+                    });
+                }
+                alarm = new;
+            }
+        }
+        changes
     }
 
     /// One value per object that `f` gives one for.
@@ -276,76 +306,141 @@ impl<'a> Net<'a> {
     }
 }
 
-/// Commits `batch` in one transaction on `client`: with a cluster, first
-/// checks (and share-locks) the leases of the shards it writes, and refuses
-/// the write sets of shards this node no longer owns (see cluster.rs).
-/// Adds the alarm changes to `changes` and the time of `COMMIT` to `sync`.
+/// Commits `batch` in one transaction on `writer`: with a cluster, the
+/// fence checks (and share-locks) the leases of the shards it writes, and
+/// the write sets of shards this node no longer owns are refused (see
+/// cluster.rs). Adds the alarm changes to `changes` and the time of
+/// `COMMIT` to `sync`.
 pub(super) async fn commit(
-    client: &mut Client,
+    writer: &Writer,
     batch: &[&ObjectWrites],
     fence: Option<&Cluster>,
     changes: &mut Vec<AlarmChange>,
     sync: &metrics::Histogram,
 ) -> Result<Refused> {
-    let err = |e: tokio_postgres::Error| pg_error("commit", &e);
-    let txn = client.transaction().await.map_err(err)?;
     let mut refused = Refused::new();
-    let mut allowed: Vec<&ObjectWrites> = Vec::with_capacity(batch.len());
-    if let Some(cluster) = fence {
-        let lost = |shard: u32| {
-            format!(
-                "{} {shard} (its lease moved to another node, or this node could not renew it in time); the write is not durable: retry, the request reaches the new owner",
-                crate::NOT_OWNER
-            )
-        };
-        let mut epochs: BTreeMap<u32, i64> = BTreeMap::new();
-        let mut shards = Vec::with_capacity(batch.len());
-        for (i, request) in batch.iter().enumerate() {
-            let shard = cluster.shard(&request.object);
-            shards.push(shard);
-            match cluster.epoch(shard) {
+    // The write sets of shards this node does not own (by its own view)
+    // are refused at once; those whose lease PostgreSQL does not confirm,
+    // after one more try without them.
+    let shard_of = |i: usize| fence.map(|c| c.shard(&batch[i].object));
+    let lost = |shard: u32| {
+        format!(
+            "{} {shard} (its lease moved to another node, or this node could not renew it in time); the write is not durable: retry, the request reaches the new owner",
+            crate::NOT_OWNER
+        )
+    };
+    let mut epochs: BTreeMap<u32, i64> = BTreeMap::new();
+    let mut allowed: Vec<usize> = Vec::with_capacity(batch.len());
+    for i in 0..batch.len() {
+        match (fence, shard_of(i)) {
+            (Some(cluster), Some(shard)) => match cluster.epoch(shard) {
                 Some(epoch) => {
                     epochs.insert(shard, epoch);
+                    allowed.push(i);
                 }
                 None => refused.push((i, lost(shard))),
+            },
+            _ => allowed.push(i),
+        }
+    }
+    loop {
+        let writes: Vec<&ObjectWrites> = allowed.iter().map(|i| batch[*i]).collect();
+        let net = Net::of(&writes);
+        let confirmed = net
+            .apply(writer, fence.map(|c| (c, &epochs)), changes, sync)
+            .await?;
+        let Some(confirmed) = confirmed else {
+            return Ok(refused);
+        };
+        // The fence failed: refuse the unconfirmed shards, try the rest.
+        let (keep, drop): (Vec<usize>, Vec<usize>) = allowed
+            .iter()
+            .partition(|i| shard_of(**i).is_some_and(|s| confirmed.contains(&s)));
+        for i in drop {
+            let shard = shard_of(i).unwrap_or_default();
+            epochs.remove(&shard);
+            refused.push((i, lost(shard)));
+        }
+        allowed = keep;
+    }
+}
+
+impl Net<'_> {
+    /// Runs the batch in one transaction: `BEGIN`, the fence (the shards of
+    /// `fence`'s epochs that PostgreSQL confirms), the old alarms, the
+    /// writes, all sent at once; then `COMMIT`, or `ROLLBACK` and the
+    /// shards confirmed when the fence did not confirm them all.
+    async fn apply(
+        &self,
+        writer: &Writer,
+        fence: Option<(&Cluster, &BTreeMap<u32, i64>)>,
+        changes: &mut Vec<AlarmChange>,
+        sync: &metrics::Histogram,
+    ) -> Result<Option<BTreeSet<u32>>> {
+        let err = |e: tokio_postgres::Error| pg_error("commit", &e);
+        let client = &writer.client;
+        let (shards, epochs): (Vec<i32>, Vec<i64>) = fence
+            .map(|(_, epochs)| {
+                epochs
+                    .iter()
+                    .map(|(shard, epoch)| (i32::try_from(*shard).unwrap_or(i32::MAX), *epoch))
+                    .unzip()
+            })
+            .unwrap_or_default();
+        let node = fence.map(|(c, _)| c.node().to_owned()).unwrap_or_default();
+        let alarmed = self.alarmed();
+        let statements = self.statements();
+
+        let begin = client.batch_execute("BEGIN");
+        let fenced = async {
+            if fence.is_none() {
+                return Ok(Vec::new());
+            }
+            client
+                .query(writer.statement(FENCE), &[&shards, &epochs, &node])
+                .await
+        };
+        let old_alarms = async {
+            if alarmed.is_empty() {
+                return Ok(Vec::new());
+            }
+            client
+                .query(writer.statement(OLD_ALARMS), &[&alarmed])
+                .await
+        };
+        let writes = try_join_all(statements.iter().map(|(sql, params)| {
+            let params: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+            async move { client.execute(writer.statement(sql), &params).await }
+        }));
+        let sent = futures_util::future::try_join4(begin, fenced, old_alarms, writes).await;
+        let (_, fenced, old_alarms, _) = match sent {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(err(e));
+            }
+        };
+        if fence.is_some() {
+            let confirmed: BTreeSet<u32> = fenced
+                .iter()
+                .map(|row| u32::try_from(row.get::<_, i32>(0)).unwrap_or(u32::MAX))
+                .collect();
+            if confirmed.len() < shards.len() {
+                client.batch_execute("ROLLBACK").await.map_err(err)?;
+                return Ok(Some(confirmed));
             }
         }
-        let (wanted, at): (Vec<i32>, Vec<i64>) = epochs
+        let syncing = Instant::now();
+        client.batch_execute("COMMIT").await.map_err(err)?;
+        sync.record(syncing.elapsed().as_secs_f64());
+        let before = old_alarms
             .iter()
-            .map(|(shard, epoch)| (i32::try_from(*shard).unwrap_or(i32::MAX), *epoch))
-            .unzip();
-        let confirmed: std::collections::BTreeSet<u32> = txn
-            .query(
-                "SELECT l.shard FROM dohost.leases l
-                 JOIN unnest($1::int4[], $2::int8[]) AS w(shard, epoch)
-                   ON l.shard = w.shard AND l.epoch = w.epoch
-                 WHERE l.owner = $3 AND l.expires > now()
-                 FOR SHARE OF l",
-                &[&wanted, &at, &cluster.node()],
-            )
-            .await
-            .map_err(err)?
-            .iter()
-            .map(|row| u32::try_from(row.get::<_, i32>(0)).unwrap_or(u32::MAX))
+            .map(|row| (row.get(0), super::alarm(row, 1)))
             .collect();
-        for (i, request) in batch.iter().enumerate() {
-            if confirmed.contains(&shards[i]) {
-                allowed.push(request);
-            } else if !refused.iter().any(|(at, _)| *at == i) {
-                refused.push((i, lost(shards[i])));
-            }
-        }
-    } else {
-        allowed.extend_from_slice(batch);
+        changes.extend(self.alarm_changes(before));
+        Ok(None)
     }
-    Net::of(&allowed).apply(&txn, changes).await?;
-    let syncing = Instant::now();
-    let committed = txn.commit().await.map_err(err);
-    sync.record(syncing.elapsed().as_secs_f64());
-    if committed.is_err() {
-        changes.clear();
-    }
-    committed.map(|()| refused)
 }
 
 /// Three columns of rows.

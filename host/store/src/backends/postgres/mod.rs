@@ -50,7 +50,7 @@ pub struct PostgresBackend {
     reader: Reader,
     /// The committer's connection; `None` after it failed until
     /// [`Backend::recover`] connects again.
-    writer: Mutex<Option<Client>>,
+    writer: Mutex<Option<commit::Writer>>,
     closed: AtomicBool,
     sync: metrics::Histogram,
     /// The cluster this node is a member of: every commit is fenced on its
@@ -145,7 +145,8 @@ impl PostgresBackend {
             backend.wait_local(async move { schema::migrate(client).await })
         };
         migrated?;
-        *backend.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(client);
+        let writer = backend.wait_local(commit::Writer::new(client))?;
+        *backend.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(writer);
         Ok(backend)
     }
 
@@ -454,13 +455,14 @@ impl Backend for PostgresBackend {
         changes: &mut Vec<AlarmChange>,
     ) -> std::result::Result<Refused, String> {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(client) = writer.as_mut() else {
+        let Some(connection) = writer.as_ref() else {
             return Err("storage commit failed: not connected to PostgreSQL".into());
         };
         let (sync, fence) = (&self.sync, self.fence.get());
-        let result = self
-            .wait_local(async move { commit::commit(client, batch, fence, changes, sync).await });
-        if result.is_err() && writer.as_ref().is_some_and(Client::is_closed) {
+        let result = self.wait_local(async move {
+            commit::commit(connection, batch, fence, changes, sync).await
+        });
+        if result.is_err() && writer.as_ref().is_some_and(|w| w.client.is_closed()) {
             *writer = None;
         }
         result.map_err(|e| format!("storage commit failed: {}", e.message()))
@@ -468,10 +470,13 @@ impl Backend for PostgresBackend {
 
     fn recover(&self) -> std::result::Result<(), String> {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        if writer.as_ref().is_none_or(Client::is_closed) {
+        if writer.as_ref().is_none_or(|w| w.client.is_closed()) {
             // Connecting may fail while PostgreSQL is away; the next retry
             // tries again.
-            *writer = self.connect_writer().ok();
+            *writer = self
+                .connect_writer()
+                .and_then(|client| self.wait_local(commit::Writer::new(client)))
+                .ok();
         }
         Ok(())
     }
