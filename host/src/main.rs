@@ -477,7 +477,10 @@ fn serve(serving: Serving, watching: bool, dev: bool) -> Result<()> {
         stop_watching.store(true, std::sync::atomic::Ordering::Relaxed);
         // Let running events finish and their writes commit; open
         // keep-alive connections may hold the host, so wait a while.
-        if tokio::time::timeout(SHUTDOWN_GRACE, host.shutdown())
+        // A node of a cluster also hands its shards over and answers what
+        // it forwards meanwhile (up to twice the lease).
+        let grace = SHUTDOWN_GRACE + config.cluster.as_ref().map_or(std::time::Duration::ZERO, |c| c.lease * 2);
+        if tokio::time::timeout(grace, host.shutdown())
             .await
             .is_err()
         {

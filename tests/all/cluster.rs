@@ -120,14 +120,21 @@ async fn any_node_serves_any_object_through_its_owner() {
             assert_eq!(count(&http, via, name).await, round, "counter {name}");
         }
     }
-    let status = status(root.path(), "n1");
-    for line in [
+    // The node that joined second takes its shards within a few beats.
+    let wanted = [
         "n1 owns shards",
         "n2 owns shards",
         "32 shards, 2 nodes",
         "every shard has an owner",
-    ] {
-        assert!(status.contains(line), "{line} in {status}");
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = status(root.path(), "n1");
+        if wanted.iter().all(|line| status.contains(line)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{wanted:?} in {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The admin API of either node deletes any object (forwarded to its
     // owner), and `dohost objects` lists the cluster's objects.

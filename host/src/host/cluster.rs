@@ -88,34 +88,58 @@ pub(crate) fn bind(address: std::net::SocketAddr) -> Result<std::net::TcpListene
     Ok(listener)
 }
 
-/// Answers the events other nodes forward on `listener`, until the
-/// returned task is aborted. It holds the host weakly.
+/// The task answering the other nodes, and how to stop it.
+pub(crate) struct Listening {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listening {
+    /// Stops accepting, answers what is in flight and closes the idle
+    /// connections cleanly (so the other nodes' pools drop them instead
+    /// of sending on them), for at most 5 s.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.task).await;
+    }
+}
+
+/// Answers the events other nodes forward on `listener` until stopped. It
+/// holds the host weakly.
 pub(crate) fn listen(
     listener: std::net::TcpListener,
     host: Weak<super::host::HostInner>,
-) -> tokio::task::AbortHandle {
+) -> Listening {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
         let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
             return;
         };
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = &mut stopped => break,
+            };
+            let Ok((stream, _)) = accepted else {
                 continue;
             };
             let _ = stream.set_nodelay(true);
             let host = host.clone();
+            let service = hyper::service::service_fn(move |request| {
+                let host = host.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(host, request).await) }
+            });
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let connection = graceful.watch(connection);
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let host = host.clone();
-                    async move { Ok::<_, std::convert::Infallible>(answer(host, request).await) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let _ = connection.await;
             });
         }
+        drop(listener);
+        graceful.shutdown().await;
     });
-    task.abort_handle()
+    Listening { stop, task }
 }
 
 /// Answers one request of another node.
@@ -167,6 +191,9 @@ pub struct ClusterStatus {
     pub nodes: Vec<dohost_store::NodeStatus>,
     /// Every shard's lease.
     pub leases: Vec<dohost_store::ShardStatus>,
+    /// The lease time of the configuration read: a node whose last
+    /// heartbeat is older is counted as down.
+    pub lease: std::time::Duration,
 }
 
 /// Reads the cluster `settings` names (its `database`).
@@ -182,6 +209,7 @@ pub fn cluster_status(settings: &ClusterSettings) -> Result<ClusterStatus> {
         shards,
         nodes,
         leases,
+        lease: settings.lease,
     })
 }
 
@@ -204,8 +232,8 @@ impl std::fmt::Display for ClusterStatus {
             let soonest = owned.iter().filter_map(|l| l.expires_in).min();
             let state = if node.draining {
                 "left"
-            } else if owned.is_empty() && node.heartbeat.as_secs() > 60 {
-                "gone"
+            } else if node.heartbeat > self.lease {
+                "down"
             } else {
                 "live"
             };

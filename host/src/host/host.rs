@@ -95,7 +95,7 @@ pub(crate) struct HostInner {
     pub(crate) http_counts: crate::metrics::HttpCounts,
     /// The task answering the other nodes of the cluster, if this host is
     /// a node of one.
-    pub(crate) cluster_listener: Mutex<Option<tokio::task::AbortHandle>>,
+    pub(crate) cluster_listener: Mutex<Option<super::cluster::Listening>>,
 }
 
 impl HostInner {
@@ -153,15 +153,19 @@ impl HostInner {
                 let _ = stopped.await;
             }
             // Everything is committed: hand the shards over at once.
-            if let Some(node) = &shared.cluster
-                && let Err(e) = node.membership.leave_async().await
-            {
-                tracing::warn!(
-                    "cluster: could not release the leases ({e}); they expire by themselves"
-                );
+            if let Some(node) = &shared.cluster {
+                if let Err(e) = node.membership.leave_async().await {
+                    tracing::warn!(
+                        "cluster: could not release the leases ({e}); they expire by themselves"
+                    );
+                }
+                // Keep answering the other nodes ("not here") until each
+                // has beaten and knows the new owners: a connection closed
+                // while one sends on it would leave that event in doubt.
+                node.linger().await;
             }
             if let Some(listener) = listener {
-                listener.abort();
+                listener.stop().await;
             }
         }
     }

@@ -50,6 +50,17 @@ pub(crate) struct ClusterNode {
     secret: String,
     lease: Duration,
     client: reqwest::Client,
+    /// Events being forwarded now: a stopping node waits for them.
+    forwarding: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts one forwarded event while it lives.
+struct Forwarding(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// What an event is and whom it is for.
@@ -187,7 +198,24 @@ impl ClusterNode {
             secret: settings.secret.clone(),
             lease: settings.lease,
             client,
+            forwarding: std::sync::Arc::default(),
         })
+    }
+
+    /// After this node left: keeps answering the others ("not here")
+    /// until each has beaten once (a third of the lease) and knows the new
+    /// owners, and until the events this node forwards (requests that
+    /// reached it while it stopped) have their answers; at most twice the
+    /// lease.
+    pub(crate) async fn linger(&self) {
+        let started = Instant::now();
+        let learned = self.lease / 3 + Duration::from_millis(250);
+        while started.elapsed() < self.lease * 2
+            && (started.elapsed() < learned
+                || self.forwarding.load(std::sync::atomic::Ordering::SeqCst) > 0)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Whether this node owns `key`'s shard now.
@@ -294,6 +322,9 @@ impl ClusterNode {
         rest: &[u8],
         closing: &std::sync::atomic::AtomicBool,
     ) -> Option<Result<Answer>> {
+        self.forwarding
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _counted = Forwarding(self.forwarding.clone());
         let call = !matches!(head.kind, EventKind::Fetch { .. });
         let body = Bytes::from(frame(head, rest));
         let deadline = Instant::now() + self.lease * 2;
@@ -353,7 +384,8 @@ impl ClusterNode {
                 return Err(Missed::Answer(Error::new(
                     ErrorKind::Unavailable,
                     format!(
-                        "the connection to the node at {address} was lost while it ran the event ({e}); it may have run"
+                        "the connection to the node at {address} was lost while it ran the event ({}); it may have run",
+                        chain(&e)
                     ),
                 )));
             }
@@ -506,6 +538,18 @@ async fn admin(namespace: &super::Namespace, id: [u8; 32], delete: bool) -> Resu
     Ok(Answer::Call(
         serde_json::to_vec(&outcome).unwrap_or_default(),
     ))
+}
+
+/// An error with its sources, outermost first.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
 }
 
 /// An error answer with `status`.
