@@ -62,11 +62,12 @@ fn status(root: &Path, node: &str) -> String {
     stdout
 }
 
-/// The node that owns counter `name` now, as `status` shows it (the
-/// object's id, read through the admin API of `via`, gives its shard).
-async fn owner_of(root: &Path, via: &Server, name: &str) -> String {
+/// The node that owns object `name` of `binding` now, as `status` shows
+/// it (the object's id, read through the admin API of `via`, gives its
+/// shard).
+async fn owner_of(root: &Path, via: &Server, binding: &str, name: &str) -> String {
     let details =
-        crate::support::admin_get(via, TOKEN, &format!("/_dohost/objects/COUNTER/{name}")).await;
+        crate::support::admin_get(via, TOKEN, &format!("/_dohost/objects/{binding}/{name}")).await;
     let details: serde_json::Value = serde_json::from_str(&details).expect("object details");
     let id = hex::decode(details["id"].as_str().expect("an id")).unwrap();
     let shard = u32::from_be_bytes([id[0], id[1], id[2], id[3]]) % 32;
@@ -210,7 +211,7 @@ async fn a_killed_node_loses_no_acknowledged_increment() {
     let before = acks.lock().unwrap().len();
     assert!(before > 0, "nothing was acknowledged before the kill");
     // Kill the node that owns the counter.
-    let owner = owner_of(root.path(), &nodes[1], "hot").await;
+    let owner = owner_of(root.path(), &nodes[1], "COUNTER", "hot").await;
     let victim = ["n1", "n2", "n3"].iter().position(|n| *n == owner).unwrap();
     nodes.remove(victim).kill9();
     // Within the lease (and a beat) the others serve the counter again.
@@ -387,21 +388,7 @@ async fn alarms_of_a_killed_node_fire_on_another_once() {
         assert_eq!(status, 200, "{body}");
     }
     // Kill the owner of the first object before any alarm is due.
-    let details =
-        crate::support::admin_get(&nodes[0], TOKEN, "/_dohost/objects/PROBE/alarm0").await;
-    let details: serde_json::Value = serde_json::from_str(&details).unwrap();
-    let id = hex::decode(details["id"].as_str().unwrap()).unwrap();
-    let shard = u32::from_be_bytes([id[0], id[1], id[2], id[3]]) % 32;
-    let owner = status(root.path(), "n1")
-        .lines()
-        .find_map(|line| {
-            let (node, shards) = line.split_once(" owns shards: ")?;
-            shards
-                .split(' ')
-                .any(|s| s == shard.to_string())
-                .then(|| node.to_owned())
-        })
-        .unwrap();
+    let owner = owner_of(root.path(), &nodes[0], "PROBE", "alarm0").await;
     let victim = ["n1", "n2", "n3"].iter().position(|n| *n == owner).unwrap();
     nodes.remove(victim).kill9();
     // Due after 2.5 s; the dead node's shards move within the lease.

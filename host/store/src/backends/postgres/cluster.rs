@@ -278,7 +278,7 @@ impl Cluster {
     /// [`ErrorKind::Storage`] if PostgreSQL cannot be reached.
     pub fn refresh(&self) -> Result<()> {
         let me = self.clone();
-        wait_on(&self.inner.handle, async move { me.beat().await })
+        wait_on(&self.inner.handle, async move { me.refresh_async().await })
     }
 
     /// [`Cluster::refresh`] from async code: the beat runs on the driver's
@@ -305,11 +305,8 @@ impl Cluster {
     /// [`ErrorKind::Storage`] if PostgreSQL cannot be reached (the leases
     /// then expire by themselves).
     pub fn leave(&self) -> Result<()> {
-        self.inner
-            .stopped
-            .store(true, std::sync::atomic::Ordering::SeqCst);
         let me = self.clone();
-        wait_on(&self.inner.handle, async move { me.release_all().await })
+        wait_on(&self.inner.handle, async move { me.leave_async().await })
     }
 
     /// [`Cluster::leave`] from async code.
