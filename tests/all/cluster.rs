@@ -164,6 +164,61 @@ async fn any_node_serves_any_object_through_its_owner() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stub_calls_cross_nodes_with_their_call_chain() {
+    let postgres = Postgres::start();
+    let database = postgres.database();
+    let root = tempfile::tempdir().unwrap();
+    let n1 = start(root.path(), &database, "n1");
+    let n2 = start(root.path(), &database, "n2");
+    let http = client();
+    // Sixteen probes spread over both nodes: a chain through all of them
+    // crosses from node to node, stub call by stub call.
+    let names: Vec<String> = (0..16).map(|i| format!("s{i}")).collect();
+    let expected: Vec<&str> = names.iter().map(String::as_str).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = get(
+            &http,
+            &n1.url(&format!(
+                "/PROBE/{}/relay/{}",
+                names[0],
+                names[1..].join(",")
+            )),
+        )
+        .await;
+        if status == 200 {
+            let visited: Vec<String> = serde_json::from_str(&body).unwrap();
+            assert_eq!(visited, expected);
+            break;
+        }
+        // While n2 takes its shards, a call may find none yet.
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A chain that comes back to an object waiting in it works as on one
+    // node (the object takes other events while it awaits a call)...
+    let (status, body) = get(&http, &n2.url("/PROBE/s3/relay/s9,s3,s12")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Vec<String>>(&body).unwrap(),
+        ["s3", "s9", "s3", "s12"]
+    );
+    // ...and the chain's depth is checked across nodes: 17 objects deep
+    // is past the limit of 16.
+    let deep: Vec<String> = (0..17).map(|i| format!("d{i}")).collect();
+    let (status, body) = get(
+        &http,
+        &n2.url(&format!("/PROBE/{}/relay/{}", deep[0], deep[1..].join(","))),
+    )
+    .await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("calls deep"), "{body}");
+    n1.stop();
+    n2.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_loses_no_acknowledged_increment() {
     let postgres = Postgres::start();
     let database = postgres.database();

@@ -9,6 +9,8 @@
 //!   operation.
 //! - `GET /whoami`: JSON `{id, name, class}`.
 //! - `GET /var/<name>`: a `[vars]` value.
+//! - `GET /relay/<b>,<c>,...`: calls the `relay` RPC method of probe `b`,
+//!   which calls `c`'s, ...: the names visited, as JSON.
 //! - `GET /count`: an in-memory counter (lost on reset) and a stored one.
 //! - `PUT /put-then-panic/<key>`: writes, then panics (the write must vanish).
 //! - `PUT /put-then-abort/<key>`: writes, then calls `abort` (the same).
@@ -151,6 +153,16 @@ impl DurableObject for Probe {
                 "class": self.state.class_name(),
             })),
             ("GET", "var") => Ok(Response::text(self.env.var(arg).unwrap_or_default())),
+            ("GET", "relay") => {
+                // relay/b,c: this probe calls b's `relay`, which calls c's:
+                // the names the call visited, as JSON.
+                let path: Vec<String> = arg
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                Response::json(&self.relay(path).await?)
+            }
             ("GET", "count") => {
                 self.in_memory.set(self.in_memory.get() + 1);
                 let stored = storage.get::<u64>("count")?.unwrap_or(0) + 1;
