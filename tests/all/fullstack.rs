@@ -142,8 +142,10 @@ async fn the_counter_app_counts_in_a_browser_and_keeps_its_count() {
 #[test]
 fn typescript_projects_type_check_against_the_sdk() {
     // The example's worker-configuration.d.ts is what `dohost types` writes
-    // from its wrangler.jsonc, and the worker type-checks against it.
-    let example = installed();
+    // from its wrangler.jsonc, and the worker type-checks against it. The
+    // configuration names the built front end (`assets.directory`), so it
+    // must be built: on a fresh clone, nothing else may have built it yet.
+    let example = front_end_built();
     let declarations = example.join("worker-configuration.d.ts");
     let committed = std::fs::read_to_string(&declarations).unwrap();
     let config = example.join("wrangler.jsonc");
