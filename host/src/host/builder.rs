@@ -178,9 +178,6 @@ impl HostBuilder {
         self
     }
 
-    /// Calls `hook` from the committer thread before and after each group
-    /// commit. For tests that observe the output gate; a slow hook slows
-    /// every write.
     /// Keeps every object's state in the PostgreSQL database at `url`
     /// (`postgres://USER@HOST:PORT/DATABASE`) instead of the data
     /// directory's redb file, which still holds the compiled-component
@@ -201,6 +198,9 @@ impl HostBuilder {
         self
     }
 
+    /// Calls `hook` from the committer thread before and after each group
+    /// commit. For tests that observe the output gate; a slow hook slows
+    /// every write.
     #[doc(hidden)]
     pub fn commit_hook(mut self, hook: CommitHook) -> Self {
         self.commit_hook = Some(hook);
