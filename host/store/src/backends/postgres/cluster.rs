@@ -94,6 +94,22 @@ pub struct NodeStatus {
     pub draining: bool,
 }
 
+/// Every node with the age of its heartbeat ([`NodeStatus::of`]).
+const NODES: &str = "SELECT node, address, extract(epoch from now() - heartbeat)::float8, draining
+     FROM dohost.nodes ORDER BY node";
+
+impl NodeStatus {
+    /// A row of [`NODES`].
+    fn of(row: &tokio_postgres::Row) -> NodeStatus {
+        NodeStatus {
+            node: row.get(0),
+            address: row.get(1),
+            heartbeat: Duration::from_secs_f64(row.get::<_, f64>(2).max(0.0)),
+            draining: row.get(3),
+        }
+    }
+}
+
 /// What this node knows of the cluster.
 #[derive(Default)]
 struct View {
@@ -532,20 +548,11 @@ impl Cluster {
     async fn read_owners(&self, client: &Client) -> Result<()> {
         let err = |e: tokio_postgres::Error| pg_error("cluster heartbeat", &e);
         let nodes: Vec<NodeStatus> = client
-            .query(
-                "SELECT node, address, extract(epoch from now() - heartbeat)::float8, draining
-                 FROM dohost.nodes ORDER BY node",
-                &[],
-            )
+            .query(NODES, &[])
             .await
             .map_err(err)?
             .iter()
-            .map(|row| NodeStatus {
-                node: row.get(0),
-                address: row.get(1),
-                heartbeat: Duration::from_secs_f64(row.get::<_, f64>(2).max(0.0)),
-                draining: row.get(3),
-            })
+            .map(NodeStatus::of)
             .collect();
         let addresses: BTreeMap<&str, &str> = nodes
             .iter()
@@ -689,19 +696,9 @@ pub fn cluster_status(
         ));
     };
     let nodes = backend
-        .query(
-            what,
-            "SELECT node, address, extract(epoch from now() - heartbeat)::float8, draining
-             FROM dohost.nodes ORDER BY node",
-            Vec::new(),
-        )?
+        .query(what, NODES, Vec::new())?
         .iter()
-        .map(|row| NodeStatus {
-            node: row.get(0),
-            address: row.get(1),
-            heartbeat: Duration::from_secs_f64(row.get::<_, f64>(2).max(0.0)),
-            draining: row.get(3),
-        })
+        .map(NodeStatus::of)
         .collect();
     let leases = backend
         .query(
