@@ -46,6 +46,7 @@ mod cache;
 mod committer;
 mod directory;
 mod error;
+pub mod history;
 mod keys;
 mod migrations;
 mod object;
@@ -70,6 +71,7 @@ pub use committer::{
 };
 pub use directory::{Contents, KeyInfo, MAX_KEYS_SHOWN, ObjectRecord, TableInfo};
 pub use error::{Error, ErrorKind, Result};
+pub use history::{Bookmark, HistorySettings, HistoryStats};
 pub use keys::ObjectKey;
 pub use migrations::{Binding, Migration, sqlite_classes};
 pub use object::{Gate, ObjectStorage, pass_gate};
