@@ -50,8 +50,8 @@ mod settings;
 pub mod telemetry;
 
 pub use dohost_store::{
-    CheckReport, CommitHook, CommitStage, Health, KeyInfo, MAX_KEYS_SHOWN, MAX_KV_PAGE, MAX_ROWS,
-    MAX_ROWS_BYTES, QUERY_TIME_LIMIT, Rows, TableInfo,
+    Bookmark, CheckReport, CommitHook, CommitStage, Health, HistorySettings, HistoryStats, KeyInfo,
+    MAX_KEYS_SHOWN, MAX_KV_PAGE, MAX_ROWS, MAX_ROWS_BYTES, QUERY_TIME_LIMIT, Rows, TableInfo,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use host::config::{BindingConfig, ComponentSource, Config, Migration};
@@ -61,7 +61,7 @@ pub use host::{
     ObjectDetails, ObjectPage, ObjectQuery, ObjectSummary, READY_PATH, Route, RunWorkerFirst,
     ShownValue, Stats, build, check_data_dir, config,
 };
-pub use host::{ClusterStatus, cluster_status};
+pub use host::{ClusterStatus, RestorePoint, Restored, cluster_status};
 pub use runtime::{AcceptedWebSocket, Body, Namespace, ObjectId, Stub};
 pub use settings::{
     ClusterSettings, DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, DEFAULT_BODY_TIMEOUT,

@@ -23,6 +23,7 @@ mod embedding;
 mod faults;
 mod fullstack;
 mod guest_faults;
+mod history;
 mod http_edge;
 mod input_gate_ordering;
 mod isolation;

@@ -11,6 +11,7 @@ pub mod build;
 mod builder;
 mod cluster;
 pub mod config;
+mod history;
 #[allow(clippy::module_inception)] // the file of the `Host` type, named after it
 mod host;
 mod link;
@@ -26,5 +27,6 @@ pub use browse::{
 };
 pub use builder::HostBuilder;
 pub use cluster::{ClusterStatus, cluster_status};
+pub use history::{RestorePoint, Restored};
 pub use host::{Host, Stats};
 pub use router::{HEALTH_PATH, READY_PATH, Route};

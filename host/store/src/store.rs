@@ -181,6 +181,36 @@ impl Store {
         self.backend.bookmark_for_time(time)
     }
 
+    /// Whether `bookmark` can be restored now: history is on, and it is
+    /// neither older than the history kept nor newer than the last commit.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Invalid`] saying why not.
+    pub fn check_bookmark(&self, bookmark: Bookmark) -> Result<()> {
+        let stats = self
+            .backend
+            .history_stats()?
+            .ok_or_else(crate::history::history_off)?;
+        if bookmark < stats.floor {
+            return Err(crate::history::before_floor(
+                &format!("bookmark {bookmark}"),
+                stats.floor,
+                stats.floor_time,
+            ));
+        }
+        if bookmark > stats.latest {
+            return Err(Error::new(
+                crate::ErrorKind::Invalid,
+                format!(
+                    "bookmark {bookmark} is not a point of this server's history: its newest bookmark is {}",
+                    stats.latest
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The write set that brings `object` back to what it held at
     /// `bookmark`: commit it (nothing else of the object may be in flight).
     ///

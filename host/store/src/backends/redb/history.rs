@@ -79,21 +79,54 @@ fn decode_commit(row: &[u8]) -> Option<(i64, u64, Vec<ObjectKey>)> {
 }
 
 impl HistoryState {
-    /// Turns history on or off in `db` (see [`crate::Backend::set_history`]):
-    /// the state while on.
+    /// The history `db` keeps, if it was last on: opened without
+    /// settings (by `dohost objects`), a file goes on recording history as
+    /// it did, and keeps all of it.
+    pub(crate) fn load(db: &Database) -> Result<Option<HistoryState>> {
+        let txn = db.begin_read().map_err(storage)?;
+        let meta = match txn.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(storage(e)),
+        };
+        let read = |key: &str| -> Result<u64> {
+            Ok(meta.get(key).map_err(storage)?.map_or(0, |v| v.value()))
+        };
+        if read(ON)? != 1 {
+            return Ok(None);
+        }
+        Ok(Some(HistoryState {
+            settings: HistorySettings {
+                retention: std::time::Duration::MAX,
+                max_bytes: None,
+            },
+            latest: read(LATEST)?,
+            latest_time: read(LATEST_TIME)? as i64,
+            floor: read(FLOOR)?,
+            floor_time: read(FLOOR_TIME)? as i64,
+            commits: read(COMMITS)?,
+            bytes: read(BYTES)?,
+        }))
+    }
+
+    /// Turns history on or off in `db` (see [`crate::Backend::set_history`]),
+    /// which kept `was` ([`HistoryState::load`]): the state while on.
     pub(crate) fn enable(
         db: &Database,
+        was: Option<HistoryState>,
         settings: Option<HistorySettings>,
     ) -> Result<Option<HistoryState>> {
+        match (was, settings) {
+            (Some(was), Some(settings)) => return Ok(Some(HistoryState { settings, ..was })),
+            (None, None) => return Ok(None),
+            _ => {}
+        }
         let txn = db.begin_write().map_err(storage)?;
         let state = {
             let mut meta = txn.open_table(META).map_err(storage)?;
-            txn.open_table(HISTORY).map_err(storage)?;
-            txn.open_table(HISTORY_COMMITS).map_err(storage)?;
             let read = |meta: &redb::Table<&str, u64>, key: &str| -> Result<u64> {
                 Ok(meta.get(key).map_err(storage)?.map_or(0, |v| v.value()))
             };
-            let was_on = read(&meta, ON)? == 1;
             let latest = read(&meta, LATEST)?;
             let latest_time = read(&meta, LATEST_TIME)? as i64;
             match settings {
@@ -101,17 +134,9 @@ impl HistoryState {
                     meta.insert(ON, 0).map_err(storage)?;
                     None
                 }
-                Some(settings) if was_on => Some(HistoryState {
-                    settings,
-                    latest,
-                    latest_time,
-                    floor: read(&meta, FLOOR)?,
-                    floor_time: read(&meta, FLOOR_TIME)? as i64,
-                    commits: read(&meta, COMMITS)?,
-                    bytes: read(&meta, BYTES)?,
-                }),
                 Some(settings) => {
-                    // Commits went by unrecorded: history starts now.
+                    // Commits went by unrecorded: history starts now, and
+                    // rows kept before it was last off are of no use.
                     let now = now_ms().max(latest_time);
                     for (key, value) in [
                         (ON, 1),
@@ -123,6 +148,10 @@ impl HistoryState {
                     ] {
                         meta.insert(key, value).map_err(storage)?;
                     }
+                    txn.delete_table(HISTORY).map_err(storage)?;
+                    txn.delete_table(HISTORY_COMMITS).map_err(storage)?;
+                    txn.open_table(HISTORY).map_err(storage)?;
+                    txn.open_table(HISTORY_COMMITS).map_err(storage)?;
                     Some(HistoryState {
                         settings,
                         latest,
@@ -135,13 +164,6 @@ impl HistoryState {
                 }
             }
         };
-        if state.as_ref().is_some_and(|s| s.commits == 0) {
-            // Rows left from history kept before it was last off.
-            txn.delete_table(HISTORY).map_err(storage)?;
-            txn.delete_table(HISTORY_COMMITS).map_err(storage)?;
-            txn.open_table(HISTORY).map_err(storage)?;
-            txn.open_table(HISTORY_COMMITS).map_err(storage)?;
-        }
         txn.commit().map_err(storage)?;
         Ok(state)
     }

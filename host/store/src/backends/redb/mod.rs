@@ -111,6 +111,7 @@ impl RedbBackend {
         txn.commit()
             .map_err(|e| Error::storage("creating the tables", e))?;
         sealed::upgrade(&db)?;
+        let history = history::HistoryState::load(&db)?;
         let db = Arc::new(db);
         Ok(RedbBackend {
             readers: RwLock::new(Some(db.clone())),
@@ -118,7 +119,7 @@ impl RedbBackend {
             reopen,
             failed: Mutex::new(None),
             sync: metrics::histogram!(crate::COMMIT_SYNC_DURATION),
-            history: Mutex::new(None),
+            history: Mutex::new(history),
         })
     }
 
@@ -385,8 +386,8 @@ impl Backend for RedbBackend {
     /// so reads go on.
     fn set_history(&self, settings: Option<HistorySettings>) -> Result<()> {
         let db = self.writer()?;
-        let state = history::HistoryState::enable(&db, settings)?;
-        *self.history.lock().unwrap_or_else(|p| p.into_inner()) = state;
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        *history = history::HistoryState::enable(&db, history.take(), settings)?;
         Ok(())
     }
 
