@@ -331,3 +331,92 @@ async fn prune_step(pool: Pool, settings: HistorySettings) -> Result<(u64, bool)
     txn.commit().await.map_err(err)?;
     Ok((u64::try_from(gone.len()).unwrap_or(0), more))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::backend::{Backend, ObjectWrites};
+    use crate::writes::{Write, WriteSet};
+
+    fn put(object: ObjectKey, key: &str, value: &str) -> ObjectWrites {
+        let mut writes = WriteSet::default();
+        writes.entries.insert(
+            key.into(),
+            Write {
+                value: Some(Bytes::from(value.to_owned())),
+                no_cache: false,
+            },
+        );
+        ObjectWrites {
+            object,
+            writes,
+            record: None,
+        }
+    }
+
+    #[test]
+    fn the_history_is_the_databases_and_pruning_keeps_it_under_its_size() {
+        let server = dohost_test_postgres::Postgres::start();
+        let url = server.database();
+        let node = PostgresBackend::connect(&url).unwrap();
+        let settings = HistorySettings {
+            retention: Duration::from_secs(3600),
+            max_bytes: Some(1),
+        };
+        node.set_history(Some(settings)).unwrap();
+        let (object, other) = (ObjectKey::new(1, &[3; 32]), ObjectKey::new(1, &[4; 32]));
+        node.commit(&[&put(object, "k", "1")], &mut Vec::new())
+            .unwrap();
+        // One batch writing the key twice: its undo holds what the key
+        // held before the batch.
+        let batch = [
+            put(object, "k", "2"),
+            put(object, "k", "3"),
+            put(other, "k", "x"),
+        ];
+        node.commit(&batch.iter().collect::<Vec<_>>(), &mut Vec::new())
+            .unwrap();
+
+        // Another process on the database (`dohost objects`) reads the
+        // same history without turning it on.
+        let reader = PostgresBackend::connect(&url).unwrap();
+        let stats = reader.history_stats().unwrap().unwrap();
+        assert_eq!((stats.commits, stats.latest.0), (2, stats.floor.0 + 2));
+        assert!(stats.bytes > 0);
+        let undo = reader.undo_since(&object, stats.floor).unwrap();
+        let key = UndoTarget::Kv("k".into());
+        assert_eq!(undo.len(), 2);
+        assert_eq!(
+            (&undo[0][&key], &undo[1][&key]),
+            (&None, &Some(b"1".to_vec()))
+        );
+        assert_eq!(reader.undo_since(&other, stats.floor).unwrap().len(), 1);
+
+        // Over its size: all but the newest commit go, once, whoever
+        // prunes.
+        assert_eq!(reader.prune_history().unwrap(), 0, "it keeps no history");
+        assert_eq!(node.prune_history().unwrap(), 1);
+        assert_eq!(node.prune_history().unwrap(), 0);
+        let pruned = reader.history_stats().unwrap().unwrap();
+        assert_eq!(
+            (pruned.commits, pruned.floor.0, pruned.latest),
+            (1, stats.floor.0 + 1, stats.latest)
+        );
+        assert!(pruned.bytes > 0 && pruned.bytes < stats.bytes);
+        assert!(reader.undo_since(&object, stats.floor).is_err());
+
+        // Off, then on again: history starts at the next commit.
+        node.set_history(None).unwrap();
+        assert_eq!(reader.history_stats().unwrap(), None);
+        node.set_history(Some(settings)).unwrap();
+        let again = reader.history_stats().unwrap().unwrap();
+        assert_eq!(
+            (again.floor, again.latest, again.commits, again.bytes),
+            (stats.latest, stats.latest, 0, 0)
+        );
+    }
+}

@@ -9,7 +9,8 @@
 //! a connection of its own and commits each batch in one transaction
 //! ([`commit`]); `COMMIT` returns once PostgreSQL has made it durable
 //! (`synchronous_commit`, on by default), and only then is the output gate
-//! opened.
+//! opened. With history on, the same transaction keeps what the batch
+//! changed ([`history`]).
 
 mod cluster;
 mod commit;

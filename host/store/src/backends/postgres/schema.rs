@@ -6,6 +6,12 @@
 //! holding an advisory lock, so nodes starting at once migrate it once. A
 //! database of a newer version than this dohost knows is refused.
 //!
+//! The versions: 1, objects' state (`kv`, `pages`, `alarms`), the
+//! directory (`objects`) and the class registry (`classes`, `bound`,
+//! `migrations`); 2, the cluster (`nodes`, `leases`; cluster.rs); 3, the
+//! history for point-in-time recovery (`history`, `history_commits`,
+//! `history_state` and the sequence `history_bookmarks`; history.rs).
+//!
 //! Keys and object keys are `bytea`, which PostgreSQL compares bytewise:
 //! the order the store's scans and the alarm index need.
 
