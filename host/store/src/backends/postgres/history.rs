@@ -191,7 +191,13 @@ pub(super) fn undo_since(
             1 => UndoTarget::Page(u32::from_be_bytes(item.as_slice().try_into().map_err(
                 |_| Error::storage("read the history", "a page number in it is damaged"),
             )?)),
-            _ => UndoTarget::Alarm,
+            2 => UndoTarget::Alarm,
+            kind => {
+                return Err(Error::storage(
+                    "read the history",
+                    format!("a row of it has kind {kind}, which this dohost does not know"),
+                ));
+            }
         };
         undos
             .entry(row.get(0))
