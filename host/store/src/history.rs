@@ -327,11 +327,13 @@ mod store_tests {
     use crate::keys::ObjectKey;
     use crate::{PAGE_SIZE, Store, pass_gate};
 
-    fn open(
-        path: &std::path::Path,
-        retention: Duration,
-    ) -> (Store, tokio::sync::oneshot::Receiver<()>) {
-        let (store, stopped) = Store::open(path, None, Arc::new(|_: &[_]| {})).unwrap();
+    type Opened = (Store, tokio::sync::oneshot::Receiver<()>);
+
+    /// Opens a store of one backend (the same database each time) with
+    /// history kept for the retention given.
+    type Open<'a> = &'a dyn Fn(Duration) -> Opened;
+
+    fn with_history((store, stopped): Opened, retention: Duration) -> Opened {
         store
             .enable_history(Some(HistorySettings {
                 retention,
@@ -339,6 +341,25 @@ mod store_tests {
             }))
             .unwrap();
         (store, stopped)
+    }
+
+    /// A redb store in `dir`.
+    fn redb(dir: &tempfile::TempDir) -> impl Fn(Duration) -> Opened {
+        let path = dir.path().join("db.redb");
+        move |retention| {
+            let opened = Store::open(&path, None, Arc::new(|_: &[_]| {})).unwrap();
+            with_history(opened, retention)
+        }
+    }
+
+    /// A PostgreSQL store on a fresh database of `server`.
+    fn postgres(server: &dohost_test_postgres::Postgres) -> impl Fn(Duration) -> Opened {
+        let url = server.database();
+        move |retention| {
+            let backend = crate::PostgresBackend::connect(&url).unwrap();
+            let opened = Store::start(Arc::new(backend), None, Arc::new(|_: &[_]| {})).unwrap();
+            with_history(opened, retention)
+        }
     }
 
     fn commit(store: &Store, object: ObjectKey, writes: WriteSet) {
@@ -379,8 +400,17 @@ mod store_tests {
     #[test]
     fn a_restore_brings_back_keys_pages_and_the_alarm_and_can_be_undone() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db.redb");
-        let (store, stopped) = open(&path, Duration::from_secs(3600));
+        restore_and_undo(&redb(&dir));
+    }
+
+    #[test]
+    fn postgres_restores_keys_pages_and_the_alarm_and_undoes_a_restore() {
+        let server = dohost_test_postgres::Postgres::start();
+        restore_and_undo(&postgres(&server));
+    }
+
+    fn restore_and_undo(open: Open<'_>) {
+        let (store, stopped) = open(Duration::from_secs(3600));
         let object = ObjectKey::new(1, &[7; 32]);
         let mut first = WriteSet::default();
         first.entries.extend([put("a", "1")]);
@@ -399,14 +429,18 @@ mod store_tests {
         second.alarm = Some(AlarmWrite::Delete);
         commit(&store, object, second);
         let at_second = state(&store, &object);
+        let mut cut = WriteSet::default();
+        cut.pages.truncate = Some(1);
+        commit(&store, object, cut);
+        assert_eq!(state(&store, &object).1, vec![2]);
         commit(&store, object, WriteSet::deletion());
         assert_eq!(state(&store, &object), (vec![None, None], vec![], None));
 
-        // Restored after a restart: the history is in the file.
+        // Restored after a restart: the history is in the database.
         store.close();
         drop(store);
         stopped.blocking_recv().unwrap();
-        let (store, _stopped) = open(&path, Duration::from_secs(3600));
+        let (store, _stopped) = open(Duration::from_secs(3600));
         let before_restore = store.current_bookmark().unwrap();
         let writes = store.restore_writes(&object, then).unwrap();
         commit(&store, object, writes);
@@ -417,7 +451,8 @@ mod store_tests {
         );
 
         // The restore is a commit of its own: undone by restoring to the
-        // bookmark just before it; any earlier point stays reachable.
+        // bookmark just before it; any earlier point stays reachable (the
+        // second commit's, with the page the cut after it removed).
         let writes = store.restore_writes(&object, before_restore).unwrap();
         commit(&store, object, writes);
         assert_eq!(state(&store, &object), (vec![None, None], vec![], None));
@@ -439,7 +474,17 @@ mod store_tests {
     #[test]
     fn pruning_moves_the_floor_and_refuses_older_bookmarks() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _stopped) = open(&dir.path().join("db.redb"), Duration::from_millis(1));
+        prune_and_refuse(&redb(&dir));
+    }
+
+    #[test]
+    fn postgres_pruning_moves_the_floor_and_refuses_older_bookmarks() {
+        let server = dohost_test_postgres::Postgres::start();
+        prune_and_refuse(&postgres(&server));
+    }
+
+    fn prune_and_refuse(open: Open<'_>) {
+        let (store, _stopped) = open(Duration::from_millis(1));
         let object = ObjectKey::new(1, &[8; 32]);
         for i in 0..5 {
             let mut writes = WriteSet::default();
