@@ -47,7 +47,7 @@ async fn write_state(http: &HttpClient, server: &Server, n: i64) -> String {
         json!([
             {"op": "put", "key": "v", "value": n.to_string()},
             {"op": "sql", "query": "CREATE TABLE IF NOT EXISTS rows(n INTEGER)", "params": []},
-            {"op": "sql", "query": "INSERT INTO rows VALUES (?)", "params": [n]},
+            {"op": "sql", "query": "INSERT INTO rows VALUES (?)", "params": [{"i": n}]},
             {"op": "set_alarm", "at": 4_000_000_000_000i64 + n * 1000},
             {"op": "bookmark"},
         ]),
@@ -68,14 +68,15 @@ async fn read_state(http: &HttpClient, server: &Server) -> Value {
         ]),
     )
     .await;
-    let rows = if results[1].as_array().is_some_and(|t| !t.is_empty()) {
+    let rows = if results[1]["rows"].as_array().is_some_and(|t| !t.is_empty()) {
         ops(
             http,
             server,
             json!([{"op": "sql", "query": "SELECT n FROM rows ORDER BY n", "params": []}]),
         )
         .await
-        .remove(0)
+        .remove(0)["rows"]
+            .clone()
     } else {
         json!([])
     };
@@ -84,7 +85,7 @@ async fn read_state(http: &HttpClient, server: &Server) -> Value {
 
 /// The state [`write_state`] leaves after states `1..=n`.
 fn state(n: i64) -> Value {
-    let rows: Vec<Value> = (1..=n).map(|i| json!([i])).collect();
+    let rows: Vec<Value> = (1..=n).map(|i| json!([{"i": i.to_string()}])).collect();
     json!({ "v": n.to_string(), "rows": rows, "alarm": 4_000_000_000_000i64 + n * 1000 })
 }
 
@@ -213,11 +214,30 @@ async fn history_older_than_its_retention_is_pruned() {
     let http = client();
     let server = Server::start(&config, &data);
     let old = write_state(&http, &server, 1).await;
-    let kept = crate::support::admin_get(&server, TOKEN, "/_dohost/history").await;
-    let kept: Value = serde_json::from_str(&kept).unwrap();
-    assert_eq!(kept["on"], json!(true), "{kept}");
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     write_state(&http, &server, 2).await;
+    // Restoring to `old` needs the undo of state 2's commit: once that is
+    // older than the second kept and a newer commit exists, it goes.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    write_state(&http, &server, 3).await;
+    let mut history = Value::Null;
+    for _ in 0..50 {
+        let text = crate::support::admin_get(&server, TOKEN, "/_dohost/history").await;
+        history = serde_json::from_str(&text).unwrap();
+        if history["floor"].as_str().unwrap() > old.as_str() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(history["on"], json!(true), "{history}");
+    assert!(
+        history["floor"].as_str().unwrap() > old.as_str(),
+        "{history}"
+    );
+    assert_eq!(
+        history["commits"],
+        json!(1),
+        "only the newest commit's undo is left: {history}"
+    );
     let (status, body) = admin_restore(&http, &server, json!(old)).await;
     assert_eq!(status, 400, "{body}");
     assert!(
@@ -262,4 +282,56 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+/// The JavaScript SDK's bookmarks, through the SDK tour's `pitr` route, as
+/// Cloudflare's documentation uses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_object_restores_itself_with_cloudflares_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::js_examples_built();
+    let config =
+        crate::support::example_config("examples/js/api") + "[storage]\nhistory = \"1d\"\n";
+    let config = crate::support::write_config(dir.path(), &config);
+    let server = Server::start(&config, &dir.path().join("data"));
+    let http = client();
+    let url = |query: &str| server.url(&format!("/API/pitr/pitr?{query}"));
+    let post = |query: &str| {
+        let (http, url) = (http.clone(), url(query));
+        async move {
+            let (status, body) = send(&http, "POST", &url, "").await;
+            (
+                status,
+                serde_json::from_str::<Value>(&body).unwrap_or(Value::String(body)),
+            )
+        }
+    };
+
+    let (_, first) = post("write=1").await;
+    let bookmark = first["bookmark"].as_str().unwrap().to_owned();
+    assert_eq!(first["forNow"], first["bookmark"], "{first}");
+    post("write=2").await;
+    let (_, undo) = post(&format!("restore={bookmark}")).await;
+    let undo = undo["undo"].as_str().unwrap().to_owned();
+    assert!(undo > bookmark, "{undo} {bookmark}");
+    let (status, _) = post("abort").await;
+    assert_eq!(status, 500);
+    let (_, now) = send(&http, "GET", &url(""), "").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&now).unwrap(),
+        json!({"value": 1, "rows": [1], "alarm": 4_000_000_000_001i64})
+    );
+
+    // Undone the same way.
+    post(&format!("restore={undo}")).await;
+    post("abort").await;
+    let (_, now) = send(&http, "GET", &url(""), "").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&now).unwrap(),
+        json!({"value": 2, "rows": [1, 2], "alarm": 4_000_000_000_002i64})
+    );
+    let (status, refused) = post("restore=nonsense").await;
+    assert_eq!(status, 500, "{refused}");
+    assert!(refused.to_string().contains("not a bookmark"), "{refused}");
+    server.stop();
 }

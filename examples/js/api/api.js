@@ -533,6 +533,34 @@ export class Api extends DurableObject {
     });
   }
 
+  // Point-in-time recovery (needs `[storage] history` in dohost.toml), as
+  // Cloudflare documents it: POST ?write=N writes a state and answers its
+  // bookmark; GET reads the state; POST ?restore=BOOKMARK asks for the
+  // restore and answers the bookmark that undoes it; POST ?abort restarts
+  // the object, which then starts on the restored state.
+  async route_pitr(request, url) {
+    const s = this.ctx.storage;
+    s.sql.exec("CREATE TABLE IF NOT EXISTS pitr (n INTEGER)");
+    if (url.searchParams.has("write")) {
+      const n = Number(url.searchParams.get("write"));
+      await s.put("pitr", n);
+      s.sql.exec("INSERT INTO pitr VALUES (?)", n);
+      await s.setAlarm(4_000_000_000_000 + n);
+      const bookmark = await s.getCurrentBookmark();
+      const forNow = await s.getBookmarkForTime(Date.now() + 60_000);
+      return json({ bookmark, forNow });
+    }
+    if (url.searchParams.has("restore")) {
+      return json({ undo: await s.onNextSessionRestoreBookmark(url.searchParams.get("restore")) });
+    }
+    if (url.searchParams.has("abort")) this.ctx.abort("restoring");
+    return json({
+      value: (await s.get("pitr")) ?? null,
+      rows: s.sql.exec("SELECT n FROM pitr ORDER BY n").toArray().map((r) => r.n),
+      alarm: await s.getAlarm(),
+    });
+  }
+
   // The alarm, which this object records when it fires.
   async route_alarm(request, url) {
     const s = this.ctx.storage;
