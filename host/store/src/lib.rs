@@ -45,6 +45,7 @@ mod browse;
 mod cache;
 mod committer;
 mod directory;
+mod dump;
 mod error;
 mod keys;
 mod migrations;
@@ -68,6 +69,7 @@ pub use committer::{
     COMMIT_DURATION, COMMIT_FAILURES, COMMIT_SYNC_DURATION, COMMIT_WRITE_SETS, CommitHook,
     CommitResult, CommitStage, Health,
 };
+pub use dump::{BackupReport, ObjectDump};
 pub use directory::{Contents, KeyInfo, MAX_KEYS_SHOWN, ObjectRecord, TableInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use keys::ObjectKey;

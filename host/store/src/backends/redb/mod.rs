@@ -30,6 +30,7 @@ mod check;
 mod commit;
 mod registry;
 pub(crate) mod sealed;
+mod snapshot;
 
 use std::ops::Bound;
 use std::path::Path;
@@ -312,6 +313,14 @@ impl Backend for RedbBackend {
         Ok(self
             .read_one(OBJECTS, object.as_bytes(), what)?
             .map(|v| serde_json::from_slice(&v).unwrap_or_else(|_| unreadable_record())))
+    }
+
+    fn dump(&self, object: &ObjectKey) -> Result<crate::ObjectDump> {
+        snapshot::dump(&*self.db()?, object)
+    }
+
+    fn backup(&self, to: &Path) -> Result<crate::BackupReport> {
+        snapshot::backup(&*self.db()?, to)
     }
 
     fn objects(
