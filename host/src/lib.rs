@@ -62,6 +62,11 @@ pub use host::{
     ShownValue, Stats, build, check_data_dir, config,
 };
 pub use host::{ClusterStatus, cluster_status};
+pub use host::{
+    BACKUP_REPORT_HEADER, EXPORT_FORMAT, EXPORT_VERSION, ExportHeader, ImportOptions,
+    MAX_EXPORT_LINE, PAGES_PER_LINE, TransferReport,
+};
+pub use dohost_store::BackupReport;
 pub use runtime::{AcceptedWebSocket, Body, Namespace, ObjectId, Stub};
 pub use settings::{
     ClusterSettings, DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, DEFAULT_BODY_TIMEOUT,

@@ -6,10 +6,12 @@
 
 mod admin;
 mod assets;
+mod backup;
 mod browse;
 pub mod build;
 mod builder;
 mod cluster;
+mod export;
 pub mod config;
 #[allow(clippy::module_inception)] // the file of the `Host` type, named after it
 mod host;
@@ -24,7 +26,12 @@ pub use browse::{
     AlarmRun, BindingSummary, KvItem, KvPage, MAX_HEX_SHOWN, MAX_OBJECTS_PAGE, MAX_QUERY_BYTES,
     ObjectPage, ObjectQuery, ShownValue,
 };
+pub use backup::BACKUP_REPORT_HEADER;
 pub use builder::HostBuilder;
+pub use export::{
+    EXPORT_FORMAT, EXPORT_VERSION, ExportHeader, ImportOptions, MAX_EXPORT_LINE, PAGES_PER_LINE,
+    TransferReport,
+};
 pub use cluster::{ClusterStatus, cluster_status};
 pub use host::{Host, Stats};
 pub use router::{HEALTH_PATH, READY_PATH, Route};
