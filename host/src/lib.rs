@@ -49,6 +49,7 @@ pub mod server;
 mod settings;
 pub mod telemetry;
 
+pub use dohost_store::BackupReport;
 pub use dohost_store::{
     CheckReport, CommitHook, CommitStage, Health, KeyInfo, MAX_KEYS_SHOWN, MAX_KV_PAGE, MAX_ROWS,
     MAX_ROWS_BYTES, QUERY_TIME_LIMIT, Rows, TableInfo,
@@ -61,12 +62,11 @@ pub use host::{
     ObjectDetails, ObjectPage, ObjectQuery, ObjectSummary, READY_PATH, Route, RunWorkerFirst,
     ShownValue, Stats, build, check_data_dir, config,
 };
-pub use host::{ClusterStatus, cluster_status};
 pub use host::{
     BACKUP_REPORT_HEADER, EXPORT_FORMAT, EXPORT_VERSION, ExportHeader, ImportOptions,
     MAX_EXPORT_LINE, PAGES_PER_LINE, TransferReport,
 };
-pub use dohost_store::BackupReport;
+pub use host::{ClusterStatus, cluster_status};
 pub use runtime::{AcceptedWebSocket, Body, Namespace, ObjectId, Stub};
 pub use settings::{
     ClusterSettings, DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, DEFAULT_BODY_TIMEOUT,

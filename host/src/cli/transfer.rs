@@ -47,8 +47,7 @@ pub fn import(
     let stdin;
     let mut input: Box<dyn BufRead> = match file {
         Some(path) if path != Path::new("-") => Box::new(std::io::BufReader::new(
-            std::fs::File::open(path)
-                .with_context(|| format!("cannot open {}", path.display()))?,
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
         )),
         _ => {
             stdin = std::io::stdin();

@@ -182,7 +182,11 @@ pub(crate) fn export(
 }
 
 /// The lines of an export (see the module docs and `docs/export.md`).
-fn write_lines(header: &ExportHeader, dump: &ObjectDump, out: &mut dyn Write) -> std::io::Result<()> {
+fn write_lines(
+    header: &ExportHeader,
+    dump: &ObjectDump,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let mut line = |value: serde_json::Value| writeln!(out, "{value}");
     let mut counts = Counts::default();
     line(serde_json::to_value(header).map_err(std::io::Error::other)?)?;
@@ -245,7 +249,9 @@ pub(crate) fn read(input: &mut dyn BufRead) -> Result<Parsed> {
     if format != Some(EXPORT_FORMAT) {
         return Err(bad(
             1,
-            &format!("this is not a dohost object export (its header's format is {format:?}, not {EXPORT_FORMAT:?})"),
+            &format!(
+                "this is not a dohost object export (its header's format is {format:?}, not {EXPORT_FORMAT:?})"
+            ),
         ));
     }
     let version = first.get("version").and_then(serde_json::Value::as_u64);
@@ -258,12 +264,15 @@ pub(crate) fn read(input: &mut dyn BufRead) -> Result<Parsed> {
             ),
         ));
     }
-    let header: ExportHeader =
-        serde_json::from_value(first).map_err(|e| bad(1, &format!("the header is malformed ({e})")))?;
+    let header: ExportHeader = serde_json::from_value(first)
+        .map_err(|e| bad(1, &format!("the header is malformed ({e})")))?;
     if header.page_size != PAGE_SIZE {
         return Err(bad(
             1,
-            &format!("the export's SQL pages are {} bytes, this dohost's are {PAGE_SIZE}", header.page_size),
+            &format!(
+                "the export's SQL pages are {} bytes, this dohost's are {PAGE_SIZE}",
+                header.page_size
+            ),
         ));
     }
     let mut dump = ObjectDump::default();
@@ -288,7 +297,9 @@ pub(crate) fn read(input: &mut dyn BufRead) -> Result<Parsed> {
             if told != counts {
                 return Err(bad(
                     n,
-                    &format!("the last line counts {told:?}, but the lines before hold {counts:?}: the file was cut or changed"),
+                    &format!(
+                        "the last line counts {told:?}, but the lines before hold {counts:?}: the file was cut or changed"
+                    ),
                 ));
             }
             if next(&mut number)?.is_some() {
@@ -308,7 +319,12 @@ pub(crate) fn read(input: &mut dyn BufRead) -> Result<Parsed> {
                 .last()
                 .is_some_and(|(last, _)| last.as_bytes() >= key.as_bytes())
             {
-                return Err(bad(n, &format!("key {key:?} is out of order (keys come in bytewise order, once each)")));
+                return Err(bad(
+                    n,
+                    &format!(
+                        "key {key:?} is out of order (keys come in bytewise order, once each)"
+                    ),
+                ));
             }
             let value = object
                 .get("value")
@@ -331,16 +347,24 @@ pub(crate) fn read(input: &mut dyn BufRead) -> Result<Parsed> {
             if offset != expected {
                 return Err(bad(
                     n,
-                    &format!("this SQL chunk is at offset {offset}, the file so far ends at {expected}: a chunk is missing or out of place"),
+                    &format!(
+                        "this SQL chunk is at offset {offset}, the file so far ends at {expected}: a chunk is missing or out of place"
+                    ),
                 ));
             }
             let bytes = BASE64
-                .decode(data.as_str().ok_or_else(|| bad(n, "\"sql\" must be base64"))?)
+                .decode(
+                    data.as_str()
+                        .ok_or_else(|| bad(n, "\"sql\" must be base64"))?,
+                )
                 .map_err(|e| bad(n, &format!("the SQL chunk is not base64 ({e})")))?;
             if bytes.is_empty() || bytes.len() % PAGE_SIZE != 0 {
                 return Err(bad(
                     n,
-                    &format!("a SQL chunk is whole pages of {PAGE_SIZE} bytes; this one is {} bytes", bytes.len()),
+                    &format!(
+                        "a SQL chunk is whole pages of {PAGE_SIZE} bytes; this one is {} bytes",
+                        bytes.len()
+                    ),
                 ));
             }
             let bytes = Bytes::from(bytes);
@@ -349,7 +373,10 @@ pub(crate) fn read(input: &mut dyn BufRead) -> Result<Parsed> {
             }
             counts.sql_pages += (bytes.len() / PAGE_SIZE) as u64;
             if dump.pages.len() > u32::MAX as usize {
-                return Err(bad(n, "the SQL database has more pages than a page number can count"));
+                return Err(bad(
+                    n,
+                    "the SQL database has more pages than a page number can count",
+                ));
             }
         } else if let Some(time) = object.get("alarm") {
             if counts.alarm > 0 {
@@ -372,7 +399,10 @@ pub(crate) fn read(input: &mut dyn BufRead) -> Result<Parsed> {
 
 /// The error for line `n` of an export.
 fn bad(n: u64, why: &str) -> Error {
-    Error::new(ErrorKind::BadRequest, format!("line {n} of the export: {why}"))
+    Error::new(
+        ErrorKind::BadRequest,
+        format!("line {n} of the export: {why}"),
+    )
 }
 
 /// An import ready to commit: which object, its record, and the write set
@@ -408,7 +438,10 @@ pub(crate) fn prepare(
     let (key, name) = match (&options.target, &header.name) {
         (Some(target), _) => {
             let key = place.resolve(target)?;
-            (key, (!target.starts_with(ID_PREFIX)).then(|| target.clone()))
+            (
+                key,
+                (!target.starts_with(ID_PREFIX)).then(|| target.clone()),
+            )
         }
         (None, Some(name)) => (
             ObjectKey::new(place.ns.number, &name_id(&place.ns.secret, name)),
@@ -433,7 +466,8 @@ pub(crate) fn prepare(
             ErrorKind::BadRequest,
             format!(
                 "{binding} object {} already holds data: import with --replace (or ?replace=1) to replace it",
-                name.as_deref().map_or_else(|| hex::encode(key.id()), |n| format!("{n:?}"))
+                name.as_deref()
+                    .map_or_else(|| hex::encode(key.id()), |n| format!("{n:?}"))
             ),
         ));
     }
@@ -473,11 +507,17 @@ mod tests {
             page_size: PAGE_SIZE,
         };
         let dump = ObjectDump {
-            entries: vec![("a".into(), Bytes::from_static(b"1")), ("b".into(), Bytes::from_static(b"22"))],
+            entries: vec![
+                ("a".into(), Bytes::from_static(b"1")),
+                ("b".into(), Bytes::from_static(b"22")),
+            ],
             pages: (0..PAGES_PER_LINE + 3)
                 .map(|i| Bytes::from(vec![i as u8; PAGE_SIZE]))
                 .collect(),
-            alarm: Some(AlarmRecord { time: 5, retries: 0 }),
+            alarm: Some(AlarmRecord {
+                time: 5,
+                retries: 0,
+            }),
             record: None,
         };
         (header, dump)
@@ -506,13 +546,22 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         let cut = lines[..lines.len() - 1].join("\n");
         let e = read(&mut cut.as_bytes()).unwrap_err();
-        assert!(e.message().contains("line 6") && e.message().contains("cut short"), "{e}");
+        assert!(
+            e.message().contains("line 6") && e.message().contains("cut short"),
+            "{e}"
+        );
         let dropped = [&lines[..3], &lines[4..]].concat().join("\n");
         let e = read(&mut dropped.as_bytes()).unwrap_err();
-        assert!(e.message().contains("line 4") && e.message().contains("offset"), "{e}");
+        assert!(
+            e.message().contains("line 4") && e.message().contains("offset"),
+            "{e}"
+        );
         let newer = text.replacen("\"version\":1", "\"version\":2", 1);
         let e = read(&mut newer.as_bytes()).unwrap_err();
-        assert!(e.message().contains("line 1") && e.message().contains("version is 2"), "{e}");
+        assert!(
+            e.message().contains("line 1") && e.message().contains("version is 2"),
+            "{e}"
+        );
         let wrong = text.replacen("dohost-object", "something-else", 1);
         let e = read(&mut wrong.as_bytes()).unwrap_err();
         assert!(e.message().contains("not a dohost object export"), "{e}");

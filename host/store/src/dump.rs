@@ -51,7 +51,10 @@ impl ObjectDump {
     ///
     /// [`crate::ErrorKind::Storage`] if anything cannot be read or is
     /// damaged.
-    pub fn read_separately<B: Backend + ?Sized>(backend: &B, object: &ObjectKey) -> Result<ObjectDump> {
+    pub fn read_separately<B: Backend + ?Sized>(
+        backend: &B,
+        object: &ObjectKey,
+    ) -> Result<ObjectDump> {
         let record = backend.object(object)?;
         let mut entries = Vec::new();
         let mut scan = KeyScan {

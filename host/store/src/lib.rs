@@ -69,8 +69,8 @@ pub use committer::{
     COMMIT_DURATION, COMMIT_FAILURES, COMMIT_SYNC_DURATION, COMMIT_WRITE_SETS, CommitHook,
     CommitResult, CommitStage, Health,
 };
-pub use dump::{BackupReport, ObjectDump};
 pub use directory::{Contents, KeyInfo, MAX_KEYS_SHOWN, ObjectRecord, TableInfo};
+pub use dump::{BackupReport, ObjectDump};
 pub use error::{Error, ErrorKind, Result};
 pub use keys::ObjectKey;
 pub use migrations::{Binding, Migration, sqlite_classes};

@@ -73,9 +73,7 @@ use super::stub::{CallChain, object_label};
 use super::tasks::{self, EventId, Finished, InFlight, OpId};
 use super::trace::EventTrace;
 use crate::error::{Error, ErrorKind, Result};
-use dohost_store::{
-    AlarmRecord, AlarmWrite, Gate, ObjectKey, ObjectRecord, WriteSet, pass_gate,
-};
+use dohost_store::{AlarmRecord, AlarmWrite, Gate, ObjectKey, ObjectRecord, WriteSet, pass_gate};
 
 mod io;
 mod ready;
@@ -1328,7 +1326,10 @@ impl Actor {
         self.close_sockets("the object's storage was replaced");
         let io = self.io_mut();
         io.forget().await;
-        let done = io.shared.store.commit(io.identity.key, writes, Some(record));
+        let done = io
+            .shared
+            .store
+            .commit(io.identity.key, writes, Some(record));
         pass_gate(Some(done.shared())).await?;
         tracing::info!(object = %self.identity.id_hex, "object's storage replaced by the admin");
         Ok(())

@@ -41,10 +41,7 @@ pub(super) fn dump(db: &Database, object: &ObjectKey) -> Result<ObjectDump> {
             entries.push((key, Bytes::copy_from_slice(value)));
         }
         let alarms = txn.open_table(ALARMS).map_err(|e| err(&e))?;
-        let alarm = match alarms
-            .get(object.as_bytes())
-            .map_err(|e| err(&e))?
-        {
+        let alarm = match alarms.get(object.as_bytes()).map_err(|e| err(&e))? {
             None => None,
             Some(v) => Some(AlarmRecord::decode(v.value()).ok_or_else(|| {
                 Error::storage(what, format!("the alarm of {object:?} is corrupt"))
