@@ -491,83 +491,6 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> (ExportHeader, ObjectDump) {
-        let header = ExportHeader {
-            format: EXPORT_FORMAT.into(),
-            version: EXPORT_VERSION,
-            binding: "B".into(),
-            class: "C".into(),
-            id: "00".repeat(32),
-            name: Some("n".into()),
-            exported_at: 1,
-            page_size: PAGE_SIZE,
-        };
-        let dump = ObjectDump {
-            entries: vec![
-                ("a".into(), Bytes::from_static(b"1")),
-                ("b".into(), Bytes::from_static(b"22")),
-            ],
-            pages: (0..PAGES_PER_LINE + 3)
-                .map(|i| Bytes::from(vec![i as u8; PAGE_SIZE]))
-                .collect(),
-            alarm: Some(AlarmRecord {
-                time: 5,
-                retries: 0,
-            }),
-            record: None,
-        };
-        (header, dump)
-    }
-
-    fn written() -> String {
-        let (header, dump) = sample();
-        let mut out = Vec::new();
-        write_lines(&header, &dump, &mut out).unwrap();
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn an_export_reads_back_as_written() {
-        let text = written();
-        assert_eq!(text.lines().count(), 1 + 2 + 2 + 1 + 1);
-        let parsed = read(&mut text.as_bytes()).unwrap();
-        let (header, dump) = sample();
-        assert_eq!(parsed.header, header);
-        assert_eq!(parsed.dump, dump);
-    }
-
-    #[test]
-    fn a_cut_or_changed_export_is_refused_naming_the_line() {
-        let text = written();
-        let lines: Vec<&str> = text.lines().collect();
-        let cut = lines[..lines.len() - 1].join("\n");
-        let e = read(&mut cut.as_bytes()).unwrap_err();
-        assert!(
-            e.message().contains("line 6") && e.message().contains("cut short"),
-            "{e}"
-        );
-        let dropped = [&lines[..3], &lines[4..]].concat().join("\n");
-        let e = read(&mut dropped.as_bytes()).unwrap_err();
-        assert!(
-            e.message().contains("line 4") && e.message().contains("offset"),
-            "{e}"
-        );
-        let newer = text.replacen("\"version\":1", "\"version\":2", 1);
-        let e = read(&mut newer.as_bytes()).unwrap_err();
-        assert!(
-            e.message().contains("line 1") && e.message().contains("version is 2"),
-            "{e}"
-        );
-        let wrong = text.replacen("dohost-object", "something-else", 1);
-        let e = read(&mut wrong.as_bytes()).unwrap_err();
-        assert!(e.message().contains("not a dohost object export"), "{e}");
-    }
-}
-
 impl crate::DataDir {
     /// Writes the export of the object `name_or_id` (a name, or `id:` and
     /// an id) of `binding` to `out` (`docs/export.md`); `None` if it never
@@ -737,4 +660,81 @@ pub(crate) async fn serve_http(
             &serde_json::json!({ "error": e.message() }),
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (ExportHeader, ObjectDump) {
+        let header = ExportHeader {
+            format: EXPORT_FORMAT.into(),
+            version: EXPORT_VERSION,
+            binding: "B".into(),
+            class: "C".into(),
+            id: "00".repeat(32),
+            name: Some("n".into()),
+            exported_at: 1,
+            page_size: PAGE_SIZE,
+        };
+        let dump = ObjectDump {
+            entries: vec![
+                ("a".into(), Bytes::from_static(b"1")),
+                ("b".into(), Bytes::from_static(b"22")),
+            ],
+            pages: (0..PAGES_PER_LINE + 3)
+                .map(|i| Bytes::from(vec![i as u8; PAGE_SIZE]))
+                .collect(),
+            alarm: Some(AlarmRecord {
+                time: 5,
+                retries: 0,
+            }),
+            record: None,
+        };
+        (header, dump)
+    }
+
+    fn written() -> String {
+        let (header, dump) = sample();
+        let mut out = Vec::new();
+        write_lines(&header, &dump, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_export_reads_back_as_written() {
+        let text = written();
+        assert_eq!(text.lines().count(), 1 + 2 + 2 + 1 + 1);
+        let parsed = read(&mut text.as_bytes()).unwrap();
+        let (header, dump) = sample();
+        assert_eq!(parsed.header, header);
+        assert_eq!(parsed.dump, dump);
+    }
+
+    #[test]
+    fn a_cut_or_changed_export_is_refused_naming_the_line() {
+        let text = written();
+        let lines: Vec<&str> = text.lines().collect();
+        let cut = lines[..lines.len() - 1].join("\n");
+        let e = read(&mut cut.as_bytes()).unwrap_err();
+        assert!(
+            e.message().contains("line 6") && e.message().contains("cut short"),
+            "{e}"
+        );
+        let dropped = [&lines[..3], &lines[4..]].concat().join("\n");
+        let e = read(&mut dropped.as_bytes()).unwrap_err();
+        assert!(
+            e.message().contains("line 4") && e.message().contains("offset"),
+            "{e}"
+        );
+        let newer = text.replacen("\"version\":1", "\"version\":2", 1);
+        let e = read(&mut newer.as_bytes()).unwrap_err();
+        assert!(
+            e.message().contains("line 1") && e.message().contains("version is 2"),
+            "{e}"
+        );
+        let wrong = text.replacen("dohost-object", "something-else", 1);
+        let e = read(&mut wrong.as_bytes()).unwrap_err();
+        assert!(e.message().contains("not a dohost object export"), "{e}");
+    }
 }
