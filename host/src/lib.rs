@@ -51,8 +51,8 @@ pub mod telemetry;
 
 pub use dohost_store::BackupReport;
 pub use dohost_store::{
-    CheckReport, CommitHook, CommitStage, Health, KeyInfo, MAX_KEYS_SHOWN, MAX_KV_PAGE, MAX_ROWS,
-    MAX_ROWS_BYTES, QUERY_TIME_LIMIT, Rows, TableInfo,
+    Bookmark, CheckReport, CommitHook, CommitStage, Health, HistorySettings, HistoryStats, KeyInfo,
+    MAX_KEYS_SHOWN, MAX_KV_PAGE, MAX_ROWS, MAX_ROWS_BYTES, QUERY_TIME_LIMIT, Rows, TableInfo,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use host::config::{BindingConfig, ComponentSource, Config, Migration};
@@ -66,7 +66,7 @@ pub use host::{
     BACKUP_REPORT_HEADER, EXPORT_FORMAT, EXPORT_VERSION, ExportHeader, ImportOptions,
     MAX_EXPORT_LINE, PAGES_PER_LINE, TransferReport,
 };
-pub use host::{ClusterStatus, cluster_status};
+pub use host::{ClusterStatus, RestorePoint, Restored, cluster_status};
 pub use runtime::{AcceptedWebSocket, Body, Namespace, ObjectId, Stub};
 pub use settings::{
     ClusterSettings, DEFAULT_ALARM_MAX_RETRIES, DEFAULT_ALARM_RETRY_DELAY, DEFAULT_BODY_TIMEOUT,

@@ -142,7 +142,7 @@ enum Command {
         #[arg(long, global = true, default_value = "dohost.toml")]
         config: PathBuf,
     },
-    /// List, inspect or delete the objects of a stopped server's data
+    /// List, inspect, restore or delete the objects of a stopped server's data
     /// directory (a running server answers the same on its admin HTTP API),
     /// or list and inspect those of the cluster a configuration's
     /// `[cluster]` names.
@@ -202,6 +202,20 @@ enum ObjectsAction {
         binding: String,
         /// The object's name (as given to idFromName), or `id:` and its id.
         name_or_id: String,
+    },
+    /// Bring an object's storage, SQL database and alarm back to an earlier
+    /// point (needs `[storage] history`); prints the bookmark that undoes
+    /// it. A deleted object comes back.
+    Restore {
+        /// The binding, e.g. COUNTER.
+        binding: String,
+        /// The object's name (as given to idFromName), or `id:` and its id.
+        name_or_id: String,
+        /// A bookmark (16 hex digits), a time (RFC 3339 such as
+        /// 2026-12-07T10:30:00Z, or ms since the epoch), or how long ago
+        /// (10m, 2h).
+        #[arg(long)]
+        at: String,
     },
     /// Delete an object's storage, SQL database and alarm, in one commit.
     Delete {
@@ -344,6 +358,18 @@ fn objects(action: ObjectsAction, dir: &dohost::DataDir) -> Result<()> {
             Some(details) => println!("{}", serde_json::to_string_pretty(&details)?),
             None => return Err(no_such_object(&binding, &name_or_id)),
         },
+        ObjectsAction::Restore {
+            binding,
+            name_or_id,
+            at,
+        } => {
+            let restored = dir.restore_object(&binding, &name_or_id, at.parse()?)?;
+            println!("{}", serde_json::to_string(&restored)?);
+            progress(&format!(
+                "restored {binding} object {name_or_id:?} to bookmark {}; to undo it: dohost objects restore {binding} {name_or_id:?} --at {}",
+                restored.bookmark, restored.undo
+            ));
+        }
         ObjectsAction::Delete {
             binding,
             name_or_id,

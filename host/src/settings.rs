@@ -170,6 +170,9 @@ pub struct Settings {
     /// How many of the earliest alarms the scheduler keeps in memory
     /// ([`SCHEDULE_WINDOW`]); the rest wait in redb.
     pub alarm_window: usize,
+    /// How much of every commit's history to keep for point-in-time
+    /// recovery (`[storage] history`); off (`None`) by default.
+    pub history: Option<dohost_store::HistorySettings>,
     /// Outbound HTTP and subrequests: the egress policy and its limits
     /// (`[outbound]`).
     pub outbound: OutboundSettings,
@@ -290,6 +293,7 @@ impl Default for Settings {
             alarm_retry_delay: DEFAULT_ALARM_RETRY_DELAY,
             alarm_max_retries: DEFAULT_ALARM_MAX_RETRIES,
             alarm_window: SCHEDULE_WINDOW,
+            history: None,
             outbound: OutboundSettings::default(),
             websockets: WebSocketSettings::default(),
             sqlite_classes: std::collections::BTreeSet::new(),

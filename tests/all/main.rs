@@ -24,6 +24,7 @@ mod export;
 mod faults;
 mod fullstack;
 mod guest_faults;
+mod history;
 mod http_edge;
 mod input_gate_ordering;
 mod isolation;

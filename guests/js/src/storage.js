@@ -179,6 +179,30 @@ export class DurableObjectStorage extends StorageCalls {
   }
 
   /**
+   * Point-in-time recovery (the server's `[storage] history`): the
+   * bookmark of the storage now, once every write so far is durable.
+   */
+  async getCurrentBookmark() {
+    return call(() => kv.getCurrentBookmark());
+  }
+
+  /** The bookmark of the storage as it was at `time` (a Date or ms). */
+  async getBookmarkForTime(time) {
+    const ms = time instanceof Date ? time.getTime() : Number(time);
+    if (!Number.isFinite(ms)) throw new TypeError(`getBookmarkForTime needs a Date or milliseconds, not ${time}`);
+    return call(() => kv.getBookmarkForTime(BigInt(Math.trunc(ms))));
+  }
+
+  /**
+   * Restores the storage (KV, SQL and the alarm) to `bookmark` when the
+   * object next starts: call `ctx.abort()` next. Resolves to the bookmark
+   * that undoes the restore.
+   */
+  async onNextSessionRestoreBookmark(bookmark) {
+    return call(() => kv.onNextSessionRestoreBookmark(String(bookmark)));
+  }
+
+  /**
    * Runs `closure(txn)` in a transaction: its writes (KV, SQL and alarm)
    * commit together when it resolves, and are discarded when it throws or
    * calls `txn.rollback()`.

@@ -338,6 +338,41 @@ impl Storage {
         Ok(wit::sync()?)
     }
 
+    /// The bookmark of the object's storage now, once everything written
+    /// so far is durable (Cloudflare's `getCurrentBookmark`; the server
+    /// must keep history: `[storage] history`). Bookmarks are 16 hex
+    /// digits; later points compare greater.
+    ///
+    /// # Errors
+    ///
+    /// When the server keeps no history, or inside a transaction.
+    pub fn get_current_bookmark(&self) -> Result<String> {
+        Ok(wit::get_current_bookmark()?)
+    }
+
+    /// The bookmark of the storage as it was at `time`, in ms since the
+    /// Unix epoch (Cloudflare's `getBookmarkForTime`).
+    ///
+    /// # Errors
+    ///
+    /// When the server keeps no history, or `time` is older than it.
+    pub fn get_bookmark_for_time(&self, time: i64) -> Result<String> {
+        Ok(wit::get_bookmark_for_time(time)?)
+    }
+
+    /// Asks that the storage (KV, SQL and the alarm) be brought back to
+    /// `bookmark` when the object next starts; call
+    /// [`crate::State::abort`] next (Cloudflare's
+    /// `onNextSessionRestoreBookmark`). Returns the bookmark that undoes
+    /// the restore.
+    ///
+    /// # Errors
+    ///
+    /// When the bookmark is not one of the history kept.
+    pub fn on_next_session_restore_bookmark(&self, bookmark: &str) -> Result<String> {
+        Ok(wit::on_next_session_restore_bookmark(bookmark)?)
+    }
+
     /// Runs `f` in a transaction: its writes, key-value and SQL, are kept
     /// if it returns `Ok` (and did not call [`Transaction::rollback`]) and
     /// discarded if it returns `Err`, which is passed on. Transactions

@@ -28,6 +28,11 @@
 //!     actor ([`Host::import_object`]);
 //!   - `POST /_dohost/backup`: a consistent copy of the whole database
 //!     file, taken while the host serves ([`Host::backup`]);
+//!   - `POST /_dohost/objects/B/NAME_OR_ID/restore` with `{"at": ..}` (a
+//!     bookmark, ms since the epoch, an RFC 3339 time or how long ago):
+//!     brings its storage back to then, `{"bookmark", "undo"}`
+//!     (`[storage] history`, [`super::history`]);
+//!   - `GET /_dohost/history`: what the history holds;
 //!
 //!   and `GET /_dohost/ui`, a web page over these routes whose files need
 //!   no token (`ui.rs`);
@@ -358,6 +363,45 @@ impl DataDir {
     }
 }
 
+impl DataDir {
+    /// Brings the storage of the object `name_or_id` of `binding` back to
+    /// `at`, in one durable commit, as [`Host::restore_object`] does on a
+    /// running server; a deleted object comes back.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::restore_object`]; refused on a cluster's database.
+    pub fn restore_object(
+        &self,
+        binding: &str,
+        name_or_id: &str,
+        at: super::history::RestorePoint,
+    ) -> Result<super::history::Restored> {
+        if self.shared {
+            return Err(Error::new(
+                ErrorKind::BadRequest,
+                "the nodes of the cluster may be running on this database: restore the object through a node's admin HTTP API (POST /_dohost/objects/BINDING/NAME_OR_ID/restore)",
+            ));
+        }
+        let place = place(&self.places, binding)?;
+        let key = place.resolve(name_or_id)?;
+        let bookmark = super::history::resolve(&self.store, at)?;
+        let undo = self.store.current_bookmark()?;
+        let writes = self.store.restore_writes(&key, bookmark)?;
+        // Without a name the record keeps the one it had.
+        let record = dohost_store::ObjectRecord {
+            class: place.class.clone(),
+            name: (!name_or_id.starts_with(ID_PREFIX)).then(|| name_or_id.to_owned()),
+        };
+        let done = self.store.commit(key, writes, Some(record));
+        block_on(async {
+            pass_gate(Some(futures_util::FutureExt::shared(done))).await?;
+            Ok(())
+        })?;
+        Ok(super::history::Restored { bookmark, undo })
+    }
+}
+
 impl Drop for DataDir {
     /// Commits what was sent and releases the database.
     fn drop(&mut self) {
@@ -510,6 +554,24 @@ pub(crate) async fn serve_http(
                 )),
             }
         }
+        (&http::Method::GET, ["history"]) => host
+            .history()
+            .map(|stats| (200, super::history::stats_json(stats))),
+        (&http::Method::POST, ["objects", binding, name_or_id, "restore"]) => {
+            match serde_json::from_slice::<super::history::RestoreBody>(request.body()) {
+                Ok(body) => match body.point() {
+                    Ok(at) => host
+                        .restore_object(binding, name_or_id, at)
+                        .await
+                        .map(|restored| (200, serde_json::json!(restored))),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(Error::new(
+                    ErrorKind::BadRequest,
+                    format!("the body must be {{\"at\": BOOKMARK_OR_TIME}}: {e}"),
+                )),
+            }
+        }
         (&http::Method::POST, ["objects", binding, name_or_id, "alarm", "run"]) => host
             .run_alarm(binding, name_or_id)
             .await
@@ -534,7 +596,7 @@ pub(crate) async fn serve_http(
             404,
             serde_json::json!({
                 "error": format!(
-                    "no admin route {method} {}; the routes are GET {HTTP_PREFIX}stats, GET {HTTP_PREFIX}metrics, GET {HTTP_PREFIX}bindings, GET {HTTP_PREFIX}objects[?binding=B&q=TEXT&after=B/ID&limit=N], GET {HTTP_PREFIX}objects/B/NAME_OR_ID, DELETE {HTTP_PREFIX}objects/B/NAME_OR_ID, GET {HTTP_PREFIX}objects/B/NAME_OR_ID/kv[?after=KEY&limit=N], GET {HTTP_PREFIX}objects/B/NAME_OR_ID/sql/TABLE[?offset=N&limit=N], POST {HTTP_PREFIX}objects/B/NAME_OR_ID/sql with {{\"query\": \"..\"}} (reads only), POST {HTTP_PREFIX}objects/B/NAME_OR_ID/alarm/run, GET {HTTP_PREFIX}objects/B/NAME_OR_ID/export, POST {HTTP_PREFIX}objects/B/NAME_OR_ID/import[?replace=1] and POST {HTTP_PREFIX}backup; the web page is GET {HTTP_PREFIX}ui",
+                    "no admin route {method} {}; the routes are GET {HTTP_PREFIX}stats, GET {HTTP_PREFIX}metrics, GET {HTTP_PREFIX}bindings, GET {HTTP_PREFIX}objects[?binding=B&q=TEXT&after=B/ID&limit=N], GET {HTTP_PREFIX}objects/B/NAME_OR_ID, DELETE {HTTP_PREFIX}objects/B/NAME_OR_ID, GET {HTTP_PREFIX}objects/B/NAME_OR_ID/kv[?after=KEY&limit=N], GET {HTTP_PREFIX}objects/B/NAME_OR_ID/sql/TABLE[?offset=N&limit=N], POST {HTTP_PREFIX}objects/B/NAME_OR_ID/sql with {{\"query\": \"..\"}} (reads only), POST {HTTP_PREFIX}objects/B/NAME_OR_ID/alarm/run, POST {HTTP_PREFIX}objects/B/NAME_OR_ID/restore with {{\"at\": BOOKMARK_OR_TIME}}, GET {HTTP_PREFIX}history, GET {HTTP_PREFIX}objects/B/NAME_OR_ID/export, POST {HTTP_PREFIX}objects/B/NAME_OR_ID/import[?replace=1] and POST {HTTP_PREFIX}backup; the web page is GET {HTTP_PREFIX}ui",
                     request.uri().path()
                 )
             }),

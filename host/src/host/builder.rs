@@ -109,6 +109,7 @@ impl HostBuilder {
         if let Some(retries) = config.alarm_max_retries {
             self.settings.alarm_max_retries = retries;
         }
+        self.settings.history = config.history;
         self
     }
 
@@ -281,6 +282,7 @@ impl HostBuilder {
             ),
         };
         let (store, committer_stopped) = Store::start(backend, self.commit_hook, listener)?;
+        store.enable_history(settings.history)?;
         let memory = runtime.memory.clone();
         let shared = Arc::new(HostShared::new(
             runtime,

@@ -13,6 +13,7 @@ mod builder;
 mod cluster;
 pub mod config;
 mod export;
+mod history;
 #[allow(clippy::module_inception)] // the file of the `Host` type, named after it
 mod host;
 mod link;
@@ -33,5 +34,6 @@ pub use export::{
     EXPORT_FORMAT, EXPORT_VERSION, ExportHeader, ImportOptions, MAX_EXPORT_LINE, PAGES_PER_LINE,
     TransferReport,
 };
+pub use history::{RestorePoint, Restored};
 pub use host::{Host, Stats};
 pub use router::{HEALTH_PATH, READY_PATH, Route};

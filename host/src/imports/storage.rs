@@ -55,6 +55,27 @@ impl Host for ObjectState {
         self.io.sync().await.map_err(wasmtime::Error::msg)
     }
 
+    async fn get_current_bookmark(&mut self) -> StorageResult<String> {
+        self.io
+            .current_bookmark()
+            .await
+            .map_err(wasmtime::Error::msg)
+    }
+
+    fn get_bookmark_for_time(&mut self, time: i64) -> StorageResult<String> {
+        Ok(self.io.bookmark_for_time(time))
+    }
+
+    async fn on_next_session_restore_bookmark(
+        &mut self,
+        bookmark: String,
+    ) -> StorageResult<String> {
+        self.io
+            .restore_next_session(bookmark)
+            .await
+            .map_err(wasmtime::Error::msg)
+    }
+
     fn transaction_begin(&mut self) -> StorageResult<u32> {
         Ok(self.io.transaction_begin())
     }

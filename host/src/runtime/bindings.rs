@@ -11,6 +11,8 @@ pub(crate) mod object {
         path: "../wit",
         imports: {
             "dohost:object/storage.sync": async | trappable,
+            "dohost:object/storage.get-current-bookmark": async | trappable,
+            "dohost:object/storage.on-next-session-restore-bookmark": async | trappable,
             "dohost:object/namespace.[method]stub.fetch": async | trappable,
             "dohost:object/namespace.[method]stub.call": async | trappable,
             default: trappable,

@@ -301,6 +301,21 @@ impl Namespace {
         })?
     }
 
+    /// Brings the storage of the object with `id` back to `bookmark`
+    /// through its actor (as [`Namespace::delete_object`] deletes);
+    /// returns the bookmark that undoes the restore.
+    pub(crate) async fn restore_object(
+        &self,
+        id: &[u8; 32],
+        bookmark: dohost_store::Bookmark,
+    ) -> Result<dohost_store::Bookmark> {
+        self.0.shared.store.check_bookmark(bookmark)?;
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.deliver(id, None, Event::Restore { bookmark, reply })?;
+        done.await
+            .map_err(|_| Error::new(ErrorKind::ShutDown, "the host shut down before the restore"))?
+    }
+
     /// How many of this namespace's objects are in memory now.
     pub fn live_objects(&self) -> usize {
         self.0.live.lock().unwrap_or_else(|p| p.into_inner()).len()

@@ -26,7 +26,8 @@
 use crate::alarm::{AlarmChange, AlarmRecord};
 use crate::directory::{KeyInfo, ObjectRecord};
 use crate::dump::{BackupReport, ObjectDump};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
+use crate::history::{Bookmark, HistorySettings, HistoryStats, Undo};
 use crate::keys::ObjectKey;
 use crate::pages::PageView;
 use crate::registry::Registry;
@@ -255,6 +256,68 @@ pub trait Backend: Send + Sync + 'static {
     /// `work`'s error, or [`crate::ErrorKind::Storage`] if the transaction
     /// fails.
     fn registry(&self, work: &mut dyn FnMut(&dyn RegistryTxn) -> Result<bool>) -> Result<()>;
+
+    /// Turns history on (with how much to keep) or off, before the first
+    /// commit ([`crate::history`]). Turned on after being off, history
+    /// starts at the next commit.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Storage`] if the backend cannot record it;
+    /// [`crate::ErrorKind::Config`] if it keeps no history.
+    fn set_history(&self, settings: Option<HistorySettings>) -> Result<()> {
+        match settings {
+            None => Ok(()),
+            Some(_) => Err(Error::new(
+                ErrorKind::Config,
+                "this storage backend keeps no history: remove [storage] history",
+            )),
+        }
+    }
+
+    /// What the history holds; `None` when it is off.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Storage`] if it cannot be read.
+    fn history_stats(&self) -> Result<Option<HistoryStats>> {
+        Ok(None)
+    }
+
+    /// The bookmark of the last commit at or before `time` (ms since the
+    /// epoch).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Invalid`] when history is off or `time` is
+    /// before the floor.
+    fn bookmark_for_time(&self, time: i64) -> Result<Bookmark> {
+        let _ = time;
+        Err(crate::history::history_off())
+    }
+
+    /// The undo of every commit after `after` that wrote `object`, oldest
+    /// first.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Invalid`] when history is off, `after` is before
+    /// the floor or past the last commit; [`crate::ErrorKind::Storage`] if
+    /// it cannot be read.
+    fn undo_since(&self, object: &ObjectKey, after: Bookmark) -> Result<Vec<Undo>> {
+        let _ = (object, after);
+        Err(crate::history::history_off())
+    }
+
+    /// Prunes what the history settings no longer keep; how many commits'
+    /// history went.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Storage`] if the history cannot be pruned.
+    fn prune_history(&self) -> Result<u64> {
+        Ok(0)
+    }
 
     /// Stops serving reads: the store is closed. The committer still
     /// commits what it was sent.

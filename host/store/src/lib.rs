@@ -47,6 +47,7 @@ mod committer;
 mod directory;
 mod dump;
 mod error;
+pub mod history;
 mod keys;
 mod migrations;
 mod object;
@@ -72,6 +73,7 @@ pub use committer::{
 pub use directory::{Contents, KeyInfo, MAX_KEYS_SHOWN, ObjectRecord, TableInfo};
 pub use dump::{BackupReport, ObjectDump};
 pub use error::{Error, ErrorKind, Result};
+pub use history::{Bookmark, HistorySettings, HistoryStats};
 pub use keys::ObjectKey;
 pub use migrations::{Binding, Migration, sqlite_classes};
 pub use object::{Gate, ObjectStorage, pass_gate};

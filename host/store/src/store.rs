@@ -16,6 +16,7 @@ use crate::backends::redb::RedbBackend;
 use crate::committer::{CommitHook, CommitRequest, CommitResult, Health, Message};
 use crate::directory::ObjectRecord;
 use crate::error::{Error, Result};
+use crate::history::{Bookmark, HistorySettings, HistoryStats};
 use crate::keys::ObjectKey;
 use crate::pages::{PageSource, PageView};
 use crate::writes::{ListRange, WriteSet};
@@ -31,6 +32,8 @@ pub struct Store {
     /// ([`Store::disk_reads`]).
     disk_reads: Arc<AtomicU64>,
     memory_reads: AtomicU64,
+    /// Stops the history's pruner, when it runs.
+    pruner: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -81,6 +84,7 @@ impl Store {
                 commits,
                 disk_reads: Arc::default(),
                 memory_reads: AtomicU64::new(0),
+                pruner: Mutex::new(None),
             },
             stopped,
         ))
@@ -104,8 +108,119 @@ impl Store {
     /// Tells the committer to commit what it has and stop, and stops
     /// reads; the backend is released once the committer is done.
     pub fn close(&self) {
+        self.pruner.lock().unwrap_or_else(|p| p.into_inner()).take();
         let _ = self.commits.send(Message::Stop);
         self.backend.close();
+    }
+
+    /// Turns history on (and starts its pruner thread) or off
+    /// ([`crate::history`]); call it before the first commit.
+    ///
+    /// # Errors
+    ///
+    /// As [`Backend::set_history`]; [`crate::ErrorKind::Io`] if the pruner
+    /// thread cannot start.
+    pub fn enable_history(&self, settings: Option<HistorySettings>) -> Result<()> {
+        self.backend.set_history(settings)?;
+        let Some(settings) = settings else {
+            return Ok(());
+        };
+        let (stop, stopped) = mpsc::channel::<()>();
+        let backend = self.backend.clone();
+        std::thread::Builder::new()
+            .name("dohost-history".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(settings.prune_interval())
+                {
+                    match backend.prune_history() {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!("pruned the history of {n} commit(s)"),
+                        Err(e) => tracing::warn!("cannot prune the history: {e}"),
+                    }
+                }
+            })
+            .map_err(|e| {
+                Error::new(
+                    crate::ErrorKind::Io,
+                    format!("cannot start the history pruner: {e}"),
+                )
+            })?;
+        *self.pruner.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop);
+        Ok(())
+    }
+
+    /// What the history holds; `None` when it is off.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Storage`] if it cannot be read.
+    pub fn history_stats(&self) -> Result<Option<HistoryStats>> {
+        self.backend.history_stats()
+    }
+
+    /// The bookmark of the newest durable commit.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Invalid`] when history is off.
+    pub fn current_bookmark(&self) -> Result<Bookmark> {
+        self.backend
+            .history_stats()?
+            .map(|s| s.latest)
+            .ok_or_else(crate::history::history_off)
+    }
+
+    /// The bookmark of the last commit at or before `time` (ms since the
+    /// epoch).
+    ///
+    /// # Errors
+    ///
+    /// As [`Backend::bookmark_for_time`].
+    pub fn bookmark_for_time(&self, time: i64) -> Result<Bookmark> {
+        self.backend.bookmark_for_time(time)
+    }
+
+    /// Whether `bookmark` can be restored now: history is on, and it is
+    /// neither older than the history kept nor newer than the last commit.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Invalid`] saying why not.
+    pub fn check_bookmark(&self, bookmark: Bookmark) -> Result<()> {
+        let stats = self
+            .backend
+            .history_stats()?
+            .ok_or_else(crate::history::history_off)?;
+        if bookmark < stats.floor {
+            return Err(crate::history::before_floor(
+                &format!("bookmark {bookmark}"),
+                stats.floor,
+                stats.floor_time,
+            ));
+        }
+        if bookmark > stats.latest {
+            return Err(Error::new(
+                crate::ErrorKind::Invalid,
+                format!(
+                    "bookmark {bookmark} is not a point of this server's history: its newest bookmark is {}",
+                    stats.latest
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The write set that brings `object` back to what it held at
+    /// `bookmark`: commit it (nothing else of the object may be in flight).
+    ///
+    /// # Errors
+    ///
+    /// As [`Backend::undo_since`].
+    pub fn restore_writes(&self, object: &ObjectKey, bookmark: Bookmark) -> Result<WriteSet> {
+        let since = self.backend.undo_since(object, bookmark)?;
+        let pages = self.page_count(object)?;
+        Ok(crate::history::restore_writes(&since, pages))
     }
 
     /// Storage reads that went to the backend so far: one per key a read

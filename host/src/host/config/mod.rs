@@ -39,6 +39,10 @@
 //! max_worker_instances = 256           # entry-worker instances; more requests wait
 //! [admin]
 //! token = "a long random secret"       # enables /_dohost/ (Authorization: Bearer ...)
+//! [storage]
+//! history = "7d"                       # keep every commit's undo this long: restore any object
+//!                                      # to any moment since (bookmarks, `dohost objects restore`); off by default
+//! history_max_bytes = 10_000_000_000   # and prune the oldest past this size
 //! [alarms]
 //! retry_delay_ms = 2000                # first retry of a failed alarm
 //! max_retries = 6                      # then it is dropped
@@ -172,6 +176,9 @@ pub struct Config {
     /// `[alarms] max_retries`: how many times a failed alarm is retried
     /// (default [`crate::DEFAULT_ALARM_MAX_RETRIES`]).
     pub alarm_max_retries: Option<u32>,
+    /// `[storage] history`: how much of every commit's history to keep
+    /// for point-in-time recovery; off when `None`.
+    pub history: Option<dohost_store::HistorySettings>,
     /// `[server]`: how `dohost serve` treats its clients (timeouts, body
     /// limits, the connection cap, error detail).
     pub server: ServerSettings,
@@ -218,6 +225,7 @@ struct RawConfig {
     assets: Option<RawAssets>,
     limits: Option<RawLimits>,
     alarms: Option<RawAlarms>,
+    storage: Option<RawStorage>,
     #[serde(default)]
     migrations: Vec<RawMigration>,
     admin: Option<RawAdmin>,
@@ -341,6 +349,40 @@ const MAX_MEMORY_PER_OBJECT: u64 = 4 << 30;
 struct RawAlarms {
     retry_delay_ms: Option<u64>,
     max_retries: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    history: Option<String>,
+    history_max_bytes: Option<u64>,
+}
+
+/// Reads `[storage]`: history is on when `history` names how long to keep
+/// it ("7d", "12h", "30m").
+fn parse_storage(raw: RawStorage, file: &str) -> Result<Option<dohost_store::HistorySettings>> {
+    let Some(text) = raw.history else {
+        if raw.history_max_bytes.is_some() {
+            return Err(Error::config(format!(
+                "{file}: storage.history_max_bytes is set but storage.history is not: set how long to keep history too, e.g. history = \"7d\""
+            )));
+        }
+        return Ok(None);
+    };
+    let retention = humantime::parse_duration(&text).map_err(|e| {
+        Error::config(format!(
+            "{file}: storage.history = {text:?} is not a duration ({e}); write e.g. \"7d\", \"12h\" or \"30m\""
+        ))
+    })?;
+    if retention.is_zero() {
+        return Err(Error::config(format!(
+            "{file}: storage.history = {text:?} keeps nothing; remove it to turn history off"
+        )));
+    }
+    Ok(Some(dohost_store::HistorySettings {
+        retention,
+        max_bytes: raw.history_max_bytes,
+    }))
 }
 
 /// The most retries `[alarms] max_retries` may ask for: with doubling
@@ -628,6 +670,7 @@ impl Config {
             )));
         }
 
+        let history = parse_storage(raw.storage.unwrap_or_default(), &file.to_string())?;
         let server = parse_server(raw.server.unwrap_or_default(), &file.to_string())?;
         let outbound = parse_outbound(raw.outbound.unwrap_or_default(), &file.to_string())?;
         let websockets = parse_websockets(raw.websockets.unwrap_or_default(), &file.to_string())?;
@@ -677,6 +720,7 @@ impl Config {
             admin_token,
             alarm_retry_delay: alarms.retry_delay_ms.map(std::time::Duration::from_millis),
             alarm_max_retries: alarms.max_retries,
+            history,
             server,
             observability,
             outbound,

@@ -84,7 +84,7 @@ pub(super) fn read_value(text: &str, path: &Path) -> Result<Map<String, Value>> 
 }
 
 /// The top-level keys dohost reads.
-const READ: [&str; 15] = [
+const READ: [&str; 16] = [
     "name",
     "main",
     "compatibility_date",
@@ -100,6 +100,7 @@ const READ: [&str; 15] = [
     "websockets",
     "assets",
     "cluster",
+    "storage",
 ];
 
 /// wrangler's keys for Cloudflare's other products, each a list of

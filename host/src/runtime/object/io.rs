@@ -35,6 +35,9 @@ pub(crate) struct ObjectIo {
     pub(crate) instance: u64,
     /// Where the guest's output goes.
     pub(crate) log: Arc<GuestLog>,
+    /// The bookmark to restore the storage to before the next instance
+    /// starts (`onNextSessionRestoreBookmark`).
+    pub(crate) restore: Option<dohost_store::Bookmark>,
 }
 
 impl ObjectIo {
@@ -61,6 +64,7 @@ impl ObjectIo {
             sent: Vec::new(),
             instance: 0,
             log: GuestLog::object(identity.binding.clone(), identity.id_hex.clone()),
+            restore: None,
             identity,
         }
     }

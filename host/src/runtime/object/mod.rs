@@ -73,7 +73,9 @@ use super::stub::{CallChain, object_label};
 use super::tasks::{self, EventId, Finished, InFlight, OpId};
 use super::trace::EventTrace;
 use crate::error::{Error, ErrorKind, Result};
-use dohost_store::{AlarmRecord, AlarmWrite, Gate, ObjectKey, ObjectRecord, WriteSet, pass_gate};
+use dohost_store::{
+    AlarmRecord, AlarmWrite, Bookmark, Gate, ObjectKey, ObjectRecord, WriteSet, pass_gate,
+};
 
 mod io;
 mod ready;
@@ -112,6 +114,13 @@ pub(crate) enum Event {
         writes: WriteSet,
         record: ObjectRecord,
         reply: oneshot::Sender<Result<()>>,
+    },
+    /// Bring the object's storage back to a bookmark (admin): its instance
+    /// and cache go; answers with the bookmark that undoes it once the
+    /// restore is durable.
+    Restore {
+        bookmark: Bookmark,
+        reply: oneshot::Sender<Result<Bookmark>>,
     },
 }
 
@@ -395,6 +404,7 @@ impl Actor {
                         continue;
                     }
                     None => {
+                        self.restore_pending().await;
                         tracing::debug!(object = %self.identity.id_hex, "object stopped: its namespace closed");
                         return;
                     }
@@ -412,6 +422,7 @@ impl Actor {
             // Let the last commit land before the object's cache goes
             // away, so a reactivation reads what this one wrote.
             let _ = pass_gate(self.io_mut().storage.latest_commit()).await;
+            self.restore_pending().await;
             let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
             // Senders enqueue under this lock, so an empty mailbox now stays
             // empty: nothing is lost by leaving.
@@ -548,6 +559,9 @@ impl Actor {
                 reply,
             } => {
                 let _ = reply.send(self.replace(writes, record).await);
+            }
+            Event::Restore { bookmark, reply } => {
+                let _ = reply.send(self.restore(bookmark).await);
             }
         }
     }
@@ -1101,6 +1115,7 @@ impl Actor {
             }
         }
         if self.instance.is_none() {
+            self.restore_pending().await;
             self.activate().await?;
         }
         Ok(())
@@ -1333,6 +1348,48 @@ impl Actor {
         pass_gate(Some(done.shared())).await?;
         tracing::info!(object = %self.identity.id_hex, "object's storage replaced by the admin");
         Ok(())
+    }
+
+    /// Brings the object's storage back to `bookmark`: the instance, its
+    /// sockets and the cache go, then the restore commits like an event's
+    /// writes (so it has a bookmark of its own). Returns the bookmark just
+    /// before it, which undoes it.
+    async fn restore(&mut self, bookmark: Bookmark) -> Result<Bookmark> {
+        if self.instance.is_some() {
+            self.reset(&Error::new(
+                ErrorKind::GuestError,
+                "the object's storage was restored to an earlier bookmark by the admin",
+            ));
+        }
+        self.close_sockets("the object's storage was restored");
+        let io = self.io_mut();
+        io.restore = None;
+        io.forget().await;
+        let store = io.shared.store.clone();
+        store.check_bookmark(bookmark)?;
+        let undo = store.current_bookmark()?;
+        let writes = store.restore_writes(&io.identity.key, bookmark)?;
+        let record = dohost_store::ObjectRecord {
+            class: io.identity.class.to_string(),
+            name: io.identity.name.clone(),
+        };
+        let done = store.commit(io.identity.key, writes, Some(record));
+        pass_gate(Some(done.shared())).await?;
+        tracing::info!(object = %self.identity.id_hex, "storage restored to bookmark {bookmark}; bookmark {undo} undoes it");
+        Ok(undo)
+    }
+
+    /// Carries out the restore the object's last session asked for
+    /// (`onNextSessionRestoreBookmark`), before a new instance starts or
+    /// the object leaves memory. A restore that fails is logged: the
+    /// object goes on with its storage as it is.
+    async fn restore_pending(&mut self) {
+        let Some(bookmark) = self.io_mut().restore.take() else {
+            return;
+        };
+        if let Err(e) = self.restore(bookmark).await {
+            tracing::error!(object = %self.identity.id_hex, "cannot restore the storage to bookmark {bookmark}: {e}");
+        }
     }
 
     /// Closes the turn's transactions (rolling back those the guest left

@@ -65,6 +65,15 @@ fn internal(e: impl std::fmt::Display) -> StorageError {
     StorageError::Internal(e.to_string())
 }
 
+/// A history error for the guest: what it asked wrongly as
+/// `invalid-options`, the rest as `internal`.
+fn history_error(e: dohost_store::Error) -> StorageError {
+    match e.kind() {
+        dohost_store::ErrorKind::Invalid => StorageError::InvalidOptions(e.message().to_owned()),
+        _ => internal(e),
+    }
+}
+
 fn transaction_error(e: TransactionError) -> StorageError {
     match e {
         TransactionError::NoTransaction => StorageError::NoTransaction,
@@ -216,6 +225,51 @@ impl ObjectIo {
             return Err(format!("storage sync failed, the object is reset: {e}"));
         }
         Ok(self.storage.settle().map_err(internal))
+    }
+
+    /// `get-current-bookmark`: the bookmark once everything written so far
+    /// is durable.
+    pub(crate) async fn current_bookmark(&mut self) -> Result<StorageResult<String>, String> {
+        if let Err(e) = self.sync().await? {
+            return Ok(Err(e));
+        }
+        Ok(self
+            .shared
+            .store
+            .current_bookmark()
+            .map(|b| b.to_string())
+            .map_err(history_error))
+    }
+
+    /// `get-bookmark-for-time`.
+    pub(crate) fn bookmark_for_time(&mut self, time: i64) -> StorageResult<String> {
+        self.shared
+            .store
+            .bookmark_for_time(time)
+            .map(|b| b.to_string())
+            .map_err(history_error)
+    }
+
+    /// `on-next-session-restore-bookmark`: checks the bookmark, notes it
+    /// for the object's next start, and returns the bookmark that undoes
+    /// the restore.
+    pub(crate) async fn restore_next_session(
+        &mut self,
+        bookmark: String,
+    ) -> Result<StorageResult<String>, String> {
+        let bookmark = match bookmark.parse::<dohost_store::Bookmark>() {
+            Ok(bookmark) => bookmark,
+            Err(e) => return Ok(Err(history_error(e))),
+        };
+        // Refused now rather than when the object restarts.
+        if let Err(e) = self.shared.store.check_bookmark(bookmark) {
+            return Ok(Err(history_error(e)));
+        }
+        let undo = self.current_bookmark().await?;
+        if undo.is_ok() {
+            self.restore = Some(bookmark);
+        }
+        Ok(undo)
     }
 
     /// `transaction-begin`: a write layer and a savepoint; its depth.

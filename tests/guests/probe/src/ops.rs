@@ -85,6 +85,16 @@ pub enum Op {
     DeleteAlarm,
     /// The host's clock as the guest sees it (ms since the epoch).
     Now,
+    /// `get_current_bookmark`.
+    Bookmark,
+    /// `get_bookmark_for_time`.
+    BookmarkForTime {
+        time: i64,
+    },
+    /// `on_next_session_restore_bookmark`: the bookmark that undoes it.
+    RestoreNext {
+        bookmark: String,
+    },
     /// `exec`, every row read (see `sql_ops.rs`).
     Sql {
         query: String,
@@ -267,6 +277,9 @@ fn run_one(storage: &Storage, op: &Op) -> Result<Value> {
             last
         }
         Op::Panic => panic!("probe panic inside /ops"),
+        Op::Bookmark => json!(storage.get_current_bookmark()?),
+        Op::BookmarkForTime { time } => json!(storage.get_bookmark_for_time(*time)?),
+        Op::RestoreNext { bookmark } => json!(storage.on_next_session_restore_bookmark(bookmark)?),
         Op::Sql { query, params } => sql_ops::sql(storage, query, params)?,
         Op::SqlStream { query, params } => sql_ops::sql_stream(storage, query, params)?,
         Op::SqlSize => sql_ops::sql_size(storage),

@@ -5,6 +5,11 @@
 //! what is sent at once; PostgreSQL runs them in order): `BEGIN`, the
 //! fence, the old alarms, the writes, then `COMMIT` once the fence is
 //! read. So a commit costs two round trips and PostgreSQL's WAL flush.
+//!
+//! With history on, one more statement goes first among the writes
+//! ([`CAPTURE`]): it takes the commit's bookmark and copies what the batch
+//! is about to change out of the tables into `dohost.history`, in the same
+//! transaction and the same round trip (see history.rs).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -48,6 +53,43 @@ const SET_ALARMS: &str = "INSERT INTO dohost.alarms (object, time, retries)
      SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int4[])
      ON CONFLICT (object) DO UPDATE SET time = EXCLUDED.time, retries = EXCLUDED.retries";
 const UNREGISTER: &str = "DELETE FROM dohost.objects WHERE object = ANY($1)";
+/// The history of a commit (see history.rs), before its writes: the next
+/// bookmark; what every key, page and alarm the batch changes holds now
+/// (`$1` the objects cleared, `$2`/`$3` the keys written or removed,
+/// `$4`/`$5` the cuts, `$6`/`$7` the pages written, `$8` the objects with
+/// alarm writes), one row each; and the commit's row, with the objects
+/// changed (`$9`) and the bytes kept.
+const CAPTURE: &str = "WITH b AS (SELECT nextval('dohost.history_bookmarks') AS bookmark),
+     old (object, kind, item, value) AS (
+         SELECT object, 0::int2, key, value FROM dohost.kv WHERE object = ANY($1::bytea[])
+       UNION ALL
+         SELECT w.object, 0::int2, w.key, k.value
+         FROM unnest($2::bytea[], $3::bytea[]) AS w(object, key)
+         LEFT JOIN dohost.kv k ON k.object = w.object AND k.key = w.key
+       UNION ALL
+         SELECT p.object, 1::int2, int4send(p.page), p.bytes
+         FROM dohost.pages p JOIN unnest($4::bytea[], $5::int4[]) AS c(object, cut)
+           ON p.object = c.object AND p.page >= c.cut
+       UNION ALL
+         SELECT w.object, 1::int2, int4send(w.page), p.bytes
+         FROM unnest($6::bytea[], $7::int4[]) AS w(object, page)
+         LEFT JOIN dohost.pages p ON p.object = w.object AND p.page = w.page
+       UNION ALL
+         SELECT w.object, 2::int2, ''::bytea, int8send(a.time) || int4send(a.retries)
+         FROM unnest($8::bytea[]) AS w(object)
+         LEFT JOIN dohost.alarms a ON a.object = w.object
+     ),
+     kept AS (
+         INSERT INTO dohost.history (object, bookmark, kind, item, value)
+         SELECT old.object, b.bookmark, old.kind, old.item, old.value FROM old, b
+         ON CONFLICT DO NOTHING
+         RETURNING octet_length(object) + octet_length(item)
+             + coalesce(octet_length(value), 0) + 10 AS bytes
+     )
+     INSERT INTO dohost.history_commits (bookmark, time, objects, bytes)
+     SELECT b.bookmark, (extract(epoch FROM clock_timestamp()) * 1000)::int8, $9::bytea[],
+         (SELECT coalesce(sum(bytes), 0) FROM kept)::int8 + 24 + 36 * cardinality($9::bytea[])
+     FROM b";
 const REGISTER: &str = "INSERT INTO dohost.objects (object, class, name)
      SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[])
      ON CONFLICT (object) DO UPDATE
@@ -75,6 +117,7 @@ impl Writer {
             SET_ALARMS,
             UNREGISTER,
             REGISTER,
+            CAPTURE,
         ] {
             let statement = client
                 .prepare(sql)
@@ -159,10 +202,13 @@ impl<'a> Net<'a> {
     }
 
     /// The statements that apply the batch (after `BEGIN`), in order,
-    /// each with its parameters.
-    fn statements(&self) -> Vec<(&'static str, Vec<Box<dyn ToSql + Sync + Send>>)> {
+    /// each with its parameters; with `history`, [`CAPTURE`] first.
+    fn statements(&self, history: bool) -> Vec<(&'static str, Vec<Box<dyn ToSql + Sync + Send>>)> {
         let key = |object: &ObjectKey| object.as_bytes().to_vec();
         let mut out: Vec<(&'static str, Vec<Box<dyn ToSql + Sync + Send>>)> = Vec::new();
+        if history {
+            out.push((CAPTURE, self.capture()));
+        }
         let cleared: Vec<Vec<u8>> = self.each(|o, n| n.clear.then(|| key(o)));
         if !cleared.is_empty() {
             out.push((CLEAR, vec![Box::new(cleared)]));
@@ -264,6 +310,44 @@ impl<'a> Net<'a> {
         out
     }
 
+    /// The parameters of [`CAPTURE`]: everything the batch changes.
+    fn capture(&self) -> Vec<Box<dyn ToSql + Sync + Send>> {
+        let key = |object: &ObjectKey| object.as_bytes().to_vec();
+        let page = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        let cleared: Vec<Vec<u8>> = self.each(|o, n| n.clear.then(|| key(o)));
+        let keys: Vec<(Vec<u8>, Vec<u8>)> = self.each_many(|o, n| {
+            n.keys
+                .keys()
+                .map(|k| (key(o), k.as_bytes().to_vec()))
+                .collect()
+        });
+        let cuts: Vec<(Vec<u8>, i32)> = self.each(|o, n| Some((key(o), page(n.cut?))));
+        let pages: Vec<(Vec<u8>, i32)> =
+            self.each_many(|o, n| n.pages.keys().map(|p| (key(o), page(*p))).collect());
+        let changed: Vec<Vec<u8>> = self.each(|o, n| {
+            let any = n.clear
+                || n.cut.is_some()
+                || !n.keys.is_empty()
+                || !n.pages.is_empty()
+                || !n.alarms.is_empty();
+            any.then(|| key(o))
+        });
+        let (key_objects, keys): (Vec<_>, Vec<_>) = keys.into_iter().unzip();
+        let (cut_objects, cuts): (Vec<_>, Vec<_>) = cuts.into_iter().unzip();
+        let (page_objects, pages): (Vec<_>, Vec<_>) = pages.into_iter().unzip();
+        vec![
+            Box::new(cleared),
+            Box::new(key_objects),
+            Box::new(keys),
+            Box::new(cut_objects),
+            Box::new(cuts),
+            Box::new(page_objects),
+            Box::new(pages),
+            Box::new(self.alarmed()),
+            Box::new(changed),
+        ]
+    }
+
     /// The objects with alarm writes.
     fn alarmed(&self) -> Vec<Vec<u8>> {
         self.each(|o, n| (!n.alarms.is_empty()).then(|| o.as_bytes().to_vec()))
@@ -309,12 +393,14 @@ impl<'a> Net<'a> {
 /// Commits `batch` in one transaction on `writer`: with a cluster, the
 /// fence checks (and share-locks) the leases of the shards it writes, and
 /// the write sets of shards this node no longer owns are refused (see
-/// cluster.rs). Adds the alarm changes to `changes` and the time of
+/// cluster.rs). With `history`, the transaction keeps the batch's
+/// history too. Adds the alarm changes to `changes` and the time of
 /// `COMMIT` to `sync`.
 pub(super) async fn commit(
     writer: &Writer,
     batch: &[&ObjectWrites],
     fence: Option<&Cluster>,
+    history: bool,
     changes: &mut Vec<AlarmChange>,
     sync: &metrics::Histogram,
 ) -> Result<Refused> {
@@ -347,7 +433,7 @@ pub(super) async fn commit(
         let writes: Vec<&ObjectWrites> = allowed.iter().map(|i| batch[*i]).collect();
         let net = Net::of(&writes);
         let confirmed = net
-            .apply(writer, fence.map(|c| (c, &epochs)), changes, sync)
+            .apply(writer, fence.map(|c| (c, &epochs)), history, changes, sync)
             .await?;
         let Some(confirmed) = confirmed else {
             return Ok(refused);
@@ -374,6 +460,7 @@ impl Net<'_> {
         &self,
         writer: &Writer,
         fence: Option<(&Cluster, &BTreeMap<u32, i64>)>,
+        history: bool,
         changes: &mut Vec<AlarmChange>,
         sync: &metrics::Histogram,
     ) -> Result<Option<BTreeSet<u32>>> {
@@ -389,7 +476,7 @@ impl Net<'_> {
             .unwrap_or_default();
         let node = fence.map(|(c, _)| c.node().to_owned()).unwrap_or_default();
         let alarmed = self.alarmed();
-        let statements = self.statements();
+        let statements = self.statements(history);
 
         let begin = client.batch_execute("BEGIN");
         let fenced = async {

@@ -9,10 +9,12 @@
 //! a connection of its own and commits each batch in one transaction
 //! ([`commit`]); `COMMIT` returns once PostgreSQL has made it durable
 //! (`synchronous_commit`, on by default), and only then is the output gate
-//! opened.
+//! opened. With history on, the same transaction keeps what the batch
+//! changed ([`history`]).
 
 mod cluster;
 mod commit;
+mod history;
 mod registry;
 mod schema;
 
@@ -32,6 +34,7 @@ use crate::alarm::{AlarmChange, AlarmRecord};
 use crate::backend::{Backend, KeyScan, ObjectWrites, Refused, RegistryTxn};
 use crate::directory::{KeyInfo, ObjectRecord};
 use crate::error::{Error, ErrorKind, Result};
+use crate::history::{Bookmark, HistorySettings, HistoryStats, Undo};
 use crate::keys::{ObjectKey, namespace_after};
 use crate::pages::PageView;
 
@@ -56,6 +59,9 @@ pub struct PostgresBackend {
     /// The cluster this node is a member of: every commit is fenced on its
     /// leases.
     fence: OnceLock<Cluster>,
+    /// How much history this node keeps, while it keeps it: its commits
+    /// capture their history ([`history`]) and its pruner prunes.
+    history: Mutex<Option<HistorySettings>>,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -138,6 +144,7 @@ impl PostgresBackend {
             closed: AtomicBool::new(false),
             sync: metrics::histogram!(crate::COMMIT_SYNC_DURATION),
             fence: OnceLock::new(),
+            history: Mutex::new(None),
         };
         let mut client = backend.connect_writer()?;
         let migrated = {
@@ -459,8 +466,13 @@ impl Backend for PostgresBackend {
             return Err("storage commit failed: not connected to PostgreSQL".into());
         };
         let (sync, fence) = (&self.sync, self.fence.get());
+        let history = self
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
         let result = self.wait_local(async move {
-            commit::commit(connection, batch, fence, changes, sync).await
+            commit::commit(connection, batch, fence, history, changes, sync).await
         });
         if result.is_err() && writer.as_ref().is_some_and(|w| w.client.is_closed()) {
             *writer = None;
@@ -483,6 +495,35 @@ impl Backend for PostgresBackend {
 
     fn registry(&self, work: &mut dyn FnMut(&dyn RegistryTxn) -> Result<bool>) -> Result<()> {
         registry::run(self, work)
+    }
+
+    /// The history is the database's, shared by the nodes: every node
+    /// should keep it, or commits go by unrecorded; one that turns it off
+    /// turns it off for all.
+    fn set_history(&self, settings: Option<HistorySettings>) -> Result<()> {
+        history::enable(self, settings.is_some())?;
+        *self.history.lock().unwrap_or_else(|p| p.into_inner()) = settings;
+        Ok(())
+    }
+
+    fn history_stats(&self) -> Result<Option<HistoryStats>> {
+        history::stats(self)
+    }
+
+    fn bookmark_for_time(&self, time: i64) -> Result<Bookmark> {
+        history::bookmark_for_time(self, time)
+    }
+
+    fn undo_since(&self, object: &ObjectKey, after: Bookmark) -> Result<Vec<Undo>> {
+        history::undo_since(self, object, after)
+    }
+
+    fn prune_history(&self) -> Result<u64> {
+        let settings = *self.history.lock().unwrap_or_else(|p| p.into_inner());
+        match settings {
+            Some(settings) => history::prune(self, settings),
+            None => Ok(0),
+        }
     }
 
     fn close(&self) {

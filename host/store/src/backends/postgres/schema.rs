@@ -6,6 +6,12 @@
 //! holding an advisory lock, so nodes starting at once migrate it once. A
 //! database of a newer version than this dohost knows is refused.
 //!
+//! The versions: 1, objects' state (`kv`, `pages`, `alarms`), the
+//! directory (`objects`) and the class registry (`classes`, `bound`,
+//! `migrations`); 2, the cluster (`nodes`, `leases`; cluster.rs); 3, the
+//! history for point-in-time recovery (`history`, `history_commits`,
+//! `history_state` and the sequence `history_bookmarks`; history.rs).
+//!
 //! Keys and object keys are `bytea`, which PostgreSQL compares bytewise:
 //! the order the store's scans and the alarm index need.
 
@@ -63,6 +69,36 @@ const STEPS: &[&str] = &[
         epoch bigint NOT NULL DEFAULT 0,
         expires timestamptz NOT NULL DEFAULT 'epoch'
     );",
+    // 3: history for point-in-time recovery (see history.rs).
+    "CREATE SEQUENCE dohost.history_bookmarks MINVALUE 1;
+    CREATE TABLE dohost.history (
+        object bytea NOT NULL,
+        bookmark bigint NOT NULL,
+        kind smallint NOT NULL,
+        item bytea NOT NULL,
+        value bytea,
+        PRIMARY KEY (object, bookmark, kind, item)
+    );
+    CREATE TABLE dohost.history_commits (
+        bookmark bigint PRIMARY KEY,
+        time bigint NOT NULL,
+        objects bytea[] NOT NULL,
+        bytes bigint NOT NULL,
+        counted boolean NOT NULL DEFAULT false
+    );
+    CREATE INDEX history_commits_by_time ON dohost.history_commits (time, bookmark);
+    CREATE INDEX history_commits_uncounted ON dohost.history_commits (bookmark)
+        WHERE NOT counted;
+    CREATE TABLE dohost.history_state (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        enabled boolean NOT NULL,
+        floor bigint NOT NULL,
+        floor_time bigint NOT NULL,
+        commits bigint NOT NULL,
+        bytes bigint NOT NULL
+    );
+    INSERT INTO dohost.history_state (enabled, floor, floor_time, commits, bytes)
+        VALUES (false, 0, 0, 0, 0);",
 ];
 
 /// The schema version this dohost reads and writes.

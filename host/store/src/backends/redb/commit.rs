@@ -6,11 +6,14 @@ use std::time::Instant;
 
 use redb::{Database, ReadableTable};
 
+use super::history::HistoryState;
 use super::sealed::seal;
 use super::{ALARM_TIMES, ALARMS, KV, OBJECTS, PAGES};
 use crate::alarm::{AlarmChange, AlarmRecord, AlarmWrite};
 use crate::backend::ObjectWrites;
 use crate::directory::ObjectRecord;
+use crate::history::{Undo, UndoTarget, note};
+use crate::keys::OBJECT_KEY_LEN;
 use crate::keys::{ObjectKey, alarm_time_key};
 use crate::writes::{Write, WriteSet};
 
@@ -22,15 +25,18 @@ fn write_alarm(
     alarm_times: &mut redb::Table<&[u8], &[u8]>,
     object: &ObjectKey,
     writes: &WriteSet,
+    undo: Option<&mut Undo>,
 ) -> std::result::Result<Option<AlarmChange>, redb::StorageError> {
     let write = match (writes.clear, writes.alarm) {
         (_, Some(write)) => write,
         (true, None) => AlarmWrite::Delete,
         (false, None) => return Ok(None),
     };
-    let old = alarms
-        .get(object.as_bytes())?
-        .and_then(|v| AlarmRecord::decode(v.value()));
+    let stored = alarms.get(object.as_bytes())?.map(|v| v.value().to_vec());
+    if let Some(undo) = undo {
+        note(undo, UndoTarget::Alarm, stored.as_deref());
+    }
+    let old = stored.as_deref().and_then(AlarmRecord::decode);
     let new = write.record();
     match new {
         Some(record) => {
@@ -99,16 +105,32 @@ impl<'a> LastWrites<'a> {
     }
 }
 
+/// The KV key of a `kv` table key.
+fn kv_key(stored: &[u8]) -> String {
+    String::from_utf8_lossy(&stored[OBJECT_KEY_LEN..]).into_owned()
+}
+
+/// The page number of a `pages` table key.
+fn page_number(stored: &[u8]) -> u32 {
+    let bytes = stored[OBJECT_KEY_LEN..].try_into().unwrap_or([0; 4]);
+    u32::from_be_bytes(bytes)
+}
+
 /// Commits `batch` in one transaction; adds the alarm changes it made to
-/// `changes`, and the time of redb's commit (its fsync) to `sync`.
+/// `changes`, and the time of redb's commit (its fsync) to `sync`. With
+/// `history`, the transaction also keeps each object's undo under the
+/// commit's bookmark ([`crate::history`]); `history` moves on only if the
+/// commit succeeds.
 pub(super) fn commit_batch(
     db: &Database,
     batch: &[&ObjectWrites],
     changes: &mut Vec<AlarmChange>,
     sync: &metrics::Histogram,
+    history: Option<&mut HistoryState>,
 ) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| format!("storage commit failed: {e}");
     let txn = db.begin_write().map_err(|e| err(&e))?;
+    let mut undos: Option<HashMap<ObjectKey, Undo>> = history.is_some().then(HashMap::new);
     {
         let mut kv = txn.open_table(KV).map_err(|e| err(&e))?;
         let mut pages = txn.open_table(PAGES).map_err(|e| err(&e))?;
@@ -117,11 +139,13 @@ pub(super) fn commit_batch(
         let mut objects = txn.open_table(OBJECTS).map_err(|e| err(&e))?;
         let last = LastWrites::of(batch);
         for (i, request) in batch.iter().enumerate() {
+            let mut undo = undos.as_mut().map(|u| u.entry(request.object).or_default());
             if let Some(change) = write_alarm(
                 &mut alarms,
                 &mut alarm_times,
                 &request.object,
                 &request.writes,
+                undo.as_deref_mut(),
             )
             .map_err(|e| err(&e))?
             {
@@ -131,8 +155,13 @@ pub(super) fn commit_batch(
             let end = object.end();
             if request.writes.clear {
                 let lo = object.kv_key("");
-                kv.retain_in::<&[u8], _>(lo.as_slice()..end.as_slice(), |_, _| false)
-                    .map_err(|e| err(&e))?;
+                kv.retain_in::<&[u8], _>(lo.as_slice()..end.as_slice(), |k, v| {
+                    if let Some(undo) = undo.as_deref_mut() {
+                        note(undo, UndoTarget::Kv(kv_key(k)), Some(v));
+                    }
+                    false
+                })
+                .map_err(|e| err(&e))?;
             }
             let page_writes = &request.writes.pages;
             let cut = match (request.writes.clear, page_writes.truncate) {
@@ -142,30 +171,45 @@ pub(super) fn commit_batch(
             if let Some(cut) = cut {
                 let lo = object.page_key(cut);
                 pages
-                    .retain_in::<&[u8], _>(lo.as_slice()..end.as_slice(), |_, _| false)
+                    .retain_in::<&[u8], _>(lo.as_slice()..end.as_slice(), |k, v| {
+                        if let Some(undo) = undo.as_deref_mut() {
+                            note(undo, UndoTarget::Page(page_number(k)), Some(v));
+                        }
+                        false
+                    })
                     .map_err(|e| err(&e))?;
             }
             for (page, bytes) in &page_writes.pages {
                 if !last.page(i, object, *page) {
                     continue;
                 }
-                pages
+                let old = pages
                     .insert(object.page_key(*page).as_slice(), seal(bytes).as_slice())
                     .map_err(|e| err(&e))?;
+                if let Some(undo) = undo.as_deref_mut() {
+                    note(
+                        undo,
+                        UndoTarget::Page(*page),
+                        old.as_ref().map(|v| v.value()),
+                    );
+                }
             }
             for (key, Write { value, .. }) in &request.writes.entries {
                 if !last.key(i, object, key) {
                     continue;
                 }
                 let k = object.kv_key(key);
-                match value {
-                    Some(v) => {
-                        kv.insert(k.as_slice(), seal(v).as_slice())
-                            .map_err(|e| err(&e))?;
-                    }
-                    None => {
-                        kv.remove(k.as_slice()).map_err(|e| err(&e))?;
-                    }
+                let old = match value {
+                    Some(v) => kv.insert(k.as_slice(), seal(v).as_slice()),
+                    None => kv.remove(k.as_slice()),
+                }
+                .map_err(|e| err(&e))?;
+                if let Some(undo) = undo.as_deref_mut() {
+                    note(
+                        undo,
+                        UndoTarget::Kv(key.clone()),
+                        old.as_ref().map(|v| v.value()),
+                    );
                 }
             }
             if request.writes.unregister {
@@ -189,8 +233,19 @@ pub(super) fn commit_batch(
             }
         }
     }
+    let recorded = match (history, undos) {
+        (Some(history), Some(undos)) => {
+            Some((history.record(&txn, undos).map_err(|e| err(&e))?, history))
+        }
+        _ => None,
+    };
     let syncing = Instant::now();
     let committed = txn.commit().map_err(|e| err(&e));
     sync.record(syncing.elapsed().as_secs_f64());
+    if committed.is_ok()
+        && let Some((commit, history)) = recorded
+    {
+        history.committed(commit);
+    }
     committed
 }

@@ -28,6 +28,7 @@
 
 mod check;
 mod commit;
+mod history;
 mod registry;
 pub(crate) mod sealed;
 mod snapshot;
@@ -45,6 +46,7 @@ use crate::alarm::{AlarmChange, AlarmRecord};
 use crate::backend::{Backend, KeyScan, ObjectWrites, Refused, RegistryTxn};
 use crate::directory::{KeyInfo, ObjectRecord};
 use crate::error::{Error, Result};
+use crate::history::{Bookmark, HistorySettings, HistoryStats, Undo};
 use crate::keys::namespace_after;
 use crate::keys::{OBJECT_KEY_LEN, ObjectKey, alarm_time_key, decode_alarm_time_key};
 use crate::pages::PageView;
@@ -72,6 +74,9 @@ pub struct RedbBackend {
     /// Why reads fail once the database cannot be read.
     failed: Mutex<Option<String>>,
     sync: metrics::Histogram,
+    /// The history kept, while it is on ([`crate::history`]); locked
+    /// through each commit and each step of pruning.
+    history: Mutex<Option<history::HistoryState>>,
 }
 
 impl std::fmt::Debug for RedbBackend {
@@ -107,6 +112,7 @@ impl RedbBackend {
         txn.commit()
             .map_err(|e| Error::storage("creating the tables", e))?;
         sealed::upgrade(&db)?;
+        let history = history::HistoryState::load(&db)?;
         let db = Arc::new(db);
         Ok(RedbBackend {
             readers: RwLock::new(Some(db.clone())),
@@ -114,6 +120,7 @@ impl RedbBackend {
             reopen,
             failed: Mutex::new(None),
             sync: metrics::histogram!(crate::COMMIT_SYNC_DURATION),
+            history: Mutex::new(history),
         })
     }
 
@@ -138,6 +145,15 @@ impl RedbBackend {
                 ),
             }
         })
+    }
+
+    /// The committer's handle, while the store is open.
+    fn writer(&self) -> Result<Arc<Database>> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(Error::shut_down)
     }
 
     /// Reads one value of `table` (`what` names the read in errors).
@@ -361,8 +377,9 @@ impl Backend for RedbBackend {
         let Some(db) = db else {
             return Err("storage commit failed: the database is closed".into());
         };
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            commit::commit_batch(&db, batch, changes, &self.sync)
+            commit::commit_batch(&db, batch, changes, &self.sync, history.as_mut())
         }))
         .unwrap_or_else(|panic| {
             Err(format!(
@@ -376,6 +393,51 @@ impl Backend for RedbBackend {
     /// After a failed commit redb refuses every later read and write of
     /// its handle: opens the file again (what was acknowledged is there),
     /// so reads go on.
+    fn set_history(&self, settings: Option<HistorySettings>) -> Result<()> {
+        let db = self.writer()?;
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        *history = history::HistoryState::enable(&db, history.take(), settings)?;
+        Ok(())
+    }
+
+    fn history_stats(&self) -> Result<Option<HistoryStats>> {
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(history.as_ref().map(history::HistoryState::stats))
+    }
+
+    fn bookmark_for_time(&self, time: i64) -> Result<Bookmark> {
+        // Locked, so pruning cannot move the floor under the read.
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let state = history.as_ref().ok_or_else(crate::history::history_off)?;
+        guarded("read the history", || {
+            state.bookmark_for_time(&*self.db()?, time)
+        })
+    }
+
+    fn undo_since(&self, object: &ObjectKey, after: Bookmark) -> Result<Vec<Undo>> {
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let state = history.as_ref().ok_or_else(crate::history::history_off)?;
+        guarded("read the history", || {
+            state.undo_since(&*self.db()?, object, after)
+        })
+    }
+
+    fn prune_history(&self) -> Result<u64> {
+        let db = self.writer()?;
+        let mut pruned = 0;
+        loop {
+            let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(state) = history.as_mut() else {
+                return Ok(pruned);
+            };
+            let (step, more) = guarded("prune the history", || state.prune_step(&db))?;
+            pruned += step;
+            if !more {
+                return Ok(pruned);
+            }
+        }
+    }
+
     fn recover(&self) -> std::result::Result<(), String> {
         let Some(reopen) = &self.reopen else {
             return Err("the database cannot be opened again".into());
