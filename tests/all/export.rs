@@ -259,6 +259,27 @@ async fn the_admin_api_imports_into_a_running_object_and_refuses_bad_files() {
         shown["sql_tables"],
         json!([{"name": "notes", "rows": 3000}])
     );
+
+    // An imported alarm is scheduled: one already due runs.
+    let due = export.replacen(&format!("{{\"alarm\":{ALARM_AT}}}"), "{\"alarm\":1}", 1);
+    assert_ne!(due, export);
+    let (status, body) = admin(&to, "POST", "/_dohost/objects/PROBE/due/import", &due).await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = ops(&to, "due", &json!([{"op": "get", "key": "alarm-log"}])).await;
+        if log[0]["ok"]
+            .as_str()
+            .is_some_and(|runs| runs.contains("retry_count"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the imported alarm never ran: {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Runs `dohost ARGS`: whether it succeeded, stdout and stderr.
