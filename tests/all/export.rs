@@ -466,3 +466,72 @@ async fn a_backup_under_write_load_holds_every_write_acknowledged_before_it() {
     let (ok, _, log) = dohost(&["check", "--data", offline.to_str().unwrap()]);
     assert!(ok, "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_of_a_postgres_cluster_moves_to_a_redb_server() {
+    let postgres = dohost_test_postgres::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[durable_objects.bindings]]\nname = \"PROBE\"\nclass_name = \"Probe\"\ncomponent = {:?}\n\
+             [[durable_objects.bindings]]\nname = \"COUNTER\"\nclass_name = \"Counter\"\ncomponent = {:?}\n\
+             [cluster]\ndatabase = {:?}\nnode = \"n1\"\nadvertise = \"127.0.0.1:{port}\"\n\
+             secret = \"the export test cluster secret\"\nshards = 8\nlease_ms = 1500\n\
+             [admin]\ntoken = \"{TOKEN}\"\n",
+            guests().probe,
+            guests().counter,
+            postgres.database()
+        ),
+    );
+    let node = Server::start(&config, &dir.path().join("data"));
+    ops(&node, "p", &populate_ops()).await;
+    let before = ops(&node, "p", &read_ops()).await;
+    let (status, export) = admin(&node, "GET", "/_dohost/objects/PROBE/p/export", "").await;
+    assert_eq!(status, 200, "{export}");
+    // The node holds every shard: an import through it goes to the object.
+    let (status, body) = admin(&node, "POST", "/_dohost/objects/PROBE/q/import", &export).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ops(&node, "q", &read_ops()).await, before);
+
+    // The CLI reads the cluster's database while the node runs, and
+    // refuses to write it or back it up.
+    let config_arg = config.to_str().unwrap();
+    let (ok, stdout, log) = dohost(&["objects", "export", "PROBE", "p", "--config", config_arg]);
+    assert!(ok, "{log}");
+    assert_eq!(body_lines(stdout.as_bytes()), body_lines(export.as_bytes()));
+    let file = dir.path().join("p.jsonl");
+    std::fs::write(&file, &export).unwrap();
+    let (ok, _, log) = dohost(&[
+        "objects",
+        "import",
+        file.to_str().unwrap(),
+        "--replace",
+        "--config",
+        config_arg,
+    ]);
+    assert!(!ok && log.contains("admin HTTP API"), "{log}");
+    let (ok, _, log) = dohost(&[
+        "backup",
+        dir.path().join("b").to_str().unwrap(),
+        "--config",
+        config_arg,
+    ]);
+    assert!(!ok && log.contains("pg_dump"), "{log}");
+    drop(node);
+
+    let host = library_host(&dir.path().join("redb")).build().unwrap();
+    host.import_object(&mut export.as_bytes(), &dohost::ImportOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        run_ops(&probe_stub(&host, "p"), &read_ops()).await.unwrap(),
+        before
+    );
+    host.shutdown().await;
+}
