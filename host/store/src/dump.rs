@@ -151,3 +151,99 @@ pub(crate) fn read_pages(view: &dyn PageView, object: &ObjectKey) -> Result<Vec<
     }
     Ok(pages)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::Store;
+
+    fn dump_of(entries: &[(&str, &str)], pages: u8, alarm: Option<i64>) -> ObjectDump {
+        ObjectDump {
+            entries: entries
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Bytes::copy_from_slice(v.as_bytes())))
+                .collect(),
+            pages: (0..pages)
+                .map(|n| Bytes::from(vec![n; PAGE_SIZE]))
+                .collect(),
+            alarm: alarm.map(|time| AlarmRecord { time, retries: 0 }),
+            record: None,
+        }
+    }
+
+    fn commit(store: &Store, object: ObjectKey, dump: ObjectDump) {
+        let record = ObjectRecord {
+            class: "C".into(),
+            name: Some("n".into()),
+        };
+        let done = store.commit(object, dump.into_writes(), Some(record));
+        done.blocking_recv().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_dump_written_back_replaces_everything_the_object_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, stopped) =
+            Store::open(&dir.path().join("db.redb"), None, Arc::new(|_: &[_]| {})).unwrap();
+        let object = ObjectKey::new(3, &[9; 32]);
+        let neighbour = ObjectKey::new(3, &[10; 32]);
+        commit(&store, neighbour, dump_of(&[("x", "1")], 1, Some(7)));
+        commit(
+            &store,
+            object,
+            dump_of(&[("a", "old"), ("b", "2"), ("z", "26")], 10, Some(5)),
+        );
+        let smaller = dump_of(&[("a", "new")], 2, None);
+        commit(&store, object, smaller.clone());
+
+        for read in [
+            store.backend().dump(&object).unwrap(),
+            ObjectDump::read_separately(&**store.backend(), &object).unwrap(),
+        ] {
+            let record = read.record.clone().unwrap();
+            assert_eq!(
+                (record.class.as_str(), record.name.as_deref()),
+                ("C", Some("n"))
+            );
+            assert_eq!(
+                ObjectDump {
+                    record: None,
+                    ..read
+                },
+                smaller
+            );
+        }
+        let untouched = store.backend().dump(&neighbour).unwrap();
+        assert_eq!(untouched.entries.len(), 1);
+        assert_eq!(untouched.alarm.map(|a| a.time), Some(7));
+        assert_eq!(
+            store.backend().alarms_after(None, 10).unwrap(),
+            [(7, neighbour)]
+        );
+
+        let copy = dir.path().join("copy.redb");
+        let report = store.backend().backup(&copy).unwrap();
+        assert!(
+            report
+                .tables
+                .iter()
+                .any(|(t, rows)| t == "kv" && *rows == 2),
+            "{report:?}"
+        );
+        store.close();
+        let _ = stopped.blocking_recv();
+        let (copied, stopped) = Store::open(&copy, None, Arc::new(|_: &[_]| {})).unwrap();
+        let read = copied.backend().dump(&object).unwrap();
+        assert_eq!(
+            ObjectDump {
+                record: None,
+                ..read
+            },
+            smaller
+        );
+        copied.close();
+        let _ = stopped.blocking_recv();
+    }
+}
