@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::admin::{ID_PREFIX, Place, place};
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::{minted_by, name_id, parse_id};
+use crate::settings::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use dohost_store::{AlarmRecord, ObjectDump, ObjectKey, ObjectRecord, PAGE_SIZE, Store, WriteSet};
 
 /// The `format` of an export's header.
@@ -333,6 +334,16 @@ pub(crate) fn read(input: &mut dyn BufRead) -> Result<Parsed> {
             let value = BASE64
                 .decode(value)
                 .map_err(|e| bad(n, &format!("the value is not base64 ({e})")))?;
+            if key.len() > MAX_KEY_BYTES || value.len() > MAX_VALUE_BYTES {
+                return Err(bad(
+                    n,
+                    &format!(
+                        "the key is {} bytes and its value {} bytes; the storage API's limits are {MAX_KEY_BYTES} and {MAX_VALUE_BYTES}",
+                        key.len(),
+                        value.len()
+                    ),
+                ));
+            }
             dump.entries.push((key.to_owned(), Bytes::from(value)));
             counts.kv += 1;
         } else if let Some(data) = object.get("sql") {
