@@ -103,7 +103,7 @@ pub fn backup(dir: &Path, url: &str, token: Option<&str>, data: &Path) -> Result
     let _ = std::fs::remove_file(&partial);
     let outcome = match ask_server(url, token)? {
         Some((bytes, summary)) => {
-            std::fs::write(&partial, &bytes)
+            write_private(&partial, &bytes)
                 .with_context(|| format!("cannot write {}", partial.display()))?;
             format!(
                 "copied the database of the server at {url}, as it was when the backup began ({} bytes; {summary})",
@@ -189,4 +189,16 @@ fn tables(tables: &[(String, u64)]) -> String {
         .map(|(name, rows)| format!("{name} {rows}"))
         .collect();
     format!("{} tables: {}", tables.len(), list.join(", "))
+}
+
+/// Writes `bytes` to a new file at `path` readable by its owner only, as a
+/// data directory's database is.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
 }

@@ -78,6 +78,17 @@ pub(super) fn backup(db: &Database, to: &Path) -> Result<BackupReport> {
                 ),
             ));
         }
+        // Readable by its owner only, as the database it copies.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(to)
+                .map_err(|e| Error::storage(&format!("creating {}", to.display()), e))?;
+        }
         let out = Database::builder()
             .create(to)
             .map_err(|e| Error::storage(&format!("creating {}", to.display()), e))?;
