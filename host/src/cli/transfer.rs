@@ -24,6 +24,11 @@ pub fn export(
             let report = dir.export_object(binding, name_or_id, &mut file)?;
             file.flush()
                 .with_context(|| format!("cannot write {}", path.display()))?;
+            if report.is_none() {
+                // Nothing to export: leave no empty file behind.
+                drop(file);
+                let _ = std::fs::remove_file(path);
+            }
             report
         }
         None => dir.export_object(binding, name_or_id, &mut std::io::stdout().lock())?,
