@@ -49,6 +49,7 @@ pub mod server;
 mod settings;
 pub mod telemetry;
 
+pub use dohost_store::BackupReport;
 pub use dohost_store::{
     Bookmark, CheckReport, CommitHook, CommitStage, Health, HistorySettings, HistoryStats, KeyInfo,
     MAX_KEYS_SHOWN, MAX_KV_PAGE, MAX_ROWS, MAX_ROWS_BYTES, QUERY_TIME_LIMIT, Rows, TableInfo,
@@ -60,6 +61,10 @@ pub use host::{
     KvItem, KvPage, MAX_HEX_SHOWN, MAX_OBJECTS_PAGE, MAX_QUERY_BYTES, NotFoundHandling,
     ObjectDetails, ObjectPage, ObjectQuery, ObjectSummary, READY_PATH, Route, RunWorkerFirst,
     ShownValue, Stats, build, check_data_dir, config,
+};
+pub use host::{
+    BACKUP_REPORT_HEADER, EXPORT_FORMAT, EXPORT_VERSION, ExportHeader, ImportOptions,
+    MAX_EXPORT_LINE, PAGES_PER_LINE, TransferReport,
 };
 pub use host::{ClusterStatus, RestorePoint, Restored, cluster_status};
 pub use runtime::{AcceptedWebSocket, Body, Namespace, ObjectId, Stub};

@@ -10,6 +10,9 @@
 //! dohost objects list [BINDING] [--config dohost.toml | --data DIR]
 //! dohost objects show BINDING NAME|id:ID [--config dohost.toml | --data DIR]
 //! dohost objects delete BINDING NAME|id:ID [--config dohost.toml | --data DIR]
+//! dohost objects export BINDING NAME|id:ID [--out FILE] [--config dohost.toml | --data DIR]
+//! dohost objects import [FILE] [--binding B] [--as NAME|id:ID] [--replace] [--config dohost.toml | --data DIR]
+//! dohost backup DIR [--url http://127.0.0.1:8787] [--token TOKEN] [--config dohost.toml | --data DIR]
 //! ```
 //!
 //! The data directory is `.dohost` beside the configuration file unless
@@ -154,6 +157,29 @@ enum Command {
         #[arg(long, global = true, default_value = "dohost.toml")]
         config: PathBuf,
     },
+    /// Copy a running server's database into DIR while it serves (a
+    /// consistent snapshot, which `dohost serve --data DIR` opens), through
+    /// its admin API; with no server answering, copy the stopped data
+    /// directory. A cluster's PostgreSQL database is backed up with
+    /// pg_dump instead.
+    Backup {
+        /// The folder to write dohost.redb into (created if needed; an
+        /// existing dohost.redb there is refused).
+        dir: PathBuf,
+        /// The running server's address.
+        #[arg(long, default_value = "http://127.0.0.1:8787")]
+        url: String,
+        /// The admin token; by default the configuration's `[admin] token`.
+        #[arg(long)]
+        token: Option<String>,
+        /// The data directory to copy when no server runs; by default
+        /// `.dohost` beside the configuration file.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The server's configuration file.
+        #[arg(long, default_value = "dohost.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -197,6 +223,33 @@ enum ObjectsAction {
         binding: String,
         /// The object's name (as given to idFromName), or `id:` and its id.
         name_or_id: String,
+    },
+    /// Write an object's KV entries, SQL database and alarm as a portable
+    /// export (JSON Lines, docs/export.md).
+    Export {
+        /// The binding, e.g. COUNTER.
+        binding: String,
+        /// The object's name (as given to idFromName), or `id:` and its id.
+        name_or_id: String,
+        /// The file to write; by default stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write an export into an object, in one commit. The object is the
+    /// one --as names, else the export's name, else its id if this
+    /// namespace minted it.
+    Import {
+        /// The export; stdin when absent or `-`.
+        file: Option<PathBuf>,
+        /// The binding to import into; by default the export's.
+        #[arg(long)]
+        binding: Option<String>,
+        /// The object to write: a name, or `id:` and an id of the binding.
+        #[arg(long = "as", value_name = "NAME|id:ID")]
+        target: Option<String>,
+        /// Replace an object that already holds data.
+        #[arg(long)]
+        replace: bool,
     },
 }
 
@@ -328,6 +381,26 @@ fn objects(action: ObjectsAction, dir: &dohost::DataDir) -> Result<()> {
                 "deleted {binding} object {name_or_id:?}: its storage, SQL database and alarm"
             ));
         }
+        ObjectsAction::Export {
+            binding,
+            name_or_id,
+            out,
+        } => cli::transfer::export(dir, &binding, &name_or_id, out.as_deref())?,
+        ObjectsAction::Import {
+            file,
+            binding,
+            target,
+            replace,
+        } => {
+            let mut options = dohost::ImportOptions::default().replace(replace);
+            if let Some(binding) = binding {
+                options = options.binding(binding);
+            }
+            if let Some(target) = target {
+                options = options.target(target);
+            }
+            cli::transfer::import(dir, file.as_deref(), &options)?;
+        }
     }
     Ok(())
 }
@@ -407,6 +480,27 @@ fn run(cli: Cli) -> Result<()> {
                 None => dohost::DataDir::open(data.unwrap_or_else(|| default_data_dir(&config)))?,
             };
             objects(action, &dir)
+        }
+        Command::Backup {
+            dir,
+            url,
+            token,
+            data,
+            config,
+        } => {
+            let loaded = config
+                .is_file()
+                .then(|| dohost::Config::load(&config))
+                .transpose()?;
+            if loaded.as_ref().is_some_and(|c| c.cluster.is_some()) {
+                anyhow::bail!(
+                    "{} names a [cluster]: its state is in its PostgreSQL database; back it up with PostgreSQL's tools (pg_dump, or a base backup with WAL archiving)",
+                    config.display()
+                );
+            }
+            let token = token.or_else(|| loaded.and_then(|c| c.admin_token));
+            let data = data.unwrap_or_else(|| default_data_dir(&config));
+            cli::transfer::backup(&dir, &url, token.as_deref(), &data)
         }
         Command::Build { dir } => {
             let path = if dir.is_dir() {

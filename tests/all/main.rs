@@ -20,6 +20,7 @@ mod config_errors;
 mod counter_e2e;
 mod crash_recovery;
 mod embedding;
+mod export;
 mod faults;
 mod fullstack;
 mod guest_faults;

@@ -22,6 +22,12 @@
 //!     the rows of one statement that only reads (a write is a 400);
 //!   - `POST /_dohost/objects/B/NAME_OR_ID/alarm/run`: runs its alarm now,
 //!     as a due alarm runs;
+//!   - `GET /_dohost/objects/B/NAME_OR_ID/export`: its export
+//!     (`docs/export.md`); `POST /_dohost/objects/B/NAME_OR_ID/import[?replace=1]`
+//!     with an export as the body writes it as that object, through its
+//!     actor ([`Host::import_object`]);
+//!   - `POST /_dohost/backup`: a consistent copy of the whole database
+//!     file, taken while the host serves ([`Host::backup`]);
 //!   - `POST /_dohost/objects/B/NAME_OR_ID/restore` with `{"at": ..}` (a
 //!     bookmark, ms since the epoch, an RFC 3339 time or how long ago):
 //!     brings its storage back to then, `{"bookmark", "undo"}`
@@ -197,12 +203,12 @@ pub(crate) fn show(
 /// # Ok(()) }
 /// ```
 pub struct DataDir {
-    store: Arc<Store>,
-    places: Vec<Place>,
+    pub(super) store: Arc<Store>,
+    pub(super) places: Vec<Place>,
     stopped: Option<tokio::sync::oneshot::Receiver<()>>,
     /// A cluster's database, which running nodes may be writing: read
     /// only.
-    shared: bool,
+    pub(super) shared: bool,
 }
 
 impl std::fmt::Debug for DataDir {
@@ -466,6 +472,9 @@ pub(crate) async fn serve_http(
     if method == http::Method::GET && segments == ["metrics"] {
         return metrics_reply(host);
     }
+    if let Some(reply) = super::export::serve_http(host, &method, &segments, &request).await {
+        return reply;
+    }
     let outcome = match (&method, segments.as_slice()) {
         (&http::Method::GET, ["stats"]) => {
             let stats = host.stats();
@@ -587,7 +596,7 @@ pub(crate) async fn serve_http(
             404,
             serde_json::json!({
                 "error": format!(
-                    "no admin route {method} {}; the routes are GET {HTTP_PREFIX}stats, GET {HTTP_PREFIX}metrics, GET {HTTP_PREFIX}bindings, GET {HTTP_PREFIX}objects[?binding=B&q=TEXT&after=B/ID&limit=N], GET {HTTP_PREFIX}objects/B/NAME_OR_ID, DELETE {HTTP_PREFIX}objects/B/NAME_OR_ID, GET {HTTP_PREFIX}objects/B/NAME_OR_ID/kv[?after=KEY&limit=N], GET {HTTP_PREFIX}objects/B/NAME_OR_ID/sql/TABLE[?offset=N&limit=N], POST {HTTP_PREFIX}objects/B/NAME_OR_ID/sql with {{\"query\": \"..\"}} (reads only), POST {HTTP_PREFIX}objects/B/NAME_OR_ID/alarm/run, POST {HTTP_PREFIX}objects/B/NAME_OR_ID/restore with {{\"at\": BOOKMARK_OR_TIME}} and GET {HTTP_PREFIX}history; the web page is GET {HTTP_PREFIX}ui",
+                    "no admin route {method} {}; the routes are GET {HTTP_PREFIX}stats, GET {HTTP_PREFIX}metrics, GET {HTTP_PREFIX}bindings, GET {HTTP_PREFIX}objects[?binding=B&q=TEXT&after=B/ID&limit=N], GET {HTTP_PREFIX}objects/B/NAME_OR_ID, DELETE {HTTP_PREFIX}objects/B/NAME_OR_ID, GET {HTTP_PREFIX}objects/B/NAME_OR_ID/kv[?after=KEY&limit=N], GET {HTTP_PREFIX}objects/B/NAME_OR_ID/sql/TABLE[?offset=N&limit=N], POST {HTTP_PREFIX}objects/B/NAME_OR_ID/sql with {{\"query\": \"..\"}} (reads only), POST {HTTP_PREFIX}objects/B/NAME_OR_ID/alarm/run, POST {HTTP_PREFIX}objects/B/NAME_OR_ID/restore with {{\"at\": BOOKMARK_OR_TIME}}, GET {HTTP_PREFIX}history, GET {HTTP_PREFIX}objects/B/NAME_OR_ID/export, POST {HTTP_PREFIX}objects/B/NAME_OR_ID/import[?replace=1] and POST {HTTP_PREFIX}backup; the web page is GET {HTTP_PREFIX}ui",
                     request.uri().path()
                 )
             }),
@@ -668,7 +677,7 @@ fn metrics_reply(host: &Host) -> http::Response<bytes::Bytes> {
     }
 }
 
-fn json_reply(status: u16, body: &serde_json::Value) -> http::Response<bytes::Bytes> {
+pub(super) fn json_reply(status: u16, body: &serde_json::Value) -> http::Response<bytes::Bytes> {
     let mut response = http::Response::new(bytes::Bytes::from(format!("{body:#}\n")));
     *response.status_mut() =
         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);

@@ -253,6 +253,54 @@ impl Namespace {
         Ok(true)
     }
 
+    /// Replaces the storage of the object with `id` with `writes` and its
+    /// directory record with `record`, through its actor
+    /// ([`Event::Replace`]): it finishes its running event and starts its
+    /// next one on what `writes` left. In a cluster, only on the node that
+    /// holds the object.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unavailable`] on a node of a cluster that does not hold
+    /// the object; [`ErrorKind::Storage`] if the commit fails (then nothing
+    /// changed).
+    pub(crate) async fn replace_object(
+        &self,
+        id: &[u8; 32],
+        writes: dohost_store::WriteSet,
+        record: dohost_store::ObjectRecord,
+    ) -> Result<()> {
+        let key = ObjectKey::new(self.0.number, id);
+        if let Some(node) = &self.0.shared.cluster
+            && !node.holds(&key)
+        {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "object {} of {} is on another node of the cluster: send the import to the node that holds it",
+                    hex::encode(id),
+                    self.0.binding
+                ),
+            ));
+        }
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.deliver(
+            id,
+            None,
+            Event::Replace {
+                writes,
+                record,
+                reply,
+            },
+        )?;
+        done.await.map_err(|_| {
+            Error::new(
+                ErrorKind::ShutDown,
+                "the host shut down before the object's storage was replaced",
+            )
+        })?
+    }
+
     /// Brings the storage of the object with `id` back to `bookmark`
     /// through its actor (as [`Namespace::delete_object`] deletes);
     /// returns the bookmark that undoes the restore.

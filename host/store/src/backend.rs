@@ -25,6 +25,7 @@
 
 use crate::alarm::{AlarmChange, AlarmRecord};
 use crate::directory::{KeyInfo, ObjectRecord};
+use crate::dump::{BackupReport, ObjectDump};
 use crate::error::{Error, ErrorKind, Result};
 use crate::history::{Bookmark, HistorySettings, HistoryStats, Undo};
 use crate::keys::ObjectKey;
@@ -176,6 +177,36 @@ pub trait Backend: Send + Sync + 'static {
     ///
     /// [`crate::ErrorKind::Storage`] if it cannot be read.
     fn object(&self, object: &ObjectKey) -> Result<Option<ObjectRecord>>;
+
+    /// `object` whole (its entries, SQL pages, alarm and directory
+    /// record) as one moment saw it, for an export. The default reads
+    /// them one after the other, which may see different commits; a
+    /// backend that can, reads them in one transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Storage`] if anything cannot be read or is
+    /// damaged.
+    fn dump(&self, object: &ObjectKey) -> Result<ObjectDump> {
+        ObjectDump::read_separately(self, object)
+    }
+
+    /// Copies everything committed, as one moment saw it, into a new
+    /// database file at `to` that the same backend opens (an online
+    /// backup, while commits go on).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::BadRequest`] if this backend has no such copy
+    /// (PostgreSQL: use `pg_dump`); [`crate::ErrorKind::Storage`] if the
+    /// copy fails.
+    fn backup(&self, to: &std::path::Path) -> Result<BackupReport> {
+        let _ = to;
+        Err(crate::Error::new(
+            crate::ErrorKind::Invalid,
+            "this storage backend has no file to copy: back up its database with its own tools (PostgreSQL: pg_dump)",
+        ))
+    }
 
     /// Up to `limit` objects of namespace `number` after `after`, in key
     /// order, with their directory records (`None`: unreadable).

@@ -45,6 +45,7 @@ mod browse;
 mod cache;
 mod committer;
 mod directory;
+mod dump;
 mod error;
 pub mod history;
 mod keys;
@@ -70,6 +71,7 @@ pub use committer::{
     CommitResult, CommitStage, Health,
 };
 pub use directory::{Contents, KeyInfo, MAX_KEYS_SHOWN, ObjectRecord, TableInfo};
+pub use dump::{BackupReport, ObjectDump};
 pub use error::{Error, ErrorKind, Result};
 pub use history::{Bookmark, HistorySettings, HistoryStats};
 pub use keys::ObjectKey;

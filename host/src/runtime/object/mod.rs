@@ -73,7 +73,9 @@ use super::stub::{CallChain, object_label};
 use super::tasks::{self, EventId, Finished, InFlight, OpId};
 use super::trace::EventTrace;
 use crate::error::{Error, ErrorKind, Result};
-use dohost_store::{AlarmRecord, AlarmWrite, Bookmark, Gate, ObjectKey, WriteSet, pass_gate};
+use dohost_store::{
+    AlarmRecord, AlarmWrite, Bookmark, Gate, ObjectKey, ObjectRecord, WriteSet, pass_gate,
+};
 
 mod io;
 mod ready;
@@ -104,6 +106,15 @@ pub(crate) enum Event {
     /// Delete the object (admin): its instance, its cache and all its
     /// storage; answers once the deletion is durable.
     Delete { reply: oneshot::Sender<Result<()>> },
+    /// Replace the object's storage with `writes` (admin: an import, a
+    /// restore), as a deletion goes: the running event finishes, the
+    /// instance and cache go, then `writes` (whole, usually `clear` first)
+    /// and `record` commit; answers once that is durable.
+    Replace {
+        writes: WriteSet,
+        record: ObjectRecord,
+        reply: oneshot::Sender<Result<()>>,
+    },
     /// Bring the object's storage back to a bookmark (admin): its instance
     /// and cache go; answers with the bookmark that undoes it once the
     /// restore is durable.
@@ -541,6 +552,13 @@ impl Actor {
             }
             Event::Delete { reply } => {
                 let _ = reply.send(self.delete().await);
+            }
+            Event::Replace {
+                writes,
+                record,
+                reply,
+            } => {
+                let _ = reply.send(self.replace(writes, record).await);
             }
             Event::Restore { bookmark, reply } => {
                 let _ = reply.send(self.restore(bookmark).await);
@@ -1308,6 +1326,27 @@ impl Actor {
             .commit(io.identity.key, WriteSet::deletion(), None);
         pass_gate(Some(done.shared())).await?;
         tracing::info!(object = %self.identity.id_hex, "object deleted by the admin");
+        Ok(())
+    }
+
+    /// Replaces the object's storage with `writes` and its directory
+    /// record with `record`, as [`Actor::delete`] deletes it: the instance,
+    /// its sockets and cache go first, so the next event starts on what
+    /// `writes` left, committed after every earlier commit.
+    async fn replace(&mut self, writes: WriteSet, record: ObjectRecord) -> Result<()> {
+        self.reset(&Error::new(
+            ErrorKind::GuestError,
+            "the object's storage was replaced by the admin",
+        ));
+        self.close_sockets("the object's storage was replaced");
+        let io = self.io_mut();
+        io.forget().await;
+        let done = io
+            .shared
+            .store
+            .commit(io.identity.key, writes, Some(record));
+        pass_gate(Some(done.shared())).await?;
+        tracing::info!(object = %self.identity.id_hex, "object's storage replaced by the admin");
         Ok(())
     }
 

@@ -17,6 +17,7 @@ mod commit;
 mod history;
 mod registry;
 mod schema;
+mod snapshot;
 
 pub use cluster::{
     Cluster, NodeConfig, NodeStatus, Owner, ShardListener, ShardStatus, cluster_status, shard_of,
@@ -427,6 +428,10 @@ impl Backend for PostgresBackend {
         rows.iter()
             .map(|row| Ok((row.get(0), object_key(row.get(1))?)))
             .collect()
+    }
+
+    fn dump(&self, object: &ObjectKey) -> Result<crate::ObjectDump> {
+        self.dump_snapshot(object)
     }
 
     fn object(&self, object: &ObjectKey) -> Result<Option<ObjectRecord>> {

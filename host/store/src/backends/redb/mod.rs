@@ -31,6 +31,7 @@ mod commit;
 mod history;
 mod registry;
 pub(crate) mod sealed;
+mod snapshot;
 
 use std::ops::Bound;
 use std::path::Path;
@@ -328,6 +329,14 @@ impl Backend for RedbBackend {
         Ok(self
             .read_one(OBJECTS, object.as_bytes(), what)?
             .map(|v| serde_json::from_slice(&v).unwrap_or_else(|_| unreadable_record())))
+    }
+
+    fn dump(&self, object: &ObjectKey) -> Result<crate::ObjectDump> {
+        snapshot::dump(&*self.db()?, object)
+    }
+
+    fn backup(&self, to: &Path) -> Result<crate::BackupReport> {
+        snapshot::backup(&*self.db()?, to)
     }
 
     fn objects(
