@@ -1310,73 +1310,67 @@ impl Actor {
         }
     }
 
-    /// Deletes the object: the instance and everything it wrote go, in one
-    /// commit after every earlier one; the next event finds it empty.
-    async fn delete(&mut self) -> Result<()> {
-        self.reset(&Error::new(
-            ErrorKind::GuestError,
-            "the object was deleted by the admin",
-        ));
-        self.close_sockets("the object was deleted");
-        let io = self.io_mut();
-        io.forget().await;
-        let done = io
-            .shared
-            .store
-            .commit(io.identity.key, WriteSet::deletion(), None);
-        pass_gate(Some(done.shared())).await?;
-        tracing::info!(object = %self.identity.id_hex, "object deleted by the admin");
-        Ok(())
-    }
-
-    /// Replaces the object's storage with `writes` and its directory
-    /// record with `record`, as [`Actor::delete`] deletes it: the instance,
-    /// its sockets and cache go first, so the next event starts on what
-    /// `writes` left, committed after every earlier commit.
-    async fn replace(&mut self, writes: WriteSet, record: ObjectRecord) -> Result<()> {
-        self.reset(&Error::new(
-            ErrorKind::GuestError,
-            "the object's storage was replaced by the admin",
-        ));
-        self.close_sockets("the object's storage was replaced");
-        let io = self.io_mut();
-        io.forget().await;
-        let done = io
-            .shared
-            .store
-            .commit(io.identity.key, writes, Some(record));
-        pass_gate(Some(done.shared())).await?;
-        tracing::info!(object = %self.identity.id_hex, "object's storage replaced by the admin");
-        Ok(())
-    }
-
-    /// Brings the object's storage back to `bookmark`: the instance, its
-    /// sockets and the cache go, then the restore commits like an event's
-    /// writes (so it has a bookmark of its own). Returns the bookmark just
-    /// before it, which undoes it.
-    async fn restore(&mut self, bookmark: Bookmark) -> Result<Bookmark> {
+    /// Rewrites the object's storage with what `make` computes from the
+    /// store once nothing of it is in flight: first its instance (failing
+    /// the events it runs with `why`), its sockets, its cache and a pending
+    /// restore go; the next event starts on what the commit, after every
+    /// earlier one, left. The deletion, import and restore of the admin.
+    async fn rewrite<T>(
+        &mut self,
+        why: &str,
+        make: impl FnOnce(
+            &dohost_store::Store,
+            &ObjectKey,
+        ) -> Result<(WriteSet, Option<ObjectRecord>, T)>,
+    ) -> Result<T> {
         if self.instance.is_some() {
-            self.reset(&Error::new(
-                ErrorKind::GuestError,
-                "the object's storage was restored to an earlier bookmark by the admin",
-            ));
+            self.reset(&Error::new(ErrorKind::GuestError, why));
         }
-        self.close_sockets("the object's storage was restored");
+        self.close_sockets(why);
         let io = self.io_mut();
         io.restore = None;
         io.forget().await;
         let store = io.shared.store.clone();
-        store.check_bookmark(bookmark)?;
-        let undo = store.current_bookmark()?;
-        let writes = store.restore_writes(&io.identity.key, bookmark)?;
-        let record = dohost_store::ObjectRecord {
-            class: io.identity.class.to_string(),
-            name: io.identity.name.clone(),
-        };
-        let done = store.commit(io.identity.key, writes, Some(record));
+        let (writes, record, out) = make(&store, &io.identity.key)?;
+        let done = store.commit(io.identity.key, writes, record);
         pass_gate(Some(done.shared())).await?;
-        tracing::info!(object = %self.identity.id_hex, "storage restored to bookmark {bookmark}; bookmark {undo} undoes it");
-        Ok(undo)
+        tracing::info!(object = %self.identity.id_hex, "{why}");
+        Ok(out)
+    }
+
+    /// Deletes the object: the instance and everything it wrote go, in one
+    /// commit after every earlier one; the next event finds it empty.
+    async fn delete(&mut self) -> Result<()> {
+        self.rewrite("the object was deleted by the admin", |_, _| {
+            Ok((WriteSet::deletion(), None, ()))
+        })
+        .await
+    }
+
+    /// Replaces the object's storage with `writes` and its directory
+    /// record with `record` (an import).
+    async fn replace(&mut self, writes: WriteSet, record: ObjectRecord) -> Result<()> {
+        self.rewrite("the object's storage was replaced by the admin", |_, _| {
+            Ok((writes, Some(record), ()))
+        })
+        .await
+    }
+
+    /// Brings the object's storage back to `bookmark`, as a commit of its
+    /// own (so it has a bookmark too). Returns the bookmark just before
+    /// it, which undoes it.
+    async fn restore(&mut self, bookmark: Bookmark) -> Result<Bookmark> {
+        let record = ObjectRecord {
+            class: self.identity.class.to_string(),
+            name: self.identity.name.clone(),
+        };
+        let why = format!("the object's storage was restored to bookmark {bookmark}");
+        self.rewrite(&why, |store, key| {
+            store.check_bookmark(bookmark)?;
+            let undo = store.current_bookmark()?;
+            Ok((store.restore_writes(key, bookmark)?, Some(record), undo))
+        })
+        .await
     }
 
     /// Carries out the restore the object's last session asked for
