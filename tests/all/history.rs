@@ -23,6 +23,23 @@ fn config(dir: &std::path::Path, history: &str) -> std::path::PathBuf {
     config
 }
 
+/// [`config`] for one node of a cluster on `database`.
+fn cluster_config(dir: &std::path::Path, database: &str) -> std::path::PathBuf {
+    let config = config(dir, "1h");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "[cluster]\ndatabase = {database:?}\nnode = \"n1\"\nadvertise = \"127.0.0.1:{port}\"\n\
+         secret = \"a secret of the history tests\"\nshards = 16\n"
+    ));
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
 /// Runs storage operations in one event of probe `p` (`POST /ops`); the
 /// `ok` value of each, or a panic naming the error.
 async fn ops(http: &HttpClient, server: &Server, ops: Value) -> Vec<Value> {
@@ -204,6 +221,44 @@ async fn an_object_restores_to_a_bookmark_or_a_time_and_the_restore_undoes() {
     assert!(out.contains("to undo it"), "{out}");
     let server = Server::start(&config, &data);
     assert_eq!(read_state(&http, &server).await, state(1));
+    server.stop();
+}
+
+/// The same calls on a node of a cluster whose state is in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_on_postgres_restores_as_on_redb() {
+    let postgres = dohost_test_postgres::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = cluster_config(dir.path(), &postgres.database());
+    let data = dir.path().join("data");
+    let http = client();
+    let server = Server::start(&config, &data);
+    let first = write_state(&http, &server, 1).await;
+    write_state(&http, &server, 2).await;
+    let second_time = now_ms();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    ops(&http, &server, json!([{"op": "delete_all"}])).await;
+
+    let undo = ops(
+        &http,
+        &server,
+        json!([{"op": "restore_next", "bookmark": first}]),
+    )
+    .await;
+    let (status, _) = send(&http, "PUT", &server.url("/PROBE/p/put-then-abort/x"), "x").await;
+    assert_eq!(status, 500);
+    assert_eq!(read_state(&http, &server).await, state(1));
+    let (status, body) = admin_restore(&http, &server, json!(second_time)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(read_state(&http, &server).await, state(2));
+    server.kill9();
+    let server = Server::start(&config, &data);
+    let (status, body) = admin_restore(&http, &server, undo[0].clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        read_state(&http, &server).await,
+        json!({"v": null, "rows": [], "alarm": null})
+    );
     server.stop();
 }
 
