@@ -6,24 +6,14 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{Server, client, router_config};
+use crate::support::{Server, add_cluster, client, router_config};
 
 /// The counter and the probe, on redb, or on PostgreSQL as a one-node
 /// cluster in `database`.
 fn crash_config(dir: &std::path::Path, database: Option<&str>) -> std::path::PathBuf {
     let config = router_config(dir);
     if let Some(database) = database {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut text = std::fs::read_to_string(&config).unwrap();
-        text.push_str(&format!(
-            "[cluster]\ndatabase = {database:?}\nnode = \"n1\"\nadvertise = \"127.0.0.1:{port}\"\n\
-             secret = \"a secret of the crash tests\"\nshards = 16\n"
-        ));
-        std::fs::write(&config, text).unwrap();
+        add_cluster(&config, database);
     }
     config
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Server, client, guests, library_host, probe_stub, run_ops, send, send_with_headers,
+    Server, client, guests, library_host, probe_stub, run_ops, send, send_with_headers, server_ops,
     write_config,
 };
 
@@ -163,26 +163,13 @@ async fn admin(server: &Server, method: &str, path: &str, body: &str) -> (u16, S
     .await
 }
 
-/// Runs the probe's `/ops` on `name` through the server's default router.
-async fn ops(server: &Server, name: &str, ops: &Value) -> Vec<Value> {
-    let (status, body) = send(
-        &client(),
-        "POST",
-        &server.url(&format!("/PROBE/{name}/ops")),
-        &ops.to_string(),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_imports_into_a_running_object_and_refuses_bad_files() {
     let dir = tempfile::tempdir().unwrap();
     let config = probe_config(dir.path());
     let from = Server::start(&config, &dir.path().join("from"));
-    ops(&from, "p", &populate_ops()).await;
-    let before = ops(&from, "p", &read_ops()).await;
+    server_ops(&client(), &from, "p", &populate_ops()).await;
+    let before = server_ops(&client(), &from, "p", &read_ops()).await;
     let (status, export) = admin(&from, "GET", "/_dohost/objects/PROBE/p/export", "").await;
     assert_eq!(status, 200, "{export}");
     let (status, _) = admin(&from, "GET", "/_dohost/objects/PROBE/ghost/export", "").await;
@@ -191,7 +178,8 @@ async fn the_admin_api_imports_into_a_running_object_and_refuses_bad_files() {
 
     let to = Server::start(&config, &dir.path().join("to"));
     // The object is live, with other state, when the import comes.
-    ops(
+    server_ops(
+        &client(),
         &to,
         "p",
         &json!([{"op": "put", "key": "greeting", "value": "old"}]),
@@ -227,8 +215,14 @@ async fn the_admin_api_imports_into_a_running_object_and_refuses_bad_files() {
     );
     // Refused imports changed nothing.
     assert_eq!(
-        ops(&to, "p", &json!([{"op": "get", "key": "greeting"}])).await,
-        [json!({"ok": "old"})]
+        server_ops(
+            &client(),
+            &to,
+            "p",
+            &json!([{"op": "get", "key": "greeting"}])
+        )
+        .await,
+        json!([{"ok": "old"}])
     );
 
     let (status, body) = admin(
@@ -241,7 +235,7 @@ async fn the_admin_api_imports_into_a_running_object_and_refuses_bad_files() {
     assert_eq!(status, 200, "{body}");
     let report: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(report["replaced"], json!(true));
-    assert_eq!(ops(&to, "p", &read_ops()).await, before);
+    assert_eq!(server_ops(&client(), &to, "p", &read_ops()).await, before);
     let (status, body) = admin(
         &to,
         "POST",
@@ -267,7 +261,13 @@ async fn the_admin_api_imports_into_a_running_object_and_refuses_bad_files() {
     assert_eq!(status, 200, "{body}");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let log = ops(&to, "due", &json!([{"op": "get", "key": "alarm-log"}])).await;
+        let log = server_ops(
+            &client(),
+            &to,
+            "due",
+            &json!([{"op": "get", "key": "alarm-log"}]),
+        )
+        .await;
         if log[0]["ok"]
             .as_str()
             .is_some_and(|runs| runs.contains("retry_count"))
@@ -490,14 +490,14 @@ async fn an_object_of_a_postgres_cluster_moves_to_a_redb_server() {
         ),
     );
     let node = Server::start(&config, &dir.path().join("data"));
-    ops(&node, "p", &populate_ops()).await;
-    let before = ops(&node, "p", &read_ops()).await;
+    server_ops(&client(), &node, "p", &populate_ops()).await;
+    let before = server_ops(&client(), &node, "p", &read_ops()).await;
     let (status, export) = admin(&node, "GET", "/_dohost/objects/PROBE/p/export", "").await;
     assert_eq!(status, 200, "{export}");
     // The node holds every shard: an import through it goes to the object.
     let (status, body) = admin(&node, "POST", "/_dohost/objects/PROBE/q/import", &export).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(ops(&node, "q", &read_ops()).await, before);
+    assert_eq!(server_ops(&client(), &node, "q", &read_ops()).await, before);
 
     // The CLI reads the cluster's database while the node runs, and
     // refuses to write it or back it up.
@@ -530,7 +530,7 @@ async fn an_object_of_a_postgres_cluster_moves_to_a_redb_server() {
         .await
         .unwrap();
     assert_eq!(
-        run_ops(&probe_stub(&host, "p"), &read_ops()).await.unwrap(),
+        json!(run_ops(&probe_stub(&host, "p"), &read_ops()).await.unwrap()),
         before
     );
     host.shutdown().await;

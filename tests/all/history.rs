@@ -23,31 +23,14 @@ fn config(dir: &std::path::Path, history: &str) -> std::path::PathBuf {
     config
 }
 
-/// [`config`] for one node of a cluster on `database`.
-fn cluster_config(dir: &std::path::Path, database: &str) -> std::path::PathBuf {
-    let config = config(dir, "1h");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        "[cluster]\ndatabase = {database:?}\nnode = \"n1\"\nadvertise = \"127.0.0.1:{port}\"\n\
-         secret = \"a secret of the history tests\"\nshards = 16\n"
-    ));
-    std::fs::write(&config, text).unwrap();
-    config
-}
-
 /// Runs storage operations in one event of probe `p` (`POST /ops`); the
 /// `ok` value of each, or a panic naming the error.
 async fn ops(http: &HttpClient, server: &Server, ops: Value) -> Vec<Value> {
-    let (status, body) = send(http, "POST", &server.url("/PROBE/p/ops"), &ops.to_string()).await;
-    assert_eq!(status, 200, "{body}");
-    let results: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let results = crate::support::server_ops(http, server, "p", &ops).await;
     results
-        .into_iter()
+        .as_array()
+        .expect("one result per operation")
+        .iter()
         .map(|r| match r.get("ok") {
             Some(ok) => ok.clone(),
             None => panic!("{ops}: {r}"),
@@ -229,7 +212,8 @@ async fn an_object_restores_to_a_bookmark_or_a_time_and_the_restore_undoes() {
 async fn an_object_on_postgres_restores_as_on_redb() {
     let postgres = dohost_test_postgres::Postgres::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = cluster_config(dir.path(), &postgres.database());
+    let config = config(dir.path(), "1h");
+    crate::support::add_cluster(&config, &postgres.database());
     let data = dir.path().join("data");
     let http = client();
     let server = Server::start(&config, &data);

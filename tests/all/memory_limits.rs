@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Server, client, get, router_config, send, write_config};
+use crate::support::{Server, client, get, router_config, server_ops, write_config};
 
 const MIB: usize = 1 << 20;
 
@@ -12,18 +12,6 @@ fn server_with(dir: &std::path::Path, limits: &str) -> Server {
     let base = std::fs::read_to_string(router_config(dir)).unwrap();
     let config = write_config(dir, &format!("{base}[limits]\n{limits}"));
     Server::start(&config, &dir.join("data"))
-}
-
-async fn ops(http: &crate::support::HttpClient, server: &Server, name: &str, ops: &Value) -> Value {
-    let (status, body) = send(
-        http,
-        "POST",
-        &server.url(&format!("/PROBE/{name}/ops")),
-        &ops.to_string(),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,7 +31,7 @@ async fn one_events_writes_and_a_list_result_are_bounded() {
         )
     };
     // 40 values of 120 KB in one event: past 4 MiB, refused by name.
-    let results = ops(&http, &server, "w", &puts(0, 40)).await;
+    let results = server_ops(&http, &server, "w", &puts(0, 40)).await;
     let refused = results
         .as_array()
         .unwrap()
@@ -53,7 +41,7 @@ async fn one_events_writes_and_a_list_result_are_bounded() {
     assert!(refused.to_string().contains("write_set_bytes"), "{refused}");
     // The same in eight events is fine.
     for round in 0..8 {
-        let results = ops(&http, &server, "w", &puts(round * 10, 10)).await;
+        let results = server_ops(&http, &server, "w", &puts(round * 10, 10)).await;
         assert!(!results.to_string().contains("err"), "{results}");
     }
     // Listing all 9.6 MB at once is past half the object's memory: an error
@@ -66,7 +54,7 @@ async fn one_events_writes_and_a_list_result_are_bounded() {
 
     // SQL pages: one event inserting 5 MB is refused by name, and nothing
     // of it lands.
-    let results = ops(
+    let results = server_ops(
         &http,
         &server,
         "s",
@@ -80,7 +68,7 @@ async fn one_events_writes_and_a_list_result_are_bounded() {
         results[1].to_string().contains("write_set_bytes"),
         "{results}"
     );
-    let results = ops(
+    let results = server_ops(
         &http,
         &server,
         "s",

@@ -71,6 +71,42 @@ pub fn router_config(dir: &Path) -> PathBuf {
     )
 }
 
+/// Runs the probe's storage operations (`POST /ops`, see
+/// tests/guests/probe/src/ops.rs) in one event of probe `name` through the
+/// server's default router: one `{"ok": ..}` or `{"err": ".."}` each.
+pub async fn server_ops(
+    http: &HttpClient,
+    server: &Server,
+    name: &str,
+    ops: &serde_json::Value,
+) -> serde_json::Value {
+    let (status, body) = send(
+        http,
+        "POST",
+        &server.url(&format!("/PROBE/{name}/ops")),
+        &ops.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("/ops answers JSON")
+}
+
+/// Appends to the configuration at `config` a `[cluster]` table making the
+/// server one node (`n1`, 16 shards) of a cluster on `database`.
+pub fn add_cluster(config: &Path, database: &str) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port();
+    let mut text = std::fs::read_to_string(config).expect("read config");
+    text.push_str(&format!(
+        "[cluster]\ndatabase = {database:?}\nnode = \"n1\"\nadvertise = \"127.0.0.1:{port}\"\n\
+         secret = \"a secret of the one-node test cluster\"\nshards = 16\n"
+    ));
+    std::fs::write(config, text).expect("write config");
+}
+
 /// Serves a copy of the dohost.toml of `example` (a directory under the
 /// workspace, e.g. `examples/sql-patterns`), written into `dir` with its
 /// component and `main` paths made absolute and the `[vars]` in `vars` set to other
