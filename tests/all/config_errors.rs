@@ -45,6 +45,14 @@ fn each_bad_config_names_file_field_and_fix() {
             format!("[[durable_objects.bindings]]\nname = \"COUNTER\"\nclass_name = \"Counter\"\ncomponent = {counter}\n[limits]\nsql_database_bytes = 100\n"),
             vec!["limits.sql_database_bytes = 100", "too small", "at least 65536"],
         ),
+        (
+            format!("[[durable_objects.bindings]]\nname = \"COUNTER\"\nclass_name = \"Counter\"\ncomponent = {counter}\n[storage]\nhistory = \"a week\"\n"),
+            vec!["storage.history = \"a week\" is not a duration", "\"7d\""],
+        ),
+        (
+            format!("[[durable_objects.bindings]]\nname = \"COUNTER\"\nclass_name = \"Counter\"\ncomponent = {counter}\n[storage]\nhistory_max_bytes = 1000\n"),
+            vec!["storage.history_max_bytes is set but storage.history is not"],
+        ),
     ];
     for (text, expected) in cases {
         let dir = tempfile::tempdir().unwrap();
