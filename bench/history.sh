@@ -48,7 +48,7 @@ run() { # label config objects path
   ./target/release/loadgen --label "$1" --url "http://127.0.0.1:8851/COUNTER/$4/" --objects "$3" \
     --connections "$conns" --seconds "$secs" "${touch[@]}" | grep '^RESULT' | tee -a "$work/results" >&2
   local history
-  history=$(curl -sf -H "Authorization: Bearer $token" http://127.0.0.1:8851/_dohost/history)
+  history=$(curl -sf -H "Authorization: Bearer $token" http://127.0.0.1:8851/_dohost/history | tr -d ' \n')
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   local bytes
   bytes=$(stat -c %s "$data/dohost.redb")

@@ -1,13 +1,20 @@
-//! redb's history ([`crate::history`]): two tables and a few `meta` rows.
+//! redb's history ([`crate::history`]): one table, appended to by every
+//! commit, and a few `meta` rows that only turning history on and pruning
+//! write.
 //!
-//! - `history`: object key + bookmark (u64 big-endian) -> the object's
-//!   undo of that commit ([`crate::history::encode_undo`]); KV values and
-//!   pages in it are sealed, as in their own tables.
-//! - `history_commits`: bookmark -> its time (i64 big-endian, ms since the
-//!   epoch), the bytes its rows take (u64 big-endian), and the keys of the
-//!   objects it wrote (36 bytes each): what pruning it removes.
-//! - `meta`: `history_on`, and the newest and the floor bookmark with
-//!   their times, the commits and bytes kept.
+//! - `history`: bookmark (u64) -> the commit's record, then each written
+//!   object's undo. The record: its time (i64 big-endian, ms since the
+//!   epoch), the bytes of the row, and the commits and bytes recorded since
+//!   history began, this one included (u64 big-endian each). Then per
+//!   object: its key (36 bytes), the undo's length (u32 big-endian) and the
+//!   undo ([`crate::history::encode_undo`]; KV values and pages in it are
+//!   sealed, as in their own tables). One row per commit, at the end of
+//!   the table: a commit with history costs one more insert, whatever the
+//!   objects it wrote (a row per object, keyed by object, cost a third of
+//!   the throughput on writes to many objects; keyed by bookmark, a tenth).
+//! - `meta`: `history_on`; the floor bookmark and its time; the commits
+//!   and bytes pruned since history began; and the newest bookmark and its
+//!   time when history was turned on (until a commit records its own).
 //!
 //! Commit times never go back: a commit made while the clock stepped back
 //! takes the time of the one before it.
@@ -24,17 +31,18 @@ use crate::history::{
 };
 use crate::keys::{OBJECT_KEY_LEN, ObjectKey};
 
-pub(crate) const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
-pub(crate) const HISTORY_COMMITS: TableDefinition<u64, &[u8]> =
-    TableDefinition::new("history_commits");
+/// The bytes of a commit's record, before the undo of its objects.
+const RECORD_BYTES: usize = 32;
+
+pub(crate) const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
 
 const ON: &str = "history_on";
-const LATEST: &str = "history_latest";
-const LATEST_TIME: &str = "history_latest_time";
+const START: &str = "history_start";
+const START_TIME: &str = "history_start_time";
 const FLOOR: &str = "history_floor";
 const FLOOR_TIME: &str = "history_floor_time";
-const COMMITS: &str = "history_commits";
-const BYTES: &str = "history_bytes";
+const PRUNED_COMMITS: &str = "history_pruned_commits";
+const PRUNED_BYTES: &str = "history_pruned_bytes";
 
 /// Commits pruned per transaction, so a long prune lets commits through
 /// between its steps.
@@ -48,34 +56,73 @@ pub(crate) struct HistoryState {
     latest_time: i64,
     floor: u64,
     floor_time: i64,
-    commits: u64,
-    bytes: u64,
+    /// Commits and bytes recorded since history began.
+    recorded: (u64, u64),
+    /// Commits and bytes pruned since history began.
+    pruned: (u64, u64),
 }
 
-/// A commit's history rows, written but not yet durable.
+/// A commit's record in `history`.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Recorded {
     bookmark: u64,
     time: i64,
+    /// The bytes of this commit's rows.
     bytes: u64,
+    /// Commits and bytes recorded since history began, this one included.
+    recorded: (u64, u64),
 }
 
-fn history_key(object: &ObjectKey, bookmark: u64) -> Vec<u8> {
-    [object.as_bytes(), &bookmark.to_be_bytes()].concat()
+impl Recorded {
+    fn encode(&self) -> [u8; RECORD_BYTES] {
+        let mut row = [0; RECORD_BYTES];
+        row[..8].copy_from_slice(&self.time.to_be_bytes());
+        row[8..16].copy_from_slice(&self.bytes.to_be_bytes());
+        row[16..24].copy_from_slice(&self.recorded.0.to_be_bytes());
+        row[24..].copy_from_slice(&self.recorded.1.to_be_bytes());
+        row
+    }
+
+    fn decode(bookmark: u64, row: &[u8]) -> Option<Recorded> {
+        let number = |at: usize| Some(u64::from_be_bytes(row.get(at..at + 8)?.try_into().ok()?));
+        Some(Recorded {
+            bookmark,
+            time: number(0)? as i64,
+            bytes: number(8)?,
+            recorded: (number(16)?, number(24)?),
+        })
+    }
+}
+
+/// The undo entries of a `history` row after its record: (object, undo
+/// bytes), or `None` at the first damaged one.
+fn undo_entries(row: &[u8]) -> impl Iterator<Item = Option<(&[u8], &[u8])>> {
+    let mut rest = row.get(RECORD_BYTES..).unwrap_or_default();
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let entry = (|| {
+            let object = rest.get(..OBJECT_KEY_LEN)?;
+            let at = OBJECT_KEY_LEN + 4;
+            let len = u32::from_be_bytes(rest.get(OBJECT_KEY_LEN..at)?.try_into().ok()?) as usize;
+            let undo = rest.get(at..at + len)?;
+            rest = &rest[at + len..];
+            Some((object, undo))
+        })();
+        if entry.is_none() {
+            rest = &[];
+        }
+        Some(entry)
+    })
 }
 
 fn storage(e: impl std::fmt::Display) -> Error {
     Error::storage("history", e)
 }
 
-/// A `history_commits` row: time, bytes, objects.
-fn decode_commit(row: &[u8]) -> Option<(i64, u64, Vec<ObjectKey>)> {
-    let time = i64::from_be_bytes(row.get(..8)?.try_into().ok()?);
-    let bytes = u64::from_be_bytes(row.get(8..16)?.try_into().ok()?);
-    let objects = row[16..]
-        .chunks(OBJECT_KEY_LEN)
-        .filter_map(ObjectKey::from_bytes)
-        .collect();
-    Some((time, bytes, objects))
+fn no_record(bookmark: u64) -> Error {
+    storage(format!("commit {bookmark} has no readable record"))
 }
 
 impl HistoryState {
@@ -95,17 +142,26 @@ impl HistoryState {
         if read(ON)? != 1 {
             return Ok(None);
         }
+        let history = txn.open_table(HISTORY).map_err(storage)?;
+        let last = match history.last().map_err(storage)? {
+            Some((key, row)) => {
+                let bookmark = key.value();
+                Some(Recorded::decode(bookmark, row.value()).ok_or_else(|| no_record(bookmark))?)
+            }
+            None => None,
+        };
+        let pruned = (read(PRUNED_COMMITS)?, read(PRUNED_BYTES)?);
         Ok(Some(HistoryState {
             settings: HistorySettings {
                 retention: std::time::Duration::MAX,
                 max_bytes: None,
             },
-            latest: read(LATEST)?,
-            latest_time: read(LATEST_TIME)? as i64,
+            latest: last.map_or(read(START)?, |r| r.bookmark),
+            latest_time: last.map_or(read(START_TIME)? as i64, |r| r.time),
             floor: read(FLOOR)?,
             floor_time: read(FLOOR_TIME)? as i64,
-            commits: read(COMMITS)?,
-            bytes: read(BYTES)?,
+            recorded: last.map_or(pruned, |r| r.recorded),
+            pruned,
         }))
     }
 
@@ -119,53 +175,59 @@ impl HistoryState {
         match (was, settings) {
             (Some(was), Some(settings)) => return Ok(Some(HistoryState { settings, ..was })),
             (None, None) => return Ok(None),
-            _ => {}
+            (Some(was), None) => {
+                // Off: the next start goes on from the newest bookmark.
+                let txn = db.begin_write().map_err(storage)?;
+                {
+                    let mut meta = txn.open_table(META).map_err(storage)?;
+                    meta.insert(ON, 0).map_err(storage)?;
+                    meta.insert(START, was.latest).map_err(storage)?;
+                    meta.insert(START_TIME, was.latest_time as u64)
+                        .map_err(storage)?;
+                }
+                txn.commit().map_err(storage)?;
+                return Ok(None);
+            }
+            (None, Some(_)) => {}
         }
+        let Some(settings) = settings else {
+            return Ok(None);
+        };
         let txn = db.begin_write().map_err(storage)?;
         let state = {
             let mut meta = txn.open_table(META).map_err(storage)?;
             let read = |meta: &redb::Table<&str, u64>, key: &str| -> Result<u64> {
                 Ok(meta.get(key).map_err(storage)?.map_or(0, |v| v.value()))
             };
-            let latest = read(&meta, LATEST)?;
-            let latest_time = read(&meta, LATEST_TIME)? as i64;
-            match settings {
-                None => {
-                    meta.insert(ON, 0).map_err(storage)?;
-                    None
-                }
-                Some(settings) => {
-                    // Commits went by unrecorded: history starts now, and
-                    // rows kept before it was last off are of no use.
-                    let now = now_ms().max(latest_time);
-                    for (key, value) in [
-                        (ON, 1),
-                        (FLOOR, latest),
-                        (FLOOR_TIME, now as u64),
-                        (LATEST_TIME, now as u64),
-                        (COMMITS, 0),
-                        (BYTES, 0),
-                    ] {
-                        meta.insert(key, value).map_err(storage)?;
-                    }
-                    txn.delete_table(HISTORY).map_err(storage)?;
-                    txn.delete_table(HISTORY_COMMITS).map_err(storage)?;
-                    txn.open_table(HISTORY).map_err(storage)?;
-                    txn.open_table(HISTORY_COMMITS).map_err(storage)?;
-                    Some(HistoryState {
-                        settings,
-                        latest,
-                        latest_time: now,
-                        floor: latest,
-                        floor_time: now,
-                        commits: 0,
-                        bytes: 0,
-                    })
-                }
+            let latest = read(&meta, START)?;
+            // Commits went by unrecorded: history starts now, and rows
+            // kept before it was last off are of no use.
+            let now = now_ms().max(read(&meta, START_TIME)? as i64);
+            for (key, value) in [
+                (ON, 1),
+                (START, latest),
+                (START_TIME, now as u64),
+                (FLOOR, latest),
+                (FLOOR_TIME, now as u64),
+                (PRUNED_COMMITS, 0),
+                (PRUNED_BYTES, 0),
+            ] {
+                meta.insert(key, value).map_err(storage)?;
+            }
+            HistoryState {
+                settings,
+                latest,
+                latest_time: now,
+                floor: latest,
+                floor_time: now,
+                recorded: (0, 0),
+                pruned: (0, 0),
             }
         };
+        txn.delete_table(HISTORY).map_err(storage)?;
+        txn.open_table(HISTORY).map_err(storage)?;
         txn.commit().map_err(storage)?;
-        Ok(state)
+        Ok(Some(state))
     }
 
     /// Writes the history rows of one commit into `txn`.
@@ -175,36 +237,26 @@ impl HistoryState {
         undos: HashMap<ObjectKey, Undo>,
     ) -> std::result::Result<Recorded, redb::Error> {
         let bookmark = self.latest + 1;
-        let time = now_ms().max(self.latest_time);
-        let mut history = txn.open_table(HISTORY)?;
-        let mut objects = Vec::new();
-        let mut bytes = 0u64;
+        let mut row = vec![0; RECORD_BYTES];
         for (object, undo) in undos {
             if undo.is_empty() {
                 continue;
             }
-            let row = encode_undo(&undo);
-            bytes += (row.len() + OBJECT_KEY_LEN + 8) as u64;
-            history.insert(history_key(&object, bookmark).as_slice(), row.as_slice())?;
-            objects.extend_from_slice(object.as_bytes());
+            let undo = encode_undo(&undo);
+            row.extend_from_slice(object.as_bytes());
+            row.extend_from_slice(&u32::try_from(undo.len()).unwrap_or(u32::MAX).to_be_bytes());
+            row.extend_from_slice(&undo);
         }
-        bytes += (objects.len() + 24) as u64;
-        let mut row = Vec::with_capacity(16 + objects.len());
-        row.extend_from_slice(&time.to_be_bytes());
-        row.extend_from_slice(&bytes.to_be_bytes());
-        row.extend_from_slice(&objects);
-        txn.open_table(HISTORY_COMMITS)?
-            .insert(bookmark, row.as_slice())?;
-        let mut meta = txn.open_table(META)?;
-        meta.insert(LATEST, bookmark)?;
-        meta.insert(LATEST_TIME, time as u64)?;
-        meta.insert(COMMITS, self.commits + 1)?;
-        meta.insert(BYTES, self.bytes + bytes)?;
-        Ok(Recorded {
+        let bytes = (row.len() + 8) as u64;
+        let recorded = Recorded {
             bookmark,
-            time,
+            time: now_ms().max(self.latest_time),
             bytes,
-        })
+            recorded: (self.recorded.0 + 1, self.recorded.1 + bytes),
+        };
+        row[..RECORD_BYTES].copy_from_slice(&recorded.encode());
+        txn.open_table(HISTORY)?.insert(bookmark, row.as_slice())?;
+        Ok(recorded)
     }
 
     /// Takes note of a commit whose rows [`HistoryState::record`] wrote,
@@ -212,8 +264,7 @@ impl HistoryState {
     pub(crate) fn committed(&mut self, recorded: Recorded) {
         self.latest = recorded.bookmark;
         self.latest_time = recorded.time;
-        self.commits += 1;
-        self.bytes += recorded.bytes;
+        self.recorded = recorded.recorded;
     }
 
     pub(crate) fn stats(&self) -> HistoryStats {
@@ -221,8 +272,8 @@ impl HistoryState {
             floor: Bookmark(self.floor),
             latest: Bookmark(self.latest),
             floor_time: self.floor_time,
-            commits: self.commits,
-            bytes: self.bytes,
+            commits: self.recorded.0 - self.pruned.0,
+            bytes: self.recorded.1 - self.pruned.1,
         }
     }
 
@@ -239,12 +290,12 @@ impl HistoryState {
             ));
         }
         let txn = db.begin_read().map_err(storage)?;
-        let commits = txn.open_table(HISTORY_COMMITS).map_err(storage)?;
+        let history = txn.open_table(HISTORY).map_err(storage)?;
         let time_of = |bookmark: u64| -> Result<i64> {
-            let row = commits.get(bookmark).map_err(storage)?;
-            row.and_then(|r| decode_commit(r.value()))
-                .map(|(t, _, _)| t)
-                .ok_or_else(|| storage(format!("commit {bookmark} has no readable record")))
+            let row = history.get(bookmark).map_err(storage)?;
+            row.and_then(|r| Recorded::decode(bookmark, r.value()))
+                .map(|r| r.time)
+                .ok_or_else(|| no_record(bookmark))
         };
         // Commit times only grow: search the last one at or before `time`
         // between the floor (at or before it) and the latest (after it).
@@ -261,7 +312,8 @@ impl HistoryState {
     }
 
     /// The undo of each commit after `after` that wrote `object`, oldest
-    /// first, unsealed.
+    /// first, unsealed. Reads the history since `after` (a restore is
+    /// rare; commits are not).
     pub(crate) fn undo_since(
         &self,
         db: &Database,
@@ -284,26 +336,25 @@ impl HistoryState {
                 ),
             ));
         }
+        let damage = || damaged(&format!("the history of object {object:?}"));
         let txn = db.begin_read().map_err(storage)?;
         let history = txn.open_table(HISTORY).map_err(storage)?;
-        let lo = history_key(object, after.0 + 1);
-        let hi = history_key(object, u64::MAX);
         let mut out = Vec::new();
-        for row in history
-            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())
-            .map_err(storage)?
-        {
-            let (_, value) = row.map_err(storage)?;
-            let mut undo = decode_undo(value.value())
-                .ok_or_else(|| damaged(&format!("the history of object {object:?}")))?;
+        for row in history.range(after.0 + 1..).map_err(storage)? {
+            let (_, row) = row.map_err(storage)?;
+            let Some(entry) = undo_entries(row.value())
+                .map(|e| e.ok_or_else(damage))
+                .find(|e| e.as_ref().map_or(true, |(o, _)| *o == object.as_bytes()))
+            else {
+                continue;
+            };
+            let mut undo = decode_undo(entry?.1).ok_or_else(damage)?;
             for (target, old) in &mut undo {
                 if matches!(target, UndoTarget::Alarm) {
                     continue;
                 }
                 if let Some(sealed) = old {
-                    *sealed = unseal(sealed)
-                        .ok_or_else(|| damaged(&format!("the history of object {object:?}")))?
-                        .to_vec();
+                    *sealed = unseal(sealed).ok_or_else(damage)?.to_vec();
                 }
             }
             out.push(undo);
@@ -311,70 +362,62 @@ impl HistoryState {
         Ok(out)
     }
 
-    /// Prunes one step of what the settings no longer keep; whether there
-    /// is more to prune.
+    /// Prunes one step of what the settings no longer keep; how many
+    /// commits went, and whether there is more to prune.
     pub(crate) fn prune_step(&mut self, db: &Database) -> Result<(u64, bool)> {
         let cutoff = now_ms()
             .saturating_sub(i64::try_from(self.settings.retention.as_millis()).unwrap_or(i64::MAX));
         let over = |bytes: u64| self.settings.max_bytes.is_some_and(|max| bytes > max);
         let txn = db.begin_write().map_err(storage)?;
-        let (mut floor, mut floor_time, mut bytes) = (self.floor, self.floor_time, self.bytes);
+        let (mut floor, mut floor_time) = (self.floor, self.floor_time);
+        let (mut commits, mut bytes) = (self.pruned.0, self.pruned.1);
         let mut more = false;
-        let pruned = {
-            let mut commits = txn.open_table(HISTORY_COMMITS).map_err(storage)?;
+        {
             let mut history = txn.open_table(HISTORY).map_err(storage)?;
-            let mut gone = Vec::new();
-            for row in commits.range(floor + 1..).map_err(storage)? {
-                let (bookmark, value) = row.map_err(storage)?;
-                let (time, size, objects) = decode_commit(value.value()).ok_or_else(|| {
-                    storage(format!(
-                        "commit {} has no readable record",
-                        bookmark.value()
-                    ))
-                })?;
-                // The newest commit's undo stays, so the floor is at most
-                // the commit before it.
-                if (time > cutoff && !over(bytes)) || bookmark.value() == self.latest {
+            // The newest commit's undo stays, so the floor is at most the
+            // commit before it.
+            for bookmark in self.floor + 1..self.latest {
+                let row = history
+                    .get(bookmark)
+                    .map_err(storage)?
+                    .and_then(|r| Recorded::decode(bookmark, r.value()))
+                    .ok_or_else(|| no_record(bookmark))?;
+                if row.time > cutoff && !over(self.recorded.1 - bytes) {
                     break;
                 }
-                if gone.len() == PRUNE_STEP {
+                if commits - self.pruned.0 == PRUNE_STEP as u64 {
                     more = true;
                     break;
                 }
-                gone.push((bookmark.value(), objects));
-                floor = bookmark.value();
-                floor_time = time;
-                bytes = bytes.saturating_sub(size);
+                floor = bookmark;
+                floor_time = row.time;
+                commits += 1;
+                bytes += row.bytes;
             }
-            for (bookmark, objects) in &gone {
-                commits.remove(*bookmark).map_err(storage)?;
-                for object in objects {
-                    history
-                        .remove(history_key(object, *bookmark).as_slice())
-                        .map_err(storage)?;
+            if floor > self.floor {
+                history
+                    .retain_in(self.floor + 1..=floor, |_, _| false)
+                    .map_err(storage)?;
+                let mut meta = txn.open_table(META).map_err(storage)?;
+                for (key, value) in [
+                    (FLOOR, floor),
+                    (FLOOR_TIME, floor_time as u64),
+                    (PRUNED_COMMITS, commits),
+                    (PRUNED_BYTES, bytes),
+                ] {
+                    meta.insert(key, value).map_err(storage)?;
                 }
             }
-            let pruned = gone.len() as u64;
-            if pruned > 0 {
-                let mut meta = txn.open_table(META).map_err(storage)?;
-                meta.insert(FLOOR, floor).map_err(storage)?;
-                meta.insert(FLOOR_TIME, floor_time as u64)
-                    .map_err(storage)?;
-                meta.insert(COMMITS, self.commits - pruned)
-                    .map_err(storage)?;
-                meta.insert(BYTES, bytes).map_err(storage)?;
-            }
-            pruned
-        };
-        if pruned == 0 {
+        }
+        if floor == self.floor {
             txn.abort().map_err(storage)?;
             return Ok((0, false));
         }
         txn.commit().map_err(storage)?;
+        let pruned = commits - self.pruned.0;
         self.floor = floor;
         self.floor_time = floor_time;
-        self.commits -= pruned;
-        self.bytes = bytes;
+        self.pruned = (commits, bytes);
         Ok((pruned, more))
     }
 }
