@@ -10,6 +10,7 @@
 //! dohost objects list [BINDING] [--config dohost.toml | --data DIR]
 //! dohost objects show BINDING NAME|id:ID [--config dohost.toml | --data DIR]
 //! dohost objects delete BINDING NAME|id:ID [--config dohost.toml | --data DIR]
+//! dohost objects restore BINDING NAME|id:ID --at BOOKMARK|TIME|AGO [--config dohost.toml | --data DIR]
 //! dohost objects export BINDING NAME|id:ID [--out FILE] [--config dohost.toml | --data DIR]
 //! dohost objects import [FILE] [--binding B] [--as NAME|id:ID] [--replace] [--config dohost.toml | --data DIR]
 //! dohost backup DIR [--url http://127.0.0.1:8787] [--token TOKEN] [--config dohost.toml | --data DIR]
@@ -142,7 +143,7 @@ enum Command {
         #[arg(long, global = true, default_value = "dohost.toml")]
         config: PathBuf,
     },
-    /// List, inspect, restore or delete the objects of a stopped server's data
+    /// List, inspect, export, import, restore or delete the objects of a stopped server's data
     /// directory (a running server answers the same on its admin HTTP API),
     /// or list and inspect those of the cluster a configuration's
     /// `[cluster]` names.

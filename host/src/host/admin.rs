@@ -1,4 +1,5 @@
-//! Object admin: list, inspect and delete the objects of a data directory.
+//! Object admin: list, inspect, delete and restore the objects of a data
+//! directory (exports and imports are in `export.rs`).
 //!
 //! The same answers come from three places:
 //! - a running host ([`Host::objects`], [`Host::object`],
