@@ -309,7 +309,6 @@ impl Namespace {
         id: &[u8; 32],
         bookmark: dohost_store::Bookmark,
     ) -> Result<dohost_store::Bookmark> {
-        self.0.shared.store.check_bookmark(bookmark)?;
         let (reply, done) = tokio::sync::oneshot::channel();
         self.deliver(id, None, Event::Restore { bookmark, reply })?;
         done.await
