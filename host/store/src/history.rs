@@ -505,4 +505,49 @@ mod store_tests {
         );
         assert!(store.restore_writes(&object, stats.latest).is_ok());
     }
+
+    /// History turned off drops what it kept; turned on again it starts at
+    /// a bookmark of its own, and refuses the ones handed out before.
+    #[test]
+    fn history_turned_off_and_on_starts_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        let object = ObjectKey::new(1, &[9; 32]);
+        let reopen = |settings: Option<HistorySettings>| {
+            let (store, stopped) = Store::open(&path, None, Arc::new(|_: &[_]| {})).unwrap();
+            store.enable_history(settings).unwrap();
+            (store, stopped)
+        };
+        let close = |(store, stopped): Opened| {
+            store.close();
+            drop(store);
+            stopped.blocking_recv().unwrap();
+        };
+        let on = Some(HistorySettings {
+            retention: Duration::from_secs(3600),
+            max_bytes: None,
+        });
+        let write = |store: &Store, value: &str| {
+            let mut writes = WriteSet::default();
+            writes.entries.extend([put("a", value)]);
+            commit(store, object, writes);
+        };
+        let opened = reopen(on);
+        write(&opened.0, "1");
+        let before = opened.0.current_bookmark().unwrap();
+        close(opened);
+        let opened = reopen(None);
+        write(&opened.0, "2");
+        assert!(opened.0.current_bookmark().is_err());
+        close(opened);
+        let opened = reopen(on);
+        write(&opened.0, "3");
+        let stats = opened.0.history_stats().unwrap().unwrap();
+        assert_eq!(stats.floor.0, before.0 + 1, "a floor of its own");
+        assert_eq!((stats.latest.0, stats.commits), (before.0 + 2, 1));
+        // `before` named the state with "1"; "2" was never recorded.
+        assert!(opened.0.restore_writes(&object, before).is_err());
+        assert!(opened.0.restore_writes(&object, stats.floor).is_ok());
+        close(opened);
+    }
 }

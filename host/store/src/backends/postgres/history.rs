@@ -85,12 +85,13 @@ pub(super) fn enable(backend: &PostgresBackend, on: bool) -> Result<()> {
                 .map_err(err)?;
         } else if !was_on {
             // Commits went by unrecorded: history starts now, without the
-            // rows left from when it was last on.
+            // rows left from when it was last on, at a bookmark of its own
+            // (a bookmark handed out before names a state it cannot
+            // rebuild).
             txn.batch_execute(&format!(
                 "TRUNCATE dohost.history, dohost.history_commits;
                  UPDATE dohost.history_state SET enabled = true,
-                    floor = (SELECT CASE WHEN is_called THEN last_value ELSE 0 END
-                             FROM dohost.history_bookmarks),
+                    floor = nextval('dohost.history_bookmarks'),
                     floor_time = {NOW_MS}, commits = 0, bytes = 0;"
             ))
             .await
@@ -415,14 +416,17 @@ mod tests {
         assert!(pruned.bytes > 0 && pruned.bytes < stats.bytes);
         assert!(reader.undo_since(&object, stats.floor).is_err());
 
-        // Off, then on again: history starts at the next commit.
+        // Off, then on again: history starts at a bookmark of its own, so
+        // the bookmarks handed out before are refused.
         node.set_history(None).unwrap();
         assert_eq!(reader.history_stats().unwrap(), None);
         node.set_history(Some(settings)).unwrap();
         let again = reader.history_stats().unwrap().unwrap();
+        let next = Bookmark(stats.latest.0 + 1);
         assert_eq!(
             (again.floor, again.latest, again.commits, again.bytes),
-            (stats.latest, stats.latest, 0, 0)
+            (next, next, 0, 0)
         );
+        assert!(reader.undo_since(&object, stats.latest).is_err());
     }
 }

@@ -176,8 +176,10 @@ impl HistoryState {
             (Some(was), Some(settings)) => return Ok(Some(HistoryState { settings, ..was })),
             (None, None) => return Ok(None),
             (Some(was), None) => {
-                // Off: the next start goes on from the newest bookmark.
+                // Off: its rows go (history turned on again starts anew),
+                // and bookmarks go on from the newest one.
                 let txn = db.begin_write().map_err(storage)?;
+                txn.delete_table(HISTORY).map_err(storage)?;
                 {
                     let mut meta = txn.open_table(META).map_err(storage)?;
                     meta.insert(ON, 0).map_err(storage)?;
@@ -199,9 +201,10 @@ impl HistoryState {
             let read = |meta: &redb::Table<&str, u64>, key: &str| -> Result<u64> {
                 Ok(meta.get(key).map_err(storage)?.map_or(0, |v| v.value()))
             };
-            let latest = read(&meta, START)?;
-            // Commits went by unrecorded: history starts now, and rows
-            // kept before it was last off are of no use.
+            // Commits went by unrecorded: history starts now, at a
+            // bookmark of its own (one handed out before names a state it
+            // cannot rebuild), and rows kept before are of no use.
+            let latest = read(&meta, START)? + 1;
             let now = now_ms().max(read(&meta, START_TIME)? as i64);
             for (key, value) in [
                 (ON, 1),
