@@ -76,6 +76,9 @@ interface DurableObjectStorage extends DohostStorageCalls {
   transaction<T>(closure: (txn: DurableObjectTransaction) => Promise<T>): Promise<T>;
   transactionSync<T>(closure: () => T): T;
   sync(): Promise<void>;
+  getCurrentBookmark(): Promise<string>;
+  getBookmarkForTime(timestamp: number | Date): Promise<string>;
+  onNextSessionRestoreBookmark(bookmark: string): Promise<string>;
   sql: SqlStorage;
   kv: SyncKvStorage;
 }
