@@ -262,6 +262,17 @@ pub fn history_off() -> Error {
     )
 }
 
+/// The error for a bookmark past the newest commit (from another
+/// database, or made up).
+pub fn after_latest(bookmark: Bookmark, latest: Bookmark) -> Error {
+    Error::new(
+        ErrorKind::Invalid,
+        format!(
+            "bookmark {bookmark} is not a point of this server's history: its newest bookmark is {latest}"
+        ),
+    )
+}
+
 /// The error for a bookmark or time older than the history kept.
 pub fn before_floor(what: &str, floor: Bookmark, floor_time: i64) -> Error {
     Error::new(

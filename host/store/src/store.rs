@@ -200,13 +200,7 @@ impl Store {
             ));
         }
         if bookmark > stats.latest {
-            return Err(Error::new(
-                crate::ErrorKind::Invalid,
-                format!(
-                    "bookmark {bookmark} is not a point of this server's history: its newest bookmark is {}",
-                    stats.latest
-                ),
-            ));
+            return Err(crate::history::after_latest(bookmark, stats.latest));
         }
         Ok(())
     }

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use deadpool_postgres::{Object, Pool};
 
 use super::{PostgresBackend, p, pg_error};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::history::{
     Bookmark, HistorySettings, HistoryStats, Undo, UndoTarget, before_floor, history_off,
 };
@@ -176,13 +176,7 @@ pub(super) fn undo_since(
         ));
     }
     if after > stats.latest {
-        return Err(Error::new(
-            ErrorKind::Invalid,
-            format!(
-                "bookmark {after} is not a point of this server's history: its newest bookmark is {}",
-                stats.latest
-            ),
-        ));
+        return Err(crate::history::after_latest(after, stats.latest));
     }
     let mut undos: BTreeMap<i64, Undo> = BTreeMap::new();
     for row in &rows {

@@ -331,13 +331,7 @@ impl HistoryState {
             ));
         }
         if after.0 > self.latest {
-            return Err(Error::new(
-                crate::ErrorKind::Invalid,
-                format!(
-                    "bookmark {after} is not a point of this server's history: its newest bookmark is {}",
-                    Bookmark(self.latest)
-                ),
-            ));
+            return Err(crate::history::after_latest(after, Bookmark(self.latest)));
         }
         let damage = || damaged(&format!("the history of object {object:?}"));
         let txn = db.begin_read().map_err(storage)?;
