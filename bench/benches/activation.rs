@@ -30,7 +30,7 @@ fn components(root: &Path) -> [(&'static str, PathBuf); 2] {
         .expect("the Rust counter builds");
     let js = dohost::build::build_js_guest(
         &root.join("bench/js/counter.js"),
-        dohost::build::JsRole::Objects,
+        dohost::build::Role::Objects,
         &root.join("bench/js"),
         &mut progress,
     )

@@ -3,7 +3,8 @@
 //! The operating system tells of changes (inotify, FSEvents, ...) through
 //! the `notify` crate. What is watched is the sources of the configuration
 //! as written: a component file, a Rust crate's `Cargo.toml` and `src/`, or
-//! the JavaScript and TypeScript files (and JSON) in a module's folder. Each
+//! the JavaScript, TypeScript and Python files (and JSON) in a module's
+//! folder. Each
 //! folder holding them is watched on its own, without descending into
 //! `target/`, `node_modules/` or hidden folders such as the data directory
 //! `.dohost/`, so a build's outputs never start another build. A burst of
@@ -30,7 +31,7 @@ const SETTLE: Duration = Duration::from_millis(150);
 const STOP_CHECK: Duration = Duration::from_millis(250);
 
 /// Folders never looked into: build outputs and installed packages.
-const SKIPPED_FOLDERS: [&str; 2] = ["target", "node_modules"];
+const SKIPPED_FOLDERS: [&str; 3] = ["target", "node_modules", "__pycache__"];
 
 /// The files derived from a configuration's sources, as written, that
 /// `--watch` reacts to, and the folders to watch for them.
@@ -41,7 +42,8 @@ struct Sources {
     files: BTreeSet<PathBuf>,
     /// Rust crates: their `Cargo.toml`, and everything under `src/`.
     crates: BTreeSet<PathBuf>,
-    /// Folders of JavaScript modules: the modules and JSON files in them.
+    /// Folders of JavaScript and Python modules: the modules and JSON
+    /// files in them.
     modules: BTreeSet<PathBuf>,
     /// Every folder to watch, each without its subfolders.
     folders: BTreeSet<PathBuf>,
@@ -67,7 +69,8 @@ impl Sources {
                     sources.crates.insert(dir);
                 }
                 // A module may import any module beside it or below.
-                dohost::ComponentSource::JavaScript(module) => {
+                dohost::ComponentSource::JavaScript(module)
+                | dohost::ComponentSource::Python(module) => {
                     if let Some(dir) = absolute(module).parent() {
                         walk(dir, &mut sources.folders);
                         sources.modules.insert(dir.to_path_buf());
@@ -92,7 +95,7 @@ impl Sources {
             return true;
         }
         let source_file = path.extension().is_some_and(|e| {
-            e == "json" || dohost::build::MODULE_EXTENSIONS.iter().any(|m| e == *m)
+            e == "json" || e == "py" || dohost::build::MODULE_EXTENSIONS.iter().any(|m| e == *m)
         }) && path.file_name().is_some_and(|n| n != "package-lock.json");
         source_file
             && self.modules.iter().any(|dir| {

@@ -18,7 +18,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use wasmtime::component::Linker;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, InstancePre, Linker, ResourceType};
 
 use super::bindings::object::DurableObjectPre;
 use super::bindings::worker::WorkerPre;
@@ -41,6 +42,10 @@ pub enum ComponentSource {
     /// `package.json`), built by `dohost build` with the JavaScript SDK
     /// into a component.
     JavaScript(PathBuf),
+    /// A Python module (a `.py` file, or the main module of a folder with
+    /// `pyproject.toml`), built by `dohost build` with the Python SDK into
+    /// a component.
+    Python(PathBuf),
     /// Component bytes held in memory (embedding).
     Bytes(Arc<[u8]>),
 }
@@ -103,6 +108,60 @@ pub(crate) fn load_binding(
     Ok((pre, exports))
 }
 
+/// The interfaces an object imports that the worker world lacks.
+const OBJECT_ONLY: [&str; 5] = [
+    "dohost:object/storage@0.1.0",
+    "dohost:object/sql@0.1.0",
+    "dohost:object/alarm@0.1.0",
+    "dohost:object/context@0.1.0",
+    "dohost:object/websocket@0.1.0",
+];
+
+/// Links `component` as the entry worker. A component built for the
+/// `guest` world that imports every interface of it (a Python guest: one
+/// component serves the objects and the worker of its module) also
+/// imports the interfaces only objects have ([`OBJECT_ONLY`]): in a worker
+/// their functions trap, naming themselves, and the SDK's worker code never
+/// calls them. Every other import is linked, or refused, as before.
+fn link_worker(
+    linker: &Linker<WorkerState>,
+    component: &Component,
+) -> wasmtime::Result<InstancePre<WorkerState>> {
+    let engine = component.engine();
+    let component_type = component.component_type();
+    let object_only: Vec<_> = component_type
+        .imports(engine)
+        .filter(|(name, _)| OBJECT_ONLY.contains(name))
+        .collect();
+    if object_only.is_empty() {
+        return linker.instantiate_pre(component);
+    }
+    let mut linker = linker.clone();
+    for (interface, import) in object_only {
+        let ComponentItem::ComponentInstance(instance) = import.ty else {
+            continue;
+        };
+        let mut functions = linker.instance(interface)?;
+        for (name, export) in instance.exports(engine) {
+            match export.ty {
+                ComponentItem::ComponentFunc(_) => {
+                    let message = format!(
+                        "{interface}#{name} is for Durable Objects; a worker cannot call it"
+                    );
+                    functions.func_new(name, move |_, _, _, _| {
+                        Err(wasmtime::Error::msg(message.clone()))
+                    })?;
+                }
+                ComponentItem::Resource(_) => {
+                    functions.resource(name, ResourceType::host::<()>(), |_, _| Ok(()))?;
+                }
+                _ => {}
+            }
+        }
+    }
+    linker.instantiate_pre(component)
+}
+
 /// Loads and links the entry worker.
 pub(crate) fn load_worker(
     shared: &Arc<HostShared>,
@@ -110,7 +169,7 @@ pub(crate) fn load_worker(
     source: &ComponentSource,
 ) -> Result<WorkerPre<WorkerState>> {
     let component = shared.runtime.load(source, "main worker")?;
-    let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+    let instance_pre = link_worker(linker, &component).map_err(|e| {
         Error::new(
             ErrorKind::Component,
             format!("main worker: the component does not fit the worker world: {e:#}"),

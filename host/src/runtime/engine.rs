@@ -181,7 +181,9 @@ impl Runtime {
                     ),
                 )
             })?,
-            ComponentSource::RustCrate(dir) | ComponentSource::JavaScript(dir) => {
+            ComponentSource::RustCrate(dir)
+            | ComponentSource::JavaScript(dir)
+            | ComponentSource::Python(dir) => {
                 return Err(Error::new(
                     ErrorKind::Component,
                     format!(

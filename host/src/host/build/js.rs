@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{build_error, run_tool};
+use super::{Role, WIT_FILES, build_error, lock_project, run_tool, write_files};
 use crate::error::Result;
 use crate::progress::Task;
 
@@ -42,33 +42,6 @@ pub const JS_BUILD_PACKAGES: [&str; 9] = [
     "path-browserify@1.0.1",
     "util@0.12.5",
 ];
-
-/// Which export a JavaScript guest's component provides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum JsRole {
-    /// The module's exported classes, as Durable Objects (the
-    /// `durable-object` world).
-    Objects,
-    /// The module's default export, as the entry worker (the `worker`
-    /// world).
-    Worker,
-}
-
-impl JsRole {
-    fn world(self) -> &'static str {
-        match self {
-            JsRole::Objects => "durable-object",
-            JsRole::Worker => "worker",
-        }
-    }
-
-    fn sdk(self) -> (&'static str, &'static str) {
-        match self {
-            JsRole::Objects => ("index.js", "objectHandler"),
-            JsRole::Worker => ("worker.js", "workerHandler"),
-        }
-    }
-}
 
 /// The SDK's files (`guests/js/src`), embedded so a build always uses the
 /// SDK of this host.
@@ -125,29 +98,6 @@ const SDK_FILES: [(&str, &str); 16] = [
         "worker.js",
         include_str!("../../../../guests/js/src/worker.js"),
     ),
-];
-
-/// The WIT contract (`wit/`), embedded for the same reason.
-const WIT_FILES: [(&str, &str); 13] = [
-    ("alarm.wit", include_str!("../../../../wit/alarm.wit")),
-    ("body.wit", include_str!("../../../../wit/body.wit")),
-    ("context.wit", include_str!("../../../../wit/context.wit")),
-    ("events.wit", include_str!("../../../../wit/events.wit")),
-    ("handler.wit", include_str!("../../../../wit/handler.wit")),
-    (
-        "namespace.wit",
-        include_str!("../../../../wit/namespace.wit"),
-    ),
-    ("outbound.wit", include_str!("../../../../wit/outbound.wit")),
-    ("sql.wit", include_str!("../../../../wit/sql.wit")),
-    ("storage.wit", include_str!("../../../../wit/storage.wit")),
-    ("targets.wit", include_str!("../../../../wit/targets.wit")),
-    ("types.wit", include_str!("../../../../wit/types.wit")),
-    (
-        "websocket.wit",
-        include_str!("../../../../wit/websocket.wit"),
-    ),
-    ("worlds.wit", include_str!("../../../../wit/worlds.wit")),
 ];
 
 const BUILD_SCRIPT: &str = include_str!("build.mjs");
@@ -280,39 +230,6 @@ fn npm() -> &'static str {
     if cfg!(windows) { "npm.cmd" } else { "npm" }
 }
 
-/// An exclusive lock on `project`'s builds, held until dropped. The lock
-/// file lives in the system's temp folder, named after the project's path.
-fn lock_project(project: &Path) -> Result<std::fs::File> {
-    let name = blake3::hash(project.as_os_str().as_encoded_bytes()).to_hex();
-    let path = std::env::temp_dir().join(format!("dohost-js-build-{}.lock", &name[..16]));
-    let file = std::fs::File::create(&path).map_err(|e| {
-        build_error(format!(
-            "cannot create the build lock {}: {e}",
-            path.display()
-        ))
-    })?;
-    file.lock()
-        .map_err(|e| build_error(format!("cannot lock {}: {e}", path.display())))?;
-    Ok(file)
-}
-
-/// Writes `files` (paths below `dir`) into `dir`, leaving files that already
-/// hold the same text alone.
-fn write_files(dir: &Path, files: &[(&str, &str)]) -> Result<()> {
-    for (name, text) in files {
-        let path = dir.join(name);
-        let parent = path.parent().unwrap_or(dir);
-        std::fs::create_dir_all(parent)
-            .map_err(|e| build_error(format!("cannot create {}: {e}", parent.display())))?;
-        if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
-            continue;
-        }
-        std::fs::write(&path, text)
-            .map_err(|e| build_error(format!("cannot write {}: {e}", path.display())))?;
-    }
-    Ok(())
-}
-
 /// What [`build_js_guest`] produced.
 #[derive(Debug, Clone)]
 pub struct JsBuild {
@@ -336,7 +253,7 @@ pub struct JsBuild {
 /// error ends with the tool's last lines).
 pub fn build_js_guest(
     module: &Path,
-    role: JsRole,
+    role: Role,
     fallback_project: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<JsBuild> {
@@ -347,7 +264,7 @@ pub fn build_js_guest(
 /// [`build_js_guest`], reporting the build as building `what`.
 pub(super) fn build_js_guest_as(
     module: &Path,
-    role: JsRole,
+    role: Role,
     fallback_project: &Path,
     progress: &mut dyn FnMut(&str),
     what: &str,
@@ -364,13 +281,16 @@ pub(super) fn build_js_guest_as(
     })?;
     // One build at a time per project: npm install and the output files are
     // shared by every build of the project, also across processes.
-    let _lock = lock_project(&project)?;
+    let _lock = lock_project(&project, "js")?;
     ensure_tools(&project, progress)?;
     let work = project.join("node_modules").join(".cache").join("dohost");
     write_files(&work.join("sdk"), &SDK_FILES)?;
     write_files(&work.join("wit"), &WIT_FILES)?;
     write_files(&work, &[("build.mjs", BUILD_SCRIPT)])?;
-    let (sdk_file, handler) = role.sdk();
+    let (sdk_file, handler) = match role {
+        Role::Objects => ("index.js", "objectHandler"),
+        Role::Worker => ("worker.js", "workerHandler"),
+    };
     let task = Task::start(format!(
         "building {what} from {} (esbuild and componentize-js)",
         module.display()

@@ -1,8 +1,9 @@
 //! Building guest components: `dohost build` and the build step of
 //! `dohost serve`.
 //!
-//! A component in the configuration may be a Rust guest crate directory or
-//! a JavaScript module (see [`build_js_guest`]). A crate is built with
+//! A component in the configuration may be a Rust guest crate directory, a
+//! JavaScript module (see [`build_js_guest`]) or a Python module (see
+//! [`build_python_guest`]). A crate is built with
 //! `cargo build --release --target wasm32-wasip2`, and the `wasm32-wasip2`
 //! target is added with rustup first when it is missing (as cargo-component
 //! does), saying so. Cargo decides what is stale, so an up-to-date guest
@@ -13,13 +14,17 @@
 //! when a tool fails, the error repeats the last lines it printed.
 
 mod js;
+mod python;
 mod types;
 
 use js::build_js_guest_as;
-pub use js::{JS_BUILD_PACKAGES, JsBuild, JsRole, MODULE_EXTENSIONS, build_js_guest, js_module};
+pub use js::{JS_BUILD_PACKAGES, JsBuild, MODULE_EXTENSIONS, build_js_guest, js_module};
+use python::build_python_guest_as;
+pub use python::{PYTHON_BUILD_PACKAGES, PyBuild, build_python_guest, python_module};
 pub use types::{TYPES_FILE, uses_workers_types, worker_types};
 
 use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -105,6 +110,84 @@ fn run_tool(
         stdout: result,
         tail: Vec::from(tail).join("\n"),
     })
+}
+
+/// Which export a guest's component provides: a JavaScript module is
+/// built once per role it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The module's Durable Object classes (the `durable-object` world).
+    Objects,
+    /// The module's entry worker (the `worker` world).
+    Worker,
+}
+
+impl Role {
+    /// The WIT world the role's component targets.
+    pub fn world(self) -> &'static str {
+        match self {
+            Role::Objects => "durable-object",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// The WIT contract (`wit/`), embedded so a guest build always uses the
+/// contract of this host.
+const WIT_FILES: [(&str, &str); 13] = [
+    ("alarm.wit", include_str!("../../../../wit/alarm.wit")),
+    ("body.wit", include_str!("../../../../wit/body.wit")),
+    ("context.wit", include_str!("../../../../wit/context.wit")),
+    ("events.wit", include_str!("../../../../wit/events.wit")),
+    ("handler.wit", include_str!("../../../../wit/handler.wit")),
+    (
+        "namespace.wit",
+        include_str!("../../../../wit/namespace.wit"),
+    ),
+    ("outbound.wit", include_str!("../../../../wit/outbound.wit")),
+    ("sql.wit", include_str!("../../../../wit/sql.wit")),
+    ("storage.wit", include_str!("../../../../wit/storage.wit")),
+    ("targets.wit", include_str!("../../../../wit/targets.wit")),
+    ("types.wit", include_str!("../../../../wit/types.wit")),
+    (
+        "websocket.wit",
+        include_str!("../../../../wit/websocket.wit"),
+    ),
+    ("worlds.wit", include_str!("../../../../wit/worlds.wit")),
+];
+
+/// An exclusive lock on `project`'s `language` builds, held until dropped.
+/// The lock file lives in the system's temp folder, named after the
+/// project's path.
+fn lock_project(project: &Path, language: &str) -> Result<std::fs::File> {
+    let name = blake3::hash(project.as_os_str().as_encoded_bytes()).to_hex();
+    let path = std::env::temp_dir().join(format!("dohost-{language}-build-{}.lock", &name[..16]));
+    let file = std::fs::File::create(&path).map_err(|e| {
+        build_error(format!(
+            "cannot create the build lock {}: {e}",
+            path.display()
+        ))
+    })?;
+    file.lock()
+        .map_err(|e| build_error(format!("cannot lock {}: {e}", path.display())))?;
+    Ok(file)
+}
+
+/// Writes `files` (paths below `dir`) into `dir`, leaving files that already
+/// hold the same text alone.
+fn write_files(dir: &Path, files: &[(&str, &str)]) -> Result<()> {
+    for (name, text) in files {
+        let path = dir.join(name);
+        let parent = path.parent().unwrap_or(dir);
+        std::fs::create_dir_all(parent)
+            .map_err(|e| build_error(format!("cannot create {}: {e}", parent.display())))?;
+        if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
+            continue;
+        }
+        std::fs::write(&path, text)
+            .map_err(|e| build_error(format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(())
 }
 
 fn cargo() -> String {
@@ -219,14 +302,16 @@ fn build_rust_guest_as(dir: &Path, what: &str) -> Result<PathBuf> {
     })
 }
 
-/// Builds every guest crate and JavaScript module of `config` and points
-/// the configuration at the built components. Each build is a
+/// Builds every guest crate, JavaScript module and Python module of
+/// `config` and points the configuration at the built components. Each
+/// build is a
 /// [`crate::progress::Task`]; `progress` gets the notes between them (a
 /// target added, a package.json created).
 ///
 /// # Errors
 ///
-/// As [`build_rust_guest`], [`ensure_guest_target`] and [`build_js_guest`].
+/// As [`build_rust_guest`], [`ensure_guest_target`], [`build_js_guest`]
+/// and [`build_python_guest`].
 pub fn build_config(config: &mut Config, progress: &mut dyn FnMut(&str)) -> Result<()> {
     // `dohost.toml` alone has the empty path as its parent.
     let config_dir = config
@@ -235,24 +320,24 @@ pub fn build_config(config: &mut Config, progress: &mut dyn FnMut(&str)) -> Resu
         .and_then(Path::parent)
         .filter(|dir| !dir.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let mut sources: Vec<(String, JsRole, &mut ComponentSource)> = config
+    let mut sources: Vec<(String, Role, &mut ComponentSource)> = config
         .bindings
         .iter_mut()
         .map(|b| {
             (
                 format!("binding {}", b.name),
-                JsRole::Objects,
+                Role::Objects,
                 &mut b.component,
             )
         })
         .collect();
     if let Some(main) = config.main.as_mut() {
-        sources.push(("main worker".to_owned(), JsRole::Worker, main));
+        sources.push(("main worker".to_owned(), Role::Worker, main));
     }
     let mut target_checked = false;
     // One module may serve several bindings (one per class) and the main
-    // worker: build it once per role.
-    let mut js_built: std::collections::HashMap<(PathBuf, JsRole), PathBuf> =
+    // worker: build it once per role (a Python module once).
+    let mut built: std::collections::HashMap<(PathBuf, Role), PathBuf> =
         std::collections::HashMap::new();
     for (what, role, source) in sources {
         let wasm = match source {
@@ -263,15 +348,19 @@ pub fn build_config(config: &mut Config, progress: &mut dyn FnMut(&str)) -> Resu
                 }
                 build_rust_guest_as(dir, &format!("{what} from {}", dir.display()))?
             }
-            ComponentSource::JavaScript(module) => {
-                if let Some(wasm) = js_built.get(&(module.clone(), role)) {
-                    *source = ComponentSource::File(wasm.clone());
-                    continue;
-                }
-                let built = build_js_guest_as(module, role, &config_dir, progress, &what)?;
-                js_built.insert((module.clone(), role), built.wasm.clone());
-                built.wasm
-            }
+            ComponentSource::JavaScript(module) => match built.entry((module.clone(), role)) {
+                Entry::Occupied(done) => done.get().clone(),
+                Entry::Vacant(slot) => slot
+                    .insert(build_js_guest_as(module, role, &config_dir, progress, &what)?.wasm)
+                    .clone(),
+            },
+            // One component serves both roles.
+            ComponentSource::Python(module) => match built.entry((module.clone(), Role::Objects)) {
+                Entry::Occupied(done) => done.get().clone(),
+                Entry::Vacant(slot) => slot
+                    .insert(build_python_guest_as(module, &config_dir, &what)?.wasm)
+                    .clone(),
+            },
             ComponentSource::File(_) | ComponentSource::Bytes(_) => continue,
         };
         *source = ComponentSource::File(wasm);

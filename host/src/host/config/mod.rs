@@ -1077,7 +1077,7 @@ fn is_identifier(s: &str) -> bool {
 }
 
 fn resolve_component(dir: &Path, value: &str, field: &str) -> Result<ComponentSource> {
-    const WHAT: &str = "a .wasm component, a Rust guest crate directory, or a JavaScript or TypeScript module (.js, .ts, ..., or a folder with package.json)";
+    const WHAT: &str = "a .wasm component, a Rust guest crate directory, a JavaScript or TypeScript module (.js, .ts, ..., or a folder with package.json), or a Python module (.py, or a folder with pyproject.toml)";
     if value.is_empty() {
         return Err(Error::config(format!("{field} is empty; set it to {WHAT}")));
     }
@@ -1090,9 +1090,14 @@ fn resolve_component(dir: &Path, value: &str, field: &str) -> Result<ComponentSo
         Ok(None) => {}
         Err(why) => return Err(Error::config(format!("{field} = {value:?}: {why}"))),
     }
+    match crate::build::python_module(&path) {
+        Ok(Some(module)) => return Ok(ComponentSource::Python(module)),
+        Ok(None) => {}
+        Err(why) => return Err(Error::config(format!("{field} = {value:?}: {why}"))),
+    }
     if path.is_dir() {
         return Err(Error::config(format!(
-            "{field} = {value:?}: {} is a directory without Cargo.toml or package.json; point it at {WHAT}",
+            "{field} = {value:?}: {} is a directory without Cargo.toml, package.json or pyproject.toml; point it at {WHAT}",
             path.display()
         )));
     }

@@ -1,0 +1,169 @@
+"""The ``handler`` export (the ``durable-object`` world): constructs the
+module's ``DurableObject`` classes and runs their events. Each event
+export starts the handler as a task and returns when the loop is idle; the
+event ends through ``finish-*`` once the task is done, in this turn or in
+a later ``resume`` (see _loop.py)."""
+
+import inspect
+
+from componentize_py_types import Err, Ok
+from wit_world import exports
+from wit_world.imports import context, events
+
+from . import DurableObject, env, ops
+from ._loop import LOOP
+from ._names import with_snake_case
+from .env import DurableObjectId
+from .http import to_request
+from .storage import DurableObjectStorage
+from .values import deserialize, serialize
+
+
+@with_snake_case
+class DurableObjectState:
+    """``self.ctx`` of a Durable Object (Cloudflare's DurableObjectState)."""
+
+    def __init__(self):
+        #: The object's storage: KV, SQL (``storage.sql``) and the alarm.
+        self.storage = DurableObjectStorage()
+        self._id = None
+
+    @property
+    def id(self):
+        """The object's id; ``id.name`` is the name it was reached by."""
+        if self._id is None:
+            self._id = DurableObjectId(context.id(), context.name())
+        return self._id
+
+    def blockConcurrencyWhile(self, callback):
+        """Runs ``callback`` (a function or coroutine function) and keeps
+        every other event out of the object until it is done; an awaitable
+        of its result. In the constructor, initialisation finishes before
+        any request sees the object. If it raises, the object is reset."""
+        return ops.block_concurrency_while(callback)
+
+    def abort(self, reason=None):
+        """Resets the object: nothing after this call runs, the events it
+        is running fail with ``reason``, their writes are dropped, and the
+        next event starts a fresh instance on what is durable."""
+        context.abort(None if reason is None else str(reason))
+        raise RuntimeError("abort returned")
+
+    def waitUntil(self, awaitable):
+        """Lets ``awaitable`` run on after the event's response, within the
+        event's wall-clock limit."""
+        if inspect.isawaitable(awaitable):
+            LOOP.create_task(ops.maybe_await(awaitable))
+
+
+# Methods every object has that are not RPC methods.
+_NOT_RPC = {"fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError"}
+
+
+def _object_classes(app):
+    """The module's DurableObject subclasses, by name."""
+    return {
+        name: value
+        for name, value in vars(app).items()
+        if isinstance(value, type) and issubclass(value, DurableObject) and value is not DurableObject
+    }
+
+
+class _AlarmInfo:
+    """What an alarm handler is told: ``retryCount`` and ``isRetry``."""
+
+    def __init__(self, info):
+        self.retryCount = self.retry_count = info.retry_count
+        self.isRetry = self.is_retry = info.is_retry
+
+
+def _takes_argument(method):
+    try:
+        return any(
+            p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+            for p in inspect.signature(method).parameters.values()
+        )
+    except (TypeError, ValueError):
+        return True
+
+
+def handler_class(app):
+    """The class componentize-py exports as ``handler`` for module ``app``."""
+    classes = _object_classes(app)
+    state = {"instance": None, "class": None}
+
+    def needs(method):
+        instance = state["instance"]
+        found = getattr(instance, method, None)
+        if not callable(found):
+            raise TypeError(f"class {state['class']} has no {method}() method")
+        return found
+
+    async def run_fetch(event, req):
+        response = await ops.maybe_await(needs("fetch")(to_request(req, event)))
+        return ops.answer_fetch(event, response, f"{state['class']}.fetch")
+
+    async def run_alarm(info):
+        alarm = needs("alarm")
+        args = (_AlarmInfo(info),) if _takes_argument(alarm) else ()
+        await ops.maybe_await(alarm(*args))
+
+    async def run_call(method, args):
+        instance = state["instance"]
+        found = getattr(type(instance), method, None)
+        if method.startswith("_") or method in _NOT_RPC or not callable(found) or hasattr(DurableObject, method):
+            raise TypeError(f"class {state['class']} has no RPC method {method!r}")
+        arguments = deserialize(args)
+        if not isinstance(arguments, list):
+            raise TypeError("the arguments of an RPC call must be a list")
+        return await ops.maybe_await(getattr(instance, method)(*arguments))
+
+    def unsupported(event, what):
+        events.finish_socket(event, Err(f"the Python SDK does not handle {what} yet"))
+
+    class Handler(exports.Handler):
+        def classes(self):
+            return list(classes)
+
+        def init(self, class_name):
+            cls = classes.get(class_name)
+            if cls is None:
+                raise Err(f"this module has no DurableObject class {class_name}; it has {', '.join(classes) or 'none'}")
+            state["class"] = class_name
+            ctx = DurableObjectState()
+            try:
+                instance = cls.__new__(cls)
+                instance.ctx = ctx
+                instance.env = env
+                instance.__init__(ctx, env)
+            except Exception as e:
+                ops.report(e)
+                raise Err(ops.error_message(e)) from None
+            state["instance"] = instance
+            LOOP.run_until_idle()
+
+        def fetch(self, event, req):
+            ops.finish_when(events.finish_fetch, event, run_fetch(event, req))
+
+        def alarm(self, event, info):
+            ops.finish_when(events.finish_alarm, event, run_alarm(info))
+
+        def call(self, event, method, args):
+            ops.finish_when(events.finish_call, event, run_call(method, args), serialize)
+
+        def call_target(self, event, target, method, args):
+            events.finish_call(event, Err("the Python SDK does not lend RPC targets"))
+
+        def websocket_message(self, event, socket, message):
+            unsupported(event, "WebSocket messages")
+
+        def websocket_close(self, event, socket, code, reason, was_clean):
+            events.finish_socket(event, Ok(None))
+
+        def websocket_error(self, event, socket, error):
+            events.finish_socket(event, Ok(None))
+
+        def resume(self, op, outcome):
+            ops.resume(op, outcome)
+
+    return Handler

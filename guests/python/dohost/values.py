@@ -1,0 +1,198 @@
+"""Stored values and RPC arguments in the format every dohost SDK reads
+(docs/values.md): JSON text when JSON holds the value exactly, else CBOR
+after the self-describe tag, with the tags the JavaScript SDK uses for what
+CBOR lacks. So Python, Rust and JavaScript objects read each other's data.
+
+Python to the format:
+
+- ``None``, ``bool``, ``str``, ``int`` (within JavaScript's safe integers),
+  finite ``float`` other than ``-0.0``, ``list`` and ``tuple``, ``dict``
+  with ``str`` keys: JSON.
+- ``bytes``, ``bytearray``, ``memoryview``: a CBOR byte string (an
+  ``ArrayBuffer`` in JavaScript).
+- ``int`` outside the safe integers: tag 2 or 3 (a ``BigInt``).
+- ``float`` NaN, infinities, ``-0.0``: a float64.
+- ``set``, ``frozenset``: tag 258 (a ``Set``); a ``dict`` with keys other
+  than ``str``: tag 259 (a ``Map``); ``datetime``: tag 1 (a ``Date``).
+- A container reached twice (shared, or a cycle): tags 28 and 29.
+
+Anything else cannot be stored: ``TypeError``, as Cloudflare's
+``DataCloneError``. Reading gives the same types back; JavaScript's
+``undefined`` reads as ``None``, a typed array as ``bytes`` (a
+``Uint8Array``) or a list of numbers.
+"""
+
+import datetime
+import json
+import struct
+
+import cbor2
+
+# The self-describe tag 55799, which no JSON text starts with.
+CBOR_PREFIX = b"\xd9\xd9\xf7"
+
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_UTC = datetime.timezone.utc
+
+
+class _NotJson(Exception):
+    """Raised inside ``_json_exact`` when JSON cannot hold the value."""
+
+
+def _check_json(value, seen):
+    if value is None or value is True or value is False or type(value) is str:
+        return
+    kind = type(value)
+    if kind is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return
+        raise _NotJson
+    if kind is float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise _NotJson
+        if value == 0.0 and str(value).startswith("-"):
+            raise _NotJson
+        return
+    if kind in (list, tuple, dict):
+        if id(value) in seen:
+            raise _NotJson
+        seen.add(id(value))
+        if kind is dict:
+            for key, item in value.items():
+                if type(key) is not str:
+                    raise _NotJson
+                _check_json(item, seen)
+        else:
+            for item in value:
+                _check_json(item, seen)
+        return
+    raise _NotJson
+
+
+def _json_exact(value):
+    try:
+        _check_json(value, set())
+        return True
+    except _NotJson:
+        return False
+
+
+def _shares(value, seen, shared):
+    """Whether some container in ``value`` is reached twice."""
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        if id(value) in seen:
+            return True
+        seen.add(id(value))
+        items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+        for key, item in items:
+            if _shares(key, seen, shared) or _shares(item, seen, shared):
+                return True
+    return False
+
+
+def _default(encoder, value):
+    if isinstance(value, (set, frozenset)):
+        encoder.encode(cbor2.CBORTag(258, list(value)))
+    elif isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_UTC)
+        encoder.encode(cbor2.CBORTag(1, float(value.timestamp())))
+    elif isinstance(value, (bytearray, memoryview)):
+        encoder.encode(bytes(value))
+    else:
+        raise TypeError(
+            f"a {type(value).__name__} cannot be stored or passed; use None, bool, int, "
+            "float, str, bytes, list, tuple, dict, set or datetime"
+        )
+
+
+def _prepare(value):
+    """Turns what cbor2 would write differently from the format into its
+    tagged form: big ints, dicts with non-string keys."""
+    kind = type(value)
+    if kind is int and not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        magnitude = value if value >= 0 else -1 - value
+        raw = magnitude.to_bytes(max(1, (magnitude.bit_length() + 7) // 8), "big")
+        return cbor2.CBORTag(2 if value >= 0 else 3, raw)
+    if kind is float:
+        return value
+    if kind in (list, tuple):
+        return [_prepare(v) for v in value]
+    if kind is dict:
+        if all(type(k) is str for k in value):
+            return {k: _prepare(v) for k, v in value.items()}
+        return cbor2.CBORTag(259, {_prepare(k): _prepare(v) for k, v in value.items()})
+    if kind in (set, frozenset):
+        return cbor2.CBORTag(258, [_prepare(v) for v in value])
+    return value
+
+
+def serialize(value):
+    """The bytes of ``value`` in the value format."""
+    if _json_exact(value):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    if _shares(value, set(), set()):
+        # Shared containers keep their identity: cbor2 marks them with tags
+        # 28 and 29, as the JavaScript SDK does.
+        return CBOR_PREFIX + cbor2.dumps(value, default=_default, value_sharing=True, timezone=_UTC)
+    return CBOR_PREFIX + cbor2.dumps(_prepare(value), default=_default, timezone=_UTC)
+
+
+# Typed arrays (RFC 8746), little-endian: tag -> struct format.
+_TYPED = {
+    68: "B",
+    69: "H",
+    70: "I",
+    71: "Q",
+    72: "b",
+    77: "h",
+    78: "i",
+    79: "q",
+    85: "f",
+    86: "d",
+}
+
+
+def _tag_hook(decoder, tag):
+    number, value = tag.tag, tag.value
+    if number == 1:
+        try:
+            return datetime.datetime.fromtimestamp(value, _UTC)
+        except (ValueError, OverflowError, OSError):
+            return None
+    if number == 258:
+        try:
+            return set(value)
+        except TypeError:
+            return list(value)
+    if number == 259:
+        return value
+    if number == 64:
+        return bytes(value)
+    if number in _TYPED:
+        fmt = _TYPED[number]
+        count = len(value) // struct.calcsize(fmt)
+        return list(struct.unpack(f"<{count}{fmt}", value))
+    if number == 21066:
+        return tuple(value)
+    return tag
+
+
+def _undefined_to_none(value):
+    if value is cbor2.undefined:
+        return None
+    kind = type(value)
+    if kind is list:
+        return [_undefined_to_none(v) for v in value]
+    if kind is dict:
+        return {k: _undefined_to_none(v) for k, v in value.items()}
+    return value
+
+
+def deserialize(data):
+    """The value of ``data``, bytes in the value format."""
+    data = bytes(data)
+    if data.startswith(CBOR_PREFIX):
+        return _undefined_to_none(cbor2.loads(data, tag_hook=_tag_hook))
+    return json.loads(data)
