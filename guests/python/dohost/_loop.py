@@ -19,6 +19,12 @@ import time
 import traceback
 
 
+class _HostTimer(asyncio.TimerHandle):
+    """A timer on a host timer operation ``op``."""
+
+    __slots__ = ("op",)
+
+
 class TurnLoop(asyncio.AbstractEventLoop):
     """An event loop whose turns the host drives. Timers are host timers
     (``events.start-sleep``), so the object takes other events while one
@@ -97,18 +103,16 @@ class TurnLoop(asyncio.AbstractEventLoop):
         return self.call_at(self.time() + max(0.0, delay), callback, *args, context=context)
 
     def call_at(self, when, callback, *args, context=None):
-        handle = asyncio.TimerHandle(when, callback, args, self, context)
-        ms = max(0, int((when - self.time()) * 1000 + 0.999))
         if self._sleep is None:
             raise RuntimeError("timers need the host; none is bound at build time")
-        op = self._sleep(ms)
-        handle._dohost_op = op
-        future = self.op_future(op)
+        handle = _HostTimer(when, callback, args, self, context)
+        handle.op = self._sleep(max(0, int((when - self.time()) * 1000 + 0.999)))
+        future = self.op_future(handle.op)
         future.add_done_callback(lambda _: handle._cancelled or self._ready.append(handle))
         return handle
 
     def _timer_handle_cancelled(self, handle):
-        op = getattr(handle, "_dohost_op", None)
+        op = getattr(handle, "op", None)
         if op is not None and self.waiting.pop(op, None) is not None and self._cancel is not None:
             self._cancel(op)
 

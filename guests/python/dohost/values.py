@@ -78,7 +78,7 @@ def _json_exact(value):
         return False
 
 
-def _shares(value, seen, shared):
+def _shares(value, seen):
     """Whether some container in ``value`` is reached twice."""
     if isinstance(value, (list, tuple, dict, set, frozenset)):
         if id(value) in seen:
@@ -86,7 +86,7 @@ def _shares(value, seen, shared):
         seen.add(id(value))
         items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
         for key, item in items:
-            if _shares(key, seen, shared) or _shares(item, seen, shared):
+            if _shares(key, seen) or _shares(item, seen):
                 return True
     return False
 
@@ -94,10 +94,6 @@ def _shares(value, seen, shared):
 def _default(encoder, value):
     if isinstance(value, (set, frozenset)):
         encoder.encode(cbor2.CBORTag(258, list(value)))
-    elif isinstance(value, datetime.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=_UTC)
-        encoder.encode(cbor2.CBORTag(1, float(value.timestamp())))
     elif isinstance(value, (bytearray, memoryview)):
         encoder.encode(bytes(value))
     else:
@@ -107,36 +103,52 @@ def _default(encoder, value):
         )
 
 
-def _prepare(value):
+def _prepare(value, memo):
     """Turns what cbor2 would write differently from the format into its
-    tagged form: big ints, dicts with non-string keys."""
+    tagged form (big ints, dicts with keys other than strings), keeping
+    each container once: ``memo`` maps an original to its prepared form,
+    so shared containers and cycles stay so."""
     kind = type(value)
-    if kind is int and not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+    if kind is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return value
         magnitude = value if value >= 0 else -1 - value
         raw = magnitude.to_bytes(max(1, (magnitude.bit_length() + 7) // 8), "big")
         return cbor2.CBORTag(2 if value >= 0 else 3, raw)
-    if kind is float:
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_UTC)
+        return cbor2.CBORTag(1, float(value.timestamp()))
+    if kind not in (list, tuple, dict, set, frozenset):
         return value
-    if kind in (list, tuple):
-        return [_prepare(v) for v in value]
+    done = memo.get(id(value))
+    if done is not None:
+        return done
+    if kind is dict and all(type(k) is str for k in value):
+        prepared = {}
+        memo[id(value)] = prepared
+        prepared.update((k, _prepare(v, memo)) for k, v in value.items())
+        return prepared
     if kind is dict:
-        if all(type(k) is str for k in value):
-            return {k: _prepare(v) for k, v in value.items()}
-        return cbor2.CBORTag(259, {_prepare(k): _prepare(v) for k, v in value.items()})
-    if kind in (set, frozenset):
-        return cbor2.CBORTag(258, [_prepare(v) for v in value])
-    return value
+        entries = {}
+        prepared = memo[id(value)] = cbor2.CBORTag(259, entries)
+        entries.update((_prepare(k, memo), _prepare(v, memo)) for k, v in value.items())
+        return prepared
+    items = []
+    prepared = items if kind in (list, tuple) else cbor2.CBORTag(258, items)
+    memo[id(value)] = prepared
+    items.extend(_prepare(v, memo) for v in value)
+    return prepared
 
 
 def serialize(value):
     """The bytes of ``value`` in the value format."""
     if _json_exact(value):
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-    if _shares(value, set(), set()):
-        # Shared containers keep their identity: cbor2 marks them with tags
-        # 28 and 29, as the JavaScript SDK does.
-        return CBOR_PREFIX + cbor2.dumps(value, default=_default, value_sharing=True, timezone=_UTC)
-    return CBOR_PREFIX + cbor2.dumps(_prepare(value), default=_default, timezone=_UTC)
+    # Shared containers keep their identity: cbor2 marks them with tags 28
+    # and 29, as the JavaScript SDK does.
+    sharing = _shares(value, set())
+    return CBOR_PREFIX + cbor2.dumps(_prepare(value, {}), default=_default, value_sharing=sharing, timezone=_UTC)
 
 
 # Typed arrays (RFC 8746), little-endian: tag -> struct format.
@@ -179,14 +191,17 @@ def _tag_hook(decoder, tag):
     return tag
 
 
-def _undefined_to_none(value):
+def _undefined_to_none(value, seen):
+    """Replaces JavaScript's ``undefined`` with None, in place, so shared
+    containers and cycles stay so."""
     if value is cbor2.undefined:
         return None
     kind = type(value)
-    if kind is list:
-        return [_undefined_to_none(v) for v in value]
-    if kind is dict:
-        return {k: _undefined_to_none(v) for k, v in value.items()}
+    if kind in (list, dict) and id(value) not in seen:
+        seen.add(id(value))
+        keys = range(len(value)) if kind is list else list(value)
+        for key in keys:
+            value[key] = _undefined_to_none(value[key], seen)
     return value
 
 
@@ -194,5 +209,5 @@ def deserialize(data):
     """The value of ``data``, bytes in the value format."""
     data = bytes(data)
     if data.startswith(CBOR_PREFIX):
-        return _undefined_to_none(cbor2.loads(data, tag_hook=_tag_hook))
+        return _undefined_to_none(cbor2.loads(data, tag_hook=_tag_hook), set())
     return json.loads(data)

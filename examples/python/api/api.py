@@ -1,0 +1,211 @@
+# A tour of the Python SDK, one route per part of the API. The entry worker
+# sends /<name>/<route> to the Api object called <name>; every route answers
+# JSON. tests/all/python.rs checks each of them.
+import asyncio
+import datetime
+import time
+
+from workers import CallError, DurableObject, Response, SqlError, StorageError, WorkerEntrypoint, fetch
+
+
+class Api(DurableObject):
+    def __init__(self, ctx, env):
+        super().__init__(ctx, env)
+        # Runs before any event reaches the object: count the activations.
+        ctx.blockConcurrencyWhile(self.start)
+
+    async def start(self):
+        self.starts = (await self.ctx.storage.get("starts") or 0) + 1
+        await self.ctx.storage.put("starts", self.starts)
+
+    async def fetch(self, request):
+        route = request.url.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+        query = dict(part.split("=", 1) for part in request.url.partition("?")[2].split("&") if "=" in part)
+        handler = getattr(self, "route_" + route, None)
+        if handler is None:
+            return Response.json({"error": f"no route {route}"}, status=404)
+        return Response.json(await handler(request, query))
+
+    # Key-value storage: one key, many keys, list options, delete.
+    async def route_kv(self, request, query):
+        storage = self.ctx.storage
+        await storage.put("a", 1)
+        await storage.put({"b": [2, "two"], "c": {"three": 3.5}, "d": None})
+        one = await storage.get("a")
+        many = await storage.get(["a", "b", "missing"])
+        listed = await storage.list(prefix="", limit=3, reverse=True)
+        after = await storage.list({"startAfter": "a", "end": "d"})
+        deleted = await storage.delete("a")
+        deleted_many = await storage.delete(["b", "missing"])
+        left = list((await storage.list()).keys())
+        sync = storage.kv.get("c")
+        try:
+            await storage.put("k" * 3000, 1)
+            too_long = None
+        except StorageError as e:
+            too_long = e.kind
+        return {
+            "one": one,
+            "many": many,
+            "listed": list(listed),
+            "after": list(after),
+            "deleted": deleted,
+            "deleted_many": deleted_many,
+            "left": left,
+            "sync": sync,
+            "too_long": too_long,
+        }
+
+    # Values other SDKs read: what JSON holds, and what it does not.
+    async def route_values(self, request, query):
+        when = datetime.datetime(2026, 12, 7, tzinfo=datetime.timezone.utc)
+        shared = [1, 2]
+        value = {
+            "bytes": b"\x00\x01",
+            "set": {3},
+            "when": when,
+            "big": 2**70,
+            "map": {1: "one"},
+            "shared": [shared, shared],
+            "float": float("inf"),
+        }
+        await self.ctx.storage.put("value", value)
+        back = await self.ctx.storage.get("value")
+        return {
+            "same": back == value,
+            "shared_kept": back["shared"][0] is back["shared"][1],
+            "types": sorted(f"{k}:{type(v).__name__}" for k, v in back.items()),
+        }
+
+    # Transactions: commit, explicit rollback, rollback on an exception.
+    async def route_txn(self, request, query):
+        storage = self.ctx.storage
+
+        async def commit(txn):
+            await txn.put("t1", "kept")
+            return "committed"
+
+        async def rollback(txn):
+            await txn.put("t2", "dropped")
+            txn.rollback()
+
+        def fails(txn):
+            txn.put("t3", "dropped")
+            raise ValueError("no")
+
+        result = await storage.transaction(commit)
+        await storage.transaction(rollback)
+        try:
+            await storage.transaction(fails)
+        except ValueError:
+            pass
+        sync_result = storage.transactionSync(lambda: storage.sql.exec("SELECT 7 AS n").one().n)
+        return {
+            "result": result,
+            "sync_result": sync_result,
+            "kept": await storage.get(["t1", "t2", "t3"]),
+        }
+
+    # SQL: statements with bindings, rows as dicts with attributes, raw rows.
+    async def route_sql(self, request, query):
+        sql = self.ctx.storage.sql
+        sql.exec("CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT, score REAL, data BLOB)")
+        for body, score in (("first", 1.5), ("second", 2.5)):
+            sql.exec("INSERT INTO notes (body, score, data) VALUES (?, ?, ?)", body, score, body.encode())
+        cursor = sql.exec("SELECT id, body, score FROM notes ORDER BY id")
+        rows = cursor.toArray()
+        total = sql.exec("SELECT COUNT(*) AS n, SUM(score) AS s FROM notes").one()
+        raw = list(sql.exec("SELECT body, data FROM notes ORDER BY id LIMIT 1").raw())
+        try:
+            sql.exec("SELECT * FROM nowhere")
+            error = None
+        except SqlError as e:
+            error = str(e)
+        return {
+            "columns": cursor.columnNames,
+            "rows": rows,
+            "count": total.n,
+            "sum": total["s"],
+            "raw": [[raw[0][0], raw[0][1].decode()]],
+            "rows_read": cursor.rows_read > 0,
+            "size": sql.databaseSize > 0,
+            "error": error,
+        }
+
+    # The alarm: set it, read it; alarm() records that it fired.
+    async def route_alarm(self, request, query):
+        if request.method == "POST":
+            at = int(time.time() * 1000) + int(query.get("in", "100"))
+            await self.ctx.storage.setAlarm(at)
+        return {
+            "alarm": await self.ctx.storage.getAlarm(),
+            "fired": await self.ctx.storage.get("fired") or 0,
+            "retry": await self.ctx.storage.get("retry"),
+        }
+
+    async def alarm(self, alarm_info):
+        await self.ctx.storage.put("fired", (await self.ctx.storage.get("fired") or 0) + 1)
+        await self.ctx.storage.put("retry", alarm_info.retryCount)
+
+    # RPC: calls to another Api object, concurrently, and its errors.
+    async def route_rpc(self, request, query):
+        peer = self.env.API.getByName(query.get("peer", "peer"))
+        added, echoed = await asyncio.gather(peer.add(2, 3), peer.echo({"nested": [1, {"x": None}]}))
+        try:
+            await peer.fail("on purpose")
+            failure = None
+        except CallError as e:
+            failure = {"message": str(e), "remote": e.remote}
+        try:
+            await peer.nope()
+            missing = None
+        except CallError as e:
+            missing = str(e)
+        return {"added": added, "echoed": echoed, "failure": failure, "missing": missing, "total": await peer.total()}
+
+    async def add(self, a, b):
+        total = (await self.ctx.storage.get("total") or 0) + a + b
+        await self.ctx.storage.put("total", total)
+        return a + b
+
+    def echo(self, value):
+        return value
+
+    async def total(self):
+        return await self.ctx.storage.get("total")
+
+    async def fail(self, why):
+        raise RuntimeError(why)
+
+    # An exception answers 500; the object goes on serving.
+    async def route_error(self, request, query):
+        await self.ctx.storage.put("before_error", True)
+        raise ValueError("this route always fails")
+
+    # The object's id, its vars and the activations counted in __init__.
+    async def route_state(self, request, query):
+        return {
+            "id": str(self.ctx.id),
+            "name": self.ctx.id.name,
+            "starts": self.starts,
+            "greeting": self.env.GREETING,
+            "limits": self.env.LIMITS,
+            "before_error": await self.ctx.storage.get("before_error"),
+        }
+
+    # Timers and outbound requests: the object takes other events meanwhile.
+    async def route_wait(self, request, query):
+        started = time.monotonic()
+        await asyncio.gather(asyncio.sleep(0.2), asyncio.sleep(0.2))
+        return {"waited_ms": round((time.monotonic() - started) * 1000)}
+
+    async def route_outbound(self, request, query):
+        response = await fetch(self.env.UPSTREAM + "/hello")
+        return {"status": response.status, "body": await response.text()}
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        path = request.url.split("://", 1)[-1].partition("/")[2]
+        name = path.split("/", 1)[0] or "tour"
+        return await self.env.API.getByName(name).fetch(request)
