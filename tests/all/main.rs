@@ -3,7 +3,7 @@
 //! redb file in a temp dir, with guest components built from source in this
 //! repository (examples/counter, examples/storage-patterns, examples/sql-patterns,
 //! examples/batch-processor, examples/workspace, examples/js, tests/guests/{probe,advanced,stray},
-//! and the projects `dohost new` writes);
+//! the C object of examples/c, and the projects `dohost new` writes);
 //! the world outside dohost is a real HTTP server on loopback (`outside`).
 
 mod browser;
@@ -14,6 +14,7 @@ mod admin;
 mod alarms;
 mod assets;
 mod batch_processor;
+mod c_guest;
 mod chat;
 mod cluster;
 mod config_errors;
