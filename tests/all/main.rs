@@ -2,7 +2,8 @@
 //! test runs the real `dohost serve` process or the real library against a
 //! redb file in a temp dir, with guest components built from source in this
 //! repository (examples/counter, examples/storage-patterns, examples/sql-patterns,
-//! examples/batch-processor, examples/workspace, examples/js, tests/guests/{probe,advanced,stray},
+//! examples/batch-processor, examples/workspace, examples/js, examples/python,
+//! tests/guests/{probe,advanced,stray},
 //! the C object of examples/c, and the projects `dohost new` writes);
 //! the world outside dohost is a real HTTP server on loopback (`outside`).
 
@@ -38,6 +39,7 @@ mod new_project;
 mod observability;
 mod outbound;
 mod output_gate;
+mod python;
 mod reload;
 mod rpc;
 mod sql;

@@ -195,8 +195,9 @@ class Api(DurableObject):
 
     # Timers and outbound requests: the object takes other events meanwhile.
     async def route_wait(self, request, query):
+        seconds = int(query.get("ms", "200")) / 1000
         started = time.monotonic()
-        await asyncio.gather(asyncio.sleep(0.2), asyncio.sleep(0.2))
+        await asyncio.gather(asyncio.sleep(seconds), asyncio.sleep(seconds))
         return {"waited_ms": round((time.monotonic() - started) * 1000)}
 
     async def route_outbound(self, request, query):

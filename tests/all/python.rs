@@ -1,0 +1,350 @@
+//! Python guests (examples/python), built by dohost with the Python SDK
+//! (componentize-py) and served by `dohost serve`: the Counter and its
+//! worker, a tour of the SDK's API, and Python, Rust and JavaScript objects
+//! calling each other and reading each other's stored values.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::outside::Outside;
+use crate::support::{
+    Server, client, example_config, example_config_file, get, get_json, send, with_component,
+    workspace, write_config,
+};
+
+async fn send_json(
+    client: &crate::support::HttpClient,
+    method: &str,
+    url: &str,
+    body: &str,
+) -> (u16, Value) {
+    let (status, text) = send(client, method, url, body).await;
+    let value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {url}: {e}: {text}"));
+    (status, value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_counter_counts_through_its_worker_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    let config = write_config(dir.path(), &example_config("examples/python/counter"));
+    let server = Server::start(&config, &dir.path().join("data"));
+    assert!(
+        server.log().contains("componentize-py")
+            || server.log().contains("unchanged since the last build"),
+        "the build says what it built: {}",
+        server.log()
+    );
+    for expected in ["1", "2", "3"] {
+        let (status, body) = get(&client, &server.url("/")).await;
+        assert_eq!((status, body.as_str()), (200, expected), "{}", server.log());
+    }
+    // Any path reaches the same counter: the worker forwards to "my-counter".
+    let (status, body) = send(&client, "POST", &server.url("/anything?x=1"), "ignored").await;
+    assert_eq!((status, body.as_str()), (200, "4"));
+    drop(server);
+
+    let server = Server::start(&config, &dir.path().join("data"));
+    let (status, body) = get(&client, &server.url("/")).await;
+    assert_eq!((status, body.as_str()), (200, "5"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_works_kv_sql_alarms_rpc_timers_and_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    let outside = Outside::start().await;
+    let config = example_config("examples/python/api")
+        .replace("127.0.0.1:8788", &outside.addr)
+        .replace("http://127.0.0.1:8788", &outside.url(""));
+    let server = Server::start(&write_config(dir.path(), &config), &dir.path().join("data"));
+    let url = |route: &str| server.url(&format!("/tour/{route}"));
+
+    let kv = get_json(&client, &url("kv")).await;
+    assert_eq!(
+        kv,
+        json!({
+            "one": 1,
+            "many": {"a": 1, "b": [2, "two"]},
+            "listed": ["starts", "d", "c"],
+            "after": ["b", "c"],
+            "deleted": true,
+            "deleted_many": 1,
+            "left": ["c", "d", "starts"],
+            "sync": {"three": 3.5},
+            "too_long": "KeyTooLarge",
+        })
+    );
+    let values = get_json(&client, &url("values")).await;
+    assert_eq!(
+        values,
+        json!({
+            "same": true,
+            "shared_kept": true,
+            "types": ["big:int", "bytes:bytes", "float:float", "map:dict", "set:set", "shared:list", "when:datetime"],
+        })
+    );
+    let txn = get_json(&client, &url("txn")).await;
+    assert_eq!(
+        txn,
+        json!({"result": "committed", "sync_result": 7, "kept": {"t1": "kept"}})
+    );
+    let sql = get_json(&client, &url("sql")).await;
+    assert_eq!(sql["columns"], json!(["id", "body", "score"]));
+    assert_eq!(
+        sql["rows"],
+        json!([{"id": 1, "body": "first", "score": 1.5}, {"id": 2, "body": "second", "score": 2.5}])
+    );
+    assert_eq!((&sql["count"], &sql["sum"]), (&json!(2), &json!(4.0)));
+    assert_eq!(sql["raw"], json!([["first", "first"]]));
+    assert_eq!(
+        (&sql["rows_read"], &sql["size"]),
+        (&json!(true), &json!(true))
+    );
+    assert_eq!(sql["error"], "no such table: nowhere");
+
+    // The alarm: set 100 ms ahead, then alarm() records it fired.
+    let (status, set) = send_json(&client, "POST", &url("alarm?in=100"), "").await;
+    assert_eq!(status, 200);
+    assert!(set["alarm"].as_i64().unwrap() > 1_600_000_000_000, "{set}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let fired = loop {
+        let state = get_json(&client, &url("alarm")).await;
+        if state["fired"] == 1 || Instant::now() > deadline {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(fired, json!({"alarm": null, "fired": 1, "retry": 0}));
+
+    // RPC between two Python objects, concurrently, and its errors.
+    let rpc = get_json(&client, &url("rpc")).await;
+    assert_eq!(
+        rpc,
+        json!({
+            "added": 5,
+            "echoed": {"nested": [1, {"x": null}]},
+            "failure": {"message": "RuntimeError: on purpose", "remote": true},
+            "missing": "TypeError: class Api has no RPC method 'nope'",
+            "total": 5,
+        })
+    );
+
+    // An exception answers 500 with its message; the object keeps serving,
+    // its writes before the exception kept, as in any event.
+    let (status, body) = get(&client, &url("error")).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("ValueError: this route always fails"),
+        "{body}"
+    );
+    let state = get_json(&client, &url("state")).await;
+    assert_eq!(state["name"], "tour");
+    assert_eq!(state["id"].as_str().unwrap().len(), 64);
+    assert_eq!(state["starts"], 1, "the object was not reset: {state}");
+    assert_eq!(state["greeting"], "hello from dohost.toml");
+    assert_eq!(state["limits"], json!({"requests": 10, "window": "1m"}));
+    assert_eq!(state["before_error"], true);
+
+    // Timers run concurrently (asyncio.gather of two 1.5 s sleeps), and
+    // other events reach the object meanwhile.
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        let url = url("wait?ms=1500");
+        async move { get_json(&client, &url).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = get_json(&client, &url("state")).await;
+    assert!(
+        !waiting.is_finished(),
+        "another event of the object was answered while one slept"
+    );
+    let waited = waiting.await.unwrap()["waited_ms"].as_u64().unwrap();
+    assert!((1490..3000).contains(&waited), "waited {waited} ms");
+
+    let outbound = get_json(&client, &url("outbound")).await;
+    assert_eq!(outbound, json!({"status": 200, "body": "hello"}));
+    assert_eq!(outside.seen_path("/hello").len(), 1);
+
+    // After a restart the constructor's blockConcurrencyWhile ran again.
+    drop(server);
+    let server = Server::start(&dir.path().join("dohost.toml"), &dir.path().join("data"));
+    let state = get_json(&client, &server.url("/tour/state")).await;
+    assert_eq!(state["starts"], 2);
+}
+
+/// Creates the document `id` named `name` in the Workspace `workspace`.
+async fn create_document(
+    client: &crate::support::HttpClient,
+    server: &Server,
+    workspace: &str,
+    id: &str,
+    name: &str,
+) -> Value {
+    let (status, body) = send_json(
+        client,
+        "POST",
+        &server.url(&format!("/workspaces/{workspace}/documents")),
+        &json!({"id": id, "name": name}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}; {}", server.log());
+    body
+}
+
+/// Writes `text` into document `id` of `workspace`; its new version.
+async fn write_document(
+    client: &crate::support::HttpClient,
+    server: &Server,
+    workspace: &str,
+    id: &str,
+    text: &str,
+) -> u64 {
+    let url = server.url(&format!("/workspaces/{workspace}/documents/{id}"));
+    let (status, body) = send_json(client, "PUT", &url, text).await;
+    assert_eq!(status, 200, "{body}");
+    body["version"].as_u64().unwrap()
+}
+
+/// What document `id` of `workspace` says of itself: (name, text, version).
+async fn read_document(
+    client: &crate::support::HttpClient,
+    server: &Server,
+    workspace: &str,
+    id: &str,
+) -> (String, String, u64) {
+    let url = server.url(&format!("/workspaces/{workspace}/documents/{id}"));
+    let doc = get_json(client, &url).await;
+    (
+        doc["name"].as_str().unwrap().to_owned(),
+        doc["text"].as_str().unwrap().to_owned(),
+        doc["version"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_rust_and_javascript_objects_call_each_other_and_read_each_others_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    let data = dir.path().join("data");
+    let serve = |text: &str| Server::start(&write_config(dir.path(), text), &data);
+    let example = "examples/python/workspace";
+    let python_module = workspace().join(example).join("workspace.py");
+    let doc = |title: &str, text: &str, version: u64| (title.to_owned(), text.to_owned(), version);
+
+    // Python -> Python: the Python Workspace with Python Documents.
+    let server = serve(&example_config(example));
+    create_document(&client, &server, "acme", "plan", "The plan").await;
+    assert_eq!(
+        write_document(&client, &server, "acme", "plan", "by Python").await,
+        1
+    );
+    drop(server);
+
+    // Python -> Rust: the Python Workspace calls the Rust Document, which
+    // reads what the Python one stored.
+    let server = serve(&example_config_file(example, "rust.toml"));
+    assert_eq!(
+        read_document(&client, &server, "acme", "plan").await,
+        doc("The plan", "by Python", 1)
+    );
+    assert_eq!(
+        write_document(&client, &server, "acme", "plan", "by Rust").await,
+        2
+    );
+    create_document(&client, &server, "acme", "notes", "Notes").await;
+    drop(server);
+
+    // Python -> JavaScript, likewise.
+    let server = serve(&example_config_file(example, "js.toml"));
+    let contents = get_json(&client, &server.url("/workspaces/acme/contents")).await;
+    let texts: Vec<(&str, &str)> = contents
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| (pair[0].as_str().unwrap(), pair[1]["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(texts, [("plan", "by Rust"), ("notes", "")]);
+    assert_eq!(
+        write_document(&client, &server, "acme", "notes", "by JS").await,
+        1
+    );
+    drop(server);
+
+    // Rust -> Python: the Rust Workspace (and worker) of examples/workspace
+    // with the Python Document, on the same data: its table and its
+    // documents, written by Rust and JavaScript, read by Python.
+    let rust_workspace = with_component(
+        &example_config("examples/workspace"),
+        "DOCUMENT",
+        &python_module,
+    );
+    let server = serve(&rust_workspace);
+    assert_eq!(
+        read_document(&client, &server, "acme", "notes").await,
+        doc("Notes", "by JS", 1)
+    );
+    assert_eq!(
+        write_document(&client, &server, "acme", "plan", "by Python again").await,
+        3
+    );
+    drop(server);
+
+    // JavaScript -> Python: the JavaScript Workspace of examples/js/patterns
+    // creates Python Documents over RPC.
+    crate::support::js_examples_built();
+    let js_patterns = with_component(
+        &example_config("examples/js/patterns"),
+        "DOCUMENT",
+        &python_module,
+    );
+    let server = serve(&js_patterns);
+    let (status, created) = send_json(
+        &client,
+        "POST",
+        &server.url("/workspaces/js-side/documents"),
+        "From JS",
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let described = get_json(
+        &client,
+        &server.url(&format!("/workspaces/js-side/documents/{id}")),
+    )
+    .await;
+    assert_eq!(
+        (&described["name"], &described["version"]),
+        (&json!("From JS"), &json!(0))
+    );
+    drop(server);
+
+    // And the Rust Document reads the last Python write.
+    let server = serve(&example_config("examples/workspace"));
+    assert_eq!(
+        read_document(&client, &server, "acme", "plan").await,
+        doc("The plan", "by Python again", 3)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_module_that_does_not_build_is_refused_with_python_s_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("broken.py");
+    std::fs::write(
+        &module,
+        "from workers import DurableObject\n\nclass Broken(DurableObject)\n    pass\n",
+    )
+    .unwrap();
+    let config = write_config(
+        dir.path(),
+        "name = \"broken\"\n[[durable_objects.bindings]]\nname = \"BROKEN\"\nclass_name = \"Broken\"\ncomponent = \"broken.py\"\n",
+    );
+    let refused = crate::support::serve_refused(&config, &dir.path().join("data"));
+    assert!(
+        refused.contains("building the Python guest") && refused.contains("SyntaxError"),
+        "{refused}"
+    );
+}
