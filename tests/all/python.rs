@@ -348,3 +348,64 @@ async fn a_python_module_that_does_not_build_is_refused_with_python_s_error() {
         "{refused}"
     );
 }
+
+/// Cloudflare's Python Durable Object example (its changelog of
+/// 2025-05-14), with the wrangler.toml it gives: served as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudflare_s_python_durable_object_example_runs_from_its_wrangler_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    std::fs::write(
+        dir.path().join("src/entry.py"),
+        r#"from workers import DurableObject, Response, WorkerEntrypoint
+from urllib.parse import urlparse
+
+
+class MyDurableObject(DurableObject):
+    def __init__(self, ctx, env):
+        self.ctx = ctx
+        self.env = env
+
+    def fetch(self, request):
+        result = self.ctx.storage.sql.exec("SELECT 'Hello, World!' as greeting").one()
+        return Response(result.greeting)
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        url = urlparse(request.url)
+        id = self.env.MY_DURABLE_OBJECT.idFromName(url.path)
+        stub = self.env.MY_DURABLE_OBJECT.get(id)
+        greeting = await stub.fetch(request.url)
+        return greeting
+"#,
+    )
+    .unwrap();
+    let config = dir.path().join("wrangler.toml");
+    std::fs::write(
+        &config,
+        r#"name = "hello-python"
+main = "src/entry.py"
+compatibility_date = "2025-05-01"
+compatibility_flags = ["python_workers"]
+
+[[durable_objects.bindings]]
+name = "MY_DURABLE_OBJECT"
+class_name = "MyDurableObject"
+
+[[migrations]]
+tag = "v1"
+new_sqlite_classes = ["MyDurableObject"]
+"#,
+    )
+    .unwrap();
+    let server = Server::start(&config, &dir.path().join("data"));
+    let (status, body) = get(&client(), &server.url("/hello")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "Hello, World!"),
+        "{}",
+        server.log()
+    );
+    assert!(!server.log().contains("python_workers"), "{}", server.log());
+}

@@ -222,8 +222,10 @@ const DEPLOYMENT: [&str; 30] = [
 ];
 
 /// The compatibility flags dohost honours; others are named in a warning.
-/// The `node:` modules are there with or without `nodejs_compat`.
-const FLAGS: [&str; 2] = ["nodejs_compat", "nodejs_compat_v2"];
+/// The `node:` modules are there with or without `nodejs_compat`, and a
+/// `.py` module is built with the Python SDK with or without
+/// `python_workers`.
+const FLAGS: [&str; 3] = ["nodejs_compat", "nodejs_compat_v2", "python_workers"];
 
 /// What [`sift`] took out of a configuration.
 #[derive(Debug, Default)]
