@@ -409,3 +409,47 @@ new_sqlite_classes = ["MyDurableObject"]
     );
     assert!(!server.log().contains("python_workers"), "{}", server.log());
 }
+
+/// What the JavaScript SDK stores with structured clone (a `Date`, `Map`s,
+/// a `Set`, a `BigInt`, bytes, `undefined`, `NaN`, a `RegExp`, an `Error`)
+/// reads in Python as Python's types: the JavaScript Api of examples/js/api
+/// stores it, then the Python Api of examples/python/api, swapped in on the
+/// same binding and data, reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_reads_what_javascript_stored_with_structured_clone() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    let data = dir.path().join("data");
+    crate::support::js_examples_built();
+    let js = example_config("examples/js/api");
+    let server = Server::start(&write_config(dir.path(), &js), &data);
+    let (status, body) = get(&client, &server.url("/API/shared/clone?write=1")).await;
+    assert_eq!(status, 200, "{body}");
+    drop(server);
+
+    let python = workspace().join("examples/python/api/api.py");
+    let config = with_component(&js, "API", &python);
+    let server = Server::start(&write_config(dir.path(), &config), &data);
+    let read = get_json(&client, &server.url("/API/shared/read?key=for-rust")).await;
+    let expected = json!({
+        "date": "datetime: datetime.datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=datetime.timezone.utc)",
+        "map": "dict: {'a': 1, 'b': 2}",
+        "numbers": "dict: {7: 'seven'}",
+        "set": "set: {1, 2, 3}",
+        "big": "int: 12345678901234567890",
+        "bytes": "bytes: b'\\x01\\x02\\x03'",
+        "pixels": "bytes: b'\\xff\\x00'",
+        "missing": "NoneType: None",
+        "nan": "float: nan",
+        "negativeZero": "float: -0.0",
+        "pattern": "tuple: ('a+b', 'g')",
+    });
+    for (key, want) in expected.as_object().unwrap() {
+        assert_eq!(&read[key], want, "{key}: {read}");
+    }
+    let error = read["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("tuple: ('Error', 'TypeError', 'bad input'"),
+        "{error}"
+    );
+}

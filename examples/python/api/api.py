@@ -77,6 +77,14 @@ class Api(DurableObject):
             "types": sorted(f"{k}:{type(v).__name__}" for k, v in back.items()),
         }
 
+    # A value another SDK stored (?key=...), as Python reads it: each
+    # entry's type and value.
+    async def route_read(self, request, query):
+        value = await self.ctx.storage.get(query.get("key", ""))
+        if not isinstance(value, dict):
+            return {"value": f"{type(value).__name__}: {value!r}"}
+        return {key: f"{type(item).__name__}: {item!r}" for key, item in value.items()}
+
     # Transactions: commit, explicit rollback, rollback on an exception.
     async def route_txn(self, request, query):
         storage = self.ctx.storage

@@ -19,7 +19,8 @@ Python to the format:
 Anything else cannot be stored: ``TypeError``, as Cloudflare's
 ``DataCloneError``. Reading gives the same types back; JavaScript's
 ``undefined`` reads as ``None``, a typed array as ``bytes`` (a
-``Uint8Array``) or a list of numbers.
+``Uint8Array``) or a list of numbers, a ``RegExp`` as ``(source, flags)``
+and an ``Error`` as ``("Error", name, message, stack, ...)``.
 """
 
 import datetime
@@ -186,7 +187,9 @@ def _tag_hook(decoder, tag):
         fmt = _TYPED[number]
         count = len(value) // struct.calcsize(fmt)
         return list(struct.unpack(f"<{count}{fmt}", value))
-    if number == 21066:
+    if number in (21066, 27):
+        # A RegExp (source, flags), or an Error, a boxed primitive, a
+        # DataView (["Error", name, message, ...]): Python has no such type.
         return tuple(value)
     return tag
 
