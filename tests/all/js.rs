@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Server, client, example_config, get, get_json, get_streaming, js_examples_built, next_chunk,
-    send, send_with_headers, with_component, workspace, write_config,
+    send, send_json, send_with_headers, with_component, workspace, write_config,
 };
 
 /// Serves the JavaScript example `example` (under examples/js) from `dir`.
@@ -22,18 +22,6 @@ fn serve_js_with(example: &str, dir: &std::path::Path, extra: &str) -> Server {
     js_examples_built();
     let config = example_config(&format!("examples/js/{example}")) + extra;
     Server::start(&write_config(dir, &config), &dir.join("data"))
-}
-
-async fn send_json(
-    client: &crate::support::HttpClient,
-    method: &str,
-    url: &str,
-    body: &str,
-) -> (u16, Value) {
-    let (status, text) = send(client, method, url, body).await;
-    let value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {url}: {e}: {text}"));
-    (status, value)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,21 +9,9 @@ use serde_json::{Value, json};
 
 use crate::outside::Outside;
 use crate::support::{
-    Server, client, example_config, example_config_file, get, get_json, send, with_component,
-    workspace, write_config,
+    Server, client, example_config, example_config_file, get, get_json, send, send_json,
+    with_component, workspace, write_config,
 };
-
-async fn send_json(
-    client: &crate::support::HttpClient,
-    method: &str,
-    url: &str,
-    body: &str,
-) -> (u16, Value) {
-    let (status, text) = send(client, method, url, body).await;
-    let value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {url}: {e}: {text}"));
-    (status, value)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_counter_counts_through_its_worker_across_a_restart() {

@@ -512,6 +512,19 @@ pub async fn next_chunk(body: &mut hyper::body::Incoming) -> Option<Result<Strin
     }
 }
 
+/// Sends a request and parses the response body as JSON.
+pub async fn send_json(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let (status, text) = send(client, method, url, body).await;
+    let value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {url}: {e}: {text}"));
+    (status, value)
+}
+
 pub async fn get(client: &HttpClient, url: &str) -> (u16, String) {
     send(client, "GET", url, "").await
 }
