@@ -1,5 +1,5 @@
-//! The chat example (`examples/chat`): its Rust rooms through a real
-//! WebSocket client, and its JavaScript version driven in a real browser
+//! The chat example (`examples/chat`): its Rust and Python rooms through a
+//! real WebSocket client, and its JavaScript version driven in a real browser
 //! (Debian's chromium, through chromedriver and fantoccini): two sessions
 //! join one room, each sees the other's message, one leaves and the other
 //! sees it go.
@@ -71,8 +71,19 @@ async fn next_of(ws: &mut Ws, kind: &str) -> Value {
 
 #[tokio::test]
 async fn rust_rooms_broadcast_and_keep_the_last_hundred_messages() {
+    rooms_broadcast_and_keep_the_last_hundred_messages("rust.toml").await;
+}
+
+#[tokio::test]
+async fn python_rooms_broadcast_and_keep_the_last_hundred_messages() {
+    rooms_broadcast_and_keep_the_last_hundred_messages("python.toml").await;
+}
+
+/// The chat protocol, through the rooms and worker of the chat example's
+/// configuration `file`.
+async fn rooms_broadcast_and_keep_the_last_hundred_messages(file: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve_chat(dir.path(), "rust.toml");
+    let server = serve_chat(dir.path(), file);
     let (status, page) = get(&client(), &server.url("/")).await;
     assert_eq!(status, 200);
     assert!(page.contains("dohost chat"), "{page}");

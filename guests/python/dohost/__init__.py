@@ -26,6 +26,7 @@ from .env import DurableObjectId, DurableObjectNamespace, DurableObjectStub, env
 from .errors import CallError, FetchError, SqlError, StorageError
 from .http import Headers, Request, Response
 from .ops import fetch
+from .websocket import WebSocket, WebSocketPair, WebSocketRequestResponsePair
 
 
 class DurableObject:
@@ -60,6 +61,9 @@ __all__ = [
     "Response",
     "SqlError",
     "StorageError",
+    "WebSocket",
+    "WebSocketPair",
+    "WebSocketRequestResponsePair",
     "WorkerEntrypoint",
     "env",
     "fetch",

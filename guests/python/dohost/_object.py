@@ -6,21 +6,22 @@ a later ``resume`` (see _loop.py)."""
 
 import inspect
 
-from componentize_py_types import Err, Ok
+from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import context, events
 
 from . import DurableObject, env, ops
 from ._loop import LOOP
-from ._names import with_snake_case
+from ._names import snake_case, with_snake_case
 from .env import DurableObjectId
 from .http import to_request
 from .storage import DurableObjectStorage
 from .values import deserialize, serialize
+from .websocket import SocketMethods, forget_socket, message_value, socket_handle
 
 
 @with_snake_case
-class DurableObjectState:
+class DurableObjectState(SocketMethods):
     """``self.ctx`` of a Durable Object (Cloudflare's DurableObjectState)."""
 
     def __init__(self):
@@ -58,6 +59,7 @@ class DurableObjectState:
 
 # Methods every object has that are not RPC methods.
 _NOT_RPC = {"fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError"}
+_NOT_RPC |= {snake_case(name) for name in _NOT_RPC}
 
 
 def _object_classes(app):
@@ -118,8 +120,27 @@ def handler_class(app):
             raise TypeError("the arguments of an RPC call must be a list")
         return await ops.maybe_await(getattr(instance, method)(*arguments))
 
-    def unsupported(event, what):
-        events.finish_socket(event, Err(f"the Python SDK does not handle {what} yet"))
+    def socket_handler(method):
+        """The object's ``method`` (or its snake_case spelling), if any."""
+        instance = state["instance"]
+        found = getattr(instance, method, None) or getattr(instance, snake_case(method), None)
+        return found if callable(found) else None
+
+    async def run_socket(method, socket, args, ends):
+        ws = socket_handle(socket)
+        if ends:
+            ws._closed = True
+        try:
+            handler = socket_handler(method)
+            # Only a message needs a handler; a close or an error without
+            # one is fine.
+            if handler is None and not ends:
+                raise TypeError(f"class {state['class']} has no {method}() method")
+            if handler is not None:
+                await ops.maybe_await(handler(ws, *args))
+        finally:
+            if ends:
+                forget_socket(socket)
 
     class Handler(exports.Handler):
         def classes(self):
@@ -155,13 +176,16 @@ def handler_class(app):
             events.finish_call(event, Err("the Python SDK does not lend RPC targets"))
 
         def websocket_message(self, event, socket, message):
-            unsupported(event, "WebSocket messages")
+            run = run_socket("webSocketMessage", socket, (message_value(message),), False)
+            ops.finish_when(events.finish_socket, event, run)
 
         def websocket_close(self, event, socket, code, reason, was_clean):
-            events.finish_socket(event, Ok(None))
+            run = run_socket("webSocketClose", socket, (code, reason, was_clean), True)
+            ops.finish_when(events.finish_socket, event, run)
 
         def websocket_error(self, event, socket, error):
-            events.finish_socket(event, Ok(None))
+            run = run_socket("webSocketError", socket, (RuntimeError(error),), True)
+            ops.finish_when(events.finish_socket, event, run)
 
         def resume(self, op, outcome):
             ops.resume(op, outcome)

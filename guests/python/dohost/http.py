@@ -136,8 +136,12 @@ class Request(_Body):
 class Response(_Body):
     """An HTTP response: ``status``, ``headers`` and a body."""
 
-    def __init__(self, body=None, status=200, headers=None, status_text=""):
+    def __init__(self, body=None, status=200, headers=None, status_text="", web_socket=None, webSocket=None):
         self.status = int(status)
+        #: With status 101, the client end of a WebSocketPair whose server
+        #: end the object accepted.
+        self.webSocket = self.web_socket = web_socket or webSocket
+        self._websocket = None
         self.headers = Headers(headers)
         self.statusText = status_text
         self._body = _body_bytes(body)
@@ -212,6 +216,8 @@ def to_response(record, op=None):
     response.statusText = ""
     response._body = record.body
     response._stream = record.stream
+    response._websocket = record.websocket
+    response.webSocket = response.web_socket = None
     response._op = op
     response.url = ""
     response.redirected = False
@@ -224,11 +230,16 @@ def from_response(response, what):
         response = Response(response)
     if not isinstance(response, Response):
         raise TypeError(f"{what} must return a Response, not {type(response).__name__}")
+    websocket = response._websocket
+    if response.webSocket is not None:
+        from .websocket import websocket_number
+
+        websocket = websocket_number(response.webSocket)
     return types.Response(
         status=response.status,
         headers=response.headers.items(),
         body=response._body,
         stream=response._stream,
-        websocket=None,
+        websocket=websocket,
     )
 

@@ -19,8 +19,10 @@
 //! `guest` world: one component serves the module's objects and its entry
 //! worker. The
 //! component is named after a hash of everything that goes into it (the
-//! `.py` files beside and below the module, the SDK, the contract, the
-//! packages), so an unchanged guest is not built again.
+//! files beside and below the module, the SDK, the contract, the
+//! packages), so an unchanged guest is not built again. The module's top
+//! level runs at build time, so it may read files beside it (a page it
+//! serves) into the component; at run time a guest has no files.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,7 +44,7 @@ const GUEST_PYTHON: &str = "3.14";
 
 /// The SDK's files (`guests/python`), embedded so a build always uses the
 /// SDK of this host.
-const SDK_FILES: [(&str, &str); 12] = [
+const SDK_FILES: [(&str, &str); 13] = [
     (
         "dohost/__init__.py",
         include_str!("../../../../guests/python/dohost/__init__.py"),
@@ -86,6 +88,10 @@ const SDK_FILES: [(&str, &str); 12] = [
     (
         "dohost/values.py",
         include_str!("../../../../guests/python/dohost/values.py"),
+    ),
+    (
+        "dohost/websocket.py",
+        include_str!("../../../../guests/python/dohost/websocket.py"),
     ),
     (
         "workers/__init__.py",
@@ -335,8 +341,9 @@ fn skipped(name: &std::ffi::OsStr) -> bool {
     name.starts_with('.') || ["__pycache__", "node_modules", "target"].contains(&name.as_ref())
 }
 
-/// Feeds every `.py` file at or below `dir` (and its path below `base`) to
-/// `hasher`, in a fixed order.
+/// Feeds every file at or below `dir` (and its path below `base`) to
+/// `hasher`, in a fixed order: the `.py` files, and what the module's top
+/// level may read when it runs at build time (a page it serves).
 fn hash_sources(base: &Path, dir: &Path, hasher: &mut blake3::Hasher) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| build_error(format!("cannot read {}: {e}", dir.display())))?
@@ -352,7 +359,7 @@ fn hash_sources(base: &Path, dir: &Path, hasher: &mut blake3::Hasher) -> Result<
             if !skipped(name) {
                 hash_sources(base, &path, hasher)?;
             }
-        } else if path.extension().is_some_and(|e| e == "py") {
+        } else if path.is_file() {
             let text = std::fs::read(&path)
                 .map_err(|e| build_error(format!("cannot read {}: {e}", path.display())))?;
             let relative = path.strip_prefix(base).unwrap_or(&path);
@@ -365,10 +372,11 @@ fn hash_sources(base: &Path, dir: &Path, hasher: &mut blake3::Hasher) -> Result<
 }
 
 /// The entry module componentize-py builds: it imports the user's module
-/// `app` and exports both handlers for it.
+/// `app` and exports both handlers for it. The module's top level runs at
+/// build time; the import leaves no bytecode caches in the user's folders.
 fn entry_module(app: &str) -> String {
     format!(
-        "import {app} as _app\nfrom dohost._object import handler_class\nfrom dohost._worker import worker_handler_class\n\nHandler = handler_class(_app)\nWorkerHandler = worker_handler_class(_app)\n"
+        "import sys\nsys.dont_write_bytecode = True\nimport {app} as _app\nfrom dohost._object import handler_class\nfrom dohost._worker import worker_handler_class\n\nHandler = handler_class(_app)\nWorkerHandler = worker_handler_class(_app)\n"
     )
 }
 
