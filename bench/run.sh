@@ -27,7 +27,7 @@
 # Usage: bench/run.sh            (env: SECONDS_PER_RUN=8 SQL_SECONDS=60 CONNECTIONS=16 OBJECTS=10000 SQL_OBJECTS=1000 JS_OBJECTS=2000 PY_OBJECTS=200
 #                                 IDLE_SOCKETS=4000
 #                                 ONLY=kv|sql|rpc|js|python|ws|objects to run only (a)-(b), (c)-(d), (e), (a),(b),(f),
-#                                 (a),(b),(i), (g) or (h),
+#                                 (a),(b),(i), (g) or (h); several with commas, e.g. ONLY=js,python,
 #                                 WORKERD_RUN=path/to/run.sh)
 # Needs: cargo, curl, npm; workerd is installed from npm on first use by bench/workerd/run.sh.
 set -euo pipefail
@@ -47,16 +47,19 @@ js_objects=${JS_OBJECTS:-2000}
 py_objects=${PY_OBJECTS:-200}
 idle_sockets=${IDLE_SOCKETS:-4000}
 only=${ONLY:-}
-case "$only" in
-  "" | kv | sql | rpc | js | python | ws | objects) ;;
-  *) echo "ONLY=$only: expected kv, sql, rpc, js, python, ws or objects (or unset for every run)" >&2; exit 2 ;;
-esac
-want_kv() { [ -z "$only" ] || [ "$only" = kv ] || [ "$only" = js ] || [ "$only" = python ]; }
-want_js() { [ -z "$only" ] || [ "$only" = js ]; }
-want_python() { [ -z "$only" ] || [ "$only" = python ]; }
-want_sql() { [ -z "$only" ] || [ "$only" = sql ]; }
-want_rpc() { [ -z "$only" ] || [ "$only" = rpc ]; }
-want_ws() { [ -z "$only" ] || [ "$only" = ws ]; }
+for part in ${only//,/ }; do
+  case "$part" in
+    kv | sql | rpc | js | python | ws | objects) ;;
+    *) echo "ONLY=$only: expected kv, sql, rpc, js, python, ws or objects, or several with commas (or unset for every run)" >&2; exit 2 ;;
+  esac
+done
+want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
+want_kv() { want kv || want js || want python; }
+want_js() { want js; }
+want_python() { want python; }
+want_sql() { want sql; }
+want_rpc() { want rpc; }
+want_ws() { want ws; }
 workerd_run=${WORKERD_RUN:-$root/bench/workerd/run.sh}
 work=$(mktemp -d)
 pids=()
@@ -208,7 +211,7 @@ if want_ws; then
 fi
 
 # ---- (h) live idle objects: memory and mappings per object, activation on reused slots ----
-want_objects() { [ -z "$only" ] || [ "$only" = objects ]; }
+want_objects() { want objects; }
 if want_objects; then
   live_objects=${LIVE_OBJECTS:-10000}
   many_objects=${MANY_OBJECTS:-100000}
