@@ -120,14 +120,19 @@ fn measure(
                         .expect("request"),
                 )
                 .await
-                .expect("the counter answers");
-            assert_eq!(response.status(), 200);
+                .map_err(|e| e.to_string())?;
+            match response.status() {
+                http::StatusCode::OK => Ok(()),
+                status => Err(format!("status {status}")),
+            }
         }
     };
     // One object first, so the component's compile and the first
     // instance's page faults are not counted.
-    rt.block_on(request_to(&namespace, "warm-up".to_owned()));
+    rt.block_on(request_to(&namespace, "warm-up".to_owned()))
+        .expect("the counter answers");
     let count = objects / ROUNDS;
+    let start = host.stats();
     let mut activation = Vec::new();
     let mut request = Vec::new();
     let mut activations = 0;
@@ -138,7 +143,17 @@ fn measure(
         let started = Instant::now();
         for i in 0..count {
             let before = host.stats();
-            rt.block_on(request_to(&namespace, format!("object-{round}-{i}")));
+            // A refused activation (e.g. the instance pool's limits) ends
+            // the case with a row that says so, and the other cases still run.
+            if let Err(e) = rt.block_on(request_to(&namespace, format!("object-{round}-{i}"))) {
+                println!(
+                    "| {label} | {:.2} MB | {slots} | {} | failed: {e} | | |",
+                    size(component),
+                    host.stats().activations - start.activations,
+                );
+                rt.block_on(host.shutdown());
+                return;
+            }
             let after = host.stats();
             if after.activations - before.activations == 1 {
                 each.push((after.activation_time - before.activation_time).as_secs_f64() * 1e6);
@@ -154,12 +169,17 @@ fn measure(
     }
     println!(
         "| {label} | {:.2} MB | {slots} | {activations} | {:.0} µs | {:.0} µs | {:.0} µs |",
-        std::fs::metadata(component).map_or(0, |m| m.len()) as f64 / 1e6,
+        size(component),
         median(&mut activation),
         median(&mut each),
         median(&mut request),
     );
     rt.block_on(host.shutdown());
+}
+
+/// The component file's size in MB.
+fn size(component: &Path) -> f64 {
+    std::fs::metadata(component).map_or(0, |m| m.len()) as f64 / 1e6
 }
 
 fn median(values: &mut [f64]) -> f64 {
