@@ -18,11 +18,16 @@
 #   then $MANY_OBJECTS (100,000): the server's resident memory and memory mappings per object
 #   (bench/src/objects.rs), dohost's Rust counter and workerd's; and activation p50 on reused slots, Rust
 #   and JavaScript (the activation bench). The 100,000 need vm.max_map_count above ~620,000.
+#   (i) Python: the Python counter (examples/python/counter, one component for its Counter and its
+#   worker), one hot object through its worker and the default router, and $PY_OBJECTS objects at
+#   random, beside the Rust counter and workerd (ONLY=python).
 # Every dohost response is durable (the output gate waits for the fsync'd commit). A run over several
 # objects first sends each object one request, on both servers, so it measures live objects rather
 # than their first activations.
-# Usage: bench/run.sh            (env: SECONDS_PER_RUN=8 SQL_SECONDS=60 CONNECTIONS=16 OBJECTS=10000 SQL_OBJECTS=1000 JS_OBJECTS=2000 IDLE_SOCKETS=4000
-#                                 ONLY=kv|sql|rpc|js|ws|objects to run only (a)-(b), (c)-(d), (e), (a),(b),(f), (g) or (h),
+# Usage: bench/run.sh            (env: SECONDS_PER_RUN=8 SQL_SECONDS=60 CONNECTIONS=16 OBJECTS=10000 SQL_OBJECTS=1000 JS_OBJECTS=2000 PY_OBJECTS=200
+#                                 IDLE_SOCKETS=4000
+#                                 ONLY=kv|sql|rpc|js|python|ws|objects to run only (a)-(b), (c)-(d), (e), (a),(b),(f),
+#                                 (a),(b),(i), (g) or (h); several with commas, e.g. ONLY=js,python,
 #                                 WORKERD_RUN=path/to/run.sh)
 # Needs: cargo, curl, npm; workerd is installed from npm on first use by bench/workerd/run.sh.
 set -euo pipefail
@@ -31,23 +36,30 @@ set -euo pipefail
 ulimit -n 65536 2>/dev/null || true
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# The binaries cargo builds below: under CARGO_TARGET_DIR when it is set.
+release=${CARGO_TARGET_DIR:-$root/target}/release
 secs=${SECONDS_PER_RUN:-8}
 sql_secs=${SQL_SECONDS:-60}
 conns=${CONNECTIONS:-16}
 objects=${OBJECTS:-10000}
 sql_objects=${SQL_OBJECTS:-1000}
 js_objects=${JS_OBJECTS:-2000}
+py_objects=${PY_OBJECTS:-200}
 idle_sockets=${IDLE_SOCKETS:-4000}
 only=${ONLY:-}
-case "$only" in
-  "" | kv | sql | rpc | js | ws | objects) ;;
-  *) echo "ONLY=$only: expected kv, sql, rpc, js, ws or objects (or unset for every run)" >&2; exit 2 ;;
-esac
-want_kv() { [ -z "$only" ] || [ "$only" = kv ] || [ "$only" = js ]; }
-want_js() { [ -z "$only" ] || [ "$only" = js ]; }
-want_sql() { [ -z "$only" ] || [ "$only" = sql ]; }
-want_rpc() { [ -z "$only" ] || [ "$only" = rpc ]; }
-want_ws() { [ -z "$only" ] || [ "$only" = ws ]; }
+for part in ${only//,/ }; do
+  case "$part" in
+    kv | sql | rpc | js | python | ws | objects) ;;
+    *) echo "ONLY=$only: expected kv, sql, rpc, js, python, ws or objects, or several with commas (or unset for every run)" >&2; exit 2 ;;
+  esac
+done
+want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
+want_kv() { want kv || want js || want python; }
+want_js() { want js; }
+want_python() { want python; }
+want_sql() { want sql; }
+want_rpc() { want rpc; }
+want_ws() { want ws; }
 workerd_run=${WORKERD_RUN:-$root/bench/workerd/run.sh}
 work=$(mktemp -d)
 pids=()
@@ -56,18 +68,18 @@ trap cleanup EXIT
 
 echo "building dohost and the load generator (release)..." >&2
 cargo build --release -q -p dohost -p dohost-bench
-./target/release/dohost build examples/counter >&2
-./target/release/dohost build bench/guests >&2
+"$release"/dohost build examples/counter >&2
+"$release"/dohost build bench/guests >&2
 
 load() { # label url objects [connections]: with several objects, each gets one request first (not counted)
   local touch=()
   [ "$3" -gt 1 ] && touch=(--touch-first)
-  ./target/release/loadgen --label "$1" --url "$2" --objects "$3" --connections "${4:-$conns}" --seconds "$secs" "${touch[@]}" \
+  "$release"/loadgen --label "$1" --url "$2" --objects "$3" --connections "${4:-$conns}" --seconds "$secs" "${touch[@]}" \
     | tee -a "$work/results" | grep -v '^RESULT' >&2
 }
 
 load_curve() { # label url: one object for $sql_secs, its rate every 10 s (CURVE lines)
-  ./target/release/loadgen --label "$1" --url "$2" --objects 1 --connections "$conns" --seconds "$sql_secs" --every 10 \
+  "$release"/loadgen --label "$1" --url "$2" --objects 1 --connections "$conns" --seconds "$sql_secs" --every 10 \
     | tee -a "$work/results" | grep -v '^RESULT\|^CURVE' >&2
 }
 
@@ -78,7 +90,7 @@ wait_http() { # url
 }
 
 start_dohost() { # config data [ready-url]
-  ./target/release/dohost serve --config "$1" --data "$2" --listen 127.0.0.1:8787 2>"$work/dohost.log" &
+  "$release"/dohost serve --config "$1" --data "$2" --listen 127.0.0.1:8787 2>"$work/dohost.log" &
   pids+=($!)
   if [ -n "${3:-}" ]; then wait_http "$3"; else
     wait_http "http://127.0.0.1:8787/COUNTER/warmup/" || wait_http "http://127.0.0.1:8787/"; fi
@@ -121,7 +133,7 @@ rpc_loads() { # prefix base
 }
 # The JavaScript counter: workerd's Counter, built for dohost.
 if want_js; then
-  ./target/release/dohost build bench/js >&2
+  "$release"/dohost build bench/js >&2
   wasm=$(ls -t bench/js/node_modules/.cache/dohost/out/durable-object-counter-*.wasm | head -1)
   echo "JavaScript counter component: $(stat -c %s "$wasm") bytes ($wasm)" | tee "$work/js-size" >&2
   start_dohost bench/js/dohost.toml "$work/dohost-js-worker" "http://127.0.0.1:8787/warmup"
@@ -134,15 +146,36 @@ if want_js; then
   stop_last
 fi
 
+# The Python counter: one component serves its Counter and its worker (which forwards everything to
+# "my-counter"); its build tools go into examples/python/.dohost on the first build.
+if want_python; then
+  "$release"/dohost build examples/python/counter >&2
+  wasm=$(ls -t examples/python/.dohost/python/out/*.wasm | head -1)
+  echo "Python counter component: $(stat -c %s "$wasm") bytes ($wasm)" | tee "$work/py-size" >&2
+  start_dohost examples/python/counter/dohost.toml "$work/dohost-py-worker" "http://127.0.0.1:8787/"
+  load python-worker-hot "http://127.0.0.1:8787/" 1
+  stop_last
+  cat > "$work/py-router.toml" <<TOML
+[[durable_objects.bindings]]
+name = "COUNTER"
+class_name = "Counter"
+component = "$root/examples/python/counter/counter.py"
+TOML
+  start_dohost "$work/py-router.toml" "$work/dohost-py-router" "http://127.0.0.1:8787/COUNTER/warmup/"
+  load python-hot "http://127.0.0.1:8787/COUNTER/my-counter/" 1
+  load python-random "http://127.0.0.1:8787/COUNTER/p{}/" "$py_objects"
+  stop_last
+fi
+
 if want_rpc; then
   # The local HTTP service the upstream runs' objects fetch from.
-  ./target/release/upstream --listen 127.0.0.1:8790 2>"$work/upstream.log" &
+  "$release"/upstream --listen 127.0.0.1:8790 2>"$work/upstream.log" &
   pids+=($!)
   wait_http "http://127.0.0.1:8790/"
   start_dohost bench/guests/dohost.toml "$work/dohost-rpc" "http://127.0.0.1:8787/pingpong/warmup?n=1"
   rpc_loads dohost "http://127.0.0.1:8787"
   stop_last
-  ./target/release/dohost build bench/js/rpc.toml >&2
+  "$release"/dohost build bench/js/rpc.toml >&2
   start_dohost bench/js/rpc.toml "$work/dohost-js-rpc" "http://127.0.0.1:8787/pingpong/warmup?n=1"
   rpc_loads js "http://127.0.0.1:8787"
   stop_last
@@ -157,13 +190,13 @@ if want_rpc; then
 fi
 
 ws_loads() { # prefix port pid
-  ./target/release/wsload broadcast --label "$1-ws-broadcast" --url "ws://127.0.0.1:$2/rooms/b/websocket" \
+  "$release"/wsload broadcast --label "$1-ws-broadcast" --url "ws://127.0.0.1:$2/rooms/b/websocket" \
     --receivers 100 --seconds "$secs" | tee -a "$work/results" | grep -v '^RESULT' >&2 || true
-  ./target/release/wsload idle --label "$1-ws-idle" --url "ws://127.0.0.1:$2/rooms/idle/websocket" \
+  "$release"/wsload idle --label "$1-ws-idle" --url "ws://127.0.0.1:$2/rooms/idle/websocket" \
     --sockets "$idle_sockets" --warm 500 --pid "$3" >>"$work/memory" || true
 }
 if want_ws; then
-  ./target/release/dohost build bench/js/room.toml >&2
+  "$release"/dohost build bench/js/room.toml >&2
   start_dohost bench/js/room.toml "$work/dohost-ws" "http://127.0.0.1:8787/rooms/warmup"
   ws_loads dohost 8787 "${pids[-1]}"
   stop_last
@@ -178,7 +211,7 @@ if want_ws; then
 fi
 
 # ---- (h) live idle objects: memory and mappings per object, activation on reused slots ----
-want_objects() { [ -z "$only" ] || [ "$only" = objects ]; }
+want_objects() { want objects; }
 if want_objects; then
   live_objects=${LIVE_OBJECTS:-10000}
   many_objects=${MANY_OBJECTS:-100000}
@@ -196,9 +229,9 @@ idle_timeout_ms = 3600000
 total_memory_bytes = $((many_objects * 2 * 1048576 + 1073741824))
 TOML
   objects_at() { # label url pid counts
-    ./target/release/objects --label "$1" --url "$2" --pid "$3" --at "$4" | tee -a "$work/objects" | grep -v '^RESULT' >&2 || true
+    "$release"/objects --label "$1" --url "$2" --pid "$3" --at "$4" | tee -a "$work/objects" | grep -v '^RESULT' >&2 || true
   }
-  if ./target/release/dohost serve --config "$work/objects.toml" --data "$work/objects-check" --listen 127.0.0.1:0 2>"$work/objects-check.log" & cpid=$!; sleep 3; kill -0 "$cpid" 2>/dev/null; then
+  if "$release"/dohost serve --config "$work/objects.toml" --data "$work/objects-check" --listen 127.0.0.1:0 2>"$work/objects-check.log" & cpid=$!; sleep 3; kill -0 "$cpid" 2>/dev/null; then
     kill "$cpid"; wait "$cpid" 2>/dev/null || true
     start_dohost "$work/objects.toml" "$work/dohost-objects"
     objects_at dohost-objects "http://127.0.0.1:8787/COUNTER/o{}/" "${pids[-1]}" "$live_objects,$many_objects"
@@ -234,6 +267,9 @@ elif want_kv || want_sql; then
   if want_js; then
     load workerd-js-random "http://127.0.0.1:8788/j{}" "$js_objects"
   fi
+  if want_python; then
+    load workerd-python-random "http://127.0.0.1:8788/p{}" "$py_objects"
+  fi
   if want_sql; then
     load_curve workerd-sql-hot "http://127.0.0.1:8788/my-counter/sql"
     load workerd-sql-random "http://127.0.0.1:8788/s{}/sql" "$sql_objects"
@@ -242,8 +278,9 @@ elif want_kv || want_sql; then
 fi
 
 echo
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB; $conns connections, ${secs}s per run; random: $objects objects (put), $sql_objects objects (sql), $js_objects objects (js)"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB; $conns connections, ${secs}s per run; random: $objects objects (put), $sql_objects objects (sql), $js_objects objects (js), $py_objects objects (python)"
 [ -f "$work/js-size" ] && cat "$work/js-size"
+[ -f "$work/py-size" ] && cat "$work/py-size"
 if [ -s "$work/results" ]; then # ONLY=objects has no load runs
 awk '
   /^RESULT/ { rps[$2]=$3; p50[$2]=$4; p99[$2]=$5; err[$2]=$6; order[n++]=$2 }
@@ -251,9 +288,10 @@ awk '
     printf "| run | req/s | p50 ms | p99 ms | errors | vs workerd |\n|---|---:|---:|---:|---:|---:|\n"
     for (i = 0; i < n; i++) {
       # dohost-worker-hot and dohost-hot compare with workerd-hot, dohost-sql-random with workerd-sql-random, ...
-      # js-hot with workerd-hot, js-random with workerd-js-random (the same number of objects).
-      k = order[i]; peer = k; sub(/^(dohost|js)-(worker-)?/, "workerd-", peer)
-      if (k == "js-random") peer = "workerd-js-random"
+      # js-hot and python-hot with workerd-hot, js-random with workerd-js-random and python-random
+      # with workerd-python-random (the same number of objects).
+      k = order[i]; peer = k; sub(/^(dohost|js|python)-(worker-)?/, "workerd-", peer)
+      if (k == "js-random" || k == "python-random") peer = "workerd-" k
       ratio = (k !~ /^workerd/ && rps[peer] > 0) ? sprintf("%.1fx", rps[k] / rps[peer]) : "-"
       printf "| %s | %d | %s | %s | %s | %s |\n", k, rps[k], p50[k], p99[k], err[k], ratio
     }

@@ -1,8 +1,9 @@
 //! Activation: the time to create a new object's instance and run its
-//! class's constructor, for the Rust counter (examples/counter) and the
-//! JavaScript counter (bench/js, workerd's reference Counter), with each
-//! component's size. Each of OBJECTS objects (default 1,000) gets one request,
-//! so each is activated once; the host's own counters (`Host::stats`) give
+//! class's constructor, for the Rust counter (examples/counter), the
+//! JavaScript counter (bench/js, workerd's reference Counter) and the Python
+//! counter (examples/python/counter), with each component's size. Each of
+//! OBJECTS objects (default 1,000; PYTHON_OBJECTS for the Python counter,
+//! default the same) gets one request, so each is activated once; the host's own counters (`Host::stats`) give
 //! the time spent activating, apart from the request's work and its commit:
 //! per round (the median round's mean is reported) and per activation (the
 //! median of all of them, p50).
@@ -12,9 +13,10 @@
 //! so older ones are evicted and new ones reuse their slots, as on a server
 //! that has run for a while.
 //!
-//! `cargo bench -p dohost-bench --bench activation` (OBJECTS=N, ONLY=TEXT). The
-//! JavaScript counter is built first, installing its build tools into
-//! bench/js with npm on the first run.
+//! `cargo bench -p dohost-bench --bench activation` (OBJECTS=N,
+//! PYTHON_OBJECTS=N, ONLY=TEXT). The JavaScript and Python counters are
+//! built first, installing their build tools on the first run: into bench/js
+//! with npm, and into examples/python/.dohost with `python3 -m venv` and pip.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -23,7 +25,7 @@ use std::time::Instant;
 /// burst of noise on a shared machine moves one round rather than the result.
 const ROUNDS: usize = 10;
 
-fn components(root: &Path) -> [(&'static str, PathBuf); 2] {
+fn components(root: &Path) -> [(&'static str, PathBuf); 3] {
     let mut progress = |line: &str| eprintln!("{line}");
     dohost::build::ensure_guest_target(&mut progress).expect("guest target");
     let rust = dohost::build::build_rust_guest(&root.join("examples/counter/counter"))
@@ -36,15 +38,33 @@ fn components(root: &Path) -> [(&'static str, PathBuf); 2] {
     )
     .expect("the JavaScript counter builds")
     .wasm;
-    [("rust counter", rust), ("javascript counter", js)]
+    // One component serves the module's objects and its worker; only the
+    // Counter class is bound here.
+    let python = dohost::build::build_python_guest(
+        &root.join("examples/python/counter/counter.py"),
+        &root.join("examples/python"),
+    )
+    .expect("the Python counter builds")
+    .wasm;
+    [
+        ("rust counter", rust),
+        ("javascript counter", js),
+        ("python counter", python),
+    ]
 }
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let objects: usize = std::env::var("OBJECTS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1000);
+    let count = |name: &str, default: usize| -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(default)
+    };
+    let objects = count("OBJECTS", 1000);
+    // A Python instance starts a CPython interpreter: its activations may
+    // be counted on fewer objects to keep the run short.
+    let python_objects = count("PYTHON_OBJECTS", objects);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     println!(
         "| component | size | slots | activations | activation (median of {ROUNDS} rounds) | activation p50 | request to a new object |"
@@ -60,6 +80,11 @@ fn main() {
     for (label, component) in components(&root) {
         for (slots, max_live_objects) in cases {
             if format!("{label} {slots}").contains(&only) {
+                let objects = if label.starts_with("python") {
+                    python_objects
+                } else {
+                    objects
+                };
                 measure(&rt, label, &component, slots, max_live_objects, objects);
             }
         }
@@ -95,14 +120,19 @@ fn measure(
                         .expect("request"),
                 )
                 .await
-                .expect("the counter answers");
-            assert_eq!(response.status(), 200);
+                .map_err(|e| e.to_string())?;
+            match response.status() {
+                http::StatusCode::OK => Ok(()),
+                status => Err(format!("status {status}")),
+            }
         }
     };
     // One object first, so the component's compile and the first
     // instance's page faults are not counted.
-    rt.block_on(request_to(&namespace, "warm-up".to_owned()));
+    rt.block_on(request_to(&namespace, "warm-up".to_owned()))
+        .expect("the counter answers");
     let count = objects / ROUNDS;
+    let start = host.stats();
     let mut activation = Vec::new();
     let mut request = Vec::new();
     let mut activations = 0;
@@ -113,7 +143,17 @@ fn measure(
         let started = Instant::now();
         for i in 0..count {
             let before = host.stats();
-            rt.block_on(request_to(&namespace, format!("object-{round}-{i}")));
+            // A refused activation (e.g. the instance pool's limits) ends
+            // the case with a row that says so, and the other cases still run.
+            if let Err(e) = rt.block_on(request_to(&namespace, format!("object-{round}-{i}"))) {
+                println!(
+                    "| {label} | {:.2} MB | {slots} | {} | failed: {e} | | |",
+                    size(component),
+                    host.stats().activations - start.activations,
+                );
+                rt.block_on(host.shutdown());
+                return;
+            }
             let after = host.stats();
             if after.activations - before.activations == 1 {
                 each.push((after.activation_time - before.activation_time).as_secs_f64() * 1e6);
@@ -129,12 +169,17 @@ fn measure(
     }
     println!(
         "| {label} | {:.2} MB | {slots} | {activations} | {:.0} µs | {:.0} µs | {:.0} µs |",
-        std::fs::metadata(component).map_or(0, |m| m.len()) as f64 / 1e6,
+        size(component),
         median(&mut activation),
         median(&mut each),
         median(&mut request),
     );
     rt.block_on(host.shutdown());
+}
+
+/// The component file's size in MB.
+fn size(component: &Path) -> f64 {
+    std::fs::metadata(component).map_or(0, |m| m.len()) as f64 / 1e6
 }
 
 fn median(values: &mut [f64]) -> f64 {
