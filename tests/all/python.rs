@@ -402,7 +402,8 @@ new_sqlite_classes = ["MyDurableObject"]
 /// a `Set`, a `BigInt`, bytes, `undefined`, `NaN`, a `RegExp`, an `Error`)
 /// reads in Python as Python's types: the JavaScript Api of examples/js/api
 /// stores it, then the Python Api of examples/python/api, swapped in on the
-/// same binding and data, reads it.
+/// same binding and data, reads it. As many Python objects as
+/// `max_live_objects` are live at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_reads_what_javascript_stored_with_structured_clone() {
     let dir = tempfile::tempdir().unwrap();
@@ -415,9 +416,15 @@ async fn python_reads_what_javascript_stored_with_structured_clone() {
     assert_eq!(status, 200, "{body}");
     drop(server);
 
+    // At most 40 live objects, and no entry worker: a pool of few slots,
+    // each of which a Python instance (14 core instances) must fit.
     let python = workspace().join("examples/python/api/api.py");
-    let config = with_component(&js, "API", &python);
+    let config = with_component(&js, "API", &python) + "\n[limits]\nmax_live_objects = 40\n";
     let server = Server::start(&write_config(dir.path(), &config), &data);
+    for n in 0..40 {
+        let state = get_json(&client, &server.url(&format!("/API/live-{n}/state"))).await;
+        assert_eq!(state["starts"], 1, "{state}");
+    }
     let read = get_json(&client, &server.url("/API/shared/read?key=for-rust")).await;
     let expected = json!({
         "date": "datetime: datetime.datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=datetime.timezone.utc)",

@@ -197,7 +197,7 @@ class Api(DurableObject):
             "name": self.ctx.id.name,
             "starts": self.starts,
             "greeting": self.env.GREETING,
-            "limits": self.env.LIMITS,
+            "limits": self.env.LIMITS if "LIMITS" in self.env else None,
             "before_error": await self.ctx.storage.get("before_error"),
         }
 

@@ -110,15 +110,21 @@ def handler_class(app):
         args = (_AlarmInfo(info),) if _takes_argument(alarm) else ()
         await ops.maybe_await(alarm(*args))
 
-    async def run_call(method, args):
+    def rpc_method(method):
+        """The instance's RPC method ``method``, or its snake_case spelling
+        (a JavaScript caller's ``getCount`` finds ``get_count``)."""
         instance = state["instance"]
-        found = getattr(type(instance), method, None)
-        if method.startswith("_") or method in _NOT_RPC or not callable(found) or hasattr(DurableObject, method):
-            raise TypeError(f"class {state['class']} has no RPC method {method!r}")
+        for name in (method, snake_case(method)):
+            found = getattr(type(instance), name, None)
+            if not name.startswith("_") and name not in _NOT_RPC and callable(found) and not hasattr(DurableObject, name):
+                return getattr(instance, name)
+        raise TypeError(f"class {state['class']} has no RPC method {method!r}")
+
+    async def run_call(method, args):
         arguments = deserialize(args)
         if not isinstance(arguments, list):
             raise TypeError("the arguments of an RPC call must be a list")
-        return await ops.maybe_await(getattr(instance, method)(*arguments))
+        return await ops.maybe_await(rpc_method(method)(*arguments))
 
     def socket_handler(method):
         """The object's ``method`` (or its snake_case spelling), if any."""

@@ -219,9 +219,21 @@ def to_response(record, op=None):
     response._websocket = record.websocket
     response.webSocket = response.web_socket = None
     response._op = op
+    response._as_received = _shape(response)
     response.url = ""
     response.redirected = False
     return response
+
+
+def _shape(response):
+    """What a response handed on by number must still be: its head, and
+    its body not read from a stream."""
+    return (response.status, tuple(response.headers.items()), response._stream, response._websocket)
+
+
+def unchanged(response):
+    """Whether ``response`` is still as a stub's fetch received it."""
+    return response._op is not None and _shape(response) == response._as_received
 
 
 def from_response(response, what):

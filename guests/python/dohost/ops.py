@@ -81,7 +81,7 @@ FORWARDED = object()
 def answer_fetch(event, response, what):
     """The record to end fetch event ``event`` with, or FORWARDED when the
     response is a stub's, handed on unchanged and the host still holds it."""
-    if isinstance(response, http.Response) and response._op is not None:
+    if isinstance(response, http.Response) and http.unchanged(response):
         if events.finish_fetch_forward(event, response._op):
             return FORWARDED
     return http.from_response(response, what)

@@ -90,13 +90,19 @@ impl Drop for Runtime {
     }
 }
 
+/// Core instances the pool allows per instance slot, on average.
+const CORE_INSTANCES_PER_SLOT: u32 = 16;
+
 impl Runtime {
     pub(crate) fn new(limits: &EngineLimits, cache_dir: PathBuf) -> Result<Runtime> {
         let slots = limits.max_live_objects.saturating_add(limits.worker_slots);
         super::mappings::check(slots, limits.max_live_objects)?;
         let mut pool = PoolingAllocationConfig::new();
+        // Core instances are only counted (their metadata is allocated on
+        // use): enough for a Python guest's in every slot (componentize-py
+        // links CPython, libc and their shims: 14 core instances).
         pool.total_component_instances(slots)
-            .total_core_instances(slots.saturating_mul(8))
+            .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_SLOT))
             .total_memories(slots.saturating_mul(2))
             .total_tables(slots.saturating_mul(4))
             .total_stacks(slots)
