@@ -30,9 +30,6 @@ const SETTLE: Duration = Duration::from_millis(150);
 /// How often the watcher looks at its stop flag while nothing changes.
 const STOP_CHECK: Duration = Duration::from_millis(250);
 
-/// Folders never looked into: build outputs and installed packages.
-const SKIPPED_FOLDERS: [&str; 3] = ["target", "node_modules", "__pycache__"];
-
 /// The files derived from a configuration's sources, as written, that
 /// `--watch` reacts to, and the folders to watch for them.
 #[derive(Debug, Default)]
@@ -107,17 +104,15 @@ impl Sources {
 
 /// Whether a relative folder path passes through a folder never looked into.
 fn skipped(folders: &Path) -> bool {
-    folders.iter().any(|name| {
-        SKIPPED_FOLDERS.iter().any(|s| name == *s) || name.to_string_lossy().starts_with('.')
-    })
+    folders.iter().any(dohost::build::skipped_folder)
 }
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// `dir` and every folder below it, except [`SKIPPED_FOLDERS`] and hidden
-/// ones.
+/// `dir` and every folder below it, except those no guest's sources are in
+/// ([`dohost::build::skipped_folder`]).
 fn walk(dir: &Path, out: &mut BTreeSet<PathBuf>) {
     if !dir.is_dir() {
         return;

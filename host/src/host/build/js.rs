@@ -21,7 +21,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{Role, WIT_FILES, build_error, lock_project, run_tool, write_files};
+use super::{
+    Role, WIT_FILES, build_error, first_module, lock_project, project_of, run_tool, write_files,
+};
 use crate::error::Result;
 use crate::progress::Task;
 
@@ -136,27 +138,12 @@ pub fn js_module(path: &Path) -> std::result::Result<Option<PathBuf>, String> {
             .map(str::to_owned)
             .to_vec(),
     };
-    for candidate in &candidates {
-        let module = path.join(candidate);
-        if module.is_file() {
-            return Ok(Some(module));
-        }
-    }
-    Err(format!(
-        "{} names no module that exists (looked for {}); set \"main\" to the module that exports the classes",
-        manifest.display(),
-        candidates.join(", ")
-    ))
-}
-
-/// The folder whose `node_modules` serves the module: the nearest folder at
-/// or above it with a `package.json`, else `fallback`.
-fn project_dir(module: &Path, fallback: &Path) -> PathBuf {
-    module
-        .ancestors()
-        .skip(1)
-        .find(|dir| dir.join("package.json").is_file())
-        .map_or_else(|| fallback.to_path_buf(), Path::to_path_buf)
+    first_module(
+        path,
+        &manifest,
+        &candidates,
+        "set \"main\" to the module that exports the classes",
+    )
 }
 
 fn tools_installed(project: &Path) -> bool {
@@ -273,12 +260,7 @@ pub(super) fn build_js_guest_as(
         .map_err(|e| build_error(format!("cannot read {}: {e}", module.display())))?;
     // Absolute, because node runs in the project's cache folder: a relative
     // configuration folder (`dohost build .`) would point elsewhere from there.
-    let project = std::path::absolute(project_dir(&module, fallback_project)).map_err(|e| {
-        build_error(format!(
-            "cannot resolve {}: {e}",
-            fallback_project.display()
-        ))
-    })?;
+    let project = project_of(&module, "package.json", fallback_project)?;
     // One build at a time per project: npm install and the output files are
     // shared by every build of the project, also across processes.
     let _lock = lock_project(&project, "js")?;

@@ -190,6 +190,54 @@ fn write_files(dir: &Path, files: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
+/// The project a module's build belongs to, absolute: the nearest folder
+/// at or above the module with a file `manifest` (`package.json`,
+/// `pyproject.toml`), else `fallback` (the configuration's folder). Its
+/// build tools and outputs are shared by every module of the project.
+fn project_of(module: &Path, manifest: &str, fallback: &Path) -> Result<PathBuf> {
+    let dir = module
+        .ancestors()
+        .skip(1)
+        .find(|dir| dir.join(manifest).is_file())
+        .unwrap_or(fallback);
+    std::path::absolute(dir)
+        .map_err(|e| build_error(format!("cannot resolve {}: {e}", dir.display())))
+}
+
+/// The first of `candidates` (paths below `folder`) that is a file: the
+/// module a folder's `manifest` names. An error naming the manifest, the
+/// paths looked for and `fix` when none is.
+fn first_module(
+    folder: &Path,
+    manifest: &Path,
+    candidates: &[String],
+    fix: &str,
+) -> std::result::Result<Option<PathBuf>, String> {
+    candidates
+        .iter()
+        .map(|candidate| folder.join(candidate))
+        .find(|module| module.is_file())
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "{} names no module that exists (looked for {}); {fix}",
+                manifest.display(),
+                candidates.join(", ")
+            )
+        })
+}
+
+/// Whether a folder called `name` holds no sources of a guest: a hidden
+/// one (the data directory `.dohost/`, `.git/`), build outputs (`target/`,
+/// `__pycache__/`) or installed packages (`node_modules/`). Builds and
+/// `--watch` do not look into them.
+pub fn skipped_folder(name: &std::ffi::OsStr) -> bool {
+    name.to_string_lossy().starts_with('.')
+        || ["target", "node_modules", "__pycache__"]
+            .iter()
+            .any(|skipped| name == *skipped)
+}
+
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }

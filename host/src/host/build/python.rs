@@ -27,7 +27,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{WIT_FILES, build_error, lock_project, run_tool, write_files};
+use super::{
+    WIT_FILES, build_error, first_module, lock_project, project_of, run_tool, skipped_folder,
+    write_files,
+};
 use crate::error::Result;
 use crate::progress::Task;
 
@@ -137,17 +140,12 @@ pub fn python_module(path: &Path) -> std::result::Result<Option<PathBuf>, String
         }
         None => MAIN_CANDIDATES.map(str::to_owned).to_vec(),
     };
-    for candidate in &candidates {
-        let module = path.join(candidate);
-        if module.is_file() {
-            return Ok(Some(module));
-        }
-    }
-    Err(format!(
-        "{} names no module that exists (looked for {}); set [tool.dohost] main to the module that defines the classes",
-        manifest.display(),
-        candidates.join(", ")
-    ))
+    first_module(
+        path,
+        &manifest,
+        &candidates,
+        "set [tool.dohost] main to the module that defines the classes",
+    )
 }
 
 fn read_pyproject(manifest: &Path) -> std::result::Result<toml::Table, String> {
@@ -196,16 +194,6 @@ pub struct PyBuild {
     /// True when nothing that goes into it had changed since a previous
     /// build, whose component was reused.
     pub cached: bool,
-}
-
-/// The folder whose `.dohost/python` serves the module: the nearest folder
-/// at or above it with a `pyproject.toml`, else `fallback`.
-fn project_dir(module: &Path, fallback: &Path) -> PathBuf {
-    module
-        .ancestors()
-        .skip(1)
-        .find(|dir| dir.join("pyproject.toml").is_file())
-        .map_or_else(|| fallback.to_path_buf(), Path::to_path_buf)
 }
 
 fn python() -> &'static str {
@@ -335,12 +323,6 @@ fn ensure_guest_packages(tools: &Path, venv: &Path, packages: &[String]) -> Resu
     Ok(site)
 }
 
-/// Folders below a module's folder that hold no source of the guest.
-fn skipped(name: &std::ffi::OsStr) -> bool {
-    let name = name.to_string_lossy();
-    name.starts_with('.') || ["__pycache__", "node_modules", "target"].contains(&name.as_ref())
-}
-
 /// Feeds every file at or below `dir` (and its path below `base`) to
 /// `hasher`, in a fixed order: the `.py` files, and what the module's top
 /// level may read when it runs at build time (a page it serves).
@@ -356,7 +338,7 @@ fn hash_sources(base: &Path, dir: &Path, hasher: &mut blake3::Hasher) -> Result<
             continue;
         };
         if path.is_dir() {
-            if !skipped(name) {
+            if !skipped_folder(name) {
                 hash_sources(base, &path, hasher)?;
             }
         } else if path.is_file() {
@@ -422,12 +404,7 @@ pub(super) fn build_python_guest_as(
         )));
     }
     let source_dir = module.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let project = std::path::absolute(project_dir(&module, fallback_project)).map_err(|e| {
-        build_error(format!(
-            "cannot resolve {}: {e}",
-            fallback_project.display()
-        ))
-    })?;
+    let project = project_of(&module, "pyproject.toml", fallback_project)?;
     // One build at a time per project: the environment and the output
     // files are shared by every build of the project, also across
     // processes.
