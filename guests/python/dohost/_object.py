@@ -53,8 +53,7 @@ class DurableObjectState(SocketMethods):
     def waitUntil(self, awaitable):
         """Lets ``awaitable`` run on after the event's response, within the
         event's wall-clock limit."""
-        if inspect.isawaitable(awaitable):
-            LOOP.create_task(ops.maybe_await(awaitable))
+        ops.wait_until(awaitable)
 
 
 # Methods every object has that are not RPC methods.

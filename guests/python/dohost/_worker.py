@@ -10,7 +10,6 @@ from wit_world import exports
 from wit_world.imports import events
 
 from . import WorkerEntrypoint, env, ops
-from ._loop import LOOP
 from .http import to_request
 
 
@@ -20,8 +19,7 @@ class ExecutionContext:
     def waitUntil(self, awaitable):
         """Lets ``awaitable`` run on after the response, within the
         request's wall-clock limit."""
-        if inspect.isawaitable(awaitable):
-            LOOP.create_task(ops.maybe_await(awaitable))
+        ops.wait_until(awaitable)
 
     wait_until = waitUntil
 

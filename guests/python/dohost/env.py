@@ -9,14 +9,7 @@ from wit_world.imports import namespace
 
 from . import ops
 from ._names import with_snake_case
-from .errors import CallError
-
-
-def _calling(f, *args):
-    try:
-        return f(*args)
-    except Err as e:
-        raise CallError(e.value) from None
+from .errors import CallError, calling
 
 
 class DurableObjectId:
@@ -88,7 +81,7 @@ class DurableObjectNamespace:
         return DurableObjectId(self._raw.new_unique_id())
 
     def idFromString(self, hex):
-        return DurableObjectId(_calling(self._raw.id_from_string, str(hex)))
+        return DurableObjectId(calling(self._raw.id_from_string, str(hex), error=CallError))
 
     def jurisdiction(self, name):
         return self
@@ -101,7 +94,7 @@ class DurableObjectNamespace:
         key = (self._binding, "id", hex)
 
         def open_handle():
-            return _calling(self._raw.get, hex)
+            return calling(self._raw.get, hex, error=CallError)
 
         # Opened now, so that a malformed id raises here, as on Cloudflare.
         _handle(key, open_handle)

@@ -1,6 +1,17 @@
 """The errors the SDK raises. They use no import of the contract, so every
 role can name them."""
 
+from componentize_py_types import Err
+
+
+def calling(f, *args, error):
+    """``f(*args)``, an import of the contract: the ``Err`` it raises for a
+    failed ``result`` becomes ``error`` of its value."""
+    try:
+        return f(*args)
+    except Err as e:
+        raise error(e.value) from None
+
 
 class CallError(Exception):
     """A call to another object failed, with Cloudflare's flags."""

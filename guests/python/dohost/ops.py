@@ -47,6 +47,13 @@ async def maybe_await(value):
     return value
 
 
+def wait_until(awaitable):
+    """``waitUntil``: lets ``awaitable`` run on after the event's response,
+    within the event's wall-clock limit."""
+    if inspect.isawaitable(awaitable):
+        LOOP.create_task(maybe_await(awaitable))
+
+
 def finish_when(finish, event, coro, encode=lambda v: v):
     """Runs ``coro`` as a task and ends event ``event`` with its result
     (``encode``d) or its error through ``finish``."""

@@ -11,13 +11,13 @@ synchronous, as on Cloudflare.
 
 import datetime
 
-from componentize_py_types import Err
 from wit_world.imports import alarm as alarm_api
 from wit_world.imports import sql as sql_api
 from wit_world.imports import storage as kv
 
 from ._names import with_snake_case
-from .errors import SqlError, StorageError
+from .errors import SqlError, StorageError, calling
+from .ops import maybe_await
 from .values import deserialize, serialize
 
 
@@ -35,10 +35,7 @@ class Done:
 
 
 def _call(f, *args, error=StorageError):
-    try:
-        return f(*args)
-    except Err as e:
-        raise error(e.value) from None
+    return calling(f, *args, error=error)
 
 
 def _option(options, kwargs, camel, snake, default=None):
@@ -244,9 +241,7 @@ class DurableObjectStorage(StorageCalls):
         _call(kv.transaction_begin)
         txn = Transaction()
         try:
-            result = closure(txn)
-            if hasattr(result, "__await__"):
-                result = await result
+            result = await maybe_await(closure(txn))
         except BaseException:
             _call(kv.transaction_rollback)
             raise

@@ -8,18 +8,15 @@ its sockets, their tags and attachments (wit/websocket.wit)."""
 
 import datetime
 
-from componentize_py_types import Err
 from wit_world.imports import websocket as host
 
 from ._names import with_snake_case
+from .errors import calling
 from .values import deserialize, serialize
 
 
 def _call(f, *args):
-    try:
-        return f(*args)
-    except Err as e:
-        raise ValueError(e.value) from None
+    return calling(f, *args, error=ValueError)
 
 
 def _message(value):
