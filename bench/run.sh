@@ -105,13 +105,19 @@ if want_kv; then
   stop_last
 fi
 
-# dohost with its default router: /COUNTER/<name>/.
-cat > "$work/router.toml" <<TOML
+# A configuration with only the binding COUNTER (class Counter) to component $2, written to $1:
+# dohost's default router serves /COUNTER/<name>/.
+router_config() {
+  cat > "$1" <<TOML
 [[durable_objects.bindings]]
 name = "COUNTER"
 class_name = "Counter"
-component = "$root/examples/counter/counter"
+component = "$2"
 TOML
+}
+
+# dohost with its default router: /COUNTER/<name>/.
+router_config "$work/router.toml" "$root/examples/counter/counter"
 if want_kv || want_sql; then
 start_dohost "$work/router.toml" "$work/dohost-router"
 if want_kv; then
@@ -155,12 +161,7 @@ if want_python; then
   start_dohost examples/python/counter/dohost.toml "$work/dohost-py-worker" "http://127.0.0.1:8787/"
   load python-worker-hot "http://127.0.0.1:8787/" 1
   stop_last
-  cat > "$work/py-router.toml" <<TOML
-[[durable_objects.bindings]]
-name = "COUNTER"
-class_name = "Counter"
-component = "$root/examples/python/counter/counter.py"
-TOML
+  router_config "$work/py-router.toml" "$root/examples/python/counter/counter.py"
   start_dohost "$work/py-router.toml" "$work/dohost-py-router" "http://127.0.0.1:8787/COUNTER/warmup/"
   load python-hot "http://127.0.0.1:8787/COUNTER/my-counter/" 1
   load python-random "http://127.0.0.1:8787/COUNTER/p{}/" "$py_objects"
@@ -218,11 +219,8 @@ if want_objects; then
   # Every object stays live: no idle timeout within the run, and a memory budget that does not
   # evict (it counts each instance's linear memory, 1.06 MiB for the Rust counter, not what is
   # resident).
-  cat > "$work/objects.toml" <<TOML
-[[durable_objects.bindings]]
-name = "COUNTER"
-class_name = "Counter"
-component = "$root/examples/counter/counter"
+  router_config "$work/objects.toml" "$root/examples/counter/counter"
+  cat >> "$work/objects.toml" <<TOML
 [limits]
 max_live_objects = $((many_objects + 1000))
 idle_timeout_ms = 3600000
