@@ -306,6 +306,32 @@ async fn the_limits_close_sockets_with_their_codes() {
     assert!(reason.contains("send_buffer_bytes"), "{reason}");
 }
 
+/// A socket closed before its upgrade came (by its object, or by the host
+/// when its object traps or it overflows) still opens, so the client gets
+/// the close frame and its code rather than a dropped connection.
+#[tokio::test]
+async fn a_socket_closed_before_its_upgrade_still_gets_its_close_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(
+        dir.path(),
+        60_000,
+        "[websockets]\nmax_message_bytes = 1024\nsend_buffer_bytes = 4096\n",
+    );
+    let mut closed = join(&server, "early", "tags=t&name=closed&send=1:10&close=4000").await;
+    assert_eq!(next_text(&mut closed).await, "x".repeat(10));
+    assert_eq!(
+        close_code(&mut closed).await,
+        (4000, "closed before the upgrade".to_owned())
+    );
+    let mut flooded = join(&server, "early", "tags=t&name=flooded&send=5:1000").await;
+    let (code, reason) = close_code(&mut flooded).await;
+    assert_eq!(code, 1011, "{reason}");
+    assert!(reason.contains("send_buffer_bytes"), "{reason}");
+    // Neither is left behind, and the object still takes sockets.
+    let mut again = join(&server, "early", "tags=t&name=again").await;
+    assert_eq!(ask(&mut again, "tagged:t").await, "1");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_idle_sockets_stay_open_with_their_object_out_of_memory() {
     const SOCKETS: usize = 10_000;

@@ -119,9 +119,12 @@ impl Abort {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Accepted, its upgrade not yet done.
-    Pending(Instant),
+    Pending,
     Open,
-    /// The object closed it, or the host is closing it.
+    /// The object closed it, or the host is closing it. If that happened
+    /// before its upgrade came, the upgrade still starts its task, which
+    /// sends the close frame at once: the client sees the code, not a
+    /// dropped connection.
     Closing,
     /// The client closed it (or it failed): only its close or error event
     /// is left.
@@ -137,6 +140,7 @@ struct Socket {
     outbox: mpsc::UnboundedSender<Outgoing>,
     /// Taken by the socket's task when the socket opens.
     inbox: Option<mpsc::UnboundedReceiver<Outgoing>>,
+    accepted: Instant,
     /// Bytes in the outbox.
     queued: Arc<AtomicUsize>,
     abort: Arc<Abort>,
@@ -145,7 +149,16 @@ struct Socket {
 impl Socket {
     /// Whether messages may still be sent on it.
     fn sendable(&self) -> bool {
-        matches!(self.phase, Phase::Open | Phase::Pending(_))
+        matches!(self.phase, Phase::Open | Phase::Pending)
+    }
+
+    /// Closes it with `code` and `reason` at once, whatever waits in its
+    /// outbox.
+    fn abort(&mut self, code: u16, reason: String) {
+        if self.sendable() {
+            self.phase = Phase::Closing;
+            self.abort.raise(code, reason);
+        }
     }
 
     /// Queues `frame` behind `gate`; past the send buffer, aborts the
@@ -154,8 +167,7 @@ impl Socket {
         let bytes = frame.bytes();
         let queued = self.queued.fetch_add(bytes, Ordering::AcqRel) + bytes;
         if queued > settings.send_buffer_bytes {
-            self.phase = Phase::Closing;
-            self.abort.raise(
+            self.abort(
                 1011,
                 format!(
                     "the client reads too slowly: {queued} bytes wait to be sent, past the limit ([websockets] send_buffer_bytes)"
@@ -263,7 +275,8 @@ impl Sockets {
             .into_iter()
             .flat_map(|held| &held.sockets)
             .filter(|id| {
-                matches!(registry.sockets[*id].phase, Phase::Pending(since) if since.elapsed() > PENDING_LIFETIME)
+                let socket = &registry.sockets[*id];
+                socket.inbox.is_some() && socket.accepted.elapsed() > PENDING_LIFETIME
             })
             .copied()
             .collect();
@@ -287,9 +300,10 @@ impl Sockets {
                 tags,
                 attachment: None,
                 auto_response_at: None,
-                phase: Phase::Pending(Instant::now()),
+                phase: Phase::Pending,
                 outbox,
                 inbox: Some(inbox),
+                accepted: Instant::now(),
                 queued: Arc::new(AtomicUsize::new(0)),
                 abort: Arc::new(Abort::default()),
             },
@@ -297,11 +311,12 @@ impl Sockets {
         Ok(id)
     }
 
-    /// Whether `socket` is one of `key`'s and waits for its upgrade.
+    /// Whether `socket` is one of `key`'s and waits for its upgrade (it
+    /// may be closed already: the upgrade then sends its close frame).
     pub(crate) fn is_pending(&self, key: ObjectKey, socket: SocketId) -> bool {
         self.registry()
             .owned(key, socket)
-            .is_some_and(|s| matches!(s.phase, Phase::Pending(_)))
+            .is_some_and(|s| s.inbox.is_some())
     }
 
     /// `key`'s open sockets (and pending ones), oldest first; those with
@@ -315,8 +330,7 @@ impl Sockets {
             .iter()
             .filter(|id| {
                 let socket = &registry.sockets[*id];
-                matches!(socket.phase, Phase::Open | Phase::Pending(_))
-                    && tag.is_none_or(|tag| socket.tags.iter().any(|t| t == tag))
+                socket.sendable() && tag.is_none_or(|tag| socket.tags.iter().any(|t| t == tag))
             })
             .copied()
             .collect()
@@ -530,19 +544,18 @@ impl Sockets {
                     ),
                 ));
             };
-            if !matches!(s.phase, Phase::Pending(_)) || s.inbox.is_none() {
+            let Some(inbox) = s.inbox.take() else {
                 return Err(Error::new(
                     ErrorKind::BadRequest,
                     format!("WebSocket {socket} is open already"),
                 ));
+            };
+            // A socket closed before now still starts, to send its close
+            // frame.
+            if s.phase == Phase::Pending {
+                s.phase = Phase::Open;
             }
-            s.phase = Phase::Open;
-            (
-                s.owner.clone(),
-                s.inbox.take().expect("checked above"),
-                s.queued.clone(),
-                s.abort.clone(),
-            )
+            (s.owner.clone(), inbox, s.queued.clone(), s.abort.clone())
         };
         let limits = &self.settings;
         let config = WebSocketConfig::default()
@@ -567,19 +580,11 @@ impl Sockets {
     }
 }
 
-/// Closes `id` now, whatever waits in its outbox (or drops it if it was
-/// never opened).
+/// Closes `id` now, whatever waits in its outbox (or, if its upgrade has
+/// not come yet, as soon as it comes).
 fn close_now(registry: &mut Registry, id: SocketId, code: u16, reason: &str) {
-    let Some(s) = registry.sockets.get_mut(&id) else {
-        return;
-    };
-    match s.phase {
-        Phase::Pending(_) => registry.remove(id),
-        Phase::Open => {
-            s.phase = Phase::Closing;
-            s.abort.raise(code, reason.to_owned());
-        }
-        Phase::Closing | Phase::Ended => {}
+    if let Some(s) = registry.sockets.get_mut(&id) {
+        s.abort(code, reason.to_owned());
     }
 }
 

@@ -1,6 +1,7 @@
 //! The probe's WebSockets: `GET /websocket?tags=a,b&name=x` accepts one
-//! (with those tags and the attachment `{"name": x}`). Each text message is
-//! a command, answered on the same socket:
+//! (with those tags and the attachment `{"name": x}`; `send=<n>:<bytes>`
+//! and `close=<code>` send messages and close it before it is handed over).
+//! Each text message is a command, answered on the same socket:
 //!
 //! - `echo:<text>`: `<text>` back; a binary message comes back as it is.
 //! - `broadcast:<text>`: `<text>` to every socket of the object.
@@ -34,6 +35,20 @@ pub fn accept(state: &State, req: &Request) -> Result<Response> {
     let ws = state.accept_websocket(&tags)?;
     let name = query_param(req, "name").unwrap_or_default();
     ws.serialize_attachment(&json!({ "name": name }))?;
+    // Before the socket is handed over, the client gets `send=<n>:<bytes>`
+    // messages of that many `x`, then the close with `close=<code>`.
+    if let Some(send) = query_param(req, "send") {
+        let parse = |n: &str| n.parse().map_err(|_| Error::new("send=<n>:<bytes>"));
+        let (n, bytes) = send.split_once(':').unwrap_or((&send, "0"));
+        let text = "x".repeat(parse(bytes)?);
+        for _ in 0..parse(n)? {
+            ws.send_text(&text)?;
+        }
+    }
+    if let Some(code) = query_param(req, "close") {
+        let code = code.parse().map_err(|_| Error::new("close=<code>"))?;
+        ws.close(code, "closed before the upgrade")?;
+    }
     Ok(Response::websocket(ws))
 }
 
