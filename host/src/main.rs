@@ -1,7 +1,7 @@
 //! `dohost`: serve Durable Objects over HTTP, or build their components.
 //!
 //! ```text
-//! dohost new NAME [--lang rust|js|ts]
+//! dohost new NAME [--lang rust|js|ts|python]
 //! dohost dev [--config dohost.toml] [--listen 127.0.0.1:8787] [--data DIR]
 //! dohost serve [--config dohost.toml] [--listen 127.0.0.1:8787] [--data DIR] [--watch] [--dev]
 //! dohost build [DIR]

@@ -130,6 +130,13 @@ async fn the_typescript_template_serves_counts_and_passes_its_test() {
     own_test(&project, "npm", &["test"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_template_serves_counts_and_passes_its_test() {
+    let (dir, project) = new_project("python");
+    serve_counts(&project, &dir.path().join("data")).await;
+    own_test(&project, "python3", &["-m", "unittest"]);
+}
+
 #[test]
 fn new_refuses_a_folder_that_is_not_empty_and_a_bad_name() {
     let dir = tempfile::tempdir().unwrap();

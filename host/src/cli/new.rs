@@ -21,6 +21,8 @@ pub enum Lang {
     Js,
     /// One TypeScript module; `npm test`.
     Ts,
+    /// One Python module; `python3 -m unittest`.
+    Python,
 }
 
 /// Embeds the template file `path` (below `host/templates/new/`), written
@@ -63,16 +65,29 @@ const TS: [(&str, &str); 6] = [
     template!("js", "test/counter.test.mjs"),
 ];
 
+const PYTHON: [(&str, &str); 6] = [
+    template!("python", "README.md"),
+    template!("python", "dohost.toml"),
+    template!("python", "pyproject.toml"),
+    template!("python", "src/counter.py"),
+    template!("python", "tests/__init__.py"),
+    template!("python", "tests/test_counter.py"),
+];
+
 /// The `.gitignore` of each language: build outputs and the data directory.
 /// (Stored as `gitignore`: a `.gitignore` in the template folder would
 /// apply to this repository.)
-const GITIGNORE: [(Lang, &str); 3] = [
+const GITIGNORE: [(Lang, &str); 4] = [
     (
         Lang::Rust,
         include_str!("../../templates/new/rust/gitignore"),
     ),
     (Lang::Js, include_str!("../../templates/new/js/gitignore")),
     (Lang::Ts, include_str!("../../templates/new/js/gitignore")),
+    (
+        Lang::Python,
+        include_str!("../../templates/new/python/gitignore"),
+    ),
 ];
 
 /// The longest project name: it names a folder, a cargo package and an npm
@@ -91,7 +106,7 @@ fn check_name(name: &str) -> Result<()> {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !valid {
         bail!(
-            "{name:?} cannot name a project: use lowercase letters, digits and `-`, starting with a letter and not ending with `-`, at most {MAX_NAME_CHARS} characters (it names the folder, the cargo crates and the npm package)"
+            "{name:?} cannot name a project: use lowercase letters, digits and `-`, starting with a letter and not ending with `-`, at most {MAX_NAME_CHARS} characters (it names the folder and the cargo, npm or Python package)"
         );
     }
     Ok(())
@@ -122,6 +137,7 @@ pub fn create(dir: &Path, name: &str, lang: Lang) -> Result<String> {
         Lang::Rust => &RUST,
         Lang::Js => &JS,
         Lang::Ts => &TS,
+        Lang::Python => &PYTHON,
     };
     let gitignore = GITIGNORE
         .iter()
@@ -142,6 +158,7 @@ pub fn create(dir: &Path, name: &str, lang: Lang) -> Result<String> {
     let test = match lang {
         Lang::Rust => "cargo test",
         Lang::Js | Lang::Ts => "npm test",
+        Lang::Python => "python3 -m unittest",
     };
     let mut next = format!(
         "created {name} in {}; run `cd {} && dohost dev`, then `curl localhost:8787/`; `{test}` runs its test",

@@ -1,0 +1,1 @@
+# The project's tests: `python3 -m unittest` finds them here.
