@@ -3,8 +3,9 @@
 //! The operating system tells of changes (inotify, FSEvents, ...) through
 //! the `notify` crate. What is watched is the sources of the configuration
 //! as written: a component file, a Rust crate's `Cargo.toml` and `src/`, or
-//! the JavaScript, TypeScript and Python files (and JSON) in a module's
-//! folder. Each
+//! the JavaScript, TypeScript and Python files in a module's folder, and
+//! the files a module may import or read at build time beside them
+//! ([`ASSET_EXTENSIONS`]: a page it serves, `pyproject.toml`). Each
 //! folder holding them is watched on its own, without descending into
 //! `target/`, `node_modules/` or hidden folders such as the data directory
 //! `.dohost/`, so a build's outputs never start another build. A burst of
@@ -27,6 +28,11 @@ use super::console::console;
 /// How long a burst of file events must stay quiet before the rebuild.
 const SETTLE: Duration = Duration::from_millis(150);
 
+/// Beside the modules in a module's folder, the files whose change may
+/// change the component: JSON, text a module imports or reads at build time
+/// (the chat example's page), and the Python project's `pyproject.toml`.
+const ASSET_EXTENSIONS: [&str; 7] = ["py", "json", "toml", "html", "css", "txt", "svg"];
+
 /// How often the watcher looks at its stop flag while nothing changes.
 const STOP_CHECK: Duration = Duration::from_millis(250);
 
@@ -39,8 +45,8 @@ struct Sources {
     files: BTreeSet<PathBuf>,
     /// Rust crates: their `Cargo.toml`, and everything under `src/`.
     crates: BTreeSet<PathBuf>,
-    /// Folders of JavaScript and Python modules: the modules and JSON
-    /// files in them.
+    /// Folders of JavaScript and Python modules: the modules and the
+    /// [`ASSET_EXTENSIONS`] files in them.
     modules: BTreeSet<PathBuf>,
     /// Every folder to watch, each without its subfolders.
     folders: BTreeSet<PathBuf>,
@@ -92,8 +98,14 @@ impl Sources {
             return true;
         }
         let source_file = path.extension().is_some_and(|e| {
-            e == "json" || e == "py" || dohost::build::MODULE_EXTENSIONS.iter().any(|m| e == *m)
-        }) && path.file_name().is_some_and(|n| n != "package-lock.json");
+            let mut extensions = ASSET_EXTENSIONS
+                .iter()
+                .chain(&dohost::build::MODULE_EXTENSIONS);
+            extensions.any(|known| e == *known)
+        }) && path.file_name().is_some_and(|n| {
+            // npm's lock file is written by the build's tool install.
+            n != "package-lock.json" && !n.to_string_lossy().starts_with('.')
+        });
         source_file
             && self.modules.iter().any(|dir| {
                 path.strip_prefix(dir)
@@ -225,5 +237,38 @@ fn run(
         // New folders under the sources are watched from now on.
         *sources = Sources::of(written);
         update(watcher, watching, &sources.folders);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_module_folder_concerns_its_modules_and_assets_but_not_outputs() {
+        let dir = std::env::temp_dir().join("dohost-watch-concerns");
+        let mut sources = Sources::default();
+        sources.modules.insert(dir.clone());
+        for changed in [
+            "chat.py",
+            "page.html",
+            "lib/util.ts",
+            "pyproject.toml",
+            "data.json",
+        ] {
+            assert!(sources.concerns(&dir.join(changed)), "{changed}");
+        }
+        for unchanged in [
+            "README.md",
+            "package-lock.json",
+            ".chat.py.swp",
+            "__pycache__/chat.cpython-314.pyc",
+            "node_modules/x/index.js",
+            ".dohost/python/out/page.html",
+            "target/debug/x.json",
+        ] {
+            assert!(!sources.concerns(&dir.join(unchanged)), "{unchanged}");
+        }
+        assert!(!sources.concerns(Path::new("/elsewhere/chat.py")));
     }
 }

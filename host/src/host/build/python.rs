@@ -325,7 +325,8 @@ fn ensure_guest_packages(tools: &Path, venv: &Path, packages: &[String]) -> Resu
 
 /// Feeds every file at or below `dir` (and its path below `base`) to
 /// `hasher`, in a fixed order: the `.py` files, and what the module's top
-/// level may read when it runs at build time (a page it serves).
+/// level may read when it runs at build time (a page it serves). Hidden
+/// files (an editor's swap file) and [`skipped_folder`]s are left out.
 fn hash_sources(base: &Path, dir: &Path, hasher: &mut blake3::Hasher) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| build_error(format!("cannot read {}: {e}", dir.display())))?
@@ -341,7 +342,7 @@ fn hash_sources(base: &Path, dir: &Path, hasher: &mut blake3::Hasher) -> Result<
             if !skipped_folder(name) {
                 hash_sources(base, &path, hasher)?;
             }
-        } else if path.is_file() {
+        } else if path.is_file() && !name.to_string_lossy().starts_with('.') {
             let text = std::fs::read(&path)
                 .map_err(|e| build_error(format!("cannot read {}: {e}", path.display())))?;
             let relative = path.strip_prefix(base).unwrap_or(&path);
