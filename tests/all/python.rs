@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::outside::Outside;
 use crate::support::{
-    Server, client, example_config, example_config_file, get, get_json, send, send_json,
-    with_component, workspace, write_config,
+    Server, client, example_config, example_config_file, get, get_json, get_streaming, next_chunk,
+    send, send_json, with_component, workspace, write_config,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,7 +40,7 @@ async fn the_python_counter_counts_through_its_worker_across_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_sdk_works_kv_sql_alarms_rpc_timers_and_fetch() {
+async fn the_python_sdk_works_kv_sql_alarms_rpc_timers_streams_and_fetch() {
     let dir = tempfile::tempdir().unwrap();
     let client = client();
     let outside = Outside::start().await;
@@ -152,6 +152,35 @@ async fn the_python_sdk_works_kv_sql_alarms_rpc_timers_and_fetch() {
     let waited = waiting.await.unwrap()["waited_ms"].as_u64().unwrap();
     assert!((1490..3000).contains(&waited), "waited {waited} ms");
 
+    // A streamed body: the first event comes while the generator waits;
+    // the last once /release is called. The same through a second object
+    // that relays the first's body with chunks().
+    for (path, source) in [
+        ("streamer/stream", "streamer"),
+        ("relayer/relay?from=relayed", "relayed"),
+    ] {
+        let mut response = get_streaming(&client, &server.url(&format!("/{path}"))).await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let body = response.body_mut();
+        assert_eq!(next_event(body).await, Ok("data: first\n\n".to_owned()));
+        let release = server.url(&format!("/{source}/release"));
+        assert_eq!(send_json(&client, "POST", &release, "").await.0, 200);
+        assert_eq!(next_event(body).await, Ok("data: last\n\n".to_owned()));
+        assert!(next_chunk(body).await.is_none(), "{path}: the body ended");
+    }
+    // A generator that raises cuts the body; its traceback is logged.
+    let mut response = get_streaming(&client, &url("stream?fail=1")).await;
+    let body = response.body_mut();
+    assert_eq!(next_event(body).await, Ok("data: first\n\n".to_owned()));
+    assert_eq!(send_json(&client, "POST", &url("release"), "").await.0, 200);
+    assert!(next_event(body).await.is_err(), "the broken body was cut");
+    assert!(
+        server
+            .log_with("the stream broke")
+            .contains("RuntimeError: the stream broke")
+    );
+
     let outbound = get_json(&client, &url("outbound")).await;
     assert_eq!(outbound, json!({"status": 200, "body": "hello"}));
     assert_eq!(outside.seen_path("/hello").len(), 1);
@@ -161,6 +190,20 @@ async fn the_python_sdk_works_kv_sql_alarms_rpc_timers_and_fetch() {
     let server = Server::start(&dir.path().join("dohost.toml"), &dir.path().join("data"));
     let state = get_json(&client, &server.url("/tour/state")).await;
     assert_eq!(state["starts"], 2);
+}
+
+/// The next server-sent event of `body` (up to its blank line), within
+/// 10 s, or how the body failed.
+async fn next_event(body: &mut hyper::body::Incoming) -> Result<String, String> {
+    let mut event = String::new();
+    while !event.ends_with("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), next_chunk(body))
+            .await
+            .expect("an event within 10 s")
+            .unwrap_or_else(|| Err("the body ended".to_owned()))?;
+        event.push_str(&chunk);
+    }
+    Ok(event)
 }
 
 /// Creates the document `id` named `name` in the Workspace `workspace`.

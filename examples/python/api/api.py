@@ -1,6 +1,7 @@
 # A tour of the Python SDK, one route per part of the API. The entry worker
-# sends /<name>/<route> to the Api object called <name>; every route answers
-# JSON. tests/all/python.rs checks each of them.
+# sends /<name>/<route> to the Api object called <name>; a route answers what
+# it returns as JSON, or the Response it returns. tests/all/python.rs checks
+# each of them.
 import asyncio
 import datetime
 import time
@@ -24,7 +25,8 @@ class Api(DurableObject):
         handler = getattr(self, "route_" + route, None)
         if handler is None:
             return Response.json({"error": f"no route {route}"}, status=404)
-        return Response.json(await handler(request, query))
+        result = await handler(request, query)
+        return result if isinstance(result, Response) else Response.json(result)
 
     # Key-value storage: one key, many keys, list options, delete.
     async def route_kv(self, request, query):
@@ -207,6 +209,30 @@ class Api(DurableObject):
         started = time.monotonic()
         await asyncio.gather(asyncio.sleep(seconds), asyncio.sleep(seconds))
         return {"waited_ms": round((time.monotonic() - started) * 1000)}
+
+    # A streamed body (server-sent events): the head and the first event
+    # leave at once, the last once /release is called; with ?fail=1 the
+    # stream breaks instead (the client's connection is cut).
+    async def route_stream(self, request, query):
+        async def events():
+            yield "data: first\n\n"
+            while not await self.ctx.storage.get("released"):
+                await asyncio.sleep(0.02)
+            await self.ctx.storage.delete("released")
+            if "fail" in query:
+                raise RuntimeError("the stream broke")
+            yield b"data: last\n\n"
+
+        return Response(events(), headers={"content-type": "text/event-stream"})
+
+    async def route_release(self, request, query):
+        await self.ctx.storage.put("released", True)
+        return {"released": True}
+
+    # Another object's stream, relayed chunk by chunk as it comes.
+    async def route_relay(self, request, query):
+        upstream = await self.env.API.getByName(query["from"]).fetch("http://api/stream")
+        return Response(upstream.chunks(), headers={"content-type": upstream.headers.get("content-type")})
 
     async def route_outbound(self, request, query):
         response = await fetch(self.env.UPSTREAM + "/hello")

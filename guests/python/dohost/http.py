@@ -73,14 +73,22 @@ class Headers:
         return f"Headers({self._items!r})"
 
 
-def _body_bytes(body):
+def _body_bytes(body, streams=""):
     if body is None:
         return b""
     if isinstance(body, str):
         return body.encode()
     if isinstance(body, (bytes, bytearray, memoryview)):
         return bytes(body)
-    raise TypeError(f"a body must be str, bytes or None, not {type(body).__name__}")
+    raise TypeError(f"a body must be str, bytes{streams} or None, not {type(body).__name__}")
+
+
+def _is_chunks(body):
+    """Whether ``body`` is a streamed response body: an async iterable (an
+    ``async def`` generator) or an iterable of chunks, not a whole one."""
+    if body is None or isinstance(body, (str, bytes, bytearray, memoryview, dict)):
+        return False
+    return hasattr(body, "__aiter__") or hasattr(body, "__iter__")
 
 
 class _Body:
@@ -106,6 +114,20 @@ class _Body:
     async def json(self):
         """The body parsed as JSON."""
         return _json.loads(await self.bytes())
+
+    async def chunks(self):
+        """The body in the pieces it arrives in, as an async iterator of
+        bytes: a streamed body is read from the host as it comes (it may be
+        given as another response's body); a whole one is one piece."""
+        if self._stream is None:
+            if self._body:
+                yield self._body
+            return
+        from . import ops
+
+        stream, self._stream = self._stream, None
+        async for chunk in ops.stream_chunks(stream):
+            yield chunk
 
     # Cloudflare's JavaScript name.
     arrayBuffer = bytes
@@ -134,7 +156,10 @@ class Request(_Body):
 
 
 class Response(_Body):
-    """An HTTP response: ``status``, ``headers`` and a body."""
+    """An HTTP response: ``status``, ``headers`` and a body: ``str``,
+    ``bytes``, or an async iterable (an ``async def`` generator) or iterable
+    of ``str`` or ``bytes`` chunks, which the client gets as they are
+    yielded, after the head (server-sent events)."""
 
     def __init__(self, body=None, status=200, headers=None, status_text="", web_socket=None, webSocket=None):
         self.status = int(status)
@@ -144,7 +169,12 @@ class Response(_Body):
         self._websocket = None
         self.headers = Headers(headers)
         self.statusText = status_text
-        self._body = _body_bytes(body)
+        # A streamed body's chunks, until the response is returned.
+        self._chunks = None
+        if _is_chunks(body):
+            self._chunks, self._body = body, b""
+        else:
+            self._body = _body_bytes(body, ", an iterable of chunks")
         if isinstance(body, str) and "content-type" not in self.headers:
             self.headers.set("content-type", "text/plain;charset=UTF-8")
         # The operation that brought it from a stub's fetch, while it is
@@ -216,6 +246,7 @@ def to_response(record, op=None):
     response.statusText = ""
     response._body = record.body
     response._stream = record.stream
+    response._chunks = None
     response._websocket = record.websocket
     response.webSocket = response.web_socket = None
     response._op = op
@@ -247,11 +278,17 @@ def from_response(response, what):
         from .websocket import websocket_number
 
         websocket = websocket_number(response.webSocket)
+    stream = response._stream
+    if response._chunks is not None:
+        from .ops import write_stream
+
+        chunks, response._chunks = response._chunks, None
+        stream = write_stream(chunks)
     return types.Response(
         status=response.status,
         headers=response.headers.items(),
         body=response._body,
-        stream=response._stream,
+        stream=stream,
         websocket=websocket,
     )
 

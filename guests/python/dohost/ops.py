@@ -10,6 +10,7 @@ import sys
 import traceback
 
 from componentize_py_types import Err, Ok
+from wit_world.imports import body as bodies
 from wit_world.imports import events, outbound
 
 from . import http
@@ -105,17 +106,69 @@ def _ok(result, error_type):
     return result.value
 
 
-async def read_stream(stream):
-    """The whole of streamed body ``stream``."""
-    from wit_world.imports import body
-
-    chunks = []
+async def stream_chunks(stream):
+    """The chunks of streamed body ``stream``, which the host gave this
+    guest, read as they come."""
     while True:
-        outcome = await _await_op(body.start_read(stream))
+        outcome = await _await_op(bodies.start_read(stream))
         chunk = _ok(outcome.value, lambda why: OSError(f"the body failed: {why}"))
         if chunk is None:
-            return b"".join(chunks)
-        chunks.append(chunk)
+            return
+        yield chunk
+
+
+async def read_stream(stream):
+    """The whole of streamed body ``stream``."""
+    return b"".join([chunk async for chunk in stream_chunks(stream)])
+
+
+class _ReaderGone(Exception):
+    """The reader of a body this guest writes went away."""
+
+
+def write_stream(chunks):
+    """A new body that a task writes ``chunks`` to (an async iterable or an
+    iterable of ``str`` or ``bytes``), one at a time, each once the reader
+    has room; its number, for the response."""
+    number = bodies.open()
+    LOOP.create_task(_pump(number, chunks))
+    return number
+
+
+async def _pump(number, chunks):
+    try:
+        if hasattr(chunks, "__aiter__"):
+            async for chunk in chunks:
+                await _write(number, chunk)
+        else:
+            for chunk in chunks:
+                await _write(number, chunk)
+        bodies.close(number, None)
+    except _ReaderGone:
+        # The client left: nothing to tell it, and no fault of the code.
+        bodies.close(number, "the reader went away")
+    except BaseException as error:  # noqa: BLE001 - the body must end either way
+        report(error)
+        bodies.close(number, error_message(error))
+    finally:
+        # As WSGI servers do: what the chunks came from is closed.
+        if hasattr(chunks, "aclose"):
+            await chunks.aclose()
+        elif callable(getattr(chunks, "close", None)):
+            chunks.close()
+
+
+async def _write(number, chunk):
+    if isinstance(chunk, str):
+        chunk = chunk.encode()
+    elif isinstance(chunk, (bytes, bytearray, memoryview)):
+        chunk = bytes(chunk)
+    else:
+        raise TypeError(f"a response body's chunks must be str or bytes, not {type(chunk).__name__}")
+    if chunk:
+        outcome = await _await_op(bodies.start_write(number, chunk))
+        if isinstance(outcome.value, Err):
+            raise _ReaderGone(outcome.value.value)
 
 
 _REDIRECTS = {
