@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::outside::Outside;
 use crate::support::{
-    Server, client, example_config, example_config_file, get, get_json, get_streaming, next_chunk,
-    send, send_json, with_component, workspace, write_config,
+    Server, client, example_config, example_config_file, get, get_json, get_streaming,
+    js_examples_built, next_chunk, send, send_json, with_component, workspace, write_config,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,6 +120,34 @@ async fn the_python_sdk_works_kv_sql_alarms_rpc_timers_streams_and_fetch() {
         })
     );
 
+    // RpcTargets and functions by reference, both ways and disposed.
+    let targets = get_json(&client, &url("targets")).await;
+    assert_eq!(targets["counted"], json!([12, 15]), "{targets}");
+    assert_eq!(
+        (&targets["tripled"], &targets["calls"]),
+        (&json!(18), &json!(2))
+    );
+    assert!(
+        targets["dropped"].as_str().unwrap().contains("disposed"),
+        "{targets}"
+    );
+    assert_eq!(targets["kept"], "kept b");
+    assert!(
+        targets["disposed"].as_str().unwrap().contains("disposed"),
+        "{targets}"
+    );
+    assert!(
+        targets["stored"]
+            .as_str()
+            .unwrap()
+            .contains("passes by reference over RPC only"),
+        "{targets}"
+    );
+    assert_eq!(targets["echoed"], 15);
+    assert!(targets["after_reset"].is_string(), "{targets}");
+    let lent = get_json(&client, &url("lend")).await;
+    assert_eq!(lent, json!({"applied": 200}), "the worker lent a function");
+
     // An exception answers 500 with its message; the object keeps serving,
     // its writes before the exception kept, as in any event.
     let (status, body) = get(&client, &url("error")).await;
@@ -204,6 +232,58 @@ async fn next_event(body: &mut hyper::body::Incoming) -> Result<String, String> 
         event.push_str(&chunk);
     }
     Ok(event)
+}
+
+/// RpcTargets and functions pass by reference between Python and
+/// JavaScript objects, both ways: each tour's targets route with the
+/// other's Api as its peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_javascript_objects_lend_each_other_rpc_targets() {
+    js_examples_built();
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    let config = format!(
+        "[[durable_objects.bindings]]\nname = \"API\"\nclass_name = \"PyApi\"\ncomponent = {:?}\n\
+         [[durable_objects.bindings]]\nname = \"JS\"\nclass_name = \"Api\"\ncomponent = {:?}\n\
+         [vars]\nGREETING = \"hello\"\n",
+        workspace().join("examples/python/api/api.py"),
+        workspace().join("examples/js/api/api.js"),
+    );
+    let server = Server::start(&write_config(dir.path(), &config), &dir.path().join("data"));
+    let disposed = "Attempted to use an RPC stub after it was disposed";
+    let gone = "CallError: the RpcTarget or function stub was disposed, or the object that passed it was reset or left memory since";
+
+    // Python lends to JavaScript and calls what JavaScript lends.
+    let python = get_json(&client, &server.url("/API/py/targets?binding=JS")).await;
+    assert_eq!(
+        python["counted"],
+        json!(["py-peer: 12", "py-peer: 15"]),
+        "{python}"
+    );
+    assert_eq!(
+        (&python["tripled"], &python["calls"]),
+        (&json!(18), &json!(2))
+    );
+    assert_eq!(python["dropped"], format!("CallError: Error: {disposed}"));
+    assert_eq!(python["kept"], "kept b");
+    assert_eq!(python["disposed"], format!("RuntimeError: {disposed}"));
+    assert_eq!(python["echoed"], 15);
+    assert_eq!(python["after_reset"], gone);
+
+    // JavaScript lends to Python and calls what Python lends.
+    let js = get_json(&client, &server.url("/JS/js/targets")).await;
+    assert_eq!(js["counted"], json!([12, 15]), "{js}");
+    assert_eq!(
+        (&js["tripled"], &js["calls"], &js["kept"]),
+        (&json!(18), &json!(3), &json!("kept b"))
+    );
+    assert_eq!(
+        js["dropped"],
+        format!("CallError: RuntimeError: {disposed}")
+    );
+    assert_eq!(js["disposed"], format!("Error: {disposed}"));
+    assert_eq!(js["echoed"], 15);
+    assert_eq!(js["afterReset"], gone);
 }
 
 /// Creates the document `id` named `name` in the Workspace `workspace`.

@@ -6,7 +6,7 @@ import asyncio
 import datetime
 import time
 
-from workers import CallError, DurableObject, Response, SqlError, StorageError, WorkerEntrypoint, fetch
+from workers import CallError, DurableObject, Response, RpcTarget, SqlError, StorageError, WorkerEntrypoint, fetch
 
 
 class Api(DurableObject):
@@ -187,6 +187,68 @@ class Api(DurableObject):
     async def fail(self, why):
         raise RuntimeError(why)
 
+    # RpcTargets and functions by reference, as Workers RPC passes them: the
+    # peer returns a Counter (an RpcTarget) whose methods run in the peer; a
+    # function passed to the peer runs here when the peer calls it; a stub
+    # received as an argument is disposed when the call ends unless kept
+    # with dup(); a disposed stub raises; storage refuses an RpcTarget.
+    async def route_targets(self, request, query):
+        # ?binding=JS: a peer of another binding (the JavaScript tour's Api).
+        peer = self.env[query.get("binding", "API")].getByName(f"{self.ctx.id.name}-peer")
+        counter = await peer.makeCounter(10)
+        counted = [await counter.increment(2), await counter.increment(3)]
+        calls = []
+
+        def triple(x):
+            calls.append(x)
+            return x * 3
+
+        tripled = await peer.applyTwice(triple, 2)
+        tripled_calls = len(calls)
+        await peer.keep(lambda x: f"kept {x}", False)
+        dropped = await _failure(peer.callKept("a"))
+        await peer.keep(lambda x: f"kept {x}", True)
+        kept = await peer.callKept("b")
+        counter.dispose()
+        disposed = await _failure(counter.increment(1))
+        try:
+            await self.ctx.storage.put("target", Counter(0))
+            stored = "stored"
+        except TypeError as e:
+            stored = f"TypeError: {e}"
+        echoed = await (await peer.echo(triple))(5)
+        # A target goes with the instance that lent it.
+        second = await peer.makeCounter(0)
+        await _failure(peer.reset())
+        after_reset = await _failure(second.increment(1))
+        return {
+            "counted": counted,
+            "tripled": tripled,
+            "calls": tripled_calls,
+            "dropped": dropped,
+            "kept": kept,
+            "disposed": disposed,
+            "stored": stored,
+            "echoed": echoed,
+            "after_reset": after_reset,
+        }
+
+    # RPC methods for route_targets.
+    def make_counter(self, start):
+        return Counter(start)
+
+    async def apply_twice(self, fn, x):
+        return await fn(await fn(x))
+
+    def keep(self, fn, dup):
+        self.kept = fn.dup() if dup else fn
+
+    async def call_kept(self, x):
+        return await self.kept(x)
+
+    def reset(self):
+        self.ctx.abort("reset by its peer")
+
     # An exception answers 500; the object goes on serving.
     async def route_error(self, request, query):
         await self.ctx.storage.put("before_error", True)
@@ -239,8 +301,37 @@ class Api(DurableObject):
         return {"status": response.status, "body": await response.text()}
 
 
+class PyApi(Api):
+    """The same tour under another class name, for a server that also binds
+    the JavaScript tour's Api (tests/all/python.rs): a class is bound once."""
+
+
+class Counter(RpcTarget):
+    """Passed by reference: its methods run in the object that made it."""
+
+    def __init__(self, count):
+        self.count = count
+
+    def increment(self, by):
+        self.count += by
+        return self.count
+
+
+async def _failure(awaitable):
+    """What ``awaitable`` raised, as ``Type: message``."""
+    try:
+        await awaitable
+        return None
+    except Exception as e:  # noqa: BLE001 - the tour reports any failure
+        return f"{type(e).__name__}: {e}"
+
+
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
         path = request.url.split("://", 1)[-1].partition("/")[2]
         name = path.split("/", 1)[0] or "tour"
+        if path.endswith("/lend"):
+            # The worker lends a function too, while its request runs.
+            applied = await self.env.API.getByName(name).applyTwice(lambda x: x * 10, 2)
+            return Response.json({"applied": applied})
         return await self.env.API.getByName(name).fetch(request)

@@ -26,6 +26,7 @@ from .env import DurableObjectId, DurableObjectNamespace, DurableObjectStub, env
 from .errors import CallError, FetchError, SqlError, StorageError
 from .http import Headers, Request, Response
 from .ops import fetch
+from .targets import RpcStub, RpcTarget
 from .websocket import WebSocket, WebSocketPair, WebSocketRequestResponsePair
 
 
@@ -59,6 +60,8 @@ __all__ = [
     "Headers",
     "Request",
     "Response",
+    "RpcStub",
+    "RpcTarget",
     "SqlError",
     "StorageError",
     "WebSocket",

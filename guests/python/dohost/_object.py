@@ -10,13 +10,12 @@ from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import context, events
 
-from . import DurableObject, env, ops
+from . import DurableObject, env, ops, targets
 from ._loop import LOOP
 from ._names import snake_case, with_snake_case
 from .env import DurableObjectId
 from .http import to_request
 from .storage import DurableObjectStorage
-from .values import deserialize, serialize
 from .websocket import SocketMethods, forget_socket, message_value, socket_handle
 
 
@@ -120,10 +119,7 @@ def handler_class(app):
         raise TypeError(f"class {state['class']} has no RPC method {method!r}")
 
     async def run_call(method, args):
-        arguments = deserialize(args)
-        if not isinstance(arguments, list):
-            raise TypeError("the arguments of an RPC call must be a list")
-        return await ops.maybe_await(rpc_method(method)(*arguments))
+        return await targets.call_with_message(rpc_method(method), args)
 
     def socket_handler(method):
         """The object's ``method`` (or its snake_case spelling), if any."""
@@ -175,10 +171,10 @@ def handler_class(app):
             ops.finish_when(events.finish_alarm, event, run_alarm(info))
 
         def call(self, event, method, args):
-            ops.finish_when(events.finish_call, event, run_call(method, args), serialize)
+            ops.finish_when(events.finish_call, event, run_call(method, args))
 
         def call_target(self, event, target, method, args):
-            events.finish_call(event, Err("the Python SDK does not lend RPC targets"))
+            ops.finish_when(events.finish_call, event, targets.call_lent(target, method, args))
 
         def websocket_message(self, event, socket, message):
             run = run_socket("webSocketMessage", socket, (message_value(message),), False)

@@ -5,11 +5,10 @@ function ``on_fetch(request, env)`` (or ``on_fetch(request, env, ctx)``)."""
 
 import inspect
 
-from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import events
 
-from . import WorkerEntrypoint, env, ops
+from . import WorkerEntrypoint, env, ops, targets
 from .http import to_request
 
 
@@ -56,7 +55,7 @@ def worker_handler_class(app):
             ops.finish_when(events.finish_fetch, event, run(event, req))
 
         def call_target(self, event, target, method, args):
-            events.finish_call(event, Err("the Python SDK does not lend RPC targets"))
+            ops.finish_when(events.finish_call, event, targets.call_lent(target, method, args))
 
         def resume(self, op, outcome):
             ops.resume(op, outcome)

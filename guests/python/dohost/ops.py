@@ -214,10 +214,10 @@ async def stub_fetch(raw, url, method="GET", headers=None, body=None):
 
 async def stub_call(raw, method, args):
     """Calls RPC method ``method`` through the stub handle ``raw``."""
-    from .values import deserialize, serialize
+    from .values import deserialize_message, serialize_message
 
-    outcome = await _await_op(raw.start_call(method, serialize(list(args))))
-    return deserialize(_ok(outcome.value, CallError))
+    outcome = await _await_op(raw.start_call(method, serialize_message(list(args))))
+    return deserialize_message(_ok(outcome.value, CallError))
 
 
 def block_concurrency_while(callback):

@@ -16,8 +16,10 @@ Python to the format:
   than ``str``: tag 259 (a ``Map``); ``datetime``: tag 1 (a ``Date``).
 - A container reached twice (shared, or a cycle): tags 28 and 29.
 
-Anything else cannot be stored: ``TypeError``, as Cloudflare's
-``DataCloneError``. Reading gives the same types back; JavaScript's
+Over RPC (``serialize_message``), an ``RpcTarget``, a function or a stub
+received for one passes by reference: tag 27 with ``["RpcStub",
+capability, kind]`` (targets.py). Anything else cannot be stored:
+``TypeError``, as Cloudflare's ``DataCloneError``. Reading gives the same types back; JavaScript's
 ``undefined`` reads as ``None``, a typed array as ``bytes`` (a
 ``Uint8Array``) or a list of numbers, a ``RegExp`` as ``(source, flags)``
 and an ``Error`` as ``("Error", name, message, stack, ...)``.
@@ -97,6 +99,11 @@ def _default(encoder, value):
         encoder.encode(cbor2.CBORTag(258, list(value)))
     elif isinstance(value, (bytearray, memoryview)):
         encoder.encode(bytes(value))
+    elif callable(value) or _is_target(value):
+        raise TypeError(
+            f"a {type(value).__name__} passes by reference over RPC only (an RpcTarget, a function or a stub): "
+            "it cannot be stored"
+        )
     else:
         raise TypeError(
             f"a {type(value).__name__} cannot be stored or passed; use None, bool, int, "
@@ -104,11 +111,18 @@ def _default(encoder, value):
         )
 
 
-def _prepare(value, memo):
+def _is_target(value):
+    from .targets import RpcTarget, RpcStub
+
+    return isinstance(value, (RpcTarget, RpcStub))
+
+
+def _prepare(value, memo, lend=None):
     """Turns what cbor2 would write differently from the format into its
-    tagged form (big ints, dicts with keys other than strings), keeping
-    each container once: ``memo`` maps an original to its prepared form,
-    so shared containers and cycles stay so."""
+    tagged form (big ints, dicts with keys other than strings, and what
+    ``lend`` passes by reference), keeping each container once: ``memo``
+    maps an original to its prepared form, so shared containers and cycles
+    stay so."""
     kind = type(value)
     if kind is int:
         if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
@@ -121,6 +135,9 @@ def _prepare(value, memo):
             value = value.replace(tzinfo=_UTC)
         return cbor2.CBORTag(1, float(value.timestamp()))
     if kind not in (list, tuple, dict, set, frozenset):
+        lent = lend(value) if lend is not None and kind not in (str, bytes, float, bool) else None
+        if lent is not None:
+            return cbor2.CBORTag(27, ["RpcStub", *lent])
         return value
     done = memo.get(id(value))
     if done is not None:
@@ -128,28 +145,38 @@ def _prepare(value, memo):
     if kind is dict and all(type(k) is str for k in value):
         prepared = {}
         memo[id(value)] = prepared
-        prepared.update((k, _prepare(v, memo)) for k, v in value.items())
+        prepared.update((k, _prepare(v, memo, lend)) for k, v in value.items())
         return prepared
     if kind is dict:
         entries = {}
         prepared = memo[id(value)] = cbor2.CBORTag(259, entries)
-        entries.update((_prepare(k, memo), _prepare(v, memo)) for k, v in value.items())
+        entries.update((_prepare(k, memo, lend), _prepare(v, memo, lend)) for k, v in value.items())
         return prepared
     items = []
     prepared = items if kind in (list, tuple) else cbor2.CBORTag(258, items)
     memo[id(value)] = prepared
-    items.extend(_prepare(v, memo) for v in value)
+    items.extend(_prepare(v, memo, lend) for v in value)
     return prepared
 
 
-def serialize(value):
-    """The bytes of ``value`` in the value format."""
+def serialize(value, lend=None):
+    """The bytes of ``value`` in the value format; ``lend`` gives the
+    capability and kind of what passes by reference (RPC only)."""
     if _json_exact(value):
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     # Shared containers keep their identity: cbor2 marks them with tags 28
     # and 29, as the JavaScript SDK does.
     sharing = _shares(value, set())
-    return CBOR_PREFIX + cbor2.dumps(_prepare(value, {}), default=_default, value_sharing=sharing, timezone=_UTC)
+    prepared = _prepare(value, {}, lend)
+    return CBOR_PREFIX + cbor2.dumps(prepared, default=_default, value_sharing=sharing, timezone=_UTC)
+
+
+def serialize_message(value):
+    """The bytes of an RPC message: ``value``, its RpcTargets and functions
+    lent (or stubs passed on)."""
+    from .targets import capability_of
+
+    return serialize(value, capability_of)
 
 
 # Typed arrays (RFC 8746), little-endian: tag -> struct format.
@@ -167,8 +194,10 @@ _TYPED = {
 }
 
 
-def _tag_hook(decoder, tag):
+def _tag_hook(decoder, tag, stub=None):
     number, value = tag.tag, tag.value
+    if number == 27 and stub is not None and len(value) == 3 and value[0] == "RpcStub":
+        return stub(value[1], value[2])
     if number == 1:
         try:
             return datetime.datetime.fromtimestamp(value, _UTC)
@@ -208,9 +237,19 @@ def _undefined_to_none(value, seen):
     return value
 
 
-def deserialize(data):
-    """The value of ``data``, bytes in the value format."""
+def deserialize(data, stub=None):
+    """The value of ``data``, bytes in the value format; ``stub`` makes
+    a stub of what was passed by reference (RPC only)."""
     data = bytes(data)
     if data.startswith(CBOR_PREFIX):
-        return _undefined_to_none(cbor2.loads(data, tag_hook=_tag_hook), set())
+        hook = _tag_hook if stub is None else lambda decoder, tag: _tag_hook(decoder, tag, stub)
+        return _undefined_to_none(cbor2.loads(data, tag_hook=hook), set())
     return json.loads(data)
+
+
+def deserialize_message(data, received=None):
+    """The value of an RPC message, with stubs for what it passes by
+    reference (added to ``received`` when given)."""
+    from .targets import stub_for
+
+    return deserialize(data, lambda capability, kind: stub_for(capability, kind, received))

@@ -47,7 +47,7 @@ const GUEST_PYTHON: &str = "3.14";
 
 /// The SDK's files (`guests/python`), embedded so a build always uses the
 /// SDK of this host.
-const SDK_FILES: [(&str, &str); 13] = [
+const SDK_FILES: [(&str, &str); 14] = [
     (
         "dohost/__init__.py",
         include_str!("../../../../guests/python/dohost/__init__.py"),
@@ -87,6 +87,10 @@ const SDK_FILES: [(&str, &str); 13] = [
     (
         "dohost/storage.py",
         include_str!("../../../../guests/python/dohost/storage.py"),
+    ),
+    (
+        "dohost/targets.py",
+        include_str!("../../../../guests/python/dohost/targets.py"),
     ),
     (
         "dohost/values.py",
