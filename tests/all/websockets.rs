@@ -308,7 +308,8 @@ async fn the_limits_close_sockets_with_their_codes() {
 
 /// A socket closed before its upgrade came (by its object, or by the host
 /// when its object traps or it overflows) still opens, so the client gets
-/// the close frame and its code rather than a dropped connection.
+/// the close frame and its code rather than a dropped connection; one its
+/// failed event never handed over is dropped.
 #[tokio::test]
 async fn a_socket_closed_before_its_upgrade_still_gets_its_close_frame() {
     let dir = tempfile::tempdir().unwrap();
@@ -327,9 +328,21 @@ async fn a_socket_closed_before_its_upgrade_still_gets_its_close_frame() {
     let (code, reason) = close_code(&mut flooded).await;
     assert_eq!(code, 1011, "{reason}");
     assert!(reason.contains("send_buffer_bytes"), "{reason}");
-    // Neither is left behind, and the object still takes sockets.
+    // One whose event failed is never handed over: it is dropped.
+    let url = format!("ws://{}/PROBE/doomed/websocket?panic=1", server.addr());
+    assert!(connect_async(&url).await.is_err());
+    // None is left behind, and the object still takes sockets.
     let mut again = join(&server, "early", "tags=t&name=again").await;
     assert_eq!(ask(&mut again, "tagged:t").await, "1");
+    let mut held = serde_json::Value::Null;
+    for _ in 0..250 {
+        held = stats(&server).await["websockets"].clone();
+        if held == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(held, 1, "sockets left behind");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

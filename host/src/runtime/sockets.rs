@@ -141,6 +141,8 @@ struct Socket {
     /// Taken by the socket's task when the socket opens.
     inbox: Option<mpsc::UnboundedReceiver<Outgoing>>,
     accepted: Instant,
+    /// A response handing it over left its object: its upgrade may come.
+    handed_over: bool,
     /// Bytes in the outbox.
     queued: Arc<AtomicUsize>,
     abort: Arc<Abort>,
@@ -304,6 +306,7 @@ impl Sockets {
                 outbox,
                 inbox: Some(inbox),
                 accepted: Instant::now(),
+                handed_over: false,
                 queued: Arc::new(AtomicUsize::new(0)),
                 abort: Arc::new(Abort::default()),
             },
@@ -311,12 +314,16 @@ impl Sockets {
         Ok(id)
     }
 
-    /// Whether `socket` is one of `key`'s and waits for its upgrade (it
-    /// may be closed already: the upgrade then sends its close frame).
-    pub(crate) fn is_pending(&self, key: ObjectKey, socket: SocketId) -> bool {
-        self.registry()
-            .owned(key, socket)
-            .is_some_and(|s| s.inbox.is_some())
+    /// Notes that a response of `key` hands `socket` over: false unless it
+    /// is one of `key`'s and waits for its upgrade (it may be closed
+    /// already: the upgrade then sends its close frame).
+    pub(crate) fn hand_over(&self, key: ObjectKey, socket: SocketId) -> bool {
+        let mut registry = self.registry();
+        let Some(s) = registry.owned(key, socket).filter(|s| s.inbox.is_some()) else {
+            return false;
+        };
+        s.handed_over = true;
+        true
     }
 
     /// `key`'s open sockets (and pending ones), oldest first; those with
@@ -580,10 +587,16 @@ impl Sockets {
     }
 }
 
-/// Closes `id` now, whatever waits in its outbox (or, if its upgrade has
-/// not come yet, as soon as it comes).
+/// Closes `id` now, whatever waits in its outbox; if its upgrade has not
+/// come yet, as soon as it comes, or, when no response handed it over
+/// (its event failed), drops it.
 fn close_now(registry: &mut Registry, id: SocketId, code: u16, reason: &str) {
-    if let Some(s) = registry.sockets.get_mut(&id) {
+    let Some(s) = registry.sockets.get_mut(&id) else {
+        return;
+    };
+    if s.inbox.is_some() && !s.handed_over {
+        registry.remove(id);
+    } else {
         s.abort(code, reason.to_owned());
     }
 }

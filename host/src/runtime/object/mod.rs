@@ -828,7 +828,7 @@ impl Actor {
     /// this object's, accepted and not yet opened.
     fn handing_over(&self, response: GuestResponse) -> Result<GuestResponse> {
         match response.record.websocket {
-            Some(socket) if !self.shared.sockets.is_pending(self.identity.key, socket) => {
+            Some(socket) if !self.shared.sockets.hand_over(self.identity.key, socket) => {
                 Err(Error::new(
                     ErrorKind::GuestError,
                     format!(

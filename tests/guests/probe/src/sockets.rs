@@ -1,6 +1,7 @@
 //! The probe's WebSockets: `GET /websocket?tags=a,b&name=x` accepts one
 //! (with those tags and the attachment `{"name": x}`; `send=<n>:<bytes>`
-//! and `close=<code>` send messages and close it before it is handed over).
+//! and `close=<code>` send messages and close it before it is handed over,
+//! `panic=1` traps instead of handing it over).
 //! Each text message is a command, answered on the same socket:
 //!
 //! - `echo:<text>`: `<text>` back; a binary message comes back as it is.
@@ -44,6 +45,9 @@ pub fn accept(state: &State, req: &Request) -> Result<Response> {
         for _ in 0..parse(n)? {
             ws.send_text(&text)?;
         }
+    }
+    if query_param(req, "panic").is_some() {
+        panic!("the probe was told to panic after accepting a WebSocket");
     }
     if let Some(code) = query_param(req, "close") {
         let code = code.parse().map_err(|_| Error::new("close=<code>"))?;
