@@ -140,6 +140,8 @@ struct Socket {
     outbox: mpsc::UnboundedSender<Outgoing>,
     /// Taken by the socket's task when the socket opens.
     inbox: Option<mpsc::UnboundedReceiver<Outgoing>>,
+    /// When the object accepted it: an upgrade not come by
+    /// [`PENDING_LIFETIME`] after it never will.
     accepted: Instant,
     /// A response handing it over left its object: its upgrade may come.
     handed_over: bool,
