@@ -274,15 +274,15 @@ class Api(DurableObject):
 
     # A streamed body (server-sent events): the head and the first event
     # leave at once, the last once /release is called; with ?fail=1 the
-    # stream breaks instead (the client's connection is cut).
+    # stream breaks after the first event (the client's connection is cut).
     async def route_stream(self, request, query):
         async def events():
             yield "data: first\n\n"
+            if "fail" in query:
+                raise RuntimeError("the stream broke")
             while not await self.ctx.storage.get("released"):
                 await asyncio.sleep(0.02)
             await self.ctx.storage.delete("released")
-            if "fail" in query:
-                raise RuntimeError("the stream broke")
             yield b"data: last\n\n"
 
         return Response(events(), headers={"content-type": "text/event-stream"})

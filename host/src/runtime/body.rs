@@ -43,6 +43,9 @@ enum Chunk {
 pub(crate) struct BodyStream {
     rx: mpsc::Receiver<Chunk>,
     done: bool,
+    /// A failure held back for one poll of the edge's body (see
+    /// `poll_frame`).
+    failure: Option<String>,
 }
 
 impl BodyStream {
@@ -164,16 +167,31 @@ impl hyper::body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>>>> {
         match &mut self.get_mut().0 {
             Inner::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Streamed(stream) => stream
-                .poll_next(cx)
-                .map(|next| next.map(|chunk| chunk.map(Frame::data).map_err(body_error))),
+            Inner::Streamed(stream) => {
+                if let Some(message) = stream.failure.take() {
+                    return Poll::Ready(Some(Err(body_error(message))));
+                }
+                match std::task::ready!(stream.poll_next(cx)) {
+                    // hyper drops the connection on a body's error without
+                    // writing what it holds: held back one poll, the error
+                    // lets it flush the head and the chunks before it, so a
+                    // client sees what was written, then the cut.
+                    Some(Err(message)) => {
+                        stream.failure = Some(message);
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                    Some(Ok(chunk)) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                    None => Poll::Ready(None),
+                }
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.0 {
             Inner::Whole(bytes) => bytes.is_none(),
-            Inner::Streamed(stream) => stream.done,
+            Inner::Streamed(stream) => stream.done && stream.failure.is_none(),
         }
     }
 
@@ -220,7 +238,11 @@ impl Bodies {
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         self.insert(Entry {
             tx: Some(tx),
-            rx: Some(BodyStream { rx, done: false }),
+            rx: Some(BodyStream {
+                rx,
+                done: false,
+                failure: None,
+            }),
             writer: Arc::new(Semaphore::new(1)),
         })
     }
