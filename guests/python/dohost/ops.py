@@ -214,9 +214,16 @@ async def stub_fetch(raw, url, method="GET", headers=None, body=None):
 
 async def stub_call(raw, method, args):
     """Calls RPC method ``method`` through the stub handle ``raw``."""
+    return await rpc_call(lambda message: raw.start_call(method, message), args)
+
+
+async def rpc_call(start, args):
+    """An RPC call's result: ``start(message)`` starts it with ``args`` as
+    a message (RpcTargets and functions lent), and its outcome comes back
+    as one (stubs in it kept until disposed)."""
     from .values import deserialize_message, serialize_message
 
-    outcome = await _await_op(raw.start_call(method, serialize_message(list(args))))
+    outcome = await _await_op(start(serialize_message(list(args))))
     return deserialize_message(_ok(outcome.value, CallError))
 
 

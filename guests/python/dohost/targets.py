@@ -10,13 +10,11 @@ keeps it with ``stub.dup()``; one received in a result lasts until it is
 disposed (``stub.dispose()``, or ``with stub:``) or the lending object's
 instance ends."""
 
-import inspect
-
 from componentize_py_types import Err
 from wit_world.imports import targets
 
+from . import ops
 from ._names import snake_case
-from .errors import CallError
 
 
 class RpcTarget:
@@ -33,7 +31,7 @@ _numbers = {}
 def _kind(value):
     """"target" or "function" when ``value`` passes by reference over RPC,
     else None."""
-    if isinstance(value, (RpcStub, FunctionStub)):
+    if isinstance(value, _Stub):
         return value._kind
     if isinstance(value, RpcTarget):
         return "target"
@@ -50,7 +48,7 @@ def capability_of(value):
     if kind is None:
         return None
     try:
-        if isinstance(value, (RpcStub, FunctionStub)):
+        if isinstance(value, _Stub):
             return targets.copy(value._live()), kind
         number = _numbers.get(id(value))
         if number is None:
@@ -95,10 +93,7 @@ async def call_with_message(fn, args):
         arguments = deserialize_message(args, received)
         if not isinstance(arguments, list):
             raise TypeError("the arguments of an RPC call must be a list")
-        result = fn(*arguments)
-        if inspect.isawaitable(result):
-            result = await result
-        return serialize_message(result)
+        return serialize_message(await ops.maybe_await(fn(*arguments)))
     finally:
         for stub in received:
             if not stub._kept:
@@ -108,11 +103,7 @@ async def call_with_message(fn, args):
 async def call_capability(capability, method, args):
     """Calls ``method`` of the target behind ``capability`` (empty: the
     function) with ``args``; its result, stubs in it kept until disposed."""
-    from .ops import _await_op, _ok
-    from .values import deserialize_message, serialize_message
-
-    outcome = await _await_op(targets.start_call(capability, method, serialize_message(list(args))))
-    return deserialize_message(_ok(outcome.value, CallError))
+    return await ops.rpc_call(lambda message: targets.start_call(capability, method, message), args)
 
 
 class _Stub:

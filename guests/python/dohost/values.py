@@ -112,9 +112,9 @@ def _default(encoder, value):
 
 
 def _is_target(value):
-    from .targets import RpcTarget, RpcStub
+    from .targets import RpcTarget, _Stub
 
-    return isinstance(value, (RpcTarget, RpcStub))
+    return isinstance(value, (RpcTarget, _Stub))
 
 
 def _prepare(value, memo, lend=None):
