@@ -104,7 +104,7 @@ impl Sources {
             extensions.any(|known| e == *known)
         }) && path.file_name().is_some_and(|n| {
             // npm's lock file is written by the build's tool install.
-            n != "package-lock.json" && !n.to_string_lossy().starts_with('.')
+            n != "package-lock.json" && !dohost::build::hidden(n)
         });
         source_file
             && self.modules.iter().any(|dir| {

@@ -232,10 +232,16 @@ fn first_module(
 /// `__pycache__/`) or installed packages (`node_modules/`). Builds and
 /// `--watch` do not look into them.
 pub fn skipped_folder(name: &std::ffi::OsStr) -> bool {
-    name.to_string_lossy().starts_with('.')
+    hidden(name)
         || ["target", "node_modules", "__pycache__"]
             .iter()
             .any(|skipped| name == *skipped)
+}
+
+/// Whether the file or folder `name` is hidden (`.dohost/`, an editor's
+/// `.counter.py.swp`): never a guest's source, for builds or `--watch`.
+pub fn hidden(name: &std::ffi::OsStr) -> bool {
+    name.to_string_lossy().starts_with('.')
 }
 
 fn cargo() -> String {

@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::{
-    WIT_FILES, build_error, first_module, lock_project, project_of, run_tool, skipped_folder,
-    write_files,
+    WIT_FILES, build_error, first_module, hidden, lock_project, project_of, run_tool,
+    skipped_folder, write_files,
 };
 use crate::error::Result;
 use crate::progress::Task;
@@ -346,7 +346,7 @@ fn hash_sources(base: &Path, dir: &Path, hasher: &mut blake3::Hasher) -> Result<
             if !skipped_folder(name) {
                 hash_sources(base, &path, hasher)?;
             }
-        } else if path.is_file() && !name.to_string_lossy().starts_with('.') {
+        } else if path.is_file() && !hidden(name) {
             let text = std::fs::read(&path)
                 .map_err(|e| build_error(format!("cannot read {}: {e}", path.display())))?;
             let relative = path.strip_prefix(base).unwrap_or(&path);
